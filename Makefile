@@ -1,0 +1,41 @@
+# curator: `make demo` runs the whole job on a small local model; `make test` runs the tests.
+# Both create .venv/ and install the pinned dependencies first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST_WORKERS ?= 2
+
+.PHONY: setup setup-light test test-all lint bench demo lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[all,dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
+
+test-all: setup
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m "slow or not slow"
+
+lint: setup
+	$(BIN)/ruff check curator tests bench
+	$(BIN)/ruff format --check curator tests bench
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python -m bench
+
+demo: setup
+	$(BIN)/python -m curator.demo --out demo-out
+
+lock: setup
+	$(BIN)/python -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/' > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf $(VENV) demo-out bench-out .olive-cache

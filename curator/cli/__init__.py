@@ -1,0 +1,1 @@
+"""The curator command line: Click glue only. Each module is one command group."""

@@ -1,0 +1,27 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+registry_option = click.option(
+    "--registry",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Registry file [default: $CURATOR_REGISTRY or registry/models.json].",
+)
+
+cache_dir_option = click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Foundry Local model cache [default: $FOUNDRY_CACHE_DIR or ~/.foundry/cache/models].",
+)

@@ -1,0 +1,77 @@
+"""The one output object: tables and text for people on stdout, JSON for scripts, progress on stderr."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def to_jsonable(value: Any) -> Any:
+    """Frozen dataclasses, paths and tuples as plain JSON values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+class Output:
+    def __init__(self, as_json: bool = False, quiet: bool = False) -> None:
+        self.as_json = as_json
+        self.quiet = quiet
+
+    def json(self, value: Any) -> None:
+        click.echo(json.dumps(to_jsonable(value), indent=2, ensure_ascii=False))
+
+    def text(self, message: str = "") -> None:
+        click.echo(message)
+
+    def table(self, rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
+        """A plain aligned table; ``-`` stands for a missing value."""
+        cells = [[_cell(v) for v in row] for row in rows]
+        widths = [len(h) for h in headers]
+        for row in cells:
+            widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+        line = "  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True))
+        click.echo(line.rstrip())
+        for row in cells:
+            click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+    def progress(self, message: str) -> None:
+        if not self.quiet:
+            click.echo(message, err=True)
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """``name ...`` then ``name done (1.2 s)`` on stderr."""
+        start = time.monotonic()
+        self.progress(f"{name} ...")
+        yield
+        self.progress(f"{name} done ({time.monotonic() - start:.1f} s)")
+
+    def warn(self, message: str) -> None:
+        click.secho(f"warning: {message}", err=True, fg="yellow")
+
+
+def _cell(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.2f}".rstrip("0").rstrip(".") if value != int(value) else str(int(value))
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value)) or "-"
+    return str(value)

@@ -1,0 +1,71 @@
+"""Errors a user can cause: each carries a one-line cause and a hint naming what to do next.
+
+The CLI maps every CuratorError to ``error: <cause>`` and ``hint: <hint>`` on stderr and exits with
+``exit_code``; anything else is a bug and shows a traceback only with CURATOR_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+
+class CuratorError(Exception):
+    """Base class: a problem the user can fix. ``exit_code`` 1 means a check or an operation failed."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageProblem(CuratorError):
+    """The command was asked for something malformed (bad id, unknown recipe, bad option value)."""
+
+    exit_code = 2
+
+
+class InputFileError(CuratorError):
+    """A file the user named is missing, unreadable or not valid JSON."""
+
+
+class RegistryError(CuratorError):
+    """The registry cannot be read, or an edit was refused."""
+
+
+class RegistryInvalid(RegistryError):
+    """An edit or a file breaks the schema or the team's policy; ``problems`` lists each one."""
+
+    def __init__(self, message: str, problems: tuple[str, ...], hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.problems = problems
+
+
+class NotFound(CuratorError):
+    """A model id, recipe or file that does not exist."""
+
+
+class RecipeError(CuratorError):
+    """A recipe file is missing or does not match the recipe schema."""
+
+
+class PreflightError(CuratorError):
+    """A compile would fail: found before any heavy work starts."""
+
+
+class CompileError(CuratorError):
+    """Olive ran but did not produce a usable model."""
+
+
+class HubError(CuratorError):
+    """Hugging Face Hub: offline, gated, missing repository or bad token."""
+
+
+class FoundryError(CuratorError):
+    """Foundry Local could not register, load or run a model."""
+
+
+class BenchError(CuratorError):
+    """A benchmark could not run or its input is malformed."""
