@@ -33,12 +33,9 @@ def parse_json(text: str, origin: str, what: str = "file") -> Any:
         ) from None
 
 
-def dumps_stable(data: Any) -> str:
-    """The house format: 2-space indent, UTF-8 kept as is, trailing newline.
-
-    Key order is kept as given: callers sort where order carries no meaning.
-    """
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+def dumps_stable(data: Any, sort_keys: bool = False) -> str:
+    """The house format: 2-space indent, UTF-8 kept as is, trailing newline."""
+    return json.dumps(data, indent=2, ensure_ascii=False, sort_keys=sort_keys) + "\n"
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -62,5 +59,5 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, dumps_stable(data))
+def write_json_atomic(path: Path, data: Any, sort_keys: bool = False) -> None:
+    write_text_atomic(path, dumps_stable(data, sort_keys))

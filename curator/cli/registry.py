@@ -1,15 +1,263 @@
-"""``curator registry ...`` and ``curator select`` (being written)."""
+"""``curator registry validate|list|show|add|update|remove|diff`` and ``curator select``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import click
+
+from curator.cli._options import json_option, registry_option
+from curator.cli._output import Output
+from curator.errors import InputFileError, NotFound, UsageProblem
+from curator.paths import registry_path
+from curator.registry import (
+    find_model,
+    load_registry,
+    load_registry_source,
+    remove_model,
+    update_model,
+    upsert_model,
+    validate_document,
+)
+from curator.registry.diff import BENCH_FIGURES, diff_documents, figure, latest_benchmark
+from curator.registry.document import merged
+from curator.registry.review import render_review
+from curator.registry.select import select_models
 
 
 @click.group()
 def registry() -> None:
-    """Validate, edit and review the team registry."""
+    """Validate, edit and review the team registry (registry/models.json)."""
+
+
+@registry.command()
+@registry_option
+@json_option
+def validate(registry: Path | None, as_json: bool) -> None:
+    """Check the registry against the schema and the team's policy (exit 1 when invalid)."""
+    path = registry_path(registry)
+    if not path.exists():
+        raise NotFound(f"registry not found: {path}", hint="pass --registry PATH")
+    report = validate_document(load_registry(path))
+    out = Output(as_json)
+    if as_json:
+        out.json({"registry": str(path), "valid": report.valid, "models": report.models,
+                  "problems": report.problems})
+    else:
+        for problem in report.problems:
+            out.text(str(problem))
+        verdict = "valid" if report.valid else f"INVALID: {len(report.problems)} problem(s)"
+        out.text(f"{path}: {report.models} model(s), {verdict}")
+    if not report.valid:
+        raise SystemExit(1)
+
+
+@registry.command("list")
+@registry_option
+@json_option
+def list_models(registry: Path | None, as_json: bool) -> None:
+    """List the registry's models."""
+    models = load_registry(registry_path(registry)).get("models", [])
+    out = Output(as_json)
+    if as_json:
+        out.json(models)
+        return
+    out.table(
+        [(m.get("id"), m.get("alias"), m.get("license"), m.get("fileSizeMb"), m.get("minRamGb"),
+          m.get("capabilities"),
+          figure(latest_benchmark(m), BENCH_FIGURES["decode tok/s"][0])) for m in models],
+        ["id", "alias", "license", "size MB", "min RAM GB", "capabilities", "decode tok/s"],
+    )
+
+
+@registry.command()
+@click.argument("model_id")
+@registry_option
+def show(model_id: str, registry: Path | None) -> None:
+    """Print one entry as JSON."""
+    path = registry_path(registry)
+    entry = find_model(load_registry(path), model_id)
+    if entry is None:
+        raise NotFound(f"no model {model_id!r} in {path}", hint="`curator registry list` shows ids")
+    Output(True).json(entry)
+
+
+# option name -> (entry path, click type); the same flags serve add and update.
+ENTRY_FLAGS: dict[str, tuple[tuple[str, ...], Any]] = {
+    "alias": (("alias",), str),
+    "display_name": (("displayName",), str),
+    "variant": (("variant",), str),
+    "task": (("task",), str),
+    "license": (("license",), str),
+    "publisher": (("publisher",), str),
+    "file_size_mb": (("fileSizeMb",), float),
+    "min_ram_gb": (("minRamGb",), float),
+    "context_length": (("contextLength",), int),
+    "device": (("runtime", "deviceType"), str),
+    "execution_provider": (("runtime", "executionProvider"), str),
+    "notes": (("notes",), str),
+}
+
+
+def entry_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for name, (_, kind) in reversed(ENTRY_FLAGS.items()):
+        command = click.option(f"--{name.replace('_', '-')}", name, type=kind, default=None)(
+            command)
+    command = click.option("--capability", "capabilities", multiple=True,
+                           help="Capability tag (repeat); replaces the list.")(command)
+    return click.option("--file", "entry_file", type=click.Path(dir_okay=False, path_type=Path),
+                        help="A JSON file with the entry (flags override its fields).")(command)
+
+
+def entry_from_options(entry_file: Path | None, capabilities: tuple[str, ...],
+                       flags: dict[str, Any]) -> dict[str, Any]:
+    from curator.jsonio import read_json
+
+    entry: dict[str, Any] = {}
+    if entry_file is not None:
+        data = read_json(entry_file, "entry file")
+        if not isinstance(data, dict):
+            raise InputFileError(f"{entry_file}: an entry must be a JSON object",
+                                 hint="see `curator registry show ID` for the shape")
+        entry = data
+    change: dict[str, Any] = {}
+    for name, value in flags.items():
+        if value is None:
+            continue
+        *parents, leaf = ENTRY_FLAGS[name][0]
+        target = change
+        for key in parents:
+            target = target.setdefault(key, {})
+        target[leaf] = value
+    if capabilities:
+        change["capabilities"] = list(capabilities)
+    return merged(entry, change)
+
+
+@registry.command()
+@click.option("--id", "model_id", help="Model id <name>-<variant>:<version> (or in --file).")
+@entry_options
+@registry_option
+def add(model_id: str | None, entry_file: Path | None, capabilities: tuple[str, ...],
+        registry: Path | None, **flags: Any) -> None:
+    """Add an entry from a JSON file and/or flags; refused if the registry would become invalid."""
+    entry = entry_from_options(entry_file, capabilities, flags)
+    if model_id:
+        entry["id"] = model_id
+    if "id" not in entry:
+        raise UsageProblem("no model id", hint="pass --id NAME-VARIANT:VERSION or an id in --file")
+    path = registry_path(registry)
+    if find_model(load_registry(path), entry["id"]) is not None:
+        raise UsageProblem(f"{entry['id']!r} is already in {path}",
+                           hint=f"use `curator registry update {entry['id']}`")
+    upsert_model(path, entry)
+    click.echo(f"added {entry['id']} to {path}")
+
+
+@registry.command()
+@click.argument("model_id")
+@entry_options
+@registry_option
+def update(model_id: str, entry_file: Path | None, capabilities: tuple[str, ...],
+           registry: Path | None, **flags: Any) -> None:
+    """Change fields of an entry (objects merge; lists and values are replaced)."""
+    change = entry_from_options(entry_file, capabilities, flags)
+    if change.get("id", model_id) != model_id:
+        raise UsageProblem("an update cannot change the id",
+                           hint="add the new id and remove the old one")
+    path = registry_path(registry)
+
+    def apply(entry: dict[str, Any]) -> None:
+        entry.update(merged(entry, change))
+
+    update_model(path, model_id, apply)
+    click.echo(f"updated {model_id} in {path}")
+
+
+@registry.command()
+@click.argument("model_id")
+@registry_option
+def remove(model_id: str, registry: Path | None) -> None:
+    """Remove an entry."""
+    path = registry_path(registry)
+    remove_model(path, model_id)
+    click.echo(f"removed {model_id} from {path}")
+
+
+@registry.command()
+@click.argument("base")
+@click.argument("head", required=False)
+@registry_option
+@click.option("--threshold", type=float, default=None,
+              help="Regression threshold in percent [default: policy.maxRegressionPct or 10].")
+@click.option("--fail-on-regression", is_flag=True, default=None,
+              help="Count benchmark regressions as policy violations.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the Markdown review to this file.")
+@json_option
+def diff(base: str, head: str | None, registry: Path | None, threshold: float | None,
+         fail_on_regression: bool | None, output: Path | None, as_json: bool) -> None:
+    """Review a registry change: BASE and HEAD are paths or git:REV (HEAD defaults to the file).
+
+    Exit 1 when HEAD violates policy.
+    """
+    default = registry_path(registry)
+    base_doc, base_label = load_registry_source(base, default)
+    head_doc, head_label = load_registry_source(head or str(default), default)
+    result = diff_documents(base_doc, head_doc, base_label, head_label, threshold,
+                            fail_on_regression)
+    markdown = render_review(result)
+    if output is not None:
+        from curator.jsonio import write_text_atomic
+
+        write_text_atomic(output, markdown + "\n")
+    out = Output(as_json)
+    if as_json:
+        out.json({**_asdict(result), "regressions": result.regressions, "markdown": markdown})
+    else:
+        out.text(markdown)
+    if result.violations:
+        raise SystemExit(1)
+
+
+def _asdict(value: Any) -> dict[str, Any]:
+    from curator.cli._output import to_jsonable
+
+    data: dict[str, Any] = to_jsonable(value)
+    return data
 
 
 @click.command()
-def select() -> None:
-    """Pick the best registry entry for this machine."""
+@click.option("--task", default="chat", show_default=True, help="Task (chat = chat-completion).")
+@click.option("--capability", "capabilities", multiple=True, help="Required capability (repeat).")
+@click.option("--ram-gb", type=float, default=None,
+              help="RAM to fit in [default: this machine's total RAM].")
+@registry_option
+@json_option
+def select(task: str, capabilities: tuple[str, ...], ram_gb: float | None, registry: Path | None,
+           as_json: bool) -> None:
+    """Pick the best registry entry for this machine (exit 1 when none fits)."""
+    if ram_gb is None:
+        import psutil
+
+        ram_gb = psutil.virtual_memory().total / 2**30
+    selection = select_models(load_registry(registry_path(registry)), task, capabilities, ram_gb)
+    out = Output(as_json)
+    if as_json:
+        out.json({**_asdict(selection), "best": selection.best})
+    else:
+        if selection.best:
+            best = selection.best
+            speed = (f"{best.decode_tokens_per_sec:.1f} tok/s measured"
+                     if best.decode_tokens_per_sec is not None else "not benchmarked yet")
+            out.text(f"best: {best.id} ({speed}, needs {best.min_ram_gb:g} GB)")
+        else:
+            out.text(f"no model fits task {selection.task} with {ram_gb:.1f} GB RAM")
+        for other in selection.ranked[1:]:
+            out.text(f"  also fits: {other.id}")
+        for excluded in selection.excluded:
+            out.text(f"  excluded: {excluded.id}: {excluded.reason}")
+    if selection.best is None:
+        raise SystemExit(1)

@@ -1,0 +1,25 @@
+"""The team registry (registry/models.json): load, validate, edit, diff, select."""
+
+from curator.registry.document import (
+    GitSource,
+    empty_document,
+    find_model,
+    load_registry,
+    load_registry_source,
+)
+from curator.registry.rules import ValidationReport, validate_document
+from curator.registry.store import edit_registry, remove_model, update_model, upsert_model
+
+__all__ = [
+    "GitSource",
+    "ValidationReport",
+    "edit_registry",
+    "empty_document",
+    "find_model",
+    "load_registry",
+    "load_registry_source",
+    "remove_model",
+    "update_model",
+    "upsert_model",
+    "validate_document",
+]

@@ -1,0 +1,113 @@
+"""Edits to the registry file: under a file lock, validated before writing, written atomically."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from curator.errors import NotFound, RegistryInvalid
+from curator.jsonio import write_json_atomic
+from curator.registry.document import Document, Entry, canonical, find_model, load_registry
+from curator.registry.rules import validate_document
+from curator.schemas import Problem
+
+T = TypeVar("T")
+LOCK_TIMEOUT_S = 60.0
+
+
+def lock_path(path: Path) -> Path:
+    return path.parent / f".{path.name}.lock"
+
+
+def edit_registry(path: Path, mutate: Callable[[Document], T]) -> T:
+    """Load, apply ``mutate`` to a copy, validate, write: all under the registry's lock.
+
+    An edit that introduces a problem is refused and the file is left as it was. Problems the file
+    already had before the edit do not block it (so a broken registry can be repaired edit by edit).
+    """
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock_path(path)), timeout=LOCK_TIMEOUT_S):
+        before = load_registry(path)
+        after = copy.deepcopy(before)
+        result = mutate(after)
+        after = canonical(after)
+        introduced = _keyed(after, validate_document(after).problems) - _keyed(
+            before, validate_document(before).problems)
+        if introduced:
+            problems = tuple(sorted(str(p) for _, p in introduced))
+            raise RegistryInvalid(
+                f"edit refused: it would leave {path} invalid ({len(problems)} problem(s))",
+                problems,
+                hint="fix the entry and retry; `curator registry validate` shows the rules",
+            )
+        write_json_atomic(path, after, sort_keys=True)
+        return result
+
+
+def _keyed(document: Document, problems: tuple[Problem, ...]) -> set[tuple[str, Problem]]:
+    """Problems keyed by model id rather than list index, so re-sorting does not make them 'new'."""
+    models = document.get("models", []) if isinstance(document, dict) else []
+    keyed = set()
+    for problem in problems:
+        key = ""
+        if problem.path.startswith("models["):
+            index = int(problem.path[7:problem.path.index("]")])
+            entry = models[index] if index < len(models) else None
+            key = str(entry.get("id")) if isinstance(entry, dict) else str(index)
+            tail = problem.path[problem.path.index("]") + 1:]
+            problem = Problem(tail, problem.rule, _strip_indices(problem.message))
+        keyed.add((key, problem))
+    return keyed
+
+
+def _strip_indices(message: str) -> str:
+    return re.sub(r"models\[\d+\]", "models[…]", message)
+
+
+def upsert_model(path: Path, entry: Entry) -> Literal["added", "updated"]:
+    """Add ``entry``, or replace the entry with the same id."""
+
+    def mutate(document: Document) -> Literal["added", "updated"]:
+        models = document.setdefault("models", [])
+        for i, existing in enumerate(models):
+            if isinstance(existing, dict) and existing.get("id") == entry.get("id"):
+                models[i] = entry
+                return "updated"
+        models.append(entry)
+        return "added"
+
+    return edit_registry(path, mutate)
+
+
+def update_model(path: Path, model_id: str, change: Callable[[Entry], None]) -> Entry:
+    """Apply ``change`` to the entry ``model_id`` in place; NotFound when there is none."""
+
+    def mutate(document: Document) -> Entry:
+        entry = find_model(document, model_id)
+        if entry is None:
+            raise _not_found(model_id, path)
+        change(entry)
+        return entry
+
+    return edit_registry(path, mutate)
+
+
+def remove_model(path: Path, model_id: str) -> Entry:
+    def mutate(document: Document) -> Entry:
+        entry = find_model(document, model_id)
+        if entry is None:
+            raise _not_found(model_id, path)
+        document["models"].remove(entry)
+        return entry
+
+    return edit_registry(path, mutate)
+
+
+def _not_found(model_id: str, path: Path) -> NotFound:
+    return NotFound(f"no model {model_id!r} in {path}",
+                    hint=f"`curator registry list --registry {path}` shows the ids")
