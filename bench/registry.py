@@ -30,11 +30,19 @@ def measure(workdir: Path) -> list[Ratio]:
     entries = [make_entry(i, benchmarks=[make_benchmark()]) for i in range(ENTRIES)]
     write_json_atomic(registry, make_document(entries), sort_keys=True)
     baseline = _best_of([sys.executable, "-c", "pass"])
-    validate = _best_of([sys.executable, "-m", "curator", "registry", "validate",
-                         "--registry", str(registry)], runs=3)
+    validate = _best_of(
+        [sys.executable, "-m", "curator", "registry", "validate", "--registry", str(registry)],
+        runs=3,
+    )
     help_time = _best_of([sys.executable, "-m", "curator", "--help"])
     return [
-        Ratio(f"registry validate, {ENTRIES} entries (vs 2 s target)", validate, 2.0, "s",
-              "< 1.0", validate < 2.0),
+        Ratio(
+            f"registry validate, {ENTRIES} entries (vs 2 s target)",
+            validate,
+            2.0,
+            "s",
+            "< 1.0",
+            validate < 2.0,
+        ),
         Ratio("curator --help start-up vs python -c pass", help_time, baseline, "s"),
     ]

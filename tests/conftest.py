@@ -34,8 +34,9 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     yield tmp_path
 
 
-def run_curator(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-                timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run_curator(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     """Run the real ``curator`` command line in a fresh process."""
     return subprocess.run(
         [sys.executable, "-m", "curator", *args],

@@ -30,22 +30,38 @@ def make_entry(n: int = 0, **overrides: Any) -> dict[str, Any]:
         "minRamGb": 1.0,
         "contextLength": 4096,
         "runtime": {"deviceType": "CPU", "executionProvider": "CPUExecutionProvider"},
-        "source": {"repo": f"org/model{n}", "revision": sha(f"rev{n}")[:40],
-                   "architecture": "Qwen2ForCausalLM", "parameters": 50_000_000},
-        "build": {"recipe": "int4-cpu", "recipeSha256": sha("int4-cpu"),
-                  "tools": {"olive-ai": "0.13.0", "onnxruntime-genai": "0.14.1"},
-                  "artifacts": artifacts},
+        "source": {
+            "repo": f"org/model{n}",
+            "revision": sha(f"rev{n}")[:40],
+            "architecture": "Qwen2ForCausalLM",
+            "parameters": 50_000_000,
+        },
+        "build": {
+            "recipe": "int4-cpu",
+            "recipeSha256": sha("int4-cpu"),
+            "tools": {"olive-ai": "0.13.0", "onnxruntime-genai": "0.14.1"},
+            "artifacts": artifacts,
+        },
     }
     entry.update(overrides)
     return entry
 
 
-def make_benchmark(date: str = "2026-11-01T10:00:00Z", decode: float = 50.0,
-                   ttft: float = 100.0, peak_mb: float = 600.0) -> dict[str, Any]:
+def make_benchmark(
+    date: str = "2026-11-01T10:00:00Z",
+    decode: float = 50.0,
+    ttft: float = 100.0,
+    peak_mb: float = 600.0,
+) -> dict[str, Any]:
     return {
         "date": date,
-        "machine": {"fingerprint": sha("machine")[:16], "cpu": "Test CPU", "cores": 2,
-                    "ramGb": 24.0, "os": "Linux"},
+        "machine": {
+            "fingerprint": sha("machine")[:16],
+            "cpu": "Test CPU",
+            "cores": 2,
+            "ramGb": 24.0,
+            "os": "Linux",
+        },
         "decodeTokensPerSec": {"mean": decode, "p95": decode * 0.9},
         "ttftMs": {"mean": ttft, "p95": ttft * 1.5},
         "latencyMs": {"mean": ttft * 10, "p95": ttft * 12},

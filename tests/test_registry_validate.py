@@ -46,8 +46,13 @@ def test_duplicate_ids() -> None:
 
 def test_alias_unique_per_variant() -> None:
     same = make_entry(1, alias="model0")
-    gpu = make_entry(2, alias="model0", id="model0-cuda-gpu:1", variant="cuda-gpu",
-                     runtime={"deviceType": "GPU", "executionProvider": "CUDAExecutionProvider"})
+    gpu = make_entry(
+        2,
+        alias="model0",
+        id="model0-cuda-gpu:1",
+        variant="cuda-gpu",
+        runtime={"deviceType": "GPU", "executionProvider": "CUDAExecutionProvider"},
+    )
     found = problems_of(make_document([make_entry(0), same, gpu]))
     assert ("models[1].alias", "unique-alias-per-variant") in found
     assert not [p for p in found if p[0].startswith("models[2]")]
@@ -77,13 +82,16 @@ def test_license_must_be_allowed_by_policy() -> None:
     assert problems_of(document) == []
 
 
-@pytest.mark.parametrize("path", ["../secrets", "/etc/passwd", "a/../../b", "C:/x", "a\\b",
-                                  "a//b", "./model.onnx", "bad\nname"])
+@pytest.mark.parametrize(
+    "path",
+    ["../secrets", "/etc/passwd", "a/../../b", "C:/x", "a\\b", "a//b", "./model.onnx", "bad\nname"],
+)
 def test_artifact_paths_must_be_relative_and_inside(path: str) -> None:
     entry = make_entry(0)
     entry["build"]["artifacts"][0]["path"] = path
     assert ("models[0].build.artifacts[0].path", "artifact-path-safe") in problems_of(
-        make_document([entry]))
+        make_document([entry])
+    )
 
 
 def test_artifact_sha256_and_size_consistency() -> None:
@@ -96,12 +104,22 @@ def test_artifact_sha256_and_size_consistency() -> None:
 
 
 def test_fidelity_thresholds_from_policy() -> None:
-    fidelity = {"reference": "local:x", "tokens": 100, "klMean": 0.3, "klP99": 1.0,
-                "top1Agreement": 0.7, "perplexity": 20.0, "referencePerplexity": 18.0}
-    document = make_document([make_entry(0, fidelity=fidelity)],
-                             minTop1Agreement=0.9, maxKlDivergence=0.1)
-    assert problems_of(document) == [("models[0].fidelity.top1Agreement", "fidelity-top1"),
-                                     ("models[0].fidelity.klMean", "fidelity-kl")]
+    fidelity = {
+        "reference": "local:x",
+        "tokens": 100,
+        "klMean": 0.3,
+        "klP99": 1.0,
+        "top1Agreement": 0.7,
+        "perplexity": 20.0,
+        "referencePerplexity": 18.0,
+    }
+    document = make_document(
+        [make_entry(0, fidelity=fidelity)], minTop1Agreement=0.9, maxKlDivergence=0.1
+    )
+    assert problems_of(document) == [
+        ("models[0].fidelity.top1Agreement", "fidelity-top1"),
+        ("models[0].fidelity.klMean", "fidelity-kl"),
+    ]
 
 
 def write(path: Path, document: dict[str, Any]) -> Path:
@@ -119,8 +137,9 @@ def test_cli_validate_exit_codes_and_one_line_problems(tmp_path: Path) -> None:
     failed = run_curator("registry", "validate", "--registry", str(bad))
     assert failed.returncode == 1
     assert failed.stdout.splitlines()[0].startswith("models[1].minRamGb: ")
-    as_json = json.loads(run_curator("registry", "validate", "--registry", str(bad),
-                                     "--json").stdout)
+    as_json = json.loads(
+        run_curator("registry", "validate", "--registry", str(bad), "--json").stdout
+    )
     assert as_json["valid"] is False
     assert as_json["problems"][0]["path"] == "models[1].minRamGb"
 

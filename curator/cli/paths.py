@@ -23,7 +23,10 @@ def paths(registry: Path | None, cache_dir: Path | None, as_json: bool) -> None:
         out.json(resolved)
         return
     out.table(
-        [("registry", resolved.registry), ("foundry-cache", resolved.foundry_cache),
-         ("home", resolved.home)],
+        [
+            ("registry", resolved.registry),
+            ("foundry-cache", resolved.foundry_cache),
+            ("home", resolved.home),
+        ],
         ["what", "path"],
     )

@@ -43,8 +43,14 @@ def validate(registry: Path | None, as_json: bool) -> None:
     report = validate_document(load_registry(path))
     out = Output(as_json)
     if as_json:
-        out.json({"registry": str(path), "valid": report.valid, "models": report.models,
-                  "problems": report.problems})
+        out.json(
+            {
+                "registry": str(path),
+                "valid": report.valid,
+                "models": report.models,
+                "problems": report.problems,
+            }
+        )
     else:
         for problem in report.problems:
             out.text(str(problem))
@@ -65,9 +71,18 @@ def list_models(registry: Path | None, as_json: bool) -> None:
         out.json(models)
         return
     out.table(
-        [(m.get("id"), m.get("alias"), m.get("license"), m.get("fileSizeMb"), m.get("minRamGb"),
-          m.get("capabilities"),
-          figure(latest_benchmark(m), BENCH_FIGURES["decode tok/s"][0])) for m in models],
+        [
+            (
+                m.get("id"),
+                m.get("alias"),
+                m.get("license"),
+                m.get("fileSizeMb"),
+                m.get("minRamGb"),
+                m.get("capabilities"),
+                figure(latest_benchmark(m), BENCH_FIGURES["decode tok/s"][0]),
+            )
+            for m in models
+        ],
         ["id", "alias", "license", "size MB", "min RAM GB", "capabilities", "decode tok/s"],
     )
 
@@ -104,23 +119,35 @@ ENTRY_FLAGS: dict[str, tuple[tuple[str, ...], Any]] = {
 def entry_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for name, (_, kind) in reversed(ENTRY_FLAGS.items()):
         command = click.option(f"--{name.replace('_', '-')}", name, type=kind, default=None)(
-            command)
-    command = click.option("--capability", "capabilities", multiple=True,
-                           help="Capability tag (repeat); replaces the list.")(command)
-    return click.option("--file", "entry_file", type=click.Path(dir_okay=False, path_type=Path),
-                        help="A JSON file with the entry (flags override its fields).")(command)
+            command
+        )
+    command = click.option(
+        "--capability",
+        "capabilities",
+        multiple=True,
+        help="Capability tag (repeat); replaces the list.",
+    )(command)
+    return click.option(
+        "--file",
+        "entry_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="A JSON file with the entry (flags override its fields).",
+    )(command)
 
 
-def entry_from_options(entry_file: Path | None, capabilities: tuple[str, ...],
-                       flags: dict[str, Any]) -> dict[str, Any]:
+def entry_from_options(
+    entry_file: Path | None, capabilities: tuple[str, ...], flags: dict[str, Any]
+) -> dict[str, Any]:
     from curator.jsonio import read_json
 
     entry: dict[str, Any] = {}
     if entry_file is not None:
         data = read_json(entry_file, "entry file")
         if not isinstance(data, dict):
-            raise InputFileError(f"{entry_file}: an entry must be a JSON object",
-                                 hint="see `curator registry show ID` for the shape")
+            raise InputFileError(
+                f"{entry_file}: an entry must be a JSON object",
+                hint="see `curator registry show ID` for the shape",
+            )
         entry = data
     change: dict[str, Any] = {}
     for name, value in flags.items():
@@ -140,8 +167,13 @@ def entry_from_options(entry_file: Path | None, capabilities: tuple[str, ...],
 @click.option("--id", "model_id", help="Model id <name>-<variant>:<version> (or in --file).")
 @entry_options
 @registry_option
-def add(model_id: str | None, entry_file: Path | None, capabilities: tuple[str, ...],
-        registry: Path | None, **flags: Any) -> None:
+def add(
+    model_id: str | None,
+    entry_file: Path | None,
+    capabilities: tuple[str, ...],
+    registry: Path | None,
+    **flags: Any,
+) -> None:
     """Add an entry from a JSON file and/or flags; refused if the registry would become invalid."""
     entry = entry_from_options(entry_file, capabilities, flags)
     if model_id:
@@ -150,8 +182,10 @@ def add(model_id: str | None, entry_file: Path | None, capabilities: tuple[str, 
         raise UsageProblem("no model id", hint="pass --id NAME-VARIANT:VERSION or an id in --file")
     path = registry_path(registry)
     if find_model(load_registry(path), entry["id"]) is not None:
-        raise UsageProblem(f"{entry['id']!r} is already in {path}",
-                           hint=f"use `curator registry update {entry['id']}`")
+        raise UsageProblem(
+            f"{entry['id']!r} is already in {path}",
+            hint=f"use `curator registry update {entry['id']}`",
+        )
     upsert_model(path, entry)
     click.echo(f"added {entry['id']} to {path}")
 
@@ -160,13 +194,19 @@ def add(model_id: str | None, entry_file: Path | None, capabilities: tuple[str, 
 @click.argument("model_id")
 @entry_options
 @registry_option
-def update(model_id: str, entry_file: Path | None, capabilities: tuple[str, ...],
-           registry: Path | None, **flags: Any) -> None:
+def update(
+    model_id: str,
+    entry_file: Path | None,
+    capabilities: tuple[str, ...],
+    registry: Path | None,
+    **flags: Any,
+) -> None:
     """Change fields of an entry (objects merge; lists and values are replaced)."""
     change = entry_from_options(entry_file, capabilities, flags)
     if change.get("id", model_id) != model_id:
-        raise UsageProblem("an update cannot change the id",
-                           hint="add the new id and remove the old one")
+        raise UsageProblem(
+            "an update cannot change the id", hint="add the new id and remove the old one"
+        )
     path = registry_path(registry)
 
     def apply(entry: dict[str, Any]) -> None:
@@ -190,15 +230,33 @@ def remove(model_id: str, registry: Path | None) -> None:
 @click.argument("base")
 @click.argument("head", required=False)
 @registry_option
-@click.option("--threshold", type=float, default=None,
-              help="Regression threshold in percent [default: policy.maxRegressionPct or 10].")
-@click.option("--fail-on-regression", is_flag=True, default=None,
-              help="Count benchmark regressions as policy violations.")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the Markdown review to this file.")
+@click.option(
+    "--threshold",
+    type=float,
+    default=None,
+    help="Regression threshold in percent [default: policy.maxRegressionPct or 10].",
+)
+@click.option(
+    "--fail-on-regression",
+    is_flag=True,
+    default=None,
+    help="Count benchmark regressions as policy violations.",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the Markdown review to this file.",
+)
 @json_option
-def diff(base: str, head: str | None, registry: Path | None, threshold: float | None,
-         fail_on_regression: bool | None, output: Path | None, as_json: bool) -> None:
+def diff(
+    base: str,
+    head: str | None,
+    registry: Path | None,
+    threshold: float | None,
+    fail_on_regression: bool | None,
+    output: Path | None,
+    as_json: bool,
+) -> None:
     """Review a registry change: BASE and HEAD are paths or git:REV (HEAD defaults to the file).
 
     Exit 1 when HEAD violates policy.
@@ -206,8 +264,9 @@ def diff(base: str, head: str | None, registry: Path | None, threshold: float | 
     default = registry_path(registry)
     base_doc, base_label = load_registry_source(base, default)
     head_doc, head_label = load_registry_source(head or str(default), default)
-    result = diff_documents(base_doc, head_doc, base_label, head_label, threshold,
-                            fail_on_regression)
+    result = diff_documents(
+        base_doc, head_doc, base_label, head_label, threshold, fail_on_regression
+    )
     markdown = render_review(result)
     if output is not None:
         from curator.jsonio import write_text_atomic
@@ -232,12 +291,18 @@ def _asdict(value: Any) -> dict[str, Any]:
 @click.command()
 @click.option("--task", default="chat", show_default=True, help="Task (chat = chat-completion).")
 @click.option("--capability", "capabilities", multiple=True, help="Required capability (repeat).")
-@click.option("--ram-gb", type=float, default=None,
-              help="RAM to fit in [default: this machine's total RAM].")
+@click.option(
+    "--ram-gb", type=float, default=None, help="RAM to fit in [default: this machine's total RAM]."
+)
 @registry_option
 @json_option
-def select(task: str, capabilities: tuple[str, ...], ram_gb: float | None, registry: Path | None,
-           as_json: bool) -> None:
+def select(
+    task: str,
+    capabilities: tuple[str, ...],
+    ram_gb: float | None,
+    registry: Path | None,
+    as_json: bool,
+) -> None:
     """Pick the best registry entry for this machine (exit 1 when none fits)."""
     if ram_gb is None:
         import psutil
@@ -250,8 +315,11 @@ def select(task: str, capabilities: tuple[str, ...], ram_gb: float | None, regis
     else:
         if selection.best:
             best = selection.best
-            speed = (f"{best.decode_tokens_per_sec:.1f} tok/s measured"
-                     if best.decode_tokens_per_sec is not None else "not benchmarked yet")
+            speed = (
+                f"{best.decode_tokens_per_sec:.1f} tok/s measured"
+                if best.decode_tokens_per_sec is not None
+                else "not benchmarked yet"
+            )
             out.text(f"best: {best.id} ({speed}, needs {best.min_ram_gb:g} GB)")
         else:
             out.text(f"no model fits task {selection.task} with {ram_gb:.1f} GB RAM")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from curator.registry.document import Document, Entry
-from curator.registry.rules import validate_document
+from curator.registry.rules import policy_of, validate_document
 from curator.schemas import Problem
 
 # figure name -> (path into a benchmark summary, True when higher is better)
@@ -58,14 +58,20 @@ class RegistryDiff:
         return tuple(f for f in self.figures if f.regression)
 
 
-def diff_documents(base: Document, head: Document, base_label: str = "base",
-                   head_label: str = "head", threshold_pct: float | None = None,
-                   fail_on_regression: bool | None = None) -> RegistryDiff:
+def diff_documents(
+    base: Document,
+    head: Document,
+    base_label: str = "base",
+    head_label: str = "head",
+    threshold_pct: float | None = None,
+    fail_on_regression: bool | None = None,
+) -> RegistryDiff:
     base_models = _by_id(base)
     head_models = _by_id(head)
-    policy = head.get("policy") if isinstance(head.get("policy"), dict) else {}
-    threshold = threshold_pct if threshold_pct is not None else float(
-        policy.get("maxRegressionPct", 10))
+    policy = policy_of(head)
+    threshold = (
+        threshold_pct if threshold_pct is not None else float(policy.get("maxRegressionPct", 10))
+    )
     changed: list[tuple[str, tuple[FieldChange, ...]]] = []
     figures: list[FigureChange] = []
     for model_id in sorted(base_models.keys() & head_models.keys()):
@@ -75,13 +81,21 @@ def diff_documents(base: Document, head: Document, base_label: str = "base",
             changed.append((model_id, fields))
         figures.extend(_figure_changes(model_id, old, new, threshold))
     violations = list(validate_document(head).problems)
-    regression_fails = (fail_on_regression if fail_on_regression is not None
-                        else bool(policy.get("failOnRegression", False)))
+    regression_fails = (
+        fail_on_regression
+        if fail_on_regression is not None
+        else bool(policy.get("failOnRegression", False))
+    )
     if regression_fails:
         violations.extend(
-            Problem(f"models[id={f.model_id}]", "benchmark-regression",
-                    f"{f.figure} {f.change_pct:+.1f}% is past the {threshold:g}% threshold")
-            for f in figures if f.regression)
+            Problem(
+                f"models[id={f.model_id}]",
+                "benchmark-regression",
+                f"{f.figure} {f.change_pct:+.1f}% is past the {threshold:g}% threshold",
+            )
+            for f in figures
+            if f.regression
+        )
     return RegistryDiff(
         base_label=base_label,
         head_label=head_label,
@@ -89,8 +103,9 @@ def diff_documents(base: Document, head: Document, base_label: str = "base",
         removed=tuple(base_models[i] for i in sorted(base_models.keys() - head_models.keys())),
         changed=tuple(changed),
         figures=tuple(figures),
-        policy_changes=tuple(_field_changes(_flatten(base.get("policy") or {}),
-                                            _flatten(head.get("policy") or {}))),
+        policy_changes=tuple(
+            _field_changes(_flatten(policy_of(base)), _flatten(policy_of(head)))
+        ),
         violations=tuple(violations),
         threshold_pct=threshold,
     )
@@ -115,7 +130,8 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
                 for artifact in item:
                     if isinstance(artifact, dict):
                         flat[f"{path}[{artifact.get('path')}]"] = (
-                            f"{artifact.get('sha256', '')[:12]} {artifact.get('bytes')} B")
+                            f"{artifact.get('sha256', '')[:12]} {artifact.get('bytes')} B"
+                        )
             else:
                 flat.update(_flatten(item, path))
         return flat
@@ -130,16 +146,20 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _field_changes(old: dict[str, Any], new: dict[str, Any]) -> list[FieldChange]:
-    return [FieldChange(k, old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys())
-            if old.get(k) != new.get(k)]
+    return [
+        FieldChange(k, old.get(k), new.get(k))
+        for k in sorted(old.keys() | new.keys())
+        if old.get(k) != new.get(k)
+    ]
 
 
 def latest_benchmark(entry: Entry) -> dict[str, Any] | None:
     runs = entry.get("benchmarks")
     if not isinstance(runs, list) or not runs:
         return None
-    return max((r for r in runs if isinstance(r, dict)), key=lambda r: str(r.get("date", "")),
-               default=None)
+    return max(
+        (r for r in runs if isinstance(r, dict)), key=lambda r: str(r.get("date", "")), default=None
+    )
 
 
 def figure(record: dict[str, Any] | None, path: tuple[str, ...]) -> float | None:
@@ -149,10 +169,11 @@ def figure(record: dict[str, Any] | None, path: tuple[str, ...]) -> float | None
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def _figure_changes(model_id: str, old: Entry, new: Entry,
-                    threshold: float) -> list[FigureChange]:
-    pairs = [(latest_benchmark(old), latest_benchmark(new), BENCH_FIGURES),
-             (old.get("fidelity"), new.get("fidelity"), FIDELITY_FIGURES)]
+def _figure_changes(model_id: str, old: Entry, new: Entry, threshold: float) -> list[FigureChange]:
+    pairs = [
+        (latest_benchmark(old), latest_benchmark(new), BENCH_FIGURES),
+        (old.get("fidelity"), new.get("fidelity"), FIDELITY_FIGURES),
+    ]
     changes = []
     for before, after, figures in pairs:
         for name, (path, higher_is_better) in figures.items():

@@ -50,7 +50,9 @@ class GitSource:
             return None
         revision, _, path = text[4:].partition(":")
         if not revision:
-            raise InputFileError(f"no revision in {text!r}", hint="write git:REV, e.g. git:origin/main")
+            raise InputFileError(
+                f"no revision in {text!r}", hint="write git:REV, e.g. git:origin/main"
+            )
         return cls(revision, path or None)
 
 
@@ -63,7 +65,9 @@ def load_registry_source(spec: str, default_path: Path) -> tuple[Document, str]:
     if git is None:
         path = Path(spec)
         if not path.exists():
-            raise InputFileError(f"registry not found: {path}", hint="check the path or use git:REV")
+            raise InputFileError(
+                f"registry not found: {path}", hint="check the path or use git:REV"
+            )
         return load_registry(path), str(path)
     path = Path(git.path) if git.path else default_path
     text = _git_show(git.revision, path)
@@ -77,10 +81,16 @@ def _git_show(revision: str, path: Path) -> str | None:
     absolute = path.absolute()
     workdir = absolute.parent if absolute.parent.exists() else Path.cwd()
     top = _git(["rev-parse", "--show-toplevel"], workdir).strip()
-    relative = absolute.relative_to(Path(top).resolve()) if absolute.is_relative_to(
-        Path(top).resolve()) else Path(path)
-    _git(["rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"], workdir,
-         what=f"unknown git revision {revision!r}")
+    relative = (
+        absolute.relative_to(Path(top).resolve())
+        if absolute.is_relative_to(Path(top).resolve())
+        else Path(path)
+    )
+    _git(
+        ["rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"],
+        workdir,
+        what=f"unknown git revision {revision!r}",
+    )
     try:
         return _git(["show", f"{revision}:{relative.as_posix()}"], workdir)
     except RegistryError:
@@ -100,8 +110,10 @@ def _git(args: list[str], cwd: Path, what: str | None = None) -> str:
 
 def _require_object(data: Any, origin: str) -> Document:
     if not isinstance(data, dict):
-        raise InputFileError(f"{origin}: the registry must be a JSON object",
-                             hint="start from registry/models.json in the repository")
+        raise InputFileError(
+            f"{origin}: the registry must be a JSON object",
+            hint="start from registry/models.json in the repository",
+        )
     return data
 
 
@@ -123,8 +135,10 @@ def canonical(document: Document) -> Document:
             model["benchmarks"] = sorted(model["benchmarks"], key=lambda b: str(b.get("date", "")))
         build = model.get("build")
         if isinstance(build, dict) and isinstance(build.get("artifacts"), list):
-            model["build"] = {**build, "artifacts": sorted(
-                build["artifacts"], key=lambda a: str(a.get("path", "")))}
+            model["build"] = {
+                **build,
+                "artifacts": sorted(build["artifacts"], key=lambda a: str(a.get("path", ""))),
+            }
     return {**document, "models": sorted(models, key=lambda m: str(m.get("id", "")))}
 
 
@@ -133,6 +147,7 @@ def merged(base: Entry, change: Entry) -> Entry:
     result = dict(base)
     for key, value in change.items():
         old = result.get(key)
-        result[key] = merged(old, value) if isinstance(old, dict) and isinstance(value, dict) \
-            else value
+        result[key] = (
+            merged(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
+        )
     return result

@@ -13,7 +13,8 @@ def render_review(diff: RegistryDiff) -> str:
     lines.append(
         f"**{verdict}** · {len(diff.added)} added · {len(diff.removed)} removed · "
         f"{len(diff.changed)} changed · {len(diff.regressions)} regression(s) past "
-        f"{diff.threshold_pct:g}%")
+        f"{diff.threshold_pct:g}%"
+    )
     lines.append("")
     if diff.policy_changes:
         lines += ["### ⚠️ Policy changed", "", "| setting | base | head |", "|---|---|---|"]
@@ -24,16 +25,21 @@ def render_review(diff: RegistryDiff) -> str:
         lines += [f"- {_code(p.path)} {_md(p.message)} (`{p.rule}`)" for p in diff.violations]
         lines.append("")
     if diff.added:
-        lines += ["### Added", "",
-                  "| id | license | size MB | min RAM GB | recipe | source | decode tok/s |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "### Added",
+            "",
+            "| id | name | license | size MB | min RAM GB | recipe | source | decode tok/s |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for entry in diff.added:
             decode = figure(latest_benchmark(entry), BENCH_FIGURES["decode tok/s"][0])
             lines.append(
-                f"| {_code(entry.get('id'))} | {_md(entry.get('license'))} "
+                f"| {_code(entry.get('id'))} | {_md(entry.get('displayName'))} "
+                f"| {_md(entry.get('license'))} "
                 f"| {_md(entry.get('fileSizeMb'))} | {_md(entry.get('minRamGb'))} "
                 f"| {_md(_get(entry, 'build', 'recipe'))} | {_md(_get(entry, 'source', 'repo'))} "
-                f"| {_md(decode)} |")
+                f"| {_md(decode)} |"
+            )
         lines.append("")
     if diff.removed:
         lines += ["### Removed", ""]
@@ -46,12 +52,18 @@ def render_review(diff: RegistryDiff) -> str:
             lines += [f"| {_md(c.field)} | {_md(c.base)} | {_md(c.head)} |" for c in fields]
             lines.append("")
     if diff.figures:
-        lines += ["### Benchmarks and fidelity (latest run)", "",
-                  "| model | figure | base | head | change | |", "|---|---|---|---|---|---|"]
+        lines += [
+            "### Benchmarks and fidelity (latest run)",
+            "",
+            "| model | figure | base | head | change | |",
+            "|---|---|---|---|---|---|",
+        ]
         for f in diff.figures:
             flag = "🔻 regression" if f.regression else ""
-            lines.append(f"| {_code(f.model_id)} | {f.figure} | {f.base:.4g} | {f.head:.4g} "
-                         f"| {f.change_pct:+.1f}% | {flag} |")
+            lines.append(
+                f"| {_code(f.model_id)} | {f.figure} | {f.base:.4g} | {f.head:.4g} "
+                f"| {f.change_pct:+.1f}% | {flag} |"
+            )
         lines.append("")
     if not (diff.added or diff.removed or diff.changed or diff.policy_changes):
         lines += ["No model changes.", ""]
@@ -68,7 +80,7 @@ def _get(entry: dict[str, Any], *keys: str) -> Any:
 def _md(value: Any) -> str:
     """A table cell: untrusted text cannot break the table or inject markup."""
     if value is None:
-        return "–"
+        return "-"
     if isinstance(value, float):
         value = f"{value:.4g}"
     text = str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")

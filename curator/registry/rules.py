@@ -40,14 +40,19 @@ def validate_document(document: Any) -> ValidationReport:
     return ValidationReport(tuple(problems), len(models) if isinstance(models, list) else 0)
 
 
+def policy_of(document: Document) -> dict[str, Any]:
+    policy = document.get("policy")
+    return policy if isinstance(policy, dict) else {}
+
+
 def _model_index(path: str) -> int | None:
     match = re.match(r"^models\[(\d+)\]", path)
     return int(match.group(1)) if match else None
 
 
 def _semantic_problems(document: Document, shape_broken: set[int | None]) -> Iterator[Problem]:
-    policy = document.get("policy") if isinstance(document.get("policy"), dict) else {}
-    allowed = set(policy.get("allowedLicenses", [])) if isinstance(policy, dict) else set()
+    policy = policy_of(document)
+    allowed = set(policy.get("allowedLicenses", []))
     seen_ids: dict[str, int] = {}
     seen_alias: dict[tuple[str, str], int] = {}
     for index, entry in enumerate(document["models"]):
@@ -56,32 +61,46 @@ def _semantic_problems(document: Document, shape_broken: set[int | None]) -> Ite
         where = f"models[{index}]"
         model_id, alias, variant = entry["id"], entry["alias"], entry["variant"]
         if model_id in seen_ids:
-            yield Problem(f"{where}.id", "unique-id",
-                          f"id {model_id!r} is also models[{seen_ids[model_id]}]")
+            yield Problem(
+                f"{where}.id", "unique-id", f"id {model_id!r} is also models[{seen_ids[model_id]}]"
+            )
         seen_ids.setdefault(model_id, index)
         if (alias, variant) in seen_alias:
-            yield Problem(f"{where}.alias", "unique-alias-per-variant",
-                          f"alias {alias!r} with variant {variant!r} is also "
-                          f"models[{seen_alias[alias, variant]}]")
+            yield Problem(
+                f"{where}.alias",
+                "unique-alias-per-variant",
+                f"alias {alias!r} with variant {variant!r} is also "
+                f"models[{seen_alias[alias, variant]}]",
+            )
         seen_alias.setdefault((alias, variant), index)
         yield from _entry_problems(entry, where, allowed, policy)
 
 
-def _entry_problems(entry: dict[str, Any], where: str, allowed: set[str],
-                    policy: dict[str, Any]) -> Iterator[Problem]:
+def _entry_problems(
+    entry: dict[str, Any], where: str, allowed: set[str], policy: dict[str, Any]
+) -> Iterator[Problem]:
     name = entry["id"].rsplit(":", 1)[0]
     if not name.endswith(f"-{entry['variant']}"):
-        yield Problem(f"{where}.id", "id-names-variant",
-                      f"id {entry['id']!r} must be <name>-{entry['variant']}:<version>")
+        yield Problem(
+            f"{where}.id",
+            "id-names-variant",
+            f"id {entry['id']!r} must be <name>-{entry['variant']}:<version>",
+        )
     device = entry["variant"].rsplit("-", 1)[1].upper()
     if entry["runtime"]["deviceType"] != device:
-        yield Problem(f"{where}.runtime.deviceType", "runtime-matches-variant",
-                      f"deviceType {entry['runtime']['deviceType']} but variant "
-                      f"{entry['variant']!r} is for {device}")
+        yield Problem(
+            f"{where}.runtime.deviceType",
+            "runtime-matches-variant",
+            f"deviceType {entry['runtime']['deviceType']} but variant "
+            f"{entry['variant']!r} is for {device}",
+        )
     if entry["license"] not in allowed:
-        yield Problem(f"{where}.license", "license-allowed",
-                      f"license {entry['license']!r} is not in policy.allowedLicenses "
-                      f"({', '.join(sorted(allowed)) or 'empty'})")
+        yield Problem(
+            f"{where}.license",
+            "license-allowed",
+            f"license {entry['license']!r} is not in policy.allowedLicenses "
+            f"({', '.join(sorted(allowed)) or 'empty'})",
+        )
     yield from _artifact_problems(entry, where)
     yield from _benchmark_problems(entry, where)
     yield from _fidelity_problems(entry, where, policy)
@@ -96,16 +115,22 @@ def _artifact_problems(entry: dict[str, Any], where: str) -> Iterator[Problem]:
         if problem:
             yield Problem(f"{at}.path", "artifact-path-safe", f"{artifact['path']!r}: {problem}")
         if artifact["path"] in paths:
-            yield Problem(f"{at}.path", "artifact-path-unique", f"{artifact['path']!r} listed twice")
+            yield Problem(
+                f"{at}.path", "artifact-path-unique", f"{artifact['path']!r} listed twice"
+            )
         paths.add(artifact["path"])
         if not SHA256.match(artifact["sha256"]):
-            yield Problem(f"{at}.sha256", "sha256-format",
-                          "sha256 must be 64 lowercase hexadecimal digits")
+            yield Problem(
+                f"{at}.sha256", "sha256-format", "sha256 must be 64 lowercase hexadecimal digits"
+            )
     total_mb = sum(a["bytes"] for a in artifacts) / 2**20
     declared = entry["fileSizeMb"]
     if abs(declared - total_mb) > max(SIZE_TOLERANCE * total_mb, 0.01):
-        yield Problem(f"{where}.fileSizeMb", "file-size-matches-artifacts",
-                      f"fileSizeMb {declared} but the artifacts add up to {total_mb:.2f} MiB")
+        yield Problem(
+            f"{where}.fileSizeMb",
+            "file-size-matches-artifacts",
+            f"fileSizeMb {declared} but the artifacts add up to {total_mb:.2f} MiB",
+        )
 
 
 def unsafe_path_reason(path: str) -> str | None:
@@ -131,23 +156,32 @@ def _benchmark_problems(entry: dict[str, Any], where: str) -> Iterator[Problem]:
     latest_index = max(range(len(benchmarks)), key=lambda i: benchmarks[i]["date"])
     peak_gb = benchmarks[latest_index]["peakMemoryMb"] / 1024
     if entry["minRamGb"] < peak_gb:
-        yield Problem(f"{where}.minRamGb", "min-ram-covers-benchmark",
-                      f"minRamGb {entry['minRamGb']} is below the peak memory of the latest "
-                      f"benchmark ({peak_gb:.2f} GiB, benchmarks[{latest_index}])")
+        yield Problem(
+            f"{where}.minRamGb",
+            "min-ram-covers-benchmark",
+            f"minRamGb {entry['minRamGb']} is below the peak memory of the latest "
+            f"benchmark ({peak_gb:.2f} GiB, benchmarks[{latest_index}])",
+        )
 
 
-def _fidelity_problems(entry: dict[str, Any], where: str,
-                       policy: dict[str, Any]) -> Iterator[Problem]:
+def _fidelity_problems(
+    entry: dict[str, Any], where: str, policy: dict[str, Any]
+) -> Iterator[Problem]:
     fidelity = entry.get("fidelity")
     if not fidelity:
         return
     floor = policy.get("minTop1Agreement")
     if floor is not None and fidelity["top1Agreement"] < floor:
-        yield Problem(f"{where}.fidelity.top1Agreement", "fidelity-top1",
-                      f"top-1 agreement {fidelity['top1Agreement']:.3f} is below the policy's "
-                      f"minTop1Agreement {floor}")
+        yield Problem(
+            f"{where}.fidelity.top1Agreement",
+            "fidelity-top1",
+            f"top-1 agreement {fidelity['top1Agreement']:.3f} is below the policy's "
+            f"minTop1Agreement {floor}",
+        )
     ceiling = policy.get("maxKlDivergence")
     if ceiling is not None and fidelity["klMean"] > ceiling:
-        yield Problem(f"{where}.fidelity.klMean", "fidelity-kl",
-                      f"mean KL {fidelity['klMean']:.4f} is above the policy's "
-                      f"maxKlDivergence {ceiling}")
+        yield Problem(
+            f"{where}.fidelity.klMean",
+            "fidelity-kl",
+            f"mean KL {fidelity['klMean']:.4f} is above the policy's maxKlDivergence {ceiling}",
+        )

@@ -7,8 +7,12 @@ from dataclasses import dataclass
 from curator.registry.diff import BENCH_FIGURES, figure, latest_benchmark
 from curator.registry.document import Document, Entry
 
-TASK_ALIASES = {"chat": "chat-completion", "completion": "text-generation",
-                "embedding": "embeddings", "asr": "automatic-speech-recognition"}
+TASK_ALIASES = {
+    "chat": "chat-completion",
+    "completion": "text-generation",
+    "embedding": "embeddings",
+    "asr": "automatic-speech-recognition",
+}
 
 
 @dataclass(frozen=True)
@@ -37,8 +41,9 @@ class Selection:
         return self.ranked[0] if self.ranked else None
 
 
-def select_models(document: Document, task: str, capabilities: tuple[str, ...],
-                  ram_gb: float) -> Selection:
+def select_models(
+    document: Document, task: str, capabilities: tuple[str, ...], ram_gb: float
+) -> Selection:
     """Entries that fit, fastest measured decode first (unbenchmarked last, smallest RAM first)."""
     wanted_task = TASK_ALIASES.get(task, task)
     fitting: list[Candidate] = []
@@ -50,13 +55,20 @@ def select_models(document: Document, task: str, capabilities: tuple[str, ...],
             continue
         decode = figure(latest_benchmark(entry), BENCH_FIGURES["decode tok/s"][0])
         fitting.append(Candidate(entry["id"], decode, float(entry["minRamGb"])))
-    fitting.sort(key=lambda c: (c.decode_tokens_per_sec is None,
-                                -(c.decode_tokens_per_sec or 0.0), c.min_ram_gb, c.id))
+    fitting.sort(
+        key=lambda c: (
+            c.decode_tokens_per_sec is None,
+            -(c.decode_tokens_per_sec or 0.0),
+            c.min_ram_gb,
+            c.id,
+        )
+    )
     return Selection(wanted_task, capabilities, ram_gb, tuple(fitting), tuple(excluded))
 
 
-def _exclusion_reason(entry: Entry, task: str, capabilities: tuple[str, ...],
-                      ram_gb: float) -> str | None:
+def _exclusion_reason(
+    entry: Entry, task: str, capabilities: tuple[str, ...], ram_gb: float
+) -> str | None:
     if entry.get("task") != task:
         return f"task is {entry.get('task')}, not {task}"
     missing = [c for c in capabilities if c not in entry.get("capabilities", [])]

@@ -37,7 +37,8 @@ def edit_registry(path: Path, mutate: Callable[[Document], T]) -> T:
         result = mutate(after)
         after = canonical(after)
         introduced = _keyed(after, validate_document(after).problems) - _keyed(
-            before, validate_document(before).problems)
+            before, validate_document(before).problems
+        )
         if introduced:
             problems = tuple(sorted(str(p) for _, p in introduced))
             raise RegistryInvalid(
@@ -56,10 +57,10 @@ def _keyed(document: Document, problems: tuple[Problem, ...]) -> set[tuple[str, 
     for problem in problems:
         key = ""
         if problem.path.startswith("models["):
-            index = int(problem.path[7:problem.path.index("]")])
+            index = int(problem.path[7 : problem.path.index("]")])
             entry = models[index] if index < len(models) else None
             key = str(entry.get("id")) if isinstance(entry, dict) else str(index)
-            tail = problem.path[problem.path.index("]") + 1:]
+            tail = problem.path[problem.path.index("]") + 1 :]
             problem = Problem(tail, problem.rule, _strip_indices(problem.message))
         keyed.add((key, problem))
     return keyed
@@ -109,5 +110,7 @@ def remove_model(path: Path, model_id: str) -> Entry:
 
 
 def _not_found(model_id: str, path: Path) -> NotFound:
-    return NotFound(f"no model {model_id!r} in {path}",
-                    hint=f"`curator registry list --registry {path}` shows the ids")
+    return NotFound(
+        f"no model {model_id!r} in {path}",
+        hint=f"`curator registry list --registry {path}` shows the ids",
+    )

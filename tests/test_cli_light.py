@@ -1,0 +1,70 @@
+"""`curator --help` and `curator registry validate` stay light: no heavy imports at start-up."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+HEAVY = (
+    "torch",
+    "olive",
+    "onnxruntime",
+    "onnxruntime_genai",
+    "transformers",
+    "foundry_local_sdk",
+    "tokenizers",
+    "matplotlib",
+    "fastapi",
+    "uvicorn",
+)
+
+PROBE = """
+import json, sys
+from curator.cli.main import cli
+try:
+    cli(sys.argv[1:], prog_name="curator")
+except SystemExit:
+    pass
+print(json.dumps(sorted(m for m in sys.modules)), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["registry", "validate", "--registry", str(REPO_ROOT / "registry" / "models.json")],
+    ],
+)
+def test_no_heavy_imports(args: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True
+    )
+    modules = json.loads(done.stderr.strip().splitlines()[-1])
+    loaded = sorted({m.split(".")[0] for m in modules} & set(HEAVY))
+    assert loaded == []
+    assert "curator" in modules  # the probe did run curator
+
+
+def test_every_command_has_help(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from curator.cli.main import cli
+
+    runner = CliRunner()
+    stack = [((), cli)]
+    seen = 0
+    while stack:
+        path, command = stack.pop()
+        result = runner.invoke(cli, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        seen += 1
+        for name, sub in getattr(command, "commands", {}).items():
+            stack.append(((*path, name), sub))
+    assert seen > 10
