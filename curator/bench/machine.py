@@ -1,0 +1,79 @@
+"""The machine a benchmark ran on: CPU model, cores, RAM, OS, Python and package versions.
+
+``fingerprint`` is the first 16 hex digits of the sha256 of CPU model, logical cores, RAM (GiB,
+rounded to one decimal), OS and architecture: two reports with the same fingerprint ran on the same
+kind of machine, so their figures may be compared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = (
+    "curator",
+    "foundry-local-sdk",
+    "onnxruntime",
+    "onnxruntime-genai-core",
+    "onnxruntime-genai",
+    "tokenizers",
+    "httpx",
+)
+
+
+@dataclass(frozen=True)
+class Machine:
+    fingerprint: str
+    cpu: str
+    cores: int
+    ram_gb: float
+    os: str
+    arch: str
+    python: str
+    packages: tuple[tuple[str, str], ...]
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo`` on Linux, else platform.processor())."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.lower().startswith("model name") and ":" in line:
+                return " ".join(line.split(":", 1)[1].split())
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def package_versions(names: tuple[str, ...] = PACKAGES) -> tuple[tuple[str, str], ...]:
+    """Installed versions (from package metadata, without importing anything)."""
+    found = []
+    for name in names:
+        try:
+            found.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
+            continue
+    return tuple(found)
+
+
+def describe_machine() -> Machine:
+    import psutil
+
+    cpu = cpu_model()
+    cores = os.cpu_count() or 1
+    ram_gb = round(psutil.virtual_memory().total / 1024**3, 1)
+    system = f"{platform.system()} {platform.release()}".strip()
+    arch = platform.machine()
+    key = "|".join((cpu, str(cores), f"{ram_gb:.1f}", system, arch))
+    return Machine(
+        fingerprint=hashlib.sha256(key.encode()).hexdigest()[:16],
+        cpu=cpu[:200],
+        cores=cores,
+        ram_gb=ram_gb,
+        os=system[:200],
+        arch=arch,
+        python=platform.python_version(),
+        packages=package_versions(),
+    )

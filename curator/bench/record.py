@@ -1,0 +1,94 @@
+"""``--record``: append each successful model's summary to its registry entry's ``benchmarks``.
+
+The summary has exactly the shape of ``$defs/benchmark`` in schemas/models.schema.json, so
+``curator registry diff`` can compare it in review and ``curator select`` can rank by it. The edit
+goes through the registry core (file lock, validation, atomic write); an entry the registry does
+not have, or an edit the registry refuses, is reported per model and does not stop the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from curator.bench.runner import BenchRun, ModelResult
+from curator.bench.stats import Stat
+from curator.errors import CuratorError, RegistryInvalid
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    model_id: str
+    outcome: str  # "recorded", "skipped" (model failed or unmeasured), "refused"
+    detail: str
+
+
+def _stat(stat: Stat | None) -> dict[str, float] | None:
+    if stat is None:
+        return None
+    return {"mean": round(stat.mean, 3), "p50": round(stat.p50, 3), "p95": round(stat.p95, 3)}
+
+
+def benchmark_summary(run: BenchRun, model: ModelResult) -> dict[str, Any] | None:
+    """The registry's benchmark record of ``model`` (None when it lacks the required figures)."""
+    figures = model.figures
+    if model.status != "ok" or figures is None or not model.peak_memory_mb:
+        return None
+    decode, ttft, latency = (
+        _stat(figures.decode_tokens_per_sec),
+        _stat(figures.ttft_ms),
+        _stat(figures.latency_ms),
+    )
+    if decode is None or ttft is None or latency is None:
+        return None
+    machine = run.machine
+    summary: dict[str, Any] = {
+        "date": run.finished_at,
+        "machine": {
+            "fingerprint": machine.fingerprint,
+            "cpu": machine.cpu,
+            "cores": machine.cores,
+            "ramGb": machine.ram_gb,
+            "os": machine.os,
+        },
+        "promptSetSha256": run.prompt_set.sha256,
+        "rounds": run.settings.rounds,
+        "maxTokens": run.settings.max_tokens,
+        "decodeTokensPerSec": decode,
+        "ttftMs": ttft,
+        "latencyMs": latency,
+        "peakMemoryMb": round(model.peak_memory_mb, 1),
+    }
+    if model.load_ms is not None:
+        summary["loadTimeMs"] = round(model.load_ms, 1)
+    if model.quality is not None and model.quality.score is not None:
+        summary["qualityScore"] = round(model.quality.score, 4)
+    return summary
+
+
+def record_run(run: BenchRun, registry: Path) -> tuple[RecordOutcome, ...]:
+    """Append the summary of every successful model to its entry in ``registry``."""
+    from curator.registry import update_model
+
+    outcomes = []
+    for model in run.models:
+        summary = benchmark_summary(run, model)
+        if summary is None:
+            reason = model.error or "no complete figures (peak memory or decode speed missing)"
+            outcomes.append(RecordOutcome(model.model_id, "skipped", reason))
+            continue
+
+        def append(entry: dict[str, Any], record: dict[str, Any] = summary) -> None:
+            entry.setdefault("benchmarks", []).append(record)
+
+        try:
+            update_model(registry, model.model_id, append)
+        except RegistryInvalid as exc:
+            detail = "; ".join(exc.problems) or exc.message
+            outcomes.append(RecordOutcome(model.model_id, "refused", detail))
+        except CuratorError as exc:
+            outcomes.append(RecordOutcome(model.model_id, "refused", exc.message))
+        else:
+            outcomes.append(RecordOutcome(model.model_id, "recorded", str(registry)))
+    return tuple(outcomes)

@@ -1,0 +1,405 @@
+"""Bench reports: JSON (checked against schemas/bench-report.schema.json), CSV with one row per
+request, Markdown with a comparison table, and a PNG chart of TTFT and decode tokens/s per model.
+
+matplotlib is imported only to draw the chart, with the Agg backend (no display needed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from curator.bench.measure import RequestMeasurement
+from curator.bench.runner import BenchRun, Figures, ModelResult
+from curator.bench.stats import PERCENTILE_METHOD, Stat
+from curator.errors import BenchError
+from curator.jsonio import read_json, write_json_atomic, write_text_atomic
+
+SCHEMA = "bench-report"
+JSON_NAME = "bench-report.json"
+CSV_NAME = "bench-requests.csv"
+MARKDOWN_NAME = "bench-report.md"
+CHART_NAME = "bench-chart.png"
+
+CSV_COLUMNS = (
+    "model",
+    "model_status",
+    "prompt_id",
+    "round",
+    "status",
+    "error",
+    "ttft_ms",
+    "latency_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "tokens_estimated",
+    "decode_tokens_per_sec",
+    "inter_token_ms",
+    "chunks",
+)
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    json: Path
+    csv: Path
+    markdown: Path
+    chart: Path | None  # None when no model produced figures to draw
+
+
+def _num(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _stat(stat: Stat | None) -> dict[str, Any] | None:
+    if stat is None:
+        return None
+    return {
+        "n": stat.n,
+        "mean": _num(stat.mean),
+        "p50": _num(stat.p50),
+        "p95": _num(stat.p95),
+        "p99": _num(stat.p99),
+        "min": _num(stat.min),
+        "max": _num(stat.max),
+        "stdev": _num(stat.stdev),
+    }
+
+
+def _figures(figures: Figures | None) -> dict[str, Any] | None:
+    if figures is None:
+        return None
+    return {
+        "requests": figures.requests,
+        "failed": figures.failed,
+        "ttftMs": _stat(figures.ttft_ms),
+        "latencyMs": _stat(figures.latency_ms),
+        "decodeTokensPerSec": _stat(figures.decode_tokens_per_sec),
+        "interTokenMs": _stat(figures.inter_token_ms),
+        "promptTokens": _stat(figures.prompt_tokens),
+        "completionTokens": _stat(figures.completion_tokens),
+    }
+
+
+def _request(r: RequestMeasurement) -> dict[str, Any]:
+    return {
+        "promptId": r.prompt_id,
+        "round": r.round,
+        "status": r.status,
+        "error": r.error,
+        "ttftMs": _num(r.ttft_ms),
+        "latencyMs": _num(r.latency_ms),
+        "promptTokens": r.prompt_tokens,
+        "completionTokens": r.completion_tokens,
+        "tokensEstimated": r.tokens_estimated,
+        "decodeTokensPerSec": _num(r.decode_tokens_per_sec),
+        "interTokenMs": _num(r.inter_token_ms),
+        "chunks": r.chunks,
+        "text": r.text,
+    }
+
+
+def _model(m: ModelResult) -> dict[str, Any]:
+    quality = None
+    if m.quality is not None:
+        q = m.quality
+        quality = {
+            "aspectCoverage": _num(q.aspect_coverage, 4),
+            "promptsWithAspects": q.prompts_with_aspects,
+            "manualMean": _num(q.manual_mean, 3),
+            "manualByCriterion": {k: round(v, 3) for k, v in q.manual_by_criterion},
+            "manualRows": q.manual_rows,
+            "staleManualRows": q.stale_manual_rows,
+            "score": _num(q.score, 4),
+            "source": q.source,
+        }
+    throughput = None
+    if m.throughput is not None:
+        t = m.throughput
+        throughput = {
+            "concurrency": t.concurrency,
+            "wallS": _num(t.wall_s, 4),
+            "requestsPerSec": _num(t.requests_per_sec, 4),
+            "outputTokensPerSec": _num(t.output_tokens_per_sec),
+        }
+    return {
+        "id": m.model_id,
+        "status": m.status,
+        "error": m.error,
+        "loadTimeMs": _num(m.load_ms, 1),
+        "peakMemoryMb": _num(m.peak_memory_mb, 1),
+        "tokensEstimated": m.tokens_estimated,
+        "summary": _figures(m.figures),
+        "throughput": throughput,
+        "quality": quality,
+        "prompts": [
+            {"id": p.prompt_id, "summary": _figures(p.figures), "aspectCoverage": p.aspect_coverage}
+            for p in m.prompts
+        ],
+        "requests": [_request(r) for r in m.requests],
+    }
+
+
+def report_document(run: BenchRun) -> dict[str, Any]:
+    """The JSON report of ``run`` (camelCase; times in ms, memory in MiB)."""
+    s = run.settings
+    machine = run.machine
+    return {
+        "schemaVersion": 1,
+        "kind": "curator-bench-report",
+        "startedAt": run.started_at,
+        "finishedAt": run.finished_at,
+        "backend": run.backend,
+        "endpoint": run.endpoint,
+        "settings": {
+            "rounds": s.rounds,
+            "warmup": s.warmup,
+            "maxTokens": s.max_tokens,
+            "temperature": s.temperature,
+            "seed": s.seed,
+            "concurrency": s.concurrency,
+        },
+        "machine": {
+            "fingerprint": machine.fingerprint,
+            "cpu": machine.cpu,
+            "cores": machine.cores,
+            "ramGb": machine.ram_gb,
+            "os": machine.os,
+            "arch": machine.arch,
+            "python": machine.python,
+            "packages": dict(machine.packages),
+        },
+        "promptSet": {
+            "path": str(run.prompt_set.path),
+            "sha256": run.prompt_set.sha256,
+            "ids": [p.id for p in run.prompt_set.prompts],
+        },
+        "statistics": {"percentiles": PERCENTILE_METHOD, "stdev": "sample (n - 1)"},
+        "notes": list(run.notes),
+        "models": [_model(m) for m in run.models],
+    }
+
+
+def report_problems(document: Any) -> list[str]:
+    from curator.schemas import schema_problems
+
+    return [str(p) for p in schema_problems(document, SCHEMA)]
+
+
+def load_report(path: Path) -> dict[str, Any]:
+    """Read a report.json and check it against the schema (BenchError naming the first problem)."""
+    document = read_json(path, "bench report")
+    problems = report_problems(document)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise BenchError(
+            f"{path} is not a curator bench report: {problems[0]}{more}",
+            hint="pass a bench-report.json written by curator bench --out DIR",
+        )
+    assert isinstance(document, dict)
+    return document
+
+
+def write_reports(run: BenchRun, out_dir: Path) -> ReportFiles:
+    """Write JSON, CSV, Markdown and (if anything can be drawn) the PNG chart into ``out_dir``."""
+    document = report_document(run)
+    problems = report_problems(document)
+    if problems:  # a bug in this module, not the user's doing: say exactly what
+        raise BenchError(
+            f"the bench report does not match its schema: {problems[0]}",
+            hint="report this as a curator bug (CURATOR_DEBUG=1 shows more)",
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / JSON_NAME
+    write_json_atomic(json_path, document)
+    csv_path = out_dir / CSV_NAME
+    write_text_atomic(csv_path, render_csv(run))
+    chart_path = out_dir / CHART_NAME
+    drawn = write_chart(document, chart_path)
+    md_path = out_dir / MARKDOWN_NAME
+    write_text_atomic(md_path, render_markdown(document, CHART_NAME if drawn else None))
+    return ReportFiles(json_path, csv_path, md_path, chart_path if drawn else None)
+
+
+def render_csv(run: BenchRun) -> str:
+    """One row per measured request (warm-up excluded); answers are in the JSON report."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for model in run.models:
+        for r in model.requests:
+            writer.writerow(
+                [
+                    r.model_id,
+                    model.status,
+                    r.prompt_id,
+                    r.round,
+                    r.status,
+                    r.error or "",
+                    _cell(r.ttft_ms),
+                    _cell(r.latency_ms),
+                    _cell(r.prompt_tokens),
+                    _cell(r.completion_tokens),
+                    "yes" if r.tokens_estimated else "no",
+                    _cell(r.decode_tokens_per_sec),
+                    _cell(r.inter_token_ms),
+                    r.chunks,
+                ]
+            )
+    return buffer.getvalue()
+
+
+def _cell(value: float | int | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.3f}"
+
+
+def _get(doc: Any, *keys: str) -> Any:
+    for key in keys:
+        doc = doc.get(key) if isinstance(doc, dict) else None
+    return doc
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(document: dict[str, Any], chart_name: str | None) -> str:
+    """A comparison table of the models, a per-prompt table, and the chart."""
+    s = document["settings"]
+    m = document["machine"]
+    lines = [
+        "# curator bench",
+        "",
+        f"{document['finishedAt']} · backend {document['backend']}"
+        + (f" ({document['endpoint']})" if document["endpoint"] else "")
+        + f" · {s['rounds']} round(s) after {s['warmup']} warm-up · max tokens {s['maxTokens']}"
+        + f" · temperature {s['temperature']} · concurrency {s['concurrency']}",
+        "",
+        f"Machine `{m['fingerprint']}`: {m['cpu']}, {m['cores']} cores, {m['ramGb']} GiB RAM, "
+        f"{m['os']} ({m['arch']}), Python {m['python']}. Prompt set sha256 "
+        f"`{document['promptSet']['sha256'][:16]}…` ({len(document['promptSet']['ids'])} prompts).",
+        "",
+        "| Model | Status | Load ms | Peak MiB | TTFT p50 / p95 ms | Latency p50 ms "
+        "| Decode tok/s mean (p50) | ITL ms | Output tokens | Quality | Req/s | Out tok/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for model in document["models"]:
+        summary = model["summary"]
+        estimated = " (est.)" if model["tokensEstimated"] else ""
+        status = model["status"] if model["status"] == "ok" else f"**failed**: {model['error']}"
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    f"`{model['id']}`",
+                    _md(status),
+                    _fmt(model["loadTimeMs"], 0),
+                    _fmt(model["peakMemoryMb"], 0),
+                    f"{_fmt(_get(summary, 'ttftMs', 'p50'))} / "
+                    f"{_fmt(_get(summary, 'ttftMs', 'p95'))}",
+                    _fmt(_get(summary, "latencyMs", "p50")),
+                    f"{_fmt(_get(summary, 'decodeTokensPerSec', 'mean'))} "
+                    f"({_fmt(_get(summary, 'decodeTokensPerSec', 'p50'))}){estimated}",
+                    _fmt(_get(summary, "interTokenMs", "mean"), 2),
+                    _fmt(_get(summary, "completionTokens", "mean")) + estimated,
+                    _fmt(_get(model, "quality", "score"), 2),
+                    _fmt(_get(model, "throughput", "requestsPerSec"), 2),
+                    _fmt(_get(model, "throughput", "outputTokensPerSec")),
+                ]
+            )
+            + " |"
+        )
+    lines += [
+        "",
+        "Times are per request from one streamed request; decode tok/s counts the tokens after "
+        "the first. Percentiles interpolate linearly between closest ranks. Quality is the "
+        "manual 1-5 mean mapped to 0-1 where scored, else the coverage of expected aspects.",
+        "",
+        "## Per prompt",
+        "",
+        "| Model | Prompt | n | TTFT p50 ms | Latency p50 ms | Decode tok/s mean | Output tokens "
+        "| Aspect coverage |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for model in document["models"]:
+        for prompt in model["prompts"]:
+            summary = prompt["summary"]
+            lines.append(
+                f"| `{model['id']}` | {_md(prompt['id'])} | {summary['requests']} "
+                f"| {_fmt(_get(summary, 'ttftMs', 'p50'))} "
+                f"| {_fmt(_get(summary, 'latencyMs', 'p50'))} "
+                f"| {_fmt(_get(summary, 'decodeTokensPerSec', 'mean'))} "
+                f"| {_fmt(_get(summary, 'completionTokens', 'mean'))} "
+                f"| {_fmt(prompt['aspectCoverage'], 2)} |"
+            )
+    if chart_name:
+        lines += ["", f"![TTFT and decode tokens/s per model]({chart_name})"]
+    return "\n".join(lines) + "\n"
+
+
+def write_chart(document: dict[str, Any], path: Path) -> bool:
+    """Bars of TTFT p50 (p95 marked) and decode tok/s mean per model; False: nothing to draw."""
+    rows = [
+        (
+            str(m["id"]),
+            _get(m, "summary", "ttftMs", "p50"),
+            _get(m, "summary", "ttftMs", "p95"),
+            _get(m, "summary", "decodeTokensPerSec", "mean"),
+        )
+        for m in document["models"]
+        if m["status"] == "ok" and m["summary"] is not None
+    ]
+    rows = [r for r in rows if r[1] is not None or r[3] is not None]
+    if not rows:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    names = [r[0] for r in rows]
+    positions = list(range(len(rows)))
+    figure = Figure(figsize=(max(6.0, 1.6 * len(rows) + 3.0), 4.0), dpi=100)
+    ttft_axes, decode_axes = figure.subplots(1, 2)
+    ttft_axes.bar(positions, [r[1] or 0.0 for r in rows], color="#4C72B0", label="p50")
+    ttft_axes.scatter(positions, [r[2] or 0.0 for r in rows], color="black", marker="_", s=400,
+                      label="p95", zorder=3)  # fmt: skip
+    ttft_axes.set_title("Time to first token (ms, lower is better)")
+    ttft_axes.legend(loc="best", fontsize="small")
+    decode_axes.bar(positions, [r[3] or 0.0 for r in rows], color="#55A868")
+    decode_axes.set_title("Decode tokens/s (mean, higher is better)")
+    for axes in (ttft_axes, decode_axes):
+        axes.set_xticks(positions)
+        axes.set_xticklabels(names, rotation=20, ha="right", fontsize="small")
+        axes.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        figure.savefig(tmp_name, format="png")
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    return True
