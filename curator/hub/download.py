@@ -1,0 +1,110 @@
+"""``download_for_compile``: the files a compile needs, at a pinned commit, into the HF cache."""
+
+from __future__ import annotations
+
+import glob
+import json
+from pathlib import Path
+
+from curator.errors import HubError
+from curator.hub.client import hub_errors, make_api
+from curator.hub.endpoint import hf_cache_dir
+from curator.hub.errors import HubOffline
+from curator.hub.files import compile_files, weight_format
+
+
+def download_for_compile(
+    repo_id: str, revision: str | None, cache_dir: Path | None = None
+) -> tuple[Path, str]:
+    """Download config, weights (safetensors, else .bin) with their index, tokenizer files, chat
+    template and generation config of ``repo_id`` at ``revision``; repository code too when
+    config.json has ``auto_map``. Returns (local snapshot dir, resolved commit sha).
+
+    ``cache_dir`` is the Hugging Face hub cache (default ``$HF_HUB_CACHE`` / ``$HF_HOME/hub``).
+    Offline or with the Hub unreachable, a snapshot already in the cache is used if there is one.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else hf_cache_dir()
+    try:
+        return _download(repo_id, revision, cache)
+    except HubOffline as offline:
+        cached = _cached_snapshot(repo_id, revision, cache)
+        if cached is None:
+            raise HubOffline(
+                f"{repo_id} is not in the local Hugging Face cache and {offline.message}",
+                hint=offline.hint,
+            ) from offline
+        return cached
+
+
+def _download(repo_id: str, revision: str | None, cache: Path) -> tuple[Path, str]:
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    api = make_api()
+    with hub_errors(repo_id, revision):
+        info = api.model_info(repo_id, revision=revision)
+        sha = info.sha
+        if not sha:
+            raise HubError(f"the Hub gave no commit sha for {repo_id}", hint="try again")
+        names = [s.rfilename for s in info.siblings or []]
+        auto_map = False
+        if "config.json" in names:
+            config_path = hf_hub_download(
+                repo_id, "config.json", revision=sha, cache_dir=cache, endpoint=api.endpoint
+            )
+            auto_map = bool(_read_json(Path(config_path)).get("auto_map"))
+        wanted = compile_files(names, with_code=auto_map)
+        folder = snapshot_download(
+            repo_id,
+            revision=sha,
+            cache_dir=cache,
+            endpoint=api.endpoint,
+            allow_patterns=[glob.escape(name) for name in wanted],
+        )
+    if revision and revision != sha:
+        _record_ref(cache, repo_id, revision, sha)
+    return Path(folder), sha
+
+
+def _cached_snapshot(repo_id: str, revision: str | None, cache: Path) -> tuple[Path, str] | None:
+    """A snapshot of ``repo_id`` at ``revision`` already in ``cache`` that holds what a compile
+    needs (config.json, and every weight shard its index names), if any."""
+    repo_dir = cache / f"models--{repo_id.replace('/', '--')}"
+    ref = repo_dir / "refs" / (revision or "main")
+    try:
+        sha = ref.read_text().strip() if ref.is_file() else (revision or "")
+    except OSError:
+        return None
+    folder = repo_dir / "snapshots" / sha
+    if not sha or not (folder / "config.json").is_file():
+        return None
+    names = [p.name for p in folder.iterdir()]
+    if weight_format(names) is None:
+        return None
+    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if index_name in names:
+            weight_map = _read_json(folder / index_name).get("weight_map")
+            shards = set(weight_map.values()) if isinstance(weight_map, dict) else set()
+            if not all((folder / str(shard)).is_file() for shard in shards):
+                return None
+    return folder, sha
+
+
+def _record_ref(cache: Path, repo_id: str, revision: str, sha: str) -> None:
+    """Remember ``revision`` -> ``sha`` in the cache's refs (snapshot_download got the sha only)."""
+    ref = cache / f"models--{repo_id.replace('/', '--')}" / "refs" / revision
+    try:
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        if not ref.is_file() or ref.read_text() != sha:
+            tmp = ref.with_name(f".{ref.name}.tmp")
+            tmp.write_text(sha)
+            tmp.replace(ref)
+    except OSError:
+        pass
+
+
+def _read_json(path: Path) -> dict[str, object]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -1,0 +1,55 @@
+"""Where the Hub is and what the environment says about it, read at each call (not at import)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+_TRUE = {"1", "on", "yes", "true"}
+
+
+def hub_endpoint() -> str:
+    """``$HF_ENDPOINT`` without a trailing slash, else huggingface.co."""
+    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def offline_requested() -> bool:
+    """``HF_HUB_OFFLINE`` set to a true value (the same spellings huggingface_hub accepts)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
+
+
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache: ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else the default."""
+    explicit = os.environ.get("HF_HUB_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    return hf_home() / "hub"
+
+
+def hf_home() -> Path:
+    home = os.environ.get("HF_HOME")
+    if home:
+        return Path(home).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path("~/.cache").expanduser()) / "huggingface"
+
+
+def hf_token_path() -> Path:
+    """Where ``hf auth login`` keeps the token: ``$HF_TOKEN_PATH``, else ``$HF_HOME/token``."""
+    explicit = os.environ.get("HF_TOKEN_PATH")
+    return Path(explicit).expanduser() if explicit else hf_home() / "token"
+
+
+def connect_timeout() -> float:
+    """Seconds to wait for a TCP (and TLS) connection to the Hub: ``$CURATOR_HUB_CONNECT_TIMEOUT``."""
+    raw = os.environ.get("CURATOR_HUB_CONNECT_TIMEOUT", "")
+    try:
+        value = float(raw)
+    except ValueError:
+        return 1.5
+    return value if value > 0 else 1.5
+
+
+def repo_url(repo_id: str) -> str:
+    return f"{hub_endpoint()}/{repo_id}"
