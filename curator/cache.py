@@ -1,0 +1,194 @@
+"""The Foundry model cache: list model directories with their registration states, remove one,
+verify artifacts against the compile manifest."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from curator.errors import NotFound
+from curator.modeldir import (
+    MANIFEST_NAME,
+    artifacts,
+    dir_bytes,
+    dir_model_id,
+    find_model_dir,
+    model_dirs,
+    read_manifest,
+    sha256_file,
+)
+
+
+@dataclass(frozen=True)
+class CachedModel:
+    """One model: its directory (None if registered but gone), size and where it is known."""
+
+    id: str
+    path: Path | None
+    size_mb: float | None
+    foundry_registered: bool
+    in_registry: bool
+    has_manifest: bool
+    in_cache: bool
+
+
+def list_cache(cache_dir: Path, registry: Path) -> list[CachedModel]:
+    """Model directories in ``cache_dir`` plus models Foundry has registered from elsewhere."""
+    from curator import foundry
+    from curator.registry import load_registry
+
+    registered = {m.id: m for m in foundry.runtime(cache_dir).list_registered()}
+    registry_ids = {
+        str(e.get("id")) for e in load_registry(registry).get("models", []) if isinstance(e, dict)
+    }
+    rows: list[CachedModel] = []
+    seen: set[str] = set()
+    for path in model_dirs(cache_dir):
+        model_id = dir_model_id(path) or path.name
+        seen.add(model_id)
+        rows.append(
+            CachedModel(
+                id=model_id,
+                path=path,
+                size_mb=round(dir_bytes(path) / 2**20, 2),
+                foundry_registered=model_id in registered,
+                in_registry=model_id in registry_ids,
+                has_manifest=(path / MANIFEST_NAME).is_file(),
+                in_cache=True,
+            )
+        )
+    for model_id, model in registered.items():
+        if model_id in seen:
+            continue
+        found = model.path if model.path is not None and model.path.is_dir() else None
+        rows.append(
+            CachedModel(
+                id=model_id,
+                path=model.path,
+                size_mb=round(dir_bytes(found) / 2**20, 2) if found else None,
+                foundry_registered=True,
+                in_registry=model_id in registry_ids,
+                has_manifest=bool(found and (found / MANIFEST_NAME).is_file()),
+                in_cache=False,
+            )
+        )
+    return sorted(rows, key=lambda r: r.id)
+
+
+@dataclass(frozen=True)
+class RemoveResult:
+    id: str
+    unregistered: bool
+    removed_dir: Path | None
+    kept_dir: Path | None
+    registry_entry_removed: bool
+
+
+def remove_model(model_id: str, cache_dir: Path, registry: Path | None = None) -> RemoveResult:
+    """Unregister ``model_id`` from Foundry, delete its directory if it lies in the cache, and with
+    ``registry`` remove its registry entry. A directory outside the cache is left in place."""
+    from curator import foundry
+
+    rt = foundry.runtime(cache_dir)
+    registered = rt.get(model_id)
+    path = find_model_dir(cache_dir, model_id)
+    if path is None and registered is not None:
+        path = registered.path
+    entry_exists = False
+    if registry is not None:
+        from curator.registry import find_model, load_registry
+
+        entry_exists = find_model(load_registry(registry), model_id) is not None
+    if registered is None and path is None and not entry_exists:
+        raise NotFound(
+            f"{model_id} is neither registered nor in {cache_dir}", hint="curator cache ls"
+        )
+    unregistered = rt.unregister(model_id) if registered is not None else False
+    removed: Path | None = None
+    kept: Path | None = None
+    if path is not None and path.is_dir():
+        if _inside(path, cache_dir):
+            _remove_tree(path)
+            removed = path
+        else:
+            kept = path
+    if entry_exists and registry is not None:
+        from curator.registry import remove_model as remove_entry
+
+        remove_entry(registry, model_id)
+    return RemoveResult(model_id, unregistered, removed, kept, entry_exists)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return path.resolve() != root.resolve()
+
+
+def _remove_tree(path: Path) -> None:
+    """Rename out of the way first (Foundry and ``cache ls`` skip dot names), then delete."""
+    doomed = path.with_name(f".{path.name}.removing-{os.getpid()}")
+    os.replace(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        parent = path.parent
+        if not any(parent.iterdir()):
+            parent.rmdir()
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """One model directory checked against its manifest; ``ok`` only if nothing is wrong."""
+
+    id: str
+    path: Path
+    checked: int
+    missing: tuple[str, ...]
+    changed: tuple[str, ...]
+    problem: str | None
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.changed and self.problem is None
+
+
+def verify_dir(path: Path, model_id: str | None = None) -> VerifyResult:
+    """sha256 and size of every artifact the manifest lists, against the files on disk."""
+    manifest = read_manifest(path)
+    name = model_id or dir_model_id(path, manifest) or path.name
+    listed = artifacts(manifest)
+    if manifest is None or not listed:
+        reason = "no " + MANIFEST_NAME if manifest is None else "the manifest lists no artifacts"
+        return VerifyResult(name, path, 0, (), (), f"cannot verify: {reason}")
+    missing: list[str] = []
+    changed: list[str] = []
+    for artifact in listed:
+        rel = str(artifact["path"])
+        file = path / rel
+        if not file.is_file():
+            missing.append(rel)
+            continue
+        size_ok = artifact.get("bytes") is None or file.stat().st_size == artifact["bytes"]
+        if not size_ok or sha256_file(file) != artifact.get("sha256"):
+            changed.append(rel)
+    return VerifyResult(name, path, len(listed), tuple(missing), tuple(changed), None)
+
+
+def verify_cache(cache_dir: Path, model_id: str | None = None) -> list[VerifyResult]:
+    """Verify one model (by id) or every model directory in the cache."""
+    if model_id is None:
+        return [verify_dir(p) for p in model_dirs(cache_dir)]
+    path = find_model_dir(cache_dir, model_id)
+    if path is None:
+        from curator import foundry
+
+        registered = foundry.runtime(cache_dir).get(model_id)
+        path = registered.path if registered is not None else None
+    if path is None or not path.is_dir():
+        raise NotFound(f"no directory for {model_id} in {cache_dir}", hint="curator cache ls")
+    return [verify_dir(path, model_id)]

@@ -1,0 +1,402 @@
+"""``curator register``: a compiled directory into Foundry Local's local catalog (load-tested) and
+into the team registry, with provenance from the compile manifest.
+
+Flow: resolve the directory -> check every artifact the manifest lists is there -> register with
+Foundry (replacing an earlier registration of the id) -> load and generate a few tokens, measuring
+peak memory -> on failure unregister and stop -> add or update the registry entry.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from curator.errors import CuratorError, FoundryError, InputFileError, NotFound, UsageProblem
+from curator.jsonio import read_json
+from curator.modeldir import (
+    GENAI_CONFIG,
+    MANIFEST_NAME,
+    artifacts,
+    dir_model_id,
+    find_model_dir,
+    read_manifest,
+)
+
+HEADROOM_FACTOR = 1.5
+HEADROOM_GB = 0.25
+LOAD_TEST_MESSAGES = [{"role": "user", "content": "Hello! Who are you?"}]
+LOAD_TEST_TOKENS = 8
+_VARIANT_RE = re.compile(r"-(?P<variant>[a-z0-9]+-(?P<device>cpu|gpu|npu))$")
+_PUBLISHER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SCHEMA_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*[a-z0-9]:[1-9][0-9]{0,5}$")
+_PROVIDERS = {
+    "cuda": ("GPU", "CUDAExecutionProvider"),
+    "dml": ("GPU", "DmlExecutionProvider"),
+    "webgpu": ("GPU", "WebGpuExecutionProvider"),
+    "openvino": ("NPU", "OpenVINOExecutionProvider"),
+    "qnn": ("NPU", "QNNExecutionProvider"),
+    "vitisai": ("NPU", "VitisAIExecutionProvider"),
+}
+
+
+@dataclass(frozen=True)
+class LoadTest:
+    """The load test's figures: load time, the short answer's usage, the process's peak RSS."""
+
+    load_ms: float
+    generate_ms: float
+    prompt_tokens: int
+    completion_tokens: int
+    peak_rss_mb: float
+
+
+@dataclass(frozen=True)
+class RegisterResult:
+    id: str
+    path: Path
+    foundry_action: str  # "registered" | "re-registered"
+    registry_action: str  # "added" | "updated"
+    registry: Path
+    min_ram_gb: float
+    load_test: LoadTest
+    entry: dict[str, Any]
+
+
+def resolve_model_dir(target: str, cache_dir: Path) -> Path:
+    """A directory path, or a model id looked up in the cache."""
+    path = Path(target).expanduser()
+    if path.is_dir():
+        return path.absolute()
+    if ":" in target and "/" not in target:
+        found = find_model_dir(cache_dir, target)
+        if found is not None:
+            return found.absolute()
+        raise NotFound(
+            f"no compiled directory for {target} in {cache_dir}",
+            hint="curator compile SOURCE --recipe int4-cpu, or pass the directory",
+        )
+    raise NotFound(f"no such directory: {target}", hint="pass a compiled model directory or id")
+
+
+def check_model_dir(path: Path, manifest: dict[str, Any] | None) -> dict[str, Any]:
+    """genai_config.json parses and every artifact the manifest lists exists; returns the config."""
+    if not (path / GENAI_CONFIG).is_file():
+        raise InputFileError(
+            f"{path} has no {GENAI_CONFIG}: not an ONNX Runtime GenAI model directory",
+            hint="curator compile SOURCE --recipe int4-cpu",
+        )
+    config = read_json(path / GENAI_CONFIG, GENAI_CONFIG)
+    if not isinstance(config, dict):
+        raise InputFileError(f"{path / GENAI_CONFIG} is not a JSON object", hint="recompile")
+    wanted = [str(a["path"]) for a in artifacts(manifest)]
+    decoder = (
+        config.get("model", {}).get("decoder", {}) if isinstance(config.get("model"), dict) else {}
+    )
+    filename = decoder.get("filename") if isinstance(decoder, dict) else None
+    if isinstance(filename, str):
+        wanted.append(filename)
+    missing = sorted({rel for rel in wanted if not (path / rel).is_file()})
+    if missing:
+        raise InputFileError(
+            f"{path} is incomplete: missing {', '.join(missing)}",
+            hint="recompile it (curator compile ... --force); curator cache verify shows changes",
+        )
+    return config
+
+
+def context_length(config: dict[str, Any]) -> int | None:
+    model, search = config.get("model"), config.get("search")
+    for value in (
+        model.get("context_length") if isinstance(model, dict) else None,
+        search.get("max_length") if isinstance(search, dict) else None,
+    ):
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def runtime_of(config: dict[str, Any], manifest: dict[str, Any] | None) -> tuple[str, str]:
+    """(deviceType, executionProvider): the manifest's if given, else from genai_config."""
+    declared = (manifest or {}).get("runtime")
+    if (
+        isinstance(declared, dict)
+        and declared.get("deviceType")
+        and declared.get("executionProvider")
+    ):
+        return str(declared["deviceType"]), str(declared["executionProvider"])
+    try:
+        options = config["model"]["decoder"]["session_options"]["provider_options"]
+    except (KeyError, TypeError):
+        options = []
+    for option in options if isinstance(options, list) else []:
+        for name in option if isinstance(option, dict) else {}:
+            if name.lower() in _PROVIDERS:
+                return _PROVIDERS[name.lower()]
+    return "CPU", "CPUExecutionProvider"
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def min_ram_from_peak(peak_rss_mb: float) -> float:
+    """GiB to ask for: the measured peak with headroom, rounded up to 0.1."""
+    needed = peak_rss_mb / 1024 * HEADROOM_FACTOR + HEADROOM_GB
+    return math.ceil(needed * 10) / 10
+
+
+def register(
+    target: str,
+    *,
+    cache_dir: Path,
+    registry: Path,
+    model_id: str | None = None,
+    alias: str | None = None,
+    capabilities: tuple[str, ...] = (),
+    license: str | None = None,
+    min_ram_gb: float | None = None,
+) -> RegisterResult:
+    """Register a compiled directory (or an id in the cache) with Foundry Local and the registry.
+
+    Re-registering an id replaces the Foundry registration and updates the registry entry (keeping
+    its benchmarks, fidelity and notes). A model that fails to load or generate is unregistered.
+    """
+    from curator import foundry
+    from curator.registry import find_model, load_registry, upsert_model
+
+    path = resolve_model_dir(target, cache_dir)
+    manifest = read_manifest(path)
+    config = check_model_dir(path, manifest)
+    if manifest is None or not artifacts(manifest):
+        raise InputFileError(
+            f"{path} has no {MANIFEST_NAME} listing its artifacts: the registry needs its provenance",
+            hint="compile it with curator compile SOURCE --recipe NAME",
+        )
+    chosen_id = model_id or dir_model_id(path, manifest)
+    if not chosen_id or not _SCHEMA_ID_RE.match(chosen_id):
+        raise UsageProblem(
+            f"cannot tell the model id of {path} (got {chosen_id!r})",
+            hint="pass --id NAME-VARIANT:VERSION, e.g. tiny-qwen2-generic-cpu:1",
+        )
+    variant_match = _VARIANT_RE.search(chosen_id.rsplit(":", 1)[0])
+    if variant_match is None:
+        raise UsageProblem(
+            f"model id {chosen_id!r} does not end in a variant such as -generic-cpu",
+            hint="use NAME-VARIANT:VERSION, e.g. tiny-qwen2-generic-cpu:1",
+        )
+    variant = variant_match["variant"]
+    existing = find_model(load_registry(registry), chosen_id)
+    chosen_license = (
+        license or _manifest_str(manifest, "license") or (existing or {}).get("license")
+    )
+    if not chosen_license:
+        raise UsageProblem(
+            f"no license known for {chosen_id}", hint="pass --license SPDX-ID, e.g. --license mit"
+        )
+    name = chosen_id.rsplit(":", 1)[0]
+    chosen_alias = alias or (existing or {}).get("alias") or name[: variant_match.start()]
+    publisher = _publisher(path, manifest, existing, cache_dir)
+    display_name = (
+        _manifest_str(manifest, "displayName")
+        or (existing or {}).get("displayName")
+        or chosen_alias
+    )
+    device_type, provider = runtime_of(config, manifest)
+    listed = artifacts(manifest)
+    total_bytes = sum(int(a.get("bytes", 0)) for a in listed)
+    file_size_mb = max(round(total_bytes / 2**20, 2), 0.01)
+
+    rt = foundry.runtime(cache_dir)
+    was_registered = rt.get(chosen_id) is not None
+    rt.register_model_dir(
+        path,
+        chosen_id,
+        foundry.ModelMetadata(
+            display_name=display_name,
+            publisher=publisher,
+            license=chosen_license,
+            file_size_mb=max(1, round(total_bytes / 2**20)),
+            context_length=context_length(config),
+            device_type=device_type,
+            execution_provider=provider,
+        ),
+    )
+    try:
+        test = _load_test(rt, chosen_id)
+    except FoundryError as exc:
+        rt.unregister(chosen_id)
+        raise FoundryError(
+            f"load test failed, {chosen_id} left unregistered: {exc.message}",
+            hint=f"curator cache verify {chosen_id}; recompile with --force",
+        ) from None
+
+    measured = min_ram_from_peak(test.peak_rss_mb)
+    ram = min_ram_gb if min_ram_gb is not None else max(measured, _benchmark_floor(existing))
+    entry: dict[str, Any] = {
+        key: value
+        for key, value in (existing or {}).items()
+        if key
+        in (
+            "benchmarks",
+            "fidelity",
+            "notes",
+            "licenseDescription",
+            "maxOutputTokens",
+            "supportsToolCalling",
+        )
+    }
+    entry.update(
+        {
+            "id": chosen_id,
+            "alias": chosen_alias,
+            "displayName": display_name,
+            "variant": variant,
+            "task": "chat-completion",
+            "license": chosen_license,
+            "publisher": publisher,
+            "capabilities": list(capabilities) or (existing or {}).get("capabilities") or ["chat"],
+            "fileSizeMb": file_size_mb,
+            "minRamGb": ram,
+            "contextLength": context_length(config) or 1,
+            "runtime": {"deviceType": device_type, "executionProvider": provider},
+            "source": _source(path, manifest, config),
+            "build": _build(manifest, listed),
+        }
+    )
+    try:
+        action = upsert_model(registry, entry)
+    except CuratorError:
+        if not was_registered:
+            rt.unregister(chosen_id)
+        raise
+    return RegisterResult(
+        id=chosen_id,
+        path=path,
+        foundry_action="re-registered" if was_registered else "registered",
+        registry_action=action,
+        registry=registry,
+        min_ram_gb=ram,
+        load_test=test,
+        entry=entry,
+    )
+
+
+def _load_test(rt: Any, model_id: str) -> LoadTest:
+    start = time.perf_counter()
+    loaded = rt.load(model_id)
+    loaded_at = time.perf_counter()
+    try:
+        result = loaded.chat(LOAD_TEST_MESSAGES, max_tokens=LOAD_TEST_TOKENS)
+    finally:
+        done_at = time.perf_counter()
+        peak = _peak_rss_mb()
+        loaded.unload()
+    if result.usage.completion_tokens < 1:
+        raise FoundryError(f"{model_id} generated no tokens", hint="curator smoke")
+    return LoadTest(
+        load_ms=round((loaded_at - start) * 1000, 1),
+        generate_ms=round((done_at - loaded_at) * 1000, 1),
+        prompt_tokens=result.usage.prompt_tokens,
+        completion_tokens=result.usage.completion_tokens,
+        peak_rss_mb=round(peak, 1),
+    )
+
+
+def _benchmark_floor(existing: dict[str, Any] | None) -> float:
+    """minRamGb must cover the latest benchmark's peak memory (a registry rule)."""
+    benchmarks = (existing or {}).get("benchmarks") or []
+    if not benchmarks:
+        return 0.0
+    latest = max(benchmarks, key=lambda b: str(b.get("date", "")))
+    return math.ceil(float(latest.get("peakMemoryMb", 0)) / 1024 * 10) / 10
+
+
+def _manifest_str(manifest: dict[str, Any], key: str) -> str | None:
+    for holder in (manifest, manifest.get("source")):
+        if isinstance(holder, dict) and isinstance(holder.get(key), str) and holder[key]:
+            return str(holder[key])
+    return None
+
+
+def _publisher(
+    path: Path, manifest: dict[str, Any], existing: dict[str, Any] | None, cache_dir: Path
+) -> str:
+    declared = _manifest_str(manifest, "publisher") or (existing or {}).get("publisher")
+    if declared and _PUBLISHER_RE.match(declared):
+        return str(declared)
+    try:
+        inside = path.parent.resolve() != cache_dir.resolve()
+        path.resolve().relative_to(cache_dir.resolve())
+    except ValueError:
+        inside = False
+    if inside and _PUBLISHER_RE.match(path.parent.name):
+        return path.parent.name
+    return "local"
+
+
+def _source(path: Path, manifest: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    raw = manifest.get("source")
+    declared: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    source: dict[str, Any] = {}
+    repo = declared.get("repo") or declared.get("repoId")
+    if (
+        isinstance(repo, str)
+        and re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$", repo)
+    ) or (isinstance(repo, str) and repo.startswith("local:")):
+        source["repo"] = repo
+    else:
+        local_name = Path(str(declared.get("path") or repo or path.name)).name
+        source["repo"] = "local:" + (
+            re.sub(r"[^A-Za-z0-9._-]", "-", local_name).lstrip("._-") or "model"
+        )
+    revision = declared.get("revision")
+    if isinstance(revision, str) and re.match(r"^[0-9a-f]{40}$", revision):
+        source["revision"] = revision
+    source["architecture"] = _architecture(path, declared, config)
+    parameters = declared.get("parameters")
+    if isinstance(parameters, int) and parameters > 0:
+        source["parameters"] = parameters
+    return source
+
+
+def _architecture(path: Path, declared: dict[str, Any], config: dict[str, Any]) -> str:
+    value = declared.get("architecture")
+    if isinstance(value, str) and re.match(r"^[A-Za-z0-9]+$", value):
+        return value
+    hf_config = path / "config.json"
+    if hf_config.is_file():
+        try:
+            names = json.loads(hf_config.read_text(encoding="utf-8")).get("architectures") or []
+        except (OSError, ValueError, AttributeError):
+            names = []
+        if names and isinstance(names[0], str) and re.match(r"^[A-Za-z0-9]+$", names[0]):
+            return str(names[0])
+    model_type = (
+        config.get("model", {}).get("type") if isinstance(config.get("model"), dict) else None
+    )
+    return re.sub(r"[^A-Za-z0-9]", "", str(model_type or "unknown")) or "unknown"
+
+
+def _build(manifest: dict[str, Any], listed: list[dict[str, Any]]) -> dict[str, Any]:
+    raw = manifest.get("build")
+    declared: dict[str, Any] = raw if isinstance(raw, dict) else manifest
+    build: dict[str, Any] = {
+        "recipe": declared.get("recipe"),
+        "recipeSha256": declared.get("recipeSha256"),
+        "tools": declared.get("tools") if isinstance(declared.get("tools"), dict) else {},
+        "artifacts": [
+            {"path": a["path"], "sha256": a.get("sha256"), "bytes": a.get("bytes")} for a in listed
+        ],
+    }
+    compiled_at = declared.get("compiledAt") or manifest.get("compiledAt")
+    if isinstance(compiled_at, str):
+        build["compiledAt"] = compiled_at
+    return build
