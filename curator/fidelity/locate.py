@@ -1,0 +1,113 @@
+"""Find the compiled model to measure and the fp32 reference to measure it against."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from curator.errors import NotFound, UsageProblem
+from curator.fidelity.types import Reference
+
+MANIFEST_NAME = "curator-manifest.json"
+
+
+def read_manifest(model_dir: Path) -> dict[str, Any] | None:
+    """The compile manifest of ``model_dir`` as a dict, or None when absent or unreadable."""
+    try:
+        data = json.loads((model_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def find_compiled(cache_root: Path, model_id: str) -> Path:
+    """The directory of compiled model ``model_id`` (``<cache>/<publisher>/<id>``), or a path."""
+    as_path = Path(model_id).expanduser()
+    if (as_path / "genai_config.json").is_file():
+        return as_path.resolve()
+    folder = model_id.replace(":", "-")
+    if cache_root.is_dir():
+        for publisher in sorted(p for p in cache_root.iterdir() if p.is_dir()):
+            if publisher.name.startswith("."):
+                continue
+            candidate = publisher / folder
+            if (candidate / "genai_config.json").is_file():
+                return candidate
+        for manifest_path in sorted(cache_root.glob(f"*/*/{MANIFEST_NAME}")):
+            manifest = read_manifest(manifest_path.parent)
+            if manifest and manifest.get("id") == model_id:
+                return manifest_path.parent
+    raise NotFound(
+        f"no compiled model {model_id!r} in {cache_root}",
+        hint="compile it with `curator compile SOURCE`, or pass `--cache-dir DIR`",
+    )
+
+
+def model_label(model_dir: Path) -> str:
+    """The compiled model's id from its manifest, else the directory name."""
+    manifest = read_manifest(model_dir)
+    label = manifest.get("id") if manifest else None
+    return str(label) if label else model_dir.name
+
+
+def reference_from_dir(path: Path, label: str | None = None) -> Reference:
+    """A directory holding a compiled model (genai_config.json) or a Hugging Face checkpoint."""
+    if (path / "genai_config.json").is_file():
+        return Reference("onnx", path.resolve(), label or model_label(path))
+    if (path / "config.json").is_file():
+        return Reference("transformers", path.resolve(), label or path.name)
+    raise UsageProblem(
+        f"{path} is neither a compiled model (genai_config.json) nor a Hugging Face checkpoint "
+        "(config.json)",
+        hint="pass `--reference DIR` with the fp32 checkpoint or the fp32-cpu compile",
+    )
+
+
+def _hub_snapshot(repo: str, revision: str | None) -> Path | None:
+    """The locally cached Hub snapshot of ``repo`` (no network), if any."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        found = snapshot_download(repo, revision=revision, local_files_only=True)
+    except Exception:  # not cached, or the cache is unreadable: treat as absent
+        return None
+    return Path(found)
+
+
+def default_reference(model_dir: Path) -> Reference:
+    """The source recorded in the manifest: a local directory, or a cached Hub snapshot."""
+    manifest = read_manifest(model_dir) or {}
+    raw_source = manifest.get("source")
+    source: dict[str, Any] = raw_source if isinstance(raw_source, dict) else {}
+    repo = source.get("repo")
+    for key in ("sourceDir", "sourcePath"):
+        value = manifest.get(key) or source.get(key) or source.get("path")
+        if isinstance(value, str) and Path(value).is_dir():
+            return reference_from_dir(Path(value), label=str(repo or Path(value).name))
+    if isinstance(repo, str) and "/" in repo and not repo.startswith("local:"):
+        snapshot = _hub_snapshot(repo, source.get("revision"))
+        if snapshot is not None and (snapshot / "config.json").is_file():
+            return Reference("transformers", snapshot, repo)
+    raise UsageProblem(
+        f"no fp32 reference found for {model_dir.name}: its manifest records no local source "
+        "directory or cached Hub snapshot",
+        hint="pass `curator fidelity ID --reference DIR` (the fp32 checkpoint or fp32-cpu compile)",
+    )
+
+
+def resolve_reference(source: str | None, model_dir: Path, cache_root: Path) -> Reference:
+    """``--reference``: a directory, or a compiled model id in the cache; default: the manifest."""
+    if source is None:
+        return default_reference(model_dir)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return reference_from_dir(path)
+    try:
+        compiled = find_compiled(cache_root, source)
+    except NotFound:
+        raise NotFound(
+            f"reference {source!r} is neither a directory nor a compiled model in {cache_root}",
+            hint="pass `--reference DIR` (fp32 checkpoint or fp32-cpu compile) or a compiled id",
+        ) from None
+    return Reference("onnx", compiled, source)

@@ -1,0 +1,165 @@
+"""Run the fidelity worker in a subprocess and summarise what it measured."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from curator.errors import CuratorError
+from curator.fidelity.stats import mean, percentile, perplexity
+from curator.fidelity.text import FidelityText
+from curator.fidelity.types import FidelityResult, Reference, TokenStats
+
+DEFAULT_WINDOW = 512
+
+
+class FidelityError(CuratorError):
+    """The fidelity measurement could not run (the models failed to load or disagree in shape)."""
+
+
+def _worker_env(threads: int | None) -> dict[str, str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def run_worker(
+    model_dir: Path,
+    reference: Reference,
+    text: FidelityText,
+    *,
+    window: int = DEFAULT_WINDOW,
+    max_tokens: int | None = None,
+    threads: int | None = None,
+    timeout: float | None = None,
+) -> TokenStats:
+    """Per-position figures from ``curator.fidelity.worker`` run in a fresh Python process."""
+    if window < 2:
+        raise FidelityError(f"window {window} is too small", hint="use `--window 64` or more")
+    request = {
+        "model": str(model_dir),
+        "reference_kind": reference.kind,
+        "reference_path": str(reference.path),
+        "text_file": str(text.path),
+        "window": window,
+        "max_tokens": max_tokens,
+        "threads": threads,
+    }
+    with tempfile.TemporaryDirectory(prefix="curator-fidelity-") as tmp:
+        request_path, result_path = Path(tmp) / "request.json", Path(tmp) / "result.json"
+        request_path.write_text(json.dumps(request), encoding="utf-8")
+        try:
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "curator.fidelity.worker",
+                    str(request_path),
+                    str(result_path),
+                ],
+                capture_output=True,
+                text=True,
+                env=_worker_env(threads),
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise FidelityError(
+                f"fidelity run timed out after {exc.timeout:.0f} s",
+                hint="measure fewer tokens with `curator fidelity ID --max-tokens N`",
+            ) from None
+        if proc.returncode != 0 or not result_path.is_file():
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise FidelityError(
+                f"fidelity worker failed (exit {proc.returncode}): {last}",
+                hint="rerun with CURATOR_DEBUG=1; check the model with `curator smoke ID`",
+            )
+        result: dict[str, Any] = json.loads(result_path.read_text(encoding="utf-8"))
+    if not result.get("ok"):
+        raise FidelityError(
+            f"fidelity run failed: {result.get('error')}",
+            hint="pass the model's own fp32 source with `--reference DIR`",
+        )
+    return TokenStats(
+        kl=tuple(result["kl"]),
+        agree=tuple(result["agree"]),
+        nll_model=tuple(result["nll_model"]),
+        nll_reference=tuple(result["nll_reference"]),
+        windows=int(result["windows"]),
+        vocab_size=int(result["vocab_size"]),
+    )
+
+
+def summarize(
+    stats: TokenStats,
+    *,
+    model: str,
+    model_dir: Path,
+    reference: Reference,
+    text: FidelityText,
+    window: int,
+    seconds: float,
+    date: str | None = None,
+) -> FidelityResult:
+    """Fold per-position figures into one FidelityResult."""
+    if not stats.kl:
+        raise FidelityError("no positions were scored", hint="pass a longer `--text FILE`")
+    return FidelityResult(
+        model=model,
+        model_path=model_dir,
+        reference=reference.describe(),
+        text=text.name,
+        text_sha256=text.sha256,
+        tokens=len(stats.kl),
+        windows=stats.windows,
+        window=window,
+        kl_mean=mean(stats.kl),
+        kl_p99=percentile(stats.kl, 99),
+        kl_max=max(stats.kl),
+        top1_agreement=sum(stats.agree) / len(stats.agree),
+        perplexity=perplexity(stats.nll_model),
+        reference_perplexity=perplexity(stats.nll_reference),
+        date=date or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        seconds=round(seconds, 3),
+    )
+
+
+def measure_fidelity(
+    model_dir: Path,
+    reference: Reference,
+    text: FidelityText,
+    *,
+    model: str | None = None,
+    window: int = DEFAULT_WINDOW,
+    max_tokens: int | None = None,
+    threads: int | None = None,
+    timeout: float | None = None,
+) -> FidelityResult:
+    """Teacher-forced KL, top-1 agreement and perplexities of ``model_dir`` against ``reference``."""
+    start = time.monotonic()
+    stats = run_worker(
+        model_dir,
+        reference,
+        text,
+        window=window,
+        max_tokens=max_tokens,
+        threads=threads,
+        timeout=timeout,
+    )
+    return summarize(
+        stats,
+        model=model or model_dir.name,
+        model_dir=model_dir,
+        reference=reference,
+        text=text,
+        window=window,
+        seconds=time.monotonic() - start,
+    )

@@ -1,0 +1,158 @@
+"""The fidelity subprocess: ``python -m curator.fidelity.worker REQUEST.json RESULT.json``.
+
+Runs in its own process because onnxruntime_genai must never load where foundry_local_sdk was
+initialised. Tokenizes the text with the compiled model's own tokenizer, cuts the ids into
+windows, runs each window through the compiled model (onnxruntime-genai, one teacher-forced
+forward pass giving logits at every position) and through the reference (transformers fp32, or
+another compiled model), and writes per-position figures as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+# Positions scored per block when comparing distributions (bounds memory for large vocabularies).
+_ROWS = 64
+
+
+class WorkerError(Exception):
+    """A problem the parent reports as a CompileError-like user message."""
+
+
+def _genai_logits(og: Any, model: Any, ids: Any) -> Any:
+    import numpy as np
+
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(ids) + 1)
+    generator = og.Generator(model, params)
+    generator.append_tokens(np.asarray(ids, dtype=np.int32))
+    logits = np.asarray(generator.get_output("logits"))
+    if logits.ndim != 3 or logits.shape[1] != len(ids):
+        raise WorkerError(
+            f"onnxruntime-genai returned logits of shape {tuple(logits.shape)} for a prompt of "
+            f"{len(ids)} tokens (expected one row per position)"
+        )
+    return logits[0].astype(np.float32, copy=False)
+
+
+class _GenaiRunner:
+    def __init__(self, path: Path) -> None:
+        import onnxruntime_genai as og
+
+        self._og = og
+        self.model = og.Model(str(path))
+
+    def logits(self, ids: Any) -> Any:
+        return _genai_logits(self._og, self.model, ids)
+
+
+class _TransformersRunner:
+    def __init__(self, path: Path, threads: int | None) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        if threads:
+            torch.set_num_threads(threads)
+        self._torch = torch
+        model: Any = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+        model.eval()
+        self.model = model
+
+    def logits(self, ids: Any) -> Any:
+        torch = self._torch
+        with torch.inference_mode():
+            out = self.model(torch.tensor([list(map(int, ids))], dtype=torch.long))
+        return out.logits[0].float().numpy()
+
+
+def _log_softmax(x: Any) -> Any:
+    import numpy as np
+
+    x = x.astype(np.float64)
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _score(model_logits: Any, ref_logits: Any, targets: Any) -> dict[str, list[Any]]:
+    """Per position i < n-1: KL(ref || model), argmax agreement, NLL of token i+1 under each."""
+    import numpy as np
+
+    out: dict[str, list[Any]] = {"kl": [], "agree": [], "nll_model": [], "nll_reference": []}
+    count = len(targets)
+    for start in range(0, count, _ROWS):
+        stop = min(start + _ROWS, count)
+        lm = _log_softmax(model_logits[start:stop])
+        lr = _log_softmax(ref_logits[start:stop])
+        kl = np.maximum((np.exp(lr) * (lr - lm)).sum(axis=-1), 0.0)
+        rows = np.arange(stop - start)
+        tgt = np.asarray(targets[start:stop])
+        out["kl"].extend(float(v) for v in kl)
+        out["agree"].extend(bool(a == b) for a, b in zip(lm.argmax(-1), lr.argmax(-1), strict=True))
+        out["nll_model"].extend(float(v) for v in -lm[rows, tgt])
+        out["nll_reference"].extend(float(v) for v in -lr[rows, tgt])
+    return out
+
+
+def run(request: dict[str, Any]) -> dict[str, Any]:
+    """Do the measurement described by ``request`` (see curator.fidelity.measure)."""
+    import numpy as np
+    import onnxruntime_genai as og
+
+    model_dir = Path(request["model"])
+    text = Path(request["text_file"]).read_text(encoding="utf-8")
+    window = int(request["window"])
+    max_tokens = request.get("max_tokens")
+    threads = request.get("threads")
+
+    candidate = _GenaiRunner(model_dir)
+    ids = np.asarray(og.Tokenizer(candidate.model).encode(text), dtype=np.int64).reshape(-1)
+    if max_tokens:
+        ids = ids[: int(max_tokens)]
+    windows = [ids[i : i + window] for i in range(0, len(ids), window)]
+    windows = [w for w in windows if len(w) >= 2]
+    if not windows:
+        raise WorkerError(f"the text gives only {len(ids)} token(s); at least 2 are needed")
+
+    ref_path = Path(request["reference_path"])
+    reference: _GenaiRunner | _TransformersRunner
+    if request["reference_kind"] == "onnx":
+        reference = _GenaiRunner(ref_path)
+    else:
+        reference = _TransformersRunner(ref_path, threads)
+
+    totals: dict[str, list[Any]] = {"kl": [], "agree": [], "nll_model": [], "nll_reference": []}
+    vocab = 0
+    for chunk in windows:
+        got = candidate.logits(chunk)
+        ref = reference.logits(chunk)
+        if got.shape[-1] != ref.shape[-1]:
+            vocab = min(got.shape[-1], ref.shape[-1])
+            if int(chunk.max()) >= vocab:
+                raise WorkerError(
+                    f"vocabulary sizes differ (model {got.shape[-1]}, reference "
+                    f"{ref.shape[-1]}): is the reference the model this was compiled from?"
+                )
+            got, ref = got[:, :vocab], ref[:, :vocab]
+        vocab = got.shape[-1]
+        scored = _score(got[:-1], ref[:-1], chunk[1:])
+        for key, values in scored.items():
+            totals[key].extend(values)
+    return {**totals, "windows": len(windows), "vocab_size": int(vocab)}
+
+
+def main(argv: list[str]) -> int:
+    request_path, result_path = Path(argv[0]), Path(argv[1])
+    request = json.loads(request_path.read_text(encoding="utf-8"))
+    try:
+        result: dict[str, Any] = {"ok": True, **run(request)}
+    except WorkerError as exc:
+        result = {"ok": False, "error": str(exc)}
+    result_path.write_text(json.dumps(result), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
