@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup setup-light test test-all lint bench demo lock clean
+.PHONY: setup test test-all lint bench demo docs lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ bench: setup
 
 demo: setup
 	$(BIN)/python -m curator.demo --out demo-out
+
+docs: setup
+	$(BIN)/python -m curator.cli.reference README.md
 
 lock: setup
 	$(BIN)/python -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/' > constraints.txt.new
