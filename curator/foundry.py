@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -443,7 +443,7 @@ class LoadedModel:
         max_tokens: int,
         temperature: float = 0.0,
         seed: int | None = None,
-    ) -> Iterator[ChatChunk]:
+    ) -> Generator[ChatChunk, None, None]:
         """Stream an answer to ``messages`` (``[{"role": "user", "content": "..."}]``).
 
         Yields :class:`ChatChunk` text pieces as the runtime produces them, then one final chunk
@@ -465,7 +465,7 @@ class LoadedModel:
 
     def _stream(
         self, messages: list[dict[str, str]], max_tokens: int, temperature: float, seed: int | None
-    ) -> Iterator[ChatChunk]:
+    ) -> Generator[ChatChunk, None, None]:
         from foundry_local_sdk import (
             ChatSession,
             FinishReason,
