@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,3 +47,55 @@ def run_curator(
         timeout=timeout,
         check=False,
     )
+
+
+# --- Small local models (issue 3): built once per test run, shared by xdist workers. ---------------
+# Cached under <repo>/.cache/test-models/<name>-<key> (the key covers builder arguments, recipe bytes
+# and the compile code), guarded by a file lock, built in a temp dir and renamed into place.
+
+TEST_MODELS_ROOT = REPO_ROOT / ".cache" / "test-models"
+TINY_MODEL_ID = "tiny-qwen2-generic-cpu:1"
+TINY_FP32_MODEL_ID = "tiny-qwen2-fp32-generic-cpu:1"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    """A Hugging Face model directory: random-init Qwen2, hidden 64, 2 layers, BPE tokenizer."""
+    from curator.devmodels.cache import cached_tiny_model
+
+    return cached_tiny_model(TEST_MODELS_ROOT, architecture="qwen2", hidden_size=64, num_layers=2)
+
+
+@pytest.fixture(scope="session")
+def compiled_tiny_int4(tiny_model_dir: Path) -> Path:
+    """``curator compile tiny_model_dir --recipe int4-cpu`` output (id tiny-qwen2-generic-cpu:1).
+
+    Read-only: copy it with ``install_compiled`` before changing anything.
+    """
+    from curator.devmodels.cache import cached_compile
+
+    return cached_compile(TEST_MODELS_ROOT, tiny_model_dir, "int4-cpu", TINY_MODEL_ID)
+
+
+@pytest.fixture(scope="session")
+def compiled_tiny_fp32(tiny_model_dir: Path) -> Path:
+    """The same model compiled with fp32-cpu (id tiny-qwen2-fp32-generic-cpu:1): a reference."""
+    from curator.devmodels.cache import cached_compile
+
+    return cached_compile(TEST_MODELS_ROOT, tiny_model_dir, "fp32-cpu", TINY_FP32_MODEL_ID)
+
+
+@pytest.fixture
+def install_compiled(compiled_tiny_int4: Path, isolated_env: Path) -> Callable[..., Path]:
+    """``install_compiled(cache_dir=None, model_id=None, compiled=None) -> Path``: copy a compiled
+    model (default: compiled_tiny_int4) to ``<cache>/local/<id with ':' as '-'>`` (default cache:
+    this test's $FOUNDRY_CACHE_DIR); a different id renames inference_model.json and the manifest."""
+    from curator.devmodels.cache import install_compiled as install
+
+    def _install(
+        cache_dir: Path | None = None, model_id: str | None = None, compiled: Path | None = None
+    ) -> Path:
+        cache = cache_dir or Path(os.environ["FOUNDRY_CACHE_DIR"])
+        return install(compiled or compiled_tiny_int4, cache, model_id)
+
+    return _install

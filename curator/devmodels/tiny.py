@@ -177,6 +177,9 @@ def build_tiny_model(
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
 
+    if architecture not in ARCHITECTURES:
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise ValueError(f"unknown tiny-model architecture {architecture!r}; known: {known}")
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = save_tokenizer(out_dir, vocab_size=vocab_size, corpus_bytes=corpus_bytes)
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}

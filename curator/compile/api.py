@@ -1,0 +1,197 @@
+"""``compile_model``: preflight, run Olive, check the output, describe it, place it atomically."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from curator.compile import check, manifest, placement, preflight
+from curator.compile.olive_run import log_tail, run_olive
+from curator.compile.source import (
+    custom_code_files,
+    read_model_config,
+    resolve_source,
+    weight_facts,
+)
+from curator.compile.types import CompilePlan, CompileRequest, CompileResult, SourceModel
+from curator.errors import CompileError
+from curator.paths import curator_home, foundry_cache_dir
+from curator.recipes import (
+    Recipe,
+    get_recipe,
+    predict_compile_peak_bytes,
+    render_olive_config,
+)
+
+Progress = Callable[[str], None]
+OLIVE_CONFIG_NAME = "olive-config.json"
+
+
+def _say(progress: Progress | None, message: str) -> None:
+    if progress:
+        progress(message)
+
+
+def _olive_config(
+    recipe: Recipe, source_dir: Path | str, work: Path, request: CompileRequest
+) -> dict[str, Any]:
+    return render_olive_config(
+        recipe,
+        model_path=Path(source_dir),
+        output_dir=work / "olive-output",
+        cache_dir=work / "olive-cache",
+        calibration=request.calibration.resolve() if request.calibration else None,
+        trust_remote_code=request.trust_remote_code,
+    )
+
+
+def plan_compile(request: CompileRequest, recipe: Recipe, source: SourceModel) -> CompilePlan:
+    """Every check that needs no heavy work; raises PreflightError/UsageProblem on the first."""
+    cache_root = foundry_cache_dir(request.cache_dir).absolute()
+    model_id = request.model_id or f"{source.name}-{recipe.variant}:1"
+    preflight.check_model_id(model_id, recipe)
+    target = placement.target_dir(cache_root, source.publisher, model_id)
+    preflight.check_target(target, request.force)
+    architecture = parameters = predicted_peak = predicted_disk = context = None
+    if source.local_dir is not None:
+        config = read_model_config(source.local_dir)
+        architecture = preflight.check_architecture(config, source.local_dir)
+        preflight.check_custom_code(
+            custom_code_files(source.local_dir, config), request.trust_remote_code
+        )
+        facts = weight_facts(source.local_dir, config)
+        parameters = facts.parameters
+        raw_context = config.get("max_position_embeddings")
+        context = raw_context if isinstance(raw_context, int) else None
+    free_disk = preflight.free_disk_bytes(cache_root)
+    available_ram = preflight.available_ram_bytes()
+    if parameters:
+        predicted_disk = preflight.predicted_disk_bytes(recipe, parameters)
+        preflight.check_disk(predicted_disk, free_disk, cache_root)
+        predicted_peak = predict_compile_peak_bytes(recipe, parameters)
+        preflight.check_ram(predicted_peak, available_ram, recipe)
+    label = model_id.replace(":", "-")
+    placeholder_work = cache_root / placement.WORK_ROOT_NAME / f"{label}-XXXXXXXX"
+    olive_config = _olive_config(recipe, source.local_dir or source.repo, placeholder_work, request)
+    return CompilePlan(
+        model_id=model_id,
+        publisher=source.publisher,
+        target=target,
+        recipe=recipe.name,
+        recipe_sha256=recipe.sha256,
+        source_repo=source.repo,
+        source_revision=source.revision,
+        source_dir=source.local_dir,
+        architecture=architecture,
+        parameters=parameters,
+        context_length=context,
+        predicted_peak_bytes=predicted_peak,
+        available_ram_bytes=available_ram,
+        predicted_disk_bytes=predicted_disk,
+        free_disk_bytes=free_disk,
+        olive_config=olive_config,
+    )
+
+
+def _keep_failed_log(log_path: Path, label: str) -> Path | None:
+    """Copy a failed compile's log to ``$CURATOR_HOME/logs`` (the work directory goes away)."""
+    try:
+        logs = curator_home() / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        kept = logs / f"compile-{label}-{stamp}.log"
+        shutil.copyfile(log_path, kept)
+        return kept
+    except OSError:
+        return None
+
+
+def _assemble(olive_output: Path, model_dir: Path) -> None:
+    """Move the model files (not Olive's bookkeeping) from Olive's output into ``model_dir``."""
+    model_dir.mkdir()
+    for entry in sorted(olive_output.iterdir()):
+        if entry.name not in check.OLIVE_BOOKKEEPING:
+            os.replace(entry, model_dir / entry.name)
+
+
+def compile_model(request: CompileRequest, progress: Progress | None = None) -> CompileResult:
+    """Compile ``request.source`` with ``request.recipe`` into the Foundry Local cache."""
+    started = time.monotonic()
+    recipe = get_recipe(request.recipe)
+    preflight.check_calibration(recipe, request.calibration)
+    if not request.dry_run:
+        preflight.check_device(recipe)
+    # A Hub source: its target can be refused before anything is downloaded.
+    light = resolve_source(request.source, request.revision, download=False)
+    if not light.is_local:
+        early = plan_compile(request, recipe, light)
+        if request.dry_run:
+            return CompileResult(plan=early, dry_run=True)
+        _say(progress, f"downloading {light.repo}")
+    source = (
+        light if light.is_local else resolve_source(request.source, request.revision, download=True)
+    )
+    plan = plan_compile(request, recipe, source)
+    if request.dry_run:
+        return CompileResult(plan=plan, dry_run=True)
+    assert source.local_dir is not None
+
+    cache_root = foundry_cache_dir(request.cache_dir).absolute()
+    for stale in placement.remove_stale(cache_root):
+        _say(progress, f"removed a work directory left by an interrupted compile: {stale.name}")
+    label = plan.model_id.replace(":", "-")
+    with placement.work_directory(cache_root, label) as work:
+        config = _olive_config(recipe, source.local_dir, work, request)
+        config_path = work / OLIVE_CONFIG_NAME
+        config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+        log_path = work / manifest.LOG_NAME
+        _say(progress, f"olive: {recipe.name} ({' -> '.join(p.name for p in recipe.passes)})")
+        run = run_olive(
+            config_path,
+            log_path,
+            offline=True,  # Olive reads a local directory (a Hub source is downloaded above)
+            progress=progress,
+            on_start=lambda pid: placement.record_owner(work, pid),
+        )
+        problems = check.check_output(work / "olive-output")
+        if problems:
+            kept = _keep_failed_log(log_path, label)
+            raise CompileError(
+                f"Olive did not produce a usable model (exit code {run.returncode}): "
+                f"{'; '.join(problems)}\n--- last lines of compile.log ---\n{log_tail(log_path)}",
+                hint=f"full log: {kept}" if kept else "rerun to see the log",
+            )
+        model_dir = work / "model"
+        _assemble(work / "olive-output", model_dir)
+        shutil.copyfile(log_path, model_dir / manifest.LOG_NAME)
+        manifest.write_inference_model(model_dir, plan.model_id)
+        found = manifest.artifacts(model_dir)
+        wall = time.monotonic() - started
+        document = manifest.manifest_document(
+            plan=plan,
+            recipe=recipe,
+            found=found,
+            compiled_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            wall_seconds=wall,
+            olive_seconds=run.wall_seconds,
+            peak_rss_bytes=run.peak_rss_bytes,
+            context=manifest.context_length(model_dir),
+        )
+        manifest.write_manifest(model_dir, document)
+        placement.place(model_dir, plan.target, work, replace=request.force)
+    return CompileResult(
+        plan=plan,
+        dry_run=False,
+        path=plan.target,
+        manifest_path=plan.target / manifest.MANIFEST_NAME,
+        log_path=plan.target / manifest.LOG_NAME,
+        wall_seconds=wall,
+        peak_rss_bytes=run.peak_rss_bytes,
+        artifacts=found,
+    )

@@ -1,0 +1,189 @@
+"""Run ``olive run --config`` in a child process: progress from its log, peak RSS of its tree."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+POLL_SECONDS = 0.2
+HEARTBEAT_SECONDS = 15.0
+_STARTED = re.compile(r"Running pass (\S+)")
+_FINISHED = re.compile(r"Pass (\S+) finished in ([0-9.]+) seconds")
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class OliveRun:
+    returncode: int
+    wall_seconds: float
+    peak_rss_bytes: int
+    log_path: Path
+
+
+def olive_environment(offline: bool) -> dict[str, str]:
+    """The field notes' environment: no telemetry (7 s instead of 27 s), offline for local models."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "CI": "1",
+            "OLIVE_DISABLE_TELEMETRY": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "PYTHONUNBUFFERED": "1",
+            "TQDM_DISABLE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+    )
+    if offline:
+        env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+def olive_command(config_path: Path) -> list[str]:
+    return [sys.executable, "-m", "olive", "run", "--config", str(config_path)]
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the child gets SIGKILL if curator dies, so no orphan keeps writing."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _tree_rss(pid: int) -> int:
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            total += int(proc.memory_info().rss)
+    return total
+
+
+def pass_name(token: str) -> str:
+    return token.split(":", 1)[0]
+
+
+class _LogWatcher:
+    """Turns new log lines into progress messages."""
+
+    def __init__(self, log_path: Path, progress: Progress | None, start: float) -> None:
+        self.log_path = log_path
+        self.progress = progress
+        self.start = start
+        self.offset = 0
+        self.partial = ""
+        self.current: str | None = None
+        self.current_since = start
+        self.last_message = start
+
+    def _say(self, message: str) -> None:
+        self.last_message = time.monotonic()
+        if self.progress:
+            self.progress(message)
+
+    def poll(self) -> None:
+        try:
+            with self.log_path.open("r", encoding="utf-8", errors="replace") as handle:
+                handle.seek(self.offset)
+                chunk = handle.read()
+                self.offset = handle.tell()
+        except OSError:
+            chunk = ""
+        lines = (self.partial + chunk).split("\n")
+        self.partial = lines.pop()
+        now = time.monotonic()
+        for line in lines:
+            if match := _FINISHED.search(line):
+                name = pass_name(match.group(1))
+                self._say(f"pass {name} done in {float(match.group(2)):.1f} s")
+                self.current = None
+            elif match := _STARTED.search(line):
+                self.current = pass_name(match.group(1))
+                self.current_since = now
+                self._say(f"pass {self.current} running")
+        if now - self.last_message >= HEARTBEAT_SECONDS:
+            what = f"pass {self.current}" if self.current else "olive"
+            since = self.current_since if self.current else self.start
+            self._say(f"{what} still running ({now - since:.0f} s, total {now - self.start:.0f} s)")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the child's process group, then SIGKILL after 5 s."""
+    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_olive(
+    config_path: Path,
+    log_path: Path,
+    *,
+    offline: bool,
+    progress: Progress | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> OliveRun:
+    """Run Olive to completion (or until interrupted: then the whole child group is stopped)."""
+    start = time.monotonic()
+    peak = 0
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            olive_command(config_path),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=olive_environment(offline),
+            cwd=str(config_path.parent),
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+    watcher = _LogWatcher(log_path, progress, start)
+    try:
+        if on_start:
+            on_start(proc.pid)
+        returncode: int | None = None
+        while returncode is None:
+            peak = max(peak, _tree_rss(proc.pid))
+            watcher.poll()
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid == proc.pid:
+                returncode = os.waitstatus_to_exitcode(status)
+                proc.returncode = returncode
+                peak = max(peak, int(usage.ru_maxrss) * 1024)
+            else:
+                time.sleep(POLL_SECONDS)
+        watcher.poll()
+    except BaseException:
+        _stop(proc)
+        raise
+    return OliveRun(returncode, time.monotonic() - start, peak, log_path)
+
+
+def log_tail(log_path: Path, lines: int = 25) -> str:
+    """The last lines of the log, progress-bar redraws collapsed."""
+    try:
+        text = log_path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no compile log)"
+    cleaned = [line.rsplit("\r", 1)[-1].rstrip() for line in text.splitlines()]
+    kept = [line for line in cleaned if line.strip()]
+    return "\n".join(kept[-lines:])

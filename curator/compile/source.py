@@ -1,0 +1,126 @@
+"""Resolve SOURCE (a local Hugging Face model directory or a Hub repo id) and read its facts."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from curator.compile.types import SourceModel
+from curator.errors import PreflightError, UsageProblem
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1}
+
+
+def slug(text: str) -> str:
+    """Lower-case id part: runs of anything outside [a-z0-9._-] become '-'."""
+    cleaned = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")
+    return cleaned or "model"
+
+
+def is_hub_id(source: str) -> bool:
+    return bool(_REPO_ID.match(source)) and not Path(source).exists()
+
+
+def resolve_source(source: str, revision: str | None, *, download: bool) -> SourceModel:
+    """A local directory as is; a Hub repo id downloaded (unless ``download`` is False)."""
+    path = Path(source).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise PreflightError(
+                f"source {source} is a file, not a model directory",
+                hint="pass a Hugging Face model directory or an org/name repo id",
+            )
+        if revision:
+            raise UsageProblem(
+                "--revision applies only to a Hub repo id, not to a local directory",
+                hint="drop --revision",
+            )
+        name = slug(path.resolve().name)
+        return SourceModel(path.resolve(), f"local:{name}", None, "local", name, True)
+    if not is_hub_id(source):
+        raise PreflightError(
+            f"source {source} is neither a directory nor an org/name Hub repo id",
+            hint="check the path, or use curator search to find a repo id",
+        )
+    org, repo_name = source.split("/", 1)
+    if not download:
+        return SourceModel(None, source, revision, org, slug(repo_name), False)
+    from curator.hub import download_for_compile  # issue 5: lazy, brings huggingface_hub
+
+    local_dir, resolved = download_for_compile(source, revision)
+    return SourceModel(Path(local_dir), source, resolved, org, slug(repo_name), False)
+
+
+def read_model_config(model_dir: Path) -> dict[str, Any]:
+    """config.json as a dict; PreflightError if missing, unreadable or not a JSON object."""
+    path = model_dir / "config.json"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PreflightError(
+            f"no config.json in {model_dir}", hint="point SOURCE at a Hugging Face model directory"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PreflightError(f"cannot read {path}: {exc}", hint="check the file") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PreflightError(
+            f"{path}:{exc.lineno}:{exc.colno}: config.json is not valid JSON: {exc.msg}",
+            hint="fix or re-download config.json",
+        ) from None
+    if not isinstance(data, dict):
+        raise PreflightError(f"{path} is not a JSON object", hint="re-download config.json")
+    return data
+
+
+@dataclass(frozen=True)
+class WeightFacts:
+    parameters: int | None
+    weight_bytes: int
+
+
+def _safetensors_numel(path: Path) -> int:
+    with path.open("rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        if length > 100_000_000:
+            raise ValueError("implausible safetensors header")
+        header = json.loads(handle.read(length))
+    total = 0
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        count = 1
+        for dim in info["shape"]:
+            count *= int(dim)
+        total += count
+    return total
+
+
+def weight_facts(model_dir: Path, config: dict[str, Any]) -> WeightFacts:
+    """Parameter count from safetensors headers (no tensor is read); else estimated from bytes."""
+    files = sorted(model_dir.glob("*.safetensors"))
+    weight_bytes = sum(f.stat().st_size for f in files)
+    if files:
+        try:
+            return WeightFacts(sum(_safetensors_numel(f) for f in files), weight_bytes)
+        except (OSError, ValueError, KeyError, TypeError, struct.error):
+            pass
+    others = [*model_dir.glob("*.bin"), *model_dir.glob("*.pt")]
+    weight_bytes += sum(f.stat().st_size for f in others)
+    if not weight_bytes:
+        return WeightFacts(None, 0)
+    dtype = str(config.get("torch_dtype") or config.get("dtype") or "float32")
+    return WeightFacts(weight_bytes // _DTYPE_BYTES.get(dtype, 2), weight_bytes)
+
+
+def custom_code_files(model_dir: Path, config: dict[str, Any]) -> list[str]:
+    """Why the model needs its repository's own code: auto_map entries and *.py files."""
+    reasons = [f"auto_map {key}" for key in sorted(config.get("auto_map") or {})]
+    reasons += sorted(p.name for p in model_dir.glob("*.py"))
+    return reasons

@@ -1,0 +1,85 @@
+"""What a compile is asked to do and what it reports back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CompileRequest:
+    """``curator compile SOURCE --recipe NAME ...`` as plain values."""
+
+    source: str
+    recipe: str
+    model_id: str | None = None
+    revision: str | None = None
+    cache_dir: Path | None = None
+    calibration: Path | None = None
+    trust_remote_code: bool = False
+    force: bool = False
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class SourceModel:
+    """The model to compile, as found on disk (a Hub source has been downloaded first)."""
+
+    local_dir: Path | None
+    repo: str  # org/name, or local:<name>
+    revision: str | None
+    publisher: str
+    name: str
+    is_local: bool
+
+
+@dataclass(frozen=True)
+class CompilePlan:
+    """Everything decided before Olive starts (``--dry-run`` prints this)."""
+
+    model_id: str
+    publisher: str
+    target: Path
+    recipe: str
+    recipe_sha256: str
+    source_repo: str
+    source_revision: str | None
+    source_dir: Path | None
+    architecture: str | None
+    parameters: int | None
+    context_length: int | None
+    predicted_peak_bytes: int | None
+    available_ram_bytes: int
+    predicted_disk_bytes: int | None
+    free_disk_bytes: int
+    olive_config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: str
+    sha256: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    """A finished compile (or, with ``dry_run``, only its plan)."""
+
+    plan: CompilePlan
+    dry_run: bool
+    path: Path | None = None
+    manifest_path: Path | None = None
+    log_path: Path | None = None
+    wall_seconds: float | None = None
+    peak_rss_bytes: int | None = None
+    artifacts: tuple[Artifact, ...] = ()
+
+    @property
+    def model_id(self) -> str:
+        return self.plan.model_id
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(a.bytes for a in self.artifacts)
