@@ -124,3 +124,33 @@ def _compare_model(
     return ModelComparison(
         model_id, old_status, new_status, deltas, any(d.regression for d in deltas), recovered
     )
+
+
+def comparison_document(comparison: Comparison) -> dict[str, Any]:
+    """The ``--json`` form (camelCase, like the reports)."""
+    return {
+        "thresholdPct": comparison.threshold_pct,
+        "regressedModels": list(comparison.regressed_models),
+        "notes": list(comparison.notes),
+        "models": [
+            {
+                "id": m.model_id,
+                "oldStatus": m.old_status,
+                "newStatus": m.new_status,
+                "regression": m.regression,
+                "note": m.note,
+                "deltas": [
+                    {
+                        "figure": d.figure,
+                        "old": d.old,
+                        "new": d.new,
+                        "deltaPct": None if d.delta_pct is None else round(d.delta_pct, 2),
+                        "higherIsBetter": d.higher_is_better,
+                        "regression": d.regression,
+                    }
+                    for d in m.deltas
+                ],
+            }
+            for m in comparison.models
+        ],
+    }

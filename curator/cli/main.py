@@ -45,6 +45,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("curator.cli.paths", "paths"),
     ("curator.cli.registry", "registry"),
     ("curator.cli.registry", "select"),
+    ("curator.cli.bench", "bench"),
 )
 
 
