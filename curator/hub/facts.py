@@ -7,7 +7,8 @@ and the safetensors headers (range reads of the first bytes of each weight file)
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from curator.hub.client import hub_errors, make_api
 from curator.hub.endpoint import hf_cache_dir, hub_endpoint
@@ -17,6 +18,8 @@ from curator.hub.models import FileEntry, ModelFacts
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi, ModelInfo
+
+T = TypeVar("T")
 
 CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
 LICENSE_FILES = ("LICENSE", "LICENSE.md", "LICENSE.txt", "LICENCE")
@@ -38,7 +41,7 @@ def model_facts(repo_id: str, revision: str | None = None) -> ModelFacts:
         fmt = weight_format(sizes)
         counts: dict[str, int] = {}
         if fmt == "safetensors":
-            metadata = api.get_safetensors_metadata(repo_id, revision=sha)
+            metadata = _quietly(api.get_safetensors_metadata, repo_id, revision=sha)
             counts = {str(dtype): int(n) for dtype, n in metadata.parameter_count.items()}
     architectures = config.get("architectures") or []
     architecture = str(architectures[0]) if architectures else None
@@ -75,9 +78,26 @@ def model_facts(repo_id: str, revision: str | None = None) -> ModelFacts:
     )
 
 
+def _quietly(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call ``function`` with huggingface_hub's progress bars off (it prints one per shard)."""
+    from huggingface_hub.utils.tqdm import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
+
+    was_disabled = are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        return function(*args, **kwargs)
+    finally:
+        if not was_disabled:
+            enable_progress_bars()
+
+
 def _json_file(api: HfApi, repo_id: str, filename: str, sha: str) -> dict[str, Any]:
     """A small JSON file of the repository at ``sha`` (cached in the HF cache); {} if unreadable."""
-    path = api.hf_hub_download(repo_id, filename, revision=sha, cache_dir=hf_cache_dir())
+    path = _quietly(api.hf_hub_download, repo_id, filename, revision=sha, cache_dir=hf_cache_dir())
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
