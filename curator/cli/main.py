@@ -46,6 +46,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("curator.cli.registry", "registry"),
     ("curator.cli.registry", "select"),
     ("curator.cli.bench", "bench"),
+    ("curator.cli.recipes", "recipes"),
+    ("curator.cli.compile", "compile_command"),
 )
 
 

@@ -1,0 +1,145 @@
+"""``curator compile SOURCE --recipe NAME``: Olive into the Foundry Local cache."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from curator.cli._options import cache_dir_option, json_option
+from curator.cli._output import Output
+from curator.compile import CompilePlan, CompileRequest, CompileResult, compile_model
+
+
+def _interrupt_on_sigterm() -> None:
+    """Treat SIGTERM like Ctrl-C, so the work directory and the Olive child are cleaned up."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:,.0f} MiB"
+
+
+def plan_json(plan: CompilePlan) -> dict[str, Any]:
+    return {
+        "model_id": plan.model_id,
+        "publisher": plan.publisher,
+        "target": str(plan.target),
+        "recipe": plan.recipe,
+        "recipe_sha256": plan.recipe_sha256,
+        "source_repo": plan.source_repo,
+        "source_revision": plan.source_revision,
+        "source_dir": str(plan.source_dir) if plan.source_dir else None,
+        "architecture": plan.architecture,
+        "parameters": plan.parameters,
+        "context_length": plan.context_length,
+        "predicted_peak_bytes": plan.predicted_peak_bytes,
+        "available_ram_bytes": plan.available_ram_bytes,
+        "predicted_disk_bytes": plan.predicted_disk_bytes,
+        "free_disk_bytes": plan.free_disk_bytes,
+    }
+
+
+def result_json(result: CompileResult) -> dict[str, Any]:
+    data: dict[str, Any] = {"dry_run": result.dry_run, "plan": plan_json(result.plan)}
+    if result.dry_run:
+        data["olive_config"] = result.plan.olive_config
+        return data
+    data.update(
+        {
+            "model_id": result.model_id,
+            "path": str(result.path),
+            "manifest": str(result.manifest_path),
+            "log": str(result.log_path),
+            "wall_seconds": result.wall_seconds,
+            "peak_rss_bytes": result.peak_rss_bytes,
+            "total_bytes": result.total_bytes,
+            "artifacts": [
+                {"path": a.path, "sha256": a.sha256, "bytes": a.bytes} for a in result.artifacts
+            ],
+        }
+    )
+    return data
+
+
+def _print_plan(out: Output, plan: CompilePlan) -> None:
+    out.text(f"plan: {plan.source_repo} --recipe {plan.recipe} -> {plan.model_id}")
+    out.text(f"  source:       {plan.source_dir or plan.source_repo + ' (not downloaded)'}")
+    out.text(f"  architecture: {plan.architecture or '-'}, parameters: {plan.parameters or '-'}")
+    out.text(f"  target:       {plan.target}")
+    out.text(
+        f"  peak RAM:     {_mib(plan.predicted_peak_bytes)} predicted, "
+        f"{_mib(plan.available_ram_bytes)} available"
+    )
+    out.text(
+        f"  disk:         {_mib(plan.predicted_disk_bytes)} needed, "
+        f"{_mib(plan.free_disk_bytes)} free"
+    )
+    out.text("olive config (olive run --config):")
+    out.text(json.dumps(plan.olive_config, indent=2))
+
+
+@click.command("compile")
+@click.argument("source")
+@click.option("--recipe", "recipe", required=True, help="Recipe name (curator recipes list).")
+@click.option("--id", "model_id", default=None, help="Model id NAME-VARIANT:VERSION.")
+@click.option("--revision", default=None, help="Hub branch, tag or commit (Hub sources only).")
+@cache_dir_option
+@click.option(
+    "--calibration",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help='JSONL calibration text ({"text": ...} per line) for recipes that need it.',
+)
+@click.option("--trust-remote-code", is_flag=True, help="Allow the model's own Python code.")
+@click.option("--force", is_flag=True, help="Replace an existing model directory.")
+@click.option("--dry-run", is_flag=True, help="Check and print the plan and Olive config only.")
+@json_option
+def compile_command(
+    source: str,
+    recipe: str,
+    model_id: str | None,
+    revision: str | None,
+    cache_dir: Path | None,
+    calibration: Path | None,
+    trust_remote_code: bool,
+    force: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Compile SOURCE (a local Hugging Face model directory or an org/name Hub repo) with a recipe
+    into the Foundry Local cache at <cache>/<publisher>/<id>, with a provenance manifest."""
+    out = Output(as_json)
+    request = CompileRequest(
+        source=source,
+        recipe=recipe,
+        model_id=model_id,
+        revision=revision,
+        cache_dir=cache_dir,
+        calibration=calibration,
+        trust_remote_code=trust_remote_code,
+        force=force,
+        dry_run=dry_run,
+    )
+    _interrupt_on_sigterm()
+    result = compile_model(request, progress=out.progress)
+    if as_json:
+        out.json(result_json(result))
+        return
+    if result.dry_run:
+        _print_plan(out, result.plan)
+        return
+    out.text(
+        f"compiled {result.model_id} -> {result.path}\n"
+        f"  {len(result.artifacts)} files, {_mib(result.total_bytes)}, "
+        f"{result.wall_seconds or 0:.1f} s, Olive peak RSS {_mib(result.peak_rss_bytes)}\n"
+        f"  manifest: {result.manifest_path}"
+    )
