@@ -48,6 +48,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("curator.cli.bench", "bench"),
     ("curator.cli.recipes", "recipes"),
     ("curator.cli.compile", "compile_command"),
+    ("curator.cli.search", "search"),
+    ("curator.cli.search", "info"),
 )
 
 
