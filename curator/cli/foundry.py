@@ -1,0 +1,233 @@
+"""``curator register``, ``curator chat``, ``curator smoke`` and ``curator serve``: Foundry Local."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from curator.cli._options import cache_dir_option, json_option, registry_option
+from curator.cli._output import Output
+from curator.errors import CuratorError
+from curator.paths import foundry_cache_dir, registry_path
+
+CAPABILITIES = (
+    "chat",
+    "code",
+    "reasoning",
+    "summarization",
+    "tool-calling",
+    "translation",
+    "math",
+    "vision",
+    "embeddings",
+    "rag",
+)
+
+
+@click.command()
+@click.argument("path_or_id")
+@click.option("--id", "model_id", help="Model id NAME-VARIANT:VERSION [default: the manifest's].")
+@click.option("--alias", help="Foundry alias shared by the variants [default: id without variant].")
+@click.option(
+    "--capability",
+    "capabilities",
+    multiple=True,
+    type=click.Choice(CAPABILITIES),
+    help="Capability tag; repeat for several [default: chat, or the entry's].",
+)
+@click.option("--license", "license_id", help="SPDX license id [default: the manifest's].")
+@click.option(
+    "--min-ram-gb",
+    type=click.FloatRange(min=0, min_open=True),
+    help="RAM the model needs, GiB [default: measured peak of the load test plus headroom].",
+)
+@registry_option
+@cache_dir_option
+@json_option
+def register(
+    path_or_id: str,
+    model_id: str | None,
+    alias: str | None,
+    capabilities: tuple[str, ...],
+    license_id: str | None,
+    min_ram_gb: float | None,
+    registry: Path | None,
+    cache_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Register a compiled model directory (or an id in the cache) with Foundry Local, load-test it,
+    and add or update its registry entry."""
+    from curator.register import register as run_register
+
+    out = Output(as_json)
+    with out.step("register and load-test"):
+        result = run_register(
+            path_or_id,
+            cache_dir=foundry_cache_dir(cache_dir),
+            registry=registry_path(registry),
+            model_id=model_id,
+            alias=alias,
+            capabilities=capabilities,
+            license=license_id,
+            min_ram_gb=min_ram_gb,
+        )
+    if as_json:
+        out.json(result)
+        return
+    test = result.load_test
+    out.text(f"{result.id}: {result.foundry_action} with Foundry Local ({result.path})")
+    out.text(
+        f"load test: loaded in {test.load_ms:.0f} ms, {test.completion_tokens} tokens in "
+        f"{test.generate_ms:.0f} ms, peak RSS {test.peak_rss_mb:.0f} MiB -> "
+        f"minRamGb {result.min_ram_gb:g}"
+    )
+    out.text(f"registry: entry {result.registry_action} in {result.registry}")
+
+
+@click.command()
+@click.argument("model_id")
+@click.option("--prompt", help="Ask once and exit [default: interactive].")
+@click.option("--system", help="A system message to start the conversation with.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=512, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0, max=2), default=0.0, show_default=True)
+@click.option("--seed", type=int, default=None, help="Sampling seed (with --temperature > 0).")
+@cache_dir_option
+def chat(
+    model_id: str,
+    prompt: str | None,
+    system: str | None,
+    max_tokens: int,
+    temperature: float,
+    seed: int | None,
+    cache_dir: Path | None,
+) -> None:
+    """Chat with a registered model, streaming tokens as they come (like `foundry model run`).
+
+    Interactive: an empty line or Ctrl-D ends, `/reset` forgets the conversation.
+    """
+    from curator.foundry import runtime
+
+    out = Output()
+    with out.step(f"load {model_id}"):
+        model = runtime(foundry_cache_dir(cache_dir)).load(model_id)
+    history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
+
+    def answer(text: str) -> None:
+        history.append({"role": "user", "content": text})
+        parts: list[str] = []
+        for chunk in model.chat_stream(
+            history, max_tokens=max_tokens, temperature=temperature, seed=seed
+        ):
+            parts.append(chunk.text)
+            click.echo(chunk.text, nl=False)
+            sys.stdout.flush()
+            if chunk.usage is not None:
+                click.echo()
+                out.progress(
+                    f"[{chunk.usage.prompt_tokens} prompt + {chunk.usage.completion_tokens} "
+                    f"completion tokens, {chunk.finish_reason}]"
+                )
+        history.append({"role": "assistant", "content": "".join(parts)})
+
+    try:
+        if prompt is not None:
+            answer(prompt)
+            return
+        out.progress("type a message; an empty line or Ctrl-D ends, /reset starts over")
+        while True:
+            try:
+                line = click.prompt("", prompt_suffix="> ", default="", show_default=False)
+            except (EOFError, click.Abort):
+                break
+            if not line.strip():
+                break
+            if line.strip() == "/reset":
+                del history[1 if system else 0 :]
+                continue
+            answer(line)
+    finally:
+        model.unload()
+
+
+@click.command()
+@click.argument("model_id")
+@click.option(
+    "--prompts",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Prompt set (schemas/prompts.schema.json) [default: the shipped smoke set].",
+)
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds per prompt [default: the prompt set's].",
+)
+@cache_dir_option
+@json_option
+def smoke(
+    model_id: str,
+    prompts: Path | None,
+    time_limit: float | None,
+    cache_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Load a registered model and run a fixed prompt set; exit 1 naming any prompt that errs,
+    answers empty, reports no usage or runs over its time limit."""
+    from curator.smoke import run_smoke
+
+    out = Output(as_json)
+    report = run_smoke(
+        model_id, cache_dir=foundry_cache_dir(cache_dir), prompts=prompts, time_limit_sec=time_limit
+    )
+    if as_json:
+        out.json({**out_dict(report), "passed": report.passed, "failed": list(report.failed)})
+    else:
+        out.table(
+            [
+                (o.id, "ok" if o.ok else "FAIL", o.completion_tokens, f"{o.seconds:.2f}", o.error)
+                for o in report.outcomes
+            ],
+            ["prompt", "result", "tokens", "seconds", "error"],
+        )
+    if not report.passed:
+        failures = "; ".join(f"{o.id}: {o.error}" for o in report.outcomes if not o.ok)
+        if as_json:
+            raise SystemExit(1)
+        raise CuratorError(
+            f"smoke failed for {model_id} on {len(report.failed)} prompt(s): {failures}",
+            hint=f"curator chat {model_id} to try it; curator cache verify {model_id}",
+        )
+    out.progress(f"smoke passed: {len(report.outcomes)} prompts on {model_id}")
+
+
+def out_dict(report: object) -> dict[str, object]:
+    from curator.cli._output import to_jsonable
+
+    value = to_jsonable(report)
+    assert isinstance(value, dict)
+    return value
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=5273,
+    show_default=True,
+    help="Port (0 picks a free one; the URL is printed on stderr).",
+)
+@cache_dir_option
+def serve(host: str, port: int, cache_dir: Path | None) -> None:
+    """Serve the registered models over an OpenAI-compatible HTTP API (/v1/models,
+    /v1/chat/completions with and without streaming) until Ctrl-C."""
+    from curator.serve.app import serve as run_server
+
+    out = Output()
+
+    def ready(url: str) -> None:
+        out.progress(f"curator serve: listening on {url}")
+        sys.stderr.flush()
+
+    run_server(host, port, foundry_cache_dir(cache_dir), on_ready=ready)
