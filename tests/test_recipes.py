@@ -1,0 +1,191 @@
+"""Recipes as data: the shipped files, the schema, rendering Olive configs, memory predictions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from curator import recipes as rec
+from curator.errors import RecipeError, UsageProblem
+from tests.conftest import REPO_ROOT, run_curator
+
+EXPECTED = {
+    # name: (device, precision, variant, pass types, needs)
+    "int4-cpu": ("cpu", "int4", "generic-cpu", ["ModelBuilder"], []),
+    "fp32-cpu": ("cpu", "fp32", "generic-cpu", ["ModelBuilder"], []),
+    "int4-rtn-cpu": ("cpu", "int4", "generic-cpu", ["Rtn", "ModelBuilder"], []),
+    "int8-cpu": ("cpu", "int8", "generic-cpu", ["ModelBuilder", "OnnxDynamicQuantization"], []),
+    "int4-gptq-cpu": ("cpu", "int4", "generic-cpu", ["Gptq", "ModelBuilder"], ["calibration"]),
+    "int4-cuda": ("gpu", "int4", "cuda-gpu", ["ModelBuilder"], []),
+    "fp16-cuda": ("gpu", "fp16", "cuda-gpu", ["ModelBuilder"], []),
+}
+
+
+def test_shipped_recipes_load_with_the_promised_shape() -> None:
+    loaded = {r.name: r for r in rec.load_recipes()}
+    assert set(EXPECTED) <= set(loaded)
+    for name, (device, precision, variant, passes, needs) in EXPECTED.items():
+        recipe = loaded[name]
+        assert (recipe.device, recipe.precision, recipe.variant) == (device, precision, variant)
+        assert [p.type for p in recipe.passes] == passes
+        assert list(recipe.needs) == needs
+        assert recipe.sha256 == hashlib.sha256(recipe.path.read_bytes()).hexdigest()
+        assert recipe.path == REPO_ROOT / "recipes" / f"{name}.json"
+    int4 = loaded["int4-cpu"].passes[0].config
+    assert int4 == {"precision": "int4", "int4_block_size": 32, "int4_accuracy_level": 4}
+
+
+def test_unknown_recipe_is_a_usage_problem_listing_the_known_ones() -> None:
+    with pytest.raises(UsageProblem) as caught:
+        rec.get_recipe("int3-cpu")
+    assert "int4-cpu" in caught.value.message and "fp16-cuda" in caught.value.message
+    assert caught.value.exit_code == 2
+
+
+def _copy_recipes(tmp_path: Path) -> Path:
+    directory = tmp_path / "recipes"
+    shutil.copytree(REPO_ROOT / "recipes", directory)
+    return directory
+
+
+def test_a_recipe_breaking_the_schema_is_refused_with_the_problem(tmp_path: Path) -> None:
+    directory = _copy_recipes(tmp_path)
+    data = json.loads((directory / "int4-cpu.json").read_text())
+    data["device"] = "tpu"
+    del data["ram_factor"]
+    (directory / "int4-cpu.json").write_text(json.dumps(data))
+    with pytest.raises(RecipeError) as caught:
+        rec.load_recipes(directory)
+    assert "device" in caught.value.message and "ram_factor" in caught.value.message
+
+
+def test_a_recipe_whose_name_differs_from_its_file_is_refused(tmp_path: Path) -> None:
+    directory = _copy_recipes(tmp_path)
+    (directory / "int4-cpu.json").rename(directory / "other.json")
+    with pytest.raises(RecipeError, match=re.escape("must be int4-cpu.json")):
+        rec.load_recipes(directory)
+
+
+def test_a_data_pass_without_calibration_need_is_refused(tmp_path: Path) -> None:
+    directory = _copy_recipes(tmp_path)
+    data = json.loads((directory / "int4-gptq-cpu.json").read_text())
+    data["needs"] = []
+    (directory / "int4-gptq-cpu.json").write_text(json.dumps(data))
+    with pytest.raises(RecipeError, match="does not need calibration"):
+        rec.load_recipes(directory)
+
+
+def test_recipe_file_bytes_change_the_sha(tmp_path: Path) -> None:
+    directory = _copy_recipes(tmp_path)
+    before = rec.get_recipe("int4-cpu", directory).sha256
+    path = directory / "int4-cpu.json"
+    path.write_text(path.read_text() + "\n")
+    other = tmp_path / "again"
+    shutil.copytree(directory, other)
+    assert rec.get_recipe("int4-cpu", other).sha256 != before
+
+
+def test_render_int4_config_places_everything_where_asked(tmp_path: Path) -> None:
+    config = rec.render_olive_config(
+        rec.get_recipe("int4-cpu"),
+        model_path=tmp_path / "m",
+        output_dir=tmp_path / "o",
+        cache_dir=tmp_path / "c",
+    )
+    assert config["input_model"] == {"type": "HfModel", "model_path": str(tmp_path / "m")}
+    assert config["output_dir"] == str(tmp_path / "o")
+    assert config["cache_dir"] == str(tmp_path / "c")
+    assert config["passes"] == {
+        "builder": {
+            "type": "ModelBuilder",
+            "precision": "int4",
+            "int4_block_size": 32,
+            "int4_accuracy_level": 4,
+        }
+    }
+    accelerators = config["systems"]["local_system"]["accelerators"]
+    assert accelerators == [{"device": "cpu", "execution_providers": ["CPUExecutionProvider"]}]
+    assert "data_configs" not in config
+
+
+def test_render_keeps_pass_order_and_does_not_share_state(tmp_path: Path) -> None:
+    recipe = rec.get_recipe("int8-cpu")
+    config = rec.render_olive_config(
+        recipe, model_path=tmp_path, output_dir=tmp_path, cache_dir=tmp_path
+    )
+    assert list(config["passes"]) == ["builder", "dynamic_quant"]
+    config["passes"]["dynamic_quant"]["op_types_to_quantize"].append("Gather")
+    assert recipe.passes[1].config["op_types_to_quantize"] == ["MatMul"]
+
+
+def test_gptq_needs_calibration_and_renders_a_local_json_dataset(tmp_path: Path) -> None:
+    recipe = rec.get_recipe("int4-gptq-cpu")
+    with pytest.raises(UsageProblem, match="calibration"):
+        rec.render_olive_config(
+            recipe, model_path=tmp_path, output_dir=tmp_path, cache_dir=tmp_path
+        )
+    calibration = tmp_path / "cal.jsonl"
+    config = rec.render_olive_config(
+        recipe,
+        model_path=tmp_path,
+        output_dir=tmp_path,
+        cache_dir=tmp_path,
+        calibration=calibration,
+        trust_remote_code=True,
+    )
+    (data,) = config["data_configs"]
+    assert data["load_dataset_config"]["data_files"] == str(calibration)
+    assert data["load_dataset_config"]["data_name"] == "json"
+    assert config["passes"]["gptq"]["data_config"] == data["name"]
+    assert config["input_model"]["load_kwargs"] == {"trust_remote_code": True}
+
+
+def test_supported_architectures_match_the_installed_model_builder() -> None:
+    builder = Path(sysconfig.get_paths()["purelib"]) / "onnxruntime_genai/models/builder.py"
+    names = set(re.findall(r'config\.architectures\[0\] == "(\w+)"', builder.read_text()))
+    assert names, "the builder's dispatch changed shape"
+    assert names - {"WhisperForConditionalGeneration"} == set(rec.SUPPORTED_ARCHITECTURES)
+    assert {
+        "Qwen2ForCausalLM",
+        "LlamaForCausalLM",
+        "Phi3ForCausalLM",
+    } <= rec.SUPPORTED_ARCHITECTURES
+    assert "BertModel" not in rec.SUPPORTED_ARCHITECTURES
+
+
+def test_memory_predictions_grow_with_size_and_match_the_field_notes() -> None:
+    int4 = rec.get_recipe("int4-cpu")
+    fp32 = rec.get_recipe("fp32-cpu")
+    small, large = 100_000_000, 1_000_000_000
+    assert rec.predict_compile_peak_bytes(int4, small) < rec.predict_compile_peak_bytes(int4, large)
+    assert rec.predict_run_bytes(int4, large) < rec.predict_run_bytes(fp32, large)
+    # Field notes: a 242M-parameter Qwen2 compiled to int4 at 2.7 GB peak RSS.
+    predicted = rec.predict_compile_peak_bytes(int4, 242_000_000)
+    assert 2.7e9 <= predicted <= 2.7e9 * 1.5
+    # Its int4 file is 262 MB; running needs at least that.
+    assert rec.predict_run_bytes(int4, 242_000_000) >= 262_000_000
+
+
+def test_cli_recipes_list_and_show() -> None:
+    listed = run_curator("recipes", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    names = [r["name"] for r in json.loads(listed.stdout)]
+    assert names == sorted(names) and set(EXPECTED) <= set(names)
+    shown = run_curator("recipes", "show", "int4-rtn-cpu", "--json")
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert [p["type"] for p in data["passes"]] == ["Rtn", "ModelBuilder"]
+    assert data["sha256"] == rec.get_recipe("int4-rtn-cpu").sha256
+    table = run_curator("recipes", "list")
+    assert table.returncode == 0 and "Gptq -> ModelBuilder" in table.stdout
+    human = run_curator("recipes", "show", "int4-gptq-cpu")
+    assert "calibration" in human.stdout and "Gptq" in human.stdout
+    missing = run_curator("recipes", "show", "nope")
+    assert missing.returncode == 2
+    assert "unknown recipe 'nope'" in missing.stderr and "Traceback" not in missing.stderr
