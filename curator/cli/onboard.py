@@ -1,0 +1,107 @@
+"""``curator onboard SOURCE``: the whole pipeline in one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from curator.cli._options import cache_dir_option, json_option, registry_option
+from curator.cli._output import Output
+from curator.paths import registry_path
+
+
+@click.command()
+@click.argument("source")
+@click.option(
+    "--recipe", default="int4-cpu", show_default=True, help="Recipe (curator recipes list)."
+)
+@click.option("--id", "model_id", help="Model id NAME-VARIANT:VERSION [default: from the source].")
+@click.option("--revision", help="Hub revision (branch, tag or commit).")
+@click.option("--alias", help="Foundry alias [default: from the id].")
+@click.option("--license", "license_", help="License id [default: from the model card].")
+@click.option(
+    "--capability", "capabilities", multiple=True, help="Capability tag (repeat) [default: chat]."
+)
+@click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--trust-remote-code", is_flag=True, help="Allow the repository's own code to run.")
+@click.option(
+    "--prompts",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Prompt set for smoke and bench [default: the shipped smoke set].",
+)
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--max-tokens", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--no-fidelity", is_flag=True, help="Skip the fidelity step.")
+@click.option("--force", is_flag=True, help="Redo every step, even those already done.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("onboard-out"),
+    show_default=True,
+    help="Where the summary and the bench report go.",
+)
+@registry_option
+@cache_dir_option
+@json_option
+def onboard(
+    source: str,
+    recipe: str,
+    model_id: str | None,
+    revision: str | None,
+    alias: str | None,
+    license_: str | None,
+    capabilities: tuple[str, ...],
+    calibration: Path | None,
+    trust_remote_code: bool,
+    prompts: Path | None,
+    rounds: int,
+    max_tokens: int,
+    no_fidelity: bool,
+    force: bool,
+    out_dir: Path,
+    registry: Path | None,
+    cache_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Info, compile, register, smoke, bench and fidelity, then a pull-request-ready summary.
+
+    A rerun skips the steps already done; a failing step stops with its cause and leaves the
+    registry as it was.
+    """
+    from curator.onboard import OnboardRequest
+    from curator.onboard import onboard as run_onboard
+
+    out = Output(as_json)
+    result = run_onboard(
+        OnboardRequest(
+            source=source,
+            recipe=recipe,
+            registry=registry_path(registry),
+            cache_dir=cache_dir,
+            out_dir=out_dir,
+            model_id=model_id,
+            revision=revision,
+            alias=alias,
+            license=license_,
+            capabilities=capabilities or ("chat",),
+            trust_remote_code=trust_remote_code,
+            calibration=calibration,
+            prompts=prompts,
+            rounds=rounds,
+            max_tokens=max_tokens,
+            fidelity=not no_fidelity,
+            force=force,
+        ),
+        progress=out.progress,
+    )
+    if as_json:
+        out.json(result)
+        return
+    out.table(
+        [(s.name, s.status, s.seconds, s.detail) for s in result.steps],
+        ["step", "status", "seconds", "detail"],
+    )
+    out.text(f"registry: {result.registry} ({result.registry_action} {result.model_id})")
+    out.text(f"summary: {result.summary_path}")

@@ -1,0 +1,327 @@
+"""``curator onboard``: info → compile → register → smoke → bench → fidelity → registry entry.
+
+Every step that writes the registry works on a staged copy; the team registry is written once, at
+the end, with the finished entry. A failing step stops the run and leaves the registry as it was.
+A rerun skips what is already done: the compile when the model directory's manifest names the same
+source and recipe, the registration when Foundry and the registry already hold this build, the
+benchmark and fidelity when the entry already has them for this build on this machine.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from curator.errors import CuratorError, FoundryError
+from curator.jsonio import read_json, write_text_atomic
+from curator.registry import find_model, load_registry, upsert_model
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class OnboardRequest:
+    source: str
+    recipe: str = "int4-cpu"
+    registry: Path = Path("registry/models.json")
+    cache_dir: Path | None = None
+    out_dir: Path = Path("onboard-out")
+    model_id: str | None = None
+    revision: str | None = None
+    alias: str | None = None
+    license: str | None = None
+    capabilities: tuple[str, ...] = ("chat",)
+    trust_remote_code: bool = False
+    calibration: Path | None = None
+    rounds: int = 3
+    warmup: int = 1
+    max_tokens: int = 64
+    prompts: Path | None = None
+    fidelity: bool = True
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    name: str
+    status: str  # "done" | "skipped"
+    seconds: float
+    detail: str
+
+
+@dataclass(frozen=True)
+class OnboardResult:
+    model_id: str
+    model_dir: Path
+    registry: Path
+    registry_action: str  # "added" | "updated" | "unchanged"
+    steps: tuple[StepOutcome, ...]
+    summary_path: Path
+    bench_report: Path | None
+    entry: dict[str, Any] = field(default_factory=dict)
+
+
+class OnboardStepFailed(CuratorError):
+    """A step failed; the message names the step and its cause."""
+
+
+class _Steps:
+    def __init__(self, progress: Progress | None) -> None:
+        self.outcomes: list[StepOutcome] = []
+        self.say = progress or (lambda _m: None)
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[list[str]]:
+        """Yields a one-item list the step fills with its detail; ``skip`` marks a skipped step."""
+        self.say(f"[{len(self.outcomes) + 1}] {name} ...")
+        start = time.monotonic()
+        detail: list[str] = []
+        try:
+            yield detail
+        except CuratorError as exc:
+            raise OnboardStepFailed(f"{name} failed: {exc.message}", hint=exc.hint) from exc
+        seconds = time.monotonic() - start
+        status = "skipped" if detail and detail[0].startswith("skipped") else "done"
+        text = detail[0] if detail else ""
+        self.outcomes.append(StepOutcome(name, status, round(seconds, 2), text))
+        self.say(f"[{len(self.outcomes)}] {name}: {text or status} ({seconds:.1f} s)")
+
+
+def onboard(request: OnboardRequest, progress: Progress | None = None) -> OnboardResult:
+    from curator.paths import foundry_cache_dir
+
+    steps = _Steps(progress)
+    cache_dir = foundry_cache_dir(request.cache_dir).absolute()
+    request.out_dir.mkdir(parents=True, exist_ok=True)
+    staged = request.out_dir / "staged-registry.json"
+    _stage_registry(request.registry, staged)
+
+    with steps.step("info") as detail:
+        facts = _facts(request)
+        detail.append(facts)
+    with steps.step("compile") as detail:
+        model_dir, model_id, compiled = _compile(request, cache_dir, steps.say)
+        detail.append(compiled)
+    manifest = _manifest(model_dir)
+    with steps.step("register") as detail:
+        detail.append(_register(request, cache_dir, staged, model_dir, model_id, manifest))
+    with steps.step("smoke") as detail:
+        detail.append(_smoke(request, cache_dir, model_id))
+    from curator.reports import JSON_NAME
+
+    bench_report = request.out_dir / "bench" / JSON_NAME
+    with steps.step("bench") as detail:
+        detail.append(_bench(request, cache_dir, staged, model_id, manifest, bench_report))
+    if request.fidelity:
+        with steps.step("fidelity") as detail:
+            detail.append(_fidelity(request, cache_dir, staged, model_dir, model_id, manifest))
+    entry = find_model(load_registry(staged), model_id)
+    assert entry is not None, "register put the entry into the staged registry"
+    before = find_model(load_registry(request.registry), model_id)
+    action = "unchanged" if before == entry else upsert_model(request.registry, entry)
+    summary_path = request.out_dir / "SUMMARY.md"
+    from curator.onboard_summary import render_summary
+
+    write_text_atomic(
+        summary_path,
+        render_summary(
+            entry, tuple(steps.outcomes), request, bench_report if bench_report.exists() else None
+        ),
+    )
+    staged.unlink(missing_ok=True)
+    return OnboardResult(
+        model_id=model_id,
+        model_dir=model_dir,
+        registry=request.registry,
+        registry_action=action,
+        steps=tuple(steps.outcomes),
+        summary_path=summary_path,
+        bench_report=bench_report if bench_report.exists() else None,
+        entry=entry,
+    )
+
+
+def _stage_registry(registry: Path, staged: Path) -> None:
+    if registry.exists():
+        shutil.copyfile(registry, staged)
+    else:
+        staged.unlink(missing_ok=True)
+
+
+def _facts(request: OnboardRequest) -> str:
+    source = Path(request.source).expanduser()
+    if source.is_dir():
+        config = read_json(source / "config.json", "model config")
+        archs = config.get("architectures") if isinstance(config, dict) else None
+        return f"local model, {', '.join(archs or ['unknown architecture'])}"
+    from curator.hub import model_facts
+
+    facts = model_facts(request.source, request.revision)
+    return (
+        f"{facts.repo_id}@{(facts.sha or '')[:12]}, {facts.architecture}, license {facts.license}"
+    )
+
+
+def _compile(request: OnboardRequest, cache_dir: Path, say: Progress) -> tuple[Path, str, str]:
+    from curator.compile import CompileRequest, compile_model
+
+    def ask(dry_run: bool, force: bool) -> Any:
+        return compile_model(
+            CompileRequest(
+                source=request.source,
+                recipe=request.recipe,
+                model_id=request.model_id,
+                revision=request.revision,
+                cache_dir=cache_dir,
+                calibration=request.calibration,
+                trust_remote_code=request.trust_remote_code,
+                force=force,
+                dry_run=dry_run,
+            ),
+            progress=say,
+        )
+
+    plan = ask(dry_run=True, force=True).plan
+    existing = _manifest(plan.target) if (plan.target / "genai_config.json").is_file() else None
+    if existing and not request.force and _same_build(existing, plan):
+        return plan.target, plan.model_id, f"skipped: {plan.target} holds this build"
+    result = ask(dry_run=False, force=True)
+    seconds = result.wall_seconds or 0.0
+    return result.path, result.model_id, f"{result.total_bytes / 2**20:.1f} MiB in {seconds:.0f} s"
+
+
+def _same_build(manifest: dict[str, Any], plan: Any) -> bool:
+    source = manifest.get("source") or {}
+    build = manifest.get("build") or {}
+    return bool(
+        build.get("recipeSha256") == plan.recipe_sha256
+        and source.get("repo") == plan.source_repo
+        and (plan.source_revision is None or source.get("revision") == plan.source_revision)
+    )
+
+
+def _manifest(model_dir: Path) -> dict[str, Any]:
+    from curator.modeldir import read_manifest
+
+    manifest = read_manifest(model_dir)
+    if manifest is None:
+        raise FoundryError(
+            f"{model_dir} has no compile manifest", hint="recompile with curator compile --force"
+        )
+    return manifest
+
+
+def _artifacts(record: dict[str, Any] | None) -> list[Any]:
+    build = (record or {}).get("build") or {}
+    return sorted(build.get("artifacts") or [], key=lambda a: str(a.get("path")))
+
+
+def _register(
+    request: OnboardRequest,
+    cache_dir: Path,
+    staged: Path,
+    model_dir: Path,
+    model_id: str,
+    manifest: dict[str, Any],
+) -> str:
+    from curator.foundry import runtime
+    from curator.register import register
+
+    entry = find_model(load_registry(staged), model_id)
+    registered = runtime(cache_dir).get(model_id) is not None
+    if registered and entry and _artifacts(entry) == _artifacts(manifest) and not request.force:
+        return "skipped: Foundry and the registry already hold this build"
+    result = register(
+        str(model_dir),
+        cache_dir=cache_dir,
+        registry=staged,
+        model_id=model_id,
+        alias=request.alias,
+        capabilities=request.capabilities,
+        license=request.license,
+    )
+    return f"{result.foundry_action}, registry entry {result.registry_action}"
+
+
+def _smoke(request: OnboardRequest, cache_dir: Path, model_id: str) -> str:
+    from curator.smoke import run_smoke
+
+    report = run_smoke(model_id, cache_dir=cache_dir, prompts=request.prompts)
+    if not report.passed:
+        raise FoundryError(
+            f"smoke prompts failed: {', '.join(report.failed)}",
+            hint=f"curator smoke {model_id} shows each answer",
+        )
+    return f"{len(report.outcomes)} prompts passed"
+
+
+def _bench(
+    request: OnboardRequest,
+    cache_dir: Path,
+    staged: Path,
+    model_id: str,
+    manifest: dict[str, Any],
+    report_path: Path,
+) -> str:
+    from curator.bench.machine import describe_machine
+
+    entry = find_model(load_registry(staged), model_id) or {}
+    compiled_at = str((manifest.get("build") or {}).get("compiledAt", ""))
+    fingerprint = describe_machine().fingerprint
+    if report_path.exists() and not request.force:
+        for run in entry.get("benchmarks") or []:
+            if run["machine"]["fingerprint"] == fingerprint and run["date"] >= compiled_at:
+                return f"skipped: benchmarked on this machine at {run['date']}"
+    from curator.bench.backends import FoundryBackend
+    from curator.bench.record import record_run
+    from curator.bench.runner import BenchSettings, run_bench
+    from curator.prompts import load_prompt_set
+    from curator.reports import write_reports
+
+    run = run_bench(
+        [model_id],
+        load_prompt_set(request.prompts),
+        FoundryBackend(cache_dir),
+        BenchSettings(rounds=request.rounds, warmup=request.warmup, max_tokens=request.max_tokens),
+    )
+    model = run.models[0]
+    if model.status != "ok":
+        raise FoundryError(f"benchmark failed: {model.error}", hint=f"curator bench {model_id}")
+    write_reports(run, report_path.parent)
+    refused = [r for r in record_run(run, staged) if r.outcome != "recorded"]
+    if refused:
+        raise FoundryError(f"benchmark not recorded: {refused[0].detail}", hint="see the report")
+    figures = model.figures
+    decode = figures.decode_tokens_per_sec.mean if figures and figures.decode_tokens_per_sec else 0
+    return f"{decode:.1f} tok/s decode, report {report_path}"
+
+
+def _fidelity(
+    request: OnboardRequest,
+    cache_dir: Path,
+    staged: Path,
+    model_dir: Path,
+    model_id: str,
+    manifest: dict[str, Any],
+) -> str:
+    existing = manifest.get("fidelity")
+    entry = find_model(load_registry(staged), model_id) or {}
+    if isinstance(existing, dict) and entry.get("fidelity") == existing:
+        return "skipped: measured for this build"
+    from curator.fidelity.locate import resolve_reference
+    from curator.fidelity.measure import measure_fidelity
+    from curator.fidelity.record import record_in_manifest, record_in_registry
+    from curator.fidelity.text import load_text
+
+    local_source = request.source if Path(request.source).expanduser().is_dir() else None
+    reference = resolve_reference(local_source, model_dir, cache_dir)
+    result = measure_fidelity(model_dir, reference, load_text(), model=model_id)
+    record_in_manifest(model_dir, result)
+    record_in_registry(staged, model_id, result)
+    record = result.to_record()
+    return f"KL {record['klMean']:.4f}, top-1 {record['top1Agreement']:.1%}"
