@@ -56,6 +56,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("curator.cli.compile", "compile_command"),
     ("curator.cli.search", "search"),
     ("curator.cli.search", "info"),
+    ("curator.cli.fidelity", "fidelity"),
 )
 
 
