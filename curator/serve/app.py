@@ -9,7 +9,6 @@ generation never runs concurrently on one model and never on the event loop. A m
 on its first request and stays loaded until the server stops.
 """
 
-
 import asyncio
 import contextlib
 import json

@@ -1,0 +1,190 @@
+"""curator serve, driven by the official openai client over loopback (ephemeral port)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from curator.serve.openai_types import parse_chat_request
+from tests.conftest import TINY_MODEL_ID, run_curator
+
+PROMPT = [{"role": "user", "content": "Write one sentence about rivers."}]
+
+
+@pytest.fixture
+def server(install_compiled: Callable[..., Path]) -> Iterator[str]:
+    """``curator serve --port 0`` with the tiny model registered; yields the base URL."""
+    registered = run_curator("register", str(install_compiled()), "--license", "mit")
+    assert registered.returncode == 0, registered.stderr
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "curator", "serve", "--host", "127.0.0.1", "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        match = re.search(r"listening on (http://\S+)", line)
+        assert match, line + (proc.stderr.read() if proc.poll() is not None else "")
+        yield match.group(1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _client(url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=60)
+
+
+def test_openai_client_lists_completes_and_streams(server: str) -> None:
+    client = _client(server)
+    assert [m.id for m in client.models.list()] == [TINY_MODEL_ID]
+
+    completion = client.chat.completions.create(
+        model=TINY_MODEL_ID,
+        messages=PROMPT,
+        max_tokens=10,  # type: ignore[arg-type]
+    )
+    choice = completion.choices[0]
+    assert choice.message.role == "assistant"
+    assert choice.message.content
+    assert choice.finish_reason == "length"
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens == 10
+    assert completion.usage.prompt_tokens > 0
+    assert completion.usage.total_tokens == 10 + completion.usage.prompt_tokens
+
+    stream = client.chat.completions.create(
+        model=TINY_MODEL_ID,
+        messages=PROMPT,  # type: ignore[arg-type]
+        max_tokens=10,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finish = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
+    assert text == choice.message.content  # greedy: the same answer streamed
+    assert finish == ["length"]
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 10
+    assert len({c.id for c in chunks}) == 1
+
+    # Without include_usage the stream carries no usage chunk.
+    plain = list(
+        client.chat.completions.create(
+            model=TINY_MODEL_ID,
+            messages=PROMPT,
+            max_tokens=4,
+            stream=True,  # type: ignore[arg-type]
+        )
+    )
+    assert all(c.usage is None for c in plain)
+
+
+def test_errors_use_the_openai_format(server: str) -> None:
+    client = _client(server)
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(
+            model="nothing-generic-cpu:1",
+            messages=PROMPT,
+            max_tokens=4,  # type: ignore[arg-type]
+        )
+    assert missing.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=TINY_MODEL_ID, messages=[], max_tokens=4)
+    with pytest.raises(openai.BadRequestError) as bad_tokens:
+        client.chat.completions.create(
+            model=TINY_MODEL_ID,
+            messages=PROMPT,
+            max_tokens=0,  # type: ignore[arg-type]
+        )
+    assert bad_tokens.value.param == "max_tokens"
+    raw = httpx.post(f"{server}/chat/completions", content=b"{not json", timeout=30)
+    assert raw.status_code == 400
+    assert set(raw.json()["error"]) >= {"message", "type"}
+
+
+def test_eight_concurrent_clients_each_get_a_complete_answer(server: str) -> None:
+    reference = _client(server).chat.completions.create(
+        model=TINY_MODEL_ID,
+        messages=PROMPT,
+        max_tokens=24,  # type: ignore[arg-type]
+    )
+    expected = reference.choices[0].message.content
+
+    def ask(index: int) -> tuple[str, int, str | None]:
+        client = _client(server)
+        if index % 2:
+            chunks = list(
+                client.chat.completions.create(
+                    model=TINY_MODEL_ID,
+                    messages=PROMPT,  # type: ignore[arg-type]
+                    max_tokens=24,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+            )
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            usage = chunks[-1].usage
+            reasons = [c.choices[0].finish_reason for c in chunks if c.choices]
+            return text, usage.completion_tokens if usage else -1, reasons[-1]
+        done = client.chat.completions.create(
+            model=TINY_MODEL_ID,
+            messages=PROMPT,
+            max_tokens=24,  # type: ignore[arg-type]
+        )
+        assert done.usage is not None
+        return (
+            done.choices[0].message.content or "",
+            done.usage.completion_tokens,
+            done.choices[0].finish_reason,
+        )
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, range(8)))
+    assert time.monotonic() - start < 60
+    assert answers == [(expected, 24, "length")] * 8
+
+
+def test_request_parsing() -> None:
+    parsed = parse_chat_request(
+        {
+            "model": "m:1",
+            "messages": [
+                {"role": "system", "content": "be brief"},
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                },
+            ],
+            "max_completion_tokens": 7,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    )
+    assert parsed.message_dicts() == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "ab"},
+    ]
+    assert (parsed.max_tokens, parsed.stream, parsed.include_usage) == (7, True, True)
+    assert parsed.temperature == 0.0
