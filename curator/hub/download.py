@@ -60,8 +60,8 @@ def _download(repo_id: str, revision: str | None, cache: Path) -> tuple[Path, st
             endpoint=api.endpoint,
             allow_patterns=[glob.escape(name) for name in wanted],
         )
-    if revision and revision != sha:
-        _record_ref(cache, repo_id, revision, sha)
+    if (revision or "main") != sha:
+        _record_ref(cache, repo_id, revision or "main", sha)
     return Path(folder), sha
 
 

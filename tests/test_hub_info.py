@@ -1,0 +1,118 @@
+"""``model_facts`` and ``curator info``: the figures equal what the fixture files hold, and no
+weights are downloaded (safetensors headers are read with range requests)."""
+
+# ruff: noqa: F811 - the fake Hub fixtures are imported, and tests take them as arguments
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from curator.hub import model_facts
+from curator.hub.files import compile_files
+from tests.conftest import run_curator
+from tests.fakehub import BERT, CUSTOM, SHARDED, TINY, FakeHub
+from tests.fakehub.plugin import fake_hub_server, hub  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("hub")
+
+
+def numel_with_safetensors(path: Path) -> int:
+    """Parameter count read with the safetensors library (independent of curator and the fake)."""
+    from safetensors import safe_open
+
+    total = 0
+    with safe_open(str(path), framework="numpy") as handle:
+        for name in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
+            shape = handle.get_slice(name).get_shape()
+            count = 1
+            for dim in shape:
+                count *= dim
+            total += count
+    return total
+
+
+def test_tiny_model_figures_equal_the_files(hub: FakeHub, tiny_model_dir: Path) -> None:
+    facts = model_facts(TINY)
+    assert facts.parameters == numel_with_safetensors(tiny_model_dir / "model.safetensors")
+    assert facts.parameters_by_dtype == {"F32": facts.parameters}
+    on_disk = {p.name: p.stat().st_size for p in tiny_model_dir.iterdir() if p.is_file()}
+    wanted = compile_files(on_disk)
+    assert "model.safetensors" in wanted and "config.json" in wanted
+    assert {f.path for f in facts.download_files} == set(wanted)
+    assert facts.download_bytes == sum(on_disk[name] for name in wanted)
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    assert facts.architecture == config["architectures"][0]
+    assert facts.model_type == config["model_type"]
+    assert facts.sha == hub.repos[TINY].sha
+    assert facts.chat_template is True
+    assert facts.auto_map is False
+    assert facts.license == "apache-2.0"
+    assert facts.gated is False
+    fits = {f.recipe: f for f in facts.recipes}
+    assert fits["int4-cpu"].can_compile
+    assert fits["int4-cpu"].compile_peak_bytes and fits["int4-cpu"].run_bytes
+
+
+def test_no_weights_are_downloaded(hub: FakeHub) -> None:
+    model_facts(SHARDED)
+    weight_gets = [r for r in hub.seen("GET") if r.path.endswith(".safetensors")]
+    assert len(weight_gets) == 2  # one header read per shard
+    assert all(r.headers.get("range", "").startswith("bytes=") for r in weight_gets)
+
+
+def test_sharded_weights_count_the_same_parameters(hub: FakeHub, tiny_model_dir: Path) -> None:
+    sharded = model_facts(SHARDED)
+    assert sharded.parameters == numel_with_safetensors(tiny_model_dir / "model.safetensors")
+    files = hub.repos[SHARDED].files
+    shards = [p for p in files if p.endswith(".safetensors")]
+    assert len(shards) == 2
+    assert {f.path for f in sharded.download_files} >= {*shards, "model.safetensors.index.json"}
+    assert sharded.download_bytes == sum(len(files[f.path]) for f in sharded.download_files)
+
+
+def test_pinned_revision_by_sha_and_branch(hub: FakeHub) -> None:
+    sha = hub.repos[TINY].sha
+    assert model_facts(TINY, sha).sha == sha
+    assert model_facts(TINY, "main").sha == sha
+    assert any(f"/revision/{sha}" in r.path for r in hub.seen("GET", "/api/models/"))
+
+
+def test_repository_code_is_reported(hub: FakeHub) -> None:
+    facts = model_facts(CUSTOM)
+    assert facts.auto_map is True
+    assert facts.chat_template is True
+    files = {f.path for f in facts.download_files}
+    assert {"configuration_fancy.py", "modeling_fancy.py"} <= files
+    assert not any(f.can_compile for f in facts.recipes)
+    assert all("FancyForCausalLM" in (f.reason or "") for f in facts.recipes)
+
+
+def test_unsupported_architecture_and_weight_choice(hub: FakeHub) -> None:
+    facts = model_facts(BERT)
+    assert facts.architecture == "BertForMaskedLM"
+    assert not any(f.can_compile for f in facts.recipes)
+    assert all("not supported" in (f.reason or "") for f in facts.recipes)
+    files = {f.path for f in facts.download_files}
+    assert "model.safetensors" in files
+    assert "pytorch_model.bin" not in files  # safetensors preferred: the pickle is not fetched
+    assert facts.license_link is not None and facts.license_link.endswith(
+        f"/{BERT}/blob/{facts.sha}/LICENSE"
+    )
+    assert facts.chat_template is False
+
+
+def test_cli_info_json_and_text(hub: FakeHub, tiny_model_dir: Path) -> None:
+    env = {"HF_ENDPOINT": hub.url}
+    done = run_curator("info", TINY, "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["parameters"] == numel_with_safetensors(tiny_model_dir / "model.safetensors")
+    assert data["sha"] == hub.repos[TINY].sha
+    assert {r["recipe"] for r in data["recipes"]} >= {"int4-cpu"}
+    text = run_curator("info", TINY, env=env)
+    assert text.returncode == 0, text.stderr
+    assert f"{data['parameters']:,}" in text.stdout
+    assert "int4-cpu" in text.stdout
+    assert data["sha"] in text.stdout
