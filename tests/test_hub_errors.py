@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from curator.errors import HubError
+from curator.errors import HubError, UsageProblem
 from curator.hub import model_facts, search_models
 from curator.hub.errors import (
     HubAuthError,
@@ -139,6 +139,15 @@ def test_cli_errors_are_one_line_with_a_hint(
     lines = done.stderr.strip().splitlines()
     assert lines[0].startswith(first_line), done.stderr
     assert lines[1].startswith("hint: ") and len(lines) == 2
+
+
+def test_malformed_repo_id_is_a_usage_error() -> None:
+    with pytest.raises(UsageProblem):
+        model_facts("not a repo!!/x")  # refused before any network use (the Hub is offline here)
+    done = run_curator("info", "not a repo!!/x")
+    assert done.returncode == 2
+    assert "is not a Hugging Face repository id" in done.stderr
+    assert "hint: write it as ORG/NAME" in done.stderr
 
 
 def test_every_hub_error_is_a_hub_error() -> None:

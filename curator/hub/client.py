@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from curator.errors import CuratorError, HubError
+from curator.errors import CuratorError, HubError, UsageProblem
 from curator.hub.endpoint import hf_cache_dir, hf_token_path, hub_endpoint, offline_requested
 from curator.hub.errors import (
     LOCAL_HINT,
@@ -49,6 +49,14 @@ def make_api() -> HfApi:
     return HfApi(endpoint=hub_endpoint())
 
 
+def check_repo_id(repo_id: str) -> None:
+    """UsageProblem (exit 2) unless ``repo_id`` is a valid Hub repository id."""
+    from huggingface_hub.utils._validators import validate_repo_id
+
+    with hub_errors(repo_id):
+        validate_repo_id(repo_id)
+
+
 def offline_error() -> HubOffline:
     return HubOffline(
         "the Hugging Face Hub is switched off: HF_HUB_OFFLINE is set",
@@ -65,10 +73,17 @@ def token_present() -> bool:
 @contextmanager
 def hub_errors(repo_id: str | None = None, revision: str | None = None) -> Iterator[None]:
     """Re-raise huggingface_hub and network errors as HubError subclasses with hints."""
+    from huggingface_hub.errors import HFValidationError
+
     try:
         yield
     except CuratorError:
         raise
+    except HFValidationError as exc:
+        raise UsageProblem(
+            f"{repo_id!r} is not a Hugging Face repository id: {_first_line(exc)}",
+            hint="write it as ORG/NAME, e.g. Qwen/Qwen2.5-0.5B-Instruct",
+        ) from exc
     except Exception as exc:
         mapped = map_error(exc, repo_id, revision)
         if mapped is None:

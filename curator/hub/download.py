@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from curator.errors import HubError
-from curator.hub.client import hub_errors, make_api
+from curator.hub.client import check_repo_id, hub_errors, make_api
 from curator.hub.endpoint import hf_cache_dir
 from curator.hub.errors import HubOffline
 from curator.hub.files import compile_files, weight_format
@@ -23,6 +23,7 @@ def download_for_compile(
     ``cache_dir`` is the Hugging Face hub cache (default ``$HF_HUB_CACHE`` / ``$HF_HOME/hub``).
     Offline or with the Hub unreachable, a snapshot already in the cache is used if there is one.
     """
+    check_repo_id(repo_id)
     cache = Path(cache_dir) if cache_dir is not None else hf_cache_dir()
     try:
         return _download(repo_id, revision, cache)

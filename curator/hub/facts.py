@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from curator.hub.client import hub_errors, make_api
+from curator.hub.client import check_repo_id, hub_errors, make_api
 from curator.hub.endpoint import hf_cache_dir, hub_endpoint
 from curator.hub.feasibility import recipe_fits
 from curator.hub.files import compile_files, weight_format
@@ -27,6 +27,7 @@ LICENSE_FILES = ("LICENSE", "LICENSE.md", "LICENSE.txt", "LICENCE")
 
 def model_facts(repo_id: str, revision: str | None = None) -> ModelFacts:
     """Facts about ``repo_id`` at ``revision`` (default: the main branch), pinned to its commit."""
+    check_repo_id(repo_id)
     api = make_api()
     with hub_errors(repo_id, revision):
         info = api.model_info(repo_id, revision=revision, files_metadata=True)

@@ -18,6 +18,9 @@ from curator.hub.endpoint import connect_timeout
 if TYPE_CHECKING:
     import httpx2
 
+# Read timeout where huggingface_hub sets none: a stalled Hub must not hang curator forever.
+READ_TIMEOUT_SECONDS = 30.0
+
 _installed = False
 _install_lock = threading.Lock()
 _resolved: set[str] = set()
@@ -112,6 +115,8 @@ def _types() -> tuple[type[Exception], type[Any]]:
             timeouts = dict(request.extensions.get("timeout") or {})
             current = timeouts.get("connect")
             timeouts["connect"] = limit if current is None else min(float(current), limit)
+            if timeouts.get("read") is None:  # list_models asks for no read timeout at all
+                timeouts["read"] = READ_TIMEOUT_SECONDS
             request.extensions["timeout"] = timeouts
             try:
                 _resolve_within(request.url.host, limit)
