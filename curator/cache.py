@@ -40,6 +40,8 @@ def list_cache(cache_dir: Path, registry: Path) -> list[CachedModel]:
     from curator import foundry
     from curator.registry import load_registry
 
+    if not cache_dir.is_dir():
+        return []  # nothing compiled, nothing registered (Foundry keeps registrations in it)
     registered = {m.id: m for m in foundry.runtime(cache_dir).list_registered()}
     registry_ids = {
         str(e.get("id")) for e in load_registry(registry).get("models", []) if isinstance(e, dict)

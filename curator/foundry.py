@@ -27,7 +27,9 @@ module: run it in a subprocess.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import threading
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
@@ -195,11 +197,16 @@ def _reset_manager(cache: Path, logs: Path, key: tuple[str, str]) -> None:
         FoundryLocalManager.instance.close()
     cache.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
+    _quiet_python_logger()
+    # Native failures come back as exceptions carrying the native message, so by default the
+    # native logger stays silent (it would repeat each error on stderr); CURATOR_DEBUG=1 turns
+    # it on, to stderr and to <logs_dir>/foundry_local_<date>.log.
+    debug = os.environ.get("CURATOR_DEBUG") == "1"
     config = Configuration(
         app_name=APP_NAME,
         model_cache_dir=str(cache),
         logs_dir=str(logs),
-        log_level=LogLevel.WARNING,
+        log_level=LogLevel.WARNING if debug else LogLevel.FATAL,
         disable_nonessential_telemetry=True,
     )
     try:
@@ -210,6 +217,15 @@ def _reset_manager(cache: Path, logs: Path, key: tuple[str, str]) -> None:
         ) from None
     _Process.manager = FoundryLocalManager.instance
     _Process.config_key = key
+
+
+def _quiet_python_logger() -> None:
+    """The SDK's Python logger writes to stdout; move it to stderr (stdout may carry --json)."""
+    import logging
+
+    for handler in logging.getLogger("foundry_local_sdk").handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
 
 
 class FoundryRuntime:
@@ -507,7 +523,8 @@ class LoadedModel:
                             reason = final.finish_reason
                     if reason == FinishReason.ERROR:
                         raise FoundryError(
-                            f"{self.model_id} stopped with an error", hint="see the Foundry logs"
+                            f"{self.model_id} stopped with an error",
+                            hint="rerun with CURATOR_DEBUG=1 to see Foundry's log",
                         )
                     yield ChatChunk(
                         "",
@@ -540,7 +557,9 @@ class LoadedModel:
             if chunk.usage is not None:
                 usage, reason = chunk.usage, chunk.finish_reason or "stop"
         if usage is None:
-            raise FoundryError(f"{self.model_id} reported no token usage", hint="see the logs")
+            raise FoundryError(
+                f"{self.model_id} reported no token usage", hint="rerun with CURATOR_DEBUG=1"
+            )
         return ChatResult("".join(parts), usage, reason)
 
     def _unload_native(self) -> None:
