@@ -141,17 +141,35 @@ def write_prompts(path: Path, max_tokens: int = 20) -> Path:
 def bench(server: FakeServer, tmp_path: Path, *args: str, out: str = "out") -> Any:
     prompts = write_prompts(tmp_path / "prompts.json")
     result = run_curator(
-        "bench", *args, "--endpoint", server.url, "--prompts", str(prompts),
-        "--out", str(tmp_path / out), "--json",
-    )  # fmt: skip
+        "bench",
+        *args,
+        "--endpoint",
+        server.url,
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(tmp_path / out),
+        "--json",
+    )
     return result
 
 
 def test_endpoint_figures_match_what_the_server_did(
     fake_server: FakeServer, tmp_path: Path
 ) -> None:
-    result = bench(fake_server, tmp_path, "fast-generic-cpu:1", "--rounds", "2", "--warmup", "1",
-                   "--max-tokens", "16", "--server-pid", str(os.getpid()))  # fmt: skip
+    result = bench(
+        fake_server,
+        tmp_path,
+        "fast-generic-cpu:1",
+        "--rounds",
+        "2",
+        "--warmup",
+        "1",
+        "--max-tokens",
+        "16",
+        "--server-pid",
+        str(os.getpid()),
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)["report"]
     # 2 prompts x (1 warm-up + 2 measured rounds) requests reached the server.
@@ -180,8 +198,17 @@ def test_endpoint_figures_match_what_the_server_did(
 def test_reports_are_written_and_valid(fake_server: FakeServer, tmp_path: Path) -> None:
     from curator.reports import report_problems
 
-    result = bench(fake_server, tmp_path, "fast-generic-cpu:1", "--rounds", "3", "--warmup", "0",
-                   "--max-tokens", "4")  # fmt: skip
+    result = bench(
+        fake_server,
+        tmp_path,
+        "fast-generic-cpu:1",
+        "--rounds",
+        "3",
+        "--warmup",
+        "0",
+        "--max-tokens",
+        "4",
+    )
     assert result.returncode == 0, result.stderr
     files = json.loads(result.stdout)["files"]
     report = json.loads(Path(files["json"]).read_text())
@@ -211,8 +238,17 @@ def test_unknown_and_failing_models_fail_while_others_run(
     fake_server: FakeServer, tmp_path: Path
 ) -> None:
     fake_server.models["crash-generic-cpu:1"] = FakeModel(fail=True)
-    result = bench(fake_server, tmp_path, "missing-generic-cpu:1", "crash-generic-cpu:1",
-                   "fast-generic-cpu:1", "--rounds", "1", "--max-tokens", "3")  # fmt: skip
+    result = bench(
+        fake_server,
+        tmp_path,
+        "missing-generic-cpu:1",
+        "crash-generic-cpu:1",
+        "fast-generic-cpu:1",
+        "--rounds",
+        "1",
+        "--max-tokens",
+        "3",
+    )
     assert result.returncode == 1
     report = json.loads(result.stdout)["report"]
     status = {m["id"]: (m["status"], m["error"]) for m in report["models"]}
@@ -228,8 +264,19 @@ def test_unknown_and_failing_models_fail_while_others_run(
 
 def test_concurrency_reports_throughput(fake_server: FakeServer, tmp_path: Path) -> None:
     fake_server.models["fast-generic-cpu:1"] = FakeModel(ttft_s=0.1, gap_s=0.005)
-    result = bench(fake_server, tmp_path, "fast-generic-cpu:1", "--rounds", "4", "--warmup", "0",
-                   "--max-tokens", "10", "--concurrency", "4")  # fmt: skip
+    result = bench(
+        fake_server,
+        tmp_path,
+        "fast-generic-cpu:1",
+        "--rounds",
+        "4",
+        "--warmup",
+        "0",
+        "--max-tokens",
+        "10",
+        "--concurrency",
+        "4",
+    )
     assert result.returncode == 0, result.stderr
     model = json.loads(result.stdout)["report"]["models"][0]
     throughput = model["throughput"]
@@ -242,8 +289,15 @@ def test_concurrency_reports_throughput(fake_server: FakeServer, tmp_path: Path)
 
 
 def test_concurrency_needs_an_endpoint(tmp_path: Path) -> None:
-    result = run_curator("bench", "x-generic-cpu:1", "--concurrency", "2", "--in-process",
-                         "--prompts", str(write_prompts(tmp_path / "p.json")))  # fmt: skip
+    result = run_curator(
+        "bench",
+        "x-generic-cpu:1",
+        "--concurrency",
+        "2",
+        "--in-process",
+        "--prompts",
+        str(write_prompts(tmp_path / "p.json")),
+    )
     assert result.returncode == 2
     assert "--concurrency above 1 needs an endpoint" in result.stderr
 
@@ -267,8 +321,9 @@ def test_missing_usage_is_estimated_with_the_tokenizer(
 ) -> None:
     fake_server.models["nousage-generic-cpu:1"] = FakeModel(usage=False, ttft_s=0.01, gap_s=0.002)
     _tokenizer_dir(Path(os.environ["FOUNDRY_CACHE_DIR"]), "nousage-generic-cpu:1")
-    result = bench(fake_server, tmp_path, "nousage-generic-cpu:1", "--rounds", "1",
-                   "--max-tokens", "9")  # fmt: skip
+    result = bench(
+        fake_server, tmp_path, "nousage-generic-cpu:1", "--rounds", "1", "--max-tokens", "9"
+    )
     assert result.returncode == 0, result.stderr
     model = json.loads(result.stdout)["report"]["models"][0]
     assert model["tokensEstimated"] is True
@@ -320,8 +375,19 @@ def test_compare_rejects_a_file_that_is_not_a_report(tmp_path: Path) -> None:
 
 def test_annotation_template_round_trip(fake_server: FakeServer, tmp_path: Path) -> None:
     template = tmp_path / "scores.csv"
-    first = bench(fake_server, tmp_path, "fast-generic-cpu:1", "--rounds", "1", "--warmup", "0",
-                  "--max-tokens", "3", "--annotate", str(template))  # fmt: skip
+    first = bench(
+        fake_server,
+        tmp_path,
+        "fast-generic-cpu:1",
+        "--rounds",
+        "1",
+        "--warmup",
+        "0",
+        "--max-tokens",
+        "3",
+        "--annotate",
+        str(template),
+    )
     assert first.returncode == 0, first.stderr
     with template.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -336,8 +402,19 @@ def test_annotation_template_round_trip(fake_server: FakeServer, tmp_path: Path)
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    second = bench(fake_server, tmp_path, "fast-generic-cpu:1", "--rounds", "1", "--warmup", "0",
-                   "--max-tokens", "3", "--scores", str(template))  # fmt: skip
+    second = bench(
+        fake_server,
+        tmp_path,
+        "fast-generic-cpu:1",
+        "--rounds",
+        "1",
+        "--warmup",
+        "0",
+        "--max-tokens",
+        "3",
+        "--scores",
+        str(template),
+    )
     assert second.returncode == 0, second.stderr
     quality = json.loads(second.stdout)["report"]["models"][0]["quality"]
     assert quality["manualRows"] == 2 and quality["staleManualRows"] == 0
@@ -360,10 +437,18 @@ def test_annotation_template_round_trip(fake_server: FakeServer, tmp_path: Path)
 def test_bench_models_env_and_endpoint_env(fake_server: FakeServer, tmp_path: Path) -> None:
     prompts = write_prompts(tmp_path / "prompts.json", max_tokens=2)
     result = run_curator(
-        "bench", "--prompts", str(prompts), "--rounds", "1", "--warmup", "0",
-        "--out", str(tmp_path / "out"), "--json",
+        "bench",
+        "--prompts",
+        str(prompts),
+        "--rounds",
+        "1",
+        "--warmup",
+        "0",
+        "--out",
+        str(tmp_path / "out"),
+        "--json",
         env={"BENCH_MODELS": "fast-generic-cpu:1, ", "FOUNDRY_LOCAL_ENDPOINT": fake_server.url},
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)["report"]
     assert report["backend"] == "endpoint" and report["endpoint"] == fake_server.url + "/v1"

@@ -55,18 +55,6 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def find_model_dir(cache_dir: Path, model_id: str) -> Path | None:
-    """A compiled directory of ``model_id`` in a Foundry cache: <publisher>/<id, ":" as "-">."""
-    name = model_id.replace(":", "-")
-    if not cache_dir.is_dir():
-        return None
-    for depth_pattern in (f"*/{name}", name, f"*/{name}/*", f"*/*/{name}"):
-        for candidate in sorted(cache_dir.glob(depth_pattern)):
-            if (candidate / "genai_config.json").is_file():
-                return candidate
-    return None
-
-
 class FoundryBackend:
     """Foundry Local in this process, through curator.foundry (the only SDK user)."""
 
@@ -269,6 +257,8 @@ def _error_text(body: str) -> str:
 
 
 def _counter_from_cache(cache_dir: Path, model_id: str) -> TokenCounter | None:
+    from curator.modeldir import find_model_dir
+
     model_dir = find_model_dir(cache_dir, model_id)
     if model_dir is None or not (model_dir / "tokenizer.json").is_file():
         return None
