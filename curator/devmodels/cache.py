@@ -8,7 +8,6 @@ temporary directory and renamed into place, so a reader never sees half of one.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -21,7 +20,7 @@ from typing import Any
 
 from curator import __version__
 
-COMPLETE_MARKER = ".complete"
+COMPLETE_SUFFIX = ".complete"  # root/.<entry>.complete: the entry is whole
 
 
 def _digest(parts: dict[str, Any]) -> str:
@@ -36,18 +35,19 @@ def cached_build(
 
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{label}-{_digest(key)}"
-    if (final / COMPLETE_MARKER).is_file():
+    marker = root / f".{final.name}{COMPLETE_SUFFIX}"
+    if marker.is_file() and final.is_dir():
         return final
     with FileLock(str(root / f".{final.name}.lock")):
-        if (final / COMPLETE_MARKER).is_file():
+        if marker.is_file() and final.is_dir():
             return final
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=root))
         try:
             build(tmp / "out")
-            (tmp / "out" / COMPLETE_MARKER).write_text(json.dumps(key, sort_keys=True) + "\n")
             if final.exists():  # an incomplete leftover
                 shutil.rmtree(final)
             os.replace(tmp / "out", final)
+            marker.write_text(json.dumps(key, sort_keys=True) + "\n")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return final
@@ -132,7 +132,7 @@ def install_compiled(
     model_id = model_id or str(document["id"])
     target = cache_dir / publisher / model_id.replace(":", "-")
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(compiled, target, ignore=shutil.ignore_patterns(COMPLETE_MARKER))
+    shutil.copytree(compiled, target)
     if model_id != document["id"]:
         compile_manifest.write_inference_model(target, model_id)
         document["id"] = model_id
@@ -142,6 +142,4 @@ def install_compiled(
             for a in compile_manifest.artifacts(target)
         ]
         compile_manifest.write_manifest(target, document)
-    with contextlib.suppress(FileNotFoundError):
-        (target / COMPLETE_MARKER).unlink()
     return target
