@@ -449,8 +449,10 @@ class LoadedModel:
         self.unloaded = False
         self._owner = owner
         self._variant = variant
-        # Serializes generation on this model; held for the whole of one chat_stream.
-        self._generate = threading.Lock()
+        # Serializes generation on this model across threads; held for the whole of one
+        # chat_stream. Re-entrant, so a thread that leaves a stream suspended and starts another
+        # (or unloads) gets the runtime's answer instead of a deadlock.
+        self._generate = threading.RLock()
 
     def chat_stream(
         self,
@@ -466,8 +468,9 @@ class LoadedModel:
         with ``text=""``, ``usage`` (the runtime's prompt/completion token counts) and
         ``finish_reason``. Each call is independent (a fresh native session: no shared history).
         ``temperature`` 0 is greedy decoding; above 0 samples, reproducibly with ``seed``.
-        Calls on one model run one at a time (others wait). Closing the iterator early cancels the
-        generation. Raises UsageProblem for malformed messages (before anything runs) and
+        Calls on one model from different threads run one at a time (others wait until the
+        running stream is exhausted or closed). Closing the iterator early cancels the generation;
+        exhaust or close it before :meth:`unload`. Raises UsageProblem for malformed messages (before anything runs) and
         FoundryError for runtime failures (e.g. a missing chat template, a prompt too long).
         """
         _check_messages(messages)

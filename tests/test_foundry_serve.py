@@ -123,6 +123,36 @@ def test_errors_use_the_openai_format(server: str) -> None:
     assert set(raw.json()["error"]) >= {"message", "type"}
 
 
+def test_a_model_that_fails_to_answer_is_a_server_error(
+    server: str, install_compiled: Callable[..., Path]
+) -> None:
+    """Registered while the server runs, then broken: both streaming and not, a 500 in
+    OpenAI's format naming the cause; the healthy model keeps answering."""
+    broken_id = "broken-generic-cpu:1"
+    broken = install_compiled(model_id=broken_id)
+    registered = run_curator("register", str(broken), "--license", "mit")
+    assert registered.returncode == 0, registered.stderr
+    (broken / "chat_template.jinja").unlink()
+
+    client = _client(server)
+    assert sorted(m.id for m in client.models.list()) == [broken_id, TINY_MODEL_ID]
+    for stream in (False, True):
+        with pytest.raises(openai.InternalServerError) as failed:
+            client.chat.completions.create(
+                model=broken_id,
+                messages=PROMPT,  # type: ignore[arg-type]
+                max_tokens=4,
+                stream=stream,
+            )
+        assert "chat template" in failed.value.message.lower()
+    healthy = client.chat.completions.create(
+        model=TINY_MODEL_ID,
+        messages=PROMPT,  # type: ignore[arg-type]
+        max_tokens=4,
+    )
+    assert healthy.usage is not None and healthy.usage.completion_tokens == 4
+
+
 def test_eight_concurrent_clients_each_get_a_complete_answer(server: str) -> None:
     reference = _client(server).chat.completions.create(
         model=TINY_MODEL_ID,
