@@ -4,6 +4,7 @@ the Foundry manager is a process-wide singleton)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -81,6 +82,23 @@ def test_chat_one_shot_streams_an_answer(registered: Path) -> None:
     assert result.stdout.strip()
     assert "completion tokens" in result.stderr
     assert "6 completion tokens" in result.stderr
+
+
+def test_chat_interactive_keeps_history_until_reset(registered: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "curator", "chat", TINY_MODEL_ID, "--max-tokens", "3"],
+        input="Hello\nAnd again\n/reset\nHello\n\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    prompt_tokens = [int(n) for n in re.findall(r"\[(\d+) prompt \+ 3 completion", result.stderr)]
+    assert len(prompt_tokens) == 3
+    first, second, after_reset = prompt_tokens
+    assert second > first  # the first exchange is part of the second prompt
+    assert after_reset == first
 
 
 def test_prompt_set_format() -> None:
