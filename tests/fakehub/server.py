@@ -6,7 +6,7 @@ headers huggingface_hub's ``hf_raise_for_status`` maps to its exception types):
 - ``GET /api/models``: search, author, filter (repeated), pipeline_tag, gated, num_parameters,
   sort (descending), limit, expand (repeated), cursor pagination with a ``Link: rel="next"`` header.
 - ``GET /api/models/{repo}`` and ``/api/models/{repo}/revision/{rev}``: model info (``blobs=true``
-  adds file sizes; ``expand`` limits the fields).
+  adds file sizes; ``expand`` limits the fields; ``securityStatus=true`` adds the scan status).
 - ``GET /api/models/{repo}/tree/{rev}[/{path}]``: file listing with sizes (``recursive``).
 - ``HEAD``/``GET /{repo}/resolve/{rev}/{path}``: ETag, X-Repo-Commit, Content-Length,
   Accept-Ranges, and single-range ``Range`` requests (206), no redirects.
@@ -241,7 +241,8 @@ def list_models(hub: FakeHub, request: Request, base: str, raw_path: str) -> Rep
     if sort:
         if sort not in SORT_KEYS:
             return error(400, None, f"Invalid sort parameter: {sort}")
-        repos.sort(key=lambda r: (SORT_KEYS[sort](r), r.repo_id), reverse=True)
+        ascending = _one(q, "direction") == "1"  # older clients sent direction=-1
+        repos.sort(key=lambda r: (SORT_KEYS[sort](r), r.repo_id), reverse=not ascending)
     else:
         repos.sort(key=lambda r: r.repo_id)
     limit = int(_one(q, "limit") or 0) or None
@@ -299,6 +300,8 @@ def model_info(repo: FakeRepo, revision: str, request: Request) -> Reply:
     body = _fields(repo, expand or INFO_DEFAULT_FIELDS, blobs=blobs)
     if "sha" in body:
         body["sha"] = sha
+    if _one(request.query, "securityStatus") in ("1", "true", "True"):
+        body["securityRepoStatus"] = {"scansDone": True, "filesWithIssues": []}
     return Reply(200, body)
 
 
