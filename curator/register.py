@@ -76,7 +76,12 @@ def resolve_model_dir(target: str, cache_dir: Path) -> Path:
         return path.absolute()
     if ":" in target and "/" not in target:
         found = find_model_dir(cache_dir, target)
-        if found is not None:
+        if found is None and cache_dir.is_dir():
+            from curator.foundry import runtime
+
+            registered = runtime(cache_dir).get(target)
+            found = registered.path if registered is not None else None
+        if found is not None and found.is_dir():
             return found.absolute()
         raise NotFound(
             f"no compiled directory for {target} in {cache_dir}",
