@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from curator.hub import model_facts
+from curator.hub.feasibility import Machine, recipe_fits, this_machine
 from curator.hub.files import compile_files
+from curator.recipes import (
+    get_recipe,
+    load_recipes,
+    predict_compile_peak_bytes,
+    predict_run_bytes,
+)
 from tests.conftest import run_curator
 from tests.fakehub import BERT, CUSTOM, SHARDED, TINY, FakeHub
 from tests.fakehub.plugin import fake_hub_server, hub  # noqa: F401
@@ -51,8 +58,38 @@ def test_tiny_model_figures_equal_the_files(hub: FakeHub, tiny_model_dir: Path) 
     assert facts.license == "apache-2.0"
     assert facts.gated is False
     fits = {f.recipe: f for f in facts.recipes}
+    assert set(fits) == {r.name for r in load_recipes()}
     assert fits["int4-cpu"].can_compile
-    assert fits["int4-cpu"].compile_peak_bytes and fits["int4-cpu"].run_bytes
+    int4 = get_recipe("int4-cpu")
+    assert fits["int4-cpu"].compile_peak_bytes == predict_compile_peak_bytes(int4, facts.parameters)
+    assert fits["int4-cpu"].run_bytes == predict_run_bytes(int4, facts.parameters)
+    gpu_here = this_machine().cuda_gpu
+    for recipe in load_recipes():
+        if recipe.needs_gpu:
+            assert fits[recipe.name].can_compile is gpu_here
+
+
+def test_feasibility_follows_the_machine() -> None:
+    """The same model on a machine with a GPU and lots of RAM, and on one with 512 MiB free."""
+    params = 1_000_000_000
+    big = Machine(ram_available_bytes=2**40, cuda_gpu=True, calibration_packages=True)
+    fits = recipe_fits("Qwen2ForCausalLM", params, "safetensors", machine=big)
+    assert all(f.can_compile for f in fits)
+    gptq = [f for f in fits if get_recipe(f.recipe).needs_calibration]
+    assert gptq and all("--calibration FILE" in f.needs for f in gptq)
+    small = Machine(ram_available_bytes=2**29, cuda_gpu=False, calibration_packages=False)
+    for fit in recipe_fits("Qwen2ForCausalLM", params, "safetensors", machine=small):
+        recipe = get_recipe(fit.recipe)
+        assert not fit.can_compile
+        if recipe.needs_gpu:
+            assert "GPU" in (fit.reason or "")
+        elif recipe.needs_calibration:
+            assert "datasets" in (fit.reason or "")
+        else:
+            assert "RAM" in (fit.reason or "")
+    custom = recipe_fits("Qwen2ForCausalLM", params, "safetensors", auto_map=True, machine=big)
+    assert all("--trust-remote-code" in f.needs for f in custom)
+    assert not any(f.can_compile for f in recipe_fits("Qwen2ForCausalLM", params, None))
 
 
 def test_no_weights_are_downloaded(hub: FakeHub) -> None:
@@ -87,6 +124,7 @@ def test_repository_code_is_reported(hub: FakeHub) -> None:
     assert {"configuration_fancy.py", "modeling_fancy.py"} <= files
     assert not any(f.can_compile for f in facts.recipes)
     assert all("FancyForCausalLM" in (f.reason or "") for f in facts.recipes)
+    assert all("--trust-remote-code" in f.needs for f in facts.recipes)
 
 
 def test_unsupported_architecture_and_weight_choice(hub: FakeHub) -> None:

@@ -191,9 +191,10 @@ def info(repo_id: str, revision: str | None, as_json: bool) -> None:
                 fit.can_compile,
                 human_bytes(fit.compile_peak_bytes),
                 human_bytes(fit.run_bytes),
+                fit.needs,
                 fit.reason,
             )
             for fit in facts.recipes
         ],
-        ["recipe", "device", "can compile", "compile peak", "run ram", "why not"],
+        ["recipe", "device", "can compile", "compile peak", "run ram", "needs", "why not"],
     )

@@ -75,7 +75,7 @@ def model_facts(repo_id: str, revision: str | None = None) -> ModelFacts:
         downloads=info.downloads,
         likes=info.likes,
         last_modified=info.last_modified.isoformat() if info.last_modified else None,
-        recipes=recipe_fits(architecture, parameters, fmt),
+        recipes=recipe_fits(architecture, parameters, fmt, auto_map=auto_map),
     )
 
 

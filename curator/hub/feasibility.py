@@ -1,14 +1,37 @@
-"""Per recipe: can it compile this model here, and how much memory it predicts (curator.recipes)."""
+"""Per recipe: can it compile this model on this machine, and the memory it predicts.
+
+The checks mirror the compile's preflight (curator.compile.preflight): a supported architecture,
+weights to read, a GPU for GPU recipes, the packages calibration needs, and the predicted peak
+within the RAM available now. Predictions come from curator.recipes.
+"""
 
 from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
 
 from curator.hub.models import RecipeFit
 
 
-def machine_ram_bytes() -> int:
+@dataclass(frozen=True)
+class Machine:
+    """What this machine offers a compile."""
+
+    ram_available_bytes: int
+    cuda_gpu: bool
+    calibration_packages: bool
+
+
+def this_machine() -> Machine:
     import psutil
 
-    return int(psutil.virtual_memory().total)
+    from curator.compile.preflight import has_cuda_gpu
+
+    return Machine(
+        ram_available_bytes=int(psutil.virtual_memory().available),
+        cuda_gpu=has_cuda_gpu(),
+        calibration_packages=importlib.util.find_spec("datasets") is not None,
+    )
 
 
 def recipe_fits(
@@ -16,7 +39,8 @@ def recipe_fits(
     parameters: int | None,
     weight_format: str | None,
     *,
-    ram_bytes: int | None = None,
+    auto_map: bool = False,
+    machine: Machine | None = None,
 ) -> tuple[RecipeFit, ...]:
     """One RecipeFit per recipe in recipes/, in recipe-name order."""
     from curator.recipes import (
@@ -26,7 +50,7 @@ def recipe_fits(
         predict_run_bytes,
     )
 
-    ram = machine_ram_bytes() if ram_bytes is None else ram_bytes
+    here = machine or this_machine()
     fits = []
     for recipe in load_recipes():
         peak = predict_compile_peak_bytes(recipe, parameters) if parameters else None
@@ -38,8 +62,20 @@ def recipe_fits(
             reason = f"architecture {architecture} is not supported by the model builder"
         elif weight_format is None:
             reason = "no safetensors or pytorch weights"
-        elif peak is not None and peak > ram:
-            reason = f"predicted compile peak {peak / 1e9:.1f} GB exceeds this machine's RAM"
+        elif recipe.needs_gpu and not here.cuda_gpu:
+            reason = "needs an NVIDIA GPU; this machine has none"
+        elif recipe.needs_calibration and not here.calibration_packages:
+            reason = "needs the 'datasets' package for calibration, which is not installed"
+        elif peak is not None and peak > here.ram_available_bytes:
+            reason = (
+                f"predicted compile peak {peak / 2**30:.1f} GiB exceeds the "
+                f"{here.ram_available_bytes / 2**30:.1f} GiB of RAM available"
+            )
+        needs: list[str] = []
+        if recipe.needs_calibration:
+            needs.append("--calibration FILE")
+        if auto_map:
+            needs.append("--trust-remote-code")
         fits.append(
             RecipeFit(
                 recipe=recipe.name,
@@ -47,6 +83,7 @@ def recipe_fits(
                 precision=recipe.precision,
                 can_compile=reason is None,
                 reason=reason,
+                needs=tuple(needs),
                 compile_peak_bytes=peak,
                 run_bytes=run,
             )
@@ -60,10 +97,8 @@ def int4_run_bytes(parameters: int | None) -> int | None:
         return None
     from curator.recipes import load_recipes, predict_run_bytes
 
-    for recipe in load_recipes():
-        if recipe.name == "int4-cpu":
-            return predict_run_bytes(recipe, parameters)
-    for recipe in load_recipes():
-        if recipe.precision == "int4":
-            return predict_run_bytes(recipe, parameters)
-    return None
+    recipes = load_recipes()
+    chosen = next((r for r in recipes if r.name == "int4-cpu"), None) or next(
+        (r for r in recipes if r.precision == "int4" and not r.needs_gpu), None
+    )
+    return predict_run_bytes(chosen, parameters) if chosen else None

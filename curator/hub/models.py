@@ -15,6 +15,7 @@ class RecipeFit:
     precision: str
     can_compile: bool
     reason: str | None
+    needs: tuple[str, ...]
     compile_peak_bytes: int | None
     run_bytes: int | None
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from curator.errors import UsageProblem
 from curator.hub.client import hub_errors, make_api
-from curator.hub.feasibility import int4_run_bytes, machine_ram_bytes, recipe_fits
+from curator.hub.feasibility import Machine, int4_run_bytes, recipe_fits, this_machine
 from curator.hub.files import bytes_from_dtype_counts
 from curator.hub.models import ModelSummary
 from curator.hub.units import format_param_count
@@ -64,7 +64,7 @@ def search_models(
         raise UsageProblem(f"--limit must be at least 1, not {limit}", hint="curator search --help")
     fetch = min(max(limit * COMPILABLE_SCAN_FACTOR, 100), MAX_SCAN) if compilable else limit
     api = make_api()
-    ram = machine_ram_bytes()
+    machine = this_machine()
     results: list[ModelSummary] = []
     with hub_errors():
         listing = api.list_models(
@@ -79,7 +79,7 @@ def search_models(
             expand=EXPAND,  # type: ignore[arg-type]
         )
         for info in listing:
-            summary = summarise(info, ram_bytes=ram)
+            summary = summarise(info, machine=machine)
             if max_params is not None and (summary.parameters or 0) > max_params:
                 continue
             if max_params is not None and summary.parameters is None:
@@ -92,13 +92,14 @@ def search_models(
     return tuple(results)
 
 
-def summarise(info: ModelInfo, *, ram_bytes: int) -> ModelSummary:
+def summarise(info: ModelInfo, *, machine: Machine) -> ModelSummary:
     """A ModelSummary from one listing entry."""
     counts = dict(info.safetensors.parameters) if info.safetensors else {}
     parameters = int(info.safetensors.total) if info.safetensors else None
     architecture = _architecture(info.config)
     fmt = "safetensors" if info.safetensors else None
-    fits = recipe_fits(architecture, parameters, fmt, ram_bytes=ram_bytes)
+    auto_map = bool((info.config or {}).get("auto_map"))
+    fits = recipe_fits(architecture, parameters, fmt, auto_map=auto_map, machine=machine)
     return ModelSummary(
         repo_id=info.id,
         parameters=parameters,
