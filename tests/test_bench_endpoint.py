@@ -453,3 +453,35 @@ def test_bench_models_env_and_endpoint_env(fake_server: FakeServer, tmp_path: Pa
     report = json.loads(result.stdout)["report"]
     assert report["backend"] == "endpoint" and report["endpoint"] == fake_server.url + "/v1"
     assert [m["id"] for m in report["models"]] == ["fast-generic-cpu:1"]
+
+
+def test_record_needs_peak_memory_and_a_registry_entry(
+    fake_server: FakeServer, tmp_path: Path
+) -> None:
+    from curator.registry import find_model, load_registry, upsert_model
+    from tests.samples import make_entry
+
+    registry = Path(os.environ["CURATOR_REGISTRY"])
+    upsert_model(registry, make_entry(0, id="fast-generic-cpu:1", alias="fast"))
+    args = ("fast-generic-cpu:1", "--rounds", "1", "--warmup", "0", "--max-tokens", "3", "--record")
+
+    no_pid = bench(fake_server, tmp_path, *args)
+    assert no_pid.returncode == 1
+    [outcome] = json.loads(no_pid.stdout)["recorded"]
+    assert outcome["outcome"] == "skipped" and "--server-pid" in outcome["detail"]
+    assert "benchmarks" not in find_model(load_registry(registry), "fast-generic-cpu:1")
+
+    with_pid = bench(fake_server, tmp_path, *args, "--server-pid", str(os.getpid()))
+    assert with_pid.returncode == 0, with_pid.stderr
+    assert json.loads(with_pid.stdout)["recorded"][0]["outcome"] == "recorded"
+    [record] = find_model(load_registry(registry), "fast-generic-cpu:1")["benchmarks"]
+    assert record["maxTokens"] == 3 and record["rounds"] == 1
+    assert "loadTimeMs" not in record  # an endpoint has no load step to time
+
+    fake_server.models["other-generic-cpu:1"] = FakeModel()
+    unknown = bench(
+        fake_server, tmp_path, "other-generic-cpu:1", *args[1:], "--server-pid", str(os.getpid())
+    )
+    assert unknown.returncode == 1
+    [refused] = json.loads(unknown.stdout)["recorded"]
+    assert refused["outcome"] == "refused" and "no model 'other-generic-cpu:1'" in refused["detail"]

@@ -67,6 +67,14 @@ def benchmark_summary(run: BenchRun, model: ModelResult) -> dict[str, Any] | Non
     return summary
 
 
+def _skip_reason(model: ModelResult) -> str:
+    if model.status != "ok":
+        return f"the benchmark failed: {model.error}"
+    if not model.peak_memory_mb:
+        return "peak memory unknown (endpoint mode: pass --server-pid PID of the server)"
+    return "no decode speed measured (answers shorter than two tokens)"
+
+
 def record_run(run: BenchRun, registry: Path) -> tuple[RecordOutcome, ...]:
     """Append the summary of every successful model to its entry in ``registry``."""
     from curator.registry import update_model
@@ -75,8 +83,7 @@ def record_run(run: BenchRun, registry: Path) -> tuple[RecordOutcome, ...]:
     for model in run.models:
         summary = benchmark_summary(run, model)
         if summary is None:
-            reason = model.error or "no complete figures (peak memory or decode speed missing)"
-            outcomes.append(RecordOutcome(model.model_id, "skipped", reason))
+            outcomes.append(RecordOutcome(model.model_id, "skipped", _skip_reason(model)))
             continue
 
         def append(entry: dict[str, Any], record: dict[str, Any] = summary) -> None:

@@ -33,7 +33,8 @@ class _RunByDefault(click.Group):
 
 @click.group(cls=_RunByDefault)
 def bench() -> None:
-    """Benchmark models: `curator bench ID...` runs them, `curator bench compare` compares reports."""
+    """Benchmark models: `curator bench ID... [OPTIONS]` (options: `curator bench run --help`);
+    `curator bench compare OLD NEW` compares two reports."""
 
 
 def model_ids_from(ids: tuple[str, ...]) -> list[str]:
@@ -173,6 +174,9 @@ def run(
     prompt_set = load_prompt_set(prompts_file)
     manual = read_scores(scores) if scores else None
     cache = foundry_cache_dir(cache_dir)
+    source = click.get_current_context().get_parameter_source("endpoint")
+    if in_process and endpoint and source is click.core.ParameterSource.COMMANDLINE:
+        raise UsageProblem("--in-process and --endpoint contradict each other", hint="pick one")
     url = None if in_process else (endpoint or None)
     backend: Backend
     if url:
