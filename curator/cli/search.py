@@ -29,7 +29,12 @@ SORT_CHOICES = ("downloads", "likes", "trending", "updated")
 )
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--gated/--no-gated", default=None, help="Only gated / only ungated models.")
-@click.option("--max-params", default=None, metavar="N", help="At most N parameters: 8B, 500M.")
+@click.option(
+    "--max-params",
+    default=None,
+    metavar="N",
+    help="At most N parameters: 8B, 500M (models without a count are left out).",
+)
 @click.option("--compilable", is_flag=True, help="Only models a recipe can compile here.")
 @click.option("--local", is_flag=True, help="Search the local HF cache and Foundry cache instead.")
 @json_option
