@@ -485,3 +485,23 @@ def test_record_needs_peak_memory_and_a_registry_entry(
     assert unknown.returncode == 1
     [refused] = json.loads(unknown.stdout)["recorded"]
     assert refused["outcome"] == "refused" and "no model 'other-generic-cpu:1'" in refused["detail"]
+
+
+def test_unreachable_endpoint_is_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = run_curator(
+        "bench",
+        "m-generic-cpu:1",
+        "--endpoint",
+        f"http://127.0.0.1:{port}",
+        "--prompts",
+        str(write_prompts(tmp_path / "p.json")),
+    )
+    assert result.returncode == 1
+    assert f"error: cannot reach http://127.0.0.1:{port}/v1" in result.stderr
+    assert "hint: start the server (curator serve)" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -144,6 +144,18 @@ class EndpointBackend:
         )
         self._served: set[str] | None = None
 
+    def check_reachable(self) -> None:
+        """BenchError (one line, with a hint) when nothing answers at the endpoint at all."""
+        import httpx
+
+        try:
+            self._client.get(f"{self.base_url}/models", timeout=10.0)
+        except httpx.TransportError as exc:
+            raise BenchError(
+                f"cannot reach {self.base_url}: {exc}",
+                hint="start the server (curator serve) or fix --endpoint / $FOUNDRY_LOCAL_ENDPOINT",
+            ) from None
+
     def served_models(self) -> set[str] | None:
         """Ids from ``GET /v1/models`` (None if the endpoint does not list them)."""
         import httpx

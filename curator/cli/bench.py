@@ -180,7 +180,13 @@ def run(
     url = None if in_process else (endpoint or None)
     backend: Backend
     if url:
-        backend = EndpointBackend(url, server_pid=server_pid, cache_dir=cache)
+        endpoint_backend = EndpointBackend(url, server_pid=server_pid, cache_dir=cache)
+        try:
+            endpoint_backend.check_reachable()
+        except BaseException:
+            endpoint_backend.close()
+            raise
+        backend = endpoint_backend
     else:
         if server_pid is not None:
             raise UsageProblem(
