@@ -24,8 +24,6 @@ from curator.hub.transport import install_fail_fast_client, unreachable_error_ty
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
-INVALID_CREDENTIALS = "Invalid credentials in Authorization header"
-
 
 def prepare() -> None:
     """Apply the environment as it is now: offline switch, fail-fast client. Raise if offline."""

@@ -21,7 +21,7 @@ def offline_requested() -> bool:
 
 def hf_cache_dir() -> Path:
     """The Hugging Face hub cache: ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else the default."""
-    explicit = os.environ.get("HF_HUB_CACHE")
+    explicit = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
     if explicit:
         return Path(explicit).expanduser()
     return hf_home() / "hub"
