@@ -139,7 +139,12 @@ def _model(m: ModelResult) -> dict[str, Any]:
         "throughput": throughput,
         "quality": quality,
         "prompts": [
-            {"id": p.prompt_id, "summary": _figures(p.figures), "aspectCoverage": p.aspect_coverage}
+            {
+                "id": p.prompt_id,
+                "maxTokens": p.max_tokens,
+                "summary": _figures(p.figures),
+                "aspectCoverage": p.aspect_coverage,
+            }
             for p in m.prompts
         ],
         "requests": [_request(r) for r in m.requests],
@@ -291,6 +296,7 @@ def render_markdown(document: dict[str, Any], chart_name: str | None) -> str:
         f"{document['finishedAt']} · backend {document['backend']}"
         + (f" ({document['endpoint']})" if document["endpoint"] else "")
         + f" · {s['rounds']} round(s) after {s['warmup']} warm-up · max tokens {s['maxTokens']}"
+        + " (a prompt's own maxTokens caps it)"
         + f" · temperature {s['temperature']} · concurrency {s['concurrency']}",
         "",
         f"Machine `{m['fingerprint']}`: {m['cpu']}, {m['cores']} cores, {m['ramGb']} GiB RAM, "
@@ -335,15 +341,16 @@ def render_markdown(document: dict[str, Any], chart_name: str | None) -> str:
         "",
         "## Per prompt",
         "",
-        "| Model | Prompt | n | TTFT p50 ms | Latency p50 ms | Decode tok/s mean | Output tokens "
-        "| Aspect coverage |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| Model | Prompt | n | Max tokens | TTFT p50 ms | Latency p50 ms | Decode tok/s mean "
+        "| Output tokens | Aspect coverage |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for model in document["models"]:
         for prompt in model["prompts"]:
             summary = prompt["summary"]
             lines.append(
                 f"| `{model['id']}` | {_md(prompt['id'])} | {summary['requests']} "
+                f"| {prompt['maxTokens']} "
                 f"| {_fmt(_get(summary, 'ttftMs', 'p50'))} "
                 f"| {_fmt(_get(summary, 'latencyMs', 'p50'))} "
                 f"| {_fmt(_get(summary, 'decodeTokensPerSec', 'mean'))} "
@@ -380,8 +387,15 @@ def write_chart(document: dict[str, Any], path: Path) -> bool:
     figure = Figure(figsize=(max(6.0, 1.6 * len(rows) + 3.0), 4.0), dpi=100)
     ttft_axes, decode_axes = figure.subplots(1, 2)
     ttft_axes.bar(positions, [r[1] or 0.0 for r in rows], color="#4C72B0", label="p50")
-    ttft_axes.scatter(positions, [r[2] or 0.0 for r in rows], color="black", marker="_", s=400,
-                      label="p95", zorder=3)  # fmt: skip
+    ttft_axes.scatter(
+        positions,
+        [r[2] or 0.0 for r in rows],
+        color="black",
+        marker="_",
+        s=400,
+        label="p95",
+        zorder=3,
+    )
     ttft_axes.set_title("Time to first token (ms, lower is better)")
     ttft_axes.legend(loc="best", fontsize="small")
     decode_axes.bar(positions, [r[3] or 0.0 for r in rows], color="#55A868")

@@ -70,6 +70,7 @@ class Figures:
 @dataclass(frozen=True)
 class PromptResult:
     prompt_id: str
+    max_tokens: int  # what each request of this prompt asked for
     figures: Figures
     aspect_coverage: float | None
 
@@ -275,7 +276,12 @@ def _result(
             answers[prompt.id] = ok[-1].text
         covs = [c for c in (prompt.coverage(r.text) for r in ok) if c is not None]
         prompts.append(
-            PromptResult(prompt.id, figures(mine), sum(covs) / len(covs) if covs else None)
+            PromptResult(
+                prompt.id,
+                request_max_tokens(settings, prompt),
+                figures(mine),
+                sum(covs) / len(covs) if covs else None,
+            )
         )
     ok_requests = [r for r in requests if r.status == "ok"]
     throughput = None
