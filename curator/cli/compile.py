@@ -13,6 +13,13 @@ import click
 from curator.cli._options import cache_dir_option, json_option
 from curator.cli._output import Output
 from curator.compile import CompilePlan, CompileRequest, CompileResult, compile_model
+from curator.errors import CompileError
+
+
+class CompileInterrupted(CompileError):
+    """Ctrl-C or SIGTERM: Olive was stopped and its work directory removed."""
+
+    exit_code = 130
 
 
 def _interrupt_on_sigterm() -> None:
@@ -130,7 +137,13 @@ def compile_command(
         dry_run=dry_run,
     )
     _interrupt_on_sigterm()
-    result = compile_model(request, progress=out.progress)
+    try:
+        result = compile_model(request, progress=out.progress)
+    except KeyboardInterrupt:
+        raise CompileInterrupted(
+            "interrupted: Olive was stopped and nothing was written to the cache",
+            hint="run the same curator compile again",
+        ) from None
     if as_json:
         out.json(result_json(result))
         return
