@@ -101,6 +101,7 @@ def _request(r: RequestMeasurement) -> dict[str, Any]:
         "decodeTokensPerSec": _num(r.decode_tokens_per_sec),
         "interTokenMs": _num(r.inter_token_ms),
         "chunks": r.chunks,
+        "bursty": r.bursty,
         "text": r.text,
     }
 
@@ -135,6 +136,7 @@ def _model(m: ModelResult) -> dict[str, Any]:
         "loadTimeMs": _num(m.load_ms, 1),
         "peakMemoryMb": _num(m.peak_memory_mb, 1),
         "tokensEstimated": m.tokens_estimated,
+        "burstyRequests": m.bursty_requests,
         "summary": _figures(m.figures),
         "throughput": throughput,
         "quality": quality,
@@ -333,6 +335,14 @@ def render_markdown(document: dict[str, Any], chart_name: str | None) -> str:
             )
             + " |"
         )
+    for model in document["models"]:
+        if model["burstyRequests"]:
+            lines += [
+                "",
+                f"Note: `{model['id']}`: in {model['burstyRequests']} request(s) the tokens arrived "
+                "in bursts (most less than 0.1 ms apart): the model generates faster than the "
+                "runtime's stream delivers, so its decode tok/s measures delivery, not generation.",
+            ]
     lines += [
         "",
         "Times are per request from one streamed request; decode tok/s counts the tokens after "
@@ -384,7 +394,7 @@ def write_chart(document: dict[str, Any], path: Path) -> bool:
 
     names = [r[0] for r in rows]
     positions = list(range(len(rows)))
-    figure = Figure(figsize=(max(6.0, 1.6 * len(rows) + 3.0), 4.0), dpi=100)
+    figure = Figure(figsize=(max(8.0, 1.6 * len(rows) + 4.0), 4.5), dpi=100)
     ttft_axes, decode_axes = figure.subplots(1, 2)
     ttft_axes.bar(positions, [r[1] or 0.0 for r in rows], color="#4C72B0", label="p50")
     ttft_axes.scatter(
@@ -396,10 +406,10 @@ def write_chart(document: dict[str, Any], path: Path) -> bool:
         label="p95",
         zorder=3,
     )
-    ttft_axes.set_title("Time to first token (ms, lower is better)")
+    ttft_axes.set_title("TTFT, ms (lower is better)", fontsize="medium")
     ttft_axes.legend(loc="best", fontsize="small")
     decode_axes.bar(positions, [r[3] or 0.0 for r in rows], color="#55A868")
-    decode_axes.set_title("Decode tokens/s (mean, higher is better)")
+    decode_axes.set_title("Decode tokens/s, mean (higher is better)", fontsize="medium")
     for axes in (ttft_axes, decode_axes):
         axes.set_xticks(positions)
         axes.set_xticklabels(names, rotation=20, ha="right", fontsize="small")

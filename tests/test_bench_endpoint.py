@@ -181,6 +181,7 @@ def test_endpoint_figures_match_what_the_server_did(
     summary = model["summary"]
     assert summary["completionTokens"]["min"] == summary["completionTokens"]["max"] == 16
     assert not model["tokensEstimated"]
+    assert model["burstyRequests"] == 0
     # The server waits 50 ms before the first word, then 10 ms between words.
     assert 50 <= summary["ttftMs"]["min"] < 50 + 100
     assert summary["latencyMs"]["min"] >= 50 + 15 * 10

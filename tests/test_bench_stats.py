@@ -105,6 +105,16 @@ def test_measure_stream_times_first_token_and_decode() -> None:
     assert result.decode_tokens_per_sec == pytest.approx(4 / 0.050)
     assert result.inter_token_ms == pytest.approx(12.5)
     assert result.chunks == 5
+    assert not result.bursty
+
+
+def test_measure_stream_marks_tokens_delivered_in_a_burst() -> None:
+    clock = Clock()
+    steps = [(0.050, StreamChunk("a"))] + [(0.00001, StreamChunk("b")) for _ in range(9)]
+    steps.append((0.0, StreamChunk("", Usage(prompt_tokens=3, completion_tokens=10))))
+    result = measure_stream("m", "p", 0, MESSAGES, lambda: scripted(clock, steps), clock=clock)
+    assert result.bursty
+    assert result.decode_tokens_per_sec == pytest.approx(9 / 0.00009)
 
 
 class WordCounter:

@@ -4,7 +4,9 @@ Timing uses ``time.perf_counter``. The clock starts just before the first chunk 
 (the backends start the request lazily, on that first ``next``), so connection set-up and prompt
 processing are inside the time to first token. Decode speed counts only the tokens after the first:
 ``(completion_tokens - 1) / (time of the last text chunk - time of the first)``; inter-token
-latency is the inverse, in ms. Token counts come from the runtime's usage; where a backend gives
+latency is the inverse, in ms. A request whose text chunks mostly arrive less than 0.1 ms apart is
+marked ``bursty``: the runtime generated them faster than its stream delivered them (a toy model),
+so its decode speed measures delivery rather than generation. Token counts come from the runtime's usage; where a backend gives
 none they are counted with the model's ``tokenizer.json`` and marked ``estimated``.
 """
 
@@ -18,6 +20,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from curator.prompts import Message
+
+BURST_GAP_S = 0.0001
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class RequestMeasurement:
     chunks: int
     text: str
     started_at: float  # perf_counter at the start, to place concurrent requests on one timeline
+    bursty: bool = False  # text arrived in bursts: decode speed reflects delivery, not generation
 
 
 def measure_stream(
@@ -105,6 +110,8 @@ def measure_stream(
     pieces: list[str] = []
     usage: Usage | None = None
     chunks = 0
+    text_chunks = 0
+    burst_gaps = 0
     error: str | None = None
     try:
         for chunk in open_stream():
@@ -114,7 +121,10 @@ def measure_stream(
                 pieces.append(chunk.text)
                 if first is None:
                     first = now
+                elif now - (last or now) < BURST_GAP_S:
+                    burst_gaps += 1
                 last = now
+                text_chunks += 1
             if chunk.usage is not None:
                 usage = chunk.usage
     except Exception as exc:  # a failing request is a result, not a crash of the run
@@ -139,6 +149,7 @@ def measure_stream(
         chunks=chunks,
         text=text,
         started_at=start,
+        bursty=text_chunks >= 3 and burst_gaps * 2 >= text_chunks - 1,
     )
 
 

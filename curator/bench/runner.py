@@ -91,6 +91,7 @@ class ModelResult:
     load_ms: float | None
     peak_memory_mb: float | None
     tokens_estimated: bool
+    bursty_requests: int
     figures: Figures | None
     prompts: tuple[PromptResult, ...]
     throughput: Throughput | None
@@ -304,6 +305,7 @@ def _result(
         load_ms=load_ms,
         peak_memory_mb=sampler.peak_mb if sampler is not None else None,
         tokens_estimated=any(r.tokens_estimated for r in ok_requests),
+        bursty_requests=sum(r.bursty for r in ok_requests),
         figures=figures(requests) if requests else None,
         prompts=tuple(prompts) if requests else (),
         throughput=throughput,

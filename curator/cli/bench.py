@@ -290,6 +290,11 @@ def _render_run(
     for m in result.models:
         if m.tokens_estimated:
             out.warn(f"{m.model_id}: the endpoint gave no usage; token counts are estimated")
+        if m.bursty_requests:
+            out.warn(
+                f"{m.model_id}: tokens arrived in bursts in {m.bursty_requests} request(s): "
+                "its decode tok/s measures the stream's delivery, not generation"
+            )
         if m.error:
             out.text(f"{m.model_id}: FAILED: {m.error}")
         if m.throughput is not None and m.throughput.concurrency > 1:
