@@ -329,8 +329,8 @@ class FoundryRuntime:
         """Every model in the local catalog, sorted by id."""
         try:
             models = self._catalog().list_models()
-            variants = [v for m in models for v in m.variants]
-            return sorted((_describe(v) for v in variants), key=lambda r: r.id)
+            variants = {v.id: v for m in models for v in m.variants}
+            return [_describe(variants[key]) for key in sorted(variants)]
         except Exception as exc:
             if _is_sdk_error(exc):
                 raise _foundry_error(exc, "cannot list Foundry models", "curator paths") from None
