@@ -181,7 +181,7 @@ def smoke(
         model_id, cache_dir=foundry_cache_dir(cache_dir), prompts=prompts, time_limit_sec=time_limit
     )
     if as_json:
-        out.json({**out_dict(report), "passed": report.passed, "failed": list(report.failed)})
+        out.json({**_fields(report), "passed": report.passed, "failed": list(report.failed)})
     else:
         out.table(
             [
@@ -201,12 +201,11 @@ def smoke(
     out.progress(f"smoke passed: {len(report.outcomes)} prompts on {model_id}")
 
 
-def out_dict(report: object) -> dict[str, object]:
+def _fields(report: object) -> dict[str, object]:
     from curator.cli._output import to_jsonable
 
     value = to_jsonable(report)
-    assert isinstance(value, dict)
-    return value
+    return value if isinstance(value, dict) else {}
 
 
 @click.command()
