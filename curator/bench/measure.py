@@ -128,7 +128,7 @@ def measure_stream(
             if chunk.usage is not None:
                 usage = chunk.usage
     except Exception as exc:  # a failing request is a result, not a crash of the run
-        error = f"{type(exc).__name__}: {exc}".strip()
+        error = describe_error(exc)
     end = clock()
     text = "".join(pieces)
     prompt_tokens, completion_tokens, estimated = _token_counts(usage, text, messages, counter)
@@ -151,6 +151,15 @@ def measure_stream(
         started_at=start,
         bursty=text_chunks >= 3 and burst_gaps * 2 >= text_chunks - 1,
     )
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line: a CuratorError's own message, else the exception's type and message."""
+    from curator.errors import CuratorError
+
+    if isinstance(exc, CuratorError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}".strip()
 
 
 def _token_counts(

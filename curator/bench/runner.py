@@ -10,6 +10,7 @@ wall time.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,11 +19,16 @@ from datetime import UTC, datetime
 
 from curator.bench.backends import Backend
 from curator.bench.machine import Machine, describe_machine
-from curator.bench.measure import RequestMeasurement, TokenCounter, measure_stream
+from curator.bench.measure import (
+    RequestMeasurement,
+    TokenCounter,
+    describe_error,
+    measure_stream,
+)
 from curator.bench.memory import PeakRssSampler
 from curator.bench.quality import ManualScore, Quality, summarize_quality
 from curator.bench.stats import Stat, summarize
-from curator.errors import UsageProblem
+from curator.errors import BenchError, UsageProblem
 from curator.prompts import Prompt, PromptSet
 
 Progress = Callable[[str], None]
@@ -161,9 +167,10 @@ def _bench_model(
     requests: tuple[RequestMeasurement, ...] = ()
     wall = 0.0
     error: str | None = None
+    stack = contextlib.ExitStack()
     try:
         if sampler is not None:
-            sampler.__enter__()
+            stack.enter_context(sampler)
         say(f"{model_id}: loading")
         load_ms = backend.load(model_id)
         counter = backend.token_counter(model_id)
@@ -172,19 +179,18 @@ def _bench_model(
             for prompt in prompt_set.prompts:
                 warm_result = _one(model_id, prompt, -1 - warm, backend, settings, counter)
                 if warm_result.status != "ok":
-                    raise RuntimeError(f"warm-up failed on prompt {prompt.id}: {warm_result.error}")
+                    raise BenchError(f"warm-up failed on prompt {prompt.id}: {warm_result.error}")
         count = len(prompt_set.prompts)
         say(f"{model_id}: measuring {settings.rounds} round(s) x {count} prompt(s)")
         requests, wall = _measured(model_id, prompt_set, backend, settings, counter)
     except Exception as exc:  # one model's failure must not stop the others
-        error = f"{type(exc).__name__}: {exc}".strip()
+        error = describe_error(exc)
     finally:
         try:
             backend.unload(model_id)
         except Exception as exc:
-            error = error or f"unload failed: {type(exc).__name__}: {exc}"
-        if sampler is not None:
-            sampler.__exit__(None, None, None)
+            error = error or f"unload failed: {describe_error(exc)}"
+        stack.close()
     failed = [r for r in requests if r.status != "ok"]
     if error is None and failed:
         error = f"{len(failed)} of {len(requests)} requests failed; first: {failed[0].error}"
