@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,11 +35,24 @@ def server(install_compiled: Callable[..., Path]) -> Iterator[str]:
         text=True,
         env=dict(os.environ),
     )
-    try:
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
         assert proc.stderr is not None
-        line = proc.stderr.readline()
-        match = re.search(r"listening on (http://\S+)", line)
-        assert match, line + (proc.stderr.read() if proc.poll() is not None else "")
+        for text in proc.stderr:
+            lines.put(text)
+        lines.put("")
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        seen = []
+        while True:
+            line = lines.get(timeout=60)
+            seen.append(line)
+            match = re.search(r"listening on (http://\S+)", line)
+            if match:
+                break
+            assert line, "curator serve exited early:\n" + "".join(seen)
         yield match.group(1)
     finally:
         proc.send_signal(signal.SIGINT)
