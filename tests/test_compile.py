@@ -49,6 +49,20 @@ def generate(model_dir: Path, max_new: int = 8) -> dict[str, Any]:
     return result
 
 
+def op_types(model_dir: Path) -> dict[str, dict[str, Any]]:
+    """Each op type in model.onnx with the attributes of its first node (weights not loaded)."""
+    import onnx
+
+    graph = onnx.load(str(model_dir / "model.onnx"), load_external_data=False).graph
+    found: dict[str, dict[str, Any]] = {}
+    for node in graph.node:
+        found.setdefault(
+            node.op_type,
+            {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute},
+        )
+    return found
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -103,6 +117,9 @@ def test_int4_compile_output_is_complete_and_generates(
     assert manifest["source"]["repo"] == f"local:{tiny_model_dir.name}"
     assert manifest["source"]["architecture"] == "Qwen2ForCausalLM"
     assert manifest["precision"] == "int4"
+    ops = op_types(compiled_tiny_int4)
+    assert ops["MatMulNBits"]["bits"] == 4
+    assert ops["MatMulNBits"]["block_size"] == 32 and ops["MatMulNBits"]["accuracy_level"] == 4
     genai = json.loads((compiled_tiny_int4 / "genai_config.json").read_text())
     vocab = genai["model"]["vocab_size"]
     out = generate(compiled_tiny_int4)
@@ -116,6 +133,7 @@ def test_fp32_compile_generates_and_is_larger_than_int4(
 ) -> None:
     manifest = check_compiled_dir(compiled_tiny_fp32, "fp32-cpu", "tiny-qwen2-fp32-generic-cpu:1")
     assert manifest["precision"] == "fp32"
+    assert "MatMulNBits" not in op_types(compiled_tiny_fp32)
     int4_data = (compiled_tiny_int4 / "model.onnx.data").stat().st_size
     # The fp32 embedding table is in both; the int4 MatMul weights are 1/8 their fp32 size.
     assert (compiled_tiny_fp32 / "model.onnx.data").stat().st_size > 1.5 * int4_data

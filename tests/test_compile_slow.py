@@ -1,0 +1,84 @@
+"""The other CPU recipes and more architectures, compiled for real (``make test-all``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from curator.compile import CompileRequest, compile_model
+from curator.devmodels.cache import cached_tiny_model
+from tests.conftest import TEST_MODELS_ROOT
+from tests.test_compile import check_compiled_dir, generate, op_types
+
+pytestmark = pytest.mark.slow
+
+
+def calibration_file(path: Path, lines: int = 16) -> Path:
+    sources = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))[:lines]
+    path.write_text(
+        "".join(json.dumps({"text": p.read_text(encoding="utf-8")[:2000]}) + "\n" for p in sources)
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("recipe", "expected_op"),
+    [
+        ("int4-rtn-cpu", "MatMulNBits"),
+        ("int8-cpu", "MatMulInteger"),
+        ("int4-gptq-cpu", "MatMulNBits"),
+    ],
+)
+def test_cpu_recipe_compiles_and_generates(
+    recipe: str, expected_op: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    calibration = None
+    if recipe == "int4-gptq-cpu":
+        if importlib.util.find_spec("datasets") is None:
+            pytest.skip("GPTQ needs the datasets package")
+        calibration = calibration_file(tmp_path / "calibration.jsonl")
+    model_id = f"tiny-{recipe}-generic-cpu:1"
+    result = compile_model(
+        CompileRequest(
+            source=str(tiny_model_dir), recipe=recipe, model_id=model_id, calibration=calibration
+        )
+    )
+    assert result.path is not None
+    manifest = check_compiled_dir(result.path, recipe, model_id)
+    assert [p.split(":")[0] for p in _passes_run(result.path)] == [
+        step["name"] for step in _recipe_passes(recipe)
+    ]
+    assert manifest["precision"] == recipe.split("-")[0]
+    assert expected_op in op_types(result.path)
+    assert len(generate(result.path)["new_tokens"]) >= 1
+
+
+def _recipe_passes(recipe: str) -> list[dict[str, str]]:
+    path = Path(__file__).resolve().parent.parent / "recipes" / f"{recipe}.json"
+    passes: list[dict[str, str]] = json.loads(path.read_text())["passes"]
+    return passes
+
+
+def _passes_run(model_dir: Path) -> list[str]:
+    log = (model_dir / "compile.log").read_text()
+    return [
+        line.split("Running pass ")[1].strip()
+        for line in log.splitlines()
+        if "Running pass " in line
+    ]
+
+
+@pytest.mark.parametrize("architecture", ["mistral", "phi3", "gemma2"])
+def test_more_architectures_compile_with_int4(architecture: str) -> None:
+    model = cached_tiny_model(
+        TEST_MODELS_ROOT, architecture=architecture, hidden_size=64, num_layers=2
+    )
+    model_id = f"tiny-{architecture}-generic-cpu:1"
+    result = compile_model(CompileRequest(source=str(model), recipe="int4-cpu", model_id=model_id))
+    assert result.path is not None
+    check_compiled_dir(result.path, "int4-cpu", model_id)
+    assert len(generate(result.path)["new_tokens"]) >= 1
