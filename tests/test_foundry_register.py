@@ -159,3 +159,22 @@ def test_cache_rm_unregisters_deletes_and_drops_the_entry(
     missing = run_curator("cache", "rm", TINY_MODEL_ID)
     assert missing.returncode == 1
     assert "curator cache ls" in missing.stderr
+
+
+def test_a_directory_outside_the_cache_is_listed_and_kept_on_rm(
+    install_compiled: Callable[..., Path], tmp_path: Path
+) -> None:
+    outside = install_compiled(cache_dir=tmp_path / "elsewhere")
+    assert run_curator("register", str(outside), "--license", "mit").returncode == 0
+    row = _cache_rows()[TINY_MODEL_ID]
+    assert row["foundry_registered"] is True
+    assert row["in_cache"] is False
+    assert Path(str(row["path"])) == outside
+
+    removed = run_curator("cache", "rm", TINY_MODEL_ID, "--json")
+    assert removed.returncode == 0, removed.stderr
+    report = json.loads(removed.stdout)
+    assert report["unregistered"] is True
+    assert report["kept_dir"] == str(outside)
+    assert (outside / "genai_config.json").is_file()
+    assert _cache_rows() == {}

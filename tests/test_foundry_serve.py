@@ -233,3 +233,16 @@ def test_request_parsing() -> None:
     ]
     assert (parsed.max_tokens, parsed.stream, parsed.include_usage) == (7, True, True)
     assert parsed.temperature == 0.0
+
+
+def test_serve_on_a_busy_port_is_a_clear_error() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = run_curator("serve", "--port", str(port), timeout=60)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "hint: pick another --port" in result.stderr
