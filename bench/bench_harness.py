@@ -188,6 +188,8 @@ def measure(workdir: Path) -> list[Ratio]:
         )
         plain += [r["decodeTokensPerSec"] for r in reference["rounds"] if r["decodeTokensPerSec"]]
         plain_ttft += [r["ttftMs"] for r in reference["rounds"] if r["ttftMs"] is not None]
+    samples = {"ours": ours, "plain": plain, "oursTtftMs": ours_ttft, "plainTtftMs": plain_ttft}
+    (workdir / "samples.json").write_text(json.dumps(samples, indent=1))
     decode_ratio = Ratio(
         "bench decode tok/s vs plain genai loop (median, 1024x8 int4)",
         statistics.median(ours),
