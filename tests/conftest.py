@@ -99,3 +99,20 @@ def install_compiled(compiled_tiny_int4: Path, isolated_env: Path) -> Callable[.
         return install(compiled or compiled_tiny_int4, cache, model_id)
 
     return _install
+
+
+# --- Trained fixture model (issue 7): ~45 s of CPU to train once, then cached. ---------------------
+TRAINED_MODEL_PARAMS: dict[str, int] = {
+    "hidden_size": 128,
+    "num_layers": 2,
+    "steps": 200,
+    "seq_len": 64,
+}
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir() -> Path:
+    """A Hugging Face directory: Qwen2 (hidden 128, 2 layers) trained 200 steps on Python docs."""
+    from curator.devmodels.trained import cached_trained_model
+
+    return cached_trained_model(TEST_MODELS_ROOT, **TRAINED_MODEL_PARAMS)
