@@ -364,6 +364,17 @@ def test_compare_flags_a_regression(fake_server: FakeServer, tmp_path: Path) -> 
     text = run_curator("bench", "compare", str(old), str(new))
     assert text.returncode == 1 and "REGRESSION" in text.stdout
 
+    fake_server.models["fast-generic-cpu:1"] = FakeModel(fail=True)
+    broken = bench(fake_server, tmp_path, *args, out="broken")
+    assert broken.returncode == 1
+    failed = run_curator(
+        "bench", "compare", str(old), str(tmp_path / "broken" / "bench-report.json"), "--json"
+    )
+    assert failed.returncode == 1
+    [model] = json.loads(failed.stdout)["models"]
+    assert (model["oldStatus"], model["newStatus"], model["regression"]) == ("ok", "failed", True)
+    assert "the model crashed" in model["note"]
+
 
 def test_compare_rejects_a_file_that_is_not_a_report(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.json"
