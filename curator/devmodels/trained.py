@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 # Bump when build_trained_model's output changes for the same arguments (fixture caches key on it).
-TRAINER_VERSION = 1
+TRAINER_VERSION = 2
 TRAINING_RECORD = "training.json"
 
 
@@ -63,26 +63,22 @@ def build_trained_model(
     Writes ``training.json`` beside the weights (arguments, first/last loss, seconds).
     """
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-    from curator.devmodels.tiny import BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, save_tokenizer
+    from curator.devmodels.tiny import BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, build_tokenizer
 
     started = time.monotonic()
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     text = training_text()
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = save_tokenizer(out_dir, vocab_size=vocab_size, texts=[text])
+    trained = build_tokenizer(vocab_size=vocab_size, texts=[text])
     ids = {
-        token: tokenizer.convert_tokens_to_ids(token) for token in (PAD_TOKEN, BOS_TOKEN, EOS_TOKEN)
+        token: trained.convert_tokens_to_ids(token) for token in (PAD_TOKEN, BOS_TOKEN, EOS_TOKEN)
     }
-    data = torch.tensor(tokenizer.backend_tokenizer.encode(text).ids, dtype=torch.long)
-    if len(data) <= seq_len + 1:
-        raise ValueError(f"training text gives only {len(data)} tokens")
-
     config = AutoConfig.for_model(
         "qwen2",
-        vocab_size=len(tokenizer),
+        vocab_size=len(trained),
         hidden_size=hidden_size,
         intermediate_size=intermediate_size or 3 * hidden_size,
         num_hidden_layers=num_layers,
@@ -95,6 +91,17 @@ def build_trained_model(
         tie_word_embeddings=False,
         architectures=["Qwen2ForCausalLM"],
     )
+    # Train on the tokenization the model will be served with: transformers 5 loads a qwen2
+    # directory's tokenizer as Qwen2Tokenizer (its own pre-tokenizer and NFC normalizer), and the
+    # model builder saves that one into the compiled model.
+    trained.save_pretrained(str(out_dir))
+    config.save_pretrained(str(out_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    data = torch.tensor(tokenizer.backend_tokenizer.encode(text).ids, dtype=torch.long)
+    if len(data) <= seq_len + 1:
+        raise ValueError(f"training text gives only {len(data)} tokens")
+
     model: Any = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
