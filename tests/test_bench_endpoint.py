@@ -30,6 +30,7 @@ class FakeModel:
     gap_s: float = 0.01
     usage: bool = True
     fail: bool = False
+    ignore_stream: bool = False  # answer with one JSON completion, as some servers do
 
 
 @dataclass
@@ -78,6 +79,17 @@ def _handler(server_state: FakeServer) -> type[BaseHTTPRequestHandler]:
                 return
             if model.fail:
                 self._json(500, {"error": {"message": "the model crashed"}})
+                return
+            if model.ignore_stream:
+                n = int(body["max_tokens"])
+                message = {"role": "assistant", "content": "".join(f"w{i} " for i in range(n))}
+                self._json(
+                    200,
+                    {
+                        "choices": [{"index": 0, "message": message, "finish_reason": "length"}],
+                        "usage": {"prompt_tokens": 7, "completion_tokens": n},
+                    },
+                )
                 return
             with server_state.lock:
                 server_state.in_flight += 1
@@ -517,3 +529,19 @@ def test_unreachable_endpoint_is_one_line(tmp_path: Path) -> None:
     assert f"error: cannot reach http://127.0.0.1:{port}/v1" in result.stderr
     assert "hint: start the server (curator serve)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_server_that_ignores_stream_still_measures(
+    fake_server: FakeServer, tmp_path: Path
+) -> None:
+    fake_server.models["whole-generic-cpu:1"] = FakeModel(ignore_stream=True)
+    result = bench(
+        fake_server, tmp_path, "whole-generic-cpu:1", "--rounds", "1", "--max-tokens", "5"
+    )
+    assert result.returncode == 0, result.stderr
+    model = json.loads(result.stdout)["report"]["models"][0]
+    assert model["status"] == "ok"
+    for request in model["requests"]:
+        assert request["text"] == "w0 w1 w2 w3 w4 "
+        assert request["completionTokens"] == 5 and not request["tokensEstimated"]
+        assert request["chunks"] == 1 and request["decodeTokensPerSec"] is None

@@ -206,7 +206,11 @@ class EndpointBackend:
             if response.status_code >= 400:
                 response.read()
                 raise BenchError(f"HTTP {response.status_code}: {_error_text(response.text)}")
-            yield from parse_sse(response.iter_lines())
+            if "text/event-stream" in response.headers.get("content-type", ""):
+                yield from parse_sse(response.iter_lines())
+            else:  # a server that ignores "stream": one whole answer (TTFT = latency)
+                response.read()
+                yield from parse_completion(response.text)
 
     def unload(self, model_id: str) -> None:
         return None
@@ -245,6 +249,20 @@ def parse_sse(lines: Iterator[str]) -> Iterator[StreamChunk]:
             parsed = Usage(int(usage.get("prompt_tokens") or 0), int(usage["completion_tokens"]))
         if text or parsed:
             yield StreamChunk(text, parsed)
+
+
+def parse_completion(body: str) -> Iterator[StreamChunk]:
+    """The single chunk of a non-streamed chat completion."""
+    try:
+        data = json.loads(body)
+        message = data["choices"][0]["message"]
+    except (json.JSONDecodeError, KeyError, IndexError, TypeError):
+        raise BenchError(f"not a chat completion: {body[:200]}") from None
+    usage = data.get("usage")
+    parsed = None
+    if isinstance(usage, dict) and "completion_tokens" in usage:
+        parsed = Usage(int(usage.get("prompt_tokens") or 0), int(usage["completion_tokens"]))
+    yield StreamChunk(str(message.get("content") or ""), parsed)
 
 
 def normalize_endpoint(url: str) -> str:
