@@ -117,6 +117,7 @@ def test_int4_compile_output_is_complete_and_generates(
     assert manifest["source"]["repo"] == f"local:{tiny_model_dir.name}"
     assert manifest["source"]["architecture"] == "Qwen2ForCausalLM"
     assert manifest["precision"] == "int4"
+    assert manifest["predictedRunBytes"] > manifest["source"]["parameters"]
     ops = op_types(compiled_tiny_int4)
     assert ops["MatMulNBits"]["bits"] == 4
     assert ops["MatMulNBits"]["block_size"] == 32 and ops["MatMulNBits"]["accuracy_level"] == 4
@@ -265,3 +266,18 @@ def test_gpu_recipe_without_gpu_stops_clearly(
     assert done.returncode == 1
     assert "no NVIDIA GPU" in done.stderr and "hint:" in done.stderr
     assert list((isolated_env / "foundry-cache").iterdir()) == []
+
+
+def test_a_snapshot_in_the_hf_cache_keeps_its_hub_provenance(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "hub" / "models--SomeOrg--Tiny-Chat" / "snapshots" / sha
+    shutil.copytree(tiny_model_dir, snapshot)
+    done = run_curator("compile", str(snapshot), "--recipe", "int4-cpu", "--dry-run", "--json")
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)["plan"]
+    assert (plan["source_repo"], plan["source_revision"]) == ("SomeOrg/Tiny-Chat", sha)
+    assert (plan["publisher"], plan["model_id"]) == ("SomeOrg", "tiny-chat-generic-cpu:1")

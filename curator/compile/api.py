@@ -26,6 +26,7 @@ from curator.recipes import (
     Recipe,
     get_recipe,
     predict_compile_peak_bytes,
+    predict_run_bytes,
     render_olive_config,
 )
 
@@ -182,9 +183,18 @@ def compile_model(request: CompileRequest, progress: Progress | None = None) -> 
             olive_seconds=run.wall_seconds,
             peak_rss_bytes=run.peak_rss_bytes,
             context=manifest.context_length(model_dir),
+            predicted_run_bytes=(
+                predict_run_bytes(recipe, plan.parameters) if plan.parameters else None
+            ),
         )
         manifest.write_manifest(model_dir, document)
-        placement.place(model_dir, plan.target, work, replace=request.force)
+        try:
+            placement.place(model_dir, plan.target, work, replace=request.force)
+        except OSError as exc:  # FileExistsError, or ENOTEMPTY from a racing compile
+            raise CompileError(
+                f"{plan.target} appeared while compiling (another compile of the same id?)",
+                hint="rerun with --force to replace it, or choose another --id",
+            ) from exc
     return CompileResult(
         plan=plan,
         dry_run=False,

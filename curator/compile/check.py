@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from curator.errors import CompileError
-
 REQUIRED_FILES = ("genai_config.json", "tokenizer.json", "tokenizer_config.json")
 # Olive's bookkeeping beside the model: not part of the model directory.
 OLIVE_BOOKKEEPING = frozenset(
@@ -46,12 +44,3 @@ def check_output(model_dir: Path) -> list[str]:
     if not has_chat_template(model_dir):
         problems.append("no chat template (chat_template.jinja or tokenizer_config.json)")
     return problems
-
-
-def require_output(model_dir: Path, log_tail: str) -> None:
-    problems = check_output(model_dir)
-    if problems:
-        raise CompileError(
-            f"Olive did not produce a usable model: {'; '.join(problems)}\n{log_tail}",
-            hint="read compile.log above; rerun with CURATOR_DEBUG=1 to keep the work directory",
-        )

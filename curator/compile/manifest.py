@@ -158,6 +158,7 @@ def manifest_document(
     olive_seconds: float,
     peak_rss_bytes: int,
     context: int | None,
+    predicted_run_bytes: int | None,
 ) -> dict[str, Any]:
     """Provenance, with ``source``/``build``/``runtime`` shaped like a registry entry's."""
     source: dict[str, Any] = {"repo": plan.source_repo}
@@ -193,6 +194,8 @@ def manifest_document(
             "peakRssBytes": peak_rss_bytes,
         },
     }
+    if predicted_run_bytes:
+        document["predictedRunBytes"] = predicted_run_bytes
     if context:
         document["contextLength"] = context
     return document

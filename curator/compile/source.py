@@ -40,8 +40,13 @@ def resolve_source(source: str, revision: str | None, *, download: bool) -> Sour
                 "--revision applies only to a Hub repo id, not to a local directory",
                 hint="drop --revision",
             )
-        name = slug(path.resolve().name)
-        return SourceModel(path.resolve(), f"local:{name}", None, "local", name, True)
+        resolved = path.resolve()
+        snapshot = _hf_cache_snapshot(resolved)
+        if snapshot is not None:  # a Hub download in the HF cache: keep its provenance
+            org, repo_name, sha = snapshot
+            return SourceModel(resolved, f"{org}/{repo_name}", sha, org, slug(repo_name), True)
+        name = slug(resolved.name)
+        return SourceModel(resolved, f"local:{name}", None, "local", name, True)
     if not is_hub_id(source):
         raise PreflightError(
             f"source {source} is neither a directory nor an org/name Hub repo id",
@@ -52,8 +57,18 @@ def resolve_source(source: str, revision: str | None, *, download: bool) -> Sour
         return SourceModel(None, source, revision, org, slug(repo_name), False)
     from curator.hub import download_for_compile  # issue 5: lazy, brings huggingface_hub
 
-    local_dir, resolved = download_for_compile(source, revision)
-    return SourceModel(Path(local_dir), source, resolved, org, slug(repo_name), False)
+    local_dir, commit = download_for_compile(source, revision)
+    return SourceModel(Path(local_dir), source, commit, org, slug(repo_name), False)
+
+
+def _hf_cache_snapshot(path: Path) -> tuple[str, str, str] | None:
+    """(org, name, sha) for ``.../models--org--name/snapshots/<40-hex sha>``, else None."""
+    if path.parent.name != "snapshots" or not re.fullmatch(r"[0-9a-f]{40}", path.name):
+        return None
+    match = re.fullmatch(r"models--([^/]+?)--(.+)", path.parent.parent.name)
+    if not match or not _REPO_ID.match(f"{match.group(1)}/{match.group(2)}"):
+        return None
+    return match.group(1), match.group(2), path.name
 
 
 def read_model_config(model_dir: Path) -> dict[str, Any]:
