@@ -7,9 +7,8 @@ while ``compare`` stays a real subcommand with its own options and help. (A mode
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,7 +16,9 @@ from curator.cli._options import cache_dir_option, json_option, registry_option
 from curator.cli._output import Output
 from curator.errors import UsageProblem
 
-BENCH_MODELS_ENV = "BENCH_MODELS"
+if TYPE_CHECKING:
+    from curator.bench.job import BenchOutcome
+
 ENDPOINT_ENV = "FOUNDRY_LOCAL_ENDPOINT"
 DEFAULT_OUT = Path("bench-out")
 
@@ -33,20 +34,10 @@ class _RunByDefault(click.Group):
 
 @click.group(cls=_RunByDefault)
 def bench() -> None:
-    """Benchmark models: `curator bench ID... [OPTIONS]` (options: `curator bench run --help`);
-    `curator bench compare OLD NEW` compares two reports."""
+    """Benchmark models: `curator bench ID...` runs them, `curator bench compare` compares reports.
 
-
-def model_ids_from(ids: tuple[str, ...]) -> list[str]:
-    """The given ids, else ``$BENCH_MODELS`` (comma-separated); duplicates dropped, order kept."""
-    chosen = list(ids) or [i.strip() for i in os.environ.get(BENCH_MODELS_ENV, "").split(",")]
-    chosen = [i for i in chosen if i]
-    if not chosen:
-        raise UsageProblem(
-            "no model to benchmark",
-            hint=f"curator bench ID... (or set {BENCH_MODELS_ENV}=id1,id2); curator cache ls lists ids",
-        )
-    return list(dict.fromkeys(chosen))
+    `curator bench ID... [OPTIONS]` is short for `curator bench run ID... [OPTIONS]`.
+    """
 
 
 @bench.command("run")
@@ -161,100 +152,48 @@ def run(
     as_json: bool,
 ) -> None:
     """Benchmark models: TTFT, latency, decode tokens/s, memory, quality (exit 1 if any failed)."""
-    from curator.bench.backends import Backend, EndpointBackend, FoundryBackend
-    from curator.bench.quality import read_scores
-    from curator.bench.runner import BenchSettings, run_bench
-    from curator.paths import foundry_cache_dir, registry_path
-    from curator.prompts import load_prompt_set
-    from curator.reports import report_document, write_reports
+    from curator.bench.job import BenchRequest, model_ids_from, run_job
+    from curator.bench.runner import BenchSettings
+    from curator.paths import registry_path
+    from curator.reports import report_document
 
-    out = Output(as_json)
-    models = model_ids_from(ids)
-    settings = BenchSettings(rounds, warmup, max_tokens, temperature, seed, concurrency)
-    prompt_set = load_prompt_set(prompts_file)
-    manual = read_scores(scores) if scores else None
-    cache = foundry_cache_dir(cache_dir)
     source = click.get_current_context().get_parameter_source("endpoint")
     if in_process and endpoint and source is click.core.ParameterSource.COMMANDLINE:
         raise UsageProblem("--in-process and --endpoint contradict each other", hint="pick one")
-    url = None if in_process else (endpoint or None)
-    backend: Backend
-    if url:
-        endpoint_backend = EndpointBackend(url, server_pid=server_pid, cache_dir=cache)
-        try:
-            endpoint_backend.check_reachable()
-        except BaseException:
-            endpoint_backend.close()
-            raise
-        backend = endpoint_backend
-    else:
-        if server_pid is not None:
-            raise UsageProblem(
-                "--server-pid needs --endpoint", hint="in process, bench samples itself"
-            )
-        backend = FoundryBackend(cache)
-    try:
-        result = run_bench(
-            models,
-            prompt_set,
-            backend,
-            settings,
-            endpoint=getattr(backend, "base_url", None),
-            manual_scores=manual,
-            progress=out.progress,
-        )
-    finally:
-        backend.close()
-    files = write_reports(result, out_dir)
-    annotated = _annotate(result, annotate) if annotate else None
-    recorded: tuple[Any, ...] = ()
-    if record:
-        from curator.bench.record import record_run
-
-        recorded = record_run(result, registry_path(registry))
-    failed = [m for m in result.models if m.status != "ok"]
-    refused = [r for r in recorded if r.outcome != "recorded"]
+    request = BenchRequest(
+        model_ids=model_ids_from(ids),
+        settings=BenchSettings(rounds, warmup, max_tokens, temperature, seed, concurrency),
+        out_dir=out_dir,
+        prompts_file=prompts_file,
+        endpoint=None if in_process else (endpoint or None),
+        server_pid=server_pid,
+        cache_dir=cache_dir,
+        record_into=registry_path(registry) if record else None,
+        annotate=annotate,
+        scores=scores,
+    )
+    out = Output(as_json)
+    outcome = run_job(request, progress=out.progress)
     if as_json:
         out.json(
             {
-                "files": files,
+                "files": outcome.files,
                 "annotate": str(annotate) if annotate else None,
                 "recorded": [
-                    {"id": r.model_id, "outcome": r.outcome, "detail": r.detail} for r in recorded
+                    {"id": r.model_id, "outcome": r.outcome, "detail": r.detail}
+                    for r in outcome.recorded
                 ],
-                "report": report_document(result),
+                "report": report_document(outcome.run),
             }
         )
     else:
-        _render_run(out, result, files, annotate, annotated, recorded)
-    if failed or refused:
+        _render_run(out, outcome, annotate)
+    if not outcome.ok:
         raise SystemExit(1)
 
 
-def _annotate(result: Any, path: Path) -> int:
-    from curator.bench.quality import TemplateRow, write_template
-
-    rows = []
-    for model in result.models:
-        for prompt in result.prompt_set.prompts:
-            answers = [r for r in model.requests if r.prompt_id == prompt.id and r.status == "ok"]
-            if not answers:
-                continue
-            coverage = prompt.coverage(answers[-1].text)
-            rows.append(
-                TemplateRow(model.model_id, prompt.id, prompt.expected, coverage, answers[-1].text)
-            )
-    return write_template(path, rows)
-
-
-def _render_run(
-    out: Output,
-    result: Any,
-    files: Any,
-    annotate: Path | None,
-    annotated: int | None,
-    recorded: Any,
-) -> None:
+def _render_run(out: Output, outcome: BenchOutcome, annotate: Path | None) -> None:
+    result, files, recorded = outcome.run, outcome.files, outcome.recorded
     rows = []
     for m in result.models:
         f = m.figures
@@ -309,7 +248,8 @@ def _render_run(
     if files.chart:
         out.text(f"chart: {files.chart}")
     if annotate:
-        out.text(f"annotation template: {annotate} ({annotated} rows; score 1-5, then --scores)")
+        rows_written = outcome.annotated_rows
+        out.text(f"annotation template: {annotate} ({rows_written} rows; score 1-5, then --scores)")
     for r in recorded:
         out.text(f"record {r.model_id}: {r.outcome} ({r.detail})")
 
