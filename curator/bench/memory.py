@@ -3,7 +3,8 @@
 The sampler reads the process's RSS every ``interval`` seconds with psutil. On Linux it also resets
 the kernel's high-water mark (``/proc/PID/clear_refs``, value 5) at the start and reads ``VmHWM``
 at the end, which catches peaks shorter than the sampling interval; where that is not allowed the
-sampled maximum stands alone. The figure is in MiB.
+sampled maximum stands alone. The figure is in MiB. (The reset also restarts what ``getrusage``
+reports as ``ru_maxrss`` for that process: read any whole-process peak before a bench run.)
 """
 
 from __future__ import annotations
