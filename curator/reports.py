@@ -367,6 +367,8 @@ def render_markdown(document: dict[str, Any], chart_name: str | None) -> str:
                 f"| {_fmt(_get(summary, 'completionTokens', 'mean'))} "
                 f"| {_fmt(prompt['aspectCoverage'], 2)} |"
             )
+    for note in document.get("notes", []):
+        lines += ["", f"Note: {note}."]
     if chart_name:
         lines += ["", f"![TTFT and decode tokens/s per model]({chart_name})"]
     return "\n".join(lines) + "\n"

@@ -141,7 +141,18 @@ def run_bench(
     for model_id in model_ids:
         scores = [s for (m, _p), s in (manual_scores or {}).items() if m == model_id]
         results.append(_bench_model(model_id, prompt_set, backend, settings, scores, say))
+    notes: list[str] = []
+    if backend.kind == "endpoint":
+        notes.append("endpoint mode: no load step to time (loadTimeMs is null)")
+        if backend.serving_pid() is None:
+            notes.append("endpoint mode without --server-pid: peak memory is unknown (null)")
+        else:
+            notes.append(
+                "endpoint mode: peak memory is the whole server process's, which may hold "
+                "other models loaded earlier"
+            )
     return BenchRun(
+        notes=tuple(notes),
         started_at=started,
         finished_at=utc_now(),
         backend=backend.kind,
