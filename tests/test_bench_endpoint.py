@@ -202,6 +202,7 @@ def test_endpoint_figures_match_what_the_server_did(
     assert 10 <= summary["interTokenMs"]["min"] < 20
     assert model["peakMemoryMb"] > 10  # this test process, sampled as the "server"
     assert model["loadTimeMs"] is None
+    assert any("peak memory is the whole server process's" in n for n in report["notes"])
     # Quality: prompt "one" expects w1 (present) and absent-aspect (absent).
     coverage = {p["id"]: p["aspectCoverage"] for p in model["prompts"]}
     assert coverage == {"one": 0.5, "two": None}
