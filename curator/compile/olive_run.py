@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-POLL_SECONDS = 0.2
+WAIT_SECONDS = 0.05  # how soon the child's exit is noticed
+SAMPLE_EVERY = 4  # RSS and log are read every SAMPLE_EVERY waits (0.2 s)
 HEARTBEAT_SECONDS = 15.0
 _STARTED = re.compile(r"Running pass (\S+)")
 _FINISHED = re.compile(r"Pass (\S+) finished in ([0-9.]+) seconds")
@@ -110,7 +111,10 @@ class _LogWatcher:
         for line in lines:
             if match := _FINISHED.search(line):
                 name = pass_name(match.group(1))
-                self._say(f"pass {name} done in {float(match.group(2)):.1f} s")
+                self._say(
+                    f"pass {name} done in {float(match.group(2)):.1f} s "
+                    f"(total {now - self.start:.1f} s)"
+                )
                 self.current = None
             elif match := _STARTED.search(line):
                 self.current = pass_name(match.group(1))
@@ -161,16 +165,19 @@ def run_olive(
         if on_start:
             on_start(proc.pid)
         returncode: int | None = None
+        tick = 0
         while returncode is None:
-            peak = max(peak, _tree_rss(proc.pid))
-            watcher.poll()
+            if tick % SAMPLE_EVERY == 0:
+                peak = max(peak, _tree_rss(proc.pid))
+                watcher.poll()
+            tick += 1
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid == proc.pid:
                 returncode = os.waitstatus_to_exitcode(status)
                 proc.returncode = returncode
                 peak = max(peak, int(usage.ru_maxrss) * 1024)
             else:
-                time.sleep(POLL_SECONDS)
+                time.sleep(WAIT_SECONDS)
         watcher.poll()
     except BaseException:
         _stop(proc)
