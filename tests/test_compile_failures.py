@@ -244,3 +244,21 @@ def test_compile_killed_outright_is_cleaned_by_the_next_run(
     assert not (cache / WORK).exists()
     (target,) = (cache / "local").iterdir()
     assert (target / "genai_config.json").is_file()
+
+
+def test_an_incompatible_model_builder_is_refused_before_olive(
+    tiny_model_dir: Path, tmp_path: Path, isolated_env: Path
+) -> None:
+    # A distribution found earlier on sys.path shadows the installed one for importlib.metadata.
+    shadow = tmp_path / "shadow" / "onnxruntime_genai-0.18.0.dist-info"
+    shadow.mkdir(parents=True)
+    (shadow / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: onnxruntime-genai\nVersion: 0.18.0\n"
+    )
+    done = run_curator(
+        "compile", str(tiny_model_dir), "--recipe", "int4-cpu",
+        env={"PYTHONPATH": str(shadow.parent)},
+    )  # fmt: skip
+    assert_refused_before_olive(done, isolated_env / "foundry-cache")
+    assert "onnxruntime-genai 0.18.0 is installed" in done.stderr
+    assert "pip install onnxruntime-genai==0.14.1" in done.stderr

@@ -127,6 +127,7 @@ def compile_model(request: CompileRequest, progress: Progress | None = None) -> 
     recipe = get_recipe(request.recipe)
     preflight.check_calibration(recipe, request.calibration)
     if not request.dry_run:
+        preflight.check_toolchain()
         preflight.check_device(recipe)
     # A Hub source: its target can be refused before anything is downloaded.
     light = resolve_source(request.source, request.revision, download=False)

@@ -58,6 +58,35 @@ def check_calibration(recipe: Recipe, calibration: Path | None) -> None:
         )
 
 
+def _version(distribution: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def check_toolchain() -> None:
+    """Olive and the model builder it drives, in versions that work together (field notes)."""
+    olive = _version("olive-ai")
+    genai = _version("onnxruntime-genai")
+    if olive is None or genai is None:
+        missing = " and ".join(
+            n for n, v in (("olive-ai", olive), ("onnxruntime-genai", genai)) if v is None
+        )
+        raise PreflightError(
+            f"{missing} not installed: compiling needs the compile extras",
+            hint="pip install 'curator[compile]'",
+        )
+    if not genai.startswith("0.14."):
+        raise PreflightError(
+            f"onnxruntime-genai {genai} is installed; Olive {olive}'s ModelBuilder needs 0.14.x "
+            "(0.15-0.18 fail)",
+            hint="pip install onnxruntime-genai==0.14.1",
+        )
+
+
 def has_cuda_gpu() -> bool:
     """An NVIDIA GPU the driver sees."""
     gpus = Path("/proc/driver/nvidia/gpus")
