@@ -449,6 +449,26 @@ def test_annotation_template_round_trip(fake_server: FakeServer, tmp_path: Path)
     assert quality["source"] == "manual"
     assert quality["manualByCriterion"]["clarity"] == 4.0
 
+    rows[1]["answer_sha256"] = "0" * 64  # scored against another answer than this run's
+    with template.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    stale = bench(
+        fake_server,
+        tmp_path,
+        "fast-generic-cpu:1",
+        "--rounds",
+        "1",
+        "--warmup",
+        "0",
+        "--max-tokens",
+        "3",
+        "--scores",
+        str(template),
+    )
+    assert json.loads(stale.stdout)["report"]["models"][0]["quality"]["staleManualRows"] == 1
+
     rows[0]["correctness"] = "7"
     with template.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -546,3 +566,13 @@ def test_a_server_that_ignores_stream_still_measures(
         assert request["text"] == "w0 w1 w2 w3 w4 "
         assert request["completionTokens"] == 5 and not request["tokensEstimated"]
         assert request["chunks"] == 1 and request["decodeTokensPerSec"] is None
+
+
+def test_no_chart_when_no_model_produced_figures(fake_server: FakeServer, tmp_path: Path) -> None:
+    result = bench(fake_server, tmp_path, "missing-generic-cpu:1", "--rounds", "1")
+    assert result.returncode == 1
+    files = json.loads(result.stdout)["files"]
+    assert files["chart"] is None
+    assert not (tmp_path / "out" / "bench-chart.png").exists()
+    markdown = Path(files["markdown"]).read_text()
+    assert "| `missing-generic-cpu:1` | **failed**" in markdown and "![" not in markdown
