@@ -262,3 +262,22 @@ def test_an_incompatible_model_builder_is_refused_before_olive(
     assert_refused_before_olive(done, isolated_env / "foundry-cache")
     assert "onnxruntime-genai 0.18.0 is installed" in done.stderr
     assert "pip install onnxruntime-genai==0.14.1" in done.stderr
+
+
+def test_a_running_compile_is_not_taken_for_a_stale_one(
+    tiny_model_dir: Path, isolated_env: Path
+) -> None:
+    cache = isolated_env / "foundry-cache"
+    first = start_compile(tiny_model_dir, "--id", "first-generic-cpu:1")
+    wait_for_olive(cache, first)
+    second = run_curator("compile", str(tiny_model_dir), "--recipe", "int4-cpu", "--id",
+                         "second-generic-cpu:1")  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    assert "removed a work directory" not in second.stderr
+    _, stderr = first.communicate(timeout=120)
+    assert first.returncode == 0, stderr
+    assert sorted(p.name for p in (cache / "local").iterdir()) == [
+        "first-generic-cpu-1",
+        "second-generic-cpu-1",
+    ]
+    assert not (cache / WORK).exists()

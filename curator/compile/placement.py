@@ -13,12 +13,14 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 WORK_ROOT_NAME = ".curator-work"
 OWNER_FILE = "owner.json"
+FRESH_SECONDS = 60.0
 
 
 def target_dir(cache_root: Path, publisher: str, model_id: str) -> Path:
@@ -53,6 +55,16 @@ def _owner_alive(owner_file: Path) -> bool:
     return False
 
 
+def _just_made(work: Path) -> bool:
+    """A work directory another compile created a moment ago may not have its owner file yet."""
+    if (work / OWNER_FILE).exists():
+        return False
+    try:
+        return time.time() - work.stat().st_mtime < FRESH_SECONDS
+    except OSError:
+        return False
+
+
 def remove_stale(cache_root: Path) -> list[Path]:
     """Delete work directories left by compiles that are no longer running."""
     root = cache_root / WORK_ROOT_NAME
@@ -60,7 +72,7 @@ def remove_stale(cache_root: Path) -> list[Path]:
     if not root.is_dir():
         return removed
     for entry in sorted(root.iterdir()):
-        if entry.is_dir() and not _owner_alive(entry / OWNER_FILE):
+        if entry.is_dir() and not _owner_alive(entry / OWNER_FILE) and not _just_made(entry):
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed
