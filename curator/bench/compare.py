@@ -87,6 +87,8 @@ def compare_reports(
         )
     if old["promptSet"]["sha256"] != new["promptSet"]["sha256"]:
         notes.append("different prompt sets: figures measure different work")
+    if old["backend"] != new["backend"]:
+        notes.append(f"backends differ: {old['backend']} -> {new['backend']}")
     for key in ("maxTokens", "temperature", "concurrency"):
         if old["settings"][key] != new["settings"][key]:
             notes.append(f"settings differ: {key} {old['settings'][key]} -> {new['settings'][key]}")
