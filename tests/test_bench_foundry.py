@@ -107,6 +107,7 @@ def test_in_process_bench_records_into_the_registry(good_model: Path, tmp_path: 
     result = run_curator(
         "bench",
         TINY_MODEL_ID,
+        "--in-process",
         "--prompts",
         str(prompts),
         "--rounds",
@@ -164,6 +165,7 @@ def test_broken_model_fails_while_the_good_one_runs(
         "bench",
         BROKEN_ID,
         TINY_MODEL_ID,
+        "--in-process",
         "--prompts",
         str(prompts),
         "--rounds",
@@ -209,6 +211,7 @@ def test_completion_tokens_equal_the_tokens_a_plain_genai_loop_generates(
         "bench",
         TINY_MODEL_ID,
         EOS_ID,
+        "--in-process",
         "--prompts",
         str(prompts_path),
         "--rounds",
