@@ -389,7 +389,10 @@ def write_chart(document: dict[str, Any], path: Path) -> bool:
     rows = [r for r in rows if r[1] is not None or r[3] is not None]
     if not rows:
         return False
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # the light install: reports without the chart
+        return False
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure

@@ -131,7 +131,13 @@ class EndpointBackend:
         max_connections: int = 16,
         api_key: str | None = None,
     ) -> None:
-        import httpx
+        try:
+            import httpx
+        except ImportError:
+            raise BenchError(
+                "benchmarking an endpoint needs the httpx package",
+                hint="pip install httpx (or install curator with the dev extra)",
+            ) from None
 
         self.base_url = normalize_endpoint(url)
         self.server_pid = server_pid
