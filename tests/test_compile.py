@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from curator.recipes import get_recipe, predict_compile_peak_bytes
 from curator.schemas import schema_problems
 from tests.conftest import TEST_MODELS_ROOT, run_curator
 
@@ -105,7 +106,10 @@ def check_compiled_dir(model_dir: Path, recipe: str, model_id: str) -> dict[str,
         assert artifact["sha256"] == sha256(model_dir / name)
         assert artifact["bytes"] == (model_dir / name).stat().st_size
     assert manifest["compile"]["wallSeconds"] > 0
-    assert manifest["compile"]["peakRssBytes"] > 50 * 2**20  # Python + torch at least
+    peak = manifest["compile"]["peakRssBytes"]
+    assert peak > 50 * 2**20  # Python + torch at least
+    parameters = manifest["source"]["parameters"]
+    assert peak <= predict_compile_peak_bytes(get_recipe(recipe), parameters)
     assert "Running pass builder" in (model_dir / "compile.log").read_text()
     return manifest
 
