@@ -56,8 +56,8 @@ SUPPORTED_ARCHITECTURES: frozenset[str] = frozenset(
 # for a compile (measured 0.49-0.64 GB peak RSS for a 0.2M-parameter model), onnxruntime-genai +
 # KV cache headroom for a run. The recipes' ram_factor were measured on a 159M-parameter Qwen2
 # (int4-cpu 8.9, fp32-cpu 4.3, int4-rtn-cpu 4.4, int8-cpu 21, int4-gptq-cpu 10.6 bytes/parameter
-# above 0.6 GB); with
-# them a 242M-parameter Qwen2 predicts 3.0 GB for int4-cpu, where the field notes measured 2.7 GB.
+# above 0.6 GB); with them a 242M-parameter Qwen2 predicts 3.0 GB for int4-cpu, where the field
+# notes measured 2.7 GB.
 COMPILE_OVERHEAD_BYTES = 800_000_000
 RUN_OVERHEAD_BYTES = 300_000_000
 
