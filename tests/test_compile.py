@@ -7,6 +7,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -167,51 +168,35 @@ def test_manifest_fields_fit_a_registry_entry(compiled_tiny_int4: Path) -> None:
     assert schema_problems(document, "models") == []
 
 
-def test_cli_compile_places_the_model_in_the_cache(
-    tiny_model_dir: Path, isolated_env: Path
+def test_cli_compile_refuses_then_replaces_an_existing_model(
+    tiny_model_dir: Path, isolated_env: Path, install_compiled: Callable[..., Path]
 ) -> None:
     cache = isolated_env / "foundry-cache"
-    done = run_curator(
+    target = install_compiled(model_id="cli-tiny-generic-cpu:2")  # an earlier compile's output
+    (target / "stale-extra-file.txt").write_text("from the old directory")
+    args = [
         "compile",
         str(tiny_model_dir),
         "--recipe",
         "int4-cpu",
         "--id",
         "cli-tiny-generic-cpu:2",
-        "--json",
-    )
+    ]
+    again = run_curator(*args)
+    assert again.returncode == 1 and "already exists" in again.stderr and "--force" in again.stderr
+    assert (target / "stale-extra-file.txt").is_file()
+    done = run_curator(*args, "--force", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    target = cache / "local" / "cli-tiny-generic-cpu-2"
     assert result["path"] == str(target)
     assert result["model_id"] == "cli-tiny-generic-cpu:2"
     assert result["total_bytes"] == sum(a["bytes"] for a in result["artifacts"])
-    check_compiled_dir(target, "int4-cpu", "cli-tiny-generic-cpu:2")
+    check_compiled_dir(target, "int4-cpu", "cli-tiny-generic-cpu:2")  # no stale file either
     # Progress went to stderr: the pass and its time.
     assert "pass builder running" in done.stderr and "pass builder done in" in done.stderr
-    # Nothing else in the cache: no work directory left behind.
+    # Nothing else in the cache: no work directory, no copy of the old model left behind.
     assert sorted(p.relative_to(cache).as_posix() for p in cache.iterdir()) == ["local"]
     assert [p.name for p in (cache / "local").iterdir()] == ["cli-tiny-generic-cpu-2"]
-    # Same id again: refused without --force, replaced with it.
-    again = run_curator(
-        "compile", str(tiny_model_dir), "--recipe", "int4-cpu", "--id", "cli-tiny-generic-cpu:2"
-    )
-    assert again.returncode == 1 and "already exists" in again.stderr and "--force" in again.stderr
-    before = (target / "curator-manifest.json").read_text()
-    forced = run_curator(
-        "compile",
-        str(tiny_model_dir),
-        "--recipe",
-        "int4-cpu",
-        "--id",
-        "cli-tiny-generic-cpu:2",
-        "--force",
-    )
-    assert forced.returncode == 0, forced.stderr
-    assert "compiled cli-tiny-generic-cpu:2" in forced.stdout
-    after = json.loads((target / "curator-manifest.json").read_text())
-    assert after["build"]["compiledAt"] >= json.loads(before)["build"]["compiledAt"]
-    assert sorted(p.name for p in cache.iterdir()) == ["local"]
 
 
 def test_llama_compiles_with_int4_and_generates(isolated_env: Path) -> None:
