@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import importlib.metadata
 import json
@@ -89,7 +90,12 @@ def prompt_template(model_dir: Path) -> dict[str, str]:
         raise TemplateError(message)
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+
+    def strftime_now(fmt: str) -> str:
+        return dt.datetime.now().strftime(fmt)
+
     env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = strftime_now  # used by some templates (as transformers offers)
     template = env.from_string(source)
     specials = _special_tokens(model_dir)
 
