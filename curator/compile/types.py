@@ -36,7 +36,11 @@ class SourceModel:
 
 @dataclass(frozen=True)
 class CompilePlan:
-    """Everything decided before Olive starts (``--dry-run`` prints this)."""
+    """Everything decided before Olive starts (``--dry-run`` prints this).
+
+    For a Hub source in a dry run nothing is downloaded: ``source_dir``, ``architecture`` and
+    ``parameters`` are None and ``source_revision`` is the revision as given, not yet a sha.
+    """
 
     model_id: str
     publisher: str
