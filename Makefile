@@ -37,7 +37,8 @@ docs: setup
 	$(BIN)/python -m curator.cli.reference README.md
 
 lock: setup
-	$(BIN)/python -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/' > constraints.txt.new
+	grep '^#' constraints.txt > constraints.txt.new
+	$(BIN)/python -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/' >> constraints.txt.new
 	mv constraints.txt.new constraints.txt
 
 clean:

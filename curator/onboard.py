@@ -102,10 +102,10 @@ def onboard(request: OnboardRequest, progress: Progress | None = None) -> Onboar
     _stage_registry(request.registry, staged)
 
     with steps.step("info") as detail:
-        facts = _facts(request)
+        facts, hub_sha = _facts(request)
         detail.append(facts)
     with steps.step("compile") as detail:
-        model_dir, model_id, compiled = _compile(request, cache_dir, steps.say)
+        model_dir, model_id, compiled = _compile(request, cache_dir, hub_sha, steps.say)
         detail.append(compiled)
     manifest = _manifest(model_dir)
     with steps.step("register") as detail:
@@ -153,21 +153,23 @@ def _stage_registry(registry: Path, staged: Path) -> None:
         staged.unlink(missing_ok=True)
 
 
-def _facts(request: OnboardRequest) -> str:
+def _facts(request: OnboardRequest) -> tuple[str, str | None]:
+    """A one-line description, and for a Hub source the commit sha its revision resolves to."""
     source = Path(request.source).expanduser()
     if source.is_dir():
         config = read_json(source / "config.json", "model config")
         archs = config.get("architectures") if isinstance(config, dict) else None
-        return f"local model, {', '.join(archs or ['unknown architecture'])}"
+        return f"local model, {', '.join(archs or ['unknown architecture'])}", None
     from curator.hub import model_facts
 
     facts = model_facts(request.source, request.revision)
-    return (
-        f"{facts.repo_id}@{(facts.sha or '')[:12]}, {facts.architecture}, license {facts.license}"
-    )
+    text = f"{facts.repo_id}@{facts.sha[:12]}, {facts.architecture}, license {facts.license}"
+    return text, facts.sha
 
 
-def _compile(request: OnboardRequest, cache_dir: Path, say: Progress) -> tuple[Path, str, str]:
+def _compile(
+    request: OnboardRequest, cache_dir: Path, hub_sha: str | None, say: Progress
+) -> tuple[Path, str, str]:
     from curator.compile import CompileRequest, compile_model
 
     def ask(dry_run: bool, force: bool) -> Any:
@@ -188,20 +190,21 @@ def _compile(request: OnboardRequest, cache_dir: Path, say: Progress) -> tuple[P
 
     plan = ask(dry_run=True, force=True).plan
     existing = _manifest(plan.target) if (plan.target / "genai_config.json").is_file() else None
-    if existing and not request.force and _same_build(existing, plan):
+    if existing and not request.force and _same_build(existing, plan, hub_sha):
         return plan.target, plan.model_id, f"skipped: {plan.target} holds this build"
     result = ask(dry_run=False, force=True)
     seconds = result.wall_seconds or 0.0
     return result.path, result.model_id, f"{result.total_bytes / 2**20:.1f} MiB in {seconds:.0f} s"
 
 
-def _same_build(manifest: dict[str, Any], plan: Any) -> bool:
+def _same_build(manifest: dict[str, Any], plan: Any, hub_sha: str | None) -> bool:
+    """Same recipe file, same source and, for a Hub source, the same commit."""
     source = manifest.get("source") or {}
     build = manifest.get("build") or {}
     return bool(
         build.get("recipeSha256") == plan.recipe_sha256
         and source.get("repo") == plan.source_repo
-        and (plan.source_revision is None or source.get("revision") == plan.source_revision)
+        and (hub_sha is None or source.get("revision") == hub_sha)
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 import click
@@ -23,6 +22,10 @@ class CuratorGroup(click.Group):
                 raise
             report_error(exc)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            # Click would print "Aborted!" and exit 1; an interrupt is 130 by convention.
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
 
 
 def report_error(exc: CuratorError) -> None:
@@ -71,8 +74,4 @@ _register_commands()
 
 
 def main() -> None:
-    try:
-        cli(prog_name="curator")
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+    cli(prog_name="curator")
