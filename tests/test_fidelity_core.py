@@ -164,3 +164,25 @@ def test_cli_unknown_model_is_a_one_line_error(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: no compiled model 'nothing-generic-cpu:1'")
     assert "hint: " in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_worker_scoring_matches_torch() -> None:
+    import torch
+
+    from curator.fidelity.worker import _score
+
+    gen = torch.Generator().manual_seed(3)
+    model_logits = torch.randn(70, 50, generator=gen) * 3  # 70 rows: more than one block of 64
+    ref_logits = model_logits + torch.randn(70, 50, generator=gen) * 0.5
+    targets = torch.randint(0, 50, (70,), generator=gen)
+    got = _score(model_logits.numpy(), ref_logits.numpy(), targets.numpy())
+    log_m = torch.log_softmax(model_logits.double(), -1)
+    log_r = torch.log_softmax(ref_logits.double(), -1)
+    kl = torch.nn.functional.kl_div(log_m, log_r, log_target=True, reduction="none").sum(-1)
+    assert got["kl"] == pytest.approx(kl.tolist(), rel=1e-6, abs=1e-12)
+    assert got["agree"] == (model_logits.argmax(-1) == ref_logits.argmax(-1)).tolist()
+    nll_m = torch.nn.functional.cross_entropy(log_m, targets, reduction="none")
+    nll_r = torch.nn.functional.cross_entropy(log_r, targets, reduction="none")
+    assert got["nll_model"] == pytest.approx(nll_m.tolist(), rel=1e-9)
+    assert got["nll_reference"] == pytest.approx(nll_r.tolist(), rel=1e-9)
+    assert 0 < sum(got["agree"]) < 70
