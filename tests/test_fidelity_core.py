@@ -186,3 +186,26 @@ def test_worker_scoring_matches_torch() -> None:
     assert got["nll_model"] == pytest.approx(nll_m.tolist(), rel=1e-9)
     assert got["nll_reference"] == pytest.approx(nll_r.tolist(), rel=1e-9)
     assert 0 < sum(got["agree"]) < 70
+
+
+def test_reference_from_the_hub_cache_snapshot(tmp_path: Path, isolated_env: Path) -> None:
+    sha = "a" * 40
+    snapshot = isolated_env / "hf-home" / "hub" / "models--org--m" / "snapshots" / sha
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}", encoding="utf-8")
+    model = _fake_compiled(
+        tmp_path / "cache" / "org" / "m-generic-cpu-1",
+        {"id": "m-generic-cpu:1", "source": {"repo": "org/m", "revision": sha}},
+    )
+    ref = default_reference(model)
+    assert (ref.kind, ref.path, ref.describe()) == (
+        "transformers",
+        snapshot,
+        "transformers-fp32:org/m",
+    )
+    other = _fake_compiled(
+        tmp_path / "cache" / "org" / "n-generic-cpu-1",
+        {"id": "n-generic-cpu:1", "source": {"repo": "org/n", "revision": sha}},
+    )
+    with pytest.raises(UsageProblem):
+        default_reference(other)
