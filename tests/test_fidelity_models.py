@@ -189,3 +189,12 @@ def test_corrupted_model_is_flagged(
     )
     assert by_policy.returncode == 1
     assert "exceeds the limit 0.01 (policy of" in by_policy.stderr
+
+
+def test_window_is_capped_at_the_context_length(trained_int4: Path, trained_fp32: Path) -> None:
+    context = json.loads((trained_int4 / "genai_config.json").read_text())["model"]
+    result = measure_fidelity(
+        trained_int4, reference_from_dir(trained_fp32), load_text(), window=10**6, max_tokens=300
+    )
+    assert result.window == context["context_length"] == 2048
+    assert (result.windows, result.tokens) == (1, 299)

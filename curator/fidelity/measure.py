@@ -95,6 +95,7 @@ def run_worker(
         nll_reference=tuple(result["nll_reference"]),
         windows=int(result["windows"]),
         vocab_size=int(result["vocab_size"]),
+        window=int(result.get("window", window)),
     )
 
 
@@ -120,7 +121,7 @@ def summarize(
         text_sha256=text.sha256,
         tokens=len(stats.kl),
         windows=stats.windows,
-        window=window,
+        window=stats.window or window,
         kl_mean=mean(stats.kl),
         kl_p99=percentile(stats.kl, 99),
         kl_max=max(stats.kl),

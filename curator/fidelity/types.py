@@ -37,6 +37,7 @@ class TokenStats:
     nll_reference: tuple[float, ...]
     windows: int
     vocab_size: int
+    window: int = 0  # tokens per forward pass actually used (0: as requested)
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,14 @@ def _score(model_logits: Any, ref_logits: Any, targets: Any) -> dict[str, list[A
     return out
 
 
+def _context_length(model_dir: Path) -> int | None:
+    try:
+        config = json.loads((model_dir / "genai_config.json").read_text(encoding="utf-8"))
+        return int(config["model"]["context_length"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def run(request: dict[str, Any]) -> dict[str, Any]:
     """Do the measurement described by ``request`` (see curator.fidelity.measure)."""
     import numpy as np
@@ -107,6 +115,9 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     max_tokens = request.get("max_tokens")
     threads = request.get("threads")
 
+    context = _context_length(model_dir)
+    if context:
+        window = min(window, context)
     candidate = _GenaiRunner(model_dir)
     ids = np.asarray(og.Tokenizer(candidate.model).encode(text), dtype=np.int64).reshape(-1)
     if max_tokens:
@@ -140,7 +151,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         scored = _score(got[:-1], ref[:-1], chunk[1:])
         for key, values in scored.items():
             totals[key].extend(values)
-    return {**totals, "windows": len(windows), "vocab_size": int(vocab)}
+    return {**totals, "windows": len(windows), "window": window, "vocab_size": int(vocab)}
 
 
 def main(argv: list[str]) -> int:
