@@ -151,7 +151,8 @@ def load_recipe_file(path: Path) -> Recipe:
 
 @cache
 def _load_all(directory: Path) -> tuple[Recipe, ...]:
-    return tuple(load_recipe_file(p) for p in sorted(directory.glob("*.json")))
+    recipes = (load_recipe_file(p) for p in directory.glob("*.json"))
+    return tuple(sorted(recipes, key=lambda recipe: recipe.name))
 
 
 def load_recipes(directory: Path | None = None) -> tuple[Recipe, ...]:

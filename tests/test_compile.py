@@ -125,7 +125,8 @@ def test_int4_compile_output_is_complete_and_generates(
     assert manifest["predictedRunBytes"] > manifest["source"]["parameters"]
     ops = op_types(compiled_tiny_int4)
     assert ops["MatMulNBits"]["bits"] == 4
-    assert ops["MatMulNBits"]["block_size"] == 32 and ops["MatMulNBits"]["accuracy_level"] == 4
+    assert ops["MatMulNBits"]["block_size"] == 128 and ops["MatMulNBits"]["accuracy_level"] == 4
+    assert "GatherBlockQuantized" in ops  # the embedding is int4 too (recipes/README.md)
     genai = json.loads((compiled_tiny_int4 / "genai_config.json").read_text())
     vocab = genai["model"]["vocab_size"]
     out = generate(compiled_tiny_int4)

@@ -25,6 +25,9 @@ from curator.fidelity import (
 from curator.fidelity.stats import mean, percentile, perplexity
 from curator.registry import validate_document
 from tests.conftest import run_curator
+from tests.fakehub.fixtures import TINY
+from tests.fakehub.plugin import fake_hub_server, hub  # noqa: F401
+from tests.fakehub.server import FakeHub
 from tests.samples import make_document, make_entry
 
 
@@ -188,24 +191,28 @@ def test_worker_scoring_matches_torch() -> None:
     assert 0 < sum(got["agree"]) < 70
 
 
-def test_reference_from_the_hub_cache_snapshot(tmp_path: Path, isolated_env: Path) -> None:
-    sha = "a" * 40
-    snapshot = isolated_env / "hf-home" / "hub" / "models--org--m" / "snapshots" / sha
-    snapshot.mkdir(parents=True)
-    (snapshot / "config.json").write_text("{}", encoding="utf-8")
+def test_reference_from_the_hub_through_the_compile_download_path(
+    hub: FakeHub,  # noqa: F811
+    tmp_path: Path,
+    isolated_env: Path,
+) -> None:
+    """A Hub source without a recorded directory is fetched (or found cached) like a compile."""
+    from curator.hub import download_for_compile
+
+    snapshot, sha = download_for_compile(TINY, None)
     model = _fake_compiled(
-        tmp_path / "cache" / "org" / "m-generic-cpu-1",
-        {"id": "m-generic-cpu:1", "source": {"repo": "org/m", "revision": sha}},
+        tmp_path / "cache" / "fixture" / "t-generic-cpu-1",
+        {"id": "t-generic-cpu:1", "source": {"repo": TINY, "revision": sha}},
     )
     ref = default_reference(model)
     assert (ref.kind, ref.path, ref.describe()) == (
         "transformers",
         snapshot,
-        "transformers-fp32:org/m",
+        f"transformers-fp32:{TINY}",
     )
     other = _fake_compiled(
         tmp_path / "cache" / "org" / "n-generic-cpu-1",
-        {"id": "n-generic-cpu:1", "source": {"repo": "org/n", "revision": sha}},
+        {"id": "n-generic-cpu:1", "source": {"repo": "fixture/nope", "revision": sha}},
     )
     with pytest.raises(UsageProblem):
         default_reference(other)

@@ -18,6 +18,7 @@ from tests.conftest import REPO_ROOT, run_curator
 EXPECTED = {
     # name: (device, precision, variant, pass types, needs)
     "int4-cpu": ("cpu", "int4", "generic-cpu", ["ModelBuilder"], []),
+    "int4-cpu-accurate": ("cpu", "int4", "generic-cpu", ["ModelBuilder"], []),
     "fp32-cpu": ("cpu", "fp32", "generic-cpu", ["ModelBuilder"], []),
     "int4-rtn-cpu": ("cpu", "int4", "generic-cpu", ["Rtn", "ModelBuilder"], []),
     "int8-cpu": ("cpu", "int8", "generic-cpu", ["ModelBuilder", "OnnxDynamicQuantization"], []),
@@ -38,7 +39,14 @@ def test_shipped_recipes_load_with_the_promised_shape() -> None:
         assert recipe.sha256 == hashlib.sha256(recipe.path.read_bytes()).hexdigest()
         assert recipe.path == REPO_ROOT / "recipes" / f"{name}.json"
     int4 = loaded["int4-cpu"].passes[0].config
-    assert int4 == {"precision": "int4", "int4_block_size": 32, "int4_accuracy_level": 4}
+    assert int4 == {
+        "precision": "int4",
+        "int4_block_size": 128,
+        "int4_accuracy_level": 4,
+        "int4_op_types_to_quantize": ["MatMul", "Gather"],
+    }
+    accurate = loaded["int4-cpu-accurate"].passes[0].config
+    assert accurate == {"precision": "int4", "int4_block_size": 32, "int4_accuracy_level": 4}
 
 
 def test_unknown_recipe_is_a_usage_problem_listing_the_known_ones() -> None:
@@ -105,8 +113,9 @@ def test_render_int4_config_places_everything_where_asked(tmp_path: Path) -> Non
         "builder": {
             "type": "ModelBuilder",
             "precision": "int4",
-            "int4_block_size": 32,
+            "int4_block_size": 128,
             "int4_accuracy_level": 4,
+            "int4_op_types_to_quantize": ["MatMul", "Gather"],
         }
     }
     accelerators = config["systems"]["local_system"]["accelerators"]

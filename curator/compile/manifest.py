@@ -176,6 +176,8 @@ def manifest_document(
         source["parameters"] = plan.parameters
     total = sum(a.bytes for a in found)
     document: dict[str, Any] = {
+        # Where the fp32 weights were read from: the reference `curator fidelity` compares with.
+        "sourceDir": str(plan.source_dir) if plan.source_dir else None,
         "schemaVersion": 1,
         "id": plan.model_id,
         "publisher": plan.publisher,

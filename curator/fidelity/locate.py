@@ -65,14 +65,16 @@ def reference_from_dir(path: Path, label: str | None = None) -> Reference:
 
 
 def _hub_snapshot(repo: str, revision: str | None) -> Path | None:
-    """The locally cached Hub snapshot of ``repo`` (no network), if any."""
-    try:
-        from huggingface_hub import snapshot_download
+    """The Hub checkpoint through the compile's own download path (the Hugging Face cache when
+    it holds the files, else a download); None when it cannot be had."""
+    from curator.errors import CuratorError
+    from curator.hub import download_for_compile
 
-        found = snapshot_download(repo, revision=revision, local_files_only=True)
-    except Exception:  # not cached, or the cache is unreadable: treat as absent
+    try:
+        found, _sha = download_for_compile(repo, revision)
+    except CuratorError:
         return None
-    return Path(found)
+    return found
 
 
 def default_reference(model_dir: Path) -> Reference:
@@ -81,17 +83,16 @@ def default_reference(model_dir: Path) -> Reference:
     raw_source = manifest.get("source")
     source: dict[str, Any] = raw_source if isinstance(raw_source, dict) else {}
     repo = source.get("repo")
-    for key in ("sourceDir", "sourcePath"):
-        value = manifest.get(key) or source.get(key) or source.get("path")
-        if isinstance(value, str) and Path(value).is_dir():
-            return reference_from_dir(Path(value), label=str(repo or Path(value).name))
+    source_dir = manifest.get("sourceDir")  # written by curator compile
+    if isinstance(source_dir, str) and Path(source_dir).is_dir():
+        return reference_from_dir(Path(source_dir), label=str(repo or Path(source_dir).name))
     if isinstance(repo, str) and "/" in repo and not repo.startswith("local:"):
         snapshot = _hub_snapshot(repo, source.get("revision"))
         if snapshot is not None and (snapshot / "config.json").is_file():
             return Reference("transformers", snapshot, repo)
     raise UsageProblem(
         f"no fp32 reference found for {model_dir.name}: its manifest records no local source "
-        "directory or cached Hub snapshot",
+        "directory, and its Hub checkpoint cannot be had",
         hint="pass `curator fidelity ID --reference DIR` (the fp32 checkpoint or fp32-cpu compile)",
     )
 
