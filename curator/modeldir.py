@@ -106,11 +106,8 @@ def artifacts(manifest: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def dir_bytes(path: Path) -> int:

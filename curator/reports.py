@@ -173,11 +173,7 @@ def report_document(run: BenchRun) -> dict[str, Any]:
             "concurrency": s.concurrency,
         },
         "machine": {
-            "fingerprint": machine.fingerprint,
-            "cpu": machine.cpu,
-            "cores": machine.cores,
-            "ramGb": machine.ram_gb,
-            "os": machine.os,
+            **machine.registry_record(),
             "arch": machine.arch,
             "python": machine.python,
             "packages": dict(machine.packages),

@@ -13,6 +13,7 @@ import platform
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 PACKAGES = (
     "curator",
@@ -35,6 +36,16 @@ class Machine:
     arch: str
     python: str
     packages: tuple[tuple[str, str], ...]
+
+    def registry_record(self) -> dict[str, Any]:
+        """The ``machine`` object of a registry benchmark summary (schemas/models.schema.json)."""
+        return {
+            "fingerprint": self.fingerprint,
+            "cpu": self.cpu,
+            "cores": self.cores,
+            "ramGb": self.ram_gb,
+            "os": self.os,
+        }
 
 
 def cpu_model() -> str:

@@ -45,13 +45,7 @@ def benchmark_summary(run: BenchRun, model: ModelResult) -> dict[str, Any] | Non
     machine = run.machine
     summary: dict[str, Any] = {
         "date": run.finished_at,
-        "machine": {
-            "fingerprint": machine.fingerprint,
-            "cpu": machine.cpu,
-            "cores": machine.cores,
-            "ramGb": machine.ram_gb,
-            "os": machine.os,
-        },
+        "machine": machine.registry_record(),
         "promptSetSha256": run.prompt_set.sha256,
         "rounds": run.settings.rounds,
         "maxTokens": run.settings.max_tokens,

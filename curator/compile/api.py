@@ -21,6 +21,7 @@ from curator.compile.source import (
 )
 from curator.compile.types import CompilePlan, CompileRequest, CompileResult, SourceModel
 from curator.errors import CompileError
+from curator.modeldir import MANIFEST_NAME
 from curator.paths import curator_home, foundry_cache_dir
 from curator.recipes import (
     Recipe,
@@ -200,7 +201,7 @@ def compile_model(request: CompileRequest, progress: Progress | None = None) -> 
         plan=plan,
         dry_run=False,
         path=plan.target,
-        manifest_path=plan.target / manifest.MANIFEST_NAME,
+        manifest_path=plan.target / MANIFEST_NAME,
         log_path=plan.target / manifest.LOG_NAME,
         wall_seconds=wall,
         peak_rss_bytes=run.peak_rss_bytes,

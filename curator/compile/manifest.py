@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import importlib.metadata
 import json
 import platform
@@ -13,9 +12,9 @@ from typing import Any
 from curator import __version__
 from curator.compile.types import Artifact, CompilePlan
 from curator.jsonio import write_json_atomic
+from curator.modeldir import MANIFEST_NAME, sha256_file
 from curator.recipes import Recipe
 
-MANIFEST_NAME = "curator-manifest.json"
 INFERENCE_MODEL_NAME = "inference_model.json"
 LOG_NAME = "compile.log"
 # Not artifacts: the manifest cannot hash itself, and the log differs on every run.
@@ -130,11 +129,6 @@ def write_inference_model(model_dir: Path, model_id: str) -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def artifacts(model_dir: Path) -> tuple[Artifact, ...]:
     """Every file in the directory (relative path, sha256, bytes), except the manifest and log."""
     found = []
@@ -142,7 +136,7 @@ def artifacts(model_dir: Path) -> tuple[Artifact, ...]:
         relative = path.relative_to(model_dir).as_posix()
         if relative in NOT_ARTIFACTS:
             continue
-        found.append(Artifact(relative, _sha256(path), path.stat().st_size))
+        found.append(Artifact(relative, sha256_file(path), path.stat().st_size))
     return tuple(found)
 
 

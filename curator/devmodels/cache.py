@@ -127,8 +127,9 @@ def install_compiled(
     With a different ``model_id`` the copy's inference_model.json and manifest are renamed to it.
     """
     from curator.compile import manifest as compile_manifest
+    from curator.modeldir import MANIFEST_NAME
 
-    document = json.loads((compiled / compile_manifest.MANIFEST_NAME).read_text(encoding="utf-8"))
+    document = json.loads((compiled / MANIFEST_NAME).read_text(encoding="utf-8"))
     model_id = model_id or str(document["id"])
     target = cache_dir / publisher / model_id.replace(":", "-")
     target.parent.mkdir(parents=True, exist_ok=True)

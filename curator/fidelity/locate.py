@@ -2,46 +2,26 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from curator.errors import NotFound, UsageProblem
 from curator.fidelity.types import Reference
-
-MANIFEST_NAME = "curator-manifest.json"
-
-
-def read_manifest(model_dir: Path) -> dict[str, Any] | None:
-    """The compile manifest of ``model_dir`` as a dict, or None when absent or unreadable."""
-    try:
-        data = json.loads((model_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+from curator.modeldir import find_model_dir, is_model_dir, read_manifest
 
 
 def find_compiled(cache_root: Path, model_id: str) -> Path:
     """The directory of compiled model ``model_id`` (``<cache>/<publisher>/<id>``), or a path."""
     as_path = Path(model_id).expanduser()
-    if (as_path / "genai_config.json").is_file():
+    if is_model_dir(as_path):
         return as_path.resolve()
-    folder = model_id.replace(":", "-")
-    if cache_root.is_dir():
-        for publisher in sorted(p for p in cache_root.iterdir() if p.is_dir()):
-            if publisher.name.startswith("."):
-                continue
-            candidate = publisher / folder
-            if (candidate / "genai_config.json").is_file():
-                return candidate
-        for manifest_path in sorted(cache_root.glob(f"*/*/{MANIFEST_NAME}")):
-            manifest = read_manifest(manifest_path.parent)
-            if manifest and manifest.get("id") == model_id:
-                return manifest_path.parent
-    raise NotFound(
-        f"no compiled model {model_id!r} in {cache_root}",
-        hint="compile it with `curator compile SOURCE`, or pass `--cache-dir DIR`",
-    )
+    found = find_model_dir(cache_root, model_id)
+    if found is None:
+        raise NotFound(
+            f"no compiled model {model_id!r} in {cache_root}",
+            hint="compile it with `curator compile SOURCE`, or pass `--cache-dir DIR`",
+        )
+    return found
 
 
 def model_label(model_dir: Path) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from curator.bench.stats import percentile as sorted_percentile
+
 
 def mean(values: Sequence[float]) -> float:
     if not values:
@@ -13,16 +15,8 @@ def mean(values: Sequence[float]) -> float:
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0-100), interpolating linearly between order statistics."""
-    if not values:
-        raise ValueError("percentile of no values")
-    if not 0 <= q <= 100:
-        raise ValueError(f"percentile {q} outside 0-100")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+    """The ``q``-th percentile (0-100), the same definition as the benchmark reports use."""
+    return sorted_percentile(sorted(values), q)
 
 
 def perplexity(nll: Sequence[float]) -> float:

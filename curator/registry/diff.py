@@ -103,9 +103,7 @@ def diff_documents(
         removed=tuple(base_models[i] for i in sorted(base_models.keys() - head_models.keys())),
         changed=tuple(changed),
         figures=tuple(figures),
-        policy_changes=tuple(
-            _field_changes(_flatten(policy_of(base)), _flatten(policy_of(head)))
-        ),
+        policy_changes=tuple(_field_changes(_flatten(policy_of(base)), _flatten(policy_of(head)))),
         violations=tuple(violations),
         threshold_pct=threshold,
     )
