@@ -34,7 +34,13 @@ def command_reference() -> str:
     for path, command in _walk(cli, ("curator",)):
         if isinstance(command, click.Group) and len(path) > 1 and command.commands:
             continue  # a group's help repeats its commands' short help
-        with click.Context(command, info_name=" ".join(path), terminal_width=100) as ctx:
+        # The settings the real command line runs with (main.py), so the text is what users see.
+        with click.Context(
+            command,
+            info_name=" ".join(path),
+            terminal_width=100,
+            help_option_names=cli.context_settings["help_option_names"],
+        ) as ctx:
             text = command.get_help(ctx)
         parts.append(f"### `{' '.join(path)}`\n\n```text\n{text}\n```\n")
     return "\n".join(parts)
