@@ -337,7 +337,8 @@ def render_markdown(document: dict[str, Any], chart_name: str | None) -> str:
                 "",
                 f"Note: `{model['id']}`: in {model['burstyRequests']} request(s) the tokens arrived "
                 "in bursts (most less than 0.1 ms apart): the model generates faster than the "
-                "runtime's stream delivers, so its decode tok/s measures delivery, not generation.",
+                "runtime's stream delivers, so their decode rate measures delivery, not generation; "
+                "the decode tok/s figures leave them out unless every request was bursty.",
             ]
     lines += [
         "",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from curator.bench.measure import StreamChunk, Usage, measure_stream
+from curator.bench.measure import RequestMeasurement, StreamChunk, Usage, measure_stream
 from curator.bench.quality import RUBRIC, read_scores
 from curator.bench.stats import percentile, summarize
 from curator.errors import BenchError
@@ -161,3 +161,36 @@ def test_read_scores_checks_values(tmp_path: Path) -> None:
     missing.write_text("model,prompt_id,correctness\n")
     with pytest.raises(BenchError, match="missing columns: completeness, relevance, clarity"):
         read_scores(missing)
+
+
+def _request(decode: float, bursty: bool) -> RequestMeasurement:
+    return RequestMeasurement(
+        model_id="m",
+        prompt_id="p",
+        round=0,
+        status="ok",
+        error=None,
+        ttft_ms=10.0,
+        latency_ms=20.0,
+        prompt_tokens=5,
+        completion_tokens=11,
+        tokens_estimated=False,
+        decode_tokens_per_sec=decode,
+        inter_token_ms=1.0,
+        chunks=11,
+        text="x",
+        started_at=0.0,
+        bursty=bursty,
+    )
+
+
+def test_decode_figures_leave_out_bursty_requests_unless_all_are() -> None:
+    from curator.bench.runner import figures
+
+    mixed = figures([_request(100.0, False), _request(120.0, False), _request(90000.0, True)])
+    assert mixed.decode_tokens_per_sec is not None
+    assert (mixed.decode_tokens_per_sec.n, mixed.decode_tokens_per_sec.max) == (2, 120.0)
+    assert mixed.ttft_ms is not None and mixed.ttft_ms.n == 3  # only decode speed is filtered
+    only_bursty = figures([_request(90000.0, True)])
+    assert only_bursty.decode_tokens_per_sec is not None
+    assert only_bursty.decode_tokens_per_sec.mean == 90000.0

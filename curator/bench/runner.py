@@ -261,13 +261,16 @@ def _measured(
 
 
 def figures(requests: Sequence[RequestMeasurement]) -> Figures:
+    """Aggregates of the successful requests. Decode speed leaves out bursty requests (their
+    rate is the stream's delivery, not generation) unless every request was bursty."""
     ok = [r for r in requests if r.status == "ok"]
+    steady = [r for r in ok if not r.bursty] or ok
     return Figures(
         requests=len(requests),
         failed=len(requests) - len(ok),
         ttft_ms=summarize(r.ttft_ms for r in ok),
         latency_ms=summarize(r.latency_ms for r in ok),
-        decode_tokens_per_sec=summarize(r.decode_tokens_per_sec for r in ok),
+        decode_tokens_per_sec=summarize(r.decode_tokens_per_sec for r in steady),
         inter_token_ms=summarize(r.inter_token_ms for r in ok),
         prompt_tokens=summarize(r.prompt_tokens for r in ok),
         completion_tokens=summarize(r.completion_tokens for r in ok),
