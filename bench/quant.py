@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._table import Ratio
+from bench.bandwidth import copy_bandwidth, weight_bytes_per_token
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS_ROOT = REPO / ".cache" / "bench-models"
@@ -110,6 +111,7 @@ class Measured:
     perplexity: float
     reference_perplexity: float
     compile_seconds: float
+    weight_bytes_per_token: int
 
 
 def _recipe(variant: Variant) -> Any:
@@ -261,9 +263,29 @@ def sweep(workdir: Path, variants: tuple[Variant, ...] = (FP32, *VARIANTS)) -> l
             perplexity=fidelity[v].perplexity,
             reference_perplexity=fidelity[v].reference_perplexity,
             compile_seconds=compiled[v][1],
+            weight_bytes_per_token=weight_bytes_per_token(compiled[v][0]),
         )
         for v in variants
     ]
+
+
+def bandwidth_ratios(measured: list[Measured], default: Variant, bandwidth: float) -> list[Ratio]:
+    """Decode tok/s of fp32 and of the default against bandwidth / weight bytes read per token."""
+    rows = []
+    for m in measured:
+        if m.variant.is_fp32 or m.variant == default:
+            ceiling = bandwidth / m.weight_bytes_per_token
+            rows.append(
+                Ratio(
+                    f"{m.variant.name}: decode vs memory-bandwidth limit "
+                    f"({m.weight_bytes_per_token / 2**20:.0f} MiB/token, "
+                    f"copy {bandwidth / 1e9:.1f} GB/s)",
+                    m.decode_tps,
+                    ceiling,
+                    "tok/s",
+                )
+            )
+    return rows
 
 
 def ratios(measured: list[Measured], default: Variant) -> list[Ratio]:
@@ -327,7 +349,9 @@ def _variants(default: Variant) -> tuple[Variant, ...]:
 def measure(workdir: Path) -> list[Ratio]:
     """The sweep as ratios to fp32; targets checked on the variant int4-cpu ships."""
     default = shipped_default()
-    return ratios(sweep(workdir, _variants(default)), default)
+    measured = sweep(workdir, _variants(default))
+    bandwidth = copy_bandwidth(THREADS)
+    return ratios(measured, default) + bandwidth_ratios(measured, default, bandwidth)
 
 
 def main(argv: list[str]) -> int:
