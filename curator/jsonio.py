@@ -23,13 +23,22 @@ def read_json(path: Path, what: str = "file") -> Any:
     return parse_json(text, str(path), what)
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_json(text: str, origin: str, what: str = "file") -> Any:
+    """Strict JSON: NaN and Infinity, which Python's json would accept, are errors too."""
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise InputFileError(
             f"{origin}:{exc.lineno}:{exc.colno}: invalid JSON in {what}: {exc.msg}",
             hint=f"fix the JSON at line {exc.lineno}, column {exc.colno}",
+        ) from None
+    except ValueError as exc:
+        raise InputFileError(
+            f"{origin}: invalid JSON in {what}: {exc}", hint="use a finite number or null"
         ) from None
 
 

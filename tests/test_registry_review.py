@@ -61,8 +61,65 @@ def test_review_markdown_escapes_untrusted_text() -> None:
     markdown = render_review(diff_documents(base, head, "git:main", "registry/models.json"))
     assert "### Added" in markdown and "### Removed" in markdown and "### Changed" in markdown
     assert "🔻 regression" in markdown
-    assert "New \\| \\*model\\* \\[x\\](http://e)" in markdown  # escaped, not rendered
+    assert "New \\| \\*model\\* \\[x\\]\\(http://e\\)" in markdown  # escaped, not rendered
+
+
+def test_review_notes_cannot_start_lines_or_inject_markup() -> None:
+    base, head = base_and_head()
+    head["models"][0]["notes"] = "ok ### passes &amp; [x](y)"
+    markdown = render_review(diff_documents(base, head))
+    assert "| notes | - | ok \\#\\#\\# passes \\&amp; \\[x\\]\\(y\\) |" in markdown
+    head["models"][0]["notes"] = "ok\r### injected"
+    assert any(p.path == "models[0].notes" for p in diff_documents(base, head).violations)
+    assert "\r" not in render_review(diff_documents(base, head))
     assert "| minRamGb | 1 | 2 |" in markdown
+
+
+def test_head_cannot_loosen_the_policy_it_is_judged_by(tmp_path: Path) -> None:
+    base, head = base_and_head()
+    head["models"][1]["license"] = "wtfpl"
+    head["policy"]["allowedLicenses"].append("wtfpl")
+    args = [
+        "registry",
+        "diff",
+        str(write(tmp_path / "b.json", base)),
+        str(write(tmp_path / "h.json", head)),
+        "--json",
+    ]
+    judged = run_curator(*args)
+    assert judged.returncode == 1
+    rules = {v["rule"] for v in json.loads(judged.stdout)["violations"]}
+    assert rules == {"license-allowed", "policy-changed"}
+    accepted = run_curator(*args, "--accept-policy-change")
+    assert accepted.returncode == 0, accepted.stdout
+    new_file = diff_documents(make_document([]), head, base_exists=False)
+    assert new_file.violations == ()  # a registry new in this change brings its own policy
+
+
+def test_malformed_policy_and_models_are_errors_not_tracebacks(tmp_path: Path) -> None:
+    bad_policy = make_document([make_entry(1)])
+    bad_policy["policy"] = {"allowedLicenses": 5, "maxRegressionPct": "ten"}
+    path = write(tmp_path / "p.json", bad_policy)
+    for args in (("registry", "validate"), ("registry", "diff", str(path))):
+        result = run_curator(*args, "--registry", str(path))
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert "policy.allowedLicenses" in result.stdout
+    not_objects = write(tmp_path / "m.json", {**make_document([]), "models": [5]})
+    for args in (("registry", "list"), ("select",), ("registry", "show", "x:1")):
+        result = run_curator(*args, "--registry", str(not_objects))
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert result.stderr.startswith("error: the registry's models are not a list of objects")
+    nan = tmp_path / "nan.json"
+    nan.write_text('{"schemaVersion": 1, "policy": {"allowedLicenses": []}, "models": [NaN]}')
+    result = run_curator("registry", "validate", "--registry", str(nan))
+    assert result.returncode == 1 and "NaN is not a JSON number" in result.stderr
+    missing = run_curator("registry", "list", "--registry", str(tmp_path / "typo.json"))
+    assert missing.returncode == 1 and missing.stderr.startswith("error: registry not found")
+    for bad in (
+        ("registry", "diff", str(path), "--threshold", "nan"),
+        ("select", "--ram-gb", "-1"),
+    ):
+        assert run_curator(*bad, "--registry", str(path)).returncode == 2
 
 
 def test_cli_diff_exits_1_on_policy_violation_and_flags_policy_change(tmp_path: Path) -> None:
@@ -79,7 +136,7 @@ def test_cli_diff_exits_1_on_policy_violation_and_flags_policy_change(tmp_path: 
     )
     assert result.returncode == 1
     assert "❌ policy violations" in result.stdout
-    assert "license-allowed" in result.stdout
+    assert "license-allowed" in result.stdout and "policy-changed" in result.stdout
     assert (
         "### ⚠️ Policy changed" in result.stdout
         and "| maxRegressionPct | 10 | 50 |" in result.stdout

@@ -25,3 +25,18 @@ cache_dir_option = click.option(
     default=None,
     help="Foundry Local model cache [default: $FOUNDRY_CACHE_DIR or ~/.foundry/cache/models].",
 )
+
+
+class PositiveNumber(click.FloatRange):
+    """A finite number above 0 (click's FloatRange lets nan through)."""
+
+    name = "positive number"
+
+    def __init__(self) -> None:
+        super().__init__(min=0, min_open=True)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if number != number or number in (float("inf"), float("-inf")):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from curator.cli._options import json_option, registry_option
+from curator.cli._options import PositiveNumber, json_option, registry_option
 from curator.cli._output import Output
 from curator.errors import InputFileError, NotFound, UsageProblem
 from curator.paths import registry_path
@@ -22,9 +22,17 @@ from curator.registry import (
     validate_document,
 )
 from curator.registry.diff import BENCH_FIGURES, diff_documents, figure, latest_benchmark
-from curator.registry.document import merged
+from curator.registry.document import merged, models_of
 from curator.registry.review import render_review
 from curator.registry.select import select_models
+
+
+def existing_registry(registry: Path | None) -> Path:
+    """The registry a reading command uses; a missing file is an error, not an empty registry."""
+    path = registry_path(registry)
+    if not path.exists():
+        raise NotFound(f"registry not found: {path}", hint="pass --registry PATH")
+    return path
 
 
 @click.group()
@@ -37,9 +45,7 @@ def registry() -> None:
 @json_option
 def validate(registry: Path | None, as_json: bool) -> None:
     """Check the registry against the schema and the team's policy (exit 1 when invalid)."""
-    path = registry_path(registry)
-    if not path.exists():
-        raise NotFound(f"registry not found: {path}", hint="pass --registry PATH")
+    path = existing_registry(registry)
     report = validate_document(load_registry(path))
     out = Output(as_json)
     if as_json:
@@ -65,7 +71,7 @@ def validate(registry: Path | None, as_json: bool) -> None:
 @json_option
 def list_models(registry: Path | None, as_json: bool) -> None:
     """List the registry's models."""
-    models = load_registry(registry_path(registry)).get("models", [])
+    models = models_of(load_registry(existing_registry(registry)))
     out = Output(as_json)
     if as_json:
         out.json(models)
@@ -92,7 +98,7 @@ def list_models(registry: Path | None, as_json: bool) -> None:
 @registry_option
 def show(model_id: str, registry: Path | None) -> None:
     """Print one entry as JSON."""
-    path = registry_path(registry)
+    path = existing_registry(registry)
     entry = find_model(load_registry(path), model_id)
     if entry is None:
         raise NotFound(f"no model {model_id!r} in {path}", hint="`curator registry list` shows ids")
@@ -232,7 +238,7 @@ def remove(model_id: str, registry: Path | None) -> None:
 @registry_option
 @click.option(
     "--threshold",
-    type=float,
+    type=PositiveNumber(),
     default=None,
     help="Regression threshold in percent [default: policy.maxRegressionPct or 10].",
 )
@@ -241,6 +247,11 @@ def remove(model_id: str, registry: Path | None) -> None:
     is_flag=True,
     default=None,
     help="Count benchmark regressions as policy violations.",
+)
+@click.option(
+    "--accept-policy-change",
+    is_flag=True,
+    help="A maintainer accepts HEAD's policy edits: judge HEAD by its own policy.",
 )
 @click.option(
     "--output",
@@ -254,6 +265,7 @@ def diff(
     registry: Path | None,
     threshold: float | None,
     fail_on_regression: bool | None,
+    accept_policy_change: bool,
     output: Path | None,
     as_json: bool,
 ) -> None:
@@ -262,10 +274,19 @@ def diff(
     Exit 1 when HEAD violates policy.
     """
     default = registry_path(registry)
-    base_doc, base_label = load_registry_source(base, default)
-    head_doc, head_label = load_registry_source(head or str(default), default)
+    before = load_registry_source(base, default)
+    after = load_registry_source(head or str(default), default)
+    if not after.exists:
+        raise NotFound(f"{after.label} has no registry file", hint="check HEAD's path or revision")
     result = diff_documents(
-        base_doc, head_doc, base_label, head_label, threshold, fail_on_regression
+        before.document,
+        after.document,
+        before.label,
+        after.label,
+        threshold,
+        fail_on_regression,
+        accept_policy_change=accept_policy_change,
+        base_exists=before.exists,
     )
     markdown = render_review(result)
     if output is not None:
@@ -292,7 +313,10 @@ def _asdict(value: Any) -> dict[str, Any]:
 @click.option("--task", default="chat", show_default=True, help="Task (chat = chat-completion).")
 @click.option("--capability", "capabilities", multiple=True, help="Required capability (repeat).")
 @click.option(
-    "--ram-gb", type=float, default=None, help="RAM to fit in [default: this machine's total RAM]."
+    "--ram-gb",
+    type=PositiveNumber(),
+    default=None,
+    help="RAM to fit in [default: this machine's total RAM].",
 )
 @registry_option
 @json_option
@@ -308,7 +332,9 @@ def select(
         import psutil
 
         ram_gb = psutil.virtual_memory().total / 2**30
-    selection = select_models(load_registry(registry_path(registry)), task, capabilities, ram_gb)
+    selection = select_models(
+        load_registry(existing_registry(registry)), task, capabilities, ram_gb
+    )
     out = Output(as_json)
     if as_json:
         out.json({**_asdict(selection), "best": selection.best})

@@ -3,6 +3,7 @@ benchmark figures compared, and the policy problems of the result."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,7 @@ class RegistryDiff:
     policy_changes: tuple[FieldChange, ...]
     violations: tuple[Problem, ...]
     threshold_pct: float
+    base_exists: bool = True
 
     @property
     def regressions(self) -> tuple[FigureChange, ...]:
@@ -65,12 +67,19 @@ def diff_documents(
     head_label: str = "head",
     threshold_pct: float | None = None,
     fail_on_regression: bool | None = None,
+    accept_policy_change: bool = False,
+    base_exists: bool = True,
 ) -> RegistryDiff:
+    """Compare two registries. HEAD is judged by the base's policy: a change cannot loosen the
+    rules it is checked against. A policy change is itself a violation until a maintainer accepts
+    it (``accept_policy_change``); a registry file new in this change brings its own policy."""
     base_models = _by_id(base)
     head_models = _by_id(head)
-    policy = policy_of(head)
+    policy_changes = tuple(_field_changes(_flatten(policy_of(base)), _flatten(policy_of(head))))
+    judge_by_head = accept_policy_change or not base_exists or not policy_changes
+    policy = policy_of(head) if judge_by_head else policy_of(base)
     threshold = (
-        threshold_pct if threshold_pct is not None else float(policy.get("maxRegressionPct", 10))
+        threshold_pct if threshold_pct is not None else _number(policy, "maxRegressionPct", 10)
     )
     changed: list[tuple[str, tuple[FieldChange, ...]]] = []
     figures: list[FigureChange] = []
@@ -80,11 +89,20 @@ def diff_documents(
         if fields:
             changed.append((model_id, fields))
         figures.extend(_figure_changes(model_id, old, new, threshold))
-    violations = list(validate_document(head).problems)
+    violations = list(validate_document(head, None if judge_by_head else policy).problems)
+    if not judge_by_head:
+        violations.append(
+            Problem(
+                "policy",
+                "policy-changed",
+                "the change edits the policy; models are judged by the base's policy until a "
+                "maintainer accepts it (registry diff --accept-policy-change)",
+            )
+        )
     regression_fails = (
         fail_on_regression
         if fail_on_regression is not None
-        else bool(policy.get("failOnRegression", False))
+        else policy.get("failOnRegression") is True
     )
     if regression_fails:
         violations.extend(
@@ -103,10 +121,18 @@ def diff_documents(
         removed=tuple(base_models[i] for i in sorted(base_models.keys() - head_models.keys())),
         changed=tuple(changed),
         figures=tuple(figures),
-        policy_changes=tuple(_field_changes(_flatten(policy_of(base)), _flatten(policy_of(head)))),
+        policy_changes=policy_changes,
         violations=tuple(violations),
         threshold_pct=threshold,
+        base_exists=base_exists,
     )
+
+
+def _number(policy: dict[str, Any], key: str, default: float) -> float:
+    value = policy.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    return float(value) if math.isfinite(value) and value > 0 else default
 
 
 def _by_id(document: Document) -> dict[str, Entry]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curator.errors import InputFileError, RegistryError
+from curator.errors import InputFileError, RegistryError, RegistryInvalid
 from curator.jsonio import parse_json, read_json
 
 SCHEMA_VERSION = 1
@@ -56,11 +57,15 @@ class GitSource:
         return cls(revision, path or None)
 
 
-def load_registry_source(spec: str, default_path: Path) -> tuple[Document, str]:
-    """A registry from a path or ``git:REV[:PATH]``, and a label naming where it came from.
+@dataclass(frozen=True)
+class RegistrySource:
+    document: Document
+    label: str
+    exists: bool  # False: the revision has no such file (it is being added), an empty registry
 
-    A revision that does not contain the file is an empty registry (the file is being added).
-    """
+
+def load_registry_source(spec: str, default_path: Path) -> RegistrySource:
+    """A registry from a path or ``git:REV[:PATH]``, with a label naming where it came from."""
     git = GitSource.parse(spec)
     if git is None:
         path = Path(spec)
@@ -68,13 +73,13 @@ def load_registry_source(spec: str, default_path: Path) -> tuple[Document, str]:
             raise InputFileError(
                 f"registry not found: {path}", hint="check the path or use git:REV"
             )
-        return load_registry(path), str(path)
+        return RegistrySource(load_registry(path), str(path), True)
     path = Path(git.path) if git.path else default_path
     text = _git_show(git.revision, path)
     label = f"{git.revision}:{path}"
     if text is None:
-        return empty_document(), label
-    return _require_object(parse_json(text, label, "registry"), label), label
+        return RegistrySource(empty_document(), label, False)
+    return RegistrySource(_require_object(parse_json(text, label, "registry"), label), label, True)
 
 
 def _git_show(revision: str, path: Path) -> str | None:
@@ -117,9 +122,21 @@ def _require_object(data: Any, origin: str) -> Document:
     return data
 
 
+def models_of(document: Document) -> list[Entry]:
+    """The entries, or RegistryInvalid when ``models`` is not a list of objects."""
+    models = document.get("models", [])
+    if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
+        raise RegistryInvalid(
+            "the registry's models are not a list of objects",
+            (),
+            hint="`curator registry validate` names the broken entries",
+        )
+    return models
+
+
 def find_model(document: Document, model_id: str) -> Entry | None:
-    for entry in document.get("models", []):
-        if isinstance(entry, dict) and entry.get("id") == model_id:
+    for entry in models_of(document):
+        if entry.get("id") == model_id:
             return entry
     return None
 
@@ -129,8 +146,13 @@ def canonical(document: Document) -> Document:
 
     Keys are sorted when written (jsonio.dumps_stable with sort_keys), so diffs show only changes.
     """
-    models = [dict(m) for m in document.get("models", []) if isinstance(m, dict)]
+    raw = document.get("models", [])
+    if not isinstance(raw, list):
+        return document
+    models = [dict(m) if isinstance(m, dict) else m for m in raw]
     for model in models:
+        if not isinstance(model, dict):
+            continue
         if isinstance(model.get("benchmarks"), list):
             model["benchmarks"] = sorted(model["benchmarks"], key=lambda b: str(b.get("date", "")))
         build = model.get("build")
@@ -139,7 +161,14 @@ def canonical(document: Document) -> Document:
                 **build,
                 "artifacts": sorted(build["artifacts"], key=lambda a: str(a.get("path", ""))),
             }
-    return {**document, "models": sorted(models, key=lambda m: str(m.get("id", "")))}
+    # Entries that are not objects stay (validation reports them), after the real ones.
+    return {**document, "models": sorted(models, key=_sort_key)}
+
+
+def _sort_key(model: Any) -> tuple[int, str]:
+    if isinstance(model, dict):
+        return (0, str(model.get("id", "")))
+    return (1, json.dumps(model, sort_keys=True))
 
 
 def merged(base: Entry, change: Entry) -> Entry:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from curator.registry.diff import BENCH_FIGURES, RegistryDiff, figure, latest_benchmark
@@ -16,6 +17,11 @@ def render_review(diff: RegistryDiff) -> str:
         f"{diff.threshold_pct:g}%"
     )
     lines.append("")
+    if not diff.base_exists:
+        lines += [
+            f"Base {_code(diff.base_label)} has no registry file: every model counts as added.",
+            "",
+        ]
     if diff.policy_changes:
         lines += ["### ⚠️ Policy changed", "", "| setting | base | head |", "|---|---|---|"]
         lines += [f"| {c.field} | {_md(c.base)} | {_md(c.head)} |" for c in diff.policy_changes]
@@ -77,19 +83,21 @@ def _get(entry: dict[str, Any], *keys: str) -> Any:
     return value
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+_MARKUP = re.compile(r"([\\`*_\[\]<>&#!~()|])")
+
+
 def _md(value: Any) -> str:
-    """A table cell: untrusted text cannot break the table or inject markup."""
+    """A table cell: untrusted text cannot break the table, start a line, or inject markup."""
     if value is None:
         return "-"
     if isinstance(value, float):
         value = f"{value:.4g}"
-    text = str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-    for char in "<>`*_[]":
-        text = text.replace(char, "\\" + char)
-    return text[:200]
+    text = _CONTROL.sub(" ", str(value))[:200]
+    return _MARKUP.sub(r"\\\1", text)
 
 
 def _code(value: Any) -> str:
     """Inline code for ids and paths: backslash escapes do not work inside backticks."""
-    text = str(value).replace("`", "'").replace("|", "¦").replace("\n", " ")
+    text = _CONTROL.sub(" ", str(value)).replace("`", "'").replace("|", "¦")
     return f"`{text[:200]}`"

@@ -30,13 +30,20 @@ class ValidationReport:
         return not self.problems
 
 
-def validate_document(document: Any) -> ValidationReport:
-    """Schema first; the semantic rules run on entries whose shape the schema accepted."""
+def validate_document(document: Any, policy: dict[str, Any] | None = None) -> ValidationReport:
+    """Schema first; the semantic rules run on entries whose shape the schema accepted.
+
+    The policy rules (license, fidelity) use ``policy`` when given (a review judges a change by
+    the base's policy), else the document's own, and are skipped when that policy is malformed
+    (the schema has reported it).
+    """
     problems = schema_problems(document, "models")
     models = document.get("models") if isinstance(document, dict) else None
+    if policy is None and not any(p.path == "$" or p.path.startswith("policy") for p in problems):
+        policy = policy_of(document)
     if isinstance(models, list):
         shape_broken = {_model_index(p.path) for p in problems}
-        problems.extend(_semantic_problems(document, shape_broken))
+        problems.extend(_semantic_problems(document, shape_broken, policy))
     return ValidationReport(tuple(problems), len(models) if isinstance(models, list) else 0)
 
 
@@ -50,9 +57,9 @@ def _model_index(path: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _semantic_problems(document: Document, shape_broken: set[int | None]) -> Iterator[Problem]:
-    policy = policy_of(document)
-    allowed = set(policy.get("allowedLicenses", []))
+def _semantic_problems(
+    document: Document, shape_broken: set[int | None], policy: dict[str, Any] | None
+) -> Iterator[Problem]:
     seen_ids: dict[str, int] = {}
     seen_alias: dict[tuple[str, str], int] = {}
     for index, entry in enumerate(document["models"]):
@@ -73,11 +80,11 @@ def _semantic_problems(document: Document, shape_broken: set[int | None]) -> Ite
                 f"models[{seen_alias[alias, variant]}]",
             )
         seen_alias.setdefault((alias, variant), index)
-        yield from _entry_problems(entry, where, allowed, policy)
+        yield from _entry_problems(entry, where, policy)
 
 
 def _entry_problems(
-    entry: dict[str, Any], where: str, allowed: set[str], policy: dict[str, Any]
+    entry: dict[str, Any], where: str, policy: dict[str, Any] | None
 ) -> Iterator[Problem]:
     name = entry["id"].rsplit(":", 1)[0]
     if not name.endswith(f"-{entry['variant']}"):
@@ -94,6 +101,16 @@ def _entry_problems(
             f"deviceType {entry['runtime']['deviceType']} but variant "
             f"{entry['variant']!r} is for {device}",
         )
+    yield from _artifact_problems(entry, where)
+    yield from _benchmark_problems(entry, where)
+    if policy is not None:
+        yield from _policy_problems(entry, where, policy)
+
+
+def _policy_problems(
+    entry: dict[str, Any], where: str, policy: dict[str, Any]
+) -> Iterator[Problem]:
+    allowed = set(policy.get("allowedLicenses", []))
     if entry["license"] not in allowed:
         yield Problem(
             f"{where}.license",
@@ -101,8 +118,6 @@ def _entry_problems(
             f"license {entry['license']!r} is not in policy.allowedLicenses "
             f"({', '.join(sorted(allowed)) or 'empty'})",
         )
-    yield from _artifact_problems(entry, where)
-    yield from _benchmark_problems(entry, where)
     yield from _fidelity_problems(entry, where, policy)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from curator.registry.diff import BENCH_FIGURES, figure, latest_benchmark
-from curator.registry.document import Document, Entry
+from curator.registry.document import Document, Entry, models_of
 
 TASK_ALIASES = {
     "chat": "chat-completion",
@@ -48,7 +48,7 @@ def select_models(
     wanted_task = TASK_ALIASES.get(task, task)
     fitting: list[Candidate] = []
     excluded: list[Exclusion] = []
-    for entry in document.get("models", []):
+    for entry in models_of(document):
         reason = _exclusion_reason(entry, wanted_task, capabilities, ram_gb)
         if reason:
             excluded.append(Exclusion(str(entry.get("id")), reason))
