@@ -31,7 +31,7 @@ bench: setup
 	$(BIN)/python -m bench
 
 demo: setup
-	$(BIN)/python -m curator.demo --out demo-out
+	$(BIN)/python -m curator.cli.demo --out demo-out
 
 docs: setup
 	$(BIN)/python -m curator.cli.reference README.md

@@ -9,7 +9,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from curator.errors import NotFound
+from curator.errors import InputFileError, NotFound
 from curator.modeldir import (
     MANIFEST_NAME,
     artifacts,
@@ -20,6 +20,7 @@ from curator.modeldir import (
     read_manifest,
     sha256_file,
 )
+from curator.registry.rules import unsafe_path_reason
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,11 @@ class VerifyResult:
 
 def verify_dir(path: Path, model_id: str | None = None) -> VerifyResult:
     """sha256 and size of every artifact the manifest lists, against the files on disk."""
-    manifest = read_manifest(path)
+    try:
+        manifest = read_manifest(path)
+    except InputFileError as exc:
+        name = model_id or dir_model_id(path) or path.name
+        return VerifyResult(name, path, 0, (), (), f"cannot verify: {exc.message}")
     name = model_id or dir_model_id(path, manifest) or path.name
     listed = artifacts(manifest)
     if manifest is None or not listed:
@@ -171,6 +176,9 @@ def verify_dir(path: Path, model_id: str | None = None) -> VerifyResult:
     changed: list[str] = []
     for artifact in listed:
         rel = str(artifact["path"])
+        unsafe = unsafe_path_reason(rel)
+        if unsafe:  # a manifest is input too: never read outside the model directory
+            return VerifyResult(name, path, len(listed), (), (), f"manifest path {rel!r}: {unsafe}")
         file = path / rel
         if not file.is_file():
             missing.append(rel)

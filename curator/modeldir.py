@@ -75,10 +75,14 @@ def manifest_id(manifest: dict[str, Any] | None) -> str | None:
 
 
 def dir_model_id(model_dir: Path, manifest: dict[str, Any] | None = None) -> str | None:
-    """The model id of a compiled directory: the manifest's, else from the directory name."""
-    return manifest_id(manifest if manifest is not None else read_manifest(model_dir)) or (
-        id_from_dir_name(model_dir.name)
-    )
+    """The model id of a compiled directory: the manifest's, else from the directory name (also
+    when the manifest is unreadable: one broken directory must not hide the others)."""
+    if manifest is None:
+        try:
+            manifest = read_manifest(model_dir)
+        except InputFileError:
+            manifest = None
+    return manifest_id(manifest) or id_from_dir_name(model_dir.name)
 
 
 def find_model_dir(cache_dir: Path, model_id: str) -> Path | None:

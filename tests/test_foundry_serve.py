@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -133,9 +134,20 @@ def test_errors_use_the_openai_format(server: str) -> None:
             max_tokens=0,  # type: ignore[arg-type]
         )
     assert bad_tokens.value.param == "max_tokens"
-    raw = httpx.post(f"{server}/chat/completions", content=b"{not json", timeout=30)
+    json_type = {"content-type": "application/json"}
+    raw = httpx.post(
+        f"{server}/chat/completions", content=b"{not json", headers=json_type, timeout=30
+    )
     assert raw.status_code == 400
     assert set(raw.json()["error"]) >= {"message", "type"}
+    # What a web page could send to loopback without a CORS preflight is refused.
+    page = httpx.post(
+        f"{server}/chat/completions",
+        timeout=30,
+        content=json.dumps({"model": TINY_MODEL_ID, "messages": PROMPT}),
+        headers={"content-type": "text/plain"},
+    )
+    assert page.status_code == 415 and "application/json" in page.json()["error"]["message"]
 
 
 def test_a_model_that_fails_to_answer_is_a_server_error(

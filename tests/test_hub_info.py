@@ -122,6 +122,7 @@ def test_repository_code_is_reported(hub: FakeHub) -> None:
     assert facts.chat_template is True
     files = {f.path for f in facts.download_files}
     assert {"configuration_fancy.py", "modeling_fancy.py"} <= files
+    assert facts.recipes  # every recipe is judged, so the checks below see them all
     assert not any(f.can_compile for f in facts.recipes)
     assert all("FancyForCausalLM" in (f.reason or "") for f in facts.recipes)
     assert all("--trust-remote-code" in f.needs for f in facts.recipes)
@@ -130,6 +131,7 @@ def test_repository_code_is_reported(hub: FakeHub) -> None:
 def test_unsupported_architecture_and_weight_choice(hub: FakeHub) -> None:
     facts = model_facts(BERT)
     assert facts.architecture == "BertForMaskedLM"
+    assert facts.recipes
     assert not any(f.can_compile for f in facts.recipes)
     assert all("not supported" in (f.reason or "") for f in facts.recipes)
     files = {f.path for f in facts.download_files}

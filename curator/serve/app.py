@@ -200,6 +200,10 @@ def create_app(cache_dir: Path | None = None) -> Any:
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
+        # JSON only: a web page can send text/plain to loopback without a CORS preflight.
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            raise ApiError(415, "send the request as Content-Type: application/json")
         try:
             body = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError):

@@ -1,4 +1,5 @@
-"""``make demo``: onboard a model end to end into ./demo-out with its own cache and registry copy.
+"""``make demo``: onboard a model end to end into ./demo-out with its own cache and registry copy
+(a script beside the command line, so it may print).
 
 With no network the model is built here: a small Qwen2 (a tokenizer trained offline, then about a
 minute of training on the Python documentation that ships with CPython, so that its answers and
@@ -39,7 +40,7 @@ def prepare_source(out: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m curator.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m curator.cli.demo", description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("demo-out"))
     args = parser.parse_args(argv)
     out: Path = args.out.absolute()
