@@ -220,7 +220,8 @@ def register(
     file_size_mb = max(round(total_bytes / 2**20, 2), 0.01)
 
     rt = foundry.runtime(cache_dir)
-    was_registered = rt.get(chosen_id) is not None
+    previous = rt.get(chosen_id)
+    was_registered = previous is not None
     rt.register_model_dir(
         path,
         chosen_id,
@@ -238,8 +239,14 @@ def register(
         test = _load_test(rt, chosen_id)
     except FoundryError as exc:
         rt.unregister(chosen_id)
+        kept = _restore(rt, previous, path)
+        state = (
+            f"the previous registration ({previous.path}) kept"
+            if kept and previous is not None
+            else "left unregistered"
+        )
         raise FoundryError(
-            f"load test failed, {chosen_id} left unregistered: {exc.message}",
+            f"load test failed, {chosen_id} {state}: {exc.message}",
             hint=f"curator cache verify {chosen_id}; recompile with --force",
         ) from None
 
@@ -279,8 +286,8 @@ def register(
     try:
         action = upsert_model(registry, entry)
     except CuratorError:
-        if not was_registered:
-            rt.unregister(chosen_id)
+        rt.unregister(chosen_id)
+        _restore(rt, previous, path)
         raise
     return RegisterResult(
         id=chosen_id,
@@ -292,6 +299,31 @@ def register(
         load_test=test,
         entry=entry,
     )
+
+
+def _restore(rt: Any, previous: Any, new_path: Path) -> bool:
+    """Put back a registration that a failed re-register replaced, unless it pointed at the same
+    directory (that directory just failed, and no registration may point at a broken one)."""
+    from curator import foundry
+
+    if previous is None or previous.path is None or previous.path == new_path:
+        return False
+    if not previous.path.is_dir():
+        return False
+    rt.register_model_dir(
+        previous.path,
+        previous.id,
+        foundry.ModelMetadata(
+            display_name=previous.display_name,
+            publisher=previous.publisher,
+            license=previous.license,
+            file_size_mb=previous.file_size_mb,
+            context_length=previous.context_length,
+            device_type=previous.device_type,
+            execution_provider=previous.execution_provider,
+        ),
+    )
+    return True
 
 
 def _load_test(rt: Any, model_id: str) -> LoadTest:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -114,6 +115,27 @@ def test_load_test_failure_unregisters(install_compiled: Callable[..., Path]) ->
     assert "model.onnx.data" in result.stderr
     assert _cache_rows()[TINY_MODEL_ID]["foundry_registered"] is False
     assert not _registry().exists()
+
+
+def test_failed_reregister_keeps_the_working_registration(
+    install_compiled: Callable[..., Path], tmp_path: Path
+) -> None:
+    good = install_compiled()
+    assert run_curator("register", str(good), "--license", "mit").returncode == 0
+    broken = tmp_path / "broken-copy"
+    shutil.copytree(good, broken)
+    manifest = json.loads((broken / "curator-manifest.json").read_text())
+    manifest["build"]["artifacts"] = [
+        a for a in manifest["build"]["artifacts"] if a["path"] != "model.onnx.data"
+    ]
+    (broken / "curator-manifest.json").write_text(json.dumps(manifest))
+    (broken / "model.onnx.data").unlink()
+
+    result = run_curator("register", str(broken), "--id", TINY_MODEL_ID, "--license", "mit")
+    assert result.returncode == 1
+    assert f"the previous registration ({good}) kept" in result.stderr
+    assert _cache_rows()[TINY_MODEL_ID]["foundry_registered"] is True
+    assert run_curator("smoke", TINY_MODEL_ID).returncode == 0
 
 
 def test_cache_verify_catches_a_flipped_byte_and_a_missing_file(
