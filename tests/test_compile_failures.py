@@ -281,3 +281,25 @@ def test_a_running_compile_is_not_taken_for_a_stale_one(
         "second-generic-cpu-1",
     ]
     assert not (cache / WORK).exists()
+
+
+def test_force_keeps_the_old_model_when_the_new_one_cannot_be_placed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from curator.compile import placement
+
+    target, work, built = tmp_path / "target", tmp_path / "work", tmp_path / "work" / "built"
+    target.mkdir()
+    (target / "genai_config.json").write_text("{}")
+    built.mkdir(parents=True)
+    real_replace = os.replace
+
+    def fail_on_built(src: object, dst: object) -> None:
+        if Path(str(src)) == built:
+            raise OSError("disk full")
+        real_replace(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(placement.os, "replace", fail_on_built)
+    with pytest.raises(OSError, match="disk full"):
+        placement.place(built, target, work, replace=True)
+    assert (target / "genai_config.json").is_file()

@@ -113,10 +113,18 @@ def _make_work_dir(root: Path, label: str) -> Path:
 
 
 def place(built: Path, target: Path, work: Path, replace: bool) -> None:
-    """Rename ``built`` to ``target``; with ``replace``, an existing target moves aside first."""
+    """Rename ``built`` to ``target``; with ``replace``, an existing target moves aside first and
+    comes back if the new one cannot be put in its place."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    aside: Path | None = None
     if target.exists():
         if not replace:
             raise FileExistsError(target)
-        os.replace(target, work / "replaced")
-    os.replace(built, target)
+        aside = work / "replaced"
+        os.replace(target, aside)
+    try:
+        os.replace(built, target)
+    except BaseException:
+        if aside is not None and not target.exists():
+            os.replace(aside, target)
+        raise
