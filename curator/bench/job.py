@@ -11,7 +11,7 @@ from pathlib import Path
 from curator.bench.backends import Backend, EndpointBackend, FoundryBackend
 from curator.bench.record import RecordOutcome
 from curator.bench.runner import BenchRun, BenchSettings, Progress
-from curator.errors import UsageProblem
+from curator.errors import BenchError, UsageProblem
 from curator.reports import ReportFiles
 
 BENCH_MODELS_ENV = "BENCH_MODELS"
@@ -76,6 +76,19 @@ def open_backend(request: BenchRequest) -> Backend:
     return FoundryBackend(cache)
 
 
+def _check_writable(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".curator-write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise BenchError(
+            f"cannot write reports to {out_dir}: {exc.strerror or exc}",
+            hint="pass --out DIR with a directory you can write",
+        ) from None
+
+
 def run_job(request: BenchRequest, progress: Progress | None = None) -> BenchOutcome:
     from curator.bench.quality import read_scores
     from curator.bench.record import record_run
@@ -85,6 +98,7 @@ def run_job(request: BenchRequest, progress: Progress | None = None) -> BenchOut
 
     prompt_set = load_prompt_set(request.prompts_file)
     manual = read_scores(request.scores) if request.scores else None
+    _check_writable(request.out_dir)  # before the run, not after minutes of measuring
     backend = open_backend(request)
     try:
         run = run_bench(

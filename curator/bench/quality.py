@@ -106,6 +106,8 @@ def read_scores(path: Path) -> dict[tuple[str, str], ManualScore]:
     """Filled rows keyed by (model, prompt id); rows with no score at all are skipped."""
     try:
         text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise BenchError(f"{path} is not UTF-8 text", hint="save the scores as UTF-8 CSV") from None
     except OSError as exc:
         raise BenchError(
             f"cannot read scores {path}: {exc}", hint="check the --scores path"

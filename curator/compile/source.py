@@ -136,6 +136,9 @@ def weight_facts(model_dir: Path, config: dict[str, Any]) -> WeightFacts:
 
 def custom_code_files(model_dir: Path, config: dict[str, Any]) -> list[str]:
     """Why the model needs its repository's own code: auto_map entries and *.py files."""
-    reasons = [f"auto_map {key}" for key in sorted(config.get("auto_map") or {})]
+    auto_map = config.get("auto_map")
+    if auto_map and not isinstance(auto_map, dict):
+        auto_map = {"(malformed)": auto_map}  # still repository code: refuse, never guess
+    reasons = [f"auto_map {key}" for key in sorted(auto_map or {})]
     reasons += sorted(p.name for p in model_dir.glob("*.py"))
     return reasons
