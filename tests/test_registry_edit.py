@@ -103,7 +103,7 @@ def test_invalid_edit_is_refused_and_file_untouched(tmp_path: Path, registry: Pa
     )
     assert result.returncode == 1
     assert "edit refused" in result.stderr
-    assert ".license: license 'proprietary'" in result.stderr
+    assert "models[id=model2-generic-cpu:1].license: license 'proprietary'" in result.stderr
     assert "artifact-path-safe" in result.stderr
     assert registry.read_bytes() == before
     with pytest.raises(RegistryInvalid):

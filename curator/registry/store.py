@@ -40,7 +40,9 @@ def edit_registry(path: Path, mutate: Callable[[Document], T]) -> T:
             before, validate_document(before).problems
         )
         if introduced:
-            problems = tuple(sorted(str(p) for _, p in introduced))
+            problems = tuple(
+                sorted(f"models[id={key}]{p}" if key else str(p) for key, p in introduced)
+            )
             raise RegistryInvalid(
                 f"edit refused: it would leave {path} invalid ({len(problems)} problem(s))",
                 problems,
