@@ -399,6 +399,29 @@ def test_compare_rejects_a_file_that_is_not_a_report(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def write_scores(path: Path, rows: list[dict[str, str]]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def bench_with_scores(server: FakeServer, tmp_path: Path, scores: Path) -> Any:
+    return bench(
+        server,
+        tmp_path,
+        "fast-generic-cpu:1",
+        "--rounds",
+        "1",
+        "--warmup",
+        "0",
+        "--max-tokens",
+        "3",
+        "--scores",
+        str(scores),
+    )
+
+
 def test_annotation_template_round_trip(fake_server: FakeServer, tmp_path: Path) -> None:
     template = tmp_path / "scores.csv"
     first = bench(
@@ -424,23 +447,8 @@ def test_annotation_template_round_trip(fake_server: FakeServer, tmp_path: Path)
     assert rows[0]["answer"] == "w0 w1 w2 " and rows[0]["correctness"] == ""
     rows[0].update(correctness="5", completeness="3", relevance="4", clarity="4")
     rows[1].update(correctness="1", completeness="1", relevance="2", clarity="")
-    with template.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    second = bench(
-        fake_server,
-        tmp_path,
-        "fast-generic-cpu:1",
-        "--rounds",
-        "1",
-        "--warmup",
-        "0",
-        "--max-tokens",
-        "3",
-        "--scores",
-        str(template),
-    )
+    write_scores(template, rows)
+    second = bench_with_scores(fake_server, tmp_path, template)
     assert second.returncode == 0, second.stderr
     quality = json.loads(second.stdout)["report"]["models"][0]["quality"]
     assert quality["manualRows"] == 2 and quality["staleManualRows"] == 0
@@ -451,30 +459,12 @@ def test_annotation_template_round_trip(fake_server: FakeServer, tmp_path: Path)
     assert quality["manualByCriterion"]["clarity"] == 4.0
 
     rows[1]["answer_sha256"] = "0" * 64  # scored against another answer than this run's
-    with template.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    stale = bench(
-        fake_server,
-        tmp_path,
-        "fast-generic-cpu:1",
-        "--rounds",
-        "1",
-        "--warmup",
-        "0",
-        "--max-tokens",
-        "3",
-        "--scores",
-        str(template),
-    )
+    write_scores(template, rows)
+    stale = bench_with_scores(fake_server, tmp_path, template)
     assert json.loads(stale.stdout)["report"]["models"][0]["quality"]["staleManualRows"] == 1
 
     rows[0]["correctness"] = "7"
-    with template.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_scores(template, rows)
     bad = bench(fake_server, tmp_path, "fast-generic-cpu:1", "--scores", str(template))
     assert bad.returncode == 1
     assert "correctness must be a whole number from 1 to 5" in bad.stderr
