@@ -148,6 +148,10 @@ def test_errors_use_the_openai_format(server: str) -> None:
         headers={"content-type": "text/plain"},
     )
     assert page.status_code == 415 and "application/json" in page.json()["error"]["message"]
+    # A page whose own name was rebound to 127.0.0.1 sends its name as Host: refused.
+    rebound = httpx.get(f"{server}/models", headers={"host": "attacker.example"}, timeout=30)
+    assert rebound.status_code == 400
+    assert httpx.get(f"{server}/models", timeout=30).status_code == 200
 
 
 def test_a_model_that_fails_to_answer_is_a_server_error(

@@ -145,7 +145,22 @@ class ModelPool:
         self.rt.close()
 
 
-def create_app(cache_dir: Path | None = None) -> Any:
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def allowed_hosts_for(bind_host: str) -> tuple[str, ...]:
+    """Host headers to accept: on a loopback address only loopback names (a web page that rebinds
+    its own name to 127.0.0.1 is refused); on any other address, whatever the operator chose."""
+    import ipaddress
+
+    try:
+        loopback = ipaddress.ip_address(bind_host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = bind_host == "localhost"
+    return LOOPBACK_HOSTS if loopback else ("*",)
+
+
+def create_app(cache_dir: Path | None = None, allowed_hosts: tuple[str, ...] = ("*",)) -> Any:
     """The FastAPI application serving the models registered in ``cache_dir``."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
@@ -163,6 +178,9 @@ def create_app(cache_dir: Path | None = None) -> Any:
             await asyncio.to_thread(pool_holder.pop("pool").close)
 
     app = FastAPI(title="curator serve", lifespan=lifespan, docs_url=None, redoc_url=None)
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
 
     def error_response(error: ApiError) -> JSONResponse:
         return JSONResponse(error.body(), status_code=error.status)
@@ -301,7 +319,10 @@ def serve(
     bound_port = sock.getsockname()[1]
     shown_host = f"[{host}]" if ":" in host else host
     config = uvicorn.Config(
-        create_app(cache_dir), log_level="warning", access_log=False, timeout_graceful_shutdown=5
+        create_app(cache_dir, allowed_hosts_for(host)),
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
     if on_ready is not None:
