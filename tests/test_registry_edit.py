@@ -221,3 +221,37 @@ def test_killed_writer_never_leaves_a_torn_file(registry: Path) -> None:
         document = json.loads(registry.read_text())
         assert validate_document(document).valid
         assert len(document["models"]) >= 5
+
+
+def test_concurrent_adds_of_one_id_admit_exactly_one(tmp_path: Path, registry: Path) -> None:
+    entry_file = write_entry(tmp_path, make_entry(1))
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "curator",
+                "registry",
+                "add",
+                "--file",
+                str(entry_file),
+                "--registry",
+                str(registry),
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outcomes = [(p.wait(timeout=120), p.communicate()) for p in procs]
+    codes = sorted(code for code, _ in outcomes)
+    assert codes == [0, 2, 2, 2]
+    ((out, _),) = [io for code, io in outcomes if code == 0]
+    assert json.loads(out) == {
+        "action": "added",
+        "id": "model1-generic-cpu:1",
+        "registry": str(registry),
+    }
+    assert len(load_registry(registry)["models"]) == 1

@@ -13,12 +13,12 @@ from curator.cli._output import Output
 from curator.errors import InputFileError, NotFound, UsageProblem
 from curator.paths import registry_path
 from curator.registry import (
+    add_model,
     find_model,
     load_registry,
     load_registry_source,
     remove_model,
     update_model,
-    upsert_model,
     validate_document,
 )
 from curator.registry.diff import BENCH_FIGURES, diff_documents, figure, latest_benchmark
@@ -169,15 +169,24 @@ def entry_from_options(
     return merged(entry, change)
 
 
+def _report_edit(as_json: bool, action: str, model_id: str, path: Path) -> None:
+    if as_json:
+        Output(True).json({"action": action, "id": model_id, "registry": path})
+    else:
+        click.echo(f"{action} {model_id} in {path}")
+
+
 @registry.command()
 @click.option("--id", "model_id", help="Model id <name>-<variant>:<version> (or in --file).")
 @entry_options
 @registry_option
+@json_option
 def add(
     model_id: str | None,
     entry_file: Path | None,
     capabilities: tuple[str, ...],
     registry: Path | None,
+    as_json: bool,
     **flags: Any,
 ) -> None:
     """Add an entry from a JSON file and/or flags; refused if the registry would become invalid."""
@@ -187,24 +196,21 @@ def add(
     if "id" not in entry:
         raise UsageProblem("no model id", hint="pass --id NAME-VARIANT:VERSION or an id in --file")
     path = registry_path(registry)
-    if find_model(load_registry(path), entry["id"]) is not None:
-        raise UsageProblem(
-            f"{entry['id']!r} is already in {path}",
-            hint=f"use `curator registry update {entry['id']}`",
-        )
-    upsert_model(path, entry)
-    click.echo(f"added {entry['id']} to {path}")
+    add_model(path, entry)
+    _report_edit(as_json, "added", entry["id"], path)
 
 
 @registry.command()
 @click.argument("model_id")
 @entry_options
 @registry_option
+@json_option
 def update(
     model_id: str,
     entry_file: Path | None,
     capabilities: tuple[str, ...],
     registry: Path | None,
+    as_json: bool,
     **flags: Any,
 ) -> None:
     """Change fields of an entry (objects merge; lists and values are replaced)."""
@@ -219,17 +225,18 @@ def update(
         entry.update(merged(entry, change))
 
     update_model(path, model_id, apply)
-    click.echo(f"updated {model_id} in {path}")
+    _report_edit(as_json, "updated", model_id, path)
 
 
 @registry.command()
 @click.argument("model_id")
 @registry_option
-def remove(model_id: str, registry: Path | None) -> None:
+@json_option
+def remove(model_id: str, registry: Path | None, as_json: bool) -> None:
     """Remove an entry."""
     path = registry_path(registry)
     remove_model(path, model_id)
-    click.echo(f"removed {model_id} from {path}")
+    _report_edit(as_json, "removed", model_id, path)
 
 
 @registry.command()

@@ -8,11 +8,18 @@ from curator.registry.document import (
     load_registry_source,
 )
 from curator.registry.rules import ValidationReport, validate_document
-from curator.registry.store import edit_registry, remove_model, update_model, upsert_model
+from curator.registry.store import (
+    add_model,
+    edit_registry,
+    remove_model,
+    update_model,
+    upsert_model,
+)
 
 __all__ = [
     "GitSource",
     "ValidationReport",
+    "add_model",
     "edit_registry",
     "empty_document",
     "find_model",

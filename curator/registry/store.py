@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from curator.errors import NotFound, RegistryInvalid
+from curator.errors import NotFound, RegistryInvalid, UsageProblem
 from curator.jsonio import write_json_atomic
 from curator.registry.document import Document, Entry, canonical, find_model, load_registry
 from curator.registry.rules import validate_document
@@ -85,6 +85,21 @@ def upsert_model(path: Path, entry: Entry) -> Literal["added", "updated"]:
         return "added"
 
     return edit_registry(path, mutate)
+
+
+def add_model(path: Path, entry: Entry) -> None:
+    """Add ``entry``; UsageProblem when its id is taken (checked under the lock, so two writers
+    adding the same id cannot both succeed)."""
+
+    def mutate(document: Document) -> None:
+        if find_model(document, str(entry.get("id"))) is not None:
+            raise UsageProblem(
+                f"{entry.get('id')!r} is already in {path}",
+                hint=f"use `curator registry update {entry.get('id')}`",
+            )
+        document.setdefault("models", []).append(entry)
+
+    edit_registry(path, mutate)
 
 
 def update_model(path: Path, model_id: str, change: Callable[[Entry], None]) -> Entry:
