@@ -157,27 +157,30 @@ def test_interrupted_write_leaves_old_file_and_no_temp(
     assert sorted(p.name for p in registry.parent.iterdir()) == [".models.json.lock", "models.json"]
 
 
+def start_add(entry_file: Path, registry: Path, *extra: str) -> subprocess.Popen[str]:
+    """A `curator registry add` process, left running."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "curator",
+            "registry",
+            "add",
+            "--file",
+            str(entry_file),
+            "--registry",
+            str(registry),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_eight_concurrent_writers_keep_all_entries(tmp_path: Path, registry: Path) -> None:
     files = [write_entry(tmp_path, make_entry(i), f"e{i}.json") for i in range(8)]
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "curator",
-                "registry",
-                "add",
-                "--file",
-                str(f),
-                "--registry",
-                str(registry),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for f in files
-    ]
+    procs = [start_add(f, registry) for f in files]
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
@@ -225,26 +228,7 @@ def test_killed_writer_never_leaves_a_torn_file(registry: Path) -> None:
 
 def test_concurrent_adds_of_one_id_admit_exactly_one(tmp_path: Path, registry: Path) -> None:
     entry_file = write_entry(tmp_path, make_entry(1))
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "curator",
-                "registry",
-                "add",
-                "--file",
-                str(entry_file),
-                "--registry",
-                str(registry),
-                "--json",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
+    procs = [start_add(entry_file, registry, "--json") for _ in range(4)]
     outcomes = [(p.wait(timeout=120), p.communicate()) for p in procs]
     codes = sorted(code for code, _ in outcomes)
     assert codes == [0, 2, 2, 2]
