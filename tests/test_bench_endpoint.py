@@ -94,6 +94,17 @@ def _handler(server_state: FakeServer) -> type[BaseHTTPRequestHandler]:
             with server_state.lock:
                 server_state.in_flight += 1
                 server_state.max_in_flight = max(server_state.max_in_flight, server_state.in_flight)
+            finished = False
+
+            def finish() -> None:
+                # Counted out before the client can see the end of the stream: once it reads
+                # [DONE] it may send its next request before this thread runs again.
+                nonlocal finished
+                if not finished:
+                    finished = True
+                    with server_state.lock:
+                        server_state.in_flight -= 1
+
             try:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
@@ -109,12 +120,12 @@ def _handler(server_state: FakeServer) -> type[BaseHTTPRequestHandler]:
                 if model.usage:
                     usage = {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": n}}
                     self._chunk(f"data: {json.dumps(usage)}\n\n")
+                finish()
                 self._chunk("data: [DONE]\n\n")
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
             finally:
-                with server_state.lock:
-                    server_state.in_flight -= 1
+                finish()
 
     return Handler
 
