@@ -39,20 +39,24 @@ def _time(command: list[str], env: dict[str, str], cwd: Path, log: Path) -> floa
     return elapsed
 
 
+def _curator_compile(model: Path, *options: str) -> list[str]:
+    """The ``curator compile MODEL --recipe int4-cpu`` command line, with ``options``."""
+    return [
+        sys.executable,
+        "-m",
+        "curator",
+        "compile",
+        str(model),
+        "--recipe",
+        "int4-cpu",
+        *options,
+    ]
+
+
 def _direct_config(model: Path, env: dict[str, str], run_dir: Path) -> dict[str, Any]:
     """The config curator would run (from ``--dry-run --json``), pointed at ``run_dir``."""
     plan = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "curator",
-            "compile",
-            str(model),
-            "--recipe",
-            "int4-cpu",
-            "--dry-run",
-            "--json",
-        ],
+        _curator_compile(model, "--dry-run", "--json"),
         env=env,
         capture_output=True,
         text=True,
@@ -86,21 +90,7 @@ def measure(workdir: Path) -> list[Ratio]:
         # Alternate the order so neither side always runs on a warmer page cache.
         pair = [
             ("direct", olive_command(config_path), direct_env),
-            (
-                "ours",
-                [
-                    sys.executable,
-                    "-m",
-                    "curator",
-                    "compile",
-                    str(model),
-                    "--recipe",
-                    "int4-cpu",
-                    "--id",
-                    f"bench-{round_}-generic-cpu:1",
-                ],
-                env,
-            ),
+            ("ours", _curator_compile(model, "--id", f"bench-{round_}-generic-cpu:1"), env),
         ]
         if round_ % 2:
             pair.reverse()
