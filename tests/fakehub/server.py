@@ -53,6 +53,7 @@ class Request:
     path: str
     query: dict[str, list[str]]
     headers: dict[str, str]
+    body: bytes = b""
 
 
 @dataclass
@@ -140,6 +141,22 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
         def do_HEAD(self) -> None:
             self._serve("HEAD")
 
+        def do_POST(self) -> None:  # uploads: tests/fakehub/upload.py
+            self._serve("POST")
+
+        def do_PUT(self) -> None:
+            self._serve("PUT")
+
+        def _body(self) -> bytes:
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                chunks = []
+                while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+                self.rfile.readline()
+                return b"".join(chunks)
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
         def _serve(self, method: str) -> None:
             parts = urlsplit(self.path)
             request = Request(
@@ -147,6 +164,7 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 path=unquote(parts.path),
                 query=parse_qs(parts.query, keep_blank_values=True),
                 headers={k.lower(): v for k, v in self.headers.items()},
+                body=self._body() if method in ("POST", "PUT") else b"",
             )
             hub.record(request)
             base = f"http://{self.headers.get('Host') or hub.url.split('://', 1)[1]}"
@@ -174,6 +192,10 @@ def route(hub: FakeHub, request: Request, base: str, raw_path: str) -> None:
     """Dispatch ``request``; every branch raises a Reply."""
     granted = _authorise(hub, request)
     path = request.path
+    if request.method in ("POST", "PUT"):
+        from tests.fakehub.upload import route as upload_route
+
+        upload_route(hub, request, base)
     if path == "/api/models":
         raise list_models(hub, request, base, raw_path)
     match = _MODEL_API.match(path)
