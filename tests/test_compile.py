@@ -112,6 +112,9 @@ def check_compiled_dir(model_dir: Path, recipe: str, model_id: str) -> dict[str,
     parameters = manifest["source"]["parameters"]
     assert peak <= predict_compile_peak_bytes(get_recipe(recipe), parameters)
     assert "Running pass builder" in (model_dir / "compile.log").read_text()
+    # Without it onnxruntime-genai decodes at about half speed on 2 cores (issue 11): all cores.
+    genai = json.loads((model_dir / "genai_config.json").read_text())
+    assert genai["model"]["decoder"]["session_options"]["intra_op_num_threads"] == 0
     return manifest
 
 

@@ -72,3 +72,22 @@ def test_artifacts_cover_every_file_but_the_manifest_and_log(tmp_path: Path) -> 
     for name, data in files.items():
         assert found[name].sha256 == hashlib.sha256(data).hexdigest()
         assert found[name].bytes == len(data)
+
+
+def test_threads_all_cores_unless_the_recipe_chose(tmp_path: Path) -> None:
+    """The builder writes no thread count (half speed on 2 cores); one a recipe set is kept."""
+    from curator.compile.runtime_options import session_threads, use_all_cores
+
+    def genai(options: dict[str, object]) -> Path:
+        path = tmp_path / "genai_config.json"
+        decoder = {"filename": "model.onnx", "session_options": options}
+        path.write_text(json.dumps({"model": {"decoder": decoder}}))
+        return tmp_path
+
+    assert session_threads(genai({"log_id": "x"})) is None
+    assert use_all_cores(tmp_path) == 0
+    assert session_threads(tmp_path) == 0
+    kept = json.loads((tmp_path / "genai_config.json").read_text())
+    assert kept["model"]["decoder"]["session_options"]["log_id"] == "x"
+    assert use_all_cores(genai({"intra_op_num_threads": 3})) == 3
+    assert session_threads(tmp_path) == 3

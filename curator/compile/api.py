@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from curator.compile import check, manifest, placement, preflight
+from curator.compile import check, manifest, placement, preflight, runtime_options
 from curator.compile.olive_run import log_tail, run_olive
 from curator.compile.source import (
     custom_code_files,
@@ -172,6 +172,7 @@ def compile_model(request: CompileRequest, progress: Progress | None = None) -> 
             )
         model_dir = work / "model"
         _assemble(work / "olive-output", model_dir)
+        runtime_options.use_all_cores(model_dir)
         shutil.copyfile(log_path, model_dir / manifest.LOG_NAME)
         manifest.write_inference_model(model_dir, plan.model_id)
         found = manifest.artifacts(model_dir)
