@@ -150,7 +150,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
             path = f"{prefix}.{key}" if prefix else str(key)
             if path == "benchmarks":
                 flat[path] = f"{len(item)} run(s)" if isinstance(item, list) else item
-            elif path == "build.artifacts" and isinstance(item, list):
+            elif path in ("build.artifacts", "distribution.files") and isinstance(item, list):
                 for artifact in item:
                     if isinstance(artifact, dict):
                         flat[f"{path}[{artifact.get('path')}]"] = (

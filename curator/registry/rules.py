@@ -102,6 +102,7 @@ def _entry_problems(
             f"{entry['variant']!r} is for {device}",
         )
     yield from _artifact_problems(entry, where)
+    yield from _distribution_problems(entry, where)
     yield from _benchmark_problems(entry, where)
     if policy is not None:
         yield from _policy_problems(entry, where, policy)
@@ -146,6 +147,40 @@ def _artifact_problems(entry: dict[str, Any], where: str) -> Iterator[Problem]:
             "file-size-matches-artifacts",
             f"fileSizeMb {declared} but the artifacts add up to {total_mb:.2f} MiB",
         )
+
+
+def _distribution_problems(entry: dict[str, Any], where: str) -> Iterator[Problem]:
+    """A published entry's files must be exactly its build's artifacts (path, sha256, bytes)."""
+    distribution = entry.get("distribution")
+    if not distribution:
+        return
+    reason = distribution_mismatch(distribution["files"], entry["build"]["artifacts"])
+    if reason:
+        yield Problem(
+            f"{where}.distribution.files",
+            "distribution-matches-build",
+            f"the published files differ from build.artifacts: {reason}",
+        )
+
+
+def distribution_mismatch(files: list[dict[str, Any]], artifacts: list[dict[str, Any]]) -> str:
+    """How published ``files`` differ from ``artifacts`` ('' when they are the same set)."""
+
+    def keyed(items: list[dict[str, Any]]) -> dict[str, tuple[Any, Any]]:
+        return {str(i["path"]): (i["sha256"], i["bytes"]) for i in items}
+
+    published, built = keyed(files), keyed(artifacts)
+    parts = []
+    for label, paths in (
+        ("not published", sorted(built.keys() - published.keys())),
+        ("not built", sorted(published.keys() - built.keys())),
+        ("changed", sorted(p for p in built.keys() & published.keys() if built[p] != published[p])),
+    ):
+        if paths:
+            parts.append(f"{label}: {', '.join(paths)}")
+    if not parts and len(files) != len(published):
+        parts.append("a file is listed twice")
+    return "; ".join(parts)
 
 
 def unsafe_path_reason(path: str) -> str | None:
