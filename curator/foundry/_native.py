@@ -1,0 +1,38 @@
+"""Native (SDK) failures turned into FoundryError with the native cause, cleaned."""
+
+from __future__ import annotations
+
+import re
+
+from curator.errors import FoundryError
+
+
+def clean_native_message(text: str) -> str:
+    """Drop the ``file.cc:123 signature(...)`` prefix native errors carry; keep the cause."""
+    text = text.strip()
+    match = re.match(r"^[\w./-]+\.(?:cc|cpp|h):\d+\s+", text)
+    if not match:
+        return text
+    rest = text[match.end() :]
+    open_at = rest.find("(")
+    if open_at < 0:
+        return rest
+    depth = 0
+    for index in range(open_at, len(rest)):
+        if rest[index] == "(":
+            depth += 1
+        elif rest[index] == ")":
+            depth -= 1
+            if depth == 0:
+                return rest[index + 1 :].strip() or text
+    return rest
+
+
+def foundry_error(exc: BaseException, what: str, hint: str) -> FoundryError:
+    return FoundryError(f"{what}: {clean_native_message(str(exc))}", hint=hint)
+
+
+def is_sdk_error(exc: BaseException) -> bool:
+    from foundry_local_sdk import FoundryLocalException
+
+    return isinstance(exc, (FoundryLocalException, RuntimeError, ValueError))

@@ -1,0 +1,294 @@
+"""The process-wide SDK manager and Foundry Local's local catalog (registrations) over one cache."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from curator.errors import FoundryError, NotFound, UsageProblem
+from curator.foundry._native import foundry_error, is_sdk_error
+from curator.foundry.model import LoadedModel
+from curator.foundry.types import APP_NAME, MODEL_ID_RE, ModelMetadata, RegisteredModel
+from curator.paths import curator_home, foundry_cache_dir
+
+
+class _Process:
+    """The process-wide SDK manager and which directories it was configured with."""
+
+    lock = threading.RLock()
+    manager: Any = None
+    config_key: tuple[str, str] | None = None
+    runtime: FoundryRuntime | None = None
+
+
+def default_logs_dir() -> Path:
+    return curator_home() / "foundry-logs"
+
+
+def runtime(cache_dir: Path | str | None = None, *, logs_dir: Path | None = None) -> FoundryRuntime:
+    """The process's runtime for ``cache_dir`` (``--cache-dir`` / ``$FOUNDRY_CACHE_DIR`` / default).
+
+    Returns the same object for the same directories. Asking for another cache directory while a
+    model is loaded raises FoundryError (the SDK manager is a process-wide singleton).
+    """
+    cache = foundry_cache_dir(cache_dir).absolute()
+    logs = (logs_dir or default_logs_dir()).absolute()
+    key = (str(cache), str(logs))
+    with _Process.lock:
+        current = _Process.runtime
+        if current is not None and _Process.config_key == key and not current.closed:
+            return current
+        if current is not None and not current.closed:
+            if current.loaded_ids():
+                raise FoundryError(
+                    f"Foundry Local is already running here on {current.cache_dir} with "
+                    f"{', '.join(current.loaded_ids())} loaded",
+                    hint="use one cache directory per process",
+                )
+            current.close()
+        _reset_manager(cache, logs, key)
+        rt = FoundryRuntime(cache, logs)
+        _Process.runtime = rt
+        return rt
+
+
+def _reset_manager(cache: Path, logs: Path, key: tuple[str, str]) -> None:
+    from foundry_local_sdk import Configuration, FoundryLocalManager, LogLevel
+
+    if _Process.manager is not None and _Process.config_key == key:
+        return
+    if _Process.manager is not None:
+        _Process.manager.close()
+        _Process.manager = None
+    elif FoundryLocalManager.instance is not None:
+        FoundryLocalManager.instance.close()
+    cache.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    _quiet_python_logger()
+    # Native failures come back as exceptions carrying the native message, so by default the
+    # native logger stays silent (it would repeat each error on stderr); CURATOR_DEBUG=1 turns
+    # it on, to stderr and to <logs_dir>/foundry_local_<date>.log.
+    debug = os.environ.get("CURATOR_DEBUG") == "1"
+    config = Configuration(
+        app_name=APP_NAME,
+        model_cache_dir=str(cache),
+        logs_dir=str(logs),
+        log_level=LogLevel.WARNING if debug else LogLevel.FATAL,
+        disable_nonessential_telemetry=True,
+    )
+    try:
+        FoundryLocalManager.initialize(config)
+    except Exception as exc:
+        raise foundry_error(
+            exc, "cannot start Foundry Local", "check the cache directory (curator paths)"
+        ) from None
+    _Process.manager = FoundryLocalManager.instance
+    _Process.config_key = key
+
+
+def _quiet_python_logger() -> None:
+    """The SDK's Python logger writes to stdout; move it to stderr (stdout may carry --json)."""
+    import logging
+
+    for handler in logging.getLogger("foundry_local_sdk").handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
+
+
+class FoundryRuntime:
+    """Foundry Local's local catalog over one model cache directory. Get it with :func:`runtime`.
+
+    A context manager: leaving it unloads the models loaded through it. Methods raise FoundryError
+    (native failures, with the native cause) or NotFound (an id that is not registered).
+    """
+
+    def __init__(self, cache_dir: Path, logs_dir: Path) -> None:
+        self.cache_dir = cache_dir
+        self.logs_dir = logs_dir
+        self.closed = False
+        self._loaded: dict[str, LoadedModel] = {}
+        self._lock = threading.RLock()
+
+    def __enter__(self) -> FoundryRuntime:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _catalog(self) -> Any:
+        from foundry_local_sdk import CatalogType
+
+        if self.closed:
+            raise FoundryError(
+                "the Foundry runtime was closed", hint="call foundry.runtime() again"
+            )
+        return _Process.manager.get_catalog(CatalogType.LOCAL)
+
+    def _variant(self, model_id: str) -> Any:
+        try:
+            return self._catalog().get_model_variant(model_id)
+        except Exception as exc:
+            if is_sdk_error(exc):
+                raise foundry_error(exc, f"cannot look up {model_id}", "curator cache ls") from None
+            raise
+
+    def loaded_ids(self) -> list[str]:
+        with self._lock:
+            return sorted(self._loaded)
+
+    def register_model_dir(
+        self, path: Path, model_id: str, metadata: ModelMetadata
+    ) -> RegisteredModel:
+        """Register (or re-register, replacing) ``path`` in the local catalog as ``model_id``.
+
+        Foundry checks only that genai_config.json exists: load-test the model afterwards.
+        A model already registered under ``model_id`` is unloaded and replaced.
+        """
+        from foundry_local_sdk import ModelInfoBuilder
+
+        if not MODEL_ID_RE.match(model_id):
+            raise UsageProblem(
+                f"bad model id {model_id!r}: Foundry ids look like <name>-<variant>:<version>",
+                hint="e.g. tiny-qwen2-generic-cpu:1",
+            )
+        with self._lock:
+            if self._variant(model_id) is not None:
+                self.unregister(model_id)
+            try:
+                with ModelInfoBuilder() as info:
+                    _fill_metadata(info, metadata)
+                    self._catalog().register_model(
+                        model_path=str(path.absolute()), model_id=model_id, metadata=info
+                    )
+            except Exception as exc:
+                if is_sdk_error(exc):
+                    raise foundry_error(
+                        exc, f"Foundry Local refused to register {path}", "curator cache verify"
+                    ) from None
+                raise
+            found = self.get(model_id)
+            if found is None:
+                raise FoundryError(f"{model_id} is not listed after registering it", hint=None)
+            return found
+
+    def unregister(self, model_id: str) -> bool:
+        """Unload (if loaded) and unregister ``model_id``; False if it was not registered."""
+        with self._lock:
+            held = self._loaded.pop(model_id, None)
+            if held is not None:
+                held._unload_native()
+            variant = self._variant(model_id)
+            if variant is None:
+                return False
+            try:
+                if variant.is_loaded:
+                    variant.unload()
+                self._catalog().unregister_model(model_id)
+            except Exception as exc:
+                if is_sdk_error(exc):
+                    raise foundry_error(exc, f"cannot unregister {model_id}", "retry") from None
+                raise
+            return True
+
+    def list_registered(self) -> list[RegisteredModel]:
+        """Every model in the local catalog, sorted by id."""
+        try:
+            models = self._catalog().list_models()
+            variants = {v.id: v for m in models for v in m.variants}
+            return [_describe(variants[key]) for key in sorted(variants)]
+        except Exception as exc:
+            if is_sdk_error(exc):
+                raise foundry_error(exc, "cannot list Foundry models", "curator paths") from None
+            raise
+
+    def get(self, model_id: str) -> RegisteredModel | None:
+        """The registration of ``model_id``, or None."""
+        variant = self._variant(model_id)
+        return None if variant is None else _describe(variant)
+
+    def load(self, model_id: str) -> LoadedModel:
+        """Load ``model_id`` (once per process; later calls return the same object)."""
+        with self._lock:
+            held = self._loaded.get(model_id)
+            if held is not None and not held.unloaded:
+                return held
+            variant = self._variant(model_id)
+            if variant is None:
+                raise NotFound(
+                    f"{model_id} is not registered with Foundry Local in {self.cache_dir}",
+                    hint="curator register DIR; curator cache ls shows what is registered",
+                )
+            try:
+                variant.load()
+            except Exception as exc:
+                if is_sdk_error(exc):
+                    raise foundry_error(
+                        exc, f"cannot load {model_id}", f"curator cache verify {model_id}"
+                    ) from None
+                raise
+            loaded = LoadedModel(self, model_id, variant)
+            self._loaded[model_id] = loaded
+            return loaded
+
+    def close(self) -> None:
+        """Unload every model loaded through this runtime (the SDK manager stays for reuse)."""
+        with self._lock:
+            for model_id in list(self._loaded):
+                self._loaded.pop(model_id)._unload_native()
+            self.closed = True
+
+
+def _fill_metadata(info: Any, metadata: ModelMetadata) -> None:
+    strings = {
+        "task": metadata.task,
+        "display_name": metadata.display_name,
+        "publisher": metadata.publisher,
+        "license": metadata.license,
+        "license_description": metadata.license_description,
+        "device_type": metadata.device_type,
+        "execution_provider": metadata.execution_provider,
+    }
+    for key, value in strings.items():
+        if value:
+            info.set_string_property(key, value)
+    ints = {
+        "filesize_mb": metadata.file_size_mb,
+        "context_length": metadata.context_length,
+        "max_output_tokens": metadata.max_output_tokens,
+        "supports_tool_calling": (
+            None if metadata.supports_tool_calling is None else int(metadata.supports_tool_calling)
+        ),
+    }
+    for key, number in ints.items():
+        if number is not None:
+            info.set_int_property(key, int(number))
+
+
+def _describe(variant: Any) -> RegisteredModel:
+    info = variant.info
+    try:
+        raw_path = variant.get_path()
+    except Exception:
+        raw_path = ""
+    runtime_info = info.runtime
+    return RegisteredModel(
+        id=info.id,
+        alias=info.alias,
+        display_name=info.display_name,
+        path=Path(raw_path) if raw_path else None,
+        task=info.task,
+        publisher=info.publisher,
+        license=info.license,
+        file_size_mb=info.file_size_mb,
+        context_length=info.context_length,
+        device_type=(
+            str(runtime_info.device_type.value)
+            if runtime_info is not None and runtime_info.device_type is not None
+            else None
+        ),
+        execution_provider=runtime_info.execution_provider if runtime_info is not None else None,
+        loaded=bool(variant.is_loaded),
+    )
