@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup test test-all lint bench demo docs lock clean
+.PHONY: setup test test-all lint bench demo docs lock clean mutation
 
 $(STAMP): pyproject.toml constraints.txt models.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ bench: setup
 demo: setup
 	$(BIN)/python -m curator.cli.demo --out demo-out
 
+# Mutation testing of the guarding code (issue 17; not part of .ci/run): mutmut reruns only the
+# mutants whose function changed since the last run; the report prints the score per module and
+# writes every survivor to mutation-report.md. MUTATION_JOBS parallel mutants (default: 1 per core).
+MUTATION_JOBS ?= 2
+mutation: setup
+	$(BIN)/mutmut run --max-children $(MUTATION_JOBS)
+	$(BIN)/python tests/mutation_report.py --out mutation-report.md
+
 docs: setup
 	$(BIN)/python -m curator.cli.reference README.md
 
@@ -43,4 +51,4 @@ lock: setup
 	mv constraints.txt.new constraints.txt
 
 clean:
-	rm -rf $(VENV) demo-out bench-out .olive-cache
+	rm -rf $(VENV) demo-out bench-out .olive-cache mutants mutation-report.md
