@@ -219,10 +219,8 @@ def register(
     total_bytes = sum(int(a.get("bytes", 0)) for a in listed)
     file_size_mb = max(round(total_bytes / 2**20, 2), 0.01)
 
-    rt = foundry.runtime(cache_dir)
-    previous = rt.get(chosen_id)
-    was_registered = previous is not None
-    rt.register_model_dir(
+    registration = register_load_tested(
+        cache_dir,
         path,
         chosen_id,
         foundry.ModelMetadata(
@@ -235,20 +233,7 @@ def register(
             execution_provider=provider,
         ),
     )
-    try:
-        test = _load_test(rt, chosen_id)
-    except FoundryError as exc:
-        rt.unregister(chosen_id)
-        kept = _restore(rt, previous, path)
-        state = (
-            f"the previous registration ({previous.path}) kept"
-            if kept and previous is not None
-            else "left unregistered"
-        )
-        raise FoundryError(
-            f"load test failed, {chosen_id} {state}: {exc.message}",
-            hint=f"curator cache verify {chosen_id}; recompile with --force",
-        ) from None
+    test = registration.load_test
 
     measured = min_ram_from_peak(test.peak_rss_mb)
     ram = min_ram_gb if min_ram_gb is not None else max(measured, _benchmark_floor(existing))
@@ -286,19 +271,64 @@ def register(
     try:
         action = upsert_model(registry, entry)
     except CuratorError:
-        rt.unregister(chosen_id)
-        _restore(rt, previous, path)
+        registration.undo()
         raise
     return RegisterResult(
         id=chosen_id,
         path=path,
-        foundry_action="re-registered" if was_registered else "registered",
+        foundry_action=registration.action,
         registry_action=action,
         registry=registry,
         min_ram_gb=ram,
         load_test=test,
         entry=entry,
     )
+
+
+@dataclass(frozen=True)
+class FoundryRegistration:
+    """A load-tested registration, and what it replaced (``undo`` puts that back)."""
+
+    runtime: Any
+    id: str
+    path: Path
+    previous: Any
+    load_test: LoadTest
+
+    @property
+    def action(self) -> str:
+        return "re-registered" if self.previous is not None else "registered"
+
+    def undo(self) -> None:
+        self.runtime.unregister(self.id)
+        _restore(self.runtime, self.previous, self.path)
+
+
+def register_load_tested(
+    cache_dir: Path, path: Path, model_id: str, metadata: Any
+) -> FoundryRegistration:
+    """Register ``path`` as ``model_id`` with Foundry Local (replacing an earlier registration)
+    and load-test it; on failure unregister, put back the previous registration, raise."""
+    from curator import foundry
+
+    rt = foundry.runtime(cache_dir)
+    previous = rt.get(model_id)
+    rt.register_model_dir(path, model_id, metadata)
+    try:
+        test = _load_test(rt, model_id)
+    except FoundryError as exc:
+        rt.unregister(model_id)
+        kept = _restore(rt, previous, path)
+        state = (
+            f"the previous registration ({previous.path}) kept"
+            if kept and previous is not None
+            else "left unregistered"
+        )
+        raise FoundryError(
+            f"load test failed, {model_id} {state}: {exc.message}",
+            hint=f"curator cache verify {model_id}; recompile with --force",
+        ) from None
+    return FoundryRegistration(rt, model_id, path, previous, test)
 
 
 def _restore(rt: Any, previous: Any, new_path: Path) -> bool:
