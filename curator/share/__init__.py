@@ -1,0 +1,1 @@
+"""Sharing compiled models: publish to a Hugging Face model repository, pull onto a machine."""
