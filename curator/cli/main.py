@@ -60,6 +60,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("curator.cli.search", "search"),
     ("curator.cli.search", "info"),
     ("curator.cli.fidelity", "fidelity"),
+    ("curator.cli.share", "publish"),
+    ("curator.cli.pull", "pull"),
 )
 
 
