@@ -1,0 +1,348 @@
+"""GGUF files as a source: read their facts, dequantize them into an fp32 Hugging Face checkpoint.
+
+Two entry points:
+
+- ``read_gguf_facts(path)``: the header only (metadata and tensor table; no torch, no tensor data
+  read), fast enough for ``curator info``.
+- ``dequantize_gguf(path)``: transformers' GGUF loader dequantizes every tensor to fp32; a fresh
+  model is built from the GGUF's config, given that state dict and saved (the loaded model itself
+  refuses ``save_pretrained``), with the tokenizer and chat template from the GGUF metadata. The
+  checkpoint is written atomically (temp dir + rename) under ``$CURATOR_HOME/gguf/<sha256>/`` and
+  reused when present, so a second call costs one sha256 of the file.
+
+The dequantized weights still sit on the GGUF's quantization grid: the source was already
+quantized, and nothing recovers what that lost. Callers should say so to the user.
+"""
+
+from __future__ import annotations
+
+import copy
+import mmap
+import os
+import shutil
+import struct
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from curator.errors import InputFileError, PreflightError
+from curator.jsonio import dumps_stable, parse_json, write_text_atomic
+from curator.modeldir import sha256_file
+from curator.paths import curator_home
+
+GGUF_MAGIC = b"GGUF"
+MARKER = "curator-gguf.json"  # written last into a finished checkpoint directory
+
+# GGUF metadata value types (the file format's numbering)
+_SCALARS: dict[int, str] = {
+    0: "<B",  # uint8
+    1: "<b",  # int8
+    2: "<H",  # uint16
+    3: "<h",  # int16
+    4: "<I",  # uint32
+    5: "<i",  # int32
+    6: "<f",  # float32
+    7: "<?",  # bool
+    10: "<Q",  # uint64
+    11: "<q",  # int64
+    12: "<d",  # float64
+}
+_STRING = 8
+_ARRAY = 9
+
+
+@dataclass(frozen=True)
+class GgufFacts:
+    """What a GGUF file's header says, without reading its tensor data.
+
+    ``architecture`` is the GGUF's own name (``general.architecture``, e.g. ``llama``);
+    ``quantization_types`` the tensor types present, sorted (e.g. ``("F32", "Q4_1", "Q8_0")``);
+    ``parameter_count`` the elements of all tensors (a tied embedding counts once);
+    ``metadata`` the scalar and string metadata (arrays such as the vocabulary left out).
+    """
+
+    path: Path
+    size_bytes: int
+    version: int
+    architecture: str
+    name: str | None
+    quantization_types: tuple[str, ...]
+    tensor_count: int
+    parameter_count: int
+    context_length: int | None
+    vocab_size: int | None
+    has_chat_template: bool
+    metadata: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class GgufCheckpoint:
+    """An fp32 Hugging Face checkpoint dequantized from a GGUF file.
+
+    ``checkpoint_dir`` holds config.json, model.safetensors, tokenizer files and chat_template.jinja;
+    ``architecture`` is the transformers class (e.g. ``LlamaForCausalLM``), ``gguf_architecture``
+    the GGUF's name for it; ``reused`` is True when an earlier dequantization of the same bytes
+    (same sha256) was found and nothing was rebuilt.
+    """
+
+    checkpoint_dir: Path
+    gguf_path: Path
+    gguf_sha256: str
+    quantization_types: tuple[str, ...]
+    architecture: str
+    gguf_architecture: str
+    parameter_count: int
+    reused: bool
+
+
+def _not_gguf(path: Path, why: str) -> InputFileError:
+    return InputFileError(
+        f"{path} is not a readable GGUF file: {why}",
+        hint="pass a .gguf file written by llama.cpp, Ollama or LM Studio",
+    )
+
+
+class _Header:
+    """A little-endian cursor over the memory-mapped header."""
+
+    def __init__(self, buf: mmap.mmap, path: Path) -> None:
+        self.buf = buf
+        self.pos = 0
+        self.path = path
+
+    def take(self, fmt: str) -> Any:
+        size = struct.calcsize(fmt)
+        if self.pos + size > len(self.buf):
+            raise _not_gguf(self.path, "the header is truncated")
+        (value,) = struct.unpack_from(fmt, self.buf, self.pos)
+        self.pos += size
+        return value
+
+    def string(self) -> str:
+        length = self.take("<Q")
+        end = self.pos + length
+        if end > len(self.buf):
+            raise _not_gguf(self.path, "the header is truncated")
+        raw = self.buf[self.pos : end]
+        self.pos = end
+        return raw.decode("utf-8", errors="replace")
+
+    def skip_string(self) -> None:
+        length = self.take("<Q")
+        self.pos += length
+
+    def value(self, kind: int) -> Any:
+        """A value of ``kind``; arrays are skipped and stand as ``None`` (except their length)."""
+        if kind in _SCALARS:
+            return self.take(_SCALARS[kind])
+        if kind == _STRING:
+            return self.string()
+        if kind == _ARRAY:
+            item_kind = self.take("<I")
+            count = self.take("<Q")
+            if item_kind in _SCALARS:
+                self.pos += struct.calcsize(_SCALARS[item_kind]) * count
+            elif item_kind == _STRING:
+                for _ in range(count):
+                    self.skip_string()
+            else:
+                for _ in range(count):
+                    self.value(item_kind)
+            return _ArrayLength(count)
+        raise _not_gguf(self.path, f"unknown metadata value type {kind}")
+
+
+@dataclass(frozen=True)
+class _ArrayLength:
+    count: int
+
+
+def _quant_type_name(code: int) -> str:
+    from gguf import GGMLQuantizationType
+
+    try:
+        return GGMLQuantizationType(code).name
+    except ValueError:
+        return f"type-{code}"
+
+
+def read_gguf_facts(path: Path | str) -> GgufFacts:
+    """Parse a GGUF header (metadata and tensor table); InputFileError when it is not one."""
+    path = Path(path)
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise InputFileError(f"GGUF file not found: {path}", hint="check the path") from None
+    except OSError as exc:
+        raise InputFileError(f"cannot read {path}: {exc}", hint="check the file") from None
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size < 24:
+            raise _not_gguf(path, "too short")
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            if buf[:4] != GGUF_MAGIC:
+                raise _not_gguf(path, "it does not start with the GGUF magic bytes")
+            head = _Header(buf, path)
+            head.pos = 4
+            version = head.take("<I")
+            if version < 2:
+                raise _not_gguf(path, f"GGUF version {version} is too old (2 or later needed)")
+            tensor_count = head.take("<Q")
+            kv_count = head.take("<Q")
+            metadata: dict[str, Any] = {}
+            array_lengths: dict[str, int] = {}
+            for _ in range(kv_count):
+                key = head.string()
+                value = head.value(head.take("<I"))
+                if isinstance(value, _ArrayLength):
+                    array_lengths[key] = value.count
+                else:
+                    metadata[key] = value
+            type_codes: set[int] = set()
+            parameters = 0
+            for _ in range(tensor_count):
+                head.skip_string()
+                n_dims = head.take("<I")
+                elements = 1
+                for _ in range(n_dims):
+                    elements *= head.take("<Q")
+                type_codes.add(head.take("<I"))
+                head.take("<Q")  # data offset
+                parameters += elements
+    arch = str(metadata.get("general.architecture", ""))
+    if not arch:
+        raise _not_gguf(path, "no general.architecture in its metadata")
+    vocab = metadata.get(f"{arch}.vocab_size", array_lengths.get("tokenizer.ggml.tokens"))
+    context = metadata.get(f"{arch}.context_length")
+    name = metadata.get("general.name")
+    return GgufFacts(
+        path=path,
+        size_bytes=size,
+        version=version,
+        architecture=arch,
+        name=str(name) if name is not None else None,
+        quantization_types=tuple(sorted(_quant_type_name(code) for code in type_codes)),
+        tensor_count=tensor_count,
+        parameter_count=parameters,
+        context_length=int(context) if context is not None else None,
+        vocab_size=int(vocab) if vocab is not None else None,
+        has_chat_template="tokenizer.chat_template" in metadata,
+        metadata=metadata,
+    )
+
+
+def gguf_work_dir(home: Path | None = None) -> Path:
+    """Where dequantized checkpoints live: ``<curator home>/gguf``."""
+    return (home or curator_home()) / "gguf"
+
+
+def _from_marker(directory: Path, gguf_path: Path) -> GgufCheckpoint | None:
+    marker = directory / MARKER
+    if not marker.is_file():
+        return None
+    try:
+        data = parse_json(marker.read_text(encoding="utf-8"), str(marker))
+        return GgufCheckpoint(
+            checkpoint_dir=directory,
+            gguf_path=gguf_path,
+            gguf_sha256=str(data["ggufSha256"]),
+            quantization_types=tuple(str(t) for t in data["quantizationTypes"]),
+            architecture=str(data["architecture"]),
+            gguf_architecture=str(data["ggufArchitecture"]),
+            parameter_count=int(data["parameterCount"]),
+            reused=True,
+        )
+    except (InputFileError, KeyError, TypeError, ValueError, OSError):
+        return None  # an unreadable marker: rebuild
+
+
+def dequantize_gguf(path: Path | str, home: Path | None = None) -> GgufCheckpoint:
+    """The fp32 Hugging Face checkpoint of a GGUF file, built once per file content (sha256).
+
+    ``home`` overrides the curator home (default ``$CURATOR_HOME``). Raises InputFileError for a
+    missing or malformed file and PreflightError when transformers cannot load its architecture.
+    """
+    path = Path(path).absolute()
+    facts = read_gguf_facts(path)
+    sha = sha256_file(path)
+    target = gguf_work_dir(home) / sha
+    found = _from_marker(target, path)
+    if found is not None:
+        return found
+    if target.exists():  # an unfinished or broken directory from an interrupted run
+        shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{sha[:16]}.", suffix=".tmp", dir=target.parent))
+    try:
+        architecture, parameters = _write_checkpoint(path, staging)
+        marker = {
+            "architecture": architecture,
+            "ggufArchitecture": facts.architecture,
+            "ggufFile": path.name,
+            "ggufSha256": sha,
+            "parameterCount": parameters,
+            "quantizationTypes": list(facts.quantization_types),
+        }
+        write_text_atomic(staging / MARKER, dumps_stable(marker, sort_keys=True))
+        try:
+            staging.rename(target)
+        except OSError:
+            # another process finished the same file first: use its copy
+            done = _from_marker(target, path)
+            if done is None:
+                raise
+            return done
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return GgufCheckpoint(
+        checkpoint_dir=target,
+        gguf_path=path,
+        gguf_sha256=sha,
+        quantization_types=facts.quantization_types,
+        architecture=architecture,
+        gguf_architecture=facts.architecture,
+        parameter_count=parameters,
+        reused=False,
+    )
+
+
+def _write_checkpoint(path: Path, out: Path) -> tuple[str, int]:
+    """Dequantize with transformers, save a fresh fp32 model + tokenizer; (architecture, params)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    try:
+        folder, name = str(path.parent), path.name
+        try:
+            loaded = AutoModelForCausalLM.from_pretrained(
+                folder, gguf_file=name, dtype=torch.float32
+            )
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        except (ValueError, KeyError, NotImplementedError) as exc:
+            raise PreflightError(
+                f"transformers cannot dequantize {path.name}: {str(exc).splitlines()[0]}",
+                hint="use a GGUF of an architecture transformers' GGUF loader supports "
+                "(llama, mistral, qwen2, qwen3, phi3, gemma2, gemma3, ...)",
+            ) from None
+        config = copy.deepcopy(loaded.config)
+        config.dtype = torch.float32
+        fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
+        fresh.load_state_dict(loaded.state_dict(), strict=True)
+        del loaded
+        fresh.eval()
+        fresh.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        architecture = (config.architectures or [type(fresh).__name__])[0]
+        return str(architecture), int(fresh.num_parameters())
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
