@@ -1,9 +1,16 @@
-"""JSON files: strict reading with line/column errors, stable formatting and atomic writes."""
+"""JSON files: strict reading with line/column errors, stable formatting and atomic writes.
+
+Reading is strict because the files come from pull requests and other machines: NaN/Infinity,
+duplicate keys (which Python's json would resolve silently, last one wins), nesting deeper than
+MAX_DEPTH and files larger than MAX_BYTES are errors, never tracebacks or silent data loss.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import json.decoder
+import json.scanner
 import os
 import tempfile
 from pathlib import Path
@@ -11,14 +18,27 @@ from typing import Any
 
 from curator.errors import InputFileError
 
+MAX_DEPTH = 64  # the registry nests 6 deep; recursive readers stay far from Python's limit
+MAX_BYTES = 64 * 2**20  # about 30,000 registry entries with a benchmark run each
 
-def read_json(path: Path, what: str = "file") -> Any:
-    """Parse ``path``; a missing file or malformed JSON raises InputFileError naming line and column."""
+
+def read_json(path: Path, what: str = "file", max_bytes: int = MAX_BYTES) -> Any:
+    """Parse ``path``; a missing, oversized or malformed file raises InputFileError."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(max_bytes + 1)
     except FileNotFoundError:
         raise InputFileError(f"{what} not found: {path}", hint="check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise InputFileError(f"cannot read {what} {path}: {exc}", hint="check the file") from None
+    if len(raw) > max_bytes:
+        raise InputFileError(
+            f"{what} {path} is larger than {max_bytes:,} bytes",
+            hint="check that this is the right file",
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise InputFileError(f"cannot read {what} {path}: {exc}", hint="check the file") from None
     return parse_json(text, str(path), what)
 
@@ -27,19 +47,114 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def parse_json(text: str, origin: str, what: str = "file") -> Any:
-    """Strict JSON: NaN and Infinity, which Python's json would accept, are errors too."""
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return result
+
+
+def parse_json(text: str, origin: str, what: str = "file", max_depth: int = MAX_DEPTH) -> Any:
+    """Strict JSON: NaN and Infinity, duplicate keys and nesting deeper than ``max_depth`` are
+    errors too (Python's json accepts the first two, keeps the last duplicate and recurses)."""
+    if len(text) > MAX_BYTES:
+        raise InputFileError(
+            f"{origin}: {what} is larger than {MAX_BYTES:,} bytes",
+            hint="check that this is the right file",
+        )
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise InputFileError(
             f"{origin}:{exc.lineno}:{exc.colno}: invalid JSON in {what}: {exc.msg}",
             hint=f"fix the JSON at line {exc.lineno}, column {exc.colno}",
         ) from None
+    except _DuplicateKey as exc:
+        raise _duplicate_key_error(text, origin, what, exc.key) from None
+    except RecursionError:
+        raise _too_deep(origin, what, max_depth) from None
     except ValueError as exc:
         raise InputFileError(
             f"{origin}: invalid JSON in {what}: {exc}", hint="use a finite number or null"
         ) from None
+    if json_depth(data, max_depth) > max_depth:
+        raise _too_deep(origin, what, max_depth)
+    return data
+
+
+def json_depth(value: Any, limit: int) -> int:
+    """How deep ``value`` nests (a scalar is 0, ``[]`` is 1), counting at most to ``limit + 1``.
+
+    Level by level rather than recursively, so depth itself cannot exhaust the stack."""
+    level = [value] if isinstance(value, (dict, list)) else []
+    depth = 0
+    while level and depth <= limit:
+        depth += 1
+        below: list[Any] = []
+        for item in level:
+            below += [
+                child
+                for child in (item.values() if isinstance(item, dict) else item)
+                if isinstance(child, (dict, list))
+            ]
+        level = below
+    return depth
+
+
+def _too_deep(origin: str, what: str, max_depth: int) -> InputFileError:
+    return InputFileError(
+        f"{origin}: invalid JSON in {what}: nested deeper than {max_depth} levels",
+        hint="flatten the file; no curator file needs that depth",
+    )
+
+
+def _duplicate_key_error(text: str, origin: str, what: str, key: str) -> InputFileError:
+    where = _duplicate_key_position(text)
+    at = f"{origin}:{where[0]}:{where[1]}" if where else origin
+    return InputFileError(
+        f"{at}: invalid JSON in {what}: duplicate key {json.dumps(key, ensure_ascii=False)[:80]}"
+        " in one object",
+        hint="keep one of the values: with duplicate keys, readers disagree which one counts",
+    )
+
+
+_py_object: Any = getattr(json.decoder, "JSONObject")  # noqa: B009 (untyped in typeshed)
+
+
+def _duplicate_key_position(text: str) -> tuple[int, int] | None:
+    """Line and column of the object holding the first duplicate key (the error path only: the
+    pure-Python scanner tells where each object starts, the fast C one does not)."""
+    found: list[int] = []
+
+    def parse_object(s_and_end: tuple[str, int], *args: Any) -> tuple[Any, int]:
+        try:
+            result: tuple[Any, int] = _py_object(s_and_end, *args)
+            return result
+        except _DuplicateKey:
+            if not found:
+                found.append(s_and_end[1] - 1)
+            raise
+
+    decoder = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    decoder.parse_object = parse_object  # type: ignore[attr-defined]
+    decoder.scan_once = json.scanner.py_make_scanner(decoder)  # type: ignore[attr-defined]
+    with contextlib.suppress(ValueError, RecursionError):
+        decoder.decode(text)
+    if not found:
+        return None
+    offset = found[0]
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - text.rfind("\n", 0, offset)
 
 
 def dumps_stable(data: Any, sort_keys: bool = False) -> str:

@@ -54,13 +54,36 @@ def schema_problems(instance: Any, name: str, root: str = "") -> list[Problem]:
     jsonschema took 4-5 s on this machine.
     """
     validator = _validator(name)
-    if validator.is_valid(instance):
-        return []
-    errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.instance_path)))
+    try:
+        if validator.is_valid(instance):
+            return []
+        errors = sorted(
+            validator.iter_errors(instance), key=lambda e: list(map(str, e.instance_path))
+        )
+    except ValueError as exc:  # jsonschema-rs: "Recursion limit reached" and the like
+        return [Problem(root or "$", "schema.unreadable", elide(str(exc)))]
     return [
-        Problem(json_path(error.instance_path, root), f"schema.{_rule(error)}", error.message)
+        Problem(
+            json_path(error.instance_path, root), f"schema.{_rule(error)}", elide(error.message)
+        )
         for error in errors
     ]
+
+
+MESSAGE_LIMIT = 300
+
+
+def elide(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` shortened in the middle to at most about ``limit`` characters.
+
+    The middle goes because both ends carry meaning: a schema message starts with the offending
+    value and ends with the reason (``"xxx…" is longer than 2000 characters``)."""
+    if len(text) <= limit:
+        return text
+    keep_end = limit // 2
+    keep_start = limit - keep_end - 30
+    cut = len(text) - keep_start - keep_end
+    return f"{text[:keep_start]}… ({cut:,} characters elided) …{text[-keep_end:]}"
 
 
 def _rule(error: Any) -> str:

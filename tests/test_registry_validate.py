@@ -99,7 +99,7 @@ def test_artifact_sha256_and_size_consistency() -> None:
     entry["build"]["artifacts"][1]["sha256"] = "ABC"
     entry["fileSizeMb"] = 500
     found = problems_of(make_document([entry]))
-    assert ("models[0].build.artifacts[1].sha256", "sha256-format") in found
+    assert ("models[0].build.artifacts[1].sha256", "schema.pattern") in found
     assert ("models[0].fileSizeMb", "file-size-matches-artifacts") in found
 
 

@@ -1,11 +1,18 @@
 """Registry validation: the JSON Schema plus the rules a schema cannot say.
 
 Registry entries arrive in pull requests, so they are untrusted: paths, sizes and names are checked
-here before anything uses them.
+here before anything uses them. Formats (sha256, ids, text) are the schema's: its patterns match
+the whole string, where Python's re "$" lets a trailing newline through.
+
+Each rule reads only the fields it needs and runs whenever those have the right type, whatever else
+is broken: one malformed field (in an entry, the policy or the top level) never switches off a rule
+that does not depend on it. A rule whose own input is broken fails closed (a malformed
+allowedLicenses allows no licence).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,9 +21,10 @@ from typing import Any
 from curator.registry.document import Document
 from curator.schemas import Problem, schema_problems
 
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# control, bidirectional and invisible formatting characters (as the schema's "line" excludes)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+_VARIANT = re.compile(r"[a-z0-9]+-(cpu|gpu|npu)")
 SIZE_TOLERANCE = 0.01  # fileSizeMb may differ from the artifacts' sum by 1% (rounding)
 
 
@@ -31,19 +39,17 @@ class ValidationReport:
 
 
 def validate_document(document: Any, policy: dict[str, Any] | None = None) -> ValidationReport:
-    """Schema first; the semantic rules run on entries whose shape the schema accepted.
+    """The schema, then the semantic rules on every entry that is an object.
 
     The policy rules (license, fidelity) use ``policy`` when given (a review judges a change by
-    the base's policy), else the document's own, and are skipped when that policy is malformed
-    (the schema has reported it).
+    the base's policy), else the document's own.
     """
     problems = schema_problems(document, "models")
     models = document.get("models") if isinstance(document, dict) else None
-    if policy is None and not any(p.path == "$" or p.path.startswith("policy") for p in problems):
-        policy = policy_of(document)
     if isinstance(models, list):
-        shape_broken = {_model_index(p.path) for p in problems}
-        problems.extend(_semantic_problems(document, shape_broken, policy))
+        if policy is None:
+            policy = policy_of(document)
+        problems.extend(_semantic_problems(models, policy))
     return ValidationReport(tuple(problems), len(models) if isinstance(models, list) else 0)
 
 
@@ -52,109 +58,160 @@ def policy_of(document: Document) -> dict[str, Any]:
     return policy if isinstance(policy, dict) else {}
 
 
-def _model_index(path: str) -> int | None:
-    match = re.match(r"^models\[(\d+)\]", path)
-    return int(match.group(1)) if match else None
+def _text(entry: dict[str, Any], key: str) -> str | None:
+    value = entry.get(key)
+    return value if isinstance(value, str) else None
 
 
-def _semantic_problems(
-    document: Document, shape_broken: set[int | None], policy: dict[str, Any] | None
-) -> Iterator[Problem]:
+def _number(value: Any) -> float | None:
+    """A finite JSON number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _records(value: Any, *keys: str) -> list[dict[str, Any]] | None:
+    """``value`` when it is a list of objects that all have ``keys``, else None."""
+    if not isinstance(value, list):
+        return None
+    if all(isinstance(item, dict) and all(k in item for k in keys) for item in value):
+        return value
+    return None
+
+
+def _semantic_problems(models: list[Any], policy: dict[str, Any]) -> Iterator[Problem]:
     seen_ids: dict[str, int] = {}
     seen_alias: dict[tuple[str, str], int] = {}
-    for index, entry in enumerate(document["models"]):
-        if index in shape_broken or not isinstance(entry, dict):
+    allowed = _allowed_licenses(policy)
+    for index, entry in enumerate(models):
+        if not isinstance(entry, dict):
             continue
         where = f"models[{index}]"
-        model_id, alias, variant = entry["id"], entry["alias"], entry["variant"]
-        if model_id in seen_ids:
-            yield Problem(
-                f"{where}.id", "unique-id", f"id {model_id!r} is also models[{seen_ids[model_id]}]"
-            )
-        seen_ids.setdefault(model_id, index)
-        if (alias, variant) in seen_alias:
-            yield Problem(
-                f"{where}.alias",
-                "unique-alias-per-variant",
-                f"alias {alias!r} with variant {variant!r} is also "
-                f"models[{seen_alias[alias, variant]}]",
-            )
-        seen_alias.setdefault((alias, variant), index)
-        yield from _entry_problems(entry, where, policy)
+        model_id, alias, variant = (
+            _text(entry, "id"),
+            _text(entry, "alias"),
+            _text(entry, "variant"),
+        )
+        if model_id is not None:
+            if model_id in seen_ids:
+                yield Problem(
+                    f"{where}.id",
+                    "unique-id",
+                    f"id {model_id!r} is also models[{seen_ids[model_id]}]",
+                )
+            seen_ids.setdefault(model_id, index)
+        if alias is not None and variant is not None:
+            if (alias, variant) in seen_alias:
+                yield Problem(
+                    f"{where}.alias",
+                    "unique-alias-per-variant",
+                    f"alias {alias!r} with variant {variant!r} is also "
+                    f"models[{seen_alias[alias, variant]}]",
+                )
+            seen_alias.setdefault((alias, variant), index)
+        yield from _entry_problems(entry, where)
+        yield from _license_problems(entry, where, allowed)
+        yield from _fidelity_problems(entry, where, policy)
 
 
-def _entry_problems(
-    entry: dict[str, Any], where: str, policy: dict[str, Any] | None
-) -> Iterator[Problem]:
-    name = entry["id"].rsplit(":", 1)[0]
-    if not name.endswith(f"-{entry['variant']}"):
-        yield Problem(
-            f"{where}.id",
-            "id-names-variant",
-            f"id {entry['id']!r} must be <name>-{entry['variant']}:<version>",
-        )
-    device = entry["variant"].rsplit("-", 1)[1].upper()
-    if entry["runtime"]["deviceType"] != device:
-        yield Problem(
-            f"{where}.runtime.deviceType",
-            "runtime-matches-variant",
-            f"deviceType {entry['runtime']['deviceType']} but variant "
-            f"{entry['variant']!r} is for {device}",
-        )
+def _entry_problems(entry: dict[str, Any], where: str) -> Iterator[Problem]:
+    model_id, variant = _text(entry, "id"), _text(entry, "variant")
+    if model_id is not None and variant is not None:
+        name = model_id.rsplit(":", 1)[0]
+        if not name.endswith(f"-{variant}"):
+            yield Problem(
+                f"{where}.id",
+                "id-names-variant",
+                f"id {model_id!r} must be <name>-{variant}:<version>",
+            )
+    runtime = entry.get("runtime")
+    device = runtime.get("deviceType") if isinstance(runtime, dict) else None
+    if variant is not None and _VARIANT.fullmatch(variant) and isinstance(device, str):
+        expected = variant.rsplit("-", 1)[1].upper()
+        if device != expected:
+            yield Problem(
+                f"{where}.runtime.deviceType",
+                "runtime-matches-variant",
+                f"deviceType {device} but variant {variant!r} is for {expected}",
+            )
     yield from _artifact_problems(entry, where)
     yield from _distribution_problems(entry, where)
     yield from _benchmark_problems(entry, where)
-    if policy is not None:
-        yield from _policy_problems(entry, where, policy)
 
 
-def _policy_problems(
-    entry: dict[str, Any], where: str, policy: dict[str, Any]
+def _allowed_licenses(policy: dict[str, Any]) -> frozenset[str] | None:
+    """The licences the policy allows; None when allowedLicenses is malformed (nothing allowed)."""
+    value = policy.get("allowedLicenses", [])
+    if not isinstance(value, list):
+        return None
+    return frozenset(v for v in value if isinstance(v, str))
+
+
+def _license_problems(
+    entry: dict[str, Any], where: str, allowed: frozenset[str] | None
 ) -> Iterator[Problem]:
-    allowed = set(policy.get("allowedLicenses", []))
-    if entry["license"] not in allowed:
+    license_id = _text(entry, "license")
+    if license_id is None:
+        return
+    if allowed is None:
         yield Problem(
             f"{where}.license",
             "license-allowed",
-            f"license {entry['license']!r} is not in policy.allowedLicenses "
+            f"license {license_id!r} cannot be allowed: policy.allowedLicenses is not a list",
+        )
+    elif license_id not in allowed:
+        yield Problem(
+            f"{where}.license",
+            "license-allowed",
+            f"license {license_id!r} is not in policy.allowedLicenses "
             f"({', '.join(sorted(allowed)) or 'empty'})",
         )
-    yield from _fidelity_problems(entry, where, policy)
 
 
 def _artifact_problems(entry: dict[str, Any], where: str) -> Iterator[Problem]:
-    artifacts = entry["build"]["artifacts"]
+    build = entry.get("build")
+    artifacts = build.get("artifacts") if isinstance(build, dict) else None
+    if not isinstance(artifacts, list):
+        return
     paths: set[str] = set()
     for i, artifact in enumerate(artifacts):
+        if not isinstance(artifact, dict):
+            continue
         at = f"{where}.build.artifacts[{i}]"
-        problem = unsafe_path_reason(artifact["path"])
-        if problem:
-            yield Problem(f"{at}.path", "artifact-path-safe", f"{artifact['path']!r}: {problem}")
-        if artifact["path"] in paths:
-            yield Problem(
-                f"{at}.path", "artifact-path-unique", f"{artifact['path']!r} listed twice"
-            )
-        paths.add(artifact["path"])
-        if not SHA256.match(artifact["sha256"]):
-            yield Problem(
-                f"{at}.sha256", "sha256-format", "sha256 must be 64 lowercase hexadecimal digits"
-            )
-    total_mb = sum(a["bytes"] for a in artifacts) / 2**20
-    declared = entry["fileSizeMb"]
+        path = artifact.get("path")
+        if isinstance(path, str):
+            problem = unsafe_path_reason(path)
+            if problem:
+                yield Problem(f"{at}.path", "artifact-path-safe", f"{path!r}: {problem}")
+            if path in paths:
+                yield Problem(f"{at}.path", "artifact-path-unique", f"{path!r} listed twice")
+            paths.add(path)
+    sizes = [a.get("bytes") if isinstance(a, dict) else None for a in artifacts]
+    declared = _number(entry.get("fileSizeMb"))
+    if declared is None or not all(type(b) is int for b in sizes):
+        return
+    total_mb = sum(b for b in sizes if isinstance(b, int)) / 2**20
     if abs(declared - total_mb) > max(SIZE_TOLERANCE * total_mb, 0.01):
         yield Problem(
             f"{where}.fileSizeMb",
             "file-size-matches-artifacts",
-            f"fileSizeMb {declared} but the artifacts add up to {total_mb:.2f} MiB",
+            f"fileSizeMb {entry['fileSizeMb']} but the artifacts add up to {total_mb:.2f} MiB",
         )
 
 
 def _distribution_problems(entry: dict[str, Any], where: str) -> Iterator[Problem]:
     """A published entry's files must be exactly its build's artifacts (path, sha256, bytes)."""
     distribution = entry.get("distribution")
-    if not distribution:
+    if not distribution or not isinstance(distribution, dict):
         return
-    reason = distribution_mismatch(distribution["files"], entry["build"]["artifacts"])
+    build = entry.get("build")
+    files = _records(distribution.get("files"), "path", "sha256", "bytes")
+    artifacts = _records(
+        build.get("artifacts") if isinstance(build, dict) else None, "path", "sha256", "bytes"
+    )
+    if files is None or artifacts is None:
+        return  # the schema names what is malformed
+    reason = distribution_mismatch(files, artifacts)
     if reason:
         yield Problem(
             f"{where}.distribution.files",
@@ -200,12 +257,22 @@ def unsafe_path_reason(path: str) -> str | None:
 
 
 def _benchmark_problems(entry: dict[str, Any], where: str) -> Iterator[Problem]:
-    benchmarks = entry.get("benchmarks") or []
-    if not benchmarks:
+    runs = entry.get("benchmarks")
+    if not isinstance(runs, list):
         return
-    latest_index = max(range(len(benchmarks)), key=lambda i: benchmarks[i]["date"])
-    peak_gb = benchmarks[latest_index]["peakMemoryMb"] / 1024
-    if entry["minRamGb"] < peak_gb:
+    dated = [
+        (run["date"], i, peak)
+        for i, run in enumerate(runs)
+        if isinstance(run, dict)
+        and isinstance(run.get("date"), str)
+        and (peak := _number(run.get("peakMemoryMb"))) is not None
+    ]
+    min_ram = _number(entry.get("minRamGb"))
+    if not dated or min_ram is None:
+        return
+    _, latest_index, peak_mb = max(dated, key=lambda d: d[0])
+    peak_gb = peak_mb / 1024
+    if min_ram < peak_gb:
         yield Problem(
             f"{where}.minRamGb",
             "min-ram-covers-benchmark",
@@ -214,24 +281,40 @@ def _benchmark_problems(entry: dict[str, Any], where: str) -> Iterator[Problem]:
         )
 
 
+def _threshold(policy: dict[str, Any], key: str) -> float | str | None:
+    """A policy limit: its value, None when unset, or the reason it cannot be used."""
+    if key not in policy:
+        return None
+    value = _number(policy[key])
+    return f"policy.{key} is not a finite number" if value is None else value
+
+
 def _fidelity_problems(
     entry: dict[str, Any], where: str, policy: dict[str, Any]
 ) -> Iterator[Problem]:
     fidelity = entry.get("fidelity")
-    if not fidelity:
+    if not isinstance(fidelity, dict):
         return
-    floor = policy.get("minTop1Agreement")
-    if floor is not None and fidelity["top1Agreement"] < floor:
-        yield Problem(
-            f"{where}.fidelity.top1Agreement",
-            "fidelity-top1",
-            f"top-1 agreement {fidelity['top1Agreement']:.3f} is below the policy's "
-            f"minTop1Agreement {floor}",
-        )
-    ceiling = policy.get("maxKlDivergence")
-    if ceiling is not None and fidelity["klMean"] > ceiling:
-        yield Problem(
-            f"{where}.fidelity.klMean",
-            "fidelity-kl",
-            f"mean KL {fidelity['klMean']:.4f} is above the policy's maxKlDivergence {ceiling}",
-        )
+    checks = (
+        ("top1Agreement", "minTop1Agreement", "fidelity-top1", True),
+        ("klMean", "maxKlDivergence", "fidelity-kl", False),
+    )
+    for field, key, rule, is_floor in checks:
+        limit = _threshold(policy, key)
+        value = _number(fidelity.get(field))
+        if limit is None or value is None:
+            continue
+        if isinstance(limit, str):
+            yield Problem(f"{where}.fidelity.{field}", rule, f"cannot be checked: {limit}")
+        elif is_floor and value < limit:
+            yield Problem(
+                f"{where}.fidelity.{field}",
+                rule,
+                f"top-1 agreement {value:.3f} is below the policy's {key} {policy[key]}",
+            )
+        elif not is_floor and value > limit:
+            yield Problem(
+                f"{where}.fidelity.{field}",
+                rule,
+                f"mean KL {value:.4f} is above the policy's {key} {policy[key]}",
+            )

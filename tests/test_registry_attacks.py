@@ -1,0 +1,190 @@
+"""Issue 12: the registry review attacked as a pull request would, and with corrupt files.
+
+Each test is the attack or corruption that once got through, numbered as in the issue.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from curator.errors import InputFileError
+from curator.jsonio import MAX_DEPTH, parse_json, read_json
+from curator.registry.rules import validate_document
+from tests.conftest import run_curator
+from tests.samples import make_benchmark, make_document, make_entry
+
+
+def write(path: Path, document: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2))
+    return path
+
+
+def rules_at(document: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(p.path, p.rule) for p in validate_document(document).problems}
+
+
+# 3. displayName accepted U+202E (right-to-left override), U+009B and DEL.
+@pytest.mark.parametrize(
+    "name", ["evil\u202egnp.exe", "csi\u009bx", "del\u007fx", "zw\u200bj", "bom\ufeff", "ls\u2028"]
+)
+def test_names_with_invisible_or_control_characters_are_refused(name: str) -> None:
+    document = make_document([make_entry(0, displayName=name)])
+    assert ("models[0].displayName", "schema.pattern") in rules_at(document)
+    runs = make_entry(1, benchmarks=[make_benchmark()])
+    runs["benchmarks"][0]["machine"]["cpu"] = name
+    assert ("models[0].benchmarks[0].machine.cpu", "schema.pattern") in rules_at(
+        make_document([runs])
+    )
+
+
+def test_ordinary_unicode_names_stay_valid() -> None:
+    assert rules_at(make_document([make_entry(0, displayName="Qwen 2.5 · 中文 (é)")])) == set()
+
+
+# 5. A sha256 of 64 hex digits plus "\n" passed (re.match with "$", no pattern in the schema).
+def test_a_sha256_with_a_trailing_newline_is_refused() -> None:
+    entry = make_entry(0)
+    entry["build"]["artifacts"][0]["sha256"] += "\n"
+    assert rules_at(make_document([entry])) == {
+        ("models[0].build.artifacts[0].sha256", "schema.pattern")
+    }
+
+
+# 6. One schema problem under `policy` or at the top level switched off the license rules.
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        lambda d: d["policy"].update(maxRegressionPct="ten"),
+        lambda d: d["policy"].update(surprise=True),
+        lambda d: d.update(schemaVersion=2),
+        lambda d: d.update(extra="top-level"),
+    ],
+)
+def test_a_broken_policy_or_top_level_does_not_switch_off_the_license_rule(breakage: Any) -> None:
+    document = make_document([make_entry(0, license="proprietary-unknown")])
+    breakage(document)
+    assert ("models[0].license", "license-allowed") in rules_at(document)
+
+
+def test_rules_that_do_not_depend_on_the_broken_field_still_run() -> None:
+    entry = make_entry(0, license="proprietary-unknown", minRamGb=0.1)
+    entry["benchmarks"] = [make_benchmark(peak_mb=4096)]
+    del entry["alias"]  # a schema problem in the same entry
+    found = rules_at(make_document([entry]))
+    assert {
+        ("models[0]", "schema.required"),
+        ("models[0].license", "license-allowed"),
+        ("models[0].minRamGb", "min-ram-covers-benchmark"),
+    } <= found
+
+
+def test_a_malformed_policy_field_fails_closed() -> None:
+    document = make_document([make_entry(0, license="mit")])
+    document["policy"]["allowedLicenses"] = "mit"
+    assert ("models[0].license", "license-allowed") in rules_at(document)
+    fidelity = {
+        "reference": "fp32",
+        "tokens": 100,
+        "klMean": 0.5,
+        "klP99": 1.0,
+        "top1Agreement": 0.5,
+        "perplexity": 10.0,
+        "referencePerplexity": 9.0,
+    }
+    document = make_document([make_entry(0, fidelity=fidelity)], minTop1Agreement="high")
+    problems = {p.rule: p.message for p in validate_document(document).problems}
+    assert (
+        problems["fidelity-top1"]
+        == "cannot be checked: policy.minTop1Agreement is not a finite number"
+    )
+
+
+def test_registry_add_refuses_an_unknown_license_in_a_registry_with_a_broken_policy(
+    tmp_path: Path,
+) -> None:
+    document = make_document([make_entry(0)])
+    document["policy"]["surprise"] = True
+    registry = write(tmp_path / "models.json", document)
+    entry = write(tmp_path / "entry.json", make_entry(1, license="proprietary-unknown"))
+    result = run_curator("registry", "add", "--file", str(entry), "--registry", str(registry))
+    assert result.returncode == 1, result.stdout
+    assert "license-allowed" in result.stderr + result.stdout
+    assert json.loads(registry.read_text()) == document
+
+
+# 7. Duplicate JSON keys were accepted (last wins) and the next edit dropped the other value.
+def test_duplicate_keys_are_an_error_naming_the_object(tmp_path: Path) -> None:
+    text = json.dumps(make_document([make_entry(0)]), indent=2).replace(
+        '"license": "apache-2.0",', '"license": "apache-2.0",\n      "license": "gpl-3.0",'
+    )
+    registry = tmp_path / "models.json"
+    registry.write_text(text)
+    entry_line = text.splitlines().index("    {") + 1
+    with pytest.raises(InputFileError) as raised:
+        read_json(registry, "registry")
+    assert str(raised.value) == (
+        f'{registry}:{entry_line}:5: invalid JSON in registry: duplicate key "license" in one object'
+    )
+    validate = run_curator("registry", "validate", "--registry", str(registry))
+    assert validate.returncode == 1 and "duplicate key" in validate.stderr
+    edit = run_curator(
+        "registry", "update", "model0-generic-cpu:1", "--notes", "x", "--registry", str(registry)
+    )
+    assert edit.returncode == 1 and "duplicate key" in edit.stderr
+    assert registry.read_text() == text  # nothing silently dropped
+
+
+def test_equal_keys_in_different_objects_are_fine() -> None:
+    assert parse_json('[{"a": 1}, {"a": 2, "b": {"a": 3}}]', "x") == [
+        {"a": 1},
+        {"a": 2, "b": {"a": 3}},
+    ]
+
+
+# 8. Deep nesting gave a Python traceback in validate, list, show, add, update and diff.
+def nested(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH + 1, 256, 100_000])
+def test_deep_nesting_is_an_error_not_a_traceback(levels: int) -> None:
+    with pytest.raises(InputFileError, match=f"nested deeper than {MAX_DEPTH} levels"):
+        parse_json(nested(levels), "x.json")
+    assert parse_json(nested(MAX_DEPTH), "x.json") is not None
+
+
+def test_every_registry_command_reports_deep_nesting_in_one_line(tmp_path: Path) -> None:
+    text = json.dumps(make_document([make_entry(0, notes="PLACEHOLDER")]))
+    deep = tmp_path / "deep.json"
+    deep.write_text(text.replace('"PLACEHOLDER"', nested(256)))
+    bottomless = tmp_path / "bottomless.json"
+    bottomless.write_text("[" * 100_000)
+    entry = write(tmp_path / "entry.json", make_entry(1))
+    for registry in (deep, bottomless):
+        before = registry.read_text()
+        for args in (
+            ("registry", "validate"),
+            ("registry", "list"),
+            ("registry", "show", "model0-generic-cpu:1"),
+            ("registry", "add", "--file", str(entry)),
+            ("registry", "update", "model0-generic-cpu:1", "--notes", "x"),
+            ("registry", "diff", str(registry)),
+        ):
+            result = run_curator(*args, "--registry", str(registry))
+            assert result.returncode == 1, (args, result.stderr)
+            assert "Traceback" not in result.stderr
+            assert result.stderr.startswith("error: ") and "nested deeper than" in result.stderr
+        assert registry.read_text() == before
+
+
+def test_an_oversized_file_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    big = tmp_path / "big.json"
+    big.write_text('{"a": "' + "x" * 2048 + '"}')
+    with pytest.raises(InputFileError, match="larger than"):
+        read_json(big, "registry", max_bytes=1024)
+    assert read_json(big, "registry", max_bytes=4096) == {"a": "x" * 2048}
