@@ -188,3 +188,53 @@ def test_an_oversized_file_is_refused_before_it_is_parsed(tmp_path: Path) -> Non
     with pytest.raises(InputFileError, match="larger than"):
         read_json(big, "registry", max_bytes=1024)
     assert read_json(big, "registry", max_bytes=4096) == {"a": "x" * 2048}
+
+
+# 4. Editing through a symlinked registry replaced the link with a regular file (and the real
+# registry never got the edit); the lock was taken on the link's name.
+def test_an_edit_through_a_symlink_goes_to_the_real_file_under_its_lock(tmp_path: Path) -> None:
+    from curator.registry.store import edit_registry, lock_path
+
+    real = write(tmp_path / "real" / "models.json", make_document([make_entry(0)]))
+    link = tmp_path / "checkout" / "models.json"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    entry = write(tmp_path / "entry.json", make_entry(1))
+    result = run_curator("registry", "add", "--file", str(entry), "--registry", str(link))
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink() and link.resolve() == real
+    assert [m["id"] for m in json.loads(real.read_text())["models"]] == [
+        "model0-generic-cpu:1",
+        "model1-generic-cpu:1",
+    ]
+    held: list[bool] = []
+
+    def mutate(document: dict[str, Any]) -> None:
+        from filelock import FileLock, Timeout
+
+        try:  # another process-style lock on the real file's lock must be refused now
+            FileLock(
+                str(lock_path(real)), timeout=0, thread_local=False, is_singleton=False
+            ).acquire()
+        except Timeout:
+            held.append(True)
+
+    edit_registry(link, mutate)
+    assert held == [True]
+    assert not (link.parent / f".{link.name}.lock").exists()
+
+
+# 13. Killed writes left .models.json.*.tmp files that nothing removed.
+def test_the_next_edit_removes_temp_files_of_killed_writers(tmp_path: Path) -> None:
+    registry = write(tmp_path / "models.json", make_document([make_entry(0)]))
+    stale = [tmp_path / f".models.json.{tag}.tmp" for tag in ("abc123", "x_y")]
+    for path in stale:
+        path.write_text('{"half": ')
+    unrelated = tmp_path / ".other.json.abc.tmp"
+    unrelated.write_text("keep")
+    entry = write(tmp_path / "entry.json", make_entry(1))
+    result = run_curator("registry", "add", "--file", str(entry), "--registry", str(registry))
+    assert result.returncode == 0, result.stderr
+    assert not any(path.exists() for path in stale)
+    assert unrelated.read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == [unrelated.name]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import glob
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +25,24 @@ def lock_path(path: Path) -> Path:
     return path.parent / f".{path.name}.lock"
 
 
+def real_path(path: Path) -> Path:
+    """The file a registry path names, through any symlinks: edits go to (and lock) the real file
+    instead of replacing the link with a regular file."""
+    return Path(os.path.realpath(path))
+
+
+def remove_stale_temp_files(path: Path) -> list[Path]:
+    """Delete the temp files of writers killed mid-write (jsonio.write_text_atomic names them
+    ``.<name>.<random>.tmp``). Only call this holding the registry's lock: every writer holds it
+    while its temp file exists, so any such file then belongs to a writer that died."""
+    removed = []
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+            removed.append(stale)
+    return removed
+
+
 def edit_registry(path: Path, mutate: Callable[[Document], T]) -> T:
     """Load, apply ``mutate`` to a copy, validate, write: all under the registry's lock.
 
@@ -30,8 +51,10 @@ def edit_registry(path: Path, mutate: Callable[[Document], T]) -> T:
     """
     from filelock import FileLock
 
+    path = real_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock_path(path)), timeout=LOCK_TIMEOUT_S):
+        remove_stale_temp_files(path)
         before = load_registry(path)
         after = copy.deepcopy(before)
         result = mutate(after)
