@@ -238,3 +238,62 @@ def test_the_next_edit_removes_temp_files_of_killed_writers(tmp_path: Path) -> N
     assert not any(path.exists() for path in stale)
     assert unrelated.read_text() == "keep"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == [unrelated.name]
+
+
+# 1. `diff git:REV` failed open: any `git show` failure meant "the base has no registry", so the
+# change was judged by its own policy (from a subdirectory, or through a symlinked checkout).
+def git(repo: Path, *args: str) -> str:
+    import subprocess
+
+    done = subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True)
+    return done.stdout
+
+
+def widening_repo(tmp_path: Path) -> Path:
+    """A repository whose working tree widens the policy and adds a gpl-3.0 model."""
+    repo = tmp_path / "repo"
+    registry = repo / "registry" / "models.json"
+    (repo / "docs").mkdir(parents=True)
+    git(tmp_path, "init", "-q", str(repo))
+    write(registry, make_document([make_entry(0)]))
+    git(repo, "add", ".")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base")
+    head = make_document([make_entry(0), make_entry(1, license="gpl-3.0")])
+    head["policy"]["allowedLicenses"].append("gpl-3.0")
+    write(registry, head)
+    return repo
+
+
+def test_the_base_is_read_wherever_the_review_runs_from(tmp_path: Path) -> None:
+    repo = widening_repo(tmp_path)
+    linked = tmp_path / "linked"
+    linked.symlink_to(repo)
+    for cwd, registry in (
+        (repo, "registry/models.json"),
+        (repo / "docs", "../registry/models.json"),
+        (linked / "docs", "../registry/models.json"),
+        (tmp_path, str(linked / "registry" / "models.json")),
+    ):
+        result = run_curator(
+            "registry", "diff", "git:HEAD", "--registry", registry, "--json", cwd=cwd
+        )
+        assert result.returncode == 1, (cwd, registry, result.stderr)
+        report = json.loads(result.stdout)
+        assert report["base_exists"] is True
+        assert {v["rule"] for v in report["violations"]} == {"license-allowed", "policy-changed"}
+
+
+def test_a_base_git_cannot_read_is_an_error_not_an_empty_base(tmp_path: Path) -> None:
+    repo = widening_repo(tmp_path)
+    blob = git(repo, "rev-parse", "HEAD:registry/models.json").strip()
+    (repo / ".git" / "objects" / blob[:2] / blob[2:]).unlink()  # a corrupt or shallow clone
+    result = run_curator(
+        "registry", "diff", "git:HEAD", "--registry", "registry/models.json", cwd=repo
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    assert "added" not in result.stdout
+    outside = run_curator(
+        "registry", "diff", "git:HEAD", "--registry", str(tmp_path / "models.json"), cwd=repo
+    )
+    assert outside.returncode == 1 and "error: " in outside.stderr

@@ -83,34 +83,50 @@ def load_registry_source(spec: str, default_path: Path) -> RegistrySource:
 
 
 def _git_show(revision: str, path: Path) -> str | None:
-    absolute = path.absolute()
-    workdir = absolute.parent if absolute.parent.exists() else Path.cwd()
-    top = _git(["rev-parse", "--show-toplevel"], workdir).strip()
-    relative = (
-        absolute.relative_to(Path(top).resolve())
-        if absolute.is_relative_to(Path(top).resolve())
-        else Path(path)
-    )
+    """The file ``path`` (a path on disk, through symlinks and ``..``) as committed at ``revision``;
+    None only when git says the revision has no such file. Any other failure is an error: a
+    base that cannot be read must never pass for an empty one (the change would then be judged
+    by its own policy)."""
+    directory = path.absolute().parent
     _git(
         ["rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"],
-        workdir,
+        directory if directory.is_dir() else Path.cwd(),
         what=f"unknown git revision {revision!r}",
     )
-    try:
-        return _git(["show", f"{revision}:{relative.as_posix()}"], workdir)
-    except RegistryError:
+    if not directory.is_dir():
+        raise RegistryError(
+            f"cannot read {path} at {revision}: directory {directory} does not exist",
+            hint="run inside the repository's checkout or pass --registry",
+        )
+    # Resolved, so that a symlinked checkout or a ../ path names the file inside the repository.
+    directory = directory.resolve()
+    top = Path(_git(["rev-parse", "--show-toplevel"], directory).strip()).resolve()
+    if not directory.is_relative_to(top):
+        raise RegistryError(
+            f"{path} is outside the git repository {top}", hint="pass a path inside the checkout"
+        )
+    relative = (directory.relative_to(top) / path.name).as_posix()
+    listed = _git(["ls-tree", "-z", "--name-only", "--full-tree", revision, "--", relative], top)
+    if relative not in listed.split("\0"):
         return None
+    return _git(["show", f"{revision}:{relative}"], top)
 
 
 def _git(args: list[str], cwd: Path, what: str | None = None) -> str:
     try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=False)
     except FileNotFoundError:
         raise RegistryError("git is not installed", hint="install git or pass file paths") from None
     if done.returncode != 0:
-        message = what or (done.stderr.strip().splitlines() or ["git failed"])[-1]
+        stderr = done.stderr.decode("utf-8", errors="replace").strip()
+        message = what or (stderr.splitlines() or ["git failed"])[-1]
         raise RegistryError(message, hint="run inside the repository, e.g. git fetch origin main")
-    return done.stdout
+    try:
+        return done.stdout.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputFileError(
+            f"git {args[0]} gave text that is not UTF-8: {exc}", hint="check the file"
+        ) from None
 
 
 def _require_object(data: Any, origin: str) -> Document:
