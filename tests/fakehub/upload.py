@@ -76,6 +76,7 @@ class UploadState:
     multipart_threshold: int = 8 * 2**20
     part_size: int = 4 * 2**20
     commits: list[dict[str, Any]] = field(default_factory=list)
+    fail_commits: int = 0  # the next N commits answer 500 (an upload cut off before its commit)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -297,6 +298,12 @@ def _commit(state: UploadState, repo: UploadedRepo, revision: str, body: bytes, 
     from tests.fakehub.server import Reply, error
 
     branch = unquote(revision)
+    with state.lock:
+        if state.fail_commits > 0:
+            state.fail_commits -= 1
+            raise error(
+                500, None, "Internal Error - We're working hard to fix this as soon as possible!"
+            )
     if branch not in repo.heads:
         raise error(404, "RevisionNotFound", f"Invalid rev id: {branch}")
     tree = dict(repo.commits[repo.heads[branch]])
