@@ -134,6 +134,7 @@ def _entry_problems(entry: dict[str, Any], where: str) -> Iterator[Problem]:
                 "runtime-matches-variant",
                 f"deviceType {device} but variant {variant!r} is for {expected}",
             )
+    yield from _catalog_source_problems(entry, where)
     yield from _artifact_problems(entry, where)
     yield from _distribution_problems(entry, where)
     yield from _benchmark_problems(entry, where)
@@ -165,6 +166,20 @@ def _license_problems(
             "license-allowed",
             f"license {license_id!r} is not in policy.allowedLicenses "
             f"({', '.join(sorted(allowed)) or 'empty'})",
+        )
+
+
+def _catalog_source_problems(entry: dict[str, Any], where: str) -> Iterator[Problem]:
+    """A Foundry catalog model is registered under its catalog id (what Foundry Local loads)."""
+    source = entry.get("source")
+    if not isinstance(source, dict) or "catalog" not in source:
+        return
+    catalog_id, model_id = source.get("id"), entry.get("id")
+    if isinstance(catalog_id, str) and isinstance(model_id, str) and catalog_id != model_id:
+        yield Problem(
+            f"{where}.source.id",
+            "catalog-id-is-entry-id",
+            f"catalog id {catalog_id!r} but the entry's id is {model_id!r}",
         )
 
 
