@@ -1,10 +1,13 @@
 """Errors a user can cause: each carries a one-line cause and a hint naming what to do next.
 
-The CLI maps every CuratorError to ``error: <cause>`` and ``hint: <hint>`` on stderr and exits with
-``exit_code``; anything else is a bug and shows a traceback only with CURATOR_DEBUG=1.
+The CLI maps every CuratorError to ``error: <cause>`` and ``hint: <hint>`` on stderr (with ``--json``:
+one object ``{"error", "hint", "code", "exit_code"}`` on stdout) and exits with ``exit_code``; anything
+else is a bug, reported the same way as ``internal_error``, with a traceback only with CURATOR_DEBUG=1.
 """
 
 from __future__ import annotations
+
+import re
 
 
 class CuratorError(Exception):
@@ -19,6 +22,11 @@ class CuratorError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    @property
+    def code(self) -> str:
+        """A stable name for scripts: the class name in snake case (``HubGated`` -> ``hub_gated``)."""
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).lower()
 
 
 class UsageProblem(CuratorError):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from curator.errors import HubError, UsageProblem
-from curator.hub import model_facts, search_models
+from curator.hub import download_for_compile, model_facts, search_models
 from curator.hub.errors import (
     HubAuthError,
     HubGated,
@@ -75,16 +75,32 @@ def test_cli_offline_and_unreachable_are_one_line_errors() -> None:
     assert len(lines) == 2 and "Traceback" not in refused.stderr
 
 
-def test_gated_repo_without_access(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gated_repo_without_access(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The facts come from the model info answer, which a gated repository gives to anyone; the
+    download is what the gate refuses."""
+    facts = model_facts(GATED)
+    assert facts.gated is True and facts.gate == "manual"
+    assert facts.parameters == hub.repos[GATED].safetensors()["total"]  # type: ignore[index]
+    assert facts.gaps == ()
     with pytest.raises(HubGated) as anonymous:
-        model_facts(GATED)
+        download_for_compile(GATED, None, tmp_path / "hf-cache")
     assert "not logged in" in anonymous.value.message
     assert "hf auth login" in (anonymous.value.hint or "")
     assert f"{hub.url}/{GATED}" in (anonymous.value.hint or "")
     monkeypatch.setenv("HF_TOKEN", PLAIN_TOKEN)
     with pytest.raises(HubGated) as refused:
-        model_facts(GATED)
+        download_for_compile(GATED, None, tmp_path / "hf-cache")
     assert "this token has not been granted access" in refused.value.message
+
+
+def test_cli_info_on_a_gated_repo_shows_the_facts_and_the_gate(hub: FakeHub) -> None:
+    done = run_curator("info", GATED, env={"HF_ENDPOINT": hub.url})
+    assert done.returncode == 0, done.stderr
+    assert f"yes (manual); request access at {hub.url}/{GATED}" in done.stdout
+    total = hub.repos[GATED].safetensors()["total"]  # type: ignore[index]
+    assert f"{total:,}" in done.stdout
 
 
 def test_gated_repo_with_a_granted_token(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -125,7 +141,6 @@ def test_bad_token(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("args", "env", "first_line"),
     [
-        (("info", GATED), {}, f"error: {GATED} is gated and you are not logged in"),
         (("info", "fixture/nope"), {}, "error: no model repository fixture/nope on "),
         (("info", TINY, "--revision", "v9"), {}, f"error: {TINY} has no revision 'v9'"),
         (("search", "x"), {"HF_TOKEN": "hf_bad"}, "error: the Hub refused the Hugging Face token"),

@@ -19,8 +19,9 @@ from curator.recipes import (
     predict_run_bytes,
 )
 from tests.conftest import run_curator
-from tests.fakehub import BERT, CUSTOM, SHARDED, TINY, FakeHub
+from tests.fakehub import BERT, CUSTOM, SHARDED, TINY, FakeHub, FakeRepo, server
 from tests.fakehub.plugin import fake_hub_server, hub  # noqa: F401
+from tests.fakehub.server import Reply, Request
 
 pytestmark = pytest.mark.usefixtures("hub")
 
@@ -92,8 +93,27 @@ def test_feasibility_follows_the_machine() -> None:
     assert not any(f.can_compile for f in recipe_fits("Qwen2ForCausalLM", params, None))
 
 
-def test_no_weights_are_downloaded(hub: FakeHub) -> None:
+def test_the_model_info_answer_is_enough(hub: FakeHub) -> None:
+    """The answer holds counts, config, card and sizes: nothing else is requested."""
     model_facts(SHARDED)
+    assert [r.path for r in hub.seen()] == [f"/api/models/{SHARDED}"]
+
+
+def test_no_weights_are_downloaded_when_the_answer_lacks_counts(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ``safetensors`` in the answer the counts come from the weight headers: range reads."""
+    answer = server.model_info
+
+    def without_counts(repo: FakeRepo, revision: str, request: Request) -> Reply:
+        reply = answer(repo, revision, request)
+        body = json.loads(reply.body)
+        body.pop("safetensors", None)
+        return Reply(200, body)
+
+    monkeypatch.setattr(server, "model_info", without_counts)
+    facts = model_facts(SHARDED)
+    assert facts.parameters == hub.repos[SHARDED].safetensors()["total"]  # type: ignore[index]
     weight_gets = [r for r in hub.seen("GET") if r.path.endswith(".safetensors")]
     assert len(weight_gets) == 2  # one header read per shard
     assert all(r.headers.get("range", "").startswith("bytes=") for r in weight_gets)

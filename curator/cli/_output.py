@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +75,34 @@ def _cell(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value)) or "-"
     return str(value)
+
+
+@dataclass(frozen=True)
+class ErrorReport:
+    """A failed command as the user sees it: ``code`` is a stable name for scripts."""
+
+    error: str
+    hint: str | None
+    code: str
+    exit_code: int
+    problems: tuple[str, ...] = ()
+
+
+def report_error(report: ErrorReport, as_json: bool) -> None:
+    """``error: ...`` / ``hint: ...`` on stderr, or with ``--json`` one JSON object on stdout."""
+    if as_json:
+        document: dict[str, Any] = {
+            "error": report.error,
+            "hint": report.hint,
+            "code": report.code,
+            "exit_code": report.exit_code,
+        }
+        if report.problems:
+            document["problems"] = list(report.problems)
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+        return
+    click.secho(f"error: {report.error}", err=True, fg="red")
+    for problem in report.problems:
+        click.echo(f"  {problem}", err=True)
+    if report.hint:
+        click.echo(f"hint: {report.hint}", err=True)

@@ -8,33 +8,93 @@ from typing import Any
 import click
 
 from curator import __version__
+from curator.cli._output import ErrorReport, report_error
 from curator.errors import CuratorError, RegistryInvalid
+
+JSON_OPTION = "--json"
+_JSON_SEEN = "curator.json"  # ctx.meta key (meta is shared by every context of one invocation)
 
 
 class CuratorGroup(click.Group):
-    """The one place that turns a CuratorError into ``error: …`` / ``hint: …`` and an exit code."""
+    """The one place that turns a failure into ``error: …`` / ``hint: …`` (or, when the command was
+    given ``--json``, one JSON object on stdout) and an exit code, for every command and subcommand."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        tokens = [*getattr(ctx, "_protected_args", ()), *ctx.args]
         try:
             return super().invoke(ctx)
+        except click.exceptions.Exit:
+            raise
         except CuratorError as exc:
-            if os.environ.get("CURATOR_DEBUG") == "1":
+            if _debug():
                 raise
-            report_error(exc)
+            problems = exc.problems if isinstance(exc, RegistryInvalid) else ()
+            report = ErrorReport(exc.message, exc.hint, exc.code, exc.exit_code, problems)
+            report_error(report, _wants_json(ctx, tokens))
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
+        except click.ClickException as exc:
+            if not _wants_json(ctx, tokens):
+                raise  # click prints its usage message
+            path = (
+                exc.ctx.command_path if isinstance(exc, click.UsageError) and exc.ctx else "curator"
+            )
+            report = ErrorReport(exc.format_message(), f"{path} --help", "usage", exc.exit_code)
+            report_error(report, as_json=True)
+            ctx.exit(exc.exit_code)
+        except (KeyboardInterrupt, click.Abort):
             # Click would print "Aborted!" and exit 1; an interrupt is 130 by convention.
-            click.echo("interrupted", err=True)
+            report_error(
+                ErrorReport("interrupted", None, "interrupted", 130), _wants_json(ctx, tokens)
+            )
             ctx.exit(130)
+        except Exception as exc:
+            if _debug():
+                raise
+            report = ErrorReport(
+                f"internal error: {type(exc).__name__}: {_first_line(exc)}",
+                "this is a bug in curator: run the command again with CURATOR_DEBUG=1 for the "
+                "traceback and report it",
+                "internal_error",
+                1,
+            )
+            report_error(report, _wants_json(ctx, tokens))
+            ctx.exit(1)
 
 
-def report_error(exc: CuratorError) -> None:
-    click.secho(f"error: {exc.message}", err=True, fg="red")
-    if isinstance(exc, RegistryInvalid):
-        for problem in exc.problems:
-            click.echo(f"  {problem}", err=True)
-    if exc.hint:
-        click.echo(f"hint: {exc.hint}", err=True)
+def _debug() -> bool:
+    return os.environ.get("CURATOR_DEBUG") == "1"
+
+
+def _wants_json(ctx: click.Context, tokens: list[str]) -> bool:
+    """The command was given ``--json``: its parsed value if parsing got that far, else the word on
+    the command line (before a ``--``)."""
+    if ctx.meta.get(_JSON_SEEN):
+        return True
+    words = tokens[: tokens.index("--")] if "--" in tokens else tokens
+    return JSON_OPTION in words
+
+
+def _first_line(exc: BaseException) -> str:
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return "(no message)"
+
+
+def _remember_json(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value:
+        ctx.meta[_JSON_SEEN] = True
+    return value
+
+
+def _watch_json_options(command: click.Command) -> None:
+    """Every ``--json`` option, in every command and subcommand, records that it was given."""
+    for param in command.params:
+        if JSON_OPTION in getattr(param, "opts", ()) and param.callback is None:
+            param.callback = _remember_json
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _watch_json_options(sub)
 
 
 @click.group(cls=CuratorGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,6 +130,7 @@ def _register_commands() -> None:
 
     for module_name, attribute in COMMANDS:
         cli.add_command(getattr(importlib.import_module(module_name), attribute))
+    _watch_json_options(cli)
 
 
 _register_commands()

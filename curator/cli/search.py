@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
 
 from curator.cli._options import json_option
 from curator.cli._output import Output
 from curator.hub.units import human_bytes, human_count, parse_param_count
+
+if TYPE_CHECKING:
+    from curator.hub.models import FactGap, ModelFacts, ModelSummary
+    from curator.hub.search import SearchOutcome
 
 SORT_CHOICES = ("downloads", "likes", "trending", "updated")
 
@@ -37,6 +42,11 @@ SORT_CHOICES = ("downloads", "likes", "trending", "updated")
 )
 @click.option("--compilable", is_flag=True, help="Only models a recipe can compile here.")
 @click.option("--local", is_flag=True, help="Search the local HF cache and Foundry cache instead.")
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="List the models --compilable / --max-params left out, each with its reason.",
+)
 @json_option
 def search(
     query: str,
@@ -49,16 +59,20 @@ def search(
     max_params: str | None,
     compilable: bool,
     local: bool,
+    explain: bool,
     as_json: bool,
 ) -> None:
-    """Search Hugging Face for models (or, with --local, the models already on this machine)."""
+    """Search Hugging Face for models (or, with --local, the models already on this machine).
+
+    When filters leave models out, a footer on stderr counts them per reason (--explain lists
+    each one)."""
     out = Output(as_json)
     if local:
         _search_local(out, query, task, author, filters, gated, max_params, compilable)
         return
-    from curator.hub import search_models
+    from curator.hub.search import search_hub
 
-    results = search_models(
+    outcome = search_hub(
         query or None,
         task=task,
         author=author,
@@ -69,12 +83,32 @@ def search(
         max_params=parse_param_count(max_params) if max_params else None,
         compilable=compilable,
     )
+    results = outcome.models
     if as_json:
-        out.json(results)
+        out.json(outcome if explain else results)
         return
     if not results:
         out.text("no models found")
+    else:
+        _results_table(out, results)
+    _left_out_footer(out, outcome, explain)
+
+
+def _left_out_footer(out: Output, outcome: SearchOutcome, explain: bool) -> None:
+    """Why listing entries were left out: counts per reason on stderr, each entry with --explain."""
+    if not outcome.left_out:
         return
+    counts = ", ".join(f"{n} {kind}" for kind, n in outcome.left_out_counts().items())
+    more = "" if explain else " (--explain lists them)"
+    out.progress(
+        f"left out {len(outcome.left_out)} of {outcome.scanned} models looked at: {counts}{more}"
+    )
+    if explain:
+        for entry in outcome.left_out:
+            out.progress(f"  {entry.repo_id}: {entry.reason}")
+
+
+def _results_table(out: Output, results: Sequence[ModelSummary]) -> None:
     out.table(
         [
             (
@@ -160,33 +194,18 @@ def info(repo_id: str, revision: str | None, as_json: bool) -> None:
 
     facts = model_facts(repo_id, revision)
     out = Output(as_json)
+    if facts.renamed_from:
+        out.warn(f"{facts.renamed_from} was renamed to {facts.repo_id}; using the new id")
     if as_json:
         out.json(facts)
         return
-    by_dtype = ", ".join(f"{n:,} {dtype}" for dtype, n in sorted(facts.parameters_by_dtype.items()))
-    rows = [
-        ("repository", facts.url),
-        ("commit", facts.sha),
-        ("parameters", f"{facts.parameters:,} ({by_dtype})" if facts.parameters else None),
-        ("architecture", facts.architecture),
-        ("model type", facts.model_type),
-        ("weights", facts.weight_format),
-        (
-            "compile downloads",
-            f"{facts.download_bytes:,} bytes ({human_bytes(facts.download_bytes)}) in "
-            f"{len(facts.download_files)} files",
-        ),
-        ("license", facts.license),
-        ("license link", facts.license_link),
-        ("gated", f"yes ({facts.gate})" if facts.gated else "no"),
-        ("chat template", facts.chat_template),
-        ("repository code", "yes (auto_map)" if facts.auto_map else "no"),
-        ("task", facts.pipeline_tag),
-        ("downloads", facts.downloads),
-        ("likes", facts.likes),
-        ("updated", facts.last_modified),
-    ]
+    rows = _fact_rows(facts)
     out.table(rows, ["fact", "value"])
+    failed = [gap for gap in facts.gaps if gap.state == "failed"]
+    if failed:
+        out.warn(
+            f"{len(failed)} request(s) failed; the facts they were for are marked failed above"
+        )
     out.text()
     out.table(
         [
@@ -203,3 +222,50 @@ def info(repo_id: str, revision: str | None, as_json: bool) -> None:
         ],
         ["recipe", "device", "can compile", "compile peak", "run ram", "needs", "why not"],
     )
+
+
+def _fact_rows(facts: ModelFacts) -> list[tuple[str, object]]:
+    """One row per fact; a fact not known says so, with its reason (never a 0 or a blank)."""
+    gaps: dict[str, FactGap] = {}
+    for gap in facts.gaps:
+        gaps.setdefault(gap.fact, gap)
+
+    def value(fact: str, known: object) -> object:
+        if known is not None:
+            return known
+        gap = gaps.get(fact)
+        return f"{gap.state}: {gap.reason}" if gap else None
+
+    by_dtype = ", ".join(f"{n:,} {dtype}" for dtype, n in sorted(facts.parameters_by_dtype.items()))
+    sizes = None
+    if facts.download_bytes is not None:
+        sizes = (
+            f"{facts.download_bytes:,} bytes ({human_bytes(facts.download_bytes)}) in "
+            f"{len(facts.download_files)} files"
+        )
+    elif gaps.get("download size") is None:
+        sizes = f"size unknown, {len(facts.download_files)} files"
+    gated = "no"
+    if facts.gated:
+        gated = f"yes ({facts.gate}); request access at {facts.url} before compiling"
+    rows: list[tuple[str, object]] = [("repository", facts.url)]
+    if facts.renamed_from:
+        rows.append(("renamed from", facts.renamed_from))
+    rows += [
+        ("commit", facts.sha),
+        ("parameters", value("parameters", f"{facts.parameters:,} ({by_dtype})" if facts.parameters else None)),
+        ("architecture", value("architecture", facts.architecture)),
+        ("model type", facts.model_type),
+        ("weights", facts.weight_format),
+        ("compile downloads", value("download size", sizes)),
+        ("license", value("license", facts.license)),
+        ("license link", facts.license_link),
+        ("gated", gated),
+        ("chat template", value("chat template", facts.chat_template)),
+        ("repository code", "yes (auto_map)" if facts.auto_map else "no"),
+        ("task", facts.pipeline_tag),
+        ("downloads", facts.downloads),
+        ("likes", facts.likes),
+        ("updated", facts.last_modified),
+    ]  # fmt: skip
+    return rows

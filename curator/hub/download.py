@@ -11,6 +11,7 @@ from curator.hub.client import check_repo_id, hub_errors, make_api
 from curator.hub.endpoint import hf_cache_dir
 from curator.hub.errors import HubOffline
 from curator.hub.files import compile_files, weight_format
+from curator.hub.transport import hub_deadline
 
 
 def download_for_compile(
@@ -22,6 +23,7 @@ def download_for_compile(
 
     ``cache_dir`` is the Hugging Face hub cache (default ``$HF_HUB_CACHE`` / ``$HF_HOME/hub``).
     Offline or with the Hub unreachable, a snapshot already in the cache is used if there is one.
+    A renamed repository is downloaded and cached under its new id (the snapshot path names it).
     """
     check_repo_id(repo_id)
     cache = Path(cache_dir) if cache_dir is not None else hf_cache_dir()
@@ -42,13 +44,16 @@ def _download(repo_id: str, revision: str | None, cache: Path) -> tuple[Path, st
 
     api = make_api()
     with hub_errors(repo_id, revision):
-        info = api.model_info(repo_id, revision=revision)
+        with hub_deadline():
+            info = api.model_info(repo_id, revision=revision)
+        # A renamed repository answers under its new id: download and cache under that id.
+        repo_id = info.id or repo_id
         sha = info.sha
         if not sha:
             raise HubError(f"the Hub gave no commit sha for {repo_id}", hint="try again")
         names = [s.rfilename for s in info.siblings or []]
-        auto_map = False
-        if "config.json" in names:
+        auto_map = bool((info.config or {}).get("auto_map"))
+        if "config.json" in names:  # the file itself decides (the answer's copy may be partial)
             config_path = hf_hub_download(
                 repo_id, "config.json", revision=sha, cache_dir=cache, endpoint=api.endpoint
             )

@@ -53,3 +53,22 @@ def connect_timeout() -> float:
 
 def repo_url(repo_id: str) -> str:
     return f"{hub_endpoint()}/{repo_id}"
+
+
+def read_timeout() -> float:
+    """Seconds to wait for any read from the Hub: ``$CURATOR_HUB_TIMEOUT`` (default 8)."""
+    return _positive_env("CURATOR_HUB_TIMEOUT", 8.0)
+
+
+def deadline_seconds() -> float:
+    """Seconds all the Hub requests of ``search`` or ``info`` may take together:
+    ``$CURATOR_HUB_DEADLINE`` (default 10)."""
+    return _positive_env("CURATOR_HUB_DEADLINE", 10.0)
+
+
+def _positive_env(name: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if 0 < value < float("inf") else default

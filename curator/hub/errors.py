@@ -30,3 +30,15 @@ class HubFileNotFound(HubError):
 
 class HubAuthError(HubError):
     """The Hub refused the token itself (401 invalid credentials)."""
+
+
+class HubStalled(HubError):
+    """The Hub (or a proxy) accepted the connection but did not answer in time."""
+
+
+class HubUnavailable(HubError):
+    """The Hub answered with a server error (429, 5xx): it is overloaded or down."""
+
+
+class HubWrongEndpoint(HubError):
+    """``HF_ENDPOINT`` points at something that does not speak the Hub's API."""

@@ -1,7 +1,11 @@
 """``model_facts``: what a curator needs to know before compiling, without downloading weights.
 
-Requests: model info with file sizes (one), config.json and tokenizer_config.json (small files),
-and the safetensors headers (range reads of the first bytes of each weight file).
+The model info answer comes first (one request, with file sizes): it already holds the parameter
+counts (``safetensors``), the architecture and tokenizer settings (``config``), the card's license
+(``cardData``), the gate and the files. Only what it lacks is fetched: config.json or
+tokenizer_config.json (small files), the safetensors headers (range reads), the file listing for
+sizes. A failed fetch loses only the facts it was for: each such fact is recorded as a gap with its
+reason, and the rest is reported.
 """
 
 from __future__ import annotations
@@ -10,11 +14,13 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from curator.errors import HubError
 from curator.hub.client import check_repo_id, hub_errors, make_api
 from curator.hub.endpoint import hf_cache_dir, hub_endpoint
 from curator.hub.feasibility import recipe_fits
 from curator.hub.files import compile_files, weight_format
-from curator.hub.models import FileEntry, ModelFacts
+from curator.hub.models import FactGap, FileEntry, ModelFacts
+from curator.hub.transport import hub_deadline
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi, ModelInfo
@@ -25,58 +31,187 @@ CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
 LICENSE_FILES = ("LICENSE", "LICENSE.md", "LICENSE.txt", "LICENCE")
 
 
+class _Gaps:
+    """Facts not known so far, and a way to try a request that may add one."""
+
+    def __init__(self, repo_id: str, revision: str | None) -> None:
+        self.repo_id = repo_id
+        self.revision = revision
+        self.found: list[FactGap] = []
+
+    def unknown(self, fact: str, reason: str) -> None:
+        self.found.append(FactGap(fact, "unknown", reason))
+
+    def attempt(self, fact: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """``function(*args, **kwargs)``, or None with a ``failed`` gap for ``fact``."""
+        try:
+            with hub_errors(self.repo_id, self.revision):
+                return _quietly(function, *args, **kwargs)
+        except HubError as exc:
+            self.found.append(FactGap(fact, "failed", exc.message))
+            return None
+
+
 def model_facts(repo_id: str, revision: str | None = None) -> ModelFacts:
-    """Facts about ``repo_id`` at ``revision`` (default: the main branch), pinned to its commit."""
+    """Facts about ``repo_id`` at ``revision`` (default: the main branch), pinned to its commit.
+
+    Raises only when the model info request itself fails (repository or revision not found,
+    offline, stalled ...); every later failure becomes a gap."""
     check_repo_id(repo_id)
     api = make_api()
-    with hub_errors(repo_id, revision):
-        info = api.model_info(repo_id, revision=revision, files_metadata=True)
-        sha = info.sha or ""
-        sizes = {s.rfilename: s.size for s in info.siblings or []}
-        config = _json_file(api, repo_id, "config.json", sha) if "config.json" in sizes else {}
-        tokenizer_config = (
-            _json_file(api, repo_id, "tokenizer_config.json", sha)
-            if "tokenizer_config.json" in sizes
-            else {}
-        )
-        fmt = weight_format(sizes)
-        counts: dict[str, int] = {}
-        if fmt == "safetensors":
-            metadata = _quietly(api.get_safetensors_metadata, repo_id, revision=sha)
-            counts = {str(dtype): int(n) for dtype, n in metadata.parameter_count.items()}
-    architectures = config.get("architectures") or []
-    architecture = str(architectures[0]) if architectures else None
-    auto_map = bool(config.get("auto_map"))
+    with hub_deadline():
+        with hub_errors(repo_id, revision):
+            info = api.model_info(repo_id, revision=revision, files_metadata=True)
+        return _facts(api, info, repo_id, revision)
+
+
+def _facts(api: HfApi, info: ModelInfo, asked: str, revision: str | None) -> ModelFacts:
+    repo_id = info.id or asked
+    sha = info.sha or ""
+    gaps = _Gaps(repo_id, revision)
+    siblings = {s.rfilename: s.size for s in info.siblings or []}
+    fmt = weight_format(siblings)
+
+    config = _config(api, info, repo_id, sha, siblings, gaps)
+    architectures = config.get("architectures") if config is not None else None
+    architecture = (
+        str(architectures[0]) if isinstance(architectures, list) and architectures else None
+    )
+    model_type = config.get("model_type") if config is not None else None
+    auto_map = bool(config.get("auto_map")) if config is not None else False
+
+    counts = _parameter_counts(api, info, repo_id, sha, fmt, gaps)
     parameters = sum(counts.values()) if counts else None
-    chosen = compile_files(sizes, with_code=auto_map)
+
+    chosen = compile_files(siblings, with_code=auto_map)
+    sizes = _sizes(api, repo_id, sha, siblings, chosen, gaps)
+    download_bytes = (
+        sum(sizes[p] or 0 for p in chosen)
+        if all(sizes.get(p) is not None for p in chosen)
+        else None
+    )
     license_id = _license(info)
+    if license_id is None:
+        gaps.unknown("license", "the model card states no license")
     return ModelFacts(
-        repo_id=info.id or repo_id,
+        repo_id=repo_id,
+        renamed_from=asked if repo_id != asked else None,
         revision=revision,
         sha=sha,
         url=f"{hub_endpoint()}/{repo_id}",
         license=license_id,
-        license_link=_license_link(info, repo_id, sha, sizes),
+        license_link=_license_link(info, repo_id, sha, siblings),
         gated=bool(info.gated),
         gate=str(info.gated) if info.gated else None,
         architecture=architecture,
-        model_type=config.get("model_type"),
+        model_type=str(model_type) if model_type else None,
         auto_map=auto_map,
-        chat_template=bool(tokenizer_config.get("chat_template"))
-        or any(name in sizes for name in CHAT_TEMPLATE_FILES),
+        chat_template=_chat_template(api, info, repo_id, sha, siblings, gaps),
         parameters=parameters,
         parameters_by_dtype=counts,
         weight_format=fmt,
-        download_bytes=sum(sizes.get(p) or 0 for p in chosen),
+        download_bytes=download_bytes,
         download_files=tuple(FileEntry(p, sizes.get(p)) for p in chosen),
-        repo_bytes=sum(s or 0 for s in sizes.values()) if sizes else None,
+        repo_bytes=(
+            sum(s or 0 for s in siblings.values())
+            if siblings and all(s is not None for s in siblings.values())
+            else None
+        ),
         pipeline_tag=info.pipeline_tag,
         library=info.library_name,
         downloads=info.downloads,
         likes=info.likes,
         last_modified=info.last_modified.isoformat() if info.last_modified else None,
         recipes=recipe_fits(architecture, parameters, fmt, auto_map=auto_map),
+        gaps=tuple(gaps.found),
     )
+
+
+def _config(
+    api: HfApi,
+    info: ModelInfo,
+    repo_id: str,
+    sha: str,
+    siblings: dict[str, int | None],
+    gaps: _Gaps,
+) -> dict[str, Any] | None:
+    """The model config: the answer's ``config`` (the Hub copies architectures, model_type and
+    auto_map from config.json), else config.json itself."""
+    if info.config and (info.config.get("architectures") or info.config.get("model_type")):
+        return dict(info.config)
+    if "config.json" not in siblings:
+        gaps.unknown("architecture", "the repository has no config.json")
+        return None
+    return gaps.attempt("architecture", _json_file, api, repo_id, "config.json", sha)
+
+
+def _chat_template(
+    api: HfApi,
+    info: ModelInfo,
+    repo_id: str,
+    sha: str,
+    siblings: dict[str, int | None],
+    gaps: _Gaps,
+) -> bool | None:
+    if any(name in siblings for name in CHAT_TEMPLATE_FILES):
+        return True
+    summary = (info.config or {}).get("tokenizer_config")
+    if isinstance(summary, dict):  # the Hub's copy of tokenizer_config.json's main keys
+        return bool(summary.get("chat_template"))
+    if "tokenizer_config.json" not in siblings:
+        return False
+    found = gaps.attempt("chat template", _json_file, api, repo_id, "tokenizer_config.json", sha)
+    return None if found is None else bool(found.get("chat_template"))
+
+
+def _parameter_counts(
+    api: HfApi, info: ModelInfo, repo_id: str, sha: str, fmt: str | None, gaps: _Gaps
+) -> dict[str, int]:
+    """Parameters per dtype: the answer's ``safetensors`` figure, else the weight headers."""
+    if info.safetensors is not None and info.safetensors.parameters:
+        return {str(dtype): int(n) for dtype, n in info.safetensors.parameters.items()}
+    if fmt == "pytorch":
+        gaps.unknown("parameters", "only pytorch .bin weights; the Hub counts safetensors only")
+        return {}
+    if fmt is None:
+        gaps.unknown("parameters", "no weight files at the top level of the repository")
+        return {}
+    metadata = gaps.attempt("parameters", api.get_safetensors_metadata, repo_id, revision=sha)
+    if metadata is None:
+        return {}
+    return {str(dtype): int(n) for dtype, n in metadata.parameter_count.items()}
+
+
+def _sizes(
+    api: HfApi,
+    repo_id: str,
+    sha: str,
+    siblings: dict[str, int | None],
+    chosen: tuple[str, ...],
+    gaps: _Gaps,
+) -> dict[str, int | None]:
+    """File sizes: the answer's (``blobs``), else the file listing's; None where neither says."""
+    sizes = dict(siblings)
+    if all(sizes.get(p) is not None for p in chosen):
+        return sizes
+    listing = gaps.attempt("download size", _top_level_sizes, api, repo_id, sha)
+    if listing is not None:
+        for path in chosen:
+            if sizes.get(path) is None:
+                sizes[path] = listing.get(path)
+        if any(sizes.get(p) is None for p in chosen):
+            gaps.unknown("download size", "the Hub gave no size for some of the files")
+    return sizes
+
+
+def _top_level_sizes(api: HfApi, repo_id: str, sha: str) -> dict[str, int | None]:
+    from huggingface_hub.hf_api import RepoFile
+
+    return {
+        entry.path: entry.size
+        for entry in api.list_repo_tree(repo_id, revision=sha or None, recursive=False)
+        if isinstance(entry, RepoFile)
+    }
 
 
 def _quietly(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -98,7 +233,7 @@ def _quietly(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 def _json_file(api: HfApi, repo_id: str, filename: str, sha: str) -> dict[str, Any]:
     """A small JSON file of the repository at ``sha`` (cached in the HF cache); {} if unreadable."""
-    path = _quietly(api.hf_hub_download, repo_id, filename, revision=sha, cache_dir=hf_cache_dir())
+    path = api.hf_hub_download(repo_id, filename, revision=sha or None, cache_dir=hf_cache_dir())
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)

@@ -12,6 +12,14 @@ from dataclasses import dataclass
 
 from curator.hub.models import RecipeFit
 
+# Why a recipe cannot compile a model, in words short enough to count by.
+NO_ARCHITECTURE = "no architecture"
+UNSUPPORTED_ARCHITECTURE = "unsupported architecture"
+NO_WEIGHTS = "no weights"
+NEEDS_GPU = "needs a GPU"
+NEEDS_CALIBRATION = "needs calibration packages"
+NOT_ENOUGH_RAM = "not enough RAM"
+
 
 @dataclass(frozen=True)
 class Machine:
@@ -56,17 +64,21 @@ def recipe_fits(
         peak = predict_compile_peak_bytes(recipe, parameters) if parameters else None
         run = predict_run_bytes(recipe, parameters) if parameters else None
         reason: str | None = None
+        kind: str | None = None
         if architecture is None:
-            reason = "no architecture in config.json"
+            kind, reason = NO_ARCHITECTURE, "no architecture in config.json"
         elif architecture not in SUPPORTED_ARCHITECTURES:
+            kind = UNSUPPORTED_ARCHITECTURE
             reason = f"architecture {architecture} is not supported by the model builder"
         elif weight_format is None:
-            reason = "no safetensors or pytorch weights"
+            kind, reason = NO_WEIGHTS, "no safetensors or pytorch weights"
         elif recipe.needs_gpu and not here.cuda_gpu:
-            reason = "needs an NVIDIA GPU; this machine has none"
+            kind, reason = NEEDS_GPU, "needs an NVIDIA GPU; this machine has none"
         elif recipe.needs_calibration and not here.calibration_packages:
+            kind = NEEDS_CALIBRATION
             reason = "needs the 'datasets' package for calibration, which is not installed"
         elif peak is not None and peak > here.ram_available_bytes:
+            kind = NOT_ENOUGH_RAM
             reason = (
                 f"predicted compile peak {peak / 2**30:.1f} GiB exceeds the "
                 f"{here.ram_available_bytes / 2**30:.1f} GiB of RAM available"
@@ -83,6 +95,7 @@ def recipe_fits(
                 precision=recipe.precision,
                 can_compile=reason is None,
                 reason=reason,
+                reason_kind=kind,
                 needs=tuple(needs),
                 compile_peak_bytes=peak,
                 run_bytes=run,
@@ -102,3 +115,12 @@ def int4_run_bytes(parameters: int | None) -> int | None:
         (r for r in recipes if r.precision == "int4" and not r.needs_gpu), None
     )
     return predict_run_bytes(chosen, parameters) if chosen else None
+
+
+def why_not(fits: tuple[RecipeFit, ...]) -> RecipeFit | None:
+    """The refusal that says most about a model no recipe compiles: a CPU recipe's (a GPU or a
+    calibration package is the machine's lack, not the model's), else the first; None if one fits."""
+    if any(f.can_compile for f in fits) or not fits:
+        return None
+    model_level = [f for f in fits if f.reason_kind not in (NEEDS_GPU, NEEDS_CALIBRATION)]
+    return (model_level or list(fits))[0]

@@ -15,6 +15,7 @@ class RecipeFit:
     precision: str
     can_compile: bool
     reason: str | None
+    reason_kind: str | None
     needs: tuple[str, ...]
     compile_peak_bytes: int | None
     run_bytes: int | None
@@ -47,10 +48,23 @@ class FileEntry:
 
 
 @dataclass(frozen=True)
+class FactGap:
+    """A fact ``curator info`` could not give, and why: ``unknown`` when the Hub does not hold it,
+    ``failed`` when the request that would have fetched it failed (``reason`` says how)."""
+
+    fact: str
+    state: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class ModelFacts:
-    """Everything ``curator info`` reports about one repository at one commit."""
+    """Everything ``curator info`` reports about one repository at one commit. ``None`` is a fact
+    not known; ``gaps`` says why for each one. ``renamed_from`` is the id asked for when the Hub
+    answered under a new name (``repo_id``)."""
 
     repo_id: str
+    renamed_from: str | None
     revision: str | None
     sha: str
     url: str
@@ -61,11 +75,11 @@ class ModelFacts:
     architecture: str | None
     model_type: str | None
     auto_map: bool
-    chat_template: bool
+    chat_template: bool | None
     parameters: int | None
     parameters_by_dtype: dict[str, int]
     weight_format: str | None
-    download_bytes: int
+    download_bytes: int | None
     download_files: tuple[FileEntry, ...]
     repo_bytes: int | None
     pipeline_tag: str | None
@@ -74,6 +88,7 @@ class ModelFacts:
     likes: int | None
     last_modified: str | None
     recipes: tuple[RecipeFit, ...]
+    gaps: tuple[FactGap, ...]
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@
 - ``fixture/custom-code``: config.json with ``auto_map`` and repository code, small real weights.
 - ``fixture/bert-tiny``: a BERT (architecture the model builder does not support).
 - ``acme/*``, ``other/*``: listing-only repositories (config, card; weights stated, not held).
+- ``fixture/qwen2-tiny-old-name``: renamed to ``fixture/tiny-qwen2`` (307 to the new URLs).
+- the real answers in ``recorded/`` (see its README): model info of meta-llama, zephyr, gpt2 ...
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from tests.fakehub.replay import load_recordings
 from tests.fakehub.repo import FakeRepo, files_from_dir, safetensors_header
 from tests.fakehub.server import FakeHub
 
@@ -26,6 +29,7 @@ SHARDED = "fixture/tiny-qwen2-sharded"
 GATED = "fixture/gated-tiny"
 CUSTOM = "fixture/custom-code"
 BERT = "fixture/bert-tiny"
+OLD_TINY = "fixture/qwen2-tiny-old-name"  # renamed to TINY: the Hub answers 307 to TINY's URLs
 
 CHAT_TAGS = ("transformers", "safetensors", "text-generation", "conversational")
 
@@ -161,7 +165,11 @@ def listing_only(
 
 def build_hub(tiny_model_dir: Path) -> FakeHub:
     """The whole fixture set on a FakeHub (not started)."""
-    hub = FakeHub(tokens={GRANTED_TOKEN: frozenset({"*"}), PLAIN_TOKEN: frozenset()})
+    hub = FakeHub(
+        tokens={GRANTED_TOKEN: frozenset({"*"}), PLAIN_TOKEN: frozenset()},
+        recordings=load_recordings(),
+        renames={OLD_TINY: TINY},
+    )
     lic = "license:apache-2.0"
     hub.add(
         FakeRepo(

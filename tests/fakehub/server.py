@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
+from tests.fakehub.replay import Recording, recorded_repo
 from tests.fakehub.repo import FakeRepo
 
 SORT_KEYS = {
@@ -63,6 +64,9 @@ class FakeHub:
 
     repos: dict[str, FakeRepo] = field(default_factory=dict)
     tokens: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Real answers by path (tests/fakehub/replay.py), and old id -> new id of renamed repositories.
+    recordings: dict[str, Recording] = field(default_factory=dict)
+    renames: dict[str, str] = field(default_factory=dict)
     page_size: int = 1000
     requests: list[Request] = field(default_factory=list)
     url: str = ""
@@ -192,6 +196,8 @@ def route(hub: FakeHub, request: Request, base: str, raw_path: str) -> None:
     """Dispatch ``request``; every branch raises a Reply."""
     granted = _authorise(hub, request)
     path = request.path
+    if request.method in ("GET", "HEAD"):
+        _replay_or_redirect(hub, path, raw_path, request)
     if request.method in ("POST", "PUT"):
         from tests.fakehub.upload import route as upload_route
 
@@ -211,6 +217,27 @@ def route(hub: FakeHub, request: Request, base: str, raw_path: str) -> None:
         repo = _repo(hub, repo_id)
         raise resolve(repo, revision, file_path, request, granted)
     raise error(404, None, f"no route for {path}")
+
+
+def _replay_or_redirect(hub: FakeHub, path: str, raw_path: str, request: Request) -> None:
+    """A recorded answer; a 307 to the new id of a renamed repository, keeping the rest of the
+    URL (as the Hub does); a plain 404 for anything else under a recorded repository."""
+    recording = hub.recordings.get(path)
+    if recording is not None:
+        raise Reply(recording.status, recording.body, recording.headers)
+    for old, new in hub.renames.items():
+        for prefix in (f"/api/models/{old}", f"/{old}/"):
+            if path == prefix or path.startswith(prefix if prefix.endswith("/") else prefix + "/"):
+                target = path.replace(old, new, 1)
+                query = urlencode([(k, v) for k, vs in request.query.items() for v in vs])
+                location = quote(target) + (f"?{query}" if query else "")
+                raise Reply(
+                    307,
+                    f"Temporary Redirect. Redirecting to {target}".encode(),
+                    {"Location": location, "Content-Type": "text/plain; charset=utf-8"},
+                )
+    if recorded_repo(hub.recordings, path) is not None:
+        raise Reply(404, b"Not Found", {"Content-Type": "text/plain; charset=utf-8"})
 
 
 def _authorise(hub: FakeHub, request: Request) -> frozenset[str] | None:
