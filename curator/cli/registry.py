@@ -10,6 +10,7 @@ import click
 
 from curator.cli._options import PositiveNumber, json_option, registry_option
 from curator.cli._output import Output
+from curator.cli.registry_merge import matrix, merge
 from curator.errors import InputFileError, NotFound, UsageProblem
 from curator.paths import registry_path
 from curator.registry import (
@@ -38,6 +39,10 @@ def existing_registry(registry: Path | None) -> Path:
 @click.group()
 def registry() -> None:
     """Validate, edit and review the team registry (registry/models.json)."""
+
+
+registry.add_command(merge)
+registry.add_command(matrix)
 
 
 @registry.command()
