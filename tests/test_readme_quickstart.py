@@ -3,6 +3,8 @@ model under the quickstart's repository name."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
 import shutil
@@ -66,13 +68,59 @@ def test_quickstart_runs_as_written(
         "registry",
         "onboard",
     ]
+    model_id = "qwen2.5-0.5b-instruct-generic-cpu:1"
+    outputs: dict[str, str] = {}
     for argv in commands:
-        if argv[:2] == ["bench", "qwen2.5-0.5b-instruct-generic-cpu:1"]:
+        if argv[:2] == ["bench", model_id]:
             argv = [*argv, "--rounds", "1", "--max-tokens", "16"]  # the same command, shorter
         result = run_curator(*argv, cwd=workdir)
         assert result.returncode == 0, (argv, result.stdout, result.stderr)
-        if argv[0] == "search":
-            assert QUICKSTART_REPO in result.stdout
-    registry = (workdir / "registry" / "models.json").read_text()
-    assert '"id": "qwen2.5-0.5b-instruct-generic-cpu:1"' in registry
-    assert (workdir / "onboard-out" / "SUMMARY.md").is_file()
+        outputs[argv[0]] = result.stdout
+        check_step(argv[0], result.stdout, workdir, model_id)
+    # Exit codes alone would pass a command that did nothing: each step's output is checked above,
+    # and the registry the steps built holds the finished entry.
+    entry = next(m for m in json.loads(registry_text(workdir))["models"] if m["id"] == model_id)
+    assert entry["source"]["repo"] == QUICKSTART_REPO
+    assert entry["source"]["architecture"] == "Qwen2ForCausalLM"
+    assert entry["license"] == "apache-2.0" and entry["capabilities"] == ["chat"]
+    assert entry["build"]["recipe"] == "int4-cpu"
+    assert {a["path"] for a in entry["build"]["artifacts"]} >= {"genai_config.json", "model.onnx"}
+    assert len(entry["benchmarks"]) >= 1
+    summary = (workdir / "onboard-out" / "SUMMARY.md").read_text(encoding="utf-8")
+    assert model_id in summary
+
+
+def registry_text(workdir: Path) -> str:
+    return (workdir / "registry" / "models.json").read_text(encoding="utf-8")
+
+
+def check_step(command: str, stdout: str, workdir: Path, model_id: str) -> None:
+    """What each quickstart command must have done, beyond exiting 0."""
+    model_dir = Path(os.environ["FOUNDRY_CACHE_DIR"]) / "Qwen" / model_id.replace(":", "-")
+    if command == "search":
+        assert QUICKSTART_REPO in stdout
+    elif command == "info":
+        assert QUICKSTART_REPO in stdout and "Qwen2ForCausalLM" in stdout
+        assert "apache-2.0" in stdout and "int4-cpu" in stdout
+    elif command == "compile":
+        manifest = json.loads((model_dir / "curator-manifest.json").read_text(encoding="utf-8"))
+        assert manifest["source"]["repo"] == QUICKSTART_REPO
+        assert manifest["build"]["recipe"] == "int4-cpu"
+        assert (model_dir / "genai_config.json").is_file() and (model_dir / "model.onnx").is_file()
+    elif command == "register":
+        assert f"{model_id}: " in stdout
+        assert f'"id": "{model_id}"' in registry_text(workdir)
+    elif command == "smoke":
+        header, *rows = stdout.strip().splitlines()
+        assert header.split()[:2] == ["PROMPT", "RESULT"] and len(rows) >= 5
+        assert all(row.split()[1] == "ok" for row in rows), stdout
+    elif command == "bench":
+        report = json.loads((workdir / "bench-out" / "bench-report.json").read_text())
+        (model,) = report["models"]
+        assert model["id"] == model_id and model["status"] == "ok"
+        assert all(0 < r["completionTokens"] <= 16 for r in model["requests"])
+        assert model["summary"]["ttftMs"]["p50"] <= model["summary"]["latencyMs"]["p50"]
+        recorded = json.loads(registry_text(workdir))["models"]
+        assert [len(m.get("benchmarks", [])) for m in recorded if m["id"] == model_id] == [1]
+    elif command == "registry":
+        assert re.search(r"models\.json: [1-9][0-9]* model\(s\), valid$", stdout.strip())
