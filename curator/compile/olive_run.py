@@ -50,7 +50,16 @@ def olive_environment(offline: bool) -> dict[str, str]:
 
 
 def olive_command(config_path: Path) -> list[str]:
-    return [sys.executable, "-m", "olive", "run", "--config", str(config_path)]
+    """``olive run --config``, through curator's entry point that first installs the model-builder
+    compatibility shim for transformers 5 configs (curator.compile.builder_compat)."""
+    return [
+        sys.executable,
+        "-m",
+        "curator.compile.olive_child",
+        "run",
+        "--config",
+        str(config_path),
+    ]
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec

@@ -23,6 +23,7 @@ ARCHITECTURES: dict[str, tuple[str, str]] = {
     "mistral": ("mistral", "MistralForCausalLM"),
     "gemma2": ("gemma2", "Gemma2ForCausalLM"),
     "phi3": ("phi3", "Phi3ForCausalLM"),
+    "gemma3": ("gemma3_text", "Gemma3ForCausalLM"),
 }
 
 PAD_TOKEN = "<|endoftext|>"
@@ -151,7 +152,7 @@ def _config(
     if architecture == "phi3":
         # The model builder picks the LongRoPE variant unless these two are equal.
         fields["original_max_position_embeddings"] = max_positions
-    if architecture == "gemma2":
+    if architecture in ("gemma2", "gemma3"):
         fields["head_dim"] = hidden_size // num_heads
     return AutoConfig.for_model(model_type, **fields)
 

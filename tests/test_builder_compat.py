@@ -1,0 +1,93 @@
+"""The model-builder shim for transformers 5 configs (issue 11 item 6), on real config classes.
+
+The compile of a tiny Gemma 3 through the builder, checked against transformers' own logits, is
+in tests/test_compile_slow.py."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from curator.compile.builder_compat import adapt_config, builder_layer_types
+from curator.compile.olive_run import olive_command
+
+
+def gemma3_text(**extra: Any) -> Any:
+    from transformers import Gemma3TextConfig
+
+    fields: dict[str, Any] = {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 7,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "vocab_size": 512,
+        **extra,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Gemma3TextConfig(**fields)
+
+
+def test_gemma3_gets_the_fields_the_builder_reads() -> None:
+    """Bug: the builder reads rope_local_base_freq (gone in transformers 5) and, finding no
+    rope_theta, would build the global layers with theta 10000 instead of 1000000."""
+    config = gemma3_text(rope_local_base_freq=12_345.0)
+    assert not hasattr(config, "rope_local_base_freq")
+    assert adapt_config(config) == ["rope_parameters", "rope_local_base_freq"]
+    assert config.rope_local_base_freq == 12_345.0
+    assert config.rope_scaling["rope_theta"] == 1_000_000.0  # what the builder reads for theta
+    assert config.rope_scaling["rope_type"] == "default"
+
+
+def test_gemma3_global_scaling_reaches_the_builder() -> None:
+    """Bug: the larger Gemma 3 models scale the global layers' rope linearly (factor 8); nested per
+    attention kind, the builder never sees it and builds unscaled rope."""
+    config = gemma3_text(rope_scaling={"rope_type": "linear", "factor": 8.0})
+    adapt_config(config)
+    assert config.rope_scaling["rope_type"] == "linear" and config.rope_scaling["factor"] == 8.0
+    assert config.rope_local_base_freq == 10_000.0
+
+
+def test_a_layer_pattern_the_builder_cannot_express_is_refused() -> None:
+    assert builder_layer_types(7) == ["sliding_attention"] * 5 + ["full_attention"] * 1 + [
+        "sliding_attention"
+    ]
+    config = gemma3_text(layer_types=["full_attention"] * 7)
+    with pytest.raises(ValueError, match="every sixth layer uses global attention"):
+        adapt_config(config)
+
+
+def test_the_multimodal_gemma3_text_config_is_adapted_too() -> None:
+    from transformers import Gemma3Config
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        config = Gemma3Config(text_config=gemma3_text().to_dict())
+    changed = adapt_config(config)
+    assert "text_config.rope_local_base_freq" in changed
+    assert config.text_config.rope_local_base_freq == 10_000.0
+
+
+def test_configs_with_flat_rope_parameters_are_left_alone() -> None:
+    from transformers import Qwen2Config
+
+    config = Qwen2Config(hidden_size=64, num_attention_heads=4, num_hidden_layers=2)
+    before = config.to_dict()
+    assert adapt_config(config) == []
+    assert config.to_dict() == before
+
+
+def test_olive_runs_through_the_shim() -> None:
+    command = olive_command(Path("/x/olive-config.json"))
+    assert command[1:] == [
+        "-m",
+        "curator.compile.olive_child",
+        "run",
+        "--config",
+        "/x/olive-config.json",
+    ]
