@@ -297,3 +297,175 @@ def test_a_base_git_cannot_read_is_an_error_not_an_empty_base(tmp_path: Path) ->
         "registry", "diff", "git:HEAD", "--registry", str(tmp_path / "models.json"), cwd=repo
     )
     assert outside.returncode == 1 and "error: " in outside.stderr
+
+
+def diff_cli(tmp_path: Path, base: Any, head: Any, *args: str) -> Any:
+    return run_curator(
+        "registry",
+        "diff",
+        str(write(tmp_path / "base.json", base)),
+        str(write(tmp_path / "head.json", head)),
+        *args,
+    )
+
+
+# 2. The pull request's own (loosened) schema judged it, and diff did not mention the edit.
+def test_a_loosened_schema_in_the_change_is_named_and_does_not_judge_it(tmp_path: Path) -> None:
+    from curator.schemas import load_schema
+
+    loosened = json.loads(json.dumps(load_schema("models")))
+    loosened["$defs"]["safeText"]["maxLength"] = 20_000_000
+    loosened["$defs"]["model"]["properties"]["id"]["pattern"] = ".*"
+    head_schema = write(tmp_path / "head-schema.json", loosened)
+    base = make_document([make_entry(0)])
+    head = make_document([make_entry(0), make_entry(1, id="model1-generic-cpu", notes="x" * 5000)])
+    args = ("--head-schema", str(head_schema), "--json")
+    report = json.loads(diff_cli(tmp_path, base, head, *args).stdout)
+    rules = {v["rule"] for v in report["violations"]}
+    assert {"schema.pattern", "schema.maxLength", "schema-changed"} <= rules
+    assert {c["field"] for c in report["schema_changes"]} == {
+        "$defs.safeText.maxLength",
+        "$defs.model.properties.id.pattern",
+    }
+    accepted = diff_cli(tmp_path, base, head, *args, "--accept-schema-change")
+    still = {v["rule"] for v in json.loads(accepted.stdout)["violations"]}
+    assert "schema-changed" not in still and "schema.maxLength" in still  # still the base's schema
+    markdown = json.loads(accepted.stdout)["markdown"]
+    assert "### ⚠️ Schema changed" in markdown
+    unchanged = write(tmp_path / "same.json", load_schema("models"))
+    same = diff_cli(tmp_path, base, base, "--head-schema", str(unchanged), "--json")
+    assert same.returncode == 0 and json.loads(same.stdout)["schema_changes"] == []
+
+
+# 3 (review side). U+202E went raw into the review Markdown.
+def test_the_review_spells_out_invisible_characters() -> None:
+    from curator.registry.diff import diff_documents
+    from curator.registry.review import render_review
+
+    head = make_document([make_entry(0, displayName="evil\u202egnp.exe", notes="a\u009bb\u200bc")])
+    markdown = render_review(diff_documents(make_document([]), head))
+    assert "\u202e" not in markdown and "\u009b" not in markdown and "\u200b" not in markdown
+    assert "evil⟨U+202E⟩gnp.exe" in markdown
+
+
+# 9. A 10 MB notes was echoed whole (10.5 MB validate line, 21 MB diff --json), and the review cut
+# the message at 200 characters, removing the reason.
+def test_oversized_values_are_shortened_and_keep_the_reason(tmp_path: Path) -> None:
+    base = make_document([make_entry(0)])
+    head = make_document([make_entry(0, notes="n" * 2_000_000)])
+    registry = write(tmp_path / "models.json", head)
+    validate = run_curator("registry", "validate", "--registry", str(registry))
+    assert validate.returncode == 1
+    assert len(validate.stdout) < 2_000
+    assert validate.stdout.splitlines()[0].endswith(
+        "is longer than 2000 characters [schema.maxLength]"
+    )
+    diffed = diff_cli(tmp_path, base, head, "--json", "--output", str(tmp_path / "review.md"))
+    assert diffed.returncode == 1 and len(diffed.stdout) < 20_000
+    (violation,) = json.loads(diffed.stdout)["violations"]
+    assert violation["message"].endswith("is longer than 2000 characters")
+    review = (tmp_path / "review.md").read_text()
+    assert len(review) < 10_000 and "is longer than 2000 characters" in review
+
+
+# 10. A duplicate id, or a benchmark run edited in place (speed x10), read "0 changed ... No model
+# changes".
+def test_a_duplicate_id_counts_as_added() -> None:
+    from curator.registry.diff import diff_documents
+    from curator.registry.review import render_review
+
+    base = make_document([make_entry(0)])
+    head = make_document([make_entry(0), make_entry(0, license="gpl-3.0", alias="other")])
+    result = diff_documents(base, head)
+    assert [e["license"] for e in result.added] == ["gpl-3.0"]
+    assert "unique-id" in {v.rule for v in result.violations}
+    markdown = render_review(result)
+    assert "1 added" in markdown and "No model changes" not in markdown
+
+
+def test_a_benchmark_run_edited_in_place_is_a_change() -> None:
+    from curator.registry.diff import diff_documents
+    from curator.registry.review import render_review
+
+    old_run = make_benchmark(date="2026-01-01T00:00:00Z", decode=10.0)
+    new_run = make_benchmark(date="2026-06-01T00:00:00Z", decode=12.0)
+    base = make_document([make_entry(0, benchmarks=[old_run, new_run])])
+    edited = copy_of(old_run)
+    edited["decodeTokensPerSec"]["mean"] = 100.0  # an old run: no latest figure moves
+    head = make_document([make_entry(0, benchmarks=[edited, new_run])])
+    result = diff_documents(base, head)
+    ((model_id, fields),) = result.changed
+    assert (model_id, [(f.field, f.base, f.head) for f in fields]) == (
+        "model0-generic-cpu:1",
+        [("benchmarks[2026-01-01T00:00:00Z].decodeTokensPerSec.mean", 10.0, 100.0)],
+    )
+    assert result.rewritten_runs == (
+        "models[id=model0-generic-cpu:1].benchmarks[2026-01-01T00:00:00Z]",
+    )
+    markdown = render_review(result)
+    assert "1 changed" in markdown and "No model changes" not in markdown
+    assert "edited in place" in markdown
+
+
+def copy_of(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+# 11. diff --json printed Infinity (base figure 0).
+def test_a_change_from_zero_prints_valid_json(tmp_path: Path) -> None:
+    base = make_document([make_entry(0, benchmarks=[make_benchmark(decode=0.0)])])
+    head = make_document([make_entry(0, benchmarks=[make_benchmark(decode=5.0, ttft=100.0)])])
+    result = diff_cli(tmp_path, base, head, "--json")
+    assert "Infinity" not in result.stdout and "NaN" not in result.stdout
+    figures = {f["figure"]: f for f in json.loads(result.stdout)["figures"]}
+    assert figures["decode tok/s"]["change_pct"] is None
+    assert figures["decode tok/s"]["regression"] is False  # from 0 upwards is better
+    assert "from 0" in json.loads(result.stdout)["markdown"]
+
+
+# 14. A version bump (remove :1, add :2) hid a 50% regression even with --fail-on-regression.
+def test_a_new_version_is_compared_with_the_previous_one(tmp_path: Path) -> None:
+    v1 = make_entry(0, benchmarks=[make_benchmark(decode=100.0)])
+    v2 = make_entry(0, id="model0-generic-cpu:2", benchmarks=[make_benchmark(decode=50.0)])
+    renamed = make_entry(7, alias="model0", benchmarks=[make_benchmark(decode=50.0)])
+    for head_entries in ([v2], [v1, v2], [renamed]):
+        head = make_document(head_entries)
+        result = diff_cli(tmp_path, make_document([v1]), head, "--fail-on-regression", "--json")
+        assert result.returncode == 1, head_entries
+        report = json.loads(result.stdout)
+        (regression,) = [r for r in report["regressions"] if r["figure"] == "decode tok/s"]
+        assert regression["base_id"] == "model0-generic-cpu:1"
+        assert regression["change_pct"] == -50.0
+        assert "benchmark-regression" in {v["rule"] for v in report["violations"]}
+    older = make_entry(0, id="model0-generic-cpu:3", benchmarks=[make_benchmark(decode=80.0)])
+    newest = make_entry(0, id="model0-generic-cpu:4", benchmarks=[make_benchmark(decode=78.0)])
+    base = make_document(
+        [v1, make_entry(5, alias="x", id="model0-generic-cpu:3", benchmarks=older["benchmarks"])]
+    )
+    result = diff_cli(tmp_path, base, make_document([newest]), "--json")
+    (decode,) = [f for f in json.loads(result.stdout)["figures"] if f["figure"] == "decode tok/s"]
+    assert decode["base_id"] == "model0-generic-cpu:3"  # the newest previous version
+
+
+# 15. The review was not posted when the registry was invalid (the workflow's validate step
+# failed first); it is written even when HEAD cannot be read at all.
+def test_the_review_is_written_for_an_invalid_or_unreadable_head(tmp_path: Path) -> None:
+    review = tmp_path / "review.md"
+    head = make_document([make_entry(0, license="gpl-3.0", minRamGb=-1)])
+    invalid = diff_cli(tmp_path, make_document([]), head, "--output", str(review))
+    assert invalid.returncode == 1
+    assert "❌ policy violations" in review.read_text() and "license-allowed" in review.read_text()
+    review.unlink()
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"models": [}')
+    unreadable = run_curator(
+        "registry",
+        "diff",
+        str(write(tmp_path / "b.json", make_document([]))),
+        str(broken),
+        "--output",
+        str(review),
+    )
+    assert unreadable.returncode == 1 and unreadable.stderr.startswith("error: ")
+    text = review.read_text()
+    assert "❌ cannot review" in text and "invalid JSON" in text

@@ -24,7 +24,7 @@ from curator.registry import (
 )
 from curator.registry.diff import BENCH_FIGURES, diff_documents, figure, latest_benchmark
 from curator.registry.document import merged, models_of
-from curator.registry.review import render_review
+from curator.registry.review import render_failed_review, render_review
 from curator.registry.select import select_models
 
 
@@ -266,9 +266,19 @@ def remove(model_id: str, registry: Path | None, as_json: bool) -> None:
     help="A maintainer accepts HEAD's policy edits: judge HEAD by its own policy.",
 )
 @click.option(
+    "--head-schema",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="HEAD's schemas/models.schema.json: its differences from this curator's are listed.",
+)
+@click.option(
+    "--accept-schema-change",
+    is_flag=True,
+    help="A maintainer accepts HEAD's schema edits (HEAD is still validated by this schema).",
+)
+@click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the Markdown review to this file.",
+    help="Also write the Markdown review to this file (also when the review cannot run).",
 )
 @json_option
 def diff(
@@ -278,6 +288,8 @@ def diff(
     threshold: float | None,
     fail_on_regression: bool | None,
     accept_policy_change: bool,
+    head_schema: Path | None,
+    accept_schema_change: bool,
     output: Path | None,
     as_json: bool,
 ) -> None:
@@ -285,11 +297,23 @@ def diff(
 
     Exit 1 when HEAD violates policy.
     """
+    from curator.errors import CuratorError
+    from curator.jsonio import read_json, write_text_atomic
+
     default = registry_path(registry)
-    before = load_registry_source(base, default)
-    after = load_registry_source(head or str(default), default)
-    if not after.exists:
-        raise NotFound(f"{after.label} has no registry file", hint="check HEAD's path or revision")
+    try:
+        before = load_registry_source(base, default)
+        after = load_registry_source(head or str(default), default)
+        if not after.exists:
+            raise NotFound(
+                f"{after.label} has no registry file", hint="check HEAD's path or revision"
+            )
+        schema = read_json(head_schema, "schema") if head_schema is not None else None
+    except CuratorError as exc:
+        if output is not None:
+            failed = render_failed_review(base, head or str(default), exc.message, exc.hint)
+            write_text_atomic(output, failed)
+        raise
     result = diff_documents(
         before.document,
         after.document,
@@ -299,11 +323,11 @@ def diff(
         fail_on_regression,
         accept_policy_change=accept_policy_change,
         base_exists=before.exists,
+        head_schema=schema,
+        accept_schema_change=accept_schema_change,
     )
     markdown = render_review(result)
     if output is not None:
-        from curator.jsonio import write_text_atomic
-
         write_text_atomic(output, markdown + "\n")
     out = Output(as_json)
     if as_json:

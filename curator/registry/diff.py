@@ -4,12 +4,13 @@ benchmark figures compared, and the policy problems of the result."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from curator.registry.document import Document, Entry
 from curator.registry.rules import policy_of, validate_document
-from curator.schemas import Problem
+from curator.schemas import Problem, elide, load_schema
 
 # figure name -> (path into a benchmark summary, True when higher is better)
 BENCH_FIGURES: dict[str, tuple[tuple[str, ...], bool]] = {
@@ -23,6 +24,7 @@ FIDELITY_FIGURES: dict[str, tuple[tuple[str, ...], bool]] = {
     "fidelity KL mean": (("klMean",), False),
     "fidelity top-1": (("top1Agreement",), True),
 }
+VALUE_LIMIT = 1000  # characters of one string value a review repeats (the middle is elided)
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,9 @@ class FigureChange:
     figure: str
     base: float
     head: float
-    change_pct: float
+    change_pct: float | None  # None when the base figure is 0: no percentage to speak of
     regression: bool
+    base_id: str | None = None  # the previous version compared with, when not model_id itself
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,9 @@ class RegistryDiff:
     violations: tuple[Problem, ...]
     threshold_pct: float
     base_exists: bool = True
+    schema_changes: tuple[FieldChange, ...] = ()
+    # benchmark runs (same date on both sides) whose recorded figures the change edits
+    rewritten_runs: tuple[str, ...] = ()
 
     @property
     def regressions(self) -> tuple[FigureChange, ...]:
@@ -69,10 +75,20 @@ def diff_documents(
     fail_on_regression: bool | None = None,
     accept_policy_change: bool = False,
     base_exists: bool = True,
+    head_schema: Any = None,
+    accept_schema_change: bool = False,
 ) -> RegistryDiff:
     """Compare two registries. HEAD is judged by the base's policy: a change cannot loosen the
     rules it is checked against. A policy change is itself a violation until a maintainer accepts
-    it (``accept_policy_change``); a registry file new in this change brings its own policy."""
+    it (``accept_policy_change``); a registry file new in this change brings its own policy.
+
+    ``head_schema`` is the change's own schemas/models.schema.json, when it has one: HEAD is always
+    validated against this curator's schema (the base's, in CI); an edit of the schema is listed
+    and is a violation until a maintainer accepts it (``accept_schema_change``).
+
+    A new version of a model (an added id whose name, or alias and variant, a base entry has) is
+    compared with the newest such base entry, so a version bump cannot hide a regression.
+    """
     base_models = _by_id(base)
     head_models = _by_id(head)
     policy_changes = tuple(_field_changes(_flatten(policy_of(base)), _flatten(policy_of(head))))
@@ -83,12 +99,27 @@ def diff_documents(
     )
     changed: list[tuple[str, tuple[FieldChange, ...]]] = []
     figures: list[FigureChange] = []
-    for model_id in sorted(base_models.keys() & head_models.keys()):
-        old, new = base_models[model_id], head_models[model_id]
+    rewritten: list[str] = []
+    for key in sorted(base_models.keys() & head_models.keys()):
+        old, new = base_models[key], head_models[key]
+        if old == new:  # most entries: compared in C, nothing flattened
+            continue
+        runs = _rewritten_runs(old, new)
         fields = tuple(_field_changes(_flatten(old), _flatten(new)))
+        fields += tuple(change for _, run_changes in runs for change in run_changes)
         if fields:
-            changed.append((model_id, fields))
-        figures.extend(_figure_changes(model_id, old, new, threshold))
+            changed.append((key, fields))
+        figures.extend(_figure_changes(key, old, new, threshold))
+        rewritten.extend(f"models[id={key}].{run}" for run, _ in runs)
+    added_keys = sorted(head_models.keys() - base_models.keys())
+    if added_keys:
+        previous = _previous_versions(base_models)
+        for key in added_keys:
+            before = _previous_version(head_models[key], previous)
+            if before is not None:
+                figures.extend(
+                    _figure_changes(key, before, head_models[key], threshold, str(before["id"]))
+                )
     violations = list(validate_document(head, None if judge_by_head else policy).problems)
     if not judge_by_head:
         violations.append(
@@ -99,6 +130,16 @@ def diff_documents(
                 "maintainer accepts it (registry diff --accept-policy-change)",
             )
         )
+    schema_changes = () if head_schema is None else schema_changes_of(head_schema)
+    if schema_changes and not accept_schema_change:
+        violations.append(
+            Problem(
+                "schema",
+                "schema-changed",
+                "the change edits the registry schema; the registry is validated against the "
+                "base's schema until a maintainer accepts it (registry diff --accept-schema-change)",
+            )
+        )
     regression_fails = (
         fail_on_regression
         if fail_on_regression is not None
@@ -107,9 +148,10 @@ def diff_documents(
     if regression_fails:
         violations.extend(
             Problem(
-                f"models[id={f.model_id}]",
+                elide(f"models[id={f.model_id}]"),
                 "benchmark-regression",
-                f"{f.figure} {f.change_pct:+.1f}% is past the {threshold:g}% threshold",
+                f"{f.figure} {_pct(f)} is past the {threshold:g}% threshold"
+                + (f" (against {elide(f.base_id)})" if f.base_id else ""),
             )
             for f in figures
             if f.regression
@@ -117,15 +159,28 @@ def diff_documents(
     return RegistryDiff(
         base_label=base_label,
         head_label=head_label,
-        added=tuple(head_models[i] for i in sorted(head_models.keys() - base_models.keys())),
-        removed=tuple(base_models[i] for i in sorted(base_models.keys() - head_models.keys())),
+        added=tuple(_bounded(head_models[i]) for i in added_keys),
+        removed=tuple(
+            _bounded(base_models[i]) for i in sorted(base_models.keys() - head_models.keys())
+        ),
         changed=tuple(changed),
         figures=tuple(figures),
         policy_changes=policy_changes,
-        violations=tuple(violations),
+        violations=tuple(Problem(elide(p.path), p.rule, elide(p.message)) for p in violations),
         threshold_pct=threshold,
         base_exists=base_exists,
+        schema_changes=schema_changes,
+        rewritten_runs=tuple(elide(r) for r in rewritten),
     )
+
+
+def schema_changes_of(head_schema: Any) -> tuple[FieldChange, ...]:
+    """How the change's models schema differs from the one this curator validates with."""
+    return tuple(_field_changes(_flatten(load_schema("models")), _flatten(head_schema)))
+
+
+def _pct(change: FigureChange) -> str:
+    return "from 0" if change.change_pct is None else f"{change.change_pct:+.1f}%"
 
 
 def _number(policy: dict[str, Any], key: str, default: float) -> float:
@@ -136,10 +191,32 @@ def _number(policy: dict[str, Any], key: str, default: float) -> float:
 
 
 def _by_id(document: Document) -> dict[str, Entry]:
+    """Entries by id; a repeated id gets its own key (``id (2)``) so that it shows as added
+    rather than vanishing into the first."""
     models = document.get("models")
     if not isinstance(models, list):
         return {}
-    return {str(m["id"]): m for m in models if isinstance(m, dict) and "id" in m}
+    keyed: dict[str, Entry] = {}
+    for model in models:
+        if not isinstance(model, dict) or "id" not in model:
+            continue
+        key, n = str(model["id"]), 1
+        while key in keyed:
+            n += 1
+            key = f"{model['id']} ({n})"
+        keyed[key] = model
+    return keyed
+
+
+def _bounded(value: Any) -> Any:
+    """``value`` with every string longer than VALUE_LIMIT elided (a copy only where needed)."""
+    if isinstance(value, str):
+        return elide(value, VALUE_LIMIT)
+    if isinstance(value, dict):
+        return {elide(str(k), VALUE_LIMIT): _bounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_bounded(v) for v in value]
+    return value
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -154,7 +231,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
                 for artifact in item:
                     if isinstance(artifact, dict):
                         flat[f"{path}[{artifact.get('path')}]"] = (
-                            f"{artifact.get('sha256', '')[:12]} {artifact.get('bytes')} B"
+                            f"{str(artifact.get('sha256', ''))[:12]} {artifact.get('bytes')} B"
                         )
             else:
                 flat.update(_flatten(item, path))
@@ -171,10 +248,73 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def _field_changes(old: dict[str, Any], new: dict[str, Any]) -> list[FieldChange]:
     return [
-        FieldChange(k, old.get(k), new.get(k))
+        FieldChange(elide(k), _bounded(old.get(k)), _bounded(new.get(k)))
         for k in sorted(old.keys() | new.keys())
         if old.get(k) != new.get(k)
     ]
+
+
+def _runs_by_date(entry: Entry) -> dict[str, Any]:
+    runs = entry.get("benchmarks")
+    keyed: dict[str, Any] = {}
+    for run in runs if isinstance(runs, list) else []:
+        date = run.get("date") if isinstance(run, dict) else None
+        key, n = f"benchmarks[{date}]", 1
+        while key in keyed:
+            n += 1
+            key = f"benchmarks[{date} ({n})]"
+        keyed[key] = run
+    return keyed
+
+
+def _rewritten_runs(old: Entry, new: Entry) -> list[tuple[str, list[FieldChange]]]:
+    """Benchmark runs both sides have (same date) whose content differs: edited in place."""
+    before, after = _runs_by_date(old), _runs_by_date(new)
+    return [
+        (
+            key,
+            [
+                FieldChange(f"{key}.{c.field}", c.base, c.head)
+                for c in _field_changes(_flatten(before[key]), _flatten(after[key]))
+            ],
+        )
+        for key in sorted(before.keys() & after.keys())
+        if before[key] != after[key]
+    ]
+
+
+def _name_and_version(model_id: str) -> tuple[str, int]:
+    name, _, version = model_id.rpartition(":")
+    return (name, int(version)) if name and version.isdigit() else (model_id, 0)
+
+
+def _previous_versions(models: dict[str, Entry]) -> dict[tuple[str, ...], list[Entry]]:
+    """Base entries by model name (the id without its version) and by (alias, variant)."""
+    index: dict[tuple[str, ...], list[Entry]] = {}
+    for entry in models.values():
+        for key in _version_keys(entry):
+            index.setdefault(key, []).append(entry)
+    return index
+
+
+def _version_keys(entry: Entry) -> Iterable[tuple[str, ...]]:
+    yield ("name", _name_and_version(str(entry["id"]))[0])
+    alias, variant = entry.get("alias"), entry.get("variant")
+    if isinstance(alias, str) and isinstance(variant, str):
+        yield ("alias", alias, variant)
+
+
+def _previous_version(entry: Entry, index: dict[tuple[str, ...], list[Entry]]) -> Entry | None:
+    """The newest base entry that is another version of ``entry``'s model, if any."""
+    candidates = [
+        other
+        for key in _version_keys(entry)
+        for other in index.get(key, [])
+        if str(other["id"]) != str(entry["id"])
+    ]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda e: (_name_and_version(str(e["id"]))[1], str(e["id"])))
 
 
 def latest_benchmark(entry: Entry) -> dict[str, Any] | None:
@@ -190,10 +330,14 @@ def figure(record: dict[str, Any] | None, path: tuple[str, ...]) -> float | None
     value: Any = record
     for key in path:
         value = value.get(key) if isinstance(value, dict) else None
-    return float(value) if isinstance(value, (int, float)) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
-def _figure_changes(model_id: str, old: Entry, new: Entry, threshold: float) -> list[FigureChange]:
+def _figure_changes(
+    model_id: str, old: Entry, new: Entry, threshold: float, base_id: str | None = None
+) -> list[FigureChange]:
     pairs = [
         (latest_benchmark(old), latest_benchmark(new), BENCH_FIGURES),
         (old.get("fidelity"), new.get("fidelity"), FIDELITY_FIGURES),
@@ -204,7 +348,10 @@ def _figure_changes(model_id: str, old: Entry, new: Entry, threshold: float) -> 
             a, b = figure(before, path), figure(after, path)
             if a is None or b is None or a == b:
                 continue
-            pct = (b - a) / a * 100 if a else float("inf")
-            worse = -pct if higher_is_better else pct
-            changes.append(FigureChange(model_id, name, a, b, pct, worse > threshold))
+            pct = (b - a) / abs(a) * 100 if a else None
+            if pct is None:  # from 0: worse exactly when it moved the wrong way
+                worse = b < a if higher_is_better else b > a
+            else:
+                worse = (-pct if higher_is_better else pct) > threshold
+            changes.append(FigureChange(model_id, name, a, b, pct, worse, base_id))
     return changes

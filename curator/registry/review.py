@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from curator.registry.diff import BENCH_FIGURES, RegistryDiff, figure, latest_benchmark
+from curator.schemas import elide
 
 
 def render_review(diff: RegistryDiff) -> str:
@@ -17,6 +18,19 @@ def render_review(diff: RegistryDiff) -> str:
         f"{diff.threshold_pct:g}%"
     )
     lines.append("")
+    if diff.schema_changes:
+        lines += [
+            "### ⚠️ Schema changed",
+            "",
+            "The registry is validated against the base's schema, not this one.",
+            "",
+            "| schema path | base | head |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {_md(c.field)} | {_md(c.base)} | {_md(c.head)} |" for c in diff.schema_changes
+        ]
+        lines.append("")
     if not diff.base_exists:
         lines += [
             f"Base {_code(diff.base_label)} has no registry file: every model counts as added.",
@@ -24,7 +38,19 @@ def render_review(diff: RegistryDiff) -> str:
         ]
     if diff.policy_changes:
         lines += ["### ⚠️ Policy changed", "", "| setting | base | head |", "|---|---|---|"]
-        lines += [f"| {c.field} | {_md(c.base)} | {_md(c.head)} |" for c in diff.policy_changes]
+        lines += [
+            f"| {_md(c.field)} | {_md(c.base)} | {_md(c.head)} |" for c in diff.policy_changes
+        ]
+        lines.append("")
+    if diff.rewritten_runs:
+        lines += [
+            "### ⚠️ Recorded benchmark runs edited in place",
+            "",
+            "A new measurement is recorded as a new run (`curator bench --record`); these "
+            "runs keep their date but their figures changed:",
+            "",
+        ]
+        lines += [f"- {_code(run)}" for run in diff.rewritten_runs]
         lines.append("")
     if diff.violations:
         lines += ["### Policy violations", ""]
@@ -66,14 +92,37 @@ def render_review(diff: RegistryDiff) -> str:
         ]
         for f in diff.figures:
             flag = "🔻 regression" if f.regression else ""
+            model = _code(f.model_id) + (f" (vs {_code(f.base_id)})" if f.base_id else "")
+            change = "from 0" if f.change_pct is None else f"{f.change_pct:+.1f}%"
             lines.append(
-                f"| {_code(f.model_id)} | {f.figure} | {f.base:.4g} | {f.head:.4g} "
-                f"| {f.change_pct:+.1f}% | {flag} |"
+                f"| {model} | {f.figure} | {f.base:.4g} | {f.head:.4g} | {change} | {flag} |"
             )
         lines.append("")
-    if not (diff.added or diff.removed or diff.changed or diff.policy_changes):
+    if not (
+        diff.added
+        or diff.removed
+        or diff.changed
+        or diff.figures
+        or diff.policy_changes
+        or diff.schema_changes
+    ):
         lines += ["No model changes.", ""]
     return "\n".join(lines)
+
+
+def render_failed_review(base: str, head: str, message: str, hint: str | None) -> str:
+    """The review when the registries could not even be compared (unreadable, not JSON, ...):
+    still posted, so that the pull request says why it fails."""
+    lines = [
+        f"## Registry review: {_code(base)} → {_code(head)}",
+        "",
+        "**❌ cannot review** · the registry could not be read",
+        "",
+        f"- {_md(message)}",
+    ]
+    if hint:
+        lines.append(f"- hint: {_md(hint)}")
+    return "\n".join([*lines, ""])
 
 
 def _get(entry: dict[str, Any], *keys: str) -> Any:
@@ -83,7 +132,9 @@ def _get(entry: dict[str, Any], *keys: str) -> Any:
     return value
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+# Control, bidirectional and invisible formatting characters: shown as ⟨U+XXXX⟩, never obeyed.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+CELL_LIMIT = 300  # characters of one cell; the middle of a longer text is elided
 _MARKUP = re.compile(r"([\\`*_\[\]<>&#!~()|])")
 
 
@@ -93,11 +144,16 @@ def _md(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         value = f"{value:.4g}"
-    text = _CONTROL.sub(" ", str(value))[:200]
-    return _MARKUP.sub(r"\\\1", text)
+    return _MARKUP.sub(r"\\\1", _visible(value))
 
 
 def _code(value: Any) -> str:
     """Inline code for ids and paths: backslash escapes do not work inside backticks."""
-    text = _CONTROL.sub(" ", str(value)).replace("`", "'").replace("|", "¦")
-    return f"`{text[:200]}`"
+    return "`" + _visible(value).replace("`", "'").replace("|", "¦") + "`"
+
+
+def _visible(value: Any) -> str:
+    """Shortened in the middle (the reason at the end of a message survives), then every
+    invisible or control character spelled out."""
+    text = elide(str(value), CELL_LIMIT)
+    return _CONTROL.sub(lambda m: f"⟨U+{ord(m.group()):04X}⟩", text)

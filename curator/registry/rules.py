@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from curator.registry.document import Document
-from curator.schemas import Problem, schema_problems
+from curator.schemas import Problem, elide, schema_problems
 
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 # control, bidirectional and invisible formatting characters (as the schema's "line" excludes)
@@ -50,7 +50,8 @@ def validate_document(document: Any, policy: dict[str, Any] | None = None) -> Va
         if policy is None:
             policy = policy_of(document)
         problems.extend(_semantic_problems(models, policy))
-    return ValidationReport(tuple(problems), len(models) if isinstance(models, list) else 0)
+    bounded = tuple(Problem(elide(p.path), p.rule, elide(p.message)) for p in problems)
+    return ValidationReport(bounded, len(models) if isinstance(models, list) else 0)
 
 
 def policy_of(document: Document) -> dict[str, Any]:
