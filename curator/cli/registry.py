@@ -10,7 +10,7 @@ import click
 
 from curator.cli._options import PositiveNumber, json_option, registry_option
 from curator.cli._output import Output
-from curator.cli.registry_merge import matrix, merge
+from curator.cli.registry_merge import fragment, matrix, merge
 from curator.errors import InputFileError, NotFound, UsageProblem
 from curator.paths import registry_path
 from curator.registry import (
@@ -43,6 +43,7 @@ def registry() -> None:
 
 registry.add_command(merge)
 registry.add_command(matrix)
+registry.add_command(fragment)
 
 
 @registry.command()

@@ -1,6 +1,6 @@
-"""``curator registry merge`` and ``curator registry matrix``: compiling many models on CI runners
-(.github/workflows/compile-matrix.yml renders its jobs with one and merges their output with the
-other). Registered in the ``registry`` group by curator/cli/registry.py."""
+"""``curator registry matrix``, ``fragment`` and ``merge``: compiling many models on CI runners
+(.github/workflows/compile-matrix.yml renders its jobs, cuts each job's fragment and merges them).
+Registered in the ``registry`` group by curator/cli/registry.py."""
 
 from __future__ import annotations
 
@@ -67,3 +67,20 @@ def matrix(candidates: Path, as_json: bool) -> None:
         ],
         ["job", "source", "revision", "runs on", "publishes to"],
     )
+
+
+@click.command("fragment")
+@click.argument("model_ids", nargs=-1, required=True)
+@registry_option
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The fragment file to write.",
+)
+def fragment(model_ids: tuple[str, ...], registry: Path | None, output: Path) -> None:
+    """Write a registry fragment holding only MODEL_IDS (what one compile job produced)."""
+    from curator.registry.merge import cut_fragment
+
+    cut_fragment(registry_path(registry), model_ids, output)
+    click.echo(f"wrote {output}: {', '.join(model_ids)}")

@@ -1,9 +1,10 @@
 """``curator registry merge FRAGMENT...``: the registries that parallel compile jobs wrote, merged
 into the team registry in one locked, validated, atomic edit.
 
-A fragment is a registry document (a job's copy of the registry, edited by onboard and publish).
-Its entries that equal the registry's are not edits; the others are (an added id, or a replaced
-entry). Merging is deterministic: the result does not depend on the order of the fragments, and two
+A fragment is a registry document holding the entries one job produced (``curator registry
+fragment ID`` cuts it from the job's working copy of the registry, so a fragment never carries
+stale copies of entries the job did not touch). Its entries that equal the registry's are not
+edits; the others are (an added id, or a replaced entry). Merging is deterministic: the result does not depend on the order of the fragments, and two
 fragments that edit the same id differently are refused together (nothing is written). The
 registry's policy is kept: a fragment's policy is never merged, and every merged entry is judged by
 the registry's policy. A merge never removes an entry.
@@ -15,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curator.errors import InputFileError, RegistryInvalid
-from curator.jsonio import read_json
-from curator.registry.document import Document, canonical, models_of
+from curator.errors import InputFileError, NotFound, RegistryInvalid
+from curator.jsonio import read_json, write_json_atomic
+from curator.registry.document import Document, canonical, find_model, load_registry, models_of
 from curator.registry.rules import policy_of
 
 
@@ -114,3 +115,27 @@ def _load_fragment(path: Path) -> Document:
         )
     models_of(document)  # RegistryInvalid when models is not a list of objects
     return document
+
+
+def cut_fragment(registry: Path, model_ids: tuple[str, ...], output: Path) -> Document:
+    """Write ``output``: ``registry``'s schema and policy with only the entries ``model_ids``."""
+    document = load_registry(registry)
+    entries = []
+    for model_id in model_ids:
+        entry = find_model(document, model_id)
+        if entry is None:
+            raise NotFound(
+                f"no model {model_id!r} in {registry}", hint="the job's onboard step names the id"
+            )
+        entries.append(entry)
+    fragment = canonical(
+        {
+            "$schema": document.get("$schema", "../schemas/models.schema.json"),
+            "schemaVersion": document.get("schemaVersion", 1),
+            "policy": document.get("policy", {}),
+            "models": entries,
+        }
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(output, fragment, sort_keys=True)
+    return fragment
