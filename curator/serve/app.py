@@ -1,12 +1,16 @@
 """An OpenAI-compatible HTTP server over the models registered with Foundry Local (FastAPI).
 
-``GET /v1/models`` lists the local catalog; ``POST /v1/chat/completions`` answers with or without
-``stream`` (server-sent events ending in ``data: [DONE]``), with ``usage`` from the runtime (in the
-final stream chunk when ``stream_options.include_usage``). Errors use OpenAI's error format.
+``GET /v1/models`` lists the local catalog (ids, then aliases); ``POST /v1/chat/completions``
+answers with or without ``stream`` (server-sent events ending in ``data: [DONE]``), with ``usage``
+from the runtime (in the final stream chunk when ``stream_options.include_usage``). Errors use
+OpenAI's error format; nothing a client sends is answered with a 500.
 
-Concurrency: every model has one worker thread; requests for it queue there in arrival order, so
-generation never runs concurrently on one model and never on the event loop. A model is loaded
-on its first request and stays loaded until the server stops.
+Scheduling (see :class:`curator.serve.limits.ServeLimits`): a model is loaded on its first
+request and stays loaded until the server stops. Up to ``parallel`` generations run on one model
+at the same time, each on its own worker thread in its own native session; up to ``queue`` more
+wait for a slot in arrival order; beyond that a request gets 429 with Retry-After. A streamed
+request gets its response headers as soon as it is admitted, before it has a slot. A request
+whose client goes away (streamed or not, waiting or running) stops within one token.
 """
 
 import asyncio
@@ -22,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from curator.errors import CuratorError, NotFound
-from curator.foundry import ChatChunk, FoundryRuntime, LoadedModel, runtime
+from curator.foundry import ChatChunk, FoundryRuntime, LoadedModel, RegisteredModel, runtime
+from curator.serve import aliases
+from curator.serve.limits import ServeLimits
 from curator.serve.openai_types import (
     ApiError,
     ChatRequest,
@@ -30,49 +36,70 @@ from curator.serve.openai_types import (
     chunk_body,
     completion_body,
     completion_id,
+    context_length_exceeded,
     model_body,
     parse_chat_request,
     usage_chunk_body,
 )
+from curator.serve.scheduler import ModelSlots, Place
 
 _END = object()
 
 
+def _not_found(name: str) -> ApiError:
+    return ApiError(
+        404, f"The model '{name}' does not exist", param="model", code="model_not_found"
+    )
+
+
 @dataclass
 class _Worker:
-    """One model's single generation thread and its loaded handle."""
+    """One model: its generation threads, admission and loaded handle."""
 
     executor: ThreadPoolExecutor
+    slots: ModelSlots
     loaded: LoadedModel | None = None
     load_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class ModelPool:
-    """Loads models on demand and runs their generations, one at a time per model, off the loop."""
+    """Resolves names, loads models on demand and runs their generations off the event loop."""
 
-    def __init__(self, rt: FoundryRuntime) -> None:
+    def __init__(self, rt: FoundryRuntime, limits: ServeLimits) -> None:
         self.rt = rt
+        self.limits = limits
         self._workers: dict[str, _Worker] = {}
         self._guard = threading.Lock()
+
+    def registered(self) -> list[RegisteredModel]:
+        return self.rt.list_registered()
+
+    def resolve(self, name: str) -> RegisteredModel | None:
+        """``name`` as Foundry Local takes it: an id, an id without version, or an alias."""
+        found = self.rt.get(name) if ":" in name else None
+        return found or aliases.resolve(name, self.registered())
 
     def _worker(self, model_id: str) -> _Worker:
         with self._guard:
             worker = self._workers.get(model_id)
             if worker is None:
-                worker = _Worker(ThreadPoolExecutor(1, thread_name_prefix=f"gen-{model_id}"))
+                parallel = self.limits.parallel
+                worker = _Worker(
+                    ThreadPoolExecutor(parallel, thread_name_prefix=f"gen-{model_id}"),
+                    ModelSlots(model_id, parallel, self.limits.queue),
+                )
                 self._workers[model_id] = worker
             return worker
 
-    async def loaded(self, model_id: str) -> _Worker:
-        """The model's worker with the model loaded; ApiError 404 if it is not registered."""
-        registered = await asyncio.to_thread(self.rt.get, model_id)
+    async def loaded(self, name: str) -> tuple[str, _Worker, LoadedModel]:
+        """The resolved id, its worker and the loaded model; ApiError 404 if not registered."""
+        try:
+            registered = await asyncio.to_thread(self.resolve, name)
+        except CuratorError as exc:
+            raise ApiError(500, exc.message, type="server_error") from None
         if registered is None:
-            raise ApiError(
-                404,
-                f"The model '{model_id}' does not exist",
-                param="model",
-                code="model_not_found",
-            )
+            raise _not_found(name)
+        model_id = registered.id
         worker = self._worker(model_id)
         async with worker.load_lock:
             if worker.loaded is None or worker.loaded.unloaded:
@@ -81,22 +108,40 @@ class ModelPool:
                     worker.loaded = await loop.run_in_executor(
                         worker.executor, self.rt.load, model_id
                     )
-                except NotFound as exc:
-                    raise ApiError(
-                        404, exc.message, param="model", code="model_not_found"
-                    ) from None
+                except NotFound:
+                    raise _not_found(name) from None
                 except CuratorError as exc:
                     raise ApiError(500, exc.message, type="server_error") from None
-        return worker
+            return model_id, worker, worker.loaded
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        """The answer's chunks as the worker thread produces them; ApiError on failure."""
-        worker = await self.loaded(request.model)
-        loaded = worker.loaded
-        assert loaded is not None
+    async def max_tokens(self, loaded: LoadedModel, request: ChatRequest) -> int:
+        """The answer's token budget: as asked if it fits the context, else 400; unset, all the
+        room the prompt leaves."""
+        try:
+            budget = await asyncio.to_thread(loaded.context_budget, request.message_dicts())
+        except CuratorError as exc:
+            raise ApiError(500, exc.message, type="server_error") from None
+        asked = request.max_tokens
+        if asked is None:
+            if budget.room < 1:
+                raise context_length_exceeded(budget.prompt_tokens, 0, budget.context_length)
+            return budget.room
+        if budget.prompt_tokens + asked > budget.context_length:
+            raise context_length_exceeded(budget.prompt_tokens, asked, budget.context_length)
+        return asked
+
+    async def generate(
+        self,
+        worker: _Worker,
+        loaded: LoadedModel,
+        request: ChatRequest,
+        max_tokens: int,
+    ) -> AsyncIterator[ChatChunk]:
+        """The answer's chunks as a worker thread produces them; ApiError on failure. Closing
+        this iterator (or cancelling its consumer) stops the generation within one token."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        cancelled = threading.Event()
+        cancel = threading.Event()
 
         def put(item: Any) -> None:
             with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
@@ -104,18 +149,16 @@ class ModelPool:
 
         def job() -> None:
             try:
-                if cancelled.is_set():
+                if cancel.is_set():
                     return
                 chunks = loaded.chat_stream(
                     request.message_dicts(),
-                    max_tokens=request.max_tokens,
-                    temperature=request.temperature,
-                    seed=request.seed,
+                    max_tokens=max_tokens,
+                    sampling=request.sampling,
+                    cancel=cancel,
                 )
                 with contextlib.closing(chunks):
                     for chunk in chunks:
-                        if cancelled.is_set():
-                            break
                         put(chunk)
             except Exception as exc:
                 put(exc)
@@ -134,7 +177,7 @@ class ModelPool:
                     raise ApiError(500, f"generation failed: {item}", type="server_error")
                 yield item
         finally:
-            cancelled.set()
+            cancel.set()
 
     def close(self) -> None:
         with self._guard:
@@ -160,18 +203,56 @@ def allowed_hosts_for(bind_host: str) -> tuple[str, ...]:
     return LOOPBACK_HOSTS if loopback else ("*",)
 
 
-def create_app(cache_dir: Path | None = None, allowed_hosts: tuple[str, ...] = ("*",)) -> Any:
+async def read_body(request: Any, limit: int) -> bytes:
+    """The request body, or ApiError 413 as soon as it is known to exceed ``limit`` bytes (a
+    declared Content-Length is refused before anything is read)."""
+    too_large = ApiError(
+        413,
+        f"the request body is larger than this server's limit of {limit} bytes",
+        code="request_too_large",
+    )
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise too_large
+        except ValueError:
+            raise bad_request("bad Content-Length header") from None
+    parts: list[bytes] = []
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise too_large
+        parts.append(part)
+    return b"".join(parts)
+
+
+async def _client_gone(request: Any) -> None:
+    """Returns when the client disconnects (the body has been read: only that can arrive)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def create_app(
+    cache_dir: Path | None = None,
+    allowed_hosts: tuple[str, ...] = ("*",),
+    limits: ServeLimits | None = None,
+) -> Any:
     """The FastAPI application serving the models registered in ``cache_dir``."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
     from starlette.exceptions import HTTPException
 
+    limits = limits or ServeLimits()
     pool_holder: dict[str, ModelPool] = {}
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
-        pool_holder["pool"] = ModelPool(runtime(cache_dir))
+        pool_holder["pool"] = ModelPool(runtime(cache_dir), limits)
         try:
             yield
         finally:
@@ -183,7 +264,7 @@ def create_app(cache_dir: Path | None = None, allowed_hosts: tuple[str, ...] = (
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
 
     def error_response(error: ApiError) -> JSONResponse:
-        return JSONResponse(error.body(), status_code=error.status)
+        return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -200,92 +281,128 @@ def create_app(cache_dir: Path | None = None, allowed_hosts: tuple[str, ...] = (
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:
-        registered = await asyncio.to_thread(pool_holder["pool"].rt.list_registered)
+        registered = await asyncio.to_thread(pool_holder["pool"].registered)
         now = int(time.time())
-        return {
-            "object": "list",
-            "data": [model_body(m.id, m.publisher, now) for m in registered],
-        }
+        data = [model_body(m.id, m.publisher, now) for m in registered]
+        data += [
+            model_body(alias, m.publisher, now, root=m.id)
+            for alias, m in aliases.aliases(registered).items()
+        ]
+        return {"object": "list", "data": data}
 
     @app.get("/v1/models/{model_id:path}")
     async def get_model(model_id: str) -> dict[str, Any]:
-        found = await asyncio.to_thread(pool_holder["pool"].rt.get, model_id)
+        found = await asyncio.to_thread(pool_holder["pool"].resolve, model_id)
         if found is None:
-            raise ApiError(
-                404, f"The model '{model_id}' does not exist", param="model", code="model_not_found"
-            )
-        return model_body(found.id, found.publisher, int(time.time()))
+            raise _not_found(model_id)
+        root = found.id if found.id != model_id else None
+        return model_body(model_id, found.publisher, int(time.time()), root=root)
 
     @app.post("/v1/chat/completions", response_model=None)
-    async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
+    async def chat_completions(request: Request) -> Response:
         # JSON only: a web page can send text/plain to loopback without a CORS preflight.
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
             raise ApiError(415, "send the request as Content-Type: application/json")
+        raw = await read_body(request, limits.max_body_bytes)
         try:
-            body = json.loads(await request.body())
+            body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise bad_request("the request body is not valid JSON") from None
-        chat = parse_chat_request(body)
+        del raw
+        chat = parse_chat_request(body, limits)
+        del body
         pool = pool_holder["pool"]
-        chunks = pool.stream(chat)
+        model_id, worker, loaded = await pool.loaded(chat.model)
+        place = worker.slots.admit()
+        try:
+            max_tokens = await pool.max_tokens(loaded, chat)
+        except BaseException:
+            place.close()
+            raise
         cid = completion_id()
-        if not chat.stream:
+        if chat.stream:
+            events = _sse(
+                chat, model_id, cid, place, pool.generate(worker, loaded, chat, max_tokens)
+            )
+            # Started here, so that however the response ends (even never sent) closing the
+            # generator gives the place back.
+            first = await events.__anext__()
+            return StreamingResponse(
+                _prepend(first, events),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+
+        async def answer() -> JSONResponse:
             parts: list[str] = []
             last: ChatChunk | None = None
-            async for chunk in chunks:
-                parts.append(chunk.text)
-                last = chunk
+            async with place.run_slot():
+                async for chunk in pool.generate(worker, loaded, chat, max_tokens):
+                    parts.append(chunk.text)
+                    last = chunk
             if last is None or last.usage is None:
                 raise ApiError(500, "the runtime reported no usage", type="server_error")
             reason = last.finish_reason or "stop"
-            return JSONResponse(
-                completion_body(cid, chat.model, "".join(parts), reason, last.usage)
-            )
-        # Wait for the first chunk so that a failure before any token is an HTTP error.
+            return JSONResponse(completion_body(cid, model_id, "".join(parts), reason, last.usage))
+
+        work = asyncio.ensure_future(answer())
+        gone = asyncio.ensure_future(_client_gone(request))
         try:
-            first = await chunks.__anext__()
-        except StopAsyncIteration:
-            raise ApiError(500, "the runtime produced nothing", type="server_error") from None
-        return StreamingResponse(
-            _sse(chat, cid, first, chunks),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+            await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():  # the client went away: stop generating (or waiting)
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ApiError):
+                    await work
+                return Response(status_code=499)
+            return work.result()
+        finally:
+            gone.cancel()
+            place.close()
 
     return app
 
 
+async def _prepend(first: str, rest: AsyncIterator[str]) -> AsyncIterator[str]:
+    try:
+        yield first
+        async for item in rest:
+            yield item
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]
+
+
 async def _sse(
-    chat: ChatRequest, cid: str, first: ChatChunk, rest: AsyncIterator[ChatChunk]
+    chat: ChatRequest,
+    model_id: str,
+    cid: str,
+    place: Place,
+    chunks: AsyncIterator[ChatChunk],
 ) -> AsyncIterator[str]:
     created = int(time.time())
 
     def event(data: dict[str, Any]) -> str:
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
-    yield event(chunk_body(cid, chat.model, created, {"role": "assistant", "content": ""}))
-
-    async def all_chunks() -> AsyncIterator[ChatChunk]:
-        yield first
-        async for chunk in rest:
-            yield chunk
-
     try:
-        async for chunk in all_chunks():
-            if chunk.text:
-                yield event(chunk_body(cid, chat.model, created, {"content": chunk.text}))
-            if chunk.usage is not None:
-                reason = chunk.finish_reason or "stop"
-                yield event(chunk_body(cid, chat.model, created, {}, reason))
-                if chat.include_usage:
-                    yield event(usage_chunk_body(cid, chat.model, created, chunk.usage))
-    except ApiError as exc:
-        yield event(exc.body())
+        yield event(chunk_body(cid, model_id, created, {"role": "assistant", "content": ""}))
+        async with place.run_slot():
+            try:
+                async for chunk in chunks:
+                    if chunk.text:
+                        yield event(chunk_body(cid, model_id, created, {"content": chunk.text}))
+                    if chunk.usage is not None:
+                        reason = chunk.finish_reason or "stop"
+                        yield event(chunk_body(cid, model_id, created, {}, reason))
+                        if chat.include_usage:
+                            yield event(usage_chunk_body(cid, model_id, created, chunk.usage))
+            except ApiError as exc:
+                yield event(exc.body())
+            finally:
+                await chunks.aclose()  # type: ignore[attr-defined]
+        yield "data: [DONE]\n\n"
     finally:
-        with contextlib.suppress(Exception):
-            await rest.aclose()  # type: ignore[attr-defined]
-    yield "data: [DONE]\n\n"
+        place.close()
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -311,6 +428,7 @@ def serve(
     port: int,
     cache_dir: Path | None = None,
     on_ready: Callable[[str], None] | None = None,
+    limits: ServeLimits | None = None,
 ) -> None:
     """Run the server until interrupted; ``on_ready`` gets the base URL (``http://h:p/v1``)."""
     import uvicorn
@@ -319,7 +437,7 @@ def serve(
     bound_port = sock.getsockname()[1]
     shown_host = f"[{host}]" if ":" in host else host
     config = uvicorn.Config(
-        create_app(cache_dir, allowed_hosts_for(host)),
+        create_app(cache_dir, allowed_hosts_for(host), limits),
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,

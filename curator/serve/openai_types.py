@@ -5,19 +5,51 @@ Plain dicts and frozen dataclasses only (no web framework here), so it is easy t
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from curator.foundry import ROLES, Usage
+from curator.foundry.model import Sampling
+from curator.serve.limits import ServeLimits
 
-DEFAULT_MAX_TOKENS = 256
-MAX_MAX_TOKENS = 32768
+MAX_STOP_STRINGS = 4  # OpenAI's limit
+# Accepted and meaningless here (bookkeeping for hosted services): ignored.
+IGNORED_FIELDS = frozenset(
+    {"user", "metadata", "store", "service_tier", "parallel_tool_calls", "stream_options"}
+)
+KNOWN_FIELDS = IGNORED_FIELDS | {
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "seed",
+    "n",
+    "stream",
+    "stop",
+    "frequency_penalty",
+    "presence_penalty",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "functions",
+    "function_call",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+}
 
 
 class ApiError(Exception):
-    """An error answered in OpenAI's format: ``{"error": {message, type, param, code}}``."""
+    """An error answered in OpenAI's format: ``{"error": {message, type, param, code}}``.
+
+    ``headers`` go on the HTTP response (e.g. ``Retry-After`` on a 429).
+    """
 
     def __init__(
         self,
@@ -27,6 +59,7 @@ class ApiError(Exception):
         type: str = "invalid_request_error",
         param: str | None = None,
         code: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -34,6 +67,7 @@ class ApiError(Exception):
         self.type = type
         self.param = param
         self.code = code
+        self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
         return {
@@ -46,50 +80,80 @@ class ApiError(Exception):
         }
 
 
-def bad_request(message: str, param: str | None = None) -> ApiError:
-    return ApiError(400, message, param=param)
+def bad_request(message: str, param: str | None = None, code: str | None = None) -> ApiError:
+    return ApiError(400, message, param=param, code=code)
+
+
+def unsupported(param: str, message: str) -> ApiError:
+    """A 400 for a parameter this server cannot honour (never silently ignored)."""
+    return ApiError(400, message, param=param, code="unsupported_parameter")
+
+
+def context_length_exceeded(prompt_tokens: int, max_tokens: int, context_length: int) -> ApiError:
+    """OpenAI's 400 for a request that does not fit the model's context, with the numbers."""
+    if max_tokens:
+        asked = (
+            f"However, you requested {prompt_tokens + max_tokens} tokens ({prompt_tokens} in "
+            f"the messages, {max_tokens} in the completion). Please reduce the length of the "
+            "messages or completion."
+        )
+    else:
+        asked = (
+            f"However, your messages resulted in {prompt_tokens} tokens, which leaves no room "
+            "for an answer. Please reduce the length of the messages."
+        )
+    return ApiError(
+        400,
+        f"This model's maximum context length is {context_length} tokens. {asked}",
+        param="messages",
+        code="context_length_exceeded",
+    )
 
 
 @dataclass(frozen=True)
 class ChatRequest:
+    """A validated chat-completions request; ``max_tokens`` None means "what fits"."""
+
     model: str
     messages: tuple[tuple[str, str], ...]
-    max_tokens: int
-    temperature: float
-    seed: int | None
+    max_tokens: int | None
+    sampling: Sampling
     stream: bool
     include_usage: bool
+
+    @property
+    def temperature(self) -> float:
+        return self.sampling.temperature
 
     def message_dicts(self) -> list[dict[str, str]]:
         return [{"role": role, "content": content} for role, content in self.messages]
 
 
-def parse_chat_request(body: Any) -> ChatRequest:
-    """Validate a ``POST /v1/chat/completions`` body; ApiError(400) names the bad field."""
+def parse_chat_request(body: Any, limits: ServeLimits | None = None) -> ChatRequest:
+    """Validate a ``POST /v1/chat/completions`` body; ApiError(400) names the bad field.
+
+    Every parameter is either honoured or refused with a 400 that says so: nothing a client
+    sends is silently ignored except hosted-service bookkeeping (``user``, ``metadata``, ...).
+    """
+    limits = limits or ServeLimits()
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise bad_request("'model' is required and must be a string", "model")
-    messages = _messages(body.get("messages"))
+    unknown = sorted(set(body) - KNOWN_FIELDS)
+    if unknown:
+        raise unsupported(unknown[0], f"unrecognized request argument: {unknown[0]}")
+    _refuse_unsupported(body)
+    messages = _messages(body.get("messages"), limits)
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is None:
-        max_tokens = DEFAULT_MAX_TOKENS
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+    if max_tokens is not None and (
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+    ):
         raise bad_request("'max_tokens' must be a positive integer", "max_tokens")
-    temperature = body.get("temperature", 0.0)
-    if temperature is None:
-        temperature = 0.0
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise bad_request("'temperature' must be a number", "temperature")
-    if not 0 <= temperature <= 2:
-        raise bad_request("'temperature' must be between 0 and 2", "temperature")
-    seed = body.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise bad_request("'seed' must be an integer", "seed")
     n = body.get("n", 1)
     if n not in (1, None):
-        raise bad_request("only n=1 is supported", "n")
+        raise unsupported("n", "only n=1 is supported")
     stream = body.get("stream", False)
     if not isinstance(stream, bool) and stream is not None:
         raise bad_request("'stream' must be a boolean", "stream")
@@ -99,28 +163,131 @@ def parse_chat_request(body: Any) -> ChatRequest:
     return ChatRequest(
         model=model,
         messages=messages,
-        max_tokens=min(max_tokens, MAX_MAX_TOKENS),
-        temperature=float(temperature),
-        seed=seed,
+        max_tokens=max_tokens,
+        sampling=_sampling(body),
         stream=bool(stream),
         include_usage=bool((options or {}).get("include_usage", False)),
     )
 
 
-def _messages(raw: Any) -> tuple[tuple[str, str], ...]:
+def _number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise bad_request(f"'{name}' must be a number", name)
+    if not low <= value <= high:
+        raise bad_request(f"'{name}' must be between {low:g} and {high:g}", name)
+    return float(value)
+
+
+def _sampling(body: dict[str, Any]) -> Sampling:
+    temperature = _number(body, "temperature", 0, 2)
+    top_p = _number(body, "top_p", 0, 1)
+    if top_p == 0:
+        raise bad_request("'top_p' must be greater than 0", "top_p")
+    top_k = body.get("top_k")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
+        raise bad_request("'top_k' must be a non-negative integer", "top_k")
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise bad_request("'seed' must be an integer", "seed")
+    for penalty in ("frequency_penalty", "presence_penalty"):
+        if _number(body, penalty, -2, 2):
+            raise unsupported(
+                penalty,
+                f"'{penalty}' is not supported: Foundry Local's runtime has only a repetition "
+                "penalty, with different semantics; send 0 or leave it out",
+            )
+    return Sampling(
+        temperature=temperature or 0.0,
+        top_p=top_p,
+        top_k=top_k,
+        seed=seed,
+        stop=_stop(body.get("stop")),
+        json_schema=_json_schema(body.get("response_format")),
+    )
+
+
+def _stop(raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    stops = [raw] if isinstance(raw, str) else raw
+    if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
+        raise bad_request("'stop' must be a non-empty string or an array of them", "stop")
+    if len(stops) > MAX_STOP_STRINGS:
+        raise bad_request(f"'stop' takes at most {MAX_STOP_STRINGS} strings", "stop")
+    return tuple(stops)
+
+
+def _json_schema(raw: Any) -> str | None:
+    """The JSON Schema text that ``response_format`` asks answers to follow (None: free text)."""
+    if raw is None:
+        return None
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return json.dumps({"type": "object"})
+    if kind == "json_schema":
+        spec = raw.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise bad_request(
+                "response_format.json_schema.schema must be a JSON Schema object",
+                "response_format",
+            )
+        return json.dumps(schema)
+    raise bad_request(
+        "response_format.type must be 'text', 'json_object' or 'json_schema'", "response_format"
+    )
+
+
+def _refuse_unsupported(body: dict[str, Any]) -> None:
+    if body.get("tools") or body.get("functions"):
+        param = "tools" if body.get("tools") else "functions"
+        raise unsupported(
+            param,
+            f"tool calling is not supported by curator serve; send the request without '{param}'",
+        )
+    for choice in ("tool_choice", "function_call"):
+        if body.get(choice) not in (None, "none", "auto"):
+            raise unsupported(choice, f"'{choice}' needs tools, which are not supported")
+    if body.get("logprobs") or body.get("top_logprobs"):
+        raise unsupported("logprobs", "'logprobs' is not supported by curator serve")
+    if body.get("logit_bias"):
+        raise unsupported("logit_bias", "'logit_bias' is not supported by curator serve")
+
+
+def _messages(raw: Any, limits: ServeLimits) -> tuple[tuple[str, str], ...]:
     if not isinstance(raw, list) or not raw:
         raise bad_request("'messages' must be a non-empty array", "messages")
+    if len(raw) > limits.max_messages:
+        raise bad_request(
+            f"'messages' has {len(raw)} entries; this server takes at most {limits.max_messages}",
+            "messages",
+        )
     out: list[tuple[str, str]] = []
     for index, message in enumerate(raw):
         where = f"messages[{index}]"
         if not isinstance(message, dict):
             raise bad_request(f"{where} must be an object", where)
         role = message.get("role")
+        if role in ("tool", "function"):
+            raise unsupported(f"{where}.role", "tool calling is not supported by curator serve")
         if role not in ROLES:
             raise bad_request(f"{where}.role must be one of {', '.join(ROLES)}", f"{where}.role")
         out.append((str(role), _content(message.get("content"), f"{where}.content")))
     if not any(role == "user" for role, _ in out):
         raise bad_request("'messages' must contain a user message", "messages")
+    chars = sum(len(content) for _, content in out)
+    if chars > limits.max_prompt_chars:
+        raise bad_request(
+            f"the messages hold {chars} characters; this server takes at most "
+            f"{limits.max_prompt_chars}",
+            "messages",
+            code="context_length_exceeded",
+        )
     return tuple(out)
 
 
@@ -199,5 +366,16 @@ def usage_chunk_body(cid: str, model: str, created: int, usage: Usage) -> dict[s
     }
 
 
-def model_body(model_id: str, owned_by: str | None, created: int) -> dict[str, Any]:
-    return {"id": model_id, "object": "model", "created": created, "owned_by": owned_by or "local"}
+def model_body(
+    model_id: str, owned_by: str | None, created: int, root: str | None = None
+) -> dict[str, Any]:
+    """A model object; an alias carries the id it resolves to as ``root``."""
+    body: dict[str, Any] = {
+        "id": model_id,
+        "object": "model",
+        "created": created,
+        "owned_by": owned_by or "local",
+    }
+    if root is not None:
+        body["root"] = root
+    return body

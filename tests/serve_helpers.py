@@ -1,0 +1,124 @@
+"""Helpers for the curator serve tests: a real ``curator serve`` process on an ephemeral
+loopback port, over a Foundry cache with compiled models registered in a fresh process (this test
+process never initialises the Foundry SDK)."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import openai
+
+from tests.conftest import TEST_MODELS_ROOT
+
+SLOW_MODEL_ID = "slow-qwen2-generic-cpu:1"
+
+
+def slow_model() -> Path:
+    """A random-init Qwen2 (hidden 512, 8 layers) compiled int4-cpu: about 200 tok/s on 2 cores,
+    slow enough that a whole answer takes seconds (built once, ~12 s of CPU, then cached)."""
+    from curator.devmodels.cache import cached_compile, cached_tiny_model
+
+    source = cached_tiny_model(
+        TEST_MODELS_ROOT, architecture="qwen2", hidden_size=512, num_layers=8
+    )
+    return cached_compile(TEST_MODELS_ROOT, source, "int4-cpu", SLOW_MODEL_ID)
+
+
+def env_for(root: Path) -> dict[str, str]:
+    """A process environment whose curator home, Foundry cache and registry live under root."""
+    env = dict(os.environ)
+    for name, sub in (("CURATOR_HOME", "home"), ("FOUNDRY_CACHE_DIR", "foundry-cache")):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        env[name] = str(root / sub)
+    env["CURATOR_REGISTRY"] = str(root / "registry" / "models.json")
+    env["HF_HUB_OFFLINE"] = "1"
+    env.pop("CURATOR_DEBUG", None)
+    return env
+
+
+def install_and_register(env: dict[str, str], models: Sequence[tuple[Path, str]]) -> None:
+    """Copy compiled directories into env's Foundry cache and register them (a fresh process)."""
+    from curator.devmodels.cache import install_compiled
+
+    cache = Path(env["FOUNDRY_CACHE_DIR"])
+    pairs = [
+        [str(install_compiled(compiled, cache, model_id)), model_id]
+        for compiled, model_id in models
+    ]
+    code = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from curator import foundry\n"
+        "rt = foundry.runtime()\n"
+        "for path, model_id in json.loads(sys.argv[1]):\n"
+        "    rt.register_model_dir(Path(path), model_id, foundry.ModelMetadata(license='mit'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(pairs)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@contextmanager
+def running_server(env: dict[str, str], *options: str) -> Iterator[tuple[str, int]]:
+    """``curator serve --port 0 OPTIONS``; yields (base URL, server pid), stops it after."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "curator", "serve", "--host", "127.0.0.1", "--port", "0", *options],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        for text in proc.stderr:
+            lines.put(text)
+        lines.put("")
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        seen = []
+        while True:
+            line = lines.get(timeout=60)
+            seen.append(line)
+            match = re.search(r"listening on (http://\S+)", line)
+            if match:
+                break
+            assert line, "curator serve exited early:\n" + "".join(seen)
+        yield match.group(1), proc.pid
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def client(url: str, timeout: float = 120) -> openai.OpenAI:
+    """The official client as a script would make it, without retries (a test sees each answer)."""
+    return openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=timeout)
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")

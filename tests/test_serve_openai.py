@@ -1,0 +1,260 @@
+"""curator serve answers what clients send, driven by the official openai client against a real
+server and a real Foundry Local model (the tiny compiled Qwen2): context limits as 400s with the
+numbers, stop strings never emitted, sampling options honoured or refused, JSON mode, tools
+refused, aliases, body and message limits, memory after large requests.
+
+One server for the module (start-up costs seconds); each test uses it read-only."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import TINY_MODEL_ID
+from tests.serve_helpers import client, env_for, install_and_register, rss_kib, running_server
+
+ALIAS = "tiny-qwen2"
+PROMPT = [{"role": "user", "content": "Write one sentence about rivers."}]
+CONTEXT = 2048  # the tiny model's context_length (genai_config.json)
+
+
+@pytest.fixture(scope="module")
+def served(
+    tmp_path_factory: pytest.TempPathFactory, compiled_tiny_int4: Path
+) -> Iterator[tuple[str, int]]:
+    env = env_for(tmp_path_factory.mktemp("serve"))
+    install_and_register(env, [(compiled_tiny_int4, TINY_MODEL_ID)])
+    with running_server(env, "--max-body-kb", "64", "--max-messages", "8") as url_pid:
+        yield url_pid
+
+
+@pytest.fixture
+def api(served: tuple[str, int]) -> openai.OpenAI:
+    return client(served[0])
+
+
+def post(url: str, body: object) -> httpx.Response:
+    return httpx.post(f"{url}/chat/completions", json=body, timeout=60)
+
+
+def test_a_prompt_longer_than_the_context_is_a_400_with_the_numbers(api: openai.OpenAI) -> None:
+    long_prompt = [{"role": "user", "content": "word " * 3000}]
+    with pytest.raises(openai.BadRequestError) as too_long:
+        api.chat.completions.create(model=TINY_MODEL_ID, messages=long_prompt)  # type: ignore[arg-type]
+    assert too_long.value.code == "context_length_exceeded"
+    assert f"maximum context length is {CONTEXT} tokens" in too_long.value.message
+    # A prompt that fits, with a max_tokens that does not: 400 naming both parts, not a 500.
+    with pytest.raises(openai.BadRequestError) as too_many:
+        api.chat.completions.create(
+            model=TINY_MODEL_ID,
+            messages=PROMPT,  # type: ignore[arg-type]
+            max_tokens=100000,
+        )
+    assert too_many.value.code == "context_length_exceeded"
+    assert "100000 in the completion" in too_many.value.message
+
+
+def test_max_tokens_defaults_to_what_fits_in_the_context(api: openai.OpenAI) -> None:
+    """No max_tokens: the answer may use every token the prompt leaves (the old default of 256
+    cut answers short, and made long prompts fail); the random model never stops by itself."""
+    prompt = [{"role": "user", "content": "word " * 800}]  # about 1600 tokens
+    done = api.chat.completions.create(model=TINY_MODEL_ID, messages=prompt)  # type: ignore[arg-type]
+    assert done.usage is not None
+    assert done.usage.total_tokens == CONTEXT
+    assert done.choices[0].finish_reason == "length"
+    assert done.model == TINY_MODEL_ID
+
+
+def test_stop_strings_end_the_answer_and_are_never_emitted(api: openai.OpenAI) -> None:
+    free = api.chat.completions.create(model=TINY_MODEL_ID, messages=PROMPT, max_tokens=24)  # type: ignore[arg-type]
+    text = free.choices[0].message.content or ""
+    stop = text[len(text) // 2 : len(text) // 2 + 3]
+    assert stop.strip(), text
+    expected = text[: text.index(stop)]
+    for stops in (stop, [stop, "never-appears"]):
+        done = api.chat.completions.create(
+            model=TINY_MODEL_ID,
+            messages=PROMPT,  # type: ignore[arg-type]
+            max_tokens=24,
+            stop=stops,
+        )
+        assert done.choices[0].message.content == expected
+        assert done.choices[0].finish_reason == "stop"
+        streamed = list(
+            api.chat.completions.create(
+                model=TINY_MODEL_ID,
+                messages=PROMPT,  # type: ignore[arg-type]
+                max_tokens=24,
+                stop=stops,
+                stream=True,
+            )
+        )
+        pieces = [c.choices[0].delta.content or "" for c in streamed if c.choices]
+        assert "".join(pieces) == expected
+        assert all(stop not in piece for piece in pieces)
+    with pytest.raises(openai.BadRequestError) as too_many:
+        api.chat.completions.create(
+            model=TINY_MODEL_ID,
+            messages=PROMPT,  # type: ignore[arg-type]
+            stop=["a", "b", "c", "d", "e"],
+        )
+    assert too_many.value.param == "stop"
+
+
+def test_sampling_options_change_the_answer_and_seed_repeats_it(api: openai.OpenAI) -> None:
+    def ask(**options: object) -> str:
+        done = api.chat.completions.create(
+            model=TINY_MODEL_ID,
+            messages=PROMPT,  # type: ignore[arg-type]
+            max_tokens=16,
+            **options,  # type: ignore[arg-type]
+        )
+        return done.choices[0].message.content or ""
+
+    greedy = ask()
+    sampled = ask(temperature=1.0, seed=7, extra_body={"top_k": 20})
+    assert sampled == ask(temperature=1.0, seed=7, extra_body={"top_k": 20})
+    assert sampled != greedy
+    assert ask(temperature=1.0, seed=7, extra_body={"top_k": 1}) == greedy  # top_k 1 is greedy
+    assert ask(temperature=1.0, top_p=1e-6, seed=3) == greedy  # so is a tiny nucleus
+    assert {ask(temperature=1.5, seed=s) for s in (1, 2, 3)} != {greedy}
+
+
+@pytest.mark.parametrize("penalty", ["frequency_penalty", "presence_penalty"])
+def test_penalties_the_runtime_lacks_are_refused_not_ignored(
+    api: openai.OpenAI, penalty: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        api.chat.completions.create(
+            model=TINY_MODEL_ID,
+            messages=PROMPT,  # type: ignore[arg-type]
+            max_tokens=4,
+            **{penalty: 0.5},  # type: ignore[arg-type]
+        )
+    assert refused.value.param == penalty
+    assert "not supported" in refused.value.message
+    zero = api.chat.completions.create(
+        model=TINY_MODEL_ID,
+        messages=PROMPT,  # type: ignore[arg-type]
+        max_tokens=4,
+        **{penalty: 0},  # type: ignore[arg-type]
+    )
+    assert zero.usage is not None and zero.usage.completion_tokens == 4
+
+
+def test_json_mode_constrains_the_answer_to_json(api: openai.OpenAI) -> None:
+    """The random model answers gibberish; with json_object it must still produce JSON."""
+    free = api.chat.completions.create(model=TINY_MODEL_ID, messages=PROMPT, max_tokens=40)  # type: ignore[arg-type]
+    assert not (free.choices[0].message.content or "").lstrip().startswith("{")
+    for response_format in (
+        {"type": "json_object"},
+        {"type": "json_schema", "json_schema": {"name": "o", "schema": {"type": "object"}}},
+    ):
+        done = api.chat.completions.create(
+            model=TINY_MODEL_ID,
+            messages=PROMPT,  # type: ignore[arg-type]
+            max_tokens=400,
+            response_format=response_format,  # type: ignore[arg-type]
+        )
+        text = done.choices[0].message.content or ""
+        if done.choices[0].finish_reason == "stop":
+            assert isinstance(json.loads(text), dict)
+        else:  # cut at max_tokens: still a JSON object's beginning
+            assert text.lstrip().startswith("{")
+    with pytest.raises(openai.BadRequestError):
+        api.chat.completions.create(
+            model=TINY_MODEL_ID,
+            messages=PROMPT,  # type: ignore[arg-type]
+            response_format={"type": "xml"},  # type: ignore[typeddict-item]
+        )
+
+
+def test_tools_are_refused_with_a_400_that_says_so(api: openai.OpenAI) -> None:
+    tool = {
+        "type": "function",
+        "function": {"name": "weather", "parameters": {"type": "object", "properties": {}}},
+    }
+    with pytest.raises(openai.BadRequestError) as refused:
+        api.chat.completions.create(
+            model=TINY_MODEL_ID,
+            messages=PROMPT,  # type: ignore[arg-type]
+            tools=[tool],  # type: ignore[list-item]
+        )
+    assert refused.value.param == "tools"
+    assert "tool calling is not supported" in refused.value.message
+
+
+def test_unknown_parameters_are_refused(served: tuple[str, int]) -> None:
+    answer = post(served[0], {"model": TINY_MODEL_ID, "messages": PROMPT, "best_of": 3})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == "best_of"
+
+
+def test_aliases_resolve_like_foundry_local(api: openai.OpenAI) -> None:
+    for name in (ALIAS, "tiny-qwen2-generic-cpu"):  # an alias; an id without its version
+        done = api.chat.completions.create(model=name, messages=PROMPT, max_tokens=3)  # type: ignore[arg-type]
+        assert done.model == TINY_MODEL_ID
+        assert done.usage is not None and done.usage.completion_tokens == 3
+    assert api.models.retrieve(ALIAS).id == ALIAS
+    with pytest.raises(openai.NotFoundError):
+        api.chat.completions.create(model="tiny", messages=PROMPT, max_tokens=3)  # type: ignore[arg-type]
+
+
+def test_request_size_limits(served: tuple[str, int]) -> None:
+    url, pid = served
+    # Over --max-body-kb 64, declared: refused before the body is read (the client may not even
+    # get to send all of it).
+    big = json.dumps(
+        {"model": TINY_MODEL_ID, "messages": [{"role": "user", "content": "x" * (1 << 20)}]}
+    )
+    answer = post(url, json.loads(big))
+    assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "request_too_large"
+
+    # Undeclared (chunked): counted while reading, refused at the limit.
+    def chunks() -> Iterator[bytes]:
+        for _ in range(64):
+            yield b" " * 4096
+        yield big.encode()
+
+    chunked = httpx.post(
+        f"{url}/chat/completions",
+        content=chunks(),
+        headers={"content-type": "application/json"},
+        timeout=60,
+    )
+    assert chunked.status_code == 413
+    # --max-messages 8
+    many = [{"role": "user", "content": "hi"}] * 9
+    answer = post(url, {"model": TINY_MODEL_ID, "messages": many})
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == "messages"
+    assert "at most 8" in answer.json()["error"]["message"]
+    assert rss_kib(pid) > 0
+
+
+def test_memory_returns_to_its_level_after_large_requests(served: tuple[str, int]) -> None:
+    """Bodies near the limit, again and again: resident memory settles instead of growing (the
+    old server kept 144 MiB after one 50 MB body)."""
+    url, pid = served
+    near_limit = [{"role": "user", "content": "word " * 12000}]  # ~60 KB, too long for the context
+
+    def burst() -> None:
+        for _ in range(20):
+            answer = post(url, {"model": TINY_MODEL_ID, "messages": near_limit})
+            assert answer.status_code == 400, answer.text
+
+    burst()
+    settled = rss_kib(pid)
+    for _ in range(3):
+        burst()
+    assert rss_kib(pid) - settled < 8 * 1024  # 60 more large requests: < 8 MiB more
+    huge = post(
+        url, {"model": TINY_MODEL_ID, "messages": [{"role": "user", "content": "x" * (50 << 20)}]}
+    )
+    assert huge.status_code == 413
+    assert rss_kib(pid) - settled < 8 * 1024  # a 50 MB body is never held
