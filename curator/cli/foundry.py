@@ -11,6 +11,7 @@ from curator.cli._options import cache_dir_option, json_option, registry_option
 from curator.cli._output import Output
 from curator.errors import CuratorError
 from curator.paths import foundry_cache_dir, registry_path
+from curator.serve import limits as serve_limits
 
 CAPABILITIES = (
     "chat",
@@ -217,16 +218,75 @@ def _fields(report: object) -> dict[str, object]:
     show_default=True,
     help="Port (0 picks a free one; the URL is printed on stderr).",
 )
+@click.option(
+    "--parallel",
+    type=click.IntRange(1, 64),
+    default=serve_limits.DEFAULT_PARALLEL,
+    show_default=True,
+    help="Generations that run at the same time on one model.",
+)
+@click.option(
+    "--queue",
+    type=click.IntRange(0, 10000),
+    default=serve_limits.DEFAULT_QUEUE,
+    show_default=True,
+    help="Requests per model that may wait for a generation slot; more get 429 + Retry-After.",
+)
+@click.option(
+    "--max-body-kb",
+    type=click.IntRange(1, 1024 * 1024),
+    default=serve_limits.DEFAULT_MAX_BODY_BYTES // 1024,
+    show_default=True,
+    help="Largest request body (KiB); larger ones get 413 before they are read.",
+)
+@click.option(
+    "--max-messages",
+    type=click.IntRange(1, 1_000_000),
+    default=serve_limits.DEFAULT_MAX_MESSAGES,
+    show_default=True,
+    help="Most entries in a request's messages array.",
+)
+@click.option(
+    "--max-prompt-chars",
+    type=click.IntRange(1, 100_000_000),
+    default=serve_limits.DEFAULT_MAX_PROMPT_CHARS,
+    show_default=True,
+    help="Most characters of message text in one request.",
+)
 @cache_dir_option
-def serve(host: str, port: int, cache_dir: Path | None) -> None:
+def serve(
+    host: str,
+    port: int,
+    parallel: int,
+    queue: int,
+    max_body_kb: int,
+    max_messages: int,
+    max_prompt_chars: int,
+    cache_dir: Path | None,
+) -> None:
     """Serve the registered models over an OpenAI-compatible HTTP API (/v1/models,
-    /v1/chat/completions with and without streaming) until Ctrl-C."""
+    /v1/chat/completions with and without streaming) until Ctrl-C.
+
+    Models are named by id or alias and loaded on first use. Scheduling: per model, up to
+    --parallel generations run at once (each in its own session over the one loaded model) and
+    up to --queue more wait in arrival order; streams get their headers at once; a full queue
+    answers 429 with Retry-After. A request whose client disconnects stops within one token.
+    max_tokens defaults to what fits in the model's context; a prompt that does not fit is a
+    400 context_length_exceeded.
+    """
     from curator.serve.app import serve as run_server
 
     out = Output()
+    limits = serve_limits.ServeLimits(
+        parallel=parallel,
+        queue=queue,
+        max_body_bytes=max_body_kb * 1024,
+        max_messages=max_messages,
+        max_prompt_chars=max_prompt_chars,
+    )
 
     def ready(url: str) -> None:
         out.progress(f"curator serve: listening on {url}")
         sys.stderr.flush()
 
-    run_server(host, port, foundry_cache_dir(cache_dir), on_ready=ready)
+    run_server(host, port, foundry_cache_dir(cache_dir), on_ready=ready, limits=limits)
