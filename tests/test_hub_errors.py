@@ -4,6 +4,7 @@ in process and through ``curator``; the Hub unreachable fails at once (no retrie
 # ruff: noqa: F811 - the fake Hub fixtures are imported, and tests take them as arguments
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -13,14 +14,19 @@ from curator.errors import HubError, UsageProblem
 from curator.hub import download_for_compile, model_facts, search_models
 from curator.hub.errors import (
     HubAuthError,
+    HubFileNotFound,
     HubGated,
     HubOffline,
     HubRepoNotFound,
     HubRevisionNotFound,
+    HubWrongEndpoint,
 )
 from tests.conftest import run_curator
-from tests.fakehub import GATED, GRANTED_TOKEN, PLAIN_TOKEN, TINY, FakeHub
+from tests.fakehub import GATED, GRANTED_TOKEN, PLAIN_TOKEN, TINY, FakeHub, FakeRepo, server
+from tests.fakehub.fixtures import write_safetensors
+from tests.fakehub.misbehaving import BareStatusServer
 from tests.fakehub.plugin import fake_hub_server, hub  # noqa: F401
+from tests.fakehub.server import Reply, Request
 
 
 def closed_port() -> int:
@@ -168,3 +174,77 @@ def test_malformed_repo_id_is_a_usage_error() -> None:
 def test_every_hub_error_is_a_hub_error() -> None:
     for kind in (HubOffline, HubGated, HubRepoNotFound, HubRevisionNotFound, HubAuthError):
         assert issubclass(kind, HubError)
+
+
+def test_a_mirrors_plain_404_says_not_found_not_try_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mirror or proxy answers 404 without the Hub's X-Error-Code headers."""
+    with BareStatusServer(404) as mirror:
+        monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+        monkeypatch.delenv("HF_HUB_OFFLINE")
+        with pytest.raises(HubRepoNotFound) as repo:
+            model_facts("org/missing")
+        with pytest.raises(HubRepoNotFound) as revision:
+            model_facts("org/missing", "v2")
+        with pytest.raises(HubWrongEndpoint) as listing:
+            search_models("qwen")  # HF_ENDPOINT that is not a Hub at all
+    assert repo.value.message == f"{mirror.url} has no model repository org/missing (404)"
+    assert "try again" not in (repo.value.hint or "") and "mirror" in (repo.value.hint or "")
+    assert "at revision 'v2'" in revision.value.message
+    assert "revision" in (revision.value.hint or "")
+    assert "404" in listing.value.message and "model listing" in listing.value.message
+    assert f"check HF_ENDPOINT (now {mirror.url})" in (listing.value.hint or "")
+
+
+def test_a_missing_file_is_named_not_blamed_on_the_network(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The compile download asks for config.json, which the repository lacks (the listing says it
+    has it): the error names the file, and says nothing about HF_HUB_OFFLINE."""
+    weights = write_safetensors({"w": ("F32", [2], b"\0" * 8)})
+    repo = FakeRepo("fixture/lost-config", {"config.json": b"{}", "model.safetensors": weights})
+    monkeypatch.setitem(hub.repos, repo.repo_id, repo)
+    answer = server.resolve
+
+    def without_config(repo: FakeRepo, revision: str, path: str, *rest: object) -> Reply:
+        if path == "config.json":
+            return server.error(404, "EntryNotFound", "Entry not found")
+        return answer(repo, revision, path, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(server, "resolve", without_config)
+    with pytest.raises(HubFileNotFound) as caught:
+        download_for_compile(repo.repo_id, None, tmp_path / "hf-cache")
+    assert "config.json" in caught.value.message
+    assert "HF_HUB_OFFLINE" not in f"{caught.value.message} {caught.value.hint}"
+
+
+@pytest.mark.parametrize(
+    ("weights", "why"),
+    [("adapter_model.safetensors", "adapter"), ("consolidated.safetensors", "consolidated")],
+)
+def test_repos_without_model_safetensors_are_a_fact_gap_not_a_traceback(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch, weights: str, why: str
+) -> None:
+    """huggingface_hub raises NotASafetensorsRepoError for these (no model.safetensors, no index)."""
+    repo = FakeRepo(
+        f"fixture/only-{why}",
+        {
+            "config.json": json.dumps({"architectures": ["LlamaForCausalLM"]}).encode(),
+            weights: write_safetensors({"w": ("F32", [2], b"\0" * 8)}),
+        },
+    )
+    monkeypatch.setitem(hub.repos, repo.repo_id, repo)
+    answer = server.model_info
+
+    def without_counts(repo: FakeRepo, revision: str, request: Request) -> Reply:
+        body = json.loads(answer(repo, revision, request).body)
+        body.pop("safetensors", None)
+        return Reply(200, body)
+
+    monkeypatch.setattr(server, "model_info", without_counts)
+    facts = model_facts(repo.repo_id)
+    assert facts.parameters is None and facts.architecture == "LlamaForCausalLM"
+    gap = next(g for g in facts.gaps if g.fact == "parameters")
+    assert gap.state == "failed" and "no readable safetensors weights" in gap.reason
+    done = run_curator("info", repo.repo_id, env={"HF_ENDPOINT": hub.url})
+    assert done.returncode == 0 and "Traceback" not in done.stderr
+    assert "failed: " in done.stdout

@@ -224,6 +224,11 @@ def _http_error(exc: BaseException, repo_id: str | None, revision: str | None) -
                 f"{repo} has no file {name} at {revision or 'main'} on {endpoint} (404)",
                 hint=f"look at the files at {endpoint}/{repo_id or ''}/tree/{revision or 'main'}",
             )
+        if path.startswith("/api/models/") and "/tree/" in path:
+            return HubFileNotFound(
+                f"{endpoint} answered 404 for the file listing of {repo}",
+                hint=f"look at the files at {endpoint}/{repo_id or ''}/tree/{revision or 'main'}",
+            )
         if path.startswith("/api/models/"):
             at = f" at revision {revision!r}" if revision else ""
             return HubRepoNotFound(
