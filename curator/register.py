@@ -1,9 +1,14 @@
 """``curator register``: a compiled directory into Foundry Local's local catalog (load-tested) and
 into the team registry, with provenance from the compile manifest.
 
-Flow: resolve the directory -> check every artifact the manifest lists is there -> register with
-Foundry (replacing an earlier registration of the id) -> load and generate a few tokens, measuring
-peak memory -> on failure unregister and stop -> add or update the registry entry.
+Flow: resolve the directory -> the id on the command line, the directory's name and the manifest
+agree -> check every artifact the manifest lists is there -> register with Foundry (replacing an
+earlier registration of the id) -> load and generate a few tokens, measuring peak memory -> on
+failure unregister and stop -> add or update the registry entry.
+
+A Foundry catalog model (an alias or id ``curator pull`` brought into the cache) takes the same load
+test and gets a registry entry whose ``source`` is the catalog (no build: curator did not compile
+it); ``pull_catalog_model`` is ``curator pull`` for such models.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import re
 import resource
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +30,11 @@ from curator.modeldir import (
     GENAI_CONFIG,
     MANIFEST_NAME,
     artifacts,
+    dir_bytes,
     dir_model_id,
     find_model_dir,
+    id_from_dir_name,
+    manifest_id,
     read_manifest,
 )
 
@@ -177,6 +186,17 @@ def register(
     from curator import foundry
     from curator.registry import find_model, load_registry, upsert_model
 
+    if _is_catalog_target(target, cache_dir):
+        return register_catalog_model(
+            target,
+            cache_dir=cache_dir,
+            registry=registry,
+            model_id=model_id,
+            alias=alias,
+            capabilities=capabilities,
+            license=license,
+            min_ram_gb=min_ram_gb,
+        )
     path = resolve_model_dir(target, cache_dir)
     manifest = read_manifest(path)
     config = check_model_dir(path, manifest)
@@ -185,6 +205,7 @@ def register(
             f"{path} has no {MANIFEST_NAME} listing its artifacts: the registry needs its provenance",
             hint="compile it with curator compile SOURCE --recipe NAME",
         )
+    check_one_id(target, path, manifest, model_id, cache_dir)
     chosen_id = model_id or dir_model_id(path, manifest)
     if not chosen_id or not _SCHEMA_ID_RE.match(chosen_id):
         raise UsageProblem(
@@ -283,6 +304,197 @@ def register(
         load_test=test,
         entry=entry,
     )
+
+
+def check_one_id(
+    target: str,
+    path: Path,
+    manifest: dict[str, Any] | None,
+    model_id: str | None,
+    cache_dir: Path,
+) -> None:
+    """One id, one directory: the id on the command line (or ``--id``), the directory's name (for
+    a directory in the cache, where compile names it after the id) and the manifest must agree.
+
+    A directory copied under a new name still carries the old id in its manifest; registering it
+    would re-point the old id's registration at the copy. Raises UsageProblem naming each source.
+    """
+    given = target if not Path(target).expanduser().is_dir() else None
+    said: list[tuple[str, str]] = []
+    if given is not None:
+        said.append(("the command line", given))
+    if model_id is not None:
+        said.append(("--id", model_id))
+    if _inside(path, cache_dir):
+        from_name = id_from_dir_name(path.name)
+        if from_name is not None:
+            said.append((f"the directory name {path.name}", from_name))
+    declared = manifest_id(manifest)
+    if declared is not None:
+        said.append((f"the manifest ({MANIFEST_NAME})", declared))
+    if len({value for _, value in said}) > 1:
+        raise UsageProblem(
+            f"{path}: the model id differs: "
+            + ", ".join(f"{where} says {value}" for where, value in said),
+            hint="a copied directory keeps its manifest's id: compile the model under the new id "
+            "(curator compile SOURCE --id NEW) instead of copying it",
+        )
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _is_catalog_target(target: str, cache_dir: Path) -> bool:
+    """Not a directory, not a compiled model in the cache, not a local registration: a name for
+    Foundry's catalog (an alias, or an id whose directory holds no compile manifest)."""
+    if Path(target).expanduser().is_dir() or "/" in target:
+        return False
+    found = find_model_dir(cache_dir, target) if ":" in target else None
+    if found is not None:
+        from curator.foundry.catalog import finished_download_id
+
+        return not (found / MANIFEST_NAME).is_file() and finished_download_id(found) is not None
+    if ":" in target and cache_dir.is_dir():
+        from curator.foundry import runtime
+
+        if runtime(cache_dir).get(target) is not None:
+            return False
+    return True
+
+
+def register_catalog_model(
+    target: str,
+    *,
+    cache_dir: Path,
+    registry: Path,
+    model_id: str | None = None,
+    alias: str | None = None,
+    capabilities: tuple[str, ...] = (),
+    license: str | None = None,
+    min_ram_gb: float | None = None,
+) -> RegisterResult:
+    """A cached Foundry catalog model (ALIAS|ID, brought in by ``curator pull``): load-test it and
+    add or update its registry entry, ``source`` naming the catalog's id, version, publisher and
+    license. Foundry Local already knows it (its catalog): nothing is registered with Foundry."""
+    from curator import foundry
+    from curator.foundry import catalog
+    from curator.registry import find_model, load_registry, upsert_model
+
+    rt = foundry.runtime(cache_dir)
+    model = catalog.describe(catalog.cached_variant(rt, target))
+    if model_id is not None and model_id != model.id:
+        raise UsageProblem(
+            f"--id {model_id} differs from the catalog's id {model.id} for {target}",
+            hint="a catalog model is registered under its catalog id: leave out --id",
+        )
+    name = model.id.rsplit(":", 1)[0]
+    variant_match = _VARIANT_RE.search(name)
+    if not _SCHEMA_ID_RE.match(model.id) or variant_match is None:
+        raise UsageProblem(
+            f"the catalog id {model.id!r} does not fit the registry's id form "
+            "<name>-<variant>:<version> (lower case)",
+            hint="register a compiled model instead (curator compile)",
+        )
+    catalog_license = license or model.license
+    if not catalog_license or not model.publisher:
+        raise UsageProblem(
+            f"the catalog lists no {'license' if not catalog_license else 'publisher'} for "
+            f"{model.id}",
+            hint="pass --license SPDX-ID" if not catalog_license else "curator catalog show",
+        )
+    test = _load_test(rt, model.id)
+    existing = find_model(load_registry(registry), model.id)
+    measured = min_ram_from_peak(test.peak_rss_mb)
+    ram = min_ram_gb if min_ram_gb is not None else max(measured, _benchmark_floor(existing))
+    size_mb = model.file_size_mb or (
+        round(dir_bytes(model.path) / 2**20, 2) if model.path is not None else 0.01
+    )
+    config_context = None
+    if model.path is not None and (model.path / GENAI_CONFIG).is_file():
+        config = read_json(model.path / GENAI_CONFIG, GENAI_CONFIG)
+        config_context = context_length(config) if isinstance(config, dict) else None
+    entry: dict[str, Any] = {
+        key: value
+        for key, value in (existing or {}).items()
+        if key in ("benchmarks", "fidelity", "notes", "licenseDescription", "maxOutputTokens")
+    }
+    source: dict[str, Any] = {
+        "catalog": "foundry-local",
+        "id": model.id,
+        "version": model.version,
+        "publisher": model.publisher,
+        "license": catalog_license,
+    }
+    if model.uri:
+        source["uri"] = model.uri
+    entry.update(
+        {
+            "id": model.id,
+            "alias": alias or model.alias or name[: variant_match.start()],
+            "displayName": model.display_name or model.alias or name,
+            "variant": variant_match["variant"],
+            "task": model.task or "chat-completion",
+            "license": catalog_license.lower(),
+            "publisher": model.publisher,
+            "capabilities": list(capabilities) or (existing or {}).get("capabilities") or ["chat"],
+            "fileSizeMb": max(float(size_mb), 0.01),
+            "minRamGb": ram,
+            "contextLength": model.context_length or config_context or 1,
+            "runtime": {
+                "deviceType": model.device_type or "CPU",
+                "executionProvider": model.execution_provider or "CPUExecutionProvider",
+            },
+            "source": source,
+        }
+    )
+    action = upsert_model(registry, entry)
+    return RegisterResult(
+        id=model.id,
+        path=model.path or cache_dir,
+        foundry_action="in Foundry's catalog (cached)",
+        registry_action=action,
+        registry=registry,
+        min_ram_gb=ram,
+        load_test=test,
+        entry=entry,
+    )
+
+
+@dataclass(frozen=True)
+class CatalogPullResult:
+    """``curator pull`` of a catalog model: where it is, whether it was downloaded, the load test."""
+
+    id: str
+    alias: str | None
+    path: Path | None
+    action: str  # "downloaded" | "already cached"
+    load_test: LoadTest
+
+
+def pull_catalog_model(
+    target: str, *, cache_dir: Path, progress: Callable[[float], None] | None = None
+) -> CatalogPullResult:
+    """Download a Foundry catalog model (ALIAS|ID) into the cache, then load-test it as register
+    does. ``progress`` gets the download's percent. A failed or interrupted download leaves nothing
+    that looks cached."""
+    from curator import foundry
+    from curator.foundry import catalog
+
+    rt = foundry.runtime(cache_dir)
+    done = catalog.download(rt, target, progress)
+    try:
+        test = _load_test(rt, done.model.id)
+    except FoundryError as exc:
+        raise FoundryError(
+            f"{done.model.id} is {done.action} but failed the load test: {exc.message}",
+            hint=f"curator cache rm {done.model.id}, then curator pull {target} again",
+        ) from None
+    return CatalogPullResult(done.model.id, done.model.alias, done.model.path, done.action, test)
 
 
 @dataclass(frozen=True)

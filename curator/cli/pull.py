@@ -4,8 +4,8 @@
   its files at the published commit, sha256-verified, placed in the Foundry cache, registered and
   load-tested (curator/share/pull.py).
 - ``curator pull --all [--capability ...] [--fit]``: every published entry that matches.
-- Any other ALIAS|ID: a Foundry catalog model (engineer F: curator/foundry/catalog.py goes in
-  :func:`_pull_catalog_model`).
+- Any other ALIAS|ID: a Foundry catalog model, downloaded into the cache and load-tested
+  (:func:`curator.register.pull_catalog_model`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import click
 
 from curator.cli._options import cache_dir_option, json_option, registry_option
 from curator.cli._output import Output
-from curator.errors import NotFound, UsageProblem
+from curator.errors import UsageProblem
 from curator.paths import foundry_cache_dir, registry_path
 
 
@@ -114,9 +114,24 @@ def _pull_everything(
 
 
 def _pull_catalog_model(out: Output, target: str, registry: Path, cache: Path) -> None:
-    """An ALIAS|ID that is not a published registry entry: the Foundry catalog (engineer F)."""
-    raise NotFound(
-        f"{target} is not a published model in {registry}",
-        hint="`curator registry list` shows the ids; the publisher runs "
-        f"curator publish {target} --to ORG/NAME",
+    """An ALIAS|ID that is not a published registry entry: a Foundry catalog model, downloaded
+    into the cache with progress on stderr, then load-tested (curator/register.py)."""
+    from curator.register import pull_catalog_model
+
+    shown = [-100.0]
+
+    def progress(percent: float) -> None:
+        if percent >= 100 or percent - shown[0] >= 5:
+            shown[0] = percent
+            out.progress(f"download {target}: {percent:.0f}%")
+
+    result = pull_catalog_model(target, cache_dir=cache, progress=progress)
+    if out.as_json:
+        out.json(result)
+        return
+    test = result.load_test
+    out.text(
+        f"{result.id}: {result.action} into {result.path}; load test: loaded in "
+        f"{test.load_ms:.0f} ms, {test.completion_tokens} tokens, peak RSS "
+        f"{test.peak_rss_mb:.0f} MiB (curator register {result.id} adds it to {registry})"
     )

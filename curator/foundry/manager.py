@@ -8,10 +8,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from curator.errors import FoundryError, NotFound, UsageProblem
+from curator.errors import FoundryError, UsageProblem
 from curator.foundry._native import foundry_error, is_sdk_error
 from curator.foundry.model import LoadedModel
 from curator.foundry.types import APP_NAME, MODEL_ID_RE, ModelMetadata, RegisteredModel
+from curator.foundry.urls import configured_catalog_url
 from curator.paths import curator_home, foundry_cache_dir
 
 
@@ -20,7 +21,7 @@ class _Process:
 
     lock = threading.RLock()
     manager: Any = None
-    config_key: tuple[str, str] | None = None
+    config_key: tuple[str, str, str] | None = None
     runtime: FoundryRuntime | None = None
 
 
@@ -36,7 +37,7 @@ def runtime(cache_dir: Path | str | None = None, *, logs_dir: Path | None = None
     """
     cache = foundry_cache_dir(cache_dir).absolute()
     logs = (logs_dir or default_logs_dir()).absolute()
-    key = (str(cache), str(logs))
+    key = (str(cache), str(logs), configured_catalog_url() or "")
     with _Process.lock:
         current = _Process.runtime
         if current is not None and _Process.config_key == key and not current.closed:
@@ -55,7 +56,7 @@ def runtime(cache_dir: Path | str | None = None, *, logs_dir: Path | None = None
         return rt
 
 
-def _reset_manager(cache: Path, logs: Path, key: tuple[str, str]) -> None:
+def _reset_manager(cache: Path, logs: Path, key: tuple[str, str, str]) -> None:
     from foundry_local_sdk import Configuration, FoundryLocalManager, LogLevel
 
     if _Process.manager is not None and _Process.config_key == key:
@@ -72,12 +73,15 @@ def _reset_manager(cache: Path, logs: Path, key: tuple[str, str]) -> None:
     # native logger stays silent (it would repeat each error on stderr); CURATOR_DEBUG=1 turns
     # it on, to stderr and to <logs_dir>/foundry_local_<date>.log.
     debug = os.environ.get("CURATOR_DEBUG") == "1"
+    catalog_url = key[2]
     config = Configuration(
         app_name=APP_NAME,
         model_cache_dir=str(cache),
         logs_dir=str(logs),
         log_level=LogLevel.WARNING if debug else LogLevel.FATAL,
         disable_nonessential_telemetry=True,
+        # None: the SDK's default public catalog; $CURATOR_CATALOG_URL points it elsewhere.
+        catalog_urls=[(catalog_url, None)] if catalog_url else None,
     )
     try:
         FoundryLocalManager.initialize(config)
@@ -126,6 +130,19 @@ class FoundryRuntime:
                 "the Foundry runtime was closed", hint="call foundry.runtime() again"
             )
         return _Process.manager.get_catalog(CatalogType.LOCAL)
+
+    def public_catalog(self) -> Any:
+        """The SDK's PUBLIC catalog object (Foundry Local's model catalog); see curator.foundry.catalog.
+
+        Its first use in a process fetches the catalog (about 4 s of retries with no network).
+        """
+        from foundry_local_sdk import CatalogType
+
+        if self.closed:
+            raise FoundryError(
+                "the Foundry runtime was closed", hint="call foundry.runtime() again"
+            )
+        return _Process.manager.get_catalog(CatalogType.PUBLIC)
 
     def _variant(self, model_id: str) -> Any:
         try:
@@ -210,17 +227,25 @@ class FoundryRuntime:
         return None if variant is None else _describe(variant)
 
     def load(self, model_id: str) -> LoadedModel:
-        """Load ``model_id`` (once per process; later calls return the same object)."""
+        """Load ``model_id`` (once per process; later calls return the same object).
+
+        ``model_id`` is a local registration's id or, failing that, a Foundry catalog id or alias
+        of a model in the cache (``curator pull``); an alias resolves to this machine's variant and
+        the returned model carries the resolved id.
+        """
         with self._lock:
             held = self._loaded.get(model_id)
             if held is not None and not held.unloaded:
                 return held
             variant = self._variant(model_id)
             if variant is None:
-                raise NotFound(
-                    f"{model_id} is not registered with Foundry Local in {self.cache_dir}",
-                    hint="curator register DIR; curator cache ls shows what is registered",
-                )
+                from curator.foundry.catalog import cached_variant
+
+                variant = cached_variant(self, model_id)
+                model_id = variant.id
+                held = self._loaded.get(model_id)
+                if held is not None and not held.unloaded:
+                    return held
             try:
                 variant.load()
             except Exception as exc:
