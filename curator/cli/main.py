@@ -115,6 +115,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("curator.cli.foundry", "smoke"),
     ("curator.cli.foundry", "serve"),
     ("curator.cli.cache", "cache"),
+    ("curator.cli.catalog", "catalog"),
     ("curator.cli.recipes", "recipes"),
     ("curator.cli.compile", "compile_command"),
     ("curator.cli.search", "search"),
