@@ -10,9 +10,11 @@ import pytest
 
 from curator.errors import UsageProblem
 from curator.hub import search_models
+from curator.hub.feasibility import NOT_ENOUGH_RAM, UNSUPPORTED_ARCHITECTURE
+from curator.hub.search import NO_PARAMETER_COUNT, TOO_MANY_PARAMETERS, search_hub
 from curator.hub.units import format_param_count, parse_param_count
 from tests.conftest import run_curator
-from tests.fakehub import GATED, TINY, FakeHub
+from tests.fakehub import GATED, TINY, FakeHub, FakeRepo, server
 from tests.fakehub.plugin import fake_hub_server, hub  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("hub")
@@ -151,3 +153,52 @@ def test_cli_rejects_a_bad_parameter_limit(hub: FakeHub) -> None:
     done = run_curator("search", "x", "--max-params", "lots", env={"HF_ENDPOINT": hub.url})
     assert done.returncode == 2
     assert "parameter count" in done.stderr
+
+
+def test_what_compilable_leaves_out_is_counted_with_its_reason(hub: FakeHub) -> None:
+    outcome = search_hub(None, compilable=True, limit=50)
+    kept = set(ids(outcome.models))
+    dropped = {entry.repo_id: entry for entry in outcome.left_out}
+    assert outcome.scanned == len(hub.repos) == len(kept) + len(dropped)
+    assert not kept & set(dropped)
+    assert dropped["fixture/bert-tiny"].kind == UNSUPPORTED_ARCHITECTURE
+    assert "BertForMaskedLM" in dropped["fixture/bert-tiny"].reason
+    assert dropped["acme/chat-70b"].kind == NOT_ENOUGH_RAM  # not "needs a GPU": the model's limit
+    assert sum(outcome.left_out_counts().values()) == len(dropped)
+
+
+def test_max_params_says_which_models_were_left_out_and_why(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mirror that ignores num_parameters: curator's own check leaves out entries without a
+    count and those over the limit, and says which was which."""
+    monkeypatch.setattr(server, "_in_range", lambda repo, low, high: True)
+    no_count = FakeRepo("acme/no-count", {"README.md": b"# no weights"}, downloads=1)
+    monkeypatch.setitem(hub.repos, no_count.repo_id, no_count)
+    outcome = search_hub(None, max_params=parse_param_count("8B"), limit=50)
+    dropped = {entry.repo_id: entry.kind for entry in outcome.left_out}
+    assert dropped == {
+        "acme/no-count": NO_PARAMETER_COUNT,
+        "acme/chat-70b": TOO_MANY_PARAMETERS,
+        "other/vision-qwen-8b": TOO_MANY_PARAMETERS,  # 8.29B
+    }
+    assert all((r.parameters or 0) <= 8_000_000_000 for r in outcome.models)
+
+
+def test_cli_footer_and_explain(hub: FakeHub) -> None:
+    env = {"HF_ENDPOINT": hub.url}
+    plain = run_curator("search", "--compilable", "--limit", "50", env=env)
+    assert plain.returncode == 0, plain.stderr
+    footer = plain.stderr.strip().splitlines()
+    assert len(footer) == 1 and footer[0].startswith("left out ")
+    assert "unsupported architecture" in footer[0] and "--explain" in footer[0]
+
+    explained = run_curator("search", "--compilable", "--limit", "50", "--explain", env=env)
+    assert "  fixture/bert-tiny: architecture BertForMaskedLM is not supported" in explained.stderr
+
+    as_json = run_curator("search", "--compilable", "--limit", "50", "--explain", "--json", env=env)
+    data = json.loads(as_json.stdout)
+    assert data["scanned"] == len(data["models"]) + len(data["left_out"])
+    assert {"repo_id": "fixture/bert-tiny", "kind": UNSUPPORTED_ARCHITECTURE} | {
+        "reason": next(e["reason"] for e in data["left_out"] if e["repo_id"] == "fixture/bert-tiny")
+    } in data["left_out"]
