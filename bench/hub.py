@@ -1,7 +1,8 @@
 """Hub failure speed: how long ``curator search`` and ``curator info`` take to report that the
 Hub is unreachable or switched off (issue 5 target: a one-line error within 2 s, where plain
-huggingface_hub retries a refused connection for about 23 s). Whole command lines, measured
-from process start, worst of three runs."""
+huggingface_hub retries a refused connection for about 23 s), and that it stalls: accepts the
+connection and never answers (issue 13 target: within 15 s, where the library waited 5 x 30 s).
+Whole command lines, measured from process start, worst of three runs (one for a stall)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,16 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench._table import Ratio
 
 TARGET_SECONDS = 2.0
+STALL_TARGET_SECONDS = 15.0
 RUNS = 3
 
 
@@ -24,7 +29,35 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _worst(args: list[str], env: dict[str, str], workdir: Path) -> float:
+@contextmanager
+def _stalling_port() -> Iterator[int]:
+    """A loopback port that accepts connections and never answers."""
+    held: list[socket.socket] = []
+    stop = threading.Event()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        listener.settimeout(0.2)
+
+        def accept() -> None:
+            while not stop.is_set():
+                try:
+                    held.append(listener.accept()[0])
+                except OSError:
+                    continue
+
+        worker = threading.Thread(target=accept, daemon=True)
+        worker.start()
+        try:
+            yield int(listener.getsockname()[1])
+        finally:
+            stop.set()
+            worker.join()
+            for conn in held:
+                conn.close()
+
+
+def _worst(args: list[str], env: dict[str, str], workdir: Path, runs: int = RUNS) -> float:
     """Seconds until ``curator ARGS`` exits (worst of RUNS); it must fail with one error line."""
     full_env = {
         **os.environ,
@@ -35,7 +68,7 @@ def _worst(args: list[str], env: dict[str, str], workdir: Path) -> float:
     }
     full_env = {k: v for k, v in full_env.items() if v != ""}
     worst = 0.0
-    for _ in range(RUNS):
+    for _ in range(runs):
         start = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-m", "curator", *args],
@@ -78,4 +111,21 @@ def measure(workdir: Path) -> list[Ratio]:
                 ok=seconds <= TARGET_SECONDS,
             )
         )
+    with _stalling_port() as port:
+        stalled = {"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HUB_OFFLINE": ""}
+        for name, args in (
+            ("search, Hub stalls", ["search", "qwen"]),
+            ("info, Hub stalls", ["info", "Qwen/Qwen2.5-0.5B-Instruct"]),
+        ):
+            seconds = _worst(args, stalled, workdir, runs=1)
+            rows.append(
+                Ratio(
+                    f"hub error time: {name} (vs 15 s target)",
+                    seconds,
+                    STALL_TARGET_SECONDS,
+                    "s",
+                    target="<= 1.0",
+                    ok=seconds <= STALL_TARGET_SECONDS,
+                )
+            )
     return rows
