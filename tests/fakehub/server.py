@@ -11,6 +11,10 @@ headers huggingface_hub's ``hf_raise_for_status`` maps to its exception types):
 - ``HEAD``/``GET /{repo}/resolve/{rev}/{path}``: ETag, X-Repo-Commit, Content-Length,
   Accept-Ranges, and single-range ``Range`` requests (206), no redirects.
 
+Recorded answers (``FakeHub.recordings``, tests/fakehub/replay.py) are served verbatim at their
+path; other URLs of a recorded repository answer a plain 404. A renamed repository
+(``FakeHub.renames``) answers 307 to the same URL under its new id, as the Hub does.
+
 Tokens: ``Authorization: Bearer T`` must be one of ``FakeHub.tokens`` (401 "Invalid credentials in
 Authorization header" otherwise); a gated repository's files need a token granted access to it.
 """
