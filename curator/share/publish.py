@@ -156,7 +156,7 @@ def _upload(
     from curator.hub.client import hub_errors, make_api
 
     api = make_api()
-    with hub_errors(repo, branch), _over_lfs():
+    with hub_errors(repo, branch), _upload_errors(repo), _over_lfs():
         url = api.create_repo(repo, repo_type="model", private=private, exist_ok=True)
         if branch != DEFAULT_BRANCH:
             api.create_branch(repo, branch=branch, repo_type="model", exist_ok=True)
@@ -172,6 +172,26 @@ def _upload(
             repo_type="model",
         )
     return str(info.oid), str(url)
+
+
+@contextmanager
+def _upload_errors(repo: str) -> Iterator[None]:
+    """huggingface_hub wraps a failed LFS transfer in ``RuntimeError("Error while uploading
+    'PATH' to the Hub.")``: report it as a HubError naming the file and the Hub's answer."""
+    from curator.errors import HubError
+    from curator.hub.client import map_error
+
+    try:
+        yield
+    except RuntimeError as exc:
+        if not str(exc).startswith("Error while uploading"):
+            raise
+        cause = map_error(exc.__cause__, repo, None) if exc.__cause__ is not None else None
+        detail = cause.message if cause is not None else str(exc.__cause__ or "")
+        raise HubError(
+            f"{exc} {detail}".strip(),
+            hint="run the same curator publish again: files the Hub holds are not sent twice",
+        ) from exc
 
 
 @contextmanager

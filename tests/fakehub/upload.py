@@ -72,7 +72,10 @@ class UploadState:
     """What the uploads of one fake Hub hold: LFS objects by sha256, multipart parts in flight."""
 
     objects: dict[str, bytes] = field(default_factory=dict)
-    parts: dict[tuple[str, int], bytes] = field(default_factory=dict)
+    # (oid, upload id, part number): each batch answer starts its own multipart upload, as S3 does,
+    # so two clients sending the same object at once do not mix their parts.
+    parts: dict[tuple[str, int, int], bytes] = field(default_factory=dict)
+    uploads: int = 0
     multipart_threshold: int = 8 * 2**20
     part_size: int = 4 * 2**20
     commits: list[dict[str, Any]] = field(default_factory=list)
@@ -104,8 +107,8 @@ _PREUPLOAD = re.compile(r"^/api/models/([^/]+/[^/]+)/preupload/([^/]+)$")
 _COMMIT = re.compile(r"^/api/models/([^/]+/[^/]+)/commit/([^/]+)$")
 _BATCH = re.compile(r"^/([^/]+/[^/]+)\.git/info/lfs/objects/batch$")
 _PUT_OBJECT = re.compile(r"^/fake-lfs/([0-9a-f]{64})$")
-_PUT_PART = re.compile(r"^/fake-lfs/([0-9a-f]{64})/part/(\d+)$")
-_COMPLETE = re.compile(r"^/fake-lfs/([0-9a-f]{64})/complete$")
+_PUT_PART = re.compile(r"^/fake-lfs/([0-9a-f]{64})/(\d+)/part/(\d+)$")
+_COMPLETE = re.compile(r"^/fake-lfs/([0-9a-f]{64})/(\d+)/complete$")
 _VERIFY = re.compile(r"^/fake-lfs/verify$")
 
 
@@ -120,12 +123,12 @@ def route(hub: Any, request: Any, base: str) -> None:
             raise _store(state, match[1], body)
         if match := _PUT_PART.match(path):
             with state.lock:
-                state.parts[match[1], int(match[2])] = body
+                state.parts[match[1], int(match[2]), int(match[3])] = body
             etag = hashlib.md5(body).hexdigest()
             raise Reply(200, b"", {"ETag": f'"{etag}"'})
         raise error(404, None, f"no route for PUT {path}")
     if match := _COMPLETE.match(path):
-        raise _complete(state, match[1], _json(body))
+        raise _complete(state, match[1], int(match[2]), _json(body))
     if _VERIFY.match(path):
         wanted = _json(body)
         held = state.objects.get(str(wanted.get("oid")))
@@ -247,12 +250,13 @@ def _batch(state: UploadState, repo: UploadedRepo, payload: dict[str, Any], base
         if oid not in state.objects:
             verify = {"href": f"{base}/fake-lfs/verify"}
             if size > state.multipart_threshold:
+                with state.lock:
+                    state.uploads += 1
+                    prefix = f"{base}/fake-lfs/{oid}/{state.uploads}"
                 count = -(-size // state.part_size)
                 header: dict[str, str] = {"chunk_size": str(state.part_size)}
-                header.update(
-                    {str(n): f"{base}/fake-lfs/{oid}/part/{n}" for n in range(1, count + 1)}
-                )
-                upload = {"href": f"{base}/fake-lfs/{oid}/complete", "header": header}
+                header.update({str(n): f"{prefix}/part/{n}" for n in range(1, count + 1)})
+                upload = {"href": f"{prefix}/complete", "header": header}
             else:
                 upload = {"href": f"{base}/fake-lfs/{oid}"}
             answer["actions"] = {"upload": upload, "verify": verify}
@@ -274,7 +278,7 @@ def _store(state: UploadState, oid: str, content: bytes) -> Any:
     return Reply(200, b"")
 
 
-def _complete(state: UploadState, oid: str, payload: dict[str, Any]) -> Any:
+def _complete(state: UploadState, oid: str, upload: int, payload: dict[str, Any]) -> Any:
     from tests.fakehub.server import error
 
     parts = payload.get("parts") or []
@@ -283,7 +287,7 @@ def _complete(state: UploadState, oid: str, payload: dict[str, Any]) -> Any:
         raise error(400, None, "malformed completion")
     with state.lock:
         try:
-            chunks = [state.parts.pop((oid, n)) for n in numbers]
+            chunks = [state.parts.pop((oid, upload, n)) for n in numbers]
         except KeyError:
             raise error(400, None, "a part was never uploaded") from None
     for part, chunk in zip(parts, chunks, strict=True):
