@@ -27,6 +27,8 @@ lint: setup
 	$(BIN)/ruff check curator tests bench
 	$(BIN)/ruff format --check curator tests bench
 	$(BIN)/mypy
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/check-jsonschema --schemafile schemas/candidates.schema.json registry/candidates.json
 
 bench: setup
 	$(BIN)/python -m bench
