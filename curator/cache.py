@@ -1,5 +1,7 @@
 """The Foundry model cache: list model directories with their registration states, remove one,
-verify artifacts against the compile manifest."""
+verify artifacts against the compile manifest. One id, one directory: a directory whose id (its
+manifest's, else its name's) another directory also claims is flagged by both ``ls`` and ``verify``
+(a copied directory keeps the manifest, so the id, of the original)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,11 @@ from curator.registry.rules import unsafe_path_reason
 
 @dataclass(frozen=True)
 class CachedModel:
-    """One model: its directory (None if registered but gone), size and where it is known."""
+    """One model: its directory (None if registered but gone), size and where it is known.
+
+    ``foundry_registered`` is true only for the directory Foundry's registration points at;
+    ``shares_id_with`` lists the other directories that claim the same id (it should be empty).
+    """
 
     id: str
     path: Path | None
@@ -34,6 +40,7 @@ class CachedModel:
     in_registry: bool
     has_manifest: bool
     in_cache: bool
+    shares_id_with: tuple[Path, ...] = ()
 
 
 def list_cache(cache_dir: Path, registry: Path) -> list[CachedModel]:
@@ -49,18 +56,21 @@ def list_cache(cache_dir: Path, registry: Path) -> list[CachedModel]:
     }
     rows: list[CachedModel] = []
     seen: set[str] = set()
-    for path in model_dirs(cache_dir):
-        model_id = dir_model_id(path) or path.name
+    ids = dir_ids(cache_dir)
+    for path, model_id in ids.items():
         seen.add(model_id)
+        registration = registered.get(model_id)
         rows.append(
             CachedModel(
                 id=model_id,
                 path=path,
                 size_mb=round(dir_bytes(path) / 2**20, 2),
-                foundry_registered=model_id in registered,
+                foundry_registered=registration is not None
+                and (registration.path is None or _same(registration.path, path)),
                 in_registry=model_id in registry_ids,
                 has_manifest=(path / MANIFEST_NAME).is_file(),
                 in_cache=True,
+                shares_id_with=_others(ids, path),
             )
         )
     for model_id, model in registered.items():
@@ -78,7 +88,23 @@ def list_cache(cache_dir: Path, registry: Path) -> list[CachedModel]:
                 in_cache=False,
             )
         )
-    return sorted(rows, key=lambda r: r.id)
+    return sorted(rows, key=lambda r: (r.id, str(r.path)))
+
+
+def dir_ids(cache_dir: Path) -> dict[Path, str]:
+    """Every model directory in the cache with the id it claims (manifest, else its name)."""
+    return {path: dir_model_id(path) or path.name for path in model_dirs(cache_dir)}
+
+
+def _others(ids: dict[Path, str], path: Path) -> tuple[Path, ...]:
+    return tuple(other for other, held in ids.items() if held == ids[path] and other != path)
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -190,9 +216,14 @@ def verify_dir(path: Path, model_id: str | None = None) -> VerifyResult:
 
 
 def verify_cache(cache_dir: Path, model_id: str | None = None) -> list[VerifyResult]:
-    """Verify one model (by id) or every model directory in the cache."""
+    """Verify one model (by id) or every model directory in the cache; a directory whose id
+    another directory also claims fails with that as its problem."""
+    ids = dir_ids(cache_dir)
     if model_id is None:
-        return [verify_dir(p) for p in model_dirs(cache_dir)]
+        return [_flag_shared(verify_dir(p), _others(ids, p)) for p in ids]
+    holders = [p for p, held in ids.items() if held == model_id]
+    if len(holders) > 1:
+        return [_flag_shared(verify_dir(p, model_id), _others(ids, p)) for p in holders]
     path = find_model_dir(cache_dir, model_id)
     if path is None:
         from curator import foundry
@@ -202,3 +233,12 @@ def verify_cache(cache_dir: Path, model_id: str | None = None) -> list[VerifyRes
     if path is None or not path.is_dir():
         raise NotFound(f"no directory for {model_id} in {cache_dir}", hint="curator cache ls")
     return [verify_dir(path, model_id)]
+
+
+def _flag_shared(result: VerifyResult, others: tuple[Path, ...]) -> VerifyResult:
+    if not others or result.problem is not None:
+        return result
+    problem = f"id {result.id} is also held by {', '.join(map(str, others))}"
+    return VerifyResult(
+        result.id, result.path, result.checked, result.missing, result.changed, problem
+    )

@@ -200,3 +200,47 @@ def test_a_directory_outside_the_cache_is_listed_and_kept_on_rm(
     assert report["kept_dir"] == str(outside)
     assert (outside / "genai_config.json").is_file()
     assert _cache_rows() == {}
+
+
+def test_a_copied_directory_cannot_take_a_new_id_and_the_cache_flags_both(
+    install_compiled: Callable[..., Path],
+) -> None:
+    """Issue 15 item 6, as a new user tried it: `cp -r` a compiled directory under a new name and
+    register the new id. That re-pointed the original id's registration at the copy ("entry
+    updated"), and `cache ls` showed two directories with one id, both "registered"."""
+    original = install_compiled()
+    assert run_curator("register", str(original), "--license", "mit").returncode == 0
+    copy = original.parent / "copy-qwen2-generic-cpu-1"
+    shutil.copytree(original, copy)
+    before = _registry().read_bytes()
+
+    by_id = run_curator("register", "copy-qwen2-generic-cpu:1", "--license", "mit")
+    assert by_id.returncode == 2
+    assert "the command line says copy-qwen2-generic-cpu:1" in by_id.stderr
+    assert (
+        "the directory name copy-qwen2-generic-cpu-1 says copy-qwen2-generic-cpu:1" in by_id.stderr
+    )
+    assert f"the manifest (curator-manifest.json) says {TINY_MODEL_ID}" in by_id.stderr
+    by_path = run_curator("register", str(copy), "--license", "mit")
+    assert by_path.returncode == 2 and "the model id differs" in by_path.stderr
+    renamed = run_curator("register", str(copy), "--id", "copy-qwen2-generic-cpu:1")
+    assert renamed.returncode == 2 and "--id says copy-qwen2-generic-cpu:1" in renamed.stderr
+    assert _registry().read_bytes() == before
+
+    listed = run_curator("cache", "ls", "--json")
+    rows = {row["path"]: row for row in json.loads(listed.stdout)}
+    assert rows[str(original)]["id"] == rows[str(copy)]["id"] == TINY_MODEL_ID
+    # Foundry's registration still points at the original, and only that row says registered.
+    assert rows[str(original)]["foundry_registered"] is True
+    assert rows[str(copy)]["foundry_registered"] is False
+    assert rows[str(original)]["shares_id_with"] == [str(copy)]
+    assert rows[str(copy)]["shares_id_with"] == [str(original)]
+    text = run_curator("cache", "ls")
+    assert f"id {TINY_MODEL_ID} is held by 2 directories" in text.stderr
+
+    verified = run_curator("cache", "verify")
+    assert verified.returncode == 1
+    assert f"id {TINY_MODEL_ID} is also held by {copy}" in verified.stdout
+    assert f"id {TINY_MODEL_ID} is also held by {original}" in verified.stdout
+    one = run_curator("cache", "verify", TINY_MODEL_ID)
+    assert one.returncode == 1 and "is also held by" in one.stdout

@@ -36,6 +36,13 @@ def ls(registry: Path | None, cache_dir: Path | None, as_json: bool) -> None:
         ],
         ["id", "size-mb", "registered", "in-registry", "manifest", "path"],
     )
+    shared = {r.id: [row.path for row in rows if row.id == r.id] for r in rows if r.shares_id_with}
+    for model_id, paths in shared.items():
+        out.warn(
+            f"id {model_id} is held by {len(paths)} directories: "
+            + ", ".join(str(p) for p in paths)
+            + " (one id, one directory: remove the copy with rm -r, or recompile it under its own id)"
+        )
 
 
 @cache.command("rm")
