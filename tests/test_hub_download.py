@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from curator.hub import download_for_compile, search_local
-from curator.hub.errors import HubGated, HubOffline
+from curator.hub.errors import HubGated, HubOffline, HubStalled
 from curator.hub.files import compile_files
 from tests.conftest import run_curator
 from tests.fakehub import BERT, CUSTOM, GATED, SHARDED, TINY, FakeHub
+from tests.fakehub.misbehaving import StallingServer
 from tests.fakehub.plugin import fake_hub_server, hub  # noqa: F401
 
 
@@ -103,3 +104,17 @@ def test_compile_downloads_from_the_fake_hub(hub: FakeHub, isolated_env: Path) -
     assert len(models) == 1
     manifest = json.loads((models[0].parent / "curator-manifest.json").read_text())
     assert hub.repos[TINY].sha in json.dumps(manifest["source"])
+
+
+def test_a_stalled_hub_falls_back_to_the_cached_snapshot(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = download_for_compile(TINY, None)
+    monkeypatch.setenv("CURATOR_HUB_TIMEOUT", "1")
+    with StallingServer() as stalling:
+        monkeypatch.setenv("HF_ENDPOINT", stalling.url)
+        assert download_for_compile(TINY, None) == first
+        with pytest.raises(HubStalled) as caught:
+            download_for_compile(SHARDED, None)
+    assert caught.value.message.startswith(f"{SHARDED} is not in the local Hugging Face cache and ")
+    assert "stalled" in caught.value.message

@@ -68,7 +68,7 @@ def search(
     each one)."""
     out = Output(as_json)
     if local:
-        _search_local(out, query, task, author, filters, gated, max_params, compilable)
+        _search_local(out, query, task, author, filters, gated, max_params, compilable or explain)
         return
     from curator.hub.search import search_hub
 
@@ -153,7 +153,7 @@ def _search_local(
             ("--filter", filters),
             ("--gated/--no-gated", gated is not None),
             ("--max-params", max_params),
-            ("--compilable", compilable),
+            ("--compilable/--explain", compilable),
         )
         if value
     ]

@@ -9,7 +9,7 @@ from pathlib import Path
 from curator.errors import HubError
 from curator.hub.client import check_repo_id, hub_errors, make_api
 from curator.hub.endpoint import hf_cache_dir
-from curator.hub.errors import HubOffline
+from curator.hub.errors import HubOffline, HubStalled, HubUnavailable
 from curator.hub.files import compile_files, weight_format
 from curator.hub.transport import hub_deadline
 
@@ -22,17 +22,17 @@ def download_for_compile(
     config.json has ``auto_map``. Returns (local snapshot dir, resolved commit sha).
 
     ``cache_dir`` is the Hugging Face hub cache (default ``$HF_HUB_CACHE`` / ``$HF_HOME/hub``).
-    Offline or with the Hub unreachable, a snapshot already in the cache is used if there is one.
+    Offline, or with the Hub unreachable, stalled or failing, a snapshot already in the cache is used if there is one.
     A renamed repository is downloaded and cached under its new id (the snapshot path names it).
     """
     check_repo_id(repo_id)
     cache = Path(cache_dir) if cache_dir is not None else hf_cache_dir()
     try:
         return _download(repo_id, revision, cache)
-    except HubOffline as offline:
+    except (HubOffline, HubStalled, HubUnavailable) as offline:
         cached = _cached_snapshot(repo_id, revision, cache)
         if cached is None:
-            raise HubOffline(
+            raise type(offline)(
                 f"{repo_id} is not in the local Hugging Face cache and {offline.message}",
                 hint=offline.hint,
             ) from offline
