@@ -12,7 +12,9 @@ import json
 import json.decoder
 import json.scanner
 import os
+import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +68,36 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def parse_json(text: str, origin: str, what: str = "file", max_depth: int = MAX_DEPTH) -> Any:
     """Strict JSON: NaN and Infinity, duplicate keys and nesting deeper than ``max_depth`` are
-    errors too (Python's json accepts the first two, keeps the last duplicate and recurses)."""
+    errors too (Python's json accepts the first two, keeps the last duplicate and recurses).
+
+    Fast path: the C parser, then one level-by-level pass that measures depth and counts the keys
+    kept. Every key in the text ends in a quote followed by a colon, so when the text has exactly
+    as many of those as the parsed objects have keys, no key was dropped as a duplicate; only when
+    the counts differ (a duplicate, or a string holding an escaped quote and a colon) is the text
+    parsed again with a hook that checks every object.
+    """
     if len(text) > MAX_BYTES:
         raise InputFileError(
             f"{origin}: {what} is larger than {MAX_BYTES:,} bytes",
             hint="check that this is the right file",
         )
+    data = _loads(text, origin, what, max_depth, None)
+    depth, keys = json_shape(data, max_depth)
+    if depth > max_depth:
+        raise _too_deep(origin, what, max_depth)
+    if keys != text.count('":') + len(_SPACED_KEY_END.findall(text)):
+        _loads(text, origin, what, max_depth, _unique_keys)
+    return data
+
+
+_SPACED_KEY_END = re.compile(r'"[ \t\n\r]+:')
+
+
+def _loads(
+    text: str, origin: str, what: str, max_depth: int, hook: Callable[..., Any] | None
+) -> Any:
     try:
-        data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=hook)
     except json.JSONDecodeError as exc:
         raise InputFileError(
             f"{origin}:{exc.lineno}:{exc.colno}: invalid JSON in {what}: {exc.msg}",
@@ -87,28 +111,24 @@ def parse_json(text: str, origin: str, what: str = "file", max_depth: int = MAX_
         raise InputFileError(
             f"{origin}: invalid JSON in {what}: {exc}", hint="use a finite number or null"
         ) from None
-    if json_depth(data, max_depth) > max_depth:
-        raise _too_deep(origin, what, max_depth)
-    return data
 
 
-def json_depth(value: Any, limit: int) -> int:
-    """How deep ``value`` nests (a scalar is 0, ``[]`` is 1), counting at most to ``limit + 1``.
-
-    Level by level rather than recursively, so depth itself cannot exhaust the stack."""
+def json_shape(value: Any, limit: int) -> tuple[int, int]:
+    """How deep ``value`` nests (a scalar is 0, ``[]`` is 1), counting at most to ``limit + 1``,
+    and how many keys its objects hold. Level by level, so depth cannot exhaust the stack."""
     level = [value] if isinstance(value, (dict, list)) else []
-    depth = 0
+    depth = keys = 0
     while level and depth <= limit:
         depth += 1
         below: list[Any] = []
         for item in level:
-            below += [
-                child
-                for child in (item.values() if isinstance(item, dict) else item)
-                if isinstance(child, (dict, list))
-            ]
+            if type(item) is dict:
+                keys += len(item)
+                below += [c for c in item.values() if type(c) is dict or type(c) is list]
+            else:
+                below += [c for c in item if type(c) is dict or type(c) is list]
         level = below
-    return depth
+    return depth, keys
 
 
 def _too_deep(origin: str, what: str, max_depth: int) -> InputFileError:

@@ -16,6 +16,7 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from curator.registry.document import Document
@@ -61,14 +62,17 @@ def policy_of(document: Document) -> dict[str, Any]:
 
 def _text(entry: dict[str, Any], key: str) -> str | None:
     value = entry.get(key)
-    return value if isinstance(value, str) else None
+    return value if type(value) is str else None
 
 
 def _number(value: Any) -> float | None:
     """A finite JSON number (not a bool), else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
+    kind = type(value)
+    if kind is int:
+        return float(value)
+    if kind is float:
+        return value if math.isfinite(value) else None
+    return None
 
 
 def _records(value: Any, *keys: str) -> list[dict[str, Any]] | None:
@@ -127,18 +131,23 @@ def _entry_problems(entry: dict[str, Any], where: str) -> Iterator[Problem]:
             )
     runtime = entry.get("runtime")
     device = runtime.get("deviceType") if isinstance(runtime, dict) else None
-    if variant is not None and _VARIANT.fullmatch(variant) and isinstance(device, str):
-        expected = variant.rsplit("-", 1)[1].upper()
-        if device != expected:
-            yield Problem(
-                f"{where}.runtime.deviceType",
-                "runtime-matches-variant",
-                f"deviceType {device} but variant {variant!r} is for {expected}",
-            )
+    expected = _device_of(variant) if variant is not None else None
+    if expected is not None and type(device) is str and device != expected:
+        yield Problem(
+            f"{where}.runtime.deviceType",
+            "runtime-matches-variant",
+            f"deviceType {device} but variant {variant!r} is for {expected}",
+        )
     yield from _catalog_source_problems(entry, where)
     yield from _artifact_problems(entry, where)
     yield from _distribution_problems(entry, where)
     yield from _benchmark_problems(entry, where)
+
+
+@lru_cache(maxsize=256)
+def _device_of(variant: str) -> str | None:
+    """CPU, GPU or NPU from a well-formed variant (generic-cpu), else None."""
+    return variant.rsplit("-", 1)[1].upper() if _VARIANT.fullmatch(variant) else None
 
 
 def _allowed_licenses(policy: dict[str, Any]) -> frozenset[str] | None:
@@ -186,27 +195,36 @@ def _catalog_source_problems(entry: dict[str, Any], where: str) -> Iterator[Prob
 
 def _artifact_problems(entry: dict[str, Any], where: str) -> Iterator[Problem]:
     build = entry.get("build")
-    artifacts = build.get("artifacts") if isinstance(build, dict) else None
-    if not isinstance(artifacts, list):
+    artifacts = build.get("artifacts") if type(build) is dict else None
+    if type(artifacts) is not list:
         return
     paths: set[str] = set()
+    total_bytes: int | None = 0
     for i, artifact in enumerate(artifacts):
-        if not isinstance(artifact, dict):
+        if type(artifact) is not dict:
+            total_bytes = None
             continue
-        at = f"{where}.build.artifacts[{i}]"
+        size = artifact.get("bytes")
+        total_bytes = total_bytes + size if total_bytes is not None and type(size) is int else None
         path = artifact.get("path")
-        if isinstance(path, str):
-            problem = unsafe_path_reason(path)
-            if problem:
-                yield Problem(f"{at}.path", "artifact-path-safe", f"{path!r}: {problem}")
-            if path in paths:
-                yield Problem(f"{at}.path", "artifact-path-unique", f"{path!r} listed twice")
-            paths.add(path)
-    sizes = [a.get("bytes") if isinstance(a, dict) else None for a in artifacts]
+        if type(path) is not str:
+            continue
+        problem = unsafe_path_reason(path)
+        if problem:
+            yield Problem(
+                f"{where}.build.artifacts[{i}].path", "artifact-path-safe", f"{path!r}: {problem}"
+            )
+        if path in paths:
+            yield Problem(
+                f"{where}.build.artifacts[{i}].path",
+                "artifact-path-unique",
+                f"{path!r} listed twice",
+            )
+        paths.add(path)
     declared = _number(entry.get("fileSizeMb"))
-    if declared is None or not all(type(b) is int for b in sizes):
+    if declared is None or total_bytes is None:
         return
-    total_mb = sum(b for b in sizes if isinstance(b, int)) / 2**20
+    total_mb = total_bytes / 2**20
     if abs(declared - total_mb) > max(SIZE_TOLERANCE * total_mb, 0.01):
         yield Problem(
             f"{where}.fileSizeMb",
@@ -256,6 +274,7 @@ def distribution_mismatch(files: list[dict[str, Any]], artifacts: list[dict[str,
     return "; ".join(parts)
 
 
+@lru_cache(maxsize=4096)  # the same few file names recur in every entry
 def unsafe_path_reason(path: str) -> str | None:
     """Why ``path`` is not a safe relative artifact path (None when it is)."""
     if _CONTROL.search(path):
