@@ -248,3 +248,18 @@ def test_repos_without_model_safetensors_are_a_fact_gap_not_a_traceback(
     done = run_curator("info", repo.repo_id, env={"HF_ENDPOINT": hub.url})
     assert done.returncode == 0 and "Traceback" not in done.stderr
     assert "failed: " in done.stdout
+
+
+def test_a_web_page_instead_of_the_hub_is_a_wrong_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HF_ENDPOINT at a web server that answers every path with a page (status 200, HTML)."""
+    with BareStatusServer(200, b"<html><body>Welcome</body></html>") as page:
+        done = run_curator(
+            "search", "qwen", "--json", env={"HF_ENDPOINT": page.url, "HF_HUB_OFFLINE": ""}
+        )
+        info = run_curator("info", "org/name", env={"HF_ENDPOINT": page.url, "HF_HUB_OFFLINE": ""})
+    assert done.returncode == 1
+    error = json.loads(done.stdout)
+    assert error["code"] == "hub_wrong_endpoint"
+    assert f"check HF_ENDPOINT (now {page.url})" in error["hint"]
+    assert info.returncode == 1 and "did not answer with the Hub's JSON" in info.stderr
+    assert "internal error" not in info.stderr

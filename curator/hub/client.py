@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -136,6 +137,11 @@ def map_error(exc: BaseException, repo_id: str | None, revision: str | None) -> 
             f"{repo} has no readable safetensors weights at the top level: {_first_line(exc)}",
             hint="adapter-only repositories and repositories with only consolidated.safetensors "
             "cannot be compiled; pick the base or a full-weight repository",
+        )
+    if isinstance(exc, json.JSONDecodeError):
+        return HubWrongEndpoint(
+            f"the server at {endpoint} did not answer with the Hub's JSON: {_first_line(exc)}",
+            hint=_endpoint_hint(),
         )
     if isinstance(exc, FileMetadataError):
         return HubWrongEndpoint(
