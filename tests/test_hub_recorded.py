@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from curator.hub import download_for_compile, model_facts
+from curator.hub import download_for_compile, model_facts, search_models
+from curator.hub.files import bytes_from_dtype_counts
 from tests.conftest import run_curator
 from tests.fakehub import OLD_TINY, TINY, FakeHub
 from tests.fakehub.plugin import fake_hub_server, hub  # noqa: F401
@@ -136,3 +137,45 @@ def test_renamed_repo_downloads_and_caches_under_the_new_id(hub: FakeHub, tmp_pa
     assert not (cache / f"models--{OLD_TINY.replace('/', '--')}").exists()
     file_requests = [r.path for r in hub.seen("GET", "/resolve/")]
     assert file_requests and all(p.startswith(f"/{TINY}/") for p in file_requests)
+
+
+def test_search_values_equal_the_recorded_answers(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The listing built from the real answers: each summary value is the answer's, unknown stays
+    None (stable-diffusion-2-1 states no parameter count)."""
+    monkeypatch.setattr(hub, "list_recorded", True)
+    results = search_models(None, limit=50)
+    by_downloads = sorted(RECORDED.values(), key=lambda b: (b["downloads"], b["id"]), reverse=True)
+    assert [r.repo_id for r in results] == [b["id"] for b in by_downloads]
+    for summary in results:
+        body = RECORDED[summary.repo_id]
+        counts = (body.get("safetensors") or {}).get("parameters")
+        assert summary.parameters == (body["safetensors"]["total"] if counts else None)
+        assert summary.download_bytes == (bytes_from_dtype_counts(counts) if counts else None)
+        assert summary.gated is bool(body["gated"])
+        assert summary.downloads == body["downloads"] and summary.likes == body["likes"]
+        license_tags = [t.split(":", 1)[1] for t in body["tags"] if t.startswith("license:")]
+        assert summary.license == (license_tags[0] if license_tags else None)
+        architectures = body["config"].get("architectures")
+        assert summary.architecture == (architectures[0] if architectures else None)
+    llama = next(r for r in results if r.repo_id == LLAMA)
+    assert llama.download_bytes == 2 * 8_030_261_248  # BF16
+
+
+def test_compilable_explains_the_recorded_models_it_leaves_out(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub, "list_recorded", True)
+    done = run_curator(
+        "search", "--compilable", "--explain", "--json", "--limit", "50",
+        env={"HF_ENDPOINT": hub.url},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["scanned"] == len(RECORDED) == len(data["models"]) + len(data["left_out"])
+    reasons = {entry["repo_id"]: entry for entry in data["left_out"]}
+    bert = reasons["google-bert/bert-base-uncased"]
+    assert bert["kind"] == "unsupported architecture" and "BertForMaskedLM" in bert["reason"]
+    if "meta-llama/Meta-Llama-3-70B-Instruct" in reasons:  # a 70B compile fits no laptop here
+        assert reasons["meta-llama/Meta-Llama-3-70B-Instruct"]["kind"] == "not enough RAM"

@@ -71,6 +71,7 @@ class FakeHub:
     # Real answers by path (tests/fakehub/replay.py), and old id -> new id of renamed repositories.
     recordings: dict[str, Recording] = field(default_factory=dict)
     renames: dict[str, str] = field(default_factory=dict)
+    list_recorded: bool = False  # the listing holds the recorded answers instead of the repos
     page_size: int = 1000
     requests: list[Request] = field(default_factory=list)
     url: str = ""
@@ -274,6 +275,8 @@ def _sha(repo: FakeRepo, revision: str) -> str:
 
 def list_models(hub: FakeHub, request: Request, base: str, raw_path: str) -> Reply:
     q = request.query
+    if hub.list_recorded:
+        return recorded_listing(hub, q)
     repos = list(hub.repos.values())
     if search := _one(q, "search"):
         repos = [r for r in repos if search.lower() in r.repo_id.lower()]
@@ -310,6 +313,41 @@ def list_models(hub: FakeHub, request: Request, base: str, raw_path: str) -> Rep
         following.append(("cursor", str(start + page)))
         headers["Link"] = f'<{base}{raw_path}?{urlencode(following)}>; rel="next"'
     return Reply(200, body, headers)
+
+
+def recorded_listing(hub: FakeHub, q: dict[str, list[str]]) -> Reply:
+    """The listing built from the recorded model info answers: the same filters and sorts, each
+    entry cut to the ``expand`` fields (a listing entry is a model info answer with fewer fields)."""
+    bodies = [r.json() for r in hub.recordings.values() if r.status == 200]
+    if search := _one(q, "search"):
+        bodies = [b for b in bodies if search.lower() in b["id"].lower()]
+    if author := _one(q, "author"):
+        bodies = [b for b in bodies if b.get("author") == author]
+    for wanted in q.get("filter", []) + q.get("filter[]", []):
+        bodies = [b for b in bodies if wanted in b.get("tags", [])]
+    if task := _one(q, "pipeline_tag"):
+        bodies = [b for b in bodies if b.get("pipeline_tag") == task]
+    gated = _one(q, "gated")
+    if gated is not None:
+        bodies = [b for b in bodies if bool(b.get("gated")) == (gated.lower() == "true")]
+    if spec := _one(q, "num_parameters"):
+        low, high = _param_range(spec)
+        bodies = [
+            b
+            for b in bodies
+            if b.get("safetensors")
+            and (low is None or b["safetensors"]["total"] >= low)
+            and (high is None or b["safetensors"]["total"] <= high)
+        ]
+    sort = _one(q, "sort") or "downloads"
+    bodies.sort(key=lambda b: (b.get(sort) or 0, b["id"]), reverse=True)
+    limit = int(_one(q, "limit") or 0) or len(bodies)
+    expand = q.get("expand", []) + q.get("expand[]", []) or list(LIST_DEFAULT_FIELDS)
+    entries = [
+        {"_id": b["_id"], "id": b["id"], **{k: b[k] for k in expand if k in b}}
+        for b in bodies[:limit]
+    ]
+    return Reply(200, entries)
 
 
 def _filter_tags(repo: FakeRepo) -> set[str]:
