@@ -8,13 +8,14 @@ MAX_DEPTH and files larger than MAX_BYTES are errors, never tracebacks or silent
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import json.decoder
 import json.scanner
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,13 +82,26 @@ def parse_json(text: str, origin: str, what: str = "file", max_depth: int = MAX_
             f"{origin}: {what} is larger than {MAX_BYTES:,} bytes",
             hint="check that this is the right file",
         )
-    data = _loads(text, origin, what, max_depth, None)
-    depth, keys = json_shape(data, max_depth)
+    with _gc_paused():  # the collector would traverse the new objects again and again
+        data = _loads(text, origin, what, max_depth, None)
+        depth, keys = json_shape(data, max_depth)
     if depth > max_depth:
         raise _too_deep(origin, what, max_depth)
     if keys != text.count('":') + len(_SPACED_KEY_END.findall(text)):
         _loads(text, origin, what, max_depth, _unique_keys)
     return data
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Parsed JSON holds no reference cycles, so collecting while it is built only costs time."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 _SPACED_KEY_END = re.compile(r'"[ \t\n\r]+:')

@@ -298,6 +298,8 @@ def diff(
 
     Exit 1 when HEAD violates policy.
     """
+    import gc
+
     from curator.errors import CuratorError
     from curator.jsonio import read_json, write_text_atomic
 
@@ -310,6 +312,8 @@ def diff(
                 f"{after.label} has no registry file", hint="check HEAD's path or revision"
             )
         schema = read_json(head_schema, "schema") if head_schema is not None else None
+        # Both registries live until the command ends: the collector need not walk them again.
+        gc.freeze()
     except CuratorError as exc:
         if output is not None:
             failed = render_failed_review(base, head or str(default), exc.message, exc.hint)
