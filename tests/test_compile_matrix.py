@@ -86,17 +86,35 @@ def checkout(root: Path, name: str, registry: dict[str, Any]) -> Path:
     return path
 
 
-def candidates_file(path: Path) -> Path:
-    document = {
+def candidates_file(path: Path, prompts: str | None = None) -> Path:
+    document: dict[str, Any] = {
         "schemaVersion": 1,
         "publishTo": "team",
         "candidates": [
             {"source": TINY, "recipe": "int4-cpu", "revision": "main", "license": "apache-2.0"},
-            {"source": TINY, "recipe": "fp32-cpu", "revision": "main", "license": "apache-2.0"},
+            {
+                "source": TINY,
+                "recipe": "fp32-cpu",
+                "revision": "main",
+                "license": "apache-2.0",
+                "id": "tiny-qwen2-fp32-generic-cpu:1",  # int4-cpu makes generic-cpu too
+            },
         ],
     }
+    if prompts:
+        for candidate in document["candidates"]:
+            candidate["prompts"] = prompts
     write_json_atomic(path, document)
     return path
+
+
+# The random-weight test model cannot meet the shipped smoke set's expected words.
+PLAIN_PROMPTS = {
+    "schemaVersion": 1,
+    "name": "plain",
+    "maxTokens": 8,
+    "prompts": [{"id": "hello", "prompt": "Say hello."}],
+}
 
 
 def render_matrix(tmp_path: Path, candidates: Path) -> list[dict[str, Any]]:
@@ -195,6 +213,12 @@ def test_runner_labels_candidate_then_recipe_then_device(tmp_path: Path) -> None
         ({"source": "not a repo"}, "not a valid candidates file"),
         ({"revision": "main; rm -rf /"}, "not a valid candidates file"),
         ({"duplicate": True}, "repeats candidates[0]"),
+        ({"second": {"recipe": "fp32-cpu"}}, "would get the same model id as candidates[0]"),
+        ({"second": {"recipe": "fp32-cpu", "id": "m-fp32-cuda-gpu:1"}}, "must end in -generic-cpu"),
+        (
+            {"id": "m-generic-cpu:1", "second": {"recipe": "fp32-cpu", "id": "m-generic-cpu:1"}},
+            "is also candidates[0]",
+        ),
     ],
 )
 def test_a_bad_candidates_file_is_refused(
@@ -202,6 +226,8 @@ def test_a_bad_candidates_file_is_refused(
 ) -> None:
     candidate = {"source": "org/model", "recipe": "int4-cpu", "revision": "main"}
     candidates = [candidate, dict(candidate)] if change.pop("duplicate", False) else [candidate]
+    if "second" in change:
+        candidates.append({**candidate, **change.pop("second")})
     candidate.update(change)
     path = tmp_path / "c.json"
     write_json_atomic(path, {"schemaVersion": 1, "publishTo": "team", "candidates": candidates})
@@ -291,11 +317,13 @@ def test_two_full_jobs_onboard_publish_and_merge(writer: FakeHub, tmp_path: Path
     """Every compile step for real (compile, register, smoke, bench, fidelity from the fake Hub),
     two jobs at once, each with its own Foundry cache as on separate runners."""
     base = empty_document()
-    jobs = render_matrix(tmp_path, candidates_file(tmp_path / "candidates.json"))
+    jobs = render_matrix(tmp_path, candidates_file(tmp_path / "candidates.json", "plain.json"))
+    assert {j["prompts"] for j in jobs} == {"plain.json"}
     secrets = {"HF_TOKEN": WRITE_TOKEN}
     dirs, envs = [], []
     for job in jobs:
         job_dir = checkout(tmp_path, job["key"], base)
+        write_json_atomic(job_dir / "plain.json", PLAIN_PROMPTS)
         env = {
             **job_env(job, secrets),
             "FOUNDRY_CACHE_DIR": str(job_dir / "foundry-cache"),
@@ -307,8 +335,8 @@ def test_two_full_jobs_onboard_publish_and_merge(writer: FakeHub, tmp_path: Path
         code, _, err = finish(run_step("compile", "Prepare the working registry", job_dir, env))
         assert code == 0, err
     onboarding = [run_step("compile", "Onboard", d, e) for d, e in zip(dirs, envs, strict=True)]
-    for code, _, err in map(finish, onboarding):
-        assert code == 0, err[-3000:]
+    for code, out, err in map(finish, onboarding):
+        assert code == 0, (out[-2000:], err[-3000:])
     publishing = [
         run_step("compile", "Publish and cut the fragment", d, e)
         for d, e in zip(dirs, envs, strict=True)

@@ -37,6 +37,8 @@ class Job:
     branch: str
     license: str | None
     capabilities: tuple[str, ...]
+    prompts: str | None = None
+    model_id: str | None = None
 
     def matrix_entry(self) -> dict[str, Any]:
         """The job as a GitHub Actions ``include`` item (strings only: they go into shell)."""
@@ -50,6 +52,8 @@ class Job:
             "branch": self.branch,
             "license": self.license or "",
             "capabilities": " ".join(self.capabilities),
+            "prompts": self.prompts or "",
+            "id": self.model_id or "",
         }
 
 
@@ -83,6 +87,8 @@ def load_matrix(path: Path, recipes_directory: Path | None = None) -> Matrix:
     runners: dict[str, list[str]] = document.get("runners", {})
     jobs: list[Job] = []
     seen: dict[str, int] = {}
+    default_ids: dict[tuple[str, str], int] = {}  # (source, variant) -> candidate without an id
+    explicit_ids: dict[str, int] = {}
     for index, candidate in enumerate(document["candidates"]):
         try:
             recipe = get_recipe(candidate["recipe"], recipes_directory)
@@ -99,6 +105,7 @@ def load_matrix(path: Path, recipes_directory: Path | None = None) -> Matrix:
                 hint="list each source x recipe once",
             )
         seen[key] = index
+        _check_id(path, index, candidate, recipe.variant, model, default_ids, explicit_ids)
         labels = (
             candidate.get("runsOn")
             or runners.get(recipe.name)
@@ -116,6 +123,46 @@ def load_matrix(path: Path, recipes_directory: Path | None = None) -> Matrix:
                 branch=recipe.name,
                 license=candidate.get("license"),
                 capabilities=tuple(candidate.get("capabilities", ())),
+                prompts=candidate.get("prompts"),
+                model_id=candidate.get("id"),
             )
         )
     return Matrix(path, tuple(jobs))
+
+
+def _check_id(
+    path: Path,
+    index: int,
+    candidate: dict[str, Any],
+    variant: str,
+    model: str,
+    default_ids: dict[tuple[str, str], int],
+    explicit_ids: dict[str, int],
+) -> None:
+    """Every job must produce its own registry id: two candidates of one source whose recipes share
+    a Foundry variant would both get the compile's default id (and the merge would refuse them)."""
+    where = f"{path}: candidates[{index}]"
+    model_id = candidate.get("id")
+    if model_id is None:
+        other = default_ids.setdefault((candidate["source"], variant), index)
+        if other != index:
+            raise InputFileError(
+                f"{where} ({candidate['source']} with {candidate['recipe']}) would get the same "
+                f"model id as candidates[{other}]: both recipes make variant {variant}",
+                hint=f'give one of them an "id", e.g. "{model}-{candidate["recipe"]}-{variant}:1"'
+                if not candidate["recipe"].endswith(variant)
+                else f'give one of them an "id", e.g. "{model}-b-{variant}:1"',
+            )
+        return
+    if not model_id.rsplit(":", 1)[0].endswith(f"-{variant}"):
+        raise InputFileError(
+            f"{where}: id {model_id!r} must end in -{variant}:VERSION (recipe "
+            f"{candidate['recipe']} makes variant {variant})",
+            hint=f"e.g. {model}-{variant}:1",
+        )
+    if model_id in explicit_ids:
+        raise InputFileError(
+            f"{where}: id {model_id!r} is also candidates[{explicit_ids[model_id]}]",
+            hint="each model x recipe needs its own id",
+        )
+    explicit_ids[model_id] = index
