@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench._table import Ratio, render
 
-MODULES = ("registry", "hub", "bench_harness", "quant", "compile")
+MODULES = ("registry", "hub", "bench_harness", "quant", "compile", "serve")
 
 
 def main(argv: list[str]) -> int:
