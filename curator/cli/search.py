@@ -45,7 +45,8 @@ SORT_CHOICES = ("downloads", "likes", "trending", "updated")
 @click.option(
     "--explain",
     is_flag=True,
-    help="List the models --compilable / --max-params left out, each with its reason.",
+    help="List the models --compilable / --max-params left out, each with its reason "
+    "(with --json: an object with models, scanned and left_out).",
 )
 @json_option
 def search(
