@@ -73,6 +73,23 @@ def test_the_multimodal_gemma3_text_config_is_adapted_too() -> None:
     assert config.text_config.rope_local_base_freq == 10_000.0
 
 
+@pytest.mark.parametrize(
+    ("model_type", "eps_field"), [("phi", "layer_norm_eps"), ("nemotron", "norm_eps")]
+)
+def test_half_rotary_models_keep_their_factor_and_epsilon(model_type: str, eps_field: str) -> None:
+    """Bug: under transformers 5 the builder rotates Phi's and Nemotron's whole heads (the factor
+    0.5 moved into rope_parameters) and normalises with epsilon 1e-6 instead of their 1e-5."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model(
+        model_type, hidden_size=128, num_attention_heads=4, num_hidden_layers=2
+    )
+    assert not hasattr(config, "partial_rotary_factor") and not hasattr(config, "rms_norm_eps")
+    assert adapt_config(config) == ["partial_rotary_factor", "rms_norm_eps"]
+    assert config.partial_rotary_factor == 0.5
+    assert config.rms_norm_eps == getattr(config, eps_field) == 1e-5
+
+
 def test_configs_with_flat_rope_parameters_are_left_alone() -> None:
     from transformers import Qwen2Config
 

@@ -15,7 +15,12 @@ transformers 5 keeps Gemma 3's rotary settings in ``rope_parameters``, one set p
 (full-attention) rope parameters as ``rope_parameters`` (so ``rope_scaling`` reads as before) and
 the local theta as ``rope_local_base_freq``. The builder hard-codes Gemma 3's layer pattern (every
 sixth layer global); a config whose ``layer_types`` say otherwise is refused rather than built
-wrong. Nothing else is touched: the weights are read from disk by transformers as usual, and no
+wrong.
+
+Phi and Nemotron build without an error but silently wrong, the same way: transformers 5 moved
+``partial_rotary_factor`` into ``rope_parameters`` (the builder would rotate whole heads instead of
+half of each), and the builder reads the norm epsilon only as ``rms_norm_eps`` (1e-6 otherwise,
+where these models say 1e-5 as ``layer_norm_eps`` / ``norm_eps``); both are copied over. Nothing else is touched: the weights are read from disk by transformers as usual, and no
 installed package is edited. :func:`install` applies it inside the Olive child process
 (``curator.compile.olive_child``), the only place the builder runs.
 """
@@ -50,10 +55,11 @@ def adapt_config(config: Any) -> list[str]:
 
 def _adapt_one(config: Any) -> list[str]:
     params = getattr(config, "rope_parameters", None)
+    changed = _partial_rotary(config, params) + _norm_epsilon(config)
     if not isinstance(params, Mapping) or not all(
         isinstance(params.get(kind), Mapping) for kind in _PER_LAYER_KINDS
     ):
-        return []  # flat rope parameters: the builder reads them as they are
+        return changed  # flat rope parameters: the builder reads the rest as they are
     full, local = dict(params["full_attention"]), dict(params["sliding_attention"])
     layer_types = getattr(config, "layer_types", None)
     layers = getattr(config, "num_hidden_layers", None)
@@ -63,12 +69,38 @@ def _adapt_one(config: Any) -> list[str]:
             "the model builder assumes every sixth layer uses global attention; this config's "
             f"layer_types are {layer_types}: it cannot be built correctly"
         )
-    changed = ["rope_parameters"]
+    changed.append("rope_parameters")
     config.rope_parameters = full  # the global layers' theta and scaling, read via rope_scaling
     if not hasattr(config, "rope_local_base_freq") and "rope_theta" in local:
         config.rope_local_base_freq = local["rope_theta"]
         changed.append("rope_local_base_freq")
     return changed
+
+
+def _partial_rotary(config: Any, params: Any) -> list[str]:
+    """Phi and Nemotron rotate only part of each head (factor 0.5); transformers 5 keeps the factor
+    in ``rope_parameters`` and the builder, reading ``config.partial_rotary_factor``, would rotate
+    the whole head."""
+    if not isinstance(params, Mapping) or hasattr(config, "partial_rotary_factor"):
+        return []
+    factor = params.get("partial_rotary_factor")
+    if not isinstance(factor, (int, float)) or isinstance(factor, bool):
+        return []
+    config.partial_rotary_factor = float(factor)
+    return ["partial_rotary_factor"]
+
+
+def _norm_epsilon(config: Any) -> list[str]:
+    """The builder takes every norm's epsilon from ``rms_norm_eps`` and otherwise uses 1e-6; Phi
+    (``layer_norm_eps``) and Nemotron (``norm_eps``) name theirs differently (1e-5)."""
+    if hasattr(config, "rms_norm_eps"):
+        return []
+    for name in ("layer_norm_eps", "norm_eps"):
+        value = getattr(config, name, None)
+        if isinstance(value, float):
+            config.rms_norm_eps = value
+            return ["rms_norm_eps"]
+    return []
 
 
 def install() -> None:

@@ -24,6 +24,8 @@ ARCHITECTURES: dict[str, tuple[str, str]] = {
     "gemma2": ("gemma2", "Gemma2ForCausalLM"),
     "phi3": ("phi3", "Phi3ForCausalLM"),
     "gemma3": ("gemma3_text", "Gemma3ForCausalLM"),
+    "phi": ("phi", "PhiForCausalLM"),  # half-rotary heads: hidden_size >= 128 for the builder
+    "nemotron": ("nemotron", "NemotronForCausalLM"),  # likewise
 }
 
 PAD_TOKEN = "<|endoftext|>"
