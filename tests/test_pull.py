@@ -169,3 +169,36 @@ def test_pull_all_chooses_by_capability_and_ram(
     assert "512" in skipped["tiny-qwen2-big-generic-cpu:1"]
     assert "lacks capability chat" in skipped["tiny-qwen2-code-generic-cpu:1"]
     assert "not published" in skipped["tiny-qwen2-local-generic-cpu:1"]
+
+
+def test_a_pulled_model_that_fails_its_load_test_is_taken_back(
+    writer: FakeHub, install_compiled: Callable[..., Path], tmp_path: Path
+) -> None:
+    """--force replaces a different directory; when the new model cannot load, the replaced
+    directory comes back and nothing stays registered."""
+    from curator.compile import manifest as compile_manifest
+    from curator.registry import add_model
+    from tests.test_publish import entry_for
+
+    broken = install_compiled()
+    (broken / "model.onnx").write_bytes(b"not an onnx graph")
+    document = json.loads((broken / "curator-manifest.json").read_text())
+    document["build"]["artifacts"] = [
+        {"path": a.path, "sha256": a.sha256, "bytes": a.bytes}
+        for a in compile_manifest.artifacts(broken)
+    ]
+    compile_manifest.write_manifest(broken, document)
+    add_model(registry_file(), entry_for(broken))
+    publish(TINY_MODEL_ID, repo=REPO, cache_dir=cache_dir(), registry=registry_file())
+
+    teammate = tmp_path / "teammate-cache"
+    old = teammate / TARGET
+    old.mkdir(parents=True)
+    (old / "genai_config.json").write_text('{"old": true}')
+    result = run_curator("pull", TINY_MODEL_ID, "--force", "--cache-dir", str(teammate))
+    assert result.returncode == 1
+    assert "load test failed" in result.stderr, result.stderr
+    assert (old / "genai_config.json").read_text() == '{"old": true}'
+    assert sorted(p.name for p in old.iterdir()) == ["genai_config.json"]
+    rows = run_curator("cache", "ls", "--json", "--cache-dir", str(teammate))
+    assert all(not r.get("foundry_registered") for r in json.loads(rows.stdout))
