@@ -5,7 +5,8 @@ connection, 5 x 30 s for a stalled one), logging each retry. curator installs an
 transport
 
 - bounds the name lookup and the connect time (``$CURATOR_HUB_CONNECT_TIMEOUT``, 1.5 s),
-- bounds every read (``$CURATOR_HUB_TIMEOUT``, 8 s) where the library sets no or a longer limit,
+- bounds every read of a GET or HEAD (``$CURATOR_HUB_TIMEOUT``, 8 s; uploads and commits 60 s)
+  where the library sets no or a longer limit,
 - inside :func:`hub_deadline`, bounds all requests together and answers a server error (429, 5xx)
   at once instead of sleeping through retries,
 
@@ -28,6 +29,9 @@ from curator.hub.endpoint import connect_timeout, deadline_seconds, read_timeout
 
 if TYPE_CHECKING:
     import httpx2
+
+# Seconds an upload or a commit may wait for each read and write (GET and HEAD: read_timeout()).
+UPLOAD_TIMEOUT = 60.0
 
 # Status codes huggingface_hub retries with backoff (see utils/_http.py).
 RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -131,13 +135,14 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def _limits(current: dict[str, Any]) -> tuple[dict[str, Any], float | None]:
+def _limits(current: dict[str, Any], method: str) -> tuple[dict[str, Any], float | None]:
     """The request's timeouts bounded by curator's limits, and the seconds left before the deadline
-    (None outside :func:`hub_deadline`)."""
+    (None outside :func:`hub_deadline`). Uploads and commits (not GET/HEAD) may wait longer for
+    the Hub to answer: it stores what it was sent first."""
     timeouts = dict(current)
     left = None if _deadline is None else _deadline - time.monotonic()
-    bounds = {"connect": connect_timeout(), "read": read_timeout(), "write": read_timeout()}
-    bounds["pool"] = read_timeout()
+    wait = read_timeout() if method in ("GET", "HEAD") else max(read_timeout(), UPLOAD_TIMEOUT)
+    bounds = {"connect": connect_timeout(), "read": wait, "write": wait, "pool": wait}
     for name, bound in bounds.items():
         if left is not None:
             bound = min(bound, max(left, 0.001))
@@ -192,7 +197,7 @@ def _types() -> _Types:
             self._inner = inner
 
         def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-            timeouts, left = _limits(request.extensions.get("timeout") or {})
+            timeouts, left = _limits(request.extensions.get("timeout") or {}, request.method)
             if left is not None and left <= 0:
                 raise stalled(request, _deadline_seconds, deadline=True)
             request.extensions["timeout"] = timeouts
