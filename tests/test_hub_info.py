@@ -176,3 +176,19 @@ def test_cli_info_json_and_text(hub: FakeHub, tiny_model_dir: Path) -> None:
     assert f"{data['parameters']:,}" in text.stdout
     assert "int4-cpu" in text.stdout
     assert data["sha"] in text.stdout
+
+
+def test_a_config_without_architectures_is_an_unknown_with_its_reason(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = FakeRepo("fixture/bare-config", {"config.json": b"{}", "README.md": b"# bare"})
+    monkeypatch.setitem(hub.repos, repo.repo_id, repo)
+    facts = model_facts(repo.repo_id)
+    assert facts.architecture is None
+    assert [(g.state, g.reason) for g in facts.gaps if g.fact == "architecture"] == [
+        ("unknown", "config.json names no architecture")
+    ]
+    assert [(g.state, g.reason) for g in facts.gaps if g.fact == "parameters"] == [
+        ("unknown", "no weight files at the top level of the repository")
+    ]
+    assert facts.download_bytes == len(b"{}")  # config.json is all a compile would fetch

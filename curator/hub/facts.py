@@ -39,6 +39,9 @@ class _Gaps:
         self.revision = revision
         self.found: list[FactGap] = []
 
+    def has(self, fact: str) -> bool:
+        return any(gap.fact == fact for gap in self.found)
+
     def unknown(self, fact: str, reason: str) -> None:
         self.found.append(FactGap(fact, "unknown", reason))
 
@@ -77,6 +80,8 @@ def _facts(api: HfApi, info: ModelInfo, asked: str, revision: str | None) -> Mod
     architecture = (
         str(architectures[0]) if isinstance(architectures, list) and architectures else None
     )
+    if architecture is None and not gaps.has("architecture"):
+        gaps.unknown("architecture", "config.json names no architecture")
     model_type = config.get("model_type") if config is not None else None
     auto_map = bool(config.get("auto_map")) if config is not None else False
 
