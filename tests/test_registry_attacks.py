@@ -139,6 +139,34 @@ def test_duplicate_keys_are_an_error_naming_the_object(tmp_path: Path) -> None:
     assert registry.read_text() == text  # nothing silently dropped
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1, "a": 2}',
+        '{"a" : 1, "a"\n\t: 2}',  # whitespace before the colons
+        '{"x": "quote\\": inside", "k": {"b": 1, "b": 1}}',  # an escaped quote and colon too
+        '[{"a": [{"deep": {"z": 1, "z": 1}}]}]',
+    ],
+)
+def test_every_duplicate_key_is_found(text: str) -> None:
+    with pytest.raises(InputFileError, match="duplicate key"):
+        parse_json(text, "x.json")
+
+
+def test_a_string_holding_a_quote_and_colon_is_not_a_duplicate() -> None:
+    assert parse_json('{"x": "a\\": b", "y": "\\"  :"}', "x.json") == {"x": 'a": b', "y": '"  :'}
+
+
+def test_long_texts_are_shortened_in_the_middle() -> None:
+    from curator.schemas import elide
+
+    assert elide("short", 300) == "short"
+    text = "v" * 5000 + " is longer than 2000 characters"
+    shortened = elide(text, 300)
+    assert len(shortened) <= 330 and shortened.endswith(" is longer than 2000 characters")
+    assert shortened.startswith("v" * 100) and "characters elided" in shortened
+
+
 def test_equal_keys_in_different_objects_are_fine() -> None:
     assert parse_json('[{"a": 1}, {"a": 2, "b": {"a": 3}}]', "x") == [
         {"a": 1},
