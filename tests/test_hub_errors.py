@@ -95,6 +95,7 @@ def test_gated_repo_without_access(
     assert "not logged in" in anonymous.value.message
     assert "hf auth login" in (anonymous.value.hint or "")
     assert f"{hub.url}/{GATED}" in (anonymous.value.hint or "")
+    assert f"`curator info {GATED}` shows its facts meanwhile" in (anonymous.value.hint or "")
     monkeypatch.setenv("HF_TOKEN", PLAIN_TOKEN)
     with pytest.raises(HubGated) as refused:
         download_for_compile(GATED, None, tmp_path / "hf-cache")

@@ -152,7 +152,8 @@ def map_error(exc: BaseException, repo_id: str | None, revision: str | None) -> 
         who = "this token has" if token_present() else "you are not logged in and have"
         return HubGated(
             f"{repo} is gated and {who} not been granted access",
-            hint=f"request access at {endpoint}/{repo_id or ''}, then {LOGIN_HINT}",
+            hint=f"request access at {endpoint}/{repo_id or ''}, then {LOGIN_HINT}"
+            + (f"; `curator info {repo_id}` shows its facts meanwhile" if repo_id else ""),
         )
     if isinstance(exc, RevisionNotFoundError):
         return HubRevisionNotFound(
