@@ -1,0 +1,204 @@
+"""The request rules of curator serve without a server: what is honoured, what is refused with a
+400 that says so (never silently ignored), how names resolve, and when the queue says 429."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from curator.foundry import RegisteredModel
+from curator.serve import aliases
+from curator.serve.limits import ServeLimits
+from curator.serve.openai_types import ApiError, parse_chat_request
+from curator.serve.scheduler import ModelSlots
+
+USER = [{"role": "user", "content": "hi"}]
+
+
+def parse(**fields: Any) -> Any:
+    return parse_chat_request({"model": "m:1", "messages": USER, **fields})
+
+
+def refused(**fields: Any) -> ApiError:
+    with pytest.raises(ApiError) as caught:
+        parse(**fields)
+    assert caught.value.status == 400
+    return caught.value
+
+
+def test_sampling_and_stopping_are_carried_to_the_runtime() -> None:
+    request = parse(temperature=0.7, top_p=0.9, top_k=40, seed=5, stop="END")
+    sampling = request.sampling
+    assert (sampling.temperature, sampling.top_p, sampling.top_k, sampling.seed) == (
+        0.7,
+        0.9,
+        40,
+        5,
+    )
+    assert sampling.stop == ("END",)
+    assert parse(stop=["a", "b"]).sampling.stop == ("a", "b")
+    assert parse(stop=None).sampling.stop == ()
+    assert parse().max_tokens is None  # "what fits": decided against the model's context
+    assert parse(frequency_penalty=0, presence_penalty=0.0).sampling.temperature == 0.0
+
+
+def test_json_modes_become_a_schema_for_guided_decoding() -> None:
+    assert parse(response_format={"type": "text"}).sampling.json_schema is None
+    assert json.loads(parse(response_format={"type": "json_object"}).sampling.json_schema) == {
+        "type": "object"
+    }
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    spec = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    assert json.loads(parse(response_format=spec).sampling.json_schema) == schema
+    assert refused(response_format={"type": "json_schema"}).param == "response_format"
+    assert refused(response_format={"type": "yaml"}).param == "response_format"
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"frequency_penalty": 0.5}, "frequency_penalty"),
+        ({"presence_penalty": -1}, "presence_penalty"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"functions": [{"name": "f"}]}, "functions"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"logprobs": True}, "logprobs"),
+        ({"logit_bias": {"1": 5}}, "logit_bias"),
+        ({"n": 2}, "n"),
+        ({"best_of": 2}, "best_of"),
+    ],
+)
+def test_what_the_runtime_cannot_do_is_refused_by_name(fields: dict[str, Any], param: str) -> None:
+    error = refused(**fields)
+    assert error.param == param
+    assert error.code == "unsupported_parameter"
+
+
+def test_a_tool_message_is_refused() -> None:
+    with pytest.raises(ApiError) as caught:
+        parse_chat_request({"model": "m:1", "messages": [*USER, {"role": "tool", "content": "42"}]})
+    assert "tool calling is not supported" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"top_p": 0}, "top_p"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"top_k": -1}, "top_k"),
+        ({"top_k": 2.5}, "top_k"),
+        ({"temperature": 3}, "temperature"),
+        ({"seed": "7"}, "seed"),
+        ({"stop": ""}, "stop"),
+        ({"stop": ["a", 1]}, "stop"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_tokens": True}, "max_tokens"),
+    ],
+)
+def test_bad_values_are_400s_naming_the_field(fields: dict[str, Any], param: str) -> None:
+    assert refused(**fields).param == param
+
+
+def test_message_count_and_prompt_length_are_capped() -> None:
+    limits = ServeLimits(max_messages=3, max_prompt_chars=10)
+    with pytest.raises(ApiError) as many:
+        parse_chat_request({"model": "m:1", "messages": USER * 4}, limits)
+    assert "at most 3" in many.value.message
+    with pytest.raises(ApiError) as long:
+        parse_chat_request(
+            {"model": "m:1", "messages": [{"role": "user", "content": "x" * 11}]}, limits
+        )
+    assert long.value.code == "context_length_exceeded"
+    parse_chat_request({"model": "m:1", "messages": USER * 3}, limits)
+
+
+def registered(model_id: str, alias: str, device: str = "CPU") -> RegisteredModel:
+    return RegisteredModel(
+        id=model_id,
+        alias=alias,
+        display_name=None,
+        path=Path("/x"),
+        task="chat-completion",
+        publisher="local",
+        license=None,
+        file_size_mb=None,
+        context_length=2048,
+        device_type=device,
+        execution_provider=None,
+        loaded=False,
+    )
+
+
+def test_names_resolve_like_foundry_local() -> None:
+    models = [
+        registered("phi-generic-cpu:1", "phi"),
+        registered("phi-generic-cpu:2", "phi"),
+        registered("phi-cuda-gpu:3", "phi", device="GPU"),
+        registered("qwen-generic-cpu:1", "qwen"),
+    ]
+
+    def name(text: str) -> str | None:
+        found = aliases.resolve(text, models)
+        return None if found is None else found.id
+
+    assert name("phi-generic-cpu:1") == "phi-generic-cpu:1"  # an exact id wins
+    assert name("phi-generic-cpu") == "phi-generic-cpu:2"  # no version: the newest
+    assert name("phi") == "phi-generic-cpu:2"  # an alias: the newest CPU variant here
+    assert name("qwen") == "qwen-generic-cpu:1"
+    assert name("ph") is None
+    assert name("phi-generic-cpu:3") is None
+    assert {a: m.id for a, m in aliases.aliases(models).items()} == {
+        "phi": "phi-generic-cpu:2",
+        "qwen": "qwen-generic-cpu:1",
+    }
+
+
+def test_a_full_queue_is_a_429_with_retry_after_and_places_come_back() -> None:
+    async def scenario() -> None:
+        slots = ModelSlots("m:1", parallel=2, queue=1)
+        places = [slots.admit() for _ in range(3)]
+        with pytest.raises(ApiError) as full:
+            slots.admit()
+        assert full.value.status == 429
+        assert int(full.value.headers["Retry-After"]) >= 1
+        places[0].close()
+        places[0].close()  # twice is once
+        assert slots.taken == 2
+        extra = slots.admit()
+        order: list[int] = []
+
+        async def run(index: int, place: Any) -> None:
+            async with place.run_slot():
+                order.append(index)
+                await asyncio.sleep(0.01)
+            place.close()
+
+        await asyncio.gather(*(run(i, p) for i, p in enumerate([*places[1:], extra])))
+        assert sorted(order) == [0, 1, 2]
+        assert slots.taken == 0
+
+    asyncio.run(scenario())
+
+
+def test_retry_after_grows_with_the_work_ahead() -> None:
+    """The estimate follows how long requests took, times the waves of work ahead."""
+
+    async def scenario() -> None:
+        slots = ModelSlots("m:1", parallel=1, queue=10)
+        place = slots.admit()
+        async with place.run_slot():
+            await asyncio.sleep(0.3)
+        place.close()
+        held = [slots.admit()]
+        alone = slots.retry_after()
+        held += [slots.admit() for _ in range(10)]
+        assert slots.retry_after() > alone
+        for place in held:
+            place.close()
+
+    asyncio.run(scenario())
