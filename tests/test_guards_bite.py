@@ -24,7 +24,7 @@ from curator.bench.measure import (
     measure_stream,
 )
 from curator.bench.stats import percentile, summarize
-from curator.cache import verify_cache, verify_dir
+from curator.cache import VerifyResult, verify_cache, verify_dir
 from curator.errors import NotFound, PreflightError, RegistryInvalid, UsageProblem
 from curator.modeldir import MANIFEST_NAME, sha256_file
 from curator.prompts import Message
@@ -359,6 +359,8 @@ def test_the_newest_benchmark_is_compared_not_the_last_listed() -> None:
     assert regdiff.latest_benchmark(make_entry(0)) is None
     assert regdiff.latest_benchmark(make_entry(0, benchmarks=[])) is None
     assert regdiff.latest_benchmark(make_entry(0, benchmarks=["junk", new])) == new
+    assert regdiff.latest_benchmark(make_entry(0, benchmarks=["junk"])) is None
+    assert regdiff.latest_benchmark(make_entry(0, benchmarks={"date": "x"})) is None
     head = make_document([make_entry(0, benchmarks=[make_benchmark(decode=95.0)], minRamGb=8.0)])
     change = figures_by_name(regdiff.diff_documents(make_document([entry]), head).figures)
     assert change["decode tok/s"].base == 100.0
@@ -446,6 +448,33 @@ def test_added_removed_and_changed_fields() -> None:
     ]
 
 
+def test_defaults_of_a_review() -> None:
+    result = regdiff.diff_documents(make_document([make_entry(0)]), make_document([make_entry(0)]))
+    assert (result.base_label, result.head_label, result.base_exists) == ("base", "head", True)
+    assert result.changed == () and result.figures == () and result.violations == ()
+    assert result.policy_changes == () and result.threshold_pct == 10.0
+    new_file = regdiff.diff_documents({}, make_document([]), base_exists=False)
+    assert new_file.base_exists is False
+
+
+def test_a_field_or_figure_on_one_side_only() -> None:
+    """Bug: only fields both sides have are compared (an added fidelity record goes unseen), and a
+    figure one side lacks is compared with nothing."""
+    base = make_document([make_entry(0)])
+    head = make_document(
+        [make_entry(0, fidelity=fidelity(0.1, 0.9), benchmarks=[make_benchmark()], minRamGb=1.0)]
+    )
+    result = regdiff.diff_documents(base, head)
+    ((_, fields),) = result.changed
+    names = [f.field for f in fields]
+    assert "fidelity.klMean" in names and "benchmarks" in names
+    assert next(f for f in fields if f.field == "fidelity.klMean").base is None
+    assert result.figures == ()
+    back = regdiff.diff_documents(head, base)
+    ((_, gone),) = back.changed
+    assert next(f for f in gone if f.field == "fidelity.klMean").head is None
+
+
 def test_benchmarks_and_list_fields_are_flattened_for_the_review() -> None:
     entry = make_entry(
         0, benchmarks=[make_benchmark(), make_benchmark()], tags=[{"k": 1}, {"k": 2}]
@@ -456,6 +485,14 @@ def test_benchmarks_and_list_fields_are_flattened_for_the_review() -> None:
     assert flat["capabilities"] == "chat"
     assert flat["runtime.deviceType"] == "CPU"
     assert not any(key.startswith("benchmarks.") for key in flat)
+    odd = regdiff._flatten({"benchmarks": {"a": 1, "b": 2}})
+    assert odd == {"benchmarks": {"a": 1, "b": 2}}  # not a list: shown as it is, not "2 run(s)"
+    files = [{"path": "m.onnx", "sha256": "ab" * 32, "bytes": 5}, "junk"]
+    published = regdiff._flatten({"distribution": {"files": files, "repo": "o/m"}})
+    assert published == {
+        "distribution.files[m.onnx]": f"{'ab' * 6} 5 B",
+        "distribution.repo": "o/m",
+    }
 
 
 # --- registry/store.py --------------------------------------------------------------------------
@@ -584,17 +621,17 @@ def test_summary_spread_of_two_values() -> None:
 
 
 class Clock:
-    def __init__(self) -> None:
-        self.now = 50.0
+    def __init__(self, start: float = 50.0) -> None:
+        self.now = start
 
     def __call__(self) -> float:
         return self.now
 
 
 def run_script(
-    steps: list[tuple[float, StreamChunk]], counter: Any = None
+    steps: list[tuple[float, StreamChunk]], counter: Any = None, start: float = 50.0
 ) -> Any:  # RequestMeasurement
-    clock = Clock()
+    clock = Clock(start)
 
     def stream() -> Iterator[StreamChunk]:
         for gap, chunk in steps:
@@ -614,6 +651,11 @@ def test_decode_speed_leaves_out_the_first_token() -> None:
     assert result.inter_token_ms == pytest.approx(100.0)
     assert result.ttft_ms == pytest.approx(500.0) and result.latency_ms == pytest.approx(700.0)
     assert result.started_at == 50.0 and result.chunks == 4
+
+
+def test_two_tokens_give_a_decode_speed() -> None:
+    result = run_script([(0.2, StreamChunk("a")), (0.05, StreamChunk("b", Usage(3, 2)))])
+    assert result.decode_tokens_per_sec == pytest.approx(1 / 0.05)
 
 
 @pytest.mark.parametrize("tokens", [None, 0, 1])
@@ -642,8 +684,12 @@ def test_the_last_usage_reported_wins() -> None:
 
 def test_a_burst_is_marked_only_when_most_gaps_are_tiny() -> None:
     tiny = BURST_GAP_S / 2
-    at_gap = [(0.1, StreamChunk("a"))] + [(BURST_GAP_S, StreamChunk("b")) for _ in range(4)]
-    assert not run_script(at_gap).bursty  # a gap of exactly BURST_GAP_S is not a burst
+    # A gap of exactly BURST_GAP_S is no burst: 1e-4 -> 2e-4 is an exact difference in binary.
+    at_gap = [(BURST_GAP_S, StreamChunk(t)) for t in "abc"]
+    assert not run_script(at_gap, start=0.0).bursty
+    one_of_three = [(0.1, StreamChunk("a")), (tiny, StreamChunk("b"))]
+    one_of_three += [(0.01, StreamChunk("c")), (0.01, StreamChunk("d"))]
+    assert not run_script(one_of_three).bursty  # one tiny gap of three: not half
     half = [(0.1, StreamChunk("a")), (tiny, StreamChunk("b")), (0.01, StreamChunk("c"))]
     assert run_script(half).bursty  # one tiny gap of two: half the gaps
     two = [(0.1, StreamChunk("a")), (tiny, StreamChunk("b"))]
@@ -697,8 +743,11 @@ def compiled_dir(root: Path, name: str = "tiny-generic-cpu-1") -> Path:
 def test_verify_accepts_an_untouched_model(tmp_path: Path) -> None:
     model = compiled_dir(tmp_path)
     result = verify_dir(model)
-    assert result.ok and result.checked == 2 and result.id == "tiny-generic-cpu:1"
-    assert (result.missing, result.changed, result.problem) == ((), (), None)
+    assert result == VerifyResult("tiny-generic-cpu:1", model, 2, (), (), None) and result.ok
+    manifest = json.loads((model / MANIFEST_NAME).read_text())
+    manifest["id"] = "renamed-generic-cpu:7"  # the manifest's id wins over the directory name
+    (model / MANIFEST_NAME).write_text(json.dumps(manifest))
+    assert verify_dir(model).id == "renamed-generic-cpu:7"
 
 
 def test_verify_sees_a_same_size_change_by_its_hash(tmp_path: Path) -> None:
@@ -724,8 +773,12 @@ def test_verify_sees_a_size_change_and_a_missing_file(tmp_path: Path) -> None:
     (model / MANIFEST_NAME).write_text(json.dumps(manifest))
     assert verify_dir(model).ok
     (model / "genai_config.json").unlink()
+    (model / "model.onnx").unlink()
     result = verify_dir(model, "given:1")
-    assert result.missing == ("genai_config.json",) and result.id == "given:1" and not result.ok
+    assert result == VerifyResult(
+        "given:1", model, 2, ("genai_config.json", "model.onnx"), (), None
+    )
+    assert not result.ok
 
 
 def test_verify_never_reads_outside_the_model_directory(tmp_path: Path) -> None:
@@ -735,25 +788,43 @@ def test_verify_never_reads_outside_the_model_directory(tmp_path: Path) -> None:
     manifest["build"]["artifacts"].append({"path": "../../secret", "sha256": "0" * 64, "bytes": 1})
     (model / MANIFEST_NAME).write_text(json.dumps(manifest))
     result = verify_dir(model)
-    assert not result.ok and result.checked == 3
-    assert result.problem == "manifest path '../../secret': must not contain '..'"
-    assert (result.missing, result.changed) == ((), ())
+    assert result == VerifyResult(
+        "tiny-generic-cpu:1",
+        model,
+        3,
+        (),
+        (),
+        "manifest path '../../secret': must not contain '..'",
+    )
+    assert not result.ok
 
 
 def test_verify_without_a_usable_manifest_is_a_problem_not_a_pass(tmp_path: Path) -> None:
     model = compiled_dir(tmp_path)
     (model / MANIFEST_NAME).write_text(json.dumps({"id": "x:1", "build": {"artifacts": []}}))
     empty = verify_dir(model)
-    assert not empty.ok and empty.problem == "cannot verify: the manifest lists no artifacts"
-    assert empty.id == "x:1"
+    assert empty == VerifyResult(
+        "x:1", model, 0, (), (), "cannot verify: the manifest lists no artifacts"
+    )
+    assert not empty.ok
     (model / MANIFEST_NAME).unlink()
     none = verify_dir(model)
-    assert none.problem == f"cannot verify: no {MANIFEST_NAME}" and none.id == "tiny-generic-cpu:1"
+    expected = VerifyResult(
+        "tiny-generic-cpu:1", model, 0, (), (), f"cannot verify: no {MANIFEST_NAME}"
+    )
+    assert none == expected and not none.ok
     (model / MANIFEST_NAME).write_text("[1]")
     broken = verify_dir(model)
-    assert not broken.ok and broken.checked == 0 and broken.id == "tiny-generic-cpu:1"
-    assert broken.problem is not None and broken.problem.startswith("cannot verify: ")
-    assert "not a JSON object" in broken.problem
+    assert (broken.id, broken.path, broken.checked, broken.missing, broken.changed) == (
+        "tiny-generic-cpu:1",
+        model,
+        0,
+        (),
+        (),
+    )
+    assert not broken.ok and broken.problem is not None
+    assert broken.problem.startswith("cannot verify: ") and "not a JSON object" in broken.problem
+    assert verify_dir(model, "given:2").id == "given:2"
 
 
 def test_verify_cache_checks_every_model_or_the_one_asked_for(tmp_path: Path) -> None:
