@@ -104,11 +104,18 @@ print(json.dumps(np.asarray(generator.get_output("logits"))[0].tolist()))
 """
 
 
-def test_gemma3_fp32_compile_matches_transformers_logits() -> None:
-    """Bug: the builder under transformers 5 either fails on Gemma 3 ('Gemma3TextConfig' object has
-    no attribute 'rope_local_base_freq') or, given only that field, builds the global layers with
-    theta 10000 instead of 1000000: logits then differ by about 1e-2 on this model, against 5e-7
-    for a faithful build."""
+@pytest.mark.parametrize(
+    ("architecture", "hidden_size", "layers"),
+    [("gemma3", 64, 6), ("phi", 128, 2), ("nemotron", 128, 2), ("qwen2", 64, 2)],
+)
+def test_fp32_compile_matches_transformers_logits(
+    architecture: str, hidden_size: int, layers: int
+) -> None:
+    """Bug: under transformers 5 the builder fails on Gemma 3 ('Gemma3TextConfig' object has no
+    attribute 'rope_local_base_freq') or, given only that field, builds the global layers with
+    theta 10000 instead of 1000000 (logits then differ by about 1e-2 here, against 5e-7 for a
+    faithful build); it builds Phi and Nemotron with whole-head rotary and epsilon 1e-6 (about
+    1e-2 off). An fp32 build must give transformers' own logits."""
     import subprocess
     import sys
 
@@ -116,10 +123,11 @@ def test_gemma3_fp32_compile_matches_transformers_logits() -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = cached_tiny_model(TEST_MODELS_ROOT, architecture="gemma3", hidden_size=64, num_layers=6)
-    result = compile_model(
-        CompileRequest(source=str(model), recipe="fp32-cpu", model_id="tiny-g3-fp32-generic-cpu:1")
+    model = cached_tiny_model(
+        TEST_MODELS_ROOT, architecture=architecture, hidden_size=hidden_size, num_layers=layers
     )
+    model_id = f"tiny-{architecture}-fp32-generic-cpu:1"
+    result = compile_model(CompileRequest(source=str(model), recipe="fp32-cpu", model_id=model_id))
     assert result.path is not None
     tokens = list(range(5, 69))
     done = subprocess.run(
