@@ -312,25 +312,27 @@ def diff(
                 f"{after.label} has no registry file", hint="check HEAD's path or revision"
             )
         schema = read_json(head_schema, "schema") if head_schema is not None else None
-        # Both registries live until the command ends: the collector need not walk them again.
-        gc.freeze()
     except CuratorError as exc:
         if output is not None:
             failed = render_failed_review(base, head or str(default), exc.message, exc.hint)
             write_text_atomic(output, failed)
         raise
-    result = diff_documents(
-        before.document,
-        after.document,
-        before.label,
-        after.label,
-        threshold,
-        fail_on_regression,
-        accept_policy_change=accept_policy_change,
-        base_exists=before.exists,
-        head_schema=schema,
-        accept_schema_change=accept_schema_change,
-    )
+    gc.freeze()  # the registries hold no cycles: the collector need not walk them again
+    try:
+        result = diff_documents(
+            before.document,
+            after.document,
+            before.label,
+            after.label,
+            threshold,
+            fail_on_regression,
+            accept_policy_change=accept_policy_change,
+            base_exists=before.exists,
+            head_schema=schema,
+            accept_schema_change=accept_schema_change,
+        )
+    finally:
+        gc.unfreeze()
     markdown = render_review(result)
     if output is not None:
         write_text_atomic(output, markdown + "\n")
