@@ -172,6 +172,16 @@ def test_json_mode_constrains_the_answer_to_json(api: openai.OpenAI) -> None:
             messages=PROMPT,  # type: ignore[arg-type]
             response_format={"type": "xml"},  # type: ignore[typeddict-item]
         )
+    # A schema the runtime cannot compile is the client's mistake: a 400 naming the cause.
+    nonsense = {"type": "json_schema", "json_schema": {"name": "o", "schema": {"type": "nonsense"}}}
+    with pytest.raises(openai.BadRequestError) as bad_schema:
+        api.chat.completions.create(
+            model=TINY_MODEL_ID,
+            messages=PROMPT,  # type: ignore[arg-type]
+            max_tokens=4,
+            response_format=nonsense,  # type: ignore[arg-type]
+        )
+    assert "nonsense" in bad_schema.value.message
 
 
 def test_tools_are_refused_with_a_400_that_says_so(api: openai.OpenAI) -> None:

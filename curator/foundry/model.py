@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from curator.errors import FoundryError, UsageProblem
-from curator.foundry._native import foundry_error, is_sdk_error
+from curator.foundry._native import clean_native_message, foundry_error, is_sdk_error
 from curator.foundry.types import ROLES, ChatChunk, ChatResult, Usage
 
 if TYPE_CHECKING:
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 # The request option Foundry Local's own web service uses for OpenAI's ``stop``: a JSON list of
 # strings; generation ends before a stop string and the string is not returned.
 _STOP_STRINGS_OPTION = "__foundry_local_internal_stop_strings_json"
+# How the runtime words a JSON schema its guided decoding cannot compile (the caller's mistake).
+_GRAMMAR_ERROR = "Error creating grammar"
 
 
 @dataclass(frozen=True)
@@ -150,8 +152,9 @@ class LoadedModel:
         Calls from different threads run at the same time. Generation stops within one token of
         ``cancel`` being set (the stream then ends without a final chunk), and when the iterator
         is closed early; exhaust or close it before :meth:`unload`. Raises UsageProblem for
-        malformed messages or options (before anything runs) and FoundryError for runtime
-        failures (e.g. a missing chat template, a prompt too long).
+        malformed messages or options (before anything runs) or a JSON schema the runtime cannot
+        compile, and FoundryError for runtime failures (e.g. a missing chat template, a prompt
+        too long).
         """
         _check_messages(messages)
         if max_tokens < 1:
@@ -242,6 +245,13 @@ class LoadedModel:
             except Exception as exc:
                 if isinstance(exc, FoundryError) or not is_sdk_error(exc):
                     raise
+                cause = clean_native_message(str(exc))
+                if sampling.json_schema is not None and _GRAMMAR_ERROR in cause:
+                    raise UsageProblem(
+                        "the JSON schema cannot guide generation: "
+                        + cause.split(_GRAMMAR_ERROR, 1)[1].lstrip(": "),
+                        hint="fix the schema (a JSON Schema object)",
+                    ) from None
                 raise foundry_error(
                     exc, f"{self.model_id} failed to answer", f"curator smoke {self.model_id}"
                 ) from None

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curator.errors import CuratorError, NotFound
+from curator.errors import CuratorError, NotFound, UsageProblem
 from curator.foundry import ChatChunk, FoundryRuntime, LoadedModel, RegisteredModel, runtime
 from curator.serve import aliases
 from curator.serve.limits import ServeLimits
@@ -171,6 +171,8 @@ class ModelPool:
                 item = await queue.get()
                 if item is _END:
                     return
+                if isinstance(item, UsageProblem):  # what the client sent, found by the runtime
+                    raise bad_request(item.message)
                 if isinstance(item, CuratorError):
                     raise ApiError(500, item.message, type="server_error")
                 if isinstance(item, Exception):
