@@ -16,7 +16,9 @@ quantized, and nothing recovers what that lost. Callers should say so to the use
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import mmap
 import os
 import shutil
@@ -322,9 +324,11 @@ def _write_checkpoint(path: Path, out: Path) -> tuple[str, int]:
     try:
         folder, name = str(path.parent), path.name
         try:
-            loaded = AutoModelForCausalLM.from_pretrained(
-                folder, gguf_file=name, dtype=torch.float32
-            )
+            # transformers' GGUF loader draws its own progress bar: keep it off the user's terminal
+            with contextlib.redirect_stderr(io.StringIO()):
+                loaded = AutoModelForCausalLM.from_pretrained(
+                    folder, gguf_file=name, dtype=torch.float32
+                )
             tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         except (ValueError, KeyError, NotImplementedError) as exc:
             raise PreflightError(
@@ -334,6 +338,10 @@ def _write_checkpoint(path: Path, out: Path) -> tuple[str, int]:
             ) from None
         config = copy.deepcopy(loaded.config)
         config.dtype = torch.float32
+        # the weights are plain fp32 now: a "gguf" quantization_config would make every consumer
+        # (transformers, Olive's model builder) treat the checkpoint as quantized
+        if hasattr(config, "quantization_config"):
+            delattr(config, "quantization_config")
         fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
         fresh.load_state_dict(loaded.state_dict(), strict=True)
         del loaded

@@ -93,6 +93,7 @@ def test_dequantized_checkpoint_is_a_whole_fp32_model(
     config = json.loads((ckpt.checkpoint_dir / "config.json").read_text())
     assert config["dtype"] == "float32"
     assert config["tie_word_embeddings"] is True
+    assert "quantization_config" not in config  # plain fp32: Olive refuses "gguf quantized" models
     # no half-written staging directory is left beside it
     assert [p.name for p in (home / "gguf").iterdir()] == [ckpt.gguf_sha256]
 
