@@ -449,6 +449,11 @@ def test_a_change_from_zero_prints_valid_json(tmp_path: Path) -> None:
     assert figures["decode tok/s"]["change_pct"] is None
     assert figures["decode tok/s"]["regression"] is False  # from 0 upwards is better
     assert "from 0" in json.loads(result.stdout)["markdown"]
+    worse = make_document([make_entry(0, benchmarks=[make_benchmark(peak_mb=0.0)])])
+    strict = diff_cli(tmp_path, worse, head, "--json", "--fail-on-regression")
+    assert strict.returncode == 1 and "Infinity" not in strict.stdout
+    messages = [v["message"] for v in json.loads(strict.stdout)["violations"]]
+    assert "peak memory MB went from 0 to 600" in messages
 
 
 # 14. A version bump (remove :1, add :2) hid a 50% regression even with --fail-on-regression.

@@ -150,8 +150,7 @@ def diff_documents(
             Problem(
                 elide(f"models[id={f.model_id}]"),
                 "benchmark-regression",
-                f"{f.figure} {_pct(f)} is past the {threshold:g}% threshold"
-                + (f" (against {elide(f.base_id)})" if f.base_id else ""),
+                _regression_message(f, threshold),
             )
             for f in figures
             if f.regression
@@ -179,8 +178,13 @@ def schema_changes_of(head_schema: Any) -> tuple[FieldChange, ...]:
     return tuple(_field_changes(_flatten(load_schema("models")), _flatten(head_schema)))
 
 
-def _pct(change: FigureChange) -> str:
-    return "from 0" if change.change_pct is None else f"{change.change_pct:+.1f}%"
+def _regression_message(change: FigureChange, threshold: float) -> str:
+    against = f" (against {elide(change.base_id)})" if change.base_id else ""
+    if change.change_pct is None:
+        return f"{change.figure} went from 0 to {change.head:g}{against}"
+    return (
+        f"{change.figure} {change.change_pct:+.1f}% is past the {threshold:g}% threshold{against}"
+    )
 
 
 def _number(policy: dict[str, Any], key: str, default: float) -> float:
