@@ -150,7 +150,14 @@ def test_pull_all_chooses_by_capability_and_ram(
     unpublished = copy.deepcopy(tiny)
     unpublished.update(id="tiny-qwen2-local-generic-cpu:1", alias="tiny-local")
     del unpublished["distribution"]
-    document["models"] = [tiny, big, coder, unpublished]
+    npu = copy.deepcopy(tiny)
+    npu.update(
+        id="tiny-qwen2-qnn-npu:1",
+        alias="tiny-qnn",
+        variant="qnn-npu",
+        runtime={"deviceType": "NPU", "executionProvider": "QNNExecutionProvider"},
+    )
+    document["models"] = [tiny, big, coder, unpublished, npu]
     write_json_atomic(registry_file(), document)
     # The chosen published one fails before Foundry: its directory is in the way.
     (published / TARGET).mkdir(parents=True)
@@ -165,7 +172,9 @@ def test_pull_all_chooses_by_capability_and_ram(
         "tiny-qwen2-big-generic-cpu:1",
         "tiny-qwen2-code-generic-cpu:1",
         "tiny-qwen2-local-generic-cpu:1",
+        "tiny-qwen2-qnn-npu:1",
     }
+    assert "QNNExecutionProvider" in skipped["tiny-qwen2-qnn-npu:1"]
     assert "512" in skipped["tiny-qwen2-big-generic-cpu:1"]
     assert "lacks capability chat" in skipped["tiny-qwen2-code-generic-cpu:1"]
     assert "not published" in skipped["tiny-qwen2-local-generic-cpu:1"]

@@ -98,8 +98,9 @@ def pull_all(
     force: bool = False,
     progress: Progress | None = None,
 ) -> PullAllResult:
-    """Every published entry with ``capabilities`` (and, given ``ram_gb``, whose minRamGb fits);
-    one failing model does not stop the others."""
+    """Every published entry with ``capabilities`` (and, given ``ram_gb``, whose minRamGb fits)
+    that this machine's hardware runs (CPU; CUDA with an NVIDIA GPU); one failing model does not
+    stop the others. Entries for other execution providers are skipped: pull them by id."""
     from curator.registry import load_registry
     from curator.registry.document import models_of
     from curator.registry.select import select_models
@@ -125,12 +126,29 @@ def pull_all(
         if not isinstance(entry.get("distribution"), dict):
             skipped.append((model_id, "not published (curator publish)"))
             continue
+        unsupported = _hardware_gap(entry)
+        if unsupported:
+            skipped.append((model_id, unsupported))
+            continue
         say(f"pulling {model_id}")
         try:
             pulled.append(_pull_entry(entry, cache_dir, force, say))
         except CuratorError as exc:
             failed.append(PullFailure(model_id, exc.message, exc.hint))
     return PullAllResult(tuple(pulled), tuple(failed), tuple(sorted(set(skipped))), ram_gb)
+
+
+def _hardware_gap(entry: Entry) -> str | None:
+    """Why this machine cannot run ``entry``'s execution provider (None when it can)."""
+    from curator.compile.preflight import has_cuda_gpu
+
+    runtime = entry.get("runtime")
+    provider = runtime.get("executionProvider") if isinstance(runtime, dict) else None
+    if provider in (None, "CPUExecutionProvider"):
+        return None
+    if provider == "CUDAExecutionProvider":
+        return None if has_cuda_gpu() else "needs an NVIDIA GPU (CUDA); this machine has none"
+    return f"runs on {provider}: pull it by id on a machine that has it"
 
 
 def _checked(entry: Entry) -> tuple[str, str, tuple[ListedFile, ...], ListedFile]:
