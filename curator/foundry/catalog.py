@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from curator.foundry.manager import FoundryRuntime
 
 PROBE_TIMEOUT_S = 3.0
+CANCEL_WAIT_S = 30.0  # how long an interrupted download may take to stop
 DOWNLOAD_SIGNAL = "download.tmp"  # the SDK's marker of an unfinished download
 INFERENCE_MODEL = "inference_model.json"
 STORED_CATALOG = "foundry.modelinfo.json"  # the SDK's copy of the catalog, in the cache
@@ -179,12 +181,14 @@ def download(
     created = not target.exists()
     publisher_created = not target.parent.exists()
     try:
-        variant.download(progress)
+        _download_interruptibly(variant, progress)
     except BaseException as exc:
-        if created:
+        if created and not isinstance(exc, _StillRunning):
             shutil.rmtree(target, ignore_errors=True)
             if publisher_created and target.parent != rt.cache_dir:
                 shutil.rmtree(target.parent, ignore_errors=True)
+        if isinstance(exc, _StillRunning):
+            raise KeyboardInterrupt from None
         if isinstance(exc, Exception) and is_sdk_error(exc):
             raise foundry_error(
                 exc, f"cannot download {model.id}", f"check the network, then curator pull {name}"
@@ -195,6 +199,38 @@ def download(
     if not done.cached:
         raise FoundryError(f"{model.id} is not in the cache after downloading it", hint=None)
     return CatalogDownload(done, "downloaded")
+
+
+class _StillRunning(KeyboardInterrupt):
+    """Interrupted, and the native download did not stop in time: leave its files alone."""
+
+
+def _download_interruptibly(variant: Any, progress: Callable[[float], None] | None) -> None:
+    """``variant.download`` in a worker thread, so that Ctrl-C (which Python delivers to the main
+    thread only) cancels it: the SDK checks the cancel event at each progress step and while it
+    waits for another process's download of the same model."""
+    cancel = threading.Event()
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            variant.download(progress, cancel)
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=work, name="foundry-download", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        cancel.set()
+        worker.join(CANCEL_WAIT_S)
+        if worker.is_alive():
+            raise _StillRunning from None
+        raise
+    if failure:
+        raise failure[0]
 
 
 def describe(variant: Any) -> CatalogModel:
