@@ -29,6 +29,7 @@ from curator.errors import CuratorError, NotFound, UsageProblem
 from curator.foundry import ChatChunk, FoundryRuntime, LoadedModel, RegisteredModel, runtime
 from curator.serve import aliases
 from curator.serve.limits import ServeLimits
+from curator.serve.memory import LARGE_BODY_BYTES, release_free_memory
 from curator.serve.openai_types import (
     ApiError,
     ChatRequest,
@@ -307,11 +308,19 @@ def create_app(
         if content_type != "application/json":
             raise ApiError(415, "send the request as Content-Type: application/json")
         raw = await read_body(request, limits.max_body_bytes)
+        if len(raw) < LARGE_BODY_BYTES:
+            return await answer_chat(request, raw)
+        try:
+            return await answer_chat(request, raw)
+        finally:
+            del raw
+            await asyncio.to_thread(release_free_memory)
+
+    async def answer_chat(request: Request, raw: bytes) -> Response:
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise bad_request("the request body is not valid JSON") from None
-        del raw
         chat = parse_chat_request(body, limits)
         del body
         pool = pool_holder["pool"]
