@@ -362,7 +362,8 @@ def _is_catalog_target(target: str, cache_dir: Path) -> bool:
     if ":" in target and cache_dir.is_dir():
         from curator.foundry import runtime
 
-        if runtime(cache_dir).get(target) is not None:
+        registered = runtime(cache_dir).get(target)
+        if registered is not None and not registered.catalog:
             return False
     return True
 
@@ -525,6 +526,8 @@ def register_load_tested(
 
     rt = foundry.runtime(cache_dir)
     previous = rt.get(model_id)
+    if previous is not None and previous.catalog:
+        previous = None  # a downloaded catalog model: nothing registered to put back
     rt.register_model_dir(path, model_id, metadata)
     try:
         test = _load_test(rt, model_id)

@@ -193,6 +193,10 @@ def test_pull_load_tests_a_cached_model_and_a_failed_download_leaves_nothing(
     assert not list(cache.rglob("download.tmp"))
     rows = {m["id"]: m for m in curator_json("catalog", "list")["models"]}
     assert rows[PHI]["cached"] is False and rows[QWEN_CPU]["cached"] is True
+    # Foundry Local can load the downloaded model: cache ls says so (it has no compile manifest).
+    cached_rows = {row["id"]: row for row in curator_json("cache", "ls")}
+    assert cached_rows[QWEN_CPU]["foundry_registered"] is True
+    assert cached_rows[QWEN_CPU]["has_manifest"] is False
 
 
 def test_register_puts_a_catalog_model_in_the_registry_with_the_catalog_as_source(

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from curator.errors import FoundryError, NotFound
 from curator.foundry._native import foundry_error, is_sdk_error
+from curator.foundry.types import RegisteredModel
 from curator.foundry.urls import catalog_url
 
 if TYPE_CHECKING:
@@ -306,6 +307,29 @@ def cached_on_disk(cache_dir: Path) -> list[CatalogModel]:
                 )
             )
     return found
+
+
+def cached_registrations(rt: FoundryRuntime) -> list[RegisteredModel]:
+    """Downloaded catalog models as Foundry Local models this runtime can load (from disk)."""
+    loaded = set(rt.loaded_ids())
+    return [
+        RegisteredModel(
+            id=m.id,
+            alias=m.alias or m.name,
+            display_name=m.display_name,
+            path=m.path,
+            task=m.task,
+            publisher=m.publisher,
+            license=m.license,
+            file_size_mb=m.file_size_mb,
+            context_length=m.context_length,
+            device_type=m.device_type,
+            execution_provider=m.execution_provider,
+            loaded=m.id in loaded,
+            catalog=True,
+        )
+        for m in cached_on_disk(rt.cache_dir)
+    ]
 
 
 def _stored_catalog(cache_dir: Path) -> dict[str, dict[str, Any]]:

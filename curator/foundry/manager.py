@@ -211,20 +211,29 @@ class FoundryRuntime:
             return True
 
     def list_registered(self) -> list[RegisteredModel]:
-        """Every model in the local catalog, sorted by id."""
+        """Every model in the local catalog, then every model downloaded from Foundry's public
+        catalog (``catalog`` True; read from the cache, no network), sorted by id."""
         try:
             models = self._catalog().list_models()
             variants = {v.id: v for m in models for v in m.variants}
-            return [_describe(variants[key]) for key in sorted(variants)]
+            local = [_describe(variants[key]) for key in sorted(variants)]
         except Exception as exc:
             if is_sdk_error(exc):
                 raise foundry_error(exc, "cannot list Foundry models", "curator paths") from None
             raise
+        from curator.foundry.catalog import cached_registrations
+
+        extra = [m for m in cached_registrations(self) if m.id not in variants]
+        return sorted(local + extra, key=lambda m: m.id)
 
     def get(self, model_id: str) -> RegisteredModel | None:
-        """The registration of ``model_id``, or None."""
+        """The registration of ``model_id``, or the downloaded catalog model with that id, or None."""
         variant = self._variant(model_id)
-        return None if variant is None else _describe(variant)
+        if variant is not None:
+            return _describe(variant)
+        from curator.foundry.catalog import cached_registrations
+
+        return next((m for m in cached_registrations(self) if m.id == model_id), None)
 
     def load(self, model_id: str) -> LoadedModel:
         """Load ``model_id`` (once per process; later calls return the same object).

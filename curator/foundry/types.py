@@ -65,7 +65,8 @@ class ModelMetadata:
 
 @dataclass(frozen=True)
 class RegisteredModel:
-    """A model in Foundry's local catalog, as Foundry reports it."""
+    """A model Foundry Local can load here, as Foundry reports it: a local registration, or (with
+    ``catalog`` True) a model downloaded from Foundry's public catalog."""
 
     id: str
     alias: str
@@ -79,3 +80,4 @@ class RegisteredModel:
     device_type: str | None
     execution_provider: str | None
     loaded: bool
+    catalog: bool = False
