@@ -46,12 +46,16 @@ class Prompt:
     def chat_messages(self) -> list[dict[str, str]]:
         return [{"role": m.role, "content": m.content} for m in self.messages]
 
+    def missing(self, answer: str) -> tuple[str, ...]:
+        """The ``expected`` aspects ``answer`` lacks (case-insensitive substrings)."""
+        lowered = answer.lower()
+        return tuple(aspect for aspect in self.expected if aspect.lower() not in lowered)
+
     def coverage(self, answer: str) -> float | None:
         """Share of ``expected`` aspects in ``answer`` (case-insensitive); None if none listed."""
         if not self.expected:
             return None
-        lowered = answer.lower()
-        return sum(1 for aspect in self.expected if aspect.lower() in lowered) / len(self.expected)
+        return 1 - len(self.missing(answer)) / len(self.expected)
 
 
 @dataclass(frozen=True)

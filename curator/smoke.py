@@ -1,6 +1,8 @@
 """``curator smoke``: load a registered model and run a fixed prompt set through it.
 
-A prompt fails on a runtime error, an empty answer, a missing usage count or its time limit.
+A prompt fails on a runtime error, an empty answer, a missing usage count, its time limit, or an
+answer that lacks any of the prompt's ``expected`` words: a garbled answer is a failure (issue 11:
+an int4 build answering "Le Grand Jestam" to "What is the capital of France?" passed before).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class PromptOutcome:
     completion_tokens: int | None
     seconds: float
     first_token_ms: float | None
+    missing: tuple[str, ...] = ()  # expected words the answer lacks
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,10 @@ def _run_prompt(model: LoadedModel, prompt: Prompt, limit: float) -> PromptOutco
         error = "empty answer"
     if error is None and seconds > limit:
         error = f"over the time limit of {limit:g} s ({seconds:.1f} s)"
+    missing = prompt.missing(answer) if error is None else ()
+    if missing:
+        listed = ", ".join(repr(word) for word in missing)
+        error = f"the answer lacks the expected {listed}: {_excerpt(answer)!r}"
     return PromptOutcome(
         id=prompt.id,
         ok=error is None,
@@ -118,4 +125,11 @@ def _run_prompt(model: LoadedModel, prompt: Prompt, limit: float) -> PromptOutco
         completion_tokens=usage.completion_tokens if usage else None,
         seconds=round(seconds, 3),
         first_token_ms=round(first_ms, 1) if first_ms is not None else None,
+        missing=missing,
     )
+
+
+def _excerpt(answer: str, limit: int = 80) -> str:
+    """The answer on one line, cut to ``limit`` characters (error messages quote it)."""
+    flat = " ".join(answer.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"

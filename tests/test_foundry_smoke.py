@@ -14,7 +14,7 @@ import pytest
 
 from curator.errors import InputFileError
 from curator.prompts import default_prompt_set_path, load_prompt_set
-from tests.conftest import TINY_MODEL_ID, run_curator
+from tests.conftest import LIVENESS_PROMPTS, TINY_MODEL_ID, run_curator
 
 
 @pytest.fixture
@@ -25,19 +25,54 @@ def registered(install_compiled: Callable[..., Path]) -> Path:
     return model_dir
 
 
-def test_smoke_passes_on_the_compiled_model(registered: Path) -> None:
-    result = run_curator("smoke", TINY_MODEL_ID, "--json")
+def test_smoke_passes_on_the_compiled_model_with_a_liveness_set(registered: Path) -> None:
+    """The tiny random model cannot answer: a set without expected words checks only liveness."""
+    result = run_curator("smoke", TINY_MODEL_ID, "--prompts", str(LIVENESS_PROMPTS), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    shipped = load_prompt_set()
+    liveness = load_prompt_set(LIVENESS_PROMPTS)
     assert report["passed"] is True
-    assert report["prompt_set_sha256"] == shipped.sha256
-    assert [o["id"] for o in report["outcomes"]] == [p.id for p in shipped.prompts]
-    for outcome, prompt in zip(report["outcomes"], shipped.prompts, strict=True):
-        assert outcome["ok"] is True
+    assert report["prompt_set_sha256"] == liveness.sha256
+    assert [o["id"] for o in report["outcomes"]] == [p.id for p in liveness.prompts]
+    for outcome, prompt in zip(report["outcomes"], liveness.prompts, strict=True):
+        assert outcome["ok"] is True and outcome["missing"] == []
         assert outcome["answer"].strip()
         assert 0 < outcome["completion_tokens"] <= prompt.max_tokens
         assert outcome["prompt_tokens"] > 0
+
+
+def test_an_answer_without_its_expected_words_fails_smoke(registered: Path, tmp_path: Path) -> None:
+    """Bug (issue 11): smoke said "7 prompts passed" for a build that answered the capital of
+    France with "Le Grand Jestam": a garbled answer must be a failure, naming what it lacks."""
+    prompts = tmp_path / "facts.json"
+    prompts.write_text(
+        json.dumps(
+            {
+                "prompts": [
+                    {
+                        "id": "capital",
+                        "prompt": "What is the capital of France?",
+                        "expected": ["paris"],
+                        "maxTokens": 12,
+                    },
+                    {"id": "free", "prompt": "Say anything.", "maxTokens": 4},
+                ]
+            }
+        )
+    )
+    result = run_curator("smoke", TINY_MODEL_ID, "--prompts", str(prompts), "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["passed"] is False and report["failed"] == ["capital"]
+    capital, free = report["outcomes"]
+    assert capital["ok"] is False and capital["missing"] == ["paris"]
+    assert "lacks the expected 'paris'" in capital["error"]
+    assert capital["answer"].strip() and "paris" not in capital["answer"].lower()
+    assert free["ok"] is True
+
+    human = run_curator("smoke", TINY_MODEL_ID, "--prompts", str(prompts))
+    assert human.returncode == 1
+    assert "capital: the answer lacks the expected 'paris'" in human.stderr
 
 
 def test_smoke_fails_naming_the_prompts_when_the_chat_template_is_gone(registered: Path) -> None:
@@ -105,8 +140,13 @@ def test_prompt_set_format() -> None:
     shipped = load_prompt_set(default_prompt_set_path())
     assert len(shipped.prompts) >= 5
     assert all(p.chat_messages()[-1]["role"] == "user" for p in shipped.prompts)
-    follow_up = next(p for p in shipped.prompts if p.id == "follow-up")
-    assert follow_up.coverage("It is BLUE.") == 0.5
+    capital = next(p for p in shipped.prompts if p.id == "capital")
+    assert capital.missing("The capital of France is PARIS.") == ()
+    assert capital.missing("Le Grand Jestam, l'Étoisdjestam.") == ("paris",)
+    code = next(p for p in shipped.prompts if p.id == "code-reverse")
+    assert code.coverage("def f(s): pass") == 0.5 and code.missing("def f(s): pass") == ("return",)
+    # every shipped prompt expects something: smoke judges each answer (issue 11)
+    assert all(p.expected for p in shipped.prompts)
 
 
 @pytest.mark.parametrize(
