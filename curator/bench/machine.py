@@ -88,3 +88,20 @@ def describe_machine() -> Machine:
         python=platform.python_version(),
         packages=package_versions(),
     )
+
+
+def thread_note(model_id: str, model_dir: Path | None, cores: int) -> str:
+    """The thread setting a compiled model ran with, for the bench report's notes: the
+    ``intra_op_num_threads`` of its genai_config.json (0 = all cores, onnxruntime's default)."""
+    from curator.compile.runtime_options import session_threads
+
+    threads = session_threads(model_dir) if model_dir is not None else None
+    if model_dir is None:
+        return f"{model_id}: thread setting unknown (no compiled directory found)"
+    if threads is None:
+        return (
+            f"{model_id}: genai_config.json sets no intra_op_num_threads "
+            "(onnxruntime-genai's own choice; about half speed on 2 cores)"
+        )
+    used = f"all {cores} cores" if threads == 0 else f"{threads} of {cores} cores"
+    return f"{model_id}: intra_op_num_threads {threads} ({used}) from its genai_config.json"

@@ -16,9 +16,10 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from curator.bench.backends import Backend
-from curator.bench.machine import Machine, describe_machine
+from curator.bench.machine import Machine, describe_machine, thread_note
 from curator.bench.measure import (
     RequestMeasurement,
     TokenCounter,
@@ -142,6 +143,12 @@ def run_bench(
         scores = [s for (m, _p), s in (manual_scores or {}).items() if m == model_id]
         results.append(_bench_model(model_id, prompt_set, backend, settings, scores, say))
     notes: list[str] = []
+    cache_dir = getattr(backend, "cache_dir", None)
+    if backend.kind == "in-process" and isinstance(cache_dir, Path):
+        from curator.modeldir import find_model_dir
+
+        for model_id in model_ids:
+            notes.append(thread_note(model_id, find_model_dir(cache_dir, model_id), machine.cores))
     if backend.kind == "endpoint":
         notes.append("endpoint mode: no load step to time (loadTimeMs is null)")
         if backend.serving_pid() is None:
