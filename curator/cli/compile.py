@@ -52,6 +52,12 @@ def plan_json(plan: CompilePlan) -> dict[str, Any]:
         "available_ram_bytes": plan.available_ram_bytes,
         "predicted_disk_bytes": plan.predicted_disk_bytes,
         "free_disk_bytes": plan.free_disk_bytes,
+        "source_gguf": (
+            plan.source_gguf.manifest_record()
+            if plan.source_gguf
+            else ({"file": plan.source_gguf_file} if plan.source_gguf_file else None)
+        ),
+        "notes": list(plan.notes),
     }
 
 
@@ -79,7 +85,13 @@ def result_json(result: CompileResult) -> dict[str, Any]:
 
 def _print_plan(out: Output, plan: CompilePlan) -> None:
     out.text(f"plan: {plan.source_repo} --recipe {plan.recipe} -> {plan.model_id}")
-    out.text(f"  source:       {plan.source_dir or plan.source_repo + ' (not downloaded)'}")
+    if plan.source_dir:
+        source = str(plan.source_dir)
+    elif plan.source_gguf_file:
+        source = f"{plan.source_repo} {plan.source_gguf_file} (GGUF: dequantized when compiling)"
+    else:
+        source = f"{plan.source_repo} (not downloaded)"
+    out.text(f"  source:       {source}")
     out.text(f"  architecture: {plan.architecture or '-'}, parameters: {plan.parameters or '-'}")
     out.text(f"  target:       {plan.target}")
     out.text(
@@ -90,15 +102,24 @@ def _print_plan(out: Output, plan: CompilePlan) -> None:
         f"  disk:         {_mib(plan.predicted_disk_bytes)} needed, "
         f"{_mib(plan.free_disk_bytes)} free"
     )
+    for note in plan.notes:
+        out.text(f"  note:         {note}")
     out.text("olive config (olive run --config):")
     out.text(json.dumps(plan.olive_config, indent=2))
 
 
 @click.command("compile")
 @click.argument("source")
-@click.option("--recipe", "recipe", required=True, help="Recipe name (curator recipes list).")
+@click.option(
+    "--recipe", "recipe", required=True, help="Recipe name (curator recipes list) or .json file."
+)
 @click.option("--id", "model_id", default=None, help="Model id NAME-VARIANT:VERSION.")
 @click.option("--revision", default=None, help="Hub branch, tag or commit (Hub sources only).")
+@click.option(
+    "--gguf-file",
+    default=None,
+    help="Compile this GGUF file of the Hub repo (or directory) SOURCE.",
+)
 @cache_dir_option
 @click.option(
     "--calibration",
@@ -115,6 +136,7 @@ def compile_command(
     recipe: str,
     model_id: str | None,
     revision: str | None,
+    gguf_file: str | None,
     cache_dir: Path | None,
     calibration: Path | None,
     trust_remote_code: bool,
@@ -122,8 +144,10 @@ def compile_command(
     dry_run: bool,
     as_json: bool,
 ) -> None:
-    """Compile SOURCE (a local Hugging Face model directory or an org/name Hub repo) with a recipe
-    into the Foundry Local cache at <cache>/<publisher>/<id>, with a provenance manifest."""
+    """Compile SOURCE (a local Hugging Face model directory, a .gguf file or an org/name Hub repo)
+    with a recipe (a name, or a recipe .json file) into the Foundry Local cache at
+    <cache>/<publisher>/<id>, with a provenance manifest. A GGUF source is dequantized to fp32
+    first: it was already quantized, and the compile cannot restore what that lost."""
     out = Output(as_json)
     request = CompileRequest(
         source=source,
@@ -135,6 +159,7 @@ def compile_command(
         trust_remote_code=trust_remote_code,
         force=force,
         dry_run=dry_run,
+        gguf_file=gguf_file,
     )
     _interrupt_on_sigterm()
     try:
@@ -156,3 +181,5 @@ def compile_command(
         f"{result.wall_seconds or 0:.1f} s, Olive peak RSS {_mib(result.peak_rss_bytes)}\n"
         f"  manifest: {result.manifest_path}"
     )
+    for note in result.plan.notes:
+        out.text(f"  note: {note}")

@@ -14,10 +14,14 @@ from curator.paths import registry_path
 @click.command()
 @click.argument("source")
 @click.option(
-    "--recipe", default="int4-cpu", show_default=True, help="Recipe (curator recipes list)."
+    "--recipe",
+    default="int4-cpu",
+    show_default=True,
+    help="Recipe (curator recipes list) or a recipe .json file.",
 )
 @click.option("--id", "model_id", help="Model id NAME-VARIANT:VERSION [default: from the source].")
 @click.option("--revision", help="Hub revision (branch, tag or commit).")
+@click.option("--gguf-file", help="Onboard this GGUF file of the Hub repo (or directory) SOURCE.")
 @click.option("--alias", help="Foundry alias [default: from the id].")
 @click.option("--license", "license_", help="License id [default: from the model card].")
 @click.option(
@@ -50,6 +54,7 @@ def onboard(
     recipe: str,
     model_id: str | None,
     revision: str | None,
+    gguf_file: str | None,
     alias: str | None,
     license_: str | None,
     capabilities: tuple[str, ...],
@@ -67,8 +72,9 @@ def onboard(
 ) -> None:
     """Info, compile, register, smoke, bench and fidelity, then a pull-request-ready summary.
 
-    A rerun skips the steps already done; a failing step stops with its cause and leaves the
-    registry as it was.
+    SOURCE is a Hugging Face model directory, a .gguf file or an org/name Hub repo. A rerun skips
+    the steps already done; a failing step (a smoke answer without its expected words, fidelity
+    outside the registry's policy) stops with its cause and leaves the registry as it was.
     """
     from curator.onboard import OnboardRequest
     from curator.onboard import onboard as run_onboard
@@ -93,6 +99,7 @@ def onboard(
             max_tokens=max_tokens,
             fidelity=not no_fidelity,
             force=force,
+            gguf_file=gguf_file,
         ),
         progress=out.progress,
     )

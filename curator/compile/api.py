@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from curator.compile import check, manifest, placement, preflight, runtime_options
+from curator.compile import check, gguf_source, manifest, placement, preflight, runtime_options
 from curator.compile.olive_run import log_tail, run_olive
 from curator.compile.source import (
     custom_code_files,
@@ -26,6 +26,7 @@ from curator.paths import curator_home, foundry_cache_dir
 from curator.recipes import (
     Recipe,
     get_recipe,
+    load_recipe_file,
     predict_compile_peak_bytes,
     predict_run_bytes,
     render_olive_config,
@@ -71,6 +72,8 @@ def plan_compile(request: CompileRequest, recipe: Recipe, source: SourceModel) -
         parameters = facts.parameters
         raw_context = config.get("max_position_embeddings")
         context = raw_context if isinstance(raw_context, int) else None
+    elif source.gguf_path is not None:  # not dequantized yet: the header has the sizes
+        parameters, context = gguf_source.parameter_count(source.gguf_path)
     free_disk = preflight.free_disk_bytes(cache_root)
     available_ram = preflight.available_ram_bytes()
     if parameters:
@@ -98,7 +101,26 @@ def plan_compile(request: CompileRequest, recipe: Recipe, source: SourceModel) -
         predicted_disk_bytes=predicted_disk,
         free_disk_bytes=free_disk,
         olive_config=olive_config,
+        source_gguf_file=source.gguf_file,
+        source_gguf=source.gguf,
+        notes=_notes(source),
     )
+
+
+def _notes(source: SourceModel) -> tuple[str, ...]:
+    if source.gguf is not None:
+        return (source.gguf.note(),)
+    if source.gguf_file is not None:
+        return (gguf_source.already_quantized_note(source.gguf_file),)
+    return ()
+
+
+def resolve_recipe(name_or_path: str) -> Recipe:
+    """A recipe by name (recipes/), or a recipe file of one's own (a path ending in .json)."""
+    path = Path(name_or_path).expanduser()
+    if name_or_path.endswith(".json") and path.is_file():
+        return load_recipe_file(path.resolve())
+    return get_recipe(name_or_path)
 
 
 def _keep_failed_log(log_path: Path, label: str) -> Path | None:
@@ -125,21 +147,32 @@ def _assemble(olive_output: Path, model_dir: Path) -> None:
 def compile_model(request: CompileRequest, progress: Progress | None = None) -> CompileResult:
     """Compile ``request.source`` with ``request.recipe`` into the Foundry Local cache."""
     started = time.monotonic()
-    recipe = get_recipe(request.recipe)
+    recipe = resolve_recipe(request.recipe)
     preflight.check_calibration(recipe, request.calibration)
     if not request.dry_run:
         preflight.check_toolchain()
         preflight.check_device(recipe)
-    # A Hub source: its target can be refused before anything is downloaded.
-    light = resolve_source(request.source, request.revision, download=False)
-    if not light.is_local:
+    # A Hub or GGUF source: its target can be refused before anything is downloaded or converted.
+    light = resolve_source(
+        request.source, request.revision, download=False, gguf_file=request.gguf_file
+    )
+    if light.local_dir is None:
         early = plan_compile(request, recipe, light)
         if request.dry_run:
             return CompileResult(plan=early, dry_run=True)
-        _say(progress, f"downloading {light.repo}")
+        if not light.is_local:
+            _say(progress, f"downloading {light.repo} {light.gguf_file or ''}".rstrip())
+        if light.gguf_file:
+            _say(progress, f"dequantizing {light.gguf_file} to fp32 (once per file) ...")
     source = (
-        light if light.is_local else resolve_source(request.source, request.revision, download=True)
+        light
+        if light.local_dir is not None
+        else resolve_source(
+            request.source, request.revision, download=True, gguf_file=request.gguf_file
+        )
     )
+    for note in _notes(source):
+        _say(progress, f"note: {note}")
     plan = plan_compile(request, recipe, source)
     if request.dry_run:
         return CompileResult(plan=plan, dry_run=True)

@@ -196,6 +196,8 @@ def manifest_document(
             "peakRssBytes": peak_rss_bytes,
         },
     }
+    if plan.source_gguf is not None:  # already quantized: which file, which types (issue 11)
+        document["gguf"] = plan.source_gguf.manifest_record()
     if predicted_run_bytes:
         document["predictedRunBytes"] = predicted_run_bytes
     if context:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from curator.compile import gguf_source
 from curator.compile.types import SourceModel
 from curator.errors import PreflightError, UsageProblem
 
@@ -26,19 +27,39 @@ def is_hub_id(source: str) -> bool:
     return bool(_REPO_ID.match(source)) and not Path(source).exists()
 
 
-def resolve_source(source: str, revision: str | None, *, download: bool) -> SourceModel:
-    """A local directory as is; a Hub repo id downloaded (unless ``download`` is False)."""
+def resolve_source(
+    source: str, revision: str | None, *, download: bool, gguf_file: str | None = None
+) -> SourceModel:
+    """A local directory as is; a Hub repo id downloaded (unless ``download`` is False).
+
+    A GGUF source (a local ``.gguf`` file, ``--gguf-file NAME`` of a Hub repo or of a local
+    directory) is dequantized into an fp32 checkpoint, which becomes ``local_dir`` (unless
+    ``download`` is False: then only its facts are known).
+    """
     path = Path(source).expanduser()
     if path.exists():
-        if not path.is_dir():
-            raise PreflightError(
-                f"source {source} is a file, not a model directory",
-                hint="pass a Hugging Face model directory or an org/name repo id",
-            )
         if revision:
             raise UsageProblem(
-                "--revision applies only to a Hub repo id, not to a local directory",
+                "--revision applies only to a Hub repo id, not to a local path",
                 hint="drop --revision",
+            )
+        if path.is_dir() and gguf_file:
+            path = path / gguf_file
+            if not path.is_file():
+                raise PreflightError(
+                    f"no GGUF file {gguf_file} in {source}", hint="check --gguf-file"
+                )
+        elif gguf_file:
+            raise UsageProblem(
+                "--gguf-file names a file inside a Hub repo or a directory, not inside a file",
+                hint=f"pass the GGUF file itself: curator compile {source}",
+            )
+        if gguf_source.is_gguf_file(path):
+            return _local_gguf(path.resolve(), download)
+        if not path.is_dir():
+            raise PreflightError(
+                f"source {source} is a file, not a model directory or a .gguf file",
+                hint="pass a Hugging Face model directory, a .gguf file or an org/name repo id",
             )
         resolved = path.resolve()
         snapshot = _hf_cache_snapshot(resolved)
@@ -49,16 +70,41 @@ def resolve_source(source: str, revision: str | None, *, download: bool) -> Sour
         return SourceModel(resolved, f"local:{name}", None, "local", name, True)
     if not is_hub_id(source):
         raise PreflightError(
-            f"source {source} is neither a directory nor an org/name Hub repo id",
+            f"source {source} is neither a directory, a .gguf file nor an org/name Hub repo id",
             hint="check the path, or use curator search to find a repo id",
         )
     org, repo_name = source.split("/", 1)
+    if gguf_file:
+        return _hub_gguf(source, org, repo_name, gguf_file, revision, download)
     if not download:
         return SourceModel(None, source, revision, org, slug(repo_name), False)
     from curator.hub import download_for_compile  # issue 5: lazy, brings huggingface_hub
 
     local_dir, commit = download_for_compile(source, revision)
     return SourceModel(Path(local_dir), source, commit, org, slug(repo_name), False)
+
+
+def _local_gguf(path: Path, dequantize: bool) -> SourceModel:
+    name = slug(gguf_source.model_name(path.name))
+    if not dequantize:
+        return SourceModel(
+            None, f"local:{name}", None, "local", name, True, gguf_path=path, gguf_file=path.name
+        )
+    checkpoint, origin = gguf_source.dequantize(path)
+    return SourceModel(
+        checkpoint, f"local:{name}", None, "local", name, True, path, path.name, origin
+    )
+
+
+def _hub_gguf(
+    repo: str, org: str, repo_name: str, file: str, revision: str | None, download: bool
+) -> SourceModel:
+    name = slug(gguf_source.repo_model_name(repo_name))
+    if not download:
+        return SourceModel(None, repo, revision, org, name, False, gguf_file=file)
+    local, commit = gguf_source.download_gguf(repo, file, revision)
+    checkpoint, origin = gguf_source.dequantize(local)
+    return SourceModel(checkpoint, repo, commit, org, name, False, local, file, origin)
 
 
 def _hf_cache_snapshot(path: Path) -> tuple[str, str, str] | None:

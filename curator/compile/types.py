@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from curator.compile.gguf_source import GgufOrigin
+
 
 @dataclass(frozen=True)
 class CompileRequest:
@@ -20,6 +22,7 @@ class CompileRequest:
     trust_remote_code: bool = False
     force: bool = False
     dry_run: bool = False
+    gguf_file: str | None = None  # a GGUF file of a Hub repo (or of a local directory)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,9 @@ class SourceModel:
     publisher: str
     name: str
     is_local: bool
+    gguf_path: Path | None = None  # a GGUF source: the local file (None until downloaded)
+    gguf_file: str | None = None  # a GGUF source: its file name
+    gguf: GgufOrigin | None = None  # a GGUF source once dequantized into ``local_dir``
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,9 @@ class CompilePlan:
     predicted_disk_bytes: int | None
     free_disk_bytes: int
     olive_config: dict[str, Any] = field(default_factory=dict)
+    source_gguf_file: str | None = None  # the source is a GGUF file (already quantized)
+    source_gguf: GgufOrigin | None = None  # ... and its sha256 and types, once dequantized
+    notes: tuple[str, ...] = ()  # what the user must know (e.g. an already quantized source)
 
 
 @dataclass(frozen=True)

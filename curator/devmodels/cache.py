@@ -77,46 +77,100 @@ def _build_tiny(builder: Callable[..., Path], out: Path, params: dict[str, Any])
 
 
 def compile_code_digest() -> str:
-    """A digest of curator's compile code, so cached compiles follow code changes."""
-    package = Path(__file__).resolve().parent.parent / "compile"
+    """A digest of all the code a compile runs (curator/compile/**, curator/gguf.py,
+    curator/recipes.py), so cached compiles follow every change to it (issue 17)."""
+    package = Path(__file__).resolve().parent.parent
+    files = [
+        *sorted((package / "compile").rglob("*.py")),
+        package / "gguf.py",
+        package / "recipes.py",
+    ]
     digest = hashlib.sha256(__version__.encode())
-    for path in sorted(package.glob("*.py")):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
+    for path in files:
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes() if path.is_file() else b"(missing)")
     return digest.hexdigest()[:16]
 
 
-def cached_compile(root: Path, model_dir: Path, recipe: str, model_id: str) -> Path:
-    """``curator compile model_dir --recipe recipe --id model_id`` once; the compiled directory."""
+def cached_compile(
+    root: Path,
+    source: Path,
+    recipe: str,
+    model_id: str,
+    *,
+    home: Path | None = None,
+    key: dict[str, Any] | None = None,
+) -> Path:
+    """``curator compile source --recipe recipe --id model_id`` once; the compiled directory.
+
+    ``home`` is the curator home the compile runs with (a GGUF source finds its dequantized
+    checkpoint there); ``key`` adds what else the output depends on (e.g. the GGUF's sha256).
+    """
     from curator.recipes import get_recipe
 
-    key = {
+    full_key = {
         "kind": "compiled",
-        "model": model_dir.name,
+        "model": source.name,
         "recipe": recipe,
         "recipe_sha256": get_recipe(recipe).sha256,
         "model_id": model_id,
         "code": compile_code_digest(),
+        **(key or {}),
     }
     return cached_build(
         root,
         model_id.replace(":", "-"),
-        key,
-        lambda out: _compile_into(out, model_dir, recipe, model_id),
+        full_key,
+        lambda out: _compile_into(out, source, recipe, model_id, home),
     )
 
 
-def _compile_into(out: Path, model_dir: Path, recipe: str, model_id: str) -> None:
+def _compile_into(
+    out: Path, source: Path, recipe: str, model_id: str, home: Path | None = None
+) -> None:
     from curator.compile import CompileRequest, compile_model
 
-    with tempfile.TemporaryDirectory(prefix="curator-fixture-cache-") as cache:
-        result = compile_model(
-            CompileRequest(
-                source=str(model_dir), recipe=recipe, model_id=model_id, cache_dir=Path(cache)
+    saved = os.environ.get("CURATOR_HOME")
+    if home is not None:
+        os.environ["CURATOR_HOME"] = str(home)
+    try:
+        with tempfile.TemporaryDirectory(prefix="curator-fixture-cache-") as cache:
+            result = compile_model(
+                CompileRequest(
+                    source=str(source), recipe=recipe, model_id=model_id, cache_dir=Path(cache)
+                )
             )
-        )
-        assert result.path is not None
-        shutil.move(str(result.path), str(out))
+            assert result.path is not None
+            shutil.move(str(result.path), str(out))
+    finally:
+        if home is not None:
+            if saved is None:
+                os.environ.pop("CURATOR_HOME", None)
+            else:
+                os.environ["CURATOR_HOME"] = saved
+
+
+def cached_gguf_home(root: Path, gguf_path: Path) -> Path:
+    """A curator home whose ``gguf/`` holds ``gguf_path`` dequantized (built once per file
+    content, curator/gguf.py and transformers version)."""
+    import transformers
+
+    from curator.modeldir import sha256_file
+
+    code = Path(__file__).resolve().parent.parent / "gguf.py"
+    key = {
+        "kind": "gguf-home",
+        "gguf_sha256": sha256_file(gguf_path),
+        "code": hashlib.sha256(code.read_bytes()).hexdigest()[:16],
+        "transformers": transformers.__version__,
+    }
+
+    def build(out: Path) -> None:
+        from curator.gguf import dequantize_gguf
+
+        dequantize_gguf(gguf_path, home=out)
+
+    return cached_build(root, "gguf-home", key, build)
 
 
 def install_compiled(

@@ -57,16 +57,48 @@ def _hub_snapshot(repo: str, revision: str | None) -> Path | None:
     return found
 
 
+def _gguf_reference(gguf: dict[str, Any], repo: Any) -> Reference | None:
+    """A GGUF source's reference: its dequantized checkpoint (the best fp32 there is), rebuilt
+    from the file the manifest names when the work area no longer has it and the bytes match."""
+    from curator.compile.gguf_source import dequantize
+
+    path = Path(str(gguf.get("path", "")))
+    if not path.is_file():
+        return None
+    checkpoint, origin = dequantize(path)
+    if origin.sha256 != gguf.get("sha256"):
+        return None
+    return Reference("transformers", checkpoint, _gguf_label(gguf, repo))
+
+
+def _gguf_label(gguf: dict[str, Any], repo: Any) -> str:
+    return f"{repo} (dequantized {gguf.get('file')})" if repo else f"dequantized {gguf.get('file')}"
+
+
 def default_reference(model_dir: Path) -> Reference:
-    """The source recorded in the manifest: a local directory, or a cached Hub snapshot."""
+    """The source recorded in the manifest: a local directory, or a cached Hub snapshot; for a
+    GGUF source, the checkpoint dequantized from it."""
     manifest = read_manifest(model_dir) or {}
     raw_source = manifest.get("source")
     source: dict[str, Any] = raw_source if isinstance(raw_source, dict) else {}
     repo = source.get("repo")
+    gguf = manifest.get("gguf")
     source_dir = manifest.get("sourceDir")  # written by curator compile
     if isinstance(source_dir, str) and Path(source_dir).is_dir():
-        return reference_from_dir(Path(source_dir), label=str(repo or Path(source_dir).name))
-    if isinstance(repo, str) and "/" in repo and not repo.startswith("local:"):
+        label = _gguf_label(gguf, repo) if isinstance(gguf, dict) else None
+        return reference_from_dir(
+            Path(source_dir), label=label or str(repo or Path(source_dir).name)
+        )
+    if isinstance(gguf, dict):
+        found = _gguf_reference(gguf, repo)
+        if found is not None:
+            return found
+    if (
+        isinstance(repo, str)
+        and "/" in repo
+        and not repo.startswith("local:")
+        and not isinstance(gguf, dict)  # a GGUF's reference is its dequantized checkpoint only
+    ):
         snapshot = _hub_snapshot(repo, source.get("revision"))
         if snapshot is not None and (snapshot / "config.json").is_file():
             return Reference("transformers", snapshot, repo)
