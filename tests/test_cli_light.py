@@ -68,3 +68,31 @@ def test_every_command_has_help(tmp_path: Path) -> None:
         for name, sub in getattr(command, "commands", {}).items():
             stack.append(((*path, name), sub))
     assert seen > 10
+
+
+def test_each_lazily_named_command_loads_under_its_own_name() -> None:
+    """COMMANDS names a command before importing it: a wrong name would list a command that
+    cannot run, or run another one."""
+    import click
+
+    from curator.cli.main import COMMANDS, cli
+
+    ctx = click.Context(cli)
+    for name in COMMANDS:
+        command = cli.get_command(ctx, name)
+        assert command is not None and command.name == name, name
+
+
+def test_a_registry_command_imports_no_other_command_module() -> None:
+    code = (
+        "import sys; from curator.cli.main import cli; "
+        "cli(['registry', '--help'], standalone_mode=False); "
+        "print(sorted(m for m in sys.modules if m.startswith('curator.cli.')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    loaded = out.strip().splitlines()[-1]
+    assert "curator.cli.registry" in loaded
+    for other in ("curator.cli.foundry", "curator.cli.compile", "curator.cli.bench"):
+        assert other not in loaded

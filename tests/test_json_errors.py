@@ -12,7 +12,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from curator.cli.main import cli
+from curator.cli.main import load_all_commands
 from curator.errors import RegistryInvalid
 from curator.hub.errors import HubGated
 from tests.conftest import run_curator
@@ -31,6 +31,7 @@ def commands_with_json(
     return found
 
 
+cli = load_all_commands()
 WITH_JSON = commands_with_json(cli)
 IDS = [" ".join(path) for path, _ in WITH_JSON]
 

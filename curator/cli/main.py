@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Any
 
@@ -97,44 +98,57 @@ def _watch_json_options(command: click.Command) -> None:
             _watch_json_options(sub)
 
 
-@click.group(cls=CuratorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+# name -> (module, attribute) of every top-level command or group. A command's module is imported
+# only when that command runs (or help lists it): `curator registry diff` loads no serving code.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "paths": ("curator.cli.paths", "paths"),
+    "registry": ("curator.cli.registry", "registry"),
+    "select": ("curator.cli.registry", "select"),
+    "bench": ("curator.cli.bench", "bench"),
+    "onboard": ("curator.cli.onboard", "onboard"),
+    "register": ("curator.cli.foundry", "register"),
+    "chat": ("curator.cli.foundry", "chat"),
+    "smoke": ("curator.cli.foundry", "smoke"),
+    "serve": ("curator.cli.foundry", "serve"),
+    "cache": ("curator.cli.cache", "cache"),
+    "catalog": ("curator.cli.catalog", "catalog"),
+    "recipes": ("curator.cli.recipes", "recipes"),
+    "compile": ("curator.cli.compile", "compile_command"),
+    "search": ("curator.cli.search", "search"),
+    "info": ("curator.cli.search", "info"),
+    "fidelity": ("curator.cli.fidelity", "fidelity"),
+    "publish": ("curator.cli.share", "publish"),
+    "pull": ("curator.cli.pull", "pull"),
+}
+
+
+class _LazyCommands(CuratorGroup):
+    """The top-level group: commands are named in COMMANDS and imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module_name, attribute = COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(module_name), attribute)
+            _watch_json_options(command)
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=_LazyCommands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="curator")
 def cli() -> None:
     """Take open models from Hugging Face to a benchmarked, reviewed Foundry Local registry entry."""
 
 
-# (module, attribute) of every top-level command or group; each module is light to import.
-COMMANDS: tuple[tuple[str, str], ...] = (
-    ("curator.cli.paths", "paths"),
-    ("curator.cli.registry", "registry"),
-    ("curator.cli.registry", "select"),
-    ("curator.cli.bench", "bench"),
-    ("curator.cli.onboard", "onboard"),
-    ("curator.cli.foundry", "register"),
-    ("curator.cli.foundry", "chat"),
-    ("curator.cli.foundry", "smoke"),
-    ("curator.cli.foundry", "serve"),
-    ("curator.cli.cache", "cache"),
-    ("curator.cli.catalog", "catalog"),
-    ("curator.cli.recipes", "recipes"),
-    ("curator.cli.compile", "compile_command"),
-    ("curator.cli.search", "search"),
-    ("curator.cli.search", "info"),
-    ("curator.cli.fidelity", "fidelity"),
-    ("curator.cli.share", "publish"),
-    ("curator.cli.pull", "pull"),
-)
-
-
-def _register_commands() -> None:
-    import importlib
-
-    for module_name, attribute in COMMANDS:
-        cli.add_command(getattr(importlib.import_module(module_name), attribute))
-    _watch_json_options(cli)
-
-
-_register_commands()
+def load_all_commands() -> click.Group:
+    """Import every command (for the generated reference and tests that walk the tree)."""
+    ctx = click.Context(cli)
+    for name in cli.list_commands(ctx):
+        cli.get_command(ctx, name)
+    return cli
 
 
 def main() -> None:

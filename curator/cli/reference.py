@@ -28,7 +28,9 @@ def _walk(
 
 
 def command_reference() -> str:
-    from curator.cli.main import cli
+    from curator.cli.main import load_all_commands
+
+    cli = load_all_commands()
 
     parts: list[str] = []
     for path, command in _walk(cli, ("curator",)):
