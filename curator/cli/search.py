@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -186,11 +187,15 @@ def _search_local(
 
 
 @click.command()
-@click.argument("repo_id", metavar="ORG/NAME")
+@click.argument("repo_id", metavar="ORG/NAME|FILE.gguf")
 @click.option("--revision", default=None, help="Branch, tag or commit [default: main].")
 @json_option
 def info(repo_id: str, revision: str | None, as_json: bool) -> None:
-    """Facts about one model before downloading it: size, license, gate, architecture, recipes."""
+    """Facts about one model before downloading it: size, license, gate, architecture, recipes.
+    A local .gguf file: what its header says (architecture, parameters, quantization types)."""
+    if Path(repo_id).expanduser().is_file():
+        _gguf_info(Path(repo_id).expanduser(), as_json)
+        return
     from curator.hub import model_facts
 
     facts = model_facts(repo_id, revision)
@@ -223,6 +228,35 @@ def info(repo_id: str, revision: str | None, as_json: bool) -> None:
         ],
         ["recipe", "device", "can compile", "compile peak", "run ram", "needs", "why not"],
     )
+
+
+def _gguf_info(path: Path, as_json: bool) -> None:
+    """``curator info FILE.gguf``: the header's facts (no tensor data read, no torch)."""
+    from curator.compile.gguf_source import already_quantized_note
+    from curator.gguf import read_gguf_facts
+
+    facts = read_gguf_facts(path)
+    out = Output(as_json)
+    if as_json:
+        out.json(facts)
+        return
+    out.table(
+        [
+            ("file", str(facts.path)),
+            ("size", f"{facts.size_bytes:,} bytes ({human_bytes(facts.size_bytes)})"),
+            ("format", f"GGUF version {facts.version}, {facts.tensor_count} tensors"),
+            ("architecture", facts.architecture),
+            ("name", facts.name),
+            ("parameters", f"{facts.parameter_count:,} ({human_count(facts.parameter_count)})"),
+            ("quantization types", ", ".join(facts.quantization_types)),
+            ("context length", facts.context_length),
+            ("vocabulary", facts.vocab_size),
+            ("chat template", "yes" if facts.has_chat_template else "no"),
+        ],
+        ["fact", "value"],
+    )
+    out.text(f"\nnote: {already_quantized_note(path.name, facts.quantization_types)}")
+    out.text(f"compile it: curator compile {path} --recipe int4-cpu")
 
 
 def _fact_rows(facts: ModelFacts) -> list[tuple[str, object]]:
