@@ -171,3 +171,13 @@ def test_a_hub_gguf_compiles_with_its_provenance(
         "parameters": manifest["source"]["parameters"],
     }
     assert manifest["gguf"]["sha256"] == sha256_file(smollm2_gguf)
+
+
+def test_info_on_a_gguf_file_reads_its_header(smollm2_gguf: Path) -> None:
+    human = run_curator("info", str(smollm2_gguf))
+    assert human.returncode == 0, human.stderr
+    assert "F32, Q4_1, Q8_0" in human.stdout and "134,515,008" in human.stdout
+    assert f"the source {smollm2_gguf.name} was already quantized" in human.stdout
+    facts = json.loads(run_curator("info", str(smollm2_gguf), "--json").stdout)
+    assert facts["architecture"] == "llama" and facts["has_chat_template"] is True
+    assert facts["quantization_types"] == ["F32", "Q4_1", "Q8_0"]
