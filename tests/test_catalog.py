@@ -269,3 +269,11 @@ def test_offline_says_the_catalog_is_unreachable_in_one_line_and_lists_the_cache
     missing = run_curator("catalog", "show", "phi-4-mini")
     assert missing.returncode == 1
     assert "not cached and Foundry's catalog is unreachable" in missing.stderr
+
+    # A downloaded model still runs offline (the SDK resolves it from its stored catalog copy);
+    # a name no download carries fails at once, saying the catalog is unreachable.
+    chat = run_curator("chat", "qwen2.5-0.5b", "--prompt", "Hello", "--max-tokens", "4")
+    assert chat.returncode == 0, chat.stderr
+    not_here = run_curator("smoke", "phi-4-mini")
+    assert not_here.returncode == 1
+    assert "Foundry's catalog is unreachable" in not_here.stderr

@@ -151,13 +151,24 @@ def find_variant(rt: FoundryRuntime, name: str) -> Any:
 
 
 def cached_variant(rt: FoundryRuntime, name: str) -> Any:
-    """The cached catalog variant ``name`` resolves to; NotFound if it is unknown or not pulled."""
+    """The cached catalog variant ``name`` resolves to; NotFound if it is unknown or not pulled.
+    With the catalog unreachable, a name that no download on disk carries fails at once."""
+    hint = "curator register DIR; curator cache ls and curator catalog list show the models"
+    problem = probe(catalog_url())
+    if problem is not None and not any(
+        name in (m.id, m.alias, m.name) for m in cached_on_disk(rt.cache_dir)
+    ):
+        raise NotFound(
+            f"{name} is neither registered with Foundry Local in {rt.cache_dir} nor a downloaded "
+            f"catalog model (Foundry's catalog is unreachable: {problem})",
+            hint=hint,
+        )
     variant = find_variant(rt, name)
     if variant is None:
         raise NotFound(
             f"{name} is neither registered with Foundry Local in {rt.cache_dir} nor in Foundry's "
             "catalog",
-            hint="curator register DIR; curator cache ls and curator catalog list show the models",
+            hint=hint,
         )
     if not variant.is_cached:
         raise NotFound(
