@@ -127,9 +127,16 @@ def test_int4_compile_output_is_complete_and_generates(
     assert manifest["precision"] == "int4"
     assert manifest["predictedRunBytes"] > manifest["source"]["parameters"]
     ops = op_types(compiled_tiny_int4)
-    assert ops["MatMulNBits"]["bits"] == 4
-    assert ops["MatMulNBits"]["block_size"] == 128 and ops["MatMulNBits"]["accuracy_level"] == 4
-    assert "GatherBlockQuantized" in ops  # the embedding is int4 too (recipes/README.md)
+    assert ops["MatMulNBits"]["bits"] in (4, 8)  # int4, with int8 where the recipe mixes them
+    # the settings the recipe asks of the model builder are the ones the graph has
+    passes = get_recipe("int4-cpu").passes
+    builder = next((p.config for p in passes if p.type == "ModelBuilder"), {})
+    if "int4_block_size" in builder and "int4_algo_config" not in builder:
+        assert ops["MatMulNBits"]["block_size"] == builder["int4_block_size"]
+    if "int4_accuracy_level" in builder:
+        assert ops["MatMulNBits"]["accuracy_level"] == builder["int4_accuracy_level"]
+    embedding_int4 = "Gather" in builder.get("int4_op_types_to_quantize", ())
+    assert ("GatherBlockQuantized" in ops) == embedding_int4  # recipes/README.md
     genai = json.loads((compiled_tiny_int4 / "genai_config.json").read_text())
     vocab = genai["model"]["vocab_size"]
     out = generate(compiled_tiny_int4)
