@@ -6,6 +6,7 @@ manifest's, else its name's) another directory also claims is flagged by both ``
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 from dataclasses import dataclass
@@ -180,6 +181,7 @@ class VerifyResult:
     missing: tuple[str, ...]
     changed: tuple[str, ...]
     problem: str | None
+    note: str | None = None  # why nothing was checked, for a directory with nothing to check
 
     @property
     def ok(self) -> bool:
@@ -195,6 +197,9 @@ def verify_dir(path: Path, model_id: str | None = None) -> VerifyResult:
         return VerifyResult(name, path, 0, (), (), f"cannot verify: {exc.message}")
     name = model_id or dir_model_id(path, manifest) or path.name
     listed = artifacts(manifest)
+    if manifest is None and _catalog_download(path):
+        note = "a Foundry catalog download: no compile manifest to check it against"
+        return VerifyResult(name, path, 0, (), (), None, note)
     if manifest is None or not listed:
         reason = "no " + MANIFEST_NAME if manifest is None else "the manifest lists no artifacts"
         return VerifyResult(name, path, 0, (), (), f"cannot verify: {reason}")
@@ -235,10 +240,14 @@ def verify_cache(cache_dir: Path, model_id: str | None = None) -> list[VerifyRes
     return [verify_dir(path, model_id)]
 
 
+def _catalog_download(path: Path) -> bool:
+    from curator.foundry.catalog import finished_download_id
+
+    return finished_download_id(path) is not None
+
+
 def _flag_shared(result: VerifyResult, others: tuple[Path, ...]) -> VerifyResult:
     if not others or result.problem is not None:
         return result
     problem = f"id {result.id} is also held by {', '.join(map(str, others))}"
-    return VerifyResult(
-        result.id, result.path, result.checked, result.missing, result.changed, problem
-    )
+    return dataclasses.replace(result, problem=problem)

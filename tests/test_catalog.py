@@ -106,7 +106,7 @@ def test_list_shows_this_machines_variants_with_their_facts_and_cache_state(
     text = run_curator("catalog", "list", "--device", "cpu")
     assert text.returncode == 0, text.stderr
     header, *lines = text.stdout.splitlines()
-    assert header.split()[:3] == ["ALIAS", "ID", "DEVICE"]
+    assert header.split()[:4] == ["ALIAS", "ID", "VERSION", "DEVICE"]
     qwen_line = next(line for line in lines if QWEN_CPU in line)
     assert qwen_line.split()[0] == "qwen2.5-0.5b" and qwen_line.split()[-1] == "yes"
     assert next(line for line in lines if PHI in line).split()[-1] == "no"
@@ -197,6 +197,10 @@ def test_pull_load_tests_a_cached_model_and_a_failed_download_leaves_nothing(
     cached_rows = {row["id"]: row for row in curator_json("cache", "ls")}
     assert cached_rows[QWEN_CPU]["foundry_registered"] is True
     assert cached_rows[QWEN_CPU]["has_manifest"] is False
+    # ... and cache verify does not fail it for having none.
+    verified = run_curator("cache", "verify", QWEN_CPU)
+    assert verified.returncode == 0, verified.stdout
+    assert "not checked (a Foundry catalog download" in verified.stdout
 
 
 def test_register_puts_a_catalog_model_in_the_registry_with_the_catalog_as_source(

@@ -94,7 +94,8 @@ def verify(model_id: str | None, cache_dir: Path | None, as_json: bool) -> None:
     else:
         for r in results:
             if r.ok:
-                out.text(f"{r.id}: ok ({r.checked} artifacts)")
+                done = f"not checked ({r.note})" if r.note else f"ok ({r.checked} artifacts)"
+                out.text(f"{r.id}: {done}")
                 continue
             out.text(f"{r.id}: FAILED ({r.path})")
             if r.problem:

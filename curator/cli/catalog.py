@@ -44,6 +44,7 @@ def list_command(
             (
                 m.alias,
                 m.id,
+                m.version,
                 m.device_type,
                 m.execution_provider,
                 m.file_size_mb,
@@ -53,7 +54,7 @@ def list_command(
             )
             for m in listing.models
         ],
-        ["alias", "id", "device", "provider", "size-mb", "license", "task", "cached"],
+        ["alias", "id", "version", "device", "provider", "size-mb", "license", "task", "cached"],
     )
 
 
