@@ -11,7 +11,7 @@ from pathlib import Path
 
 from curator.registry import load_registry, validate_document
 from curator.schemas import schema_problems
-from tests.conftest import TINY_MODEL_ID, run_curator
+from tests.conftest import LIVENESS_PROMPTS, TINY_MODEL_ID, run_curator
 
 
 def _registry() -> Path:
@@ -135,7 +135,7 @@ def test_failed_reregister_keeps_the_working_registration(
     assert result.returncode == 1
     assert f"the previous registration ({good}) kept" in result.stderr
     assert _cache_rows()[TINY_MODEL_ID]["foundry_registered"] is True
-    assert run_curator("smoke", TINY_MODEL_ID).returncode == 0
+    assert run_curator("smoke", TINY_MODEL_ID, "--prompts", str(LIVENESS_PROMPTS)).returncode == 0
 
 
 def test_cache_verify_catches_a_flipped_byte_and_a_missing_file(
