@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup test test-all lint bench demo docs lock clean mutation
+.PHONY: setup test test-all lint bench bench-peers demo docs lock clean mutation
 
 $(STAMP): pyproject.toml constraints.txt models.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+# int4-cpu against llama.cpp Q4_0 / Q4_K_M on real weights (builds llama.cpp once into .cache/llama.cpp)
+bench-peers: setup
+	$(BIN)/python -m bench.peers
 
 demo: setup
 	$(BIN)/python -m curator.cli.demo --out demo-out
