@@ -134,6 +134,12 @@ def _recipe(variant: Variant) -> Any:
 
 def compile_variant(source: Path, variant: Variant, out: Path) -> tuple[Path, float]:
     """Olive output directory for ``variant`` of ``source`` (reused when already there)."""
+    return compile_recipe_object(source, _recipe(variant), out)
+
+
+def compile_recipe_object(source: Path, recipe: Any, out: Path) -> tuple[Path, float]:
+    """Olive output directory for ``recipe`` applied to ``source`` (reused when already there),
+    and the compile's wall seconds (0 when reused)."""
     from curator.compile.check import check_output
     from curator.compile.olive_run import run_olive
     from curator.recipes import render_olive_config
@@ -143,14 +149,14 @@ def compile_variant(source: Path, variant: Variant, out: Path) -> tuple[Path, fl
         return model, 0.0
     out.mkdir(parents=True, exist_ok=True)
     config = render_olive_config(
-        _recipe(variant), model_path=source, output_dir=model, cache_dir=out / "olive-cache"
+        recipe, model_path=source, output_dir=model, cache_dir=out / "olive-cache"
     )
     config_path = out / "olive.json"
     config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
     run = run_olive(config_path, out / "compile.log", offline=True)
     problems = check_output(model)
     if problems:
-        raise RuntimeError(f"{variant.name}: {'; '.join(problems)} (see {out / 'compile.log'})")
+        raise RuntimeError(f"{recipe.name}: {'; '.join(problems)} (see {out / 'compile.log'})")
     return model, run.wall_seconds
 
 
@@ -158,11 +164,19 @@ def model_bytes(model: Path) -> int:
     return sum(p.stat().st_size for p in model.iterdir() if p.suffix in (".onnx", ".data"))
 
 
-def speed(models: list[Path]) -> list[tuple[float, float]]:
+def speed(models: list[Path], rounds: int = ROUNDS) -> list[tuple[float, float]]:
     """(decode tok/s, prefill tok/s) per model, from one fresh process that loads them all and
     alternates between them run by run (onnxruntime-genai never loads in this process)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.quant", "--speed", *map(str, models)],
+        [
+            sys.executable,
+            "-m",
+            "bench.quant",
+            "--rounds",
+            str(rounds),
+            "--speed",
+            *map(str, models),
+        ],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -195,7 +209,7 @@ def _one_run(og: Any, model: Any, prompt: Any) -> tuple[float, float]:
     return DECODE_TOKENS / (end - mid), PROMPT_TOKENS / (mid - start)
 
 
-def _speed_worker(model_dirs: list[Path]) -> list[dict[str, float]]:
+def _speed_worker(model_dirs: list[Path], rounds: int = ROUNDS) -> list[dict[str, float]]:
     """Runs in the subprocess: best prefill and decode throughput of each model over ROUNDS
     rounds, the models taking turns so that a busy spell on the machine hits all of them."""
     import numpy as np
@@ -207,7 +221,7 @@ def _speed_worker(model_dirs: list[Path]) -> list[dict[str, float]]:
     )
     prompt = np.random.default_rng(0).integers(16, vocab, PROMPT_TOKENS).astype(np.int32)
     best = [(0.0, 0.0) for _ in models]
-    for round_ in range(ROUNDS + 1):  # round 0 warms up
+    for round_ in range(rounds + 1):  # round 0 warms up
         for i, model in enumerate(models):
             decode, prefill = _one_run(og, model, prompt)
             if round_:
@@ -357,11 +371,12 @@ def measure(workdir: Path) -> list[Ratio]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.quant", description=__doc__)
     parser.add_argument("--speed", type=Path, nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, default=None, help="keep compiles here (reused)")
     parser.add_argument("--markdown", action="store_true", help="print the README table")
     args = parser.parse_args(argv)
     if args.speed:
-        print(json.dumps(_speed_worker(args.speed)))
+        print(json.dumps(_speed_worker(args.speed, args.rounds)))
         return 0
     from bench._table import render
 
