@@ -24,7 +24,7 @@ GUARDED: dict[str, tuple[str, ...] | None] = {
     "curator/registry/rules.py": None,
     "curator/registry/diff.py": None,
     "curator/registry/store.py": None,
-    "curator/cache.py": ("verify_dir", "verify_cache", "_inside", "ok"),
+    "curator/cache.py": ("verify_dir", "verify_cache", "dir_ids", "_others", "_flag_shared", "ok"),
     "curator/compile/preflight.py": ("check_custom_code",),
     "curator/compile/source.py": ("custom_code_files",),
     "curator/compile/api.py": ("_olive_config",),
@@ -34,7 +34,7 @@ GUARDED: dict[str, tuple[str, ...] | None] = {
     "curator/smoke.py": ("_run_prompt", "_excerpt", "passed", "failed"),
     "curator/prompts.py": ("missing", "coverage"),
     "curator/share/files.py": None,
-    "curator/share/pull.py": ("is_published", "pull_model", "_checked"),
+    "curator/share/pull.py": ("is_published", "_checked"),
 }
 KILLED = {1, 3, 37}  # test failed, pytest internal error, caught by the type checker
 TIMEOUT = {36, 24, -24, 152, 255}  # a mutant that hangs the tests is caught too

@@ -827,6 +827,31 @@ def test_verify_without_a_usable_manifest_is_a_problem_not_a_pass(tmp_path: Path
     assert verify_dir(model, "given:2").id == "given:2"
 
 
+def test_two_directories_claiming_one_id_both_fail(tmp_path: Path) -> None:
+    """Bug: verify passes a model whose id another directory also claims (which one Foundry
+    loads is then a matter of luck)."""
+    cache = tmp_path / "cache"
+    first = compiled_dir(cache, "dup-generic-cpu-1")
+    second = compiled_dir(cache, "copy-generic-cpu-1")
+    manifest = json.loads((second / MANIFEST_NAME).read_text())
+    manifest["id"] = "dup-generic-cpu:1"
+    (second / MANIFEST_NAME).write_text(json.dumps(manifest))
+    alone = compiled_dir(cache, "alone-generic-cpu-1")
+    expected = {
+        first: f"id dup-generic-cpu:1 is also held by {second}",
+        second: f"id dup-generic-cpu:1 is also held by {first}",
+    }
+    by_id = verify_cache(cache, "dup-generic-cpu:1")
+    assert {r.path: r.problem for r in by_id} == expected
+    assert all(not r.ok and r.checked == 2 and r.id == "dup-generic-cpu:1" for r in by_id)
+    everything = {r.path: r.problem for r in verify_cache(cache)}
+    assert everything == {**expected, alone: None}
+    (second / "model.onnx").unlink()  # its own problem comes first
+    assert {r.path: r.missing for r in verify_cache(cache, "dup-generic-cpu:1")}[second] == (
+        "model.onnx",
+    )
+
+
 def test_verify_cache_checks_every_model_or_the_one_asked_for(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     good = compiled_dir(cache, "good-generic-cpu-1")
@@ -929,3 +954,52 @@ def test_onboard_refuses_repository_code_unless_trusted(tmp_path: Path) -> None:
         onboard(OnboardRequest(**common, trust_remote_code=True))
     assert trusted.value.message.startswith("compile failed: not enough disk")
     assert not registry.exists()
+
+
+# --- registry/diff.py: a new version is compared with the previous one --------------------------
+
+
+def versioned(n: int, version: int, decode: float, **overrides: Any) -> dict[str, Any]:
+    entry = make_entry(n, id=f"model{n}-generic-cpu:{version}", minRamGb=8.0, **overrides)
+    entry["benchmarks"] = [make_benchmark(decode=decode)]
+    return entry
+
+
+def test_a_new_version_is_judged_against_the_newest_previous_one() -> None:
+    """Bug: a slower :3 added beside :1 and :2 passes review because a new id has no 'before'."""
+    base = make_document([versioned(0, 1, 100.0, alias="old"), versioned(0, 2, 200.0)])
+    head = make_document([*base["models"], versioned(0, 3, 100.0, alias="new")])
+    (change,) = [
+        f for f in regdiff.diff_documents(base, head).figures if f.figure == "decode tok/s"
+    ]
+    assert (change.model_id, change.base_id) == ("model0-generic-cpu:3", "model0-generic-cpu:2")
+    assert (change.base, change.head, change.change_pct, change.regression) == (
+        200.0,
+        100.0,
+        -50.0,
+        True,
+    )
+
+
+def test_a_renamed_model_is_found_by_its_alias_and_variant() -> None:
+    base = make_document([versioned(0, 1, 100.0)])
+    renamed = versioned(1, 1, 50.0, alias="model0")
+    head = make_document([renamed])
+    changes = regdiff.diff_documents(base, head).figures
+    assert {(c.figure, c.base_id) for c in changes} >= {("decode tok/s", "model0-generic-cpu:1")}
+    unrelated = make_document([versioned(1, 1, 50.0)])
+    assert regdiff.diff_documents(base, unrelated).figures == ()
+
+
+def test_ids_without_a_number_are_version_zero() -> None:
+    base = make_document([versioned(0, 9, 100.0)])
+    odd = versioned(0, 1, 60.0)
+    odd["id"] = "model0-generic-cpu:x1"
+    head = make_document([odd])
+    (change,) = [
+        f for f in regdiff.diff_documents(base, head).figures if f.figure == "decode tok/s"
+    ]
+    assert change.base_id == "model0-generic-cpu:9"
+    assert regdiff._name_and_version("a:12") == ("a", 12)
+    assert regdiff._name_and_version("a:x") == ("a:x", 0)
+    assert regdiff._name_and_version(":3") == (":3", 0)
