@@ -1,8 +1,9 @@
 """Foundry Local's public catalog through curator, against the loopback catalog in tests/fakecatalog
 (the real foundry-local-sdk talks to it over http; nothing of curator is patched).
 
-The catalog offers a CPU and a CUDA variant of ``qwen2.5-0.5b`` (the server, like the real one,
-answers only what the SDK asks for: this machine's CPU), ``phi-4-mini`` and an embeddings model.
+The catalog offers two CPU variants and a CUDA variant of ``qwen2.5-0.5b`` (the server, like the
+real one, answers only what the SDK asks for: this machine's CPU), ``phi-4-mini`` and an embeddings
+model.
 ``qwen2.5-0.5b``'s CPU variant is cached: the compiled tiny model placed where a finished download
 lives. Downloads go through the model-registry service over https, which a loopback server cannot
 stand in for: a pull of an uncached model fails there, and that failure is what is tested.
@@ -24,6 +25,7 @@ from tests.fakecatalog import FakeCatalog, catalog_record, closed_port_url, plac
 
 QWEN_CPU = "qwen2.5-0.5b-instruct-generic-cpu:4"
 QWEN_GPU = "qwen2.5-0.5b-instruct-cuda-gpu:4"
+QWEN_INT8 = "qwen2.5-0.5b-instruct-int8-cpu:2"
 PHI = "phi-4-mini-instruct-generic-cpu:5"
 EMBED = "tiny-embed-generic-cpu:2"
 RECORDS = [
@@ -42,6 +44,9 @@ RECORDS = [
         device="gpu",
         execution_provider="CUDAExecutionProvider",
         license="apache-2.0",
+    ),
+    catalog_record(
+        "qwen2.5-0.5b-instruct-int8-cpu", "qwen2.5-0.5b", version=2, license="apache-2.0"
     ),
     catalog_record("phi-4-mini-instruct-generic-cpu", "phi-4-mini", version=5, license="mit"),
     catalog_record("tiny-embed-generic-cpu", "tiny-embed", version=2, task="embeddings"),
@@ -78,7 +83,7 @@ def test_list_shows_this_machines_variants_with_their_facts_and_cache_state(
     assert listing["reachable"] is True and listing["url"] == catalog.url
     rows = {m["id"]: m for m in listing["models"]}
     # The SDK asked for this machine's device only, so the CUDA variant never arrived.
-    assert set(rows) == {QWEN_CPU, PHI, EMBED}
+    assert set(rows) == {QWEN_CPU, QWEN_INT8, PHI, EMBED}
     [(_path, body)] = catalog.requests
     device_filter = next(
         f for f in body["filters"] if f["field"].endswith("variantMetadata/device")
@@ -116,10 +121,11 @@ def test_list_shows_this_machines_variants_with_their_facts_and_cache_state(
 def test_show_resolves_an_alias_to_this_machines_variant_and_knows_ids_and_names(
     catalog: FakeCatalog, cached_qwen: Path
 ) -> None:
+    # Of the alias's two CPU variants the downloaded one is chosen, as the Foundry CLI chooses.
     shown = curator_json("catalog", "show", "qwen2.5-0.5b")
     assert shown["resolved"]["id"] == QWEN_CPU
     assert shown["resolved"]["display_name"] == "Qwen2.5 0.5B Instruct"
-    assert [v["id"] for v in shown["variants"]] == [QWEN_CPU]
+    assert [v["id"] for v in shown["variants"]] == [QWEN_CPU, QWEN_INT8]
 
     assert curator_json("catalog", "show", PHI)["resolved"]["id"] == PHI
     # A name without :version is the latest version of that name.
