@@ -78,6 +78,20 @@ def test_what_the_runtime_cannot_do_is_refused_by_name(fields: dict[str, Any], p
     assert error.code == "unsupported_parameter"
 
 
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "user", "content": ""}],  # the runtime: "nothing to generate from"
+        [{"role": "user", "content": "\ud800"}],
+        [{"role": "user", "content": [{"type": "text", "text": "a\udfff"}]}],
+    ],
+)
+def test_messages_the_runtime_cannot_take_are_400s(messages: list[dict[str, Any]]) -> None:
+    with pytest.raises(ApiError) as caught:
+        parse_chat_request({"model": "m:1", "messages": messages})
+    assert caught.value.status == 400
+
+
 def test_a_tool_message_is_refused() -> None:
     with pytest.raises(ApiError) as caught:
         parse_chat_request({"model": "m:1", "messages": [*USER, {"role": "tool", "content": "42"}]})
@@ -96,6 +110,8 @@ def test_a_tool_message_is_refused() -> None:
         ({"stop": ""}, "stop"),
         ({"stop": ["a", 1]}, "stop"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"stop": "a\x00"}, "stop"),  # the runtime refuses NUL in stop strings
+        ({"stop": "\ud800"}, "stop"),  # JSON can carry a lone surrogate; UTF-8 cannot
         ({"max_tokens": 0}, "max_tokens"),
         ({"max_tokens": True}, "max_tokens"),
     ],

@@ -217,7 +217,9 @@ def _stop(raw: Any) -> tuple[str, ...]:
         raise bad_request("'stop' must be a non-empty string or an array of them", "stop")
     if len(stops) > MAX_STOP_STRINGS:
         raise bad_request(f"'stop' takes at most {MAX_STOP_STRINGS} strings", "stop")
-    return tuple(stops)
+    if any("\x00" in stop for stop in stops):
+        raise bad_request("'stop' strings must not contain NUL characters", "stop")
+    return tuple(_text(stop, "stop") for stop in stops)
 
 
 def _json_schema(raw: Any) -> str | None:
@@ -280,6 +282,8 @@ def _messages(raw: Any, limits: ServeLimits) -> tuple[tuple[str, str], ...]:
         out.append((str(role), _content(message.get("content"), f"{where}.content")))
     if not any(role == "user" for role, _ in out):
         raise bad_request("'messages' must contain a user message", "messages")
+    if not any(content for _, content in out):
+        raise bad_request("the messages have no text to answer", "messages")
     chars = sum(len(content) for _, content in out)
     if chars > limits.max_prompt_chars:
         raise bad_request(
@@ -291,9 +295,18 @@ def _messages(raw: Any, limits: ServeLimits) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+def _text(text: str, where: str) -> str:
+    """``text``, if the runtime can take it: UTF-8 encodable (JSON allows lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_request(f"{where} is not valid Unicode (a lone surrogate)", where) from None
+    return text
+
+
 def _content(content: Any, where: str) -> str:
     if isinstance(content, str):
-        return content
+        return _text(content, where)
     if isinstance(content, list):
         texts = []
         for part in content:
@@ -303,7 +316,7 @@ def _content(content: Any, where: str) -> str:
             if not isinstance(text, str):
                 raise bad_request(f"{where}: a text part needs a 'text' string", where)
             texts.append(text)
-        return "".join(texts)
+        return _text("".join(texts), where)
     raise bad_request(f"{where} must be a string or an array of text parts", where)
 
 
