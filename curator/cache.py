@@ -115,6 +115,9 @@ class RemoveResult:
     removed_dir: Path | None
     kept_dir: Path | None
     registry_entry_removed: bool
+    catalog_download: bool = (
+        False  # a model downloaded from Foundry's catalog (nothing to unregister)
+    )
 
 
 def remove_model(model_id: str, cache_dir: Path, registry: Path | None = None) -> RemoveResult:
@@ -136,7 +139,8 @@ def remove_model(model_id: str, cache_dir: Path, registry: Path | None = None) -
         raise NotFound(
             f"{model_id} is neither registered nor in {cache_dir}", hint="curator cache ls"
         )
-    unregistered = rt.unregister(model_id) if registered is not None else False
+    catalog = registered is not None and registered.catalog
+    unregistered = rt.unregister(model_id) if registered is not None and not catalog else False
     removed: Path | None = None
     kept: Path | None = None
     if path is not None and path.is_dir():
@@ -149,7 +153,7 @@ def remove_model(model_id: str, cache_dir: Path, registry: Path | None = None) -
         from curator.registry import remove_model as remove_entry
 
         remove_entry(registry, model_id)
-    return RemoveResult(model_id, unregistered, removed, kept, entry_exists)
+    return RemoveResult(model_id, unregistered, removed, kept, entry_exists, catalog)
 
 
 def _inside(path: Path, root: Path) -> bool:

@@ -207,6 +207,12 @@ def test_pull_load_tests_a_cached_model_and_a_failed_download_leaves_nothing(
     verified = run_curator("cache", "verify", QWEN_CPU)
     assert verified.returncode == 0, verified.stdout
     assert "not checked (a Foundry catalog download" in verified.stdout
+    removed = run_curator("cache", "rm", QWEN_CPU)
+    assert removed.returncode == 0, removed.stderr
+    assert f"{QWEN_CPU}: a Foundry catalog download" in removed.stdout
+    assert not cached_qwen.exists()
+    rows = {m["id"]: m for m in curator_json("catalog", "list")["models"]}
+    assert rows[QWEN_CPU]["cached"] is False
 
 
 def test_register_puts_a_catalog_model_in_the_registry_with_the_catalog_as_source(

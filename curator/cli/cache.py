@@ -69,7 +69,12 @@ def rm(model_id: str, registry: str | None, cache_dir: Path | None, as_json: boo
     if as_json:
         out.json(result)
         return
-    out.text(f"{model_id}: " + ("unregistered" if result.unregistered else "was not registered"))
+    if result.catalog_download:
+        out.text(f"{model_id}: a Foundry catalog download (curator pull {model_id} brings it back)")
+    else:
+        out.text(
+            f"{model_id}: " + ("unregistered" if result.unregistered else "was not registered")
+        )
     if result.removed_dir:
         out.text(f"removed {result.removed_dir}")
     if result.kept_dir:
