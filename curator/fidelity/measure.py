@@ -15,7 +15,7 @@ from typing import Any
 from curator.errors import CuratorError
 from curator.fidelity.stats import mean, percentile, perplexity
 from curator.fidelity.text import FidelityText
-from curator.fidelity.types import FidelityResult, Reference, TokenStats
+from curator.fidelity.types import FidelityResult, Reference, ReferenceKind, TokenStats
 
 DEFAULT_WINDOW = 512
 
@@ -40,8 +40,14 @@ def run_worker(
     max_tokens: int | None = None,
     threads: int | None = None,
     timeout: float | None = None,
+    model_kind: ReferenceKind = "onnx",
+    tokens_from: Path | None = None,
 ) -> TokenStats:
-    """Per-position figures from ``curator.fidelity.worker`` run in a fresh Python process."""
+    """Per-position figures from ``curator.fidelity.worker`` run in a fresh Python process.
+
+    ``model_kind="transformers"`` scores an fp32 Hugging Face checkpoint as the candidate (e.g. a
+    dequantized GGUF); ``tokens_from`` is then the compiled model whose tokenizer cuts the text.
+    """
     if window < 2:
         raise FidelityError(f"window {window} is too small", hint="use `--window 64` or more")
     request = {
@@ -52,6 +58,8 @@ def run_worker(
         "window": window,
         "max_tokens": max_tokens,
         "threads": threads,
+        "model_kind": model_kind,
+        "tokens_from": str(tokens_from) if tokens_from else None,
     }
     with tempfile.TemporaryDirectory(prefix="curator-fidelity-") as tmp:
         request_path, result_path = Path(tmp) / "request.json", Path(tmp) / "result.json"
@@ -143,8 +151,11 @@ def measure_fidelity(
     max_tokens: int | None = None,
     threads: int | None = None,
     timeout: float | None = None,
+    model_kind: ReferenceKind = "onnx",
+    tokens_from: Path | None = None,
 ) -> FidelityResult:
-    """Teacher-forced KL, top-1 agreement and perplexities of ``model_dir`` against ``reference``."""
+    """Teacher-forced KL, top-1 agreement and perplexities of ``model_dir`` against ``reference``
+    (``model_kind`` and ``tokens_from``: see :func:`run_worker`)."""
     start = time.monotonic()
     stats = run_worker(
         model_dir,
@@ -154,6 +165,8 @@ def measure_fidelity(
         max_tokens=max_tokens,
         threads=threads,
         timeout=timeout,
+        model_kind=model_kind,
+        tokens_from=tokens_from,
     )
     return summarize(
         stats,

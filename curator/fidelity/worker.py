@@ -115,11 +115,22 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     max_tokens = request.get("max_tokens")
     threads = request.get("threads")
 
-    context = _context_length(model_dir)
+    # The candidate is a compiled model, or (model_kind "transformers") an fp32 checkpoint such as
+    # a dequantized GGUF; the text is always tokenized by a compiled model's own tokenizer
+    # (tokens_from, default the candidate) so that every comparison scores the same tokens.
+    tokens_from = Path(request.get("tokens_from") or model_dir)
+    context = _context_length(tokens_from)
     if context:
         window = min(window, context)
-    candidate = _GenaiRunner(model_dir)
-    ids = np.asarray(og.Tokenizer(candidate.model).encode(text), dtype=np.int64).reshape(-1)
+    tokenizing = _GenaiRunner(tokens_from)
+    ids = np.asarray(og.Tokenizer(tokenizing.model).encode(text), dtype=np.int64).reshape(-1)
+    candidate: _GenaiRunner | _TransformersRunner
+    if request.get("model_kind", "onnx") == "transformers":
+        candidate = _TransformersRunner(model_dir, threads)
+    elif tokens_from == model_dir:
+        candidate = tokenizing
+    else:
+        candidate = _GenaiRunner(model_dir)
     if max_tokens:
         ids = ids[: int(max_tokens)]
     windows = [ids[i : i + window] for i in range(0, len(ids), window)]
