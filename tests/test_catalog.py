@@ -13,6 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -293,3 +298,44 @@ def test_offline_says_the_catalog_is_unreachable_in_one_line_and_lists_the_cache
     not_here = run_curator("smoke", "phi-4-mini")
     assert not_here.returncode == 1
     assert "Foundry's catalog is unreachable" in not_here.stderr
+
+
+def test_serve_answers_for_a_downloaded_catalog_model_by_alias_and_id(
+    catalog: FakeCatalog, cached_qwen: Path
+) -> None:
+    """serve resolves names through the runtime: the downloaded catalog model is listed and answers
+    under its alias and its id (serve's own code knows nothing of the catalog)."""
+    import openai
+
+    assert run_curator("catalog", "list").returncode == 0  # the SDK stores its catalog copy
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "curator", "serve", "--host", "127.0.0.1", "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        url = None
+        for line in proc.stderr:
+            found = re.search(r"listening on (http://\S+)", line)
+            if found:
+                url = found.group(1)
+                break
+        assert url is not None, "curator serve exited early"
+        threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep the pipe drained
+        client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=60)
+        listed = {m.id for m in client.models.list().data}
+        assert {QWEN_CPU, "qwen2.5-0.5b"} <= listed
+        for name in ("qwen2.5-0.5b", QWEN_CPU):
+            answer = client.chat.completions.create(
+                model=name, messages=[{"role": "user", "content": "Hello"}], max_tokens=4
+            )
+            assert answer.model == QWEN_CPU
+            assert answer.usage is not None and answer.usage.completion_tokens == 4
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
