@@ -369,12 +369,32 @@ def _bench(
     if model.status != "ok":
         raise FoundryError(f"benchmark failed: {model.error}", hint=f"curator bench {model_id}")
     write_reports(run, report_path.parent)
+    if model.peak_memory_mb:
+        _cover_peak(staged, model_id, model.peak_memory_mb)
     refused = [r for r in record_run(run, staged) if r.outcome != "recorded"]
     if refused:
         raise FoundryError(f"benchmark not recorded: {refused[0].detail}", hint="see the report")
     figures = model.figures
     decode = figures.decode_tokens_per_sec.mean if figures and figures.decode_tokens_per_sec else 0
     return f"{decode:.1f} tok/s decode, report {report_path}"
+
+
+def _cover_peak(staged: Path, model_id: str, peak_mb: float) -> None:
+    """Raise the entry's minRamGb to the bench's peak memory (the registry rule
+    min-ram-covers-benchmark). Register's load test generates 8 tokens; the bench runs every
+    prompt, after smoke, in this process: on SmolLM2 it peaked at 1.34 GiB where the load test
+    saw 0.6, and the entry must not claim less than was measured."""
+    import math
+
+    from curator.registry import update_model
+
+    floor = math.ceil(peak_mb / 1024 * 10) / 10
+
+    def raise_floor(entry: dict[str, Any]) -> None:
+        if float(entry.get("minRamGb") or 0) < floor:
+            entry["minRamGb"] = floor
+
+    update_model(staged, model_id, raise_floor)
 
 
 def _fidelity(

@@ -46,6 +46,7 @@ def test_onboard_then_rerun_skips_done_steps(tiny_model_dir: Path, tmp_path: Pat
     assert entry["id"] == result["model_id"]
     (bench,) = entry["benchmarks"]
     assert bench["decodeTokensPerSec"]["mean"] > 0 and bench["peakMemoryMb"] > 0
+    assert entry["minRamGb"] >= bench["peakMemoryMb"] / 1024  # the entry claims what was measured
     report = json.loads(Path(result["bench_report"]).read_text())
     cores = report["machine"]["cores"]
     threads = (
