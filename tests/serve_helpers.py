@@ -21,15 +21,21 @@ import openai
 from tests.conftest import TEST_MODELS_ROOT
 
 SLOW_MODEL_ID = "slow-qwen2-generic-cpu:1"
+SLOW_MODEL_CONTEXT = 8192
 
 
 def slow_model() -> Path:
-    """A random-init Qwen2 (hidden 512, 8 layers) compiled int4-cpu: about 200 tok/s on 2 cores,
-    slow enough that a whole answer takes seconds (built once, ~12 s of CPU, then cached)."""
+    """A random-init Qwen2 (hidden 512, 8 layers, 8192-token context) compiled int4-cpu: 200-500
+    tok/s on 2 cores, so a whole answer (up to 8000 tokens) takes many seconds even on a faster
+    machine (built once, ~12 s of CPU, then cached)."""
     from curator.devmodels.cache import cached_compile, cached_tiny_model
 
     source = cached_tiny_model(
-        TEST_MODELS_ROOT, architecture="qwen2", hidden_size=512, num_layers=8
+        TEST_MODELS_ROOT,
+        architecture="qwen2",
+        hidden_size=512,
+        num_layers=8,
+        max_positions=SLOW_MODEL_CONTEXT,
     )
     return cached_compile(TEST_MODELS_ROOT, source, "int4-cpu", SLOW_MODEL_ID)
 
