@@ -29,7 +29,8 @@ def served(
 ) -> Iterator[tuple[str, int]]:
     env = env_for(tmp_path_factory.mktemp("serve"))
     install_and_register(env, [(compiled_tiny_int4, TINY_MODEL_ID)])
-    with running_server(env, "--max-body-kb", "1024", "--max-messages", "8") as url_pid:
+    options = ("--max-body-kb", "1024", "--max-messages", "8", "--default-max-tokens", "1000")
+    with running_server(env, *options) as url_pid:
         yield url_pid
 
 
@@ -68,6 +69,9 @@ def test_max_tokens_defaults_to_what_fits_in_the_context(api: openai.OpenAI) -> 
     assert done.usage.total_tokens == CONTEXT
     assert done.choices[0].finish_reason == "length"
     assert done.model == TINY_MODEL_ID
+    # A short prompt leaves more room than --default-max-tokens 1000: that caps it.
+    short = api.chat.completions.create(model=TINY_MODEL_ID, messages=PROMPT)  # type: ignore[arg-type]
+    assert short.usage is not None and short.usage.completion_tokens == 1000
 
 
 def test_stop_strings_end_the_answer_and_are_never_emitted(api: openai.OpenAI) -> None:

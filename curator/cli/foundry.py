@@ -253,6 +253,14 @@ def _fields(report: object) -> dict[str, object]:
     show_default=True,
     help="Most characters of message text in one request.",
 )
+@click.option(
+    "--default-max-tokens",
+    type=click.IntRange(1, 10_000_000),
+    default=serve_limits.DEFAULT_DEFAULT_MAX_TOKENS,
+    show_default=True,
+    help="A request without max_tokens gets what its prompt leaves of the context, at most this "
+    "(each running generation reserves memory for prompt + max_tokens).",
+)
 @cache_dir_option
 def serve(
     host: str,
@@ -262,6 +270,7 @@ def serve(
     max_body_kb: int,
     max_messages: int,
     max_prompt_chars: int,
+    default_max_tokens: int,
     cache_dir: Path | None,
 ) -> None:
     """Serve the registered models over an OpenAI-compatible HTTP API (/v1/models,
@@ -271,8 +280,8 @@ def serve(
     --parallel generations run at once (each in its own session over the one loaded model) and
     up to --queue more wait in arrival order; streams get their headers at once; a full queue
     answers 429 with Retry-After. A request whose client disconnects stops within one token.
-    max_tokens defaults to what fits in the model's context; a prompt that does not fit is a
-    400 context_length_exceeded.
+    max_tokens defaults to what fits in the model's context (at most --default-max-tokens); a
+    prompt that does not fit is a 400 context_length_exceeded.
     """
     from curator.serve.app import serve as run_server
 
@@ -283,6 +292,7 @@ def serve(
         max_body_bytes=max_body_kb * 1024,
         max_messages=max_messages,
         max_prompt_chars=max_prompt_chars,
+        default_max_tokens=default_max_tokens,
     )
 
     def ready(url: str) -> None:

@@ -116,8 +116,8 @@ class ModelPool:
             return model_id, worker, worker.loaded
 
     async def max_tokens(self, loaded: LoadedModel, request: ChatRequest) -> int:
-        """The answer's token budget: as asked if it fits the context, else 400; unset, all the
-        room the prompt leaves."""
+        """The answer's token budget: as asked if it fits the context, else 400; unset, the room
+        the prompt leaves (at most ``limits.default_max_tokens``)."""
         try:
             budget = await asyncio.to_thread(loaded.context_budget, request.message_dicts())
         except CuratorError as exc:
@@ -126,7 +126,7 @@ class ModelPool:
         if asked is None:
             if budget.room < 1:
                 raise context_length_exceeded(budget.prompt_tokens, 0, budget.context_length)
-            return budget.room
+            return min(budget.room, self.limits.default_max_tokens)
         if budget.prompt_tokens + asked > budget.context_length:
             raise context_length_exceeded(budget.prompt_tokens, asked, budget.context_length)
         return asked
