@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curator.errors import InputFileError, NotFound
+from curator.foundry.catalog import DOWNLOAD_SIGNAL, finished_download_id
 from curator.modeldir import (
     MANIFEST_NAME,
     artifacts,
@@ -42,6 +43,7 @@ class CachedModel:
     has_manifest: bool
     in_cache: bool
     shares_id_with: tuple[Path, ...] = ()
+    unfinished_download: bool = False  # Foundry's download.tmp marker: not usable, not cached
 
 
 def list_cache(cache_dir: Path, registry: Path) -> list[CachedModel]:
@@ -72,6 +74,7 @@ def list_cache(cache_dir: Path, registry: Path) -> list[CachedModel]:
                 has_manifest=(path / MANIFEST_NAME).is_file(),
                 in_cache=True,
                 shares_id_with=_others(ids, path),
+                unfinished_download=(path / DOWNLOAD_SIGNAL).exists(),
             )
         )
     for model_id, model in registered.items():
@@ -245,8 +248,6 @@ def verify_cache(cache_dir: Path, model_id: str | None = None) -> list[VerifyRes
 
 
 def _catalog_download(path: Path) -> bool:
-    from curator.foundry.catalog import finished_download_id
-
     return finished_download_id(path) is not None
 
 

@@ -212,6 +212,13 @@ def test_pull_load_tests_a_cached_model_and_a_failed_download_leaves_nothing(
     verified = run_curator("cache", "verify", QWEN_CPU)
     assert verified.returncode == 0, verified.stdout
     assert "not checked (a Foundry catalog download" in verified.stdout
+    # An unfinished download left by another tool (Foundry's download.tmp marker) is not cached.
+    partial = place_cached(cache, cached_qwen, "phi-4-mini-instruct-generic-cpu", 5)
+    (partial / "download.tmp").touch()
+    listed = run_curator("cache", "ls")
+    assert f"{partial} is an unfinished download, not a usable model" in listed.stderr
+    rows = {m["id"]: m for m in curator_json("catalog", "list")["models"]}
+    assert rows[PHI]["cached"] is False
     removed = run_curator("cache", "rm", QWEN_CPU)
     assert removed.returncode == 0, removed.stderr
     assert f"{QWEN_CPU}: a Foundry catalog download" in removed.stdout

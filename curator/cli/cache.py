@@ -36,6 +36,12 @@ def ls(registry: Path | None, cache_dir: Path | None, as_json: bool) -> None:
         ],
         ["id", "size-mb", "registered", "in-registry", "manifest", "path"],
     )
+    for row in rows:
+        if row.unfinished_download:
+            out.warn(
+                f"{row.path} is an unfinished download, not a usable model "
+                f"(curator pull {row.id} resumes it; curator cache rm {row.id} removes it)"
+            )
     shared = {r.id: [row.path for row in rows if row.id == r.id] for r in rows if r.shares_id_with}
     for model_id, paths in shared.items():
         out.warn(
