@@ -11,6 +11,7 @@ stand in for: a pull of an uncached model fails there, and that failure is what 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -346,3 +347,37 @@ def test_serve_answers_for_a_downloaded_catalog_model_by_alias_and_id(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_ctrl_c_stops_a_pull_that_waits_for_another_processs_download(
+    catalog: FakeCatalog, cache: Path
+) -> None:
+    """Ctrl-C reaches a download the SDK runs in native code: curator runs it in a worker thread
+    and sets the SDK's cancel event. Here the SDK waits for another process's lock on the model
+    directory (as it does while that process downloads the model), so the pull is still running
+    when the interrupt comes."""
+    target = cache / "Microsoft" / "phi-4-mini-instruct-generic-cpu-5"
+    target.mkdir(parents=True)
+    with (target / ".download.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        pull = subprocess.Popen(
+            [sys.executable, "-m", "curator", "pull", "phi-4-mini"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert pull.stderr is not None
+            first = pull.stderr.readline()  # the SDK's first heartbeat while it waits
+            assert "download phi-4-mini: 0%" in first, first
+            pull.send_signal(signal.SIGINT)
+            _, stderr = pull.communicate(timeout=120)
+        finally:
+            if pull.poll() is None:
+                pull.kill()
+                pull.wait()
+    assert pull.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert not (target / "inference_model.json").exists()
+    rows = {m["id"]: m for m in curator_json("catalog", "list")["models"]}
+    assert rows[PHI]["cached"] is False

@@ -231,13 +231,14 @@ def _download_interruptibly(variant: Any, progress: Callable[[float], None] | No
             failure.append(exc)
 
     worker = threading.Thread(target=work, name="foundry-download", daemon=True)
-    worker.start()
     try:
+        worker.start()  # inside the try: the interrupt may come before start() returns
         while worker.is_alive():
             worker.join(0.2)
     except KeyboardInterrupt:
         cancel.set()
-        worker.join(CANCEL_WAIT_S)
+        if worker.ident is not None:
+            worker.join(CANCEL_WAIT_S)
         if worker.is_alive():
             raise _StillRunning from None
         raise
