@@ -164,7 +164,9 @@ def model_bytes(model: Path) -> int:
     return sum(p.stat().st_size for p in model.iterdir() if p.suffix in (".onnx", ".data"))
 
 
-def speed(models: list[Path], rounds: int = ROUNDS) -> list[tuple[float, float]]:
+def speed(
+    models: list[Path], rounds: int = ROUNDS, threads: int = THREADS
+) -> list[tuple[float, float]]:
     """(decode tok/s, prefill tok/s) per model, from one fresh process that loads them all and
     alternates between them run by run (onnxruntime-genai never loads in this process)."""
     proc = subprocess.run(
@@ -174,6 +176,8 @@ def speed(models: list[Path], rounds: int = ROUNDS) -> list[tuple[float, float]]
             "bench.quant",
             "--rounds",
             str(rounds),
+            "--threads",
+            str(threads),
             "--speed",
             *map(str, models),
         ],
@@ -188,9 +192,9 @@ def speed(models: list[Path], rounds: int = ROUNDS) -> list[tuple[float, float]]
     return [(float(f["decode"]), float(f["prefill"])) for f in figures]
 
 
-def _load(og: Any, model_dir: Path) -> Any:
+def _load(og: Any, model_dir: Path, threads: int = THREADS) -> Any:
     config = og.Config(str(model_dir))
-    options = {"intra_op_num_threads": THREADS, "inter_op_num_threads": 1}
+    options = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
     config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
     return og.Model(config)
 
@@ -209,13 +213,15 @@ def _one_run(og: Any, model: Any, prompt: Any) -> tuple[float, float]:
     return DECODE_TOKENS / (end - mid), PROMPT_TOKENS / (mid - start)
 
 
-def _speed_worker(model_dirs: list[Path], rounds: int = ROUNDS) -> list[dict[str, float]]:
+def _speed_worker(
+    model_dirs: list[Path], rounds: int = ROUNDS, threads: int = THREADS
+) -> list[dict[str, float]]:
     """Runs in the subprocess: best prefill and decode throughput of each model over ROUNDS
     rounds, the models taking turns so that a busy spell on the machine hits all of them."""
     import numpy as np
     import onnxruntime_genai as og
 
-    models = [_load(og, d) for d in model_dirs]
+    models = [_load(og, d, threads) for d in model_dirs]
     vocab = min(
         json.loads((d / "genai_config.json").read_text())["model"]["vocab_size"] for d in model_dirs
     )
@@ -372,11 +378,12 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.quant", description=__doc__)
     parser.add_argument("--speed", type=Path, nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=ROUNDS, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=THREADS, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, default=None, help="keep compiles here (reused)")
     parser.add_argument("--markdown", action="store_true", help="print the README table")
     args = parser.parse_args(argv)
     if args.speed:
-        print(json.dumps(_speed_worker(args.speed, args.rounds)))
+        print(json.dumps(_speed_worker(args.speed, args.rounds, args.threads)))
         return 0
     from bench._table import render
 

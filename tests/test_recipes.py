@@ -17,7 +17,13 @@ from tests.conftest import REPO_ROOT, run_curator
 
 EXPECTED = {
     # name: (device, precision, variant, pass types, needs)
-    "int4-cpu": ("cpu", "int4", "generic-cpu", ["ModelBuilder"], []),
+    "int4-cpu": (
+        "cpu",
+        "int4",
+        "generic-cpu",
+        ["ModelBuilder", "OnnxBlockWiseRtnQuantization"],
+        [],
+    ),
     "int4-cpu-accurate": ("cpu", "int4", "generic-cpu", ["ModelBuilder"], []),
     "fp32-cpu": ("cpu", "fp32", "generic-cpu", ["ModelBuilder"], []),
     "int4-rtn-cpu": ("cpu", "int4", "generic-cpu", ["Rtn", "ModelBuilder"], []),
@@ -38,13 +44,10 @@ def test_shipped_recipes_load_with_the_promised_shape() -> None:
         assert list(recipe.needs) == needs
         assert recipe.sha256 == hashlib.sha256(recipe.path.read_bytes()).hexdigest()
         assert recipe.path == REPO_ROOT / "recipes" / f"{name}.json"
-    int4 = loaded["int4-cpu"].passes[0].config
-    assert int4 == {
-        "precision": "int4",
-        "int4_block_size": 128,
-        "int4_accuracy_level": 4,
-        "int4_op_types_to_quantize": ["MatMul", "Gather"],
-    }
+    builder, embedding = (p.config for p in loaded["int4-cpu"].passes)
+    # chosen on SmolLM2's real weights (recipes/README.md): k-quant with 8-bit sensitive tensors
+    assert builder == INT4_CPU_BUILDER
+    assert embedding == INT4_CPU_EMBEDDING
     accurate = loaded["int4-cpu-accurate"].passes[0].config
     assert accurate == {"precision": "int4", "int4_block_size": 32, "int4_accuracy_level": 4}
 
@@ -99,6 +102,22 @@ def test_recipe_file_bytes_change_the_sha(tmp_path: Path) -> None:
     assert rec.get_recipe("int4-cpu", other).sha256 != before
 
 
+INT4_CPU_BUILDER = {
+    "precision": "int4",
+    "int4_block_size": 32,
+    "int4_accuracy_level": 4,
+    "int4_is_symmetric": False,
+    "int4_algo_config": "k_quant_mixed",
+}
+INT4_CPU_EMBEDDING = {
+    "bits": 4,
+    "block_size": 32,
+    "is_symmetric": False,
+    "nodes_to_include": ["/model/embed_tokens/Gather"],
+    "save_as_external_data": True,
+}
+
+
 def test_render_int4_config_places_everything_where_asked(tmp_path: Path) -> None:
     config = rec.render_olive_config(
         rec.get_recipe("int4-cpu"),
@@ -110,14 +129,10 @@ def test_render_int4_config_places_everything_where_asked(tmp_path: Path) -> Non
     assert config["output_dir"] == str(tmp_path / "o")
     assert config["cache_dir"] == str(tmp_path / "c")
     assert config["passes"] == {
-        "builder": {
-            "type": "ModelBuilder",
-            "precision": "int4",
-            "int4_block_size": 128,
-            "int4_accuracy_level": 4,
-            "int4_op_types_to_quantize": ["MatMul", "Gather"],
-        }
+        "builder": {"type": "ModelBuilder", **INT4_CPU_BUILDER},
+        "embedding": {"type": "OnnxBlockWiseRtnQuantization", **INT4_CPU_EMBEDDING},
     }
+    assert list(config["passes"]) == ["builder", "embedding"]  # the embedding pass runs second
     accelerators = config["systems"]["local_system"]["accelerators"]
     assert accelerators == [{"device": "cpu", "execution_providers": ["CPUExecutionProvider"]}]
     assert "data_configs" not in config
