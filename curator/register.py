@@ -186,9 +186,10 @@ def register(
     from curator import foundry
     from curator.registry import find_model, load_registry, upsert_model
 
-    if _is_catalog_target(target, cache_dir):
+    catalog_id = _catalog_download_of(target)
+    if catalog_id is not None or _is_catalog_target(target, cache_dir):
         return register_catalog_model(
-            target,
+            catalog_id or target,
             cache_dir=cache_dir,
             registry=registry,
             model_id=model_id,
@@ -347,6 +348,16 @@ def _inside(path: Path, root: Path) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _catalog_download_of(target: str) -> str | None:
+    """The catalog id of a directory holding a finished Foundry catalog download (no manifest)."""
+    path = Path(target).expanduser()
+    if not path.is_dir() or (path / MANIFEST_NAME).is_file():
+        return None
+    from curator.foundry.catalog import finished_download_id
+
+    return finished_download_id(path)
 
 
 def _is_catalog_target(target: str, cache_dir: Path) -> bool:

@@ -251,6 +251,9 @@ def test_register_puts_a_catalog_model_in_the_registry_with_the_catalog_as_sourc
     assert entry["minRamGb"] == result["min_ram_gb"] > 0
     validated = run_curator("registry", "validate")
     assert validated.returncode == 0, validated.stdout + validated.stderr
+    # The downloaded directory names the same model as its alias does.
+    again = curator_json("register", str(cached_qwen))
+    assert (again["id"], again["registry_action"]) == (QWEN_CPU, "updated")
 
     # The registry's rule: a catalog entry is filed under its catalog id.
     registry = Path(os.environ["CURATOR_REGISTRY"])
