@@ -1003,3 +1003,62 @@ def test_ids_without_a_number_are_version_zero() -> None:
     assert regdiff._name_and_version("a:12") == ("a", 12)
     assert regdiff._name_and_version("a:x") == ("a:x", 0)
     assert regdiff._name_and_version(":3") == (":3", 0)
+
+
+# --- registry/rules.py: catalog entries, published files, malformed records ----------------------
+
+
+def catalog_entry(source_id: str) -> dict[str, Any]:
+    entry = make_entry(0)
+    entry["source"] = {
+        "catalog": "foundry-local",
+        "id": source_id,
+        "version": 1,
+        "publisher": "Microsoft",
+        "license": "mit",
+    }
+    return entry
+
+
+def test_a_catalog_entry_is_registered_under_its_catalog_id() -> None:
+    """Bug: an entry claims a catalog model's id but points at another catalog model."""
+    assert "catalog-id-is-entry-id" not in rules_of(
+        make_document([catalog_entry("model0-generic-cpu:1")])
+    )
+    problems = [
+        str(p)
+        for p in validate_document(make_document([catalog_entry("phi-4-generic-cpu:1")])).problems
+        if p.rule == "catalog-id-is-entry-id"
+    ]
+    assert problems == [
+        "models[0].source.id: catalog id 'phi-4-generic-cpu:1' but the entry's id is "
+        "'model0-generic-cpu:1' [catalog-id-is-entry-id]"
+    ]
+    hub = make_entry(0)
+    hub["source"]["id"] = "something-else:1"  # only a catalog source is held to it
+    assert "catalog-id-is-entry-id" not in rules_of(make_document([hub]))
+
+
+def test_published_files_must_be_the_entrys_artifacts() -> None:
+    """Bug: a pull request publishes other files than the ones that were built and reviewed."""
+    entry = make_entry(0)
+    files = [dict(a) for a in entry["build"]["artifacts"]]
+    entry["distribution"] = {"repo": "org/model0", "commit": "a" * 40, "files": files}
+    assert problems_of(make_document([entry])) == []
+    files[0]["sha256"] = "c" * 64
+    files.append({"path": "extra.bin", "sha256": "d" * 64, "bytes": 1})
+    assert problems_of(make_document([entry])) == [
+        "models[0].distribution.files: the published files differ from build.artifacts: not "
+        "built: extra.bin; changed: model.onnx [distribution-matches-build]"
+    ]
+    entry["distribution"]["files"] = [{"path": "x"}]  # malformed: the schema's to report
+    assert "distribution-matches-build" not in rules_of(make_document([entry]))
+
+
+def test_a_malformed_artifact_list_still_gets_its_path_checks() -> None:
+    entry = make_entry(0)
+    entry["build"]["artifacts"].append("junk")
+    entry["build"]["artifacts"].append({"path": "../x", "sha256": "e" * 64, "bytes": "many"})
+    entry["fileSizeMb"] = 1.0  # cannot be summed: no size problem claimed
+    rules = rules_of(make_document([entry]))
+    assert "artifact-path-safe" in rules and "file-size-matches-artifacts" not in rules
