@@ -215,8 +215,9 @@ def test_aliases_resolve_like_foundry_local(api: openai.OpenAI) -> None:
         assert done.model == TINY_MODEL_ID
         assert done.usage is not None and done.usage.completion_tokens == 3
     assert api.models.retrieve(ALIAS).id == ALIAS
-    with pytest.raises(openai.NotFoundError):
-        api.chat.completions.create(model="tiny", messages=PROMPT, max_tokens=3)  # type: ignore[arg-type]
+    for unknown in ("tiny", "x:y", "tiny-qwen2-generic-cpu:9", ":", "../../etc/passwd"):
+        with pytest.raises(openai.NotFoundError):
+            api.chat.completions.create(model=unknown, messages=PROMPT, max_tokens=3)  # type: ignore[arg-type]
 
 
 def test_request_size_limits(served: tuple[str, int]) -> None:

@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from curator.errors import CuratorError, NotFound, UsageProblem
-from curator.foundry import ChatChunk, FoundryRuntime, LoadedModel, RegisteredModel, runtime
+from curator.foundry import (
+    MODEL_ID_RE,
+    ChatChunk,
+    FoundryRuntime,
+    LoadedModel,
+    RegisteredModel,
+    runtime,
+)
 from curator.serve import aliases
 from curator.serve.limits import ServeLimits
 from curator.serve.memory import LARGE_BODY_BYTES, release_free_memory
@@ -77,7 +84,7 @@ class ModelPool:
 
     def resolve(self, name: str) -> RegisteredModel | None:
         """``name`` as Foundry Local takes it: an id, an id without version, or an alias."""
-        found = self.rt.get(name) if ":" in name else None
+        found = self.rt.get(name) if MODEL_ID_RE.match(name) else None
         return found or aliases.resolve(name, self.registered())
 
     def _worker(self, model_id: str) -> _Worker:
@@ -120,6 +127,8 @@ class ModelPool:
         the prompt leaves (at most ``limits.default_max_tokens``)."""
         try:
             budget = await asyncio.to_thread(loaded.context_budget, request.message_dicts())
+        except UsageProblem as exc:
+            raise bad_request(exc.message, "messages") from None
         except CuratorError as exc:
             raise ApiError(500, exc.message, type="server_error") from None
         asked = request.max_tokens
