@@ -235,3 +235,17 @@ def test_paths_follow_environment(tmp_path: Path) -> None:
     }
     flagged = json.loads(run_curator("paths", "--json", "--cache-dir", str(tmp_path / "x")).stdout)
     assert flagged["foundry_cache"] == str(tmp_path / "x")
+
+
+def test_review_names_where_an_added_entry_comes_from_hub_or_catalog() -> None:
+    base = make_document([])
+    hub = make_entry("hub")
+    catalog = make_entry("catalog")
+    catalog.pop("build", None)
+    catalog["source"] = {"catalog": "foundry-local", "id": catalog["id"], "version": 1}
+    markdown = render_review(diff_documents(base, make_document([hub, catalog])))
+    rows = {
+        line.split("|")[1].strip(): line for line in markdown.splitlines() if line.startswith("| `")
+    }
+    assert hub["source"]["repo"] in rows[f"`{hub['id']}`"]
+    assert f"foundry-local:{catalog['id']}" in rows[f"`{catalog['id']}`"]

@@ -69,7 +69,7 @@ def render_review(diff: RegistryDiff) -> str:
                 f"| {_code(entry.get('id'))} | {_md(entry.get('displayName'))} "
                 f"| {_md(entry.get('license'))} "
                 f"| {_md(entry.get('fileSizeMb'))} | {_md(entry.get('minRamGb'))} "
-                f"| {_md(_get(entry, 'build', 'recipe'))} | {_md(_get(entry, 'source', 'repo'))} "
+                f"| {_md(_get(entry, 'build', 'recipe'))} | {_md(_source_label(entry))} "
                 f"| {_md(decode)} |"
             )
         lines.append("")
@@ -123,6 +123,14 @@ def render_failed_review(base: str, head: str, message: str, hint: str | None) -
     if hint:
         lines.append(f"- hint: {_md(hint)}")
     return "\n".join([*lines, ""])
+
+
+def _source_label(entry: dict[str, Any]) -> Any:
+    """Where the weights come from: the Hub repo, or ``foundry-local:<id>`` for a catalog model."""
+    catalog = _get(entry, "source", "catalog")
+    if catalog is not None:
+        return f"{catalog}:{_get(entry, 'source', 'id')}"
+    return _get(entry, "source", "repo")
 
 
 def _get(entry: dict[str, Any], *keys: str) -> Any:
