@@ -46,6 +46,15 @@ def test_sampling_and_stopping_are_carried_to_the_runtime() -> None:
     assert parse(frequency_penalty=0, presence_penalty=0.0).sampling.temperature == 0.0
 
 
+def test_numbers_beyond_the_runtimes_32_bits_are_brought_into_range() -> None:
+    """The runtime failed a 64-bit seed or a huge top_k with a bare "stoi" (a 500)."""
+    big = parse(seed=2**70, top_k=10**12).sampling
+    assert big.top_k == 2**31 - 1
+    assert big.seed is not None and 0 <= big.seed < 2**31
+    assert parse(seed=2**70).sampling.seed == big.seed  # the same seed, the same answer
+    assert parse(seed=-5).sampling.seed == -5
+
+
 def test_json_modes_become_a_schema_for_guided_decoding() -> None:
     assert parse(response_format={"type": "text"}).sampling.json_schema is None
     assert json.loads(parse(response_format={"type": "json_object"}).sampling.json_schema) == {

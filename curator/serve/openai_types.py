@@ -16,6 +16,7 @@ from curator.foundry.model import Sampling
 from curator.serve.limits import ServeLimits
 
 MAX_STOP_STRINGS = 4  # OpenAI's limit
+INT32_MAX = 2**31 - 1
 # Accepted and meaningless here (bookkeeping for hosted services): ignored.
 IGNORED_FIELDS = frozenset(
     {"user", "metadata", "store", "service_tier", "parallel_tool_calls", "stream_options"}
@@ -202,8 +203,10 @@ def _sampling(body: dict[str, Any]) -> Sampling:
     return Sampling(
         temperature=temperature or 0.0,
         top_p=top_p,
-        top_k=top_k,
-        seed=seed,
+        # The runtime reads both as 32-bit integers: a larger top_k means "all tokens" anyway, and
+        # a 64-bit seed is folded into the range, the same seed always to the same value.
+        top_k=None if top_k is None else min(top_k, INT32_MAX),
+        seed=seed if seed is None or -INT32_MAX <= seed <= INT32_MAX else seed % INT32_MAX,
         stop=_stop(body.get("stop")),
         json_schema=_json_schema(body.get("response_format")),
     )
