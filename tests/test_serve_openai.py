@@ -273,3 +273,41 @@ def test_memory_returns_near_its_idle_level_after_large_requests(served: tuple[s
     )
     assert huge.status_code == 413
     assert rss_kib(pid) - idle < 32 * 1024  # a 50 MB body is never held
+
+
+ODD_BODIES: list[object] = [
+    [],
+    "text",
+    {"model": 5, "messages": PROMPT},
+    {"model": TINY_MODEL_ID},
+    {"model": TINY_MODEL_ID, "messages": {"role": "user"}},
+    {"model": TINY_MODEL_ID, "messages": [{"role": "user", "content": None}]},
+    {"model": TINY_MODEL_ID, "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+    {"model": TINY_MODEL_ID, "messages": [{"role": "user", "content": ""}]},
+    {"model": TINY_MODEL_ID, "messages": [{"role": "system", "content": "only"}]},
+    {"model": TINY_MODEL_ID, "messages": PROMPT, "max_tokens": 1.5},
+    {"model": TINY_MODEL_ID, "messages": PROMPT, "max_tokens": 10**30},
+    {"model": TINY_MODEL_ID, "messages": PROMPT, "temperature": "hot"},
+    {"model": TINY_MODEL_ID, "messages": PROMPT, "seed": 2**70, "temperature": 1, "max_tokens": 2},
+    {
+        "model": TINY_MODEL_ID,
+        "messages": PROMPT,
+        "top_k": 10**12,
+        "temperature": 1,
+        "max_tokens": 2,
+    },
+    {"model": TINY_MODEL_ID, "messages": PROMPT, "stop": ["\u0000"]},
+    {"model": TINY_MODEL_ID, "messages": PROMPT, "stream_options": "yes"},
+    {"model": TINY_MODEL_ID, "messages": PROMPT, "response_format": "json"},
+    {"model": TINY_MODEL_ID, "messages": PROMPT, "tool_choice": {"type": "function"}},
+    {"model": TINY_MODEL_ID, "messages": PROMPT, "stream": "please"},
+    {"model": "../../../etc/passwd", "messages": PROMPT},
+]
+
+
+@pytest.mark.parametrize("body", ODD_BODIES)
+def test_nothing_a_client_sends_is_a_500(served: tuple[str, int], body: object) -> None:
+    answer = post(served[0], body)
+    assert answer.status_code < 500, answer.text
+    if answer.status_code != 200:
+        assert set(answer.json()["error"]) >= {"message", "type", "param", "code"}

@@ -12,6 +12,7 @@ import json
 import threading
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from curator.errors import FoundryError, UsageProblem
@@ -86,7 +87,7 @@ def _check_sampling(sampling: Sampling) -> None:
         raise UsageProblem("stop strings must not be empty", hint="fix it")
 
 
-def _request_options(max_tokens: int, sampling: Sampling) -> Any:
+def _request_options(max_tokens: int, sampling: Sampling, vocab_size: int | None = None) -> Any:
     from foundry_local_sdk import RequestOptions, SearchOptions
 
     search = SearchOptions(max_output_tokens=max_tokens, temperature=sampling.temperature)
@@ -94,7 +95,9 @@ def _request_options(max_tokens: int, sampling: Sampling) -> Any:
     if search.do_sample:
         search.seed = sampling.seed
         search.top_p = sampling.top_p
-        search.top_k = sampling.top_k
+        # The runtime refuses a top_k above the vocabulary; it means "every token" all the same.
+        top_k = sampling.top_k
+        search.top_k = top_k if top_k is None or vocab_size is None else min(top_k, vocab_size)
     extra: dict[str, str] = {}
     if sampling.stop:
         extra[_STOP_STRINGS_OPTION] = json.dumps(list(sampling.stop))
@@ -131,6 +134,7 @@ class LoadedModel:
         # thread that unloads while it holds a suspended stream gets an error, not a deadlock.
         self._generations = threading.Condition()
         self._running: dict[int, int] = {}
+        self._vocab: int | None = None  # read on first use; 0: unknown
 
     def chat_stream(
         self,
@@ -186,6 +190,17 @@ class LoadedModel:
                 ) from None
         return ContextBudget(int(result.prompt_tokens), int(result.context_limit_tokens))
 
+    def _vocab_size(self) -> int | None:
+        """The model's vocabulary size from its genai_config.json (None if it cannot be read)."""
+        if self._vocab is None:
+            try:
+                config = Path(self._variant.get_path()) / "genai_config.json"
+                size = json.loads(config.read_text(encoding="utf-8"))["model"]["vocab_size"]
+                self._vocab = int(size) if isinstance(size, int) and size > 0 else 0
+            except Exception:
+                self._vocab = 0
+        return self._vocab or None
+
     @contextlib.contextmanager
     def _generation(self) -> Iterator[None]:
         """Count one generation for as long as it runs (unloading waits for the count to drop)."""
@@ -217,7 +232,7 @@ class LoadedModel:
         with self._generation():
             try:
                 with ChatSession(self._variant) as session, _native_request(messages) as request:
-                    session.set_options(_request_options(max_tokens, sampling))
+                    session.set_options(_request_options(max_tokens, sampling, self._vocab_size()))
                     session.set_streaming(True)
                     with session.process_streaming_request(request) as stream:
                         # Leaving this loop early (cancel, or the caller closing us) makes the
