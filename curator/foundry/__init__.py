@@ -19,9 +19,9 @@ Stable interface (other modules build on it): :class:`Usage`, :class:`ChatChunk`
 ``load``, ``close``) and :class:`LoadedModel` (``chat_stream``, ``chat``, ``unload``).
 
 Each ``chat_stream`` call runs in a fresh native chat session, so calls never see each other's
-history and repeated rounds do the same work. Generation on one model is serialized by a lock
-(the native runtime is not documented as safe for concurrent generation on one model); different
-models may generate at the same time. Never import onnxruntime_genai in a process that used this
+history and repeated rounds do the same work. Several generations may run side by side on one
+loaded model, each in its own session (the runtime cannot batch them on CPU); ``unload`` waits for
+the running ones. Never import onnxruntime_genai in a process that used this
 module: run it in a subprocess.
 
 Layout: ``types`` (the plain values), ``manager`` (the SDK manager singleton, :func:`runtime`,
