@@ -107,7 +107,7 @@ def test_smoke_with_a_custom_prompt_set_and_time_limit(registered: Path, tmp_pat
 def test_smoke_of_an_unregistered_model_is_a_clear_error() -> None:
     result = run_curator("smoke", "nothing-generic-cpu:1")
     assert result.returncode == 1
-    assert "not registered" in result.stderr
+    assert "is neither registered with Foundry Local" in result.stderr
     assert "hint: curator register" in result.stderr
 
 
