@@ -77,8 +77,11 @@ def _answer_lines(answers: Sequence[tuple[str, str]]) -> list[str]:
         "|---|---|",
     ]
     for prompt_id, answer in answers:
-        flat = " ".join(answer.split()).replace("|", "\\|").replace("<", "&lt;")
-        lines.append(f"| {prompt_id} | {flat[:160] + ('…' if len(flat) > 160 else '')} |")
+        flat = " ".join(answer.split())
+        flat = flat[:160] + ("…" if len(flat) > 160 else "")  # cut before escaping
+        for raw, escaped in (("\\", "\\\\"), ("|", "\\|"), ("`", "\\`"), ("<", "&lt;")):
+            flat = flat.replace(raw, escaped)
+        lines.append(f"| {prompt_id} | {flat} |")
     return [*lines, ""]
 
 

@@ -86,3 +86,18 @@ def test_failing_step_leaves_registry_untouched(tiny_model_dir: Path, tmp_path: 
     assert code == 1
     assert err.splitlines()[-2].startswith("error: smoke failed: smoke prompts failed: too-slow")
     assert registry.read_bytes() == before
+
+
+def test_summary_answers_cannot_break_the_table() -> None:
+    """A model's answer is untrusted text in a pull-request summary: pipes, backticks and markup
+    stay inside their cell."""
+    import re
+
+    from curator.onboard_summary import _answer_lines
+
+    answer = "```python\ndef f(a|b):\n    return a<b```  <img src=x>" + "x" * 300
+    rows = [line for line in _answer_lines([("code", answer)]) if line.startswith("| code")]
+    (row,) = rows
+    assert len(re.findall(r"(?<!\\)\|", row)) == 3  # | code | answer |
+    assert "<" not in row and "\\`\\`\\`python" in row
+    assert row.endswith("… |") and len(row) < 260
