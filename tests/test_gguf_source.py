@@ -101,6 +101,12 @@ def test_a_file_that_is_neither_gguf_nor_a_model_is_refused(tmp_path: Path) -> N
     assert "is a file, not a model directory or a .gguf file" in result.stderr
 
 
+def test_a_missing_gguf_path_is_not_taken_for_a_hub_repo() -> None:
+    result = run_curator("compile", "models/absent.gguf", "--recipe", DEFAULT_RECIPE, "--dry-run")
+    assert result.returncode == 1
+    assert "GGUF file not found: models/absent.gguf" in result.stderr
+
+
 def test_a_truncated_gguf_is_a_clean_error(tmp_path: Path) -> None:
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 30)

@@ -68,6 +68,8 @@ def resolve_source(
             return SourceModel(resolved, f"{org}/{repo_name}", sha, org, slug(repo_name), True)
         name = slug(resolved.name)
         return SourceModel(resolved, f"local:{name}", None, "local", name, True)
+    if source.lower().endswith(gguf_source.GGUF_SUFFIX):  # a path, never a Hub repo id
+        raise PreflightError(f"GGUF file not found: {source}", hint="check the path")
     if not is_hub_id(source):
         raise PreflightError(
             f"source {source} is neither a directory, a .gguf file nor an org/name Hub repo id",
