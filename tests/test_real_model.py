@@ -14,6 +14,9 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from curator.errors import UsageProblem
 from curator.fidelity.locate import default_reference
 from curator.modeldir import sha256_file
 from curator.prompts import load_prompt_set
@@ -73,3 +76,27 @@ def test_fidelity_defaults_to_the_dequantized_checkpoint(
         "transformers-fp32:local:smollm2-135m-instruct "
         "(dequantized SmolLM2-135M-Instruct.Q4_1.gguf)"
     )
+
+
+def test_a_lost_checkpoint_is_rebuilt_from_the_gguf_the_manifest_names(
+    compiled_smollm2: Path,
+    install_compiled: Callable[..., Path],
+    use_dequantized_smollm2: Path,
+    tmp_path: Path,
+) -> None:
+    """The recorded sourceDir is gone (another machine, a cleaned work area): the reference is
+    the GGUF's dequantized checkpoint again, found by the file's sha256, never the Hub repo."""
+    model_dir = install_compiled(compiled=compiled_smollm2)
+    manifest_path = model_dir / "curator-manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["sourceDir"] = str(tmp_path / "gone")
+    manifest_path.write_text(json.dumps(manifest))
+    reference = default_reference(model_dir)
+    assert reference.path.name == manifest["gguf"]["sha256"]
+    assert use_dequantized_smollm2 in reference.path.parents
+    assert "(dequantized SmolLM2-135M-Instruct.Q4_1.gguf)" in reference.describe()
+
+    manifest["gguf"]["sha256"] = "0" * 64  # the file at that path is no longer the one compiled
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(UsageProblem, match="no fp32 reference found"):
+        default_reference(model_dir)
