@@ -360,6 +360,10 @@ def test_the_newest_benchmark_is_compared_not_the_last_listed() -> None:
     assert regdiff.latest_benchmark(make_entry(0, benchmarks=[])) is None
     assert regdiff.latest_benchmark(make_entry(0, benchmarks=["junk", new])) == new
     assert regdiff.latest_benchmark(make_entry(0, benchmarks=["junk"])) is None
+    undated = {k: v for k, v in old.items() if k != "date"}
+    assert regdiff.latest_benchmark(make_entry(0, benchmarks=[old, new])) == new
+    assert regdiff.latest_benchmark(make_entry(0, benchmarks=[undated, old])) == old
+    assert regdiff.latest_benchmark(make_entry(0, benchmarks=[old, undated])) == old
     assert regdiff.latest_benchmark(make_entry(0, benchmarks={"date": "x"})) is None
     head = make_document([make_entry(0, benchmarks=[make_benchmark(decode=95.0)], minRamGb=8.0)])
     change = figures_by_name(regdiff.diff_documents(make_document([entry]), head).figures)
@@ -827,6 +831,28 @@ def test_verify_without_a_usable_manifest_is_a_problem_not_a_pass(tmp_path: Path
     assert verify_dir(model, "given:2").id == "given:2"
 
 
+def test_a_catalog_download_has_nothing_to_check_and_says_so(tmp_path: Path) -> None:
+    model = tmp_path / "Microsoft" / "phi-4-generic-cpu-1"
+    model.mkdir(parents=True)
+    (model / "genai_config.json").write_text("{}")
+    (model / "inference_model.json").write_text(json.dumps({"Name": "phi-4-generic-cpu:1"}))
+    result = verify_dir(model)
+    assert result == VerifyResult(
+        "phi-4-generic-cpu:1",
+        model,
+        0,
+        (),
+        (),
+        None,
+        "a Foundry catalog download: no compile manifest to check it against",
+    )
+    assert result.ok
+    (model / "download.tmp").write_text("")  # unfinished: not vouched for
+    unfinished = verify_dir(model)
+    assert unfinished.problem == f"cannot verify: no {MANIFEST_NAME}" and unfinished.note is None
+    assert not unfinished.ok
+
+
 def test_two_directories_claiming_one_id_both_fail(tmp_path: Path) -> None:
     """Bug: verify passes a model whose id another directory also claims (which one Foundry
     loads is then a matter of luck)."""
@@ -1062,3 +1088,38 @@ def test_a_malformed_artifact_list_still_gets_its_path_checks() -> None:
     entry["fileSizeMb"] = 1.0  # cannot be summed: no size problem claimed
     rules = rules_of(make_document([entry]))
     assert "artifact-path-safe" in rules and "file-size-matches-artifacts" not in rules
+
+
+def test_a_repeated_id_shows_as_added_not_hidden() -> None:
+    """Bug: a second entry with an existing id vanishes into the first, unreviewed."""
+    base = make_document([make_entry(0)])
+    head = make_document([make_entry(0), make_entry(0, minRamGb=2.0), make_entry(0, minRamGb=3.0)])
+    head["models"][1]["alias"] = "again"
+    head["models"][2]["alias"] = "third"
+    result = regdiff.diff_documents(base, head)
+    assert [e["minRamGb"] for e in result.added] == [2.0, 3.0]
+    assert regdiff._by_id(head).keys() == {
+        "model0-generic-cpu:1",
+        "model0-generic-cpu:1 (2)",
+        "model0-generic-cpu:1 (3)",
+    }
+
+
+def test_a_benchmark_run_edited_in_place_is_a_change() -> None:
+    """Bug: a pull request rewrites a recorded run's figures under the same date, unseen."""
+    run = make_benchmark(date="2026-11-01T10:00:00Z", decode=50.0)
+    twin = make_benchmark(date="2026-11-01T10:00:00Z", decode=60.0)
+    base = make_document([make_entry(0, benchmarks=[run, twin], minRamGb=8.0)])
+    edited = make_benchmark(date="2026-11-01T10:00:00Z", decode=99.0)
+    head = make_document([make_entry(0, benchmarks=[run, edited], minRamGb=8.0)])
+    ((_, fields),) = regdiff.diff_documents(base, head).changed
+    assert [(f.field, f.base, f.head) for f in fields] == [
+        ("benchmarks[2026-11-01T10:00:00Z (2)].decodeTokensPerSec.mean", 60.0, 99.0),
+        ("benchmarks[2026-11-01T10:00:00Z (2)].decodeTokensPerSec.p95", 54.0, 99.0 * 0.9),
+    ]
+    assert list(regdiff._runs_by_date(make_entry(0, benchmarks=[run, run, run, "junk"]))) == [
+        "benchmarks[2026-11-01T10:00:00Z]",
+        "benchmarks[2026-11-01T10:00:00Z (2)]",
+        "benchmarks[2026-11-01T10:00:00Z (3)]",
+        "benchmarks[None]",
+    ]
