@@ -1,6 +1,6 @@
-"""Helpers for the curator serve tests: a real ``curator serve`` process on an ephemeral
-loopback port, over a Foundry cache with compiled models registered in a fresh process (this test
-process never initialises the Foundry SDK)."""
+"""Helpers for the curator serve tests and benchmarks (tests/, bench/): a real ``curator serve``
+process on an ephemeral loopback port, over a Foundry cache with compiled models registered in a
+fresh process (the calling process never initialises the Foundry SDK)."""
 
 from __future__ import annotations
 
@@ -24,20 +24,27 @@ SLOW_MODEL_ID = "slow-qwen2-generic-cpu:1"
 SLOW_MODEL_CONTEXT = 8192
 
 
-def slow_model() -> Path:
-    """A random-init Qwen2 (hidden 512, 8 layers, 8192-token context) compiled int4-cpu: 200-500
-    tok/s on 2 cores, so a whole answer (up to 8000 tokens) takes many seconds even on a faster
-    machine (built once, ~12 s of CPU, then cached)."""
+def compiled_qwen2(model_id: str, hidden_size: int, num_layers: int, **params: int) -> Path:
+    """A random-init Qwen2 of this size (``params``: more builder arguments) compiled int4-cpu
+    under ``model_id``, built once and then cached under TEST_MODELS_ROOT (read-only: install a
+    copy)."""
     from curator.devmodels.cache import cached_compile, cached_tiny_model
 
     source = cached_tiny_model(
         TEST_MODELS_ROOT,
         architecture="qwen2",
-        hidden_size=512,
-        num_layers=8,
-        max_positions=SLOW_MODEL_CONTEXT,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        **params,
     )
-    return cached_compile(TEST_MODELS_ROOT, source, "int4-cpu", SLOW_MODEL_ID)
+    return cached_compile(TEST_MODELS_ROOT, source, "int4-cpu", model_id)
+
+
+def slow_model() -> Path:
+    """A random-init Qwen2 (hidden 512, 8 layers, 8192-token context) compiled int4-cpu: 200-500
+    tok/s on 2 cores, so a whole answer (up to 8000 tokens) takes many seconds even on a faster
+    machine (built once, ~12 s of CPU, then cached)."""
+    return compiled_qwen2(SLOW_MODEL_ID, 512, 8, max_positions=SLOW_MODEL_CONTEXT)
 
 
 def env_for(root: Path) -> dict[str, str]:
@@ -52,15 +59,12 @@ def env_for(root: Path) -> dict[str, str]:
     return env
 
 
-def install_and_register(env: dict[str, str], models: Sequence[tuple[Path, str]]) -> None:
-    """Copy compiled directories into env's Foundry cache and register them (a fresh process)."""
-    from curator.devmodels.cache import install_compiled
-
-    cache = Path(env["FOUNDRY_CACHE_DIR"])
-    pairs = [
-        [str(install_compiled(compiled, cache, model_id)), model_id]
-        for compiled, model_id in models
-    ]
+def register_models(
+    models: Sequence[tuple[Path, str]], env: dict[str, str] | None = None, timeout: float = 300
+) -> None:
+    """Register model directories already in the Foundry cache under the given ids, in a fresh
+    process (the caller never initialises the Foundry SDK itself); ``env`` defaults to this
+    process's environment."""
     code = (
         "import json, sys\n"
         "from pathlib import Path\n"
@@ -69,25 +73,46 @@ def install_and_register(env: dict[str, str], models: Sequence[tuple[Path, str]]
         "for path, model_id in json.loads(sys.argv[1]):\n"
         "    rt.register_model_dir(Path(path), model_id, foundry.ModelMetadata(license='mit'))\n"
     )
+    pairs = json.dumps([[str(path), model_id] for path, model_id in models])
     done = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(pairs)],
+        [sys.executable, "-c", code, pairs],
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
-    assert done.returncode == 0, done.stderr
+    if done.returncode != 0:
+        raise RuntimeError(f"registering {pairs} failed: {done.stderr[-2000:]}")
+
+
+def install_and_register(env: dict[str, str], models: Sequence[tuple[Path, str]]) -> list[Path]:
+    """Copy compiled directories into env's Foundry cache and register them (a fresh process);
+    returns the installed directories."""
+    from curator.devmodels.cache import install_compiled
+
+    cache = Path(env["FOUNDRY_CACHE_DIR"])
+    installed = [
+        (install_compiled(compiled, cache, model_id), model_id) for compiled, model_id in models
+    ]
+    register_models(installed, env)
+    return [path for path, _ in installed]
 
 
 @contextmanager
-def running_server(env: dict[str, str], *options: str) -> Iterator[tuple[str, int]]:
-    """``curator serve --port 0 OPTIONS``; yields (base URL, server pid), stops it after."""
+def running_server(
+    env: dict[str, str], *options: str, cwd: Path | None = None, start_timeout: float = 60
+) -> Iterator[tuple[str, int]]:
+    """``curator serve --port 0 OPTIONS`` in a child process; yields (base URL, server pid) once
+    it listens, and stops it (Ctrl-C, then kill) after. Its stderr is read all the while (a full
+    pipe would stall the server); ``start_timeout`` bounds the wait for each line before it
+    listens."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "curator", "serve", "--host", "127.0.0.1", "--port", "0", *options],
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        cwd=cwd,
     )
     lines: queue.Queue[str] = queue.Queue()
 
@@ -101,12 +126,13 @@ def running_server(env: dict[str, str], *options: str) -> Iterator[tuple[str, in
     try:
         seen = []
         while True:
-            line = lines.get(timeout=60)
+            line = lines.get(timeout=start_timeout)
             seen.append(line)
             match = re.search(r"listening on (http://\S+)", line)
             if match:
                 break
-            assert line, "curator serve exited early:\n" + "".join(seen)
+            if not line:
+                raise RuntimeError("curator serve exited before listening:\n" + "".join(seen))
         yield match.group(1), proc.pid
     finally:
         proc.send_signal(signal.SIGINT)

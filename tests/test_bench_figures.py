@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import TINY_MODEL_ID, run_curator
-from tests.test_bench_foundry import register, write_prompts
+from tests.serve_helpers import register_models
+from tests.test_bench_foundry import write_prompts
 
 MAX_TOKENS = 24
 
@@ -23,7 +24,7 @@ MAX_TOKENS = 24
 @pytest.fixture
 def report(install_compiled: Callable[..., Path], tmp_path: Path) -> dict[str, Any]:
     model_dir = install_compiled()
-    register((model_dir, TINY_MODEL_ID))
+    register_models([(model_dir, TINY_MODEL_ID)])
     prompts = write_prompts(tmp_path / "prompts.json")
     started = time.monotonic()
     done = run_curator(

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,30 +20,10 @@ import pytest
 
 from tests.conftest import REPO_ROOT, TINY_MODEL_ID, run_curator
 from tests.samples import make_entry
+from tests.serve_helpers import register_models, running_server
 
 BROKEN_ID = "tiny-broken-generic-cpu:1"
 EOS_ID = "tiny-eos-generic-cpu:1"
-
-
-def register(*model_dirs_and_ids: tuple[Path, str]) -> None:
-    """Register compiled directories with Foundry Local in a fresh process."""
-    code = (
-        "import json, sys\n"
-        "from pathlib import Path\n"
-        "from curator import foundry\n"
-        "rt = foundry.runtime()\n"
-        "for path, model_id in json.loads(sys.argv[1]):\n"
-        "    rt.register_model_dir(Path(path), model_id, foundry.ModelMetadata(license='mit'))\n"
-    )
-    pairs = json.dumps([[str(p), i] for p, i in model_dirs_and_ids])
-    done = subprocess.run(
-        [sys.executable, "-c", code, pairs],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
 
 
 def write_prompts(path: Path) -> Path:
@@ -72,7 +50,7 @@ def write_prompts(path: Path) -> Path:
 @pytest.fixture
 def good_model(install_compiled: Callable[..., Path]) -> Path:
     model_dir = install_compiled()
-    register((model_dir, TINY_MODEL_ID))
+    register_models([(model_dir, TINY_MODEL_ID)])
     return model_dir
 
 
@@ -159,7 +137,7 @@ def test_broken_model_fails_while_the_good_one_runs(
     broken = install_compiled(model_id=BROKEN_ID)
     onnx = broken / "model.onnx"
     onnx.write_bytes(onnx.read_bytes()[:200])
-    register((broken, BROKEN_ID))
+    register_models([(broken, BROKEN_ID)])
     prompts = write_prompts(tmp_path / "prompts.json")
     result = run_curator(
         "bench",
@@ -204,7 +182,7 @@ def test_completion_tokens_equal_the_tokens_a_plain_genai_loop_generates(
     )
     config["model"]["eos_token_id"] = reference["ids"][4]
     (eos / "genai_config.json").write_text(json.dumps(config))
-    register((eos, EOS_ID))
+    register_models([(eos, EOS_ID)])
     prompts_path = write_prompts(tmp_path / "prompts.json")
     max_tokens = 24
     result = run_curator(
@@ -247,31 +225,8 @@ def test_completion_tokens_equal_the_tokens_a_plain_genai_loop_generates(
 
 @pytest.fixture
 def served(good_model: Path) -> Iterator[tuple[str, int]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "curator", "serve", "--port", "0"],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        url = None
-        deadline = time.monotonic() + 60
-        assert process.stderr is not None
-        while url is None and time.monotonic() < deadline:
-            line = process.stderr.readline()
-            if not line:
-                break
-            if "listening on" in line:
-                url = line.rsplit(" ", 1)[-1].strip()
-        assert url, "curator serve did not start"
-        yield url, process.pid
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with running_server(dict(os.environ)) as url_pid:
+        yield url_pid
 
 
 def test_bench_through_curator_serve(served: tuple[str, int], tmp_path: Path) -> None:

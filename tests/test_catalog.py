@@ -14,11 +14,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +26,8 @@ import pytest
 
 from tests.conftest import TINY_MODEL_ID, run_curator
 from tests.fakecatalog import FakeCatalog, catalog_record, closed_port_url, place_cached
+from tests.serve_helpers import client as make_client
+from tests.serve_helpers import running_server
 
 QWEN_CPU = "qwen2.5-0.5b-instruct-generic-cpu:4"
 QWEN_GPU = "qwen2.5-0.5b-instruct-cuda-gpu:4"
@@ -316,25 +316,9 @@ def test_serve_answers_for_a_downloaded_catalog_model_by_alias_and_id(
 ) -> None:
     """serve resolves names through the runtime: the downloaded catalog model is listed and answers
     under its alias and its id (serve's own code knows nothing of the catalog)."""
-    import openai
-
     assert run_curator("catalog", "list").returncode == 0  # the SDK stores its catalog copy
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "curator", "serve", "--host", "127.0.0.1", "--port", "0"],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stderr is not None
-        url = None
-        for line in proc.stderr:
-            found = re.search(r"listening on (http://\S+)", line)
-            if found:
-                url = found.group(1)
-                break
-        assert url is not None, "curator serve exited early"
-        threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep the pipe drained
-        client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=60)
+    with running_server(dict(os.environ)) as (url, _):
+        client = make_client(url, timeout=60)
         listed = {m.id for m in client.models.list().data}
         assert {QWEN_CPU, "qwen2.5-0.5b"} <= listed
         for name in ("qwen2.5-0.5b", QWEN_CPU):
@@ -343,13 +327,6 @@ def test_serve_answers_for_a_downloaded_catalog_model_by_alias_and_id(
             )
             assert answer.model == QWEN_CPU
             assert answer.usage is not None and answer.usage.completion_tokens == 4
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_ctrl_c_stops_a_pull_that_waits_for_another_processs_download(

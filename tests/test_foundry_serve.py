@@ -4,12 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import re
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +15,8 @@ import pytest
 
 from curator.serve.openai_types import parse_chat_request
 from tests.conftest import TINY_MODEL_ID, run_curator
+from tests.serve_helpers import client as make_client
+from tests.serve_helpers import running_server
 
 PROMPT = [{"role": "user", "content": "Write one sentence about rivers."}]
 
@@ -30,42 +26,12 @@ def server(install_compiled: Callable[..., Path]) -> Iterator[str]:
     """``curator serve --port 0`` with the tiny model registered; yields the base URL."""
     registered = run_curator("register", str(install_compiled()), "--license", "mit")
     assert registered.returncode == 0, registered.stderr
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "curator", "serve", "--host", "127.0.0.1", "--port", "0"],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(os.environ),
-    )
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert proc.stderr is not None
-        for text in proc.stderr:
-            lines.put(text)
-        lines.put("")
-
-    threading.Thread(target=pump, daemon=True).start()
-    try:
-        seen = []
-        while True:
-            line = lines.get(timeout=60)
-            seen.append(line)
-            match = re.search(r"listening on (http://\S+)", line)
-            if match:
-                break
-            assert line, "curator serve exited early:\n" + "".join(seen)
-        yield match.group(1)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with running_server(dict(os.environ)) as (url, _):
+        yield url
 
 
 def _client(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=60)
+    return make_client(url, timeout=60)
 
 
 def test_openai_client_lists_completes_and_streams(server: str) -> None:
