@@ -108,7 +108,9 @@ def test_publish_uploads_the_build_over_lfs_and_records_the_commit(
     }
     # The large file took the Hub's multipart LFS path; the small LFS file a single PUT.
     parts = writer.seen("PUT", "/part/")
-    assert len(parts) == 4
+    data_bytes = (local_model / "model.onnx.data").stat().st_size
+    part_size = state_of(writer).part_size
+    assert len(parts) == -(-data_bytes // part_size) >= 2  # every part sent once, none skipped
     data_oid = hashlib.sha256((local_model / "model.onnx.data").read_bytes()).hexdigest()
     assert {p.path.split("/")[2] for p in parts} == {data_oid}
     assert [r for r in writer.seen("POST", data_oid) if r.path.endswith("/complete")]
