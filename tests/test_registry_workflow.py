@@ -158,4 +158,19 @@ def test_a_symlinked_registry_in_the_pull_request_is_refused(tmp_path: Path, tar
     registry.symlink_to(target)
     status, summary = run_review(space)
     assert status == 1
-    assert "registry/models.json is a symbolic link in the pull request" in summary
+    assert "registry/models.json goes through a symbolic link in the pull request" in summary
+
+
+@pytest.mark.parametrize("folder", ["registry", "schemas"])
+def test_a_symlinked_folder_in_the_pull_request_is_refused(tmp_path: Path, folder: str) -> None:
+    """The attack: the head replaces registry/ (or schemas/) by a link to the base's copy, so the
+    review reads the base's file and says "no model changes" while the merge brings other files."""
+    head = make_document([make_entry(0, license="gpl-3.0")])
+    space = workspace(tmp_path, make_document([]), head)
+    linked = space / "head" / folder
+    shutil.rmtree(linked)
+    linked.symlink_to(f"../base/{folder}")
+    status, summary = run_review(space)
+    assert status == 1
+    assert "goes through a symbolic link in the pull request" in summary
+    assert "No model changes" not in summary
