@@ -19,7 +19,6 @@ the plain loop alone and prints JSON (the tests use it as the token-count refere
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -110,34 +109,12 @@ def _run(args: list[str], env: dict[str, str]) -> str:
     return done.stdout
 
 
-def _model() -> Path:
-    from curator.devmodels.cache import cached_compile, cached_tiny_model
-
-    root = REPO_ROOT / ".cache" / "test-models"
-    source = cached_tiny_model(root, architecture="qwen2", hidden_size=1024, num_layers=8)
-    return cached_compile(root, source, "int4-cpu", MODEL_ID)
-
-
 def measure(workdir: Path) -> list[Ratio]:
-    from curator.devmodels.cache import install_compiled
+    from tests.serve_helpers import compiled_qwen2, env_for, install_and_register
 
-    workdir.mkdir(parents=True, exist_ok=True)
-    cache = workdir / "cache"
-    env = {
-        **os.environ,
-        "FOUNDRY_CACHE_DIR": str(cache),
-        "CURATOR_HOME": str(workdir / "home"),
-        "CURATOR_REGISTRY": str(workdir / "registry.json"),
-        "HF_HUB_OFFLINE": "1",
-    }
+    env = env_for(workdir)
     env.pop("FOUNDRY_LOCAL_ENDPOINT", None)
-    model_dir = install_compiled(_model(), cache, MODEL_ID)
-    register = (
-        "import sys; from pathlib import Path; from curator import foundry; "
-        "foundry.runtime().register_model_dir(Path(sys.argv[1]), sys.argv[2], "
-        "foundry.ModelMetadata())"
-    )
-    _run([sys.executable, "-c", register, str(model_dir), MODEL_ID], env)
+    [model_dir] = install_and_register(env, [(compiled_qwen2(MODEL_ID, 1024, 8), MODEL_ID)])
     prompts = workdir / "prompts.json"
     prompts.write_text(json.dumps({"prompts": [{"id": "p", "prompt": PROMPT}]}))
     messages = json.dumps([{"role": "user", "content": PROMPT}])

@@ -29,19 +29,19 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import re
-import signal
-import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 from bench._table import Ratio
+from tests.serve_helpers import (
+    client,
+    compiled_qwen2,
+    env_for,
+    install_and_register,
+    running_server,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = 8
@@ -55,75 +55,9 @@ MODELS = (
 )
 
 
-def _compiled(model_id: str, hidden: int, layers: int) -> Path:
-    from curator.devmodels.cache import cached_compile, cached_tiny_model
-
-    root = REPO_ROOT / ".cache" / "test-models"
-    source = cached_tiny_model(root, architecture="qwen2", hidden_size=hidden, num_layers=layers)
-    return cached_compile(root, source, "int4-cpu", model_id)
-
-
-def _register(env: dict[str, str], model_dir: Path, model_id: str) -> None:
-    code = (
-        "import sys; from pathlib import Path; from curator import foundry; "
-        "foundry.runtime().register_model_dir(Path(sys.argv[1]), sys.argv[2], "
-        "foundry.ModelMetadata())"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(model_dir), model_id],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO_ROOT,
-        timeout=300,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"registering {model_id} failed: {done.stderr[-2000:]}")
-
-
-@contextmanager
-def _server(env: dict[str, str], *options: str) -> Iterator[tuple[str, int]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "curator", "serve", "--port", "0", *options],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=REPO_ROOT,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert proc.stderr is not None
-        for text in proc.stderr:
-            lines.put(text)
-        lines.put("")
-
-    threading.Thread(target=pump, daemon=True).start()
-    try:
-        while True:
-            line = lines.get(timeout=120)
-            match = re.search(r"listening on (http://\S+)", line)
-            if match:
-                break
-            if not line:
-                raise RuntimeError("curator serve exited before listening")
-        yield match.group(1), proc.pid
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def _stream_tokens(url: str, model_id: str) -> int:
-    import openai
-
-    client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=600)
     tokens = 0
-    for chunk in client.chat.completions.create(  # type: ignore[call-overload]
+    for chunk in client(url, timeout=600).chat.completions.create(  # type: ignore[call-overload]
         model=model_id,
         messages=PROMPT,
         max_tokens=TOKENS,
@@ -154,22 +88,11 @@ def aggregate_tok_s(url: str, pid: int, model_id: str, clients: int) -> tuple[fl
 def measure_model(
     workdir: Path, model_id: str, hidden: int, layers: int, parallel: int
 ) -> dict[str, list[float]]:
-    from curator.devmodels.cache import install_compiled
-
-    workdir.mkdir(parents=True, exist_ok=True)
-    cache = workdir / "cache"
-    env = {
-        **os.environ,
-        "FOUNDRY_CACHE_DIR": str(cache),
-        "CURATOR_HOME": str(workdir / "home"),
-        "CURATOR_REGISTRY": str(workdir / "registry.json"),
-        "HF_HUB_OFFLINE": "1",
-    }
-    model_dir = install_compiled(_compiled(model_id, hidden, layers), cache, model_id)
-    _register(env, model_dir, model_id)
+    env = env_for(workdir)
+    install_and_register(env, [(compiled_qwen2(model_id, hidden, layers), model_id)])
     options = ("--parallel", str(parallel))
     samples: dict[str, list[float]] = {"one": [], "many": [], "oneCpu": [], "manyCpu": []}
-    with _server(env, *options) as (url, pid):
+    with running_server(env, *options, cwd=REPO_ROOT, start_timeout=120) as (url, pid):
         _stream_tokens(url, model_id)  # load and warm up
         for _ in range(ROUNDS):
             for side, clients in (("one", 1), ("many", CLIENTS)):
