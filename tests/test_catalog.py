@@ -54,7 +54,13 @@ RECORDS = [
     catalog_record(
         "qwen2.5-0.5b-instruct-int8-cpu", "qwen2.5-0.5b", version=2, license="apache-2.0"
     ),
-    catalog_record("phi-4-mini-instruct-generic-cpu", "phi-4-mini", version=5, license="mit"),
+    catalog_record(
+        "phi-4-mini-instruct-generic-cpu",
+        "phi-4-mini",
+        version=5,
+        license="mit",
+        registry="curator-tests-no-such-registry",  # the tests' failed downloads: never a real one
+    ),
     catalog_record("tiny-embed-generic-cpu", "tiny-embed", version=2, task="embeddings"),
 ]
 

@@ -47,10 +47,13 @@ def catalog_record(
     task: str = "chat-completion",
     size_bytes: int = 300 * 2**20,
     display_name: str | None = None,
+    registry: str = "azureml",
 ) -> dict[str, Any]:
-    """One catalog record in the shape the SDK reads."""
+    """One catalog record in the shape the SDK reads. A record the tests try to download names a
+    registry that does not exist, so that a machine with network gets a quick "not found" from the
+    real download service instead of a real model."""
     return {
-        "assetId": f"azureml://registries/azureml/models/{name}/versions/{version}",
+        "assetId": f"azureml://registries/{registry}/models/{name}/versions/{version}",
         "version": str(version),
         "annotations": {
             "tags": {"alias": alias, "license": license, "task": task},
