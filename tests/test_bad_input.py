@@ -59,3 +59,18 @@ def test_malformed_auto_map_is_refused_as_repository_code(
     result = run_curator("compile", str(source), "--recipe", "int4-cpu")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "--trust-remote-code" in result.stderr
+
+
+def test_serve_with_an_unusable_cache_dir_fails_in_one_line_before_listening(
+    tmp_path: Path,
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    not_a_dir = a_file / "cache"  # passes the option's own check; cannot be created
+    result = run_curator("serve", "--port", "0", "--cache-dir", str(not_a_dir), timeout=120)
+    assert result.returncode == 1
+    assert "listening" not in result.stderr  # refused before the server started
+    assert "Traceback" not in result.stderr
+    first, hint = result.stderr.strip().splitlines()
+    assert first.startswith(f"error: cannot use {not_a_dir} as the Foundry cache directory")
+    assert hint.startswith("hint: ") and "FOUNDRY_CACHE_DIR" in hint

@@ -57,7 +57,13 @@ def runtime(cache_dir: Path | str | None = None, *, logs_dir: Path | None = None
 
 
 def _reset_manager(cache: Path, logs: Path, key: tuple[str, str, str]) -> None:
-    from foundry_local_sdk import Configuration, FoundryLocalManager, LogLevel
+    try:
+        from foundry_local_sdk import Configuration, FoundryLocalManager, LogLevel
+    except ImportError as exc:
+        raise FoundryError(
+            f"Foundry Local is not installed here ({exc})",
+            hint="pip install 'curator[foundry]' (or '.[foundry]' in a checkout)",
+        ) from None
 
     if _Process.manager is not None and _Process.config_key == key:
         return
@@ -66,8 +72,15 @@ def _reset_manager(cache: Path, logs: Path, key: tuple[str, str, str]) -> None:
         _Process.manager = None
     elif FoundryLocalManager.instance is not None:
         FoundryLocalManager.instance.close()
-    cache.mkdir(parents=True, exist_ok=True)
-    logs.mkdir(parents=True, exist_ok=True)
+    for directory, what in ((cache, "Foundry cache"), (logs, "Foundry logs")):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FoundryError(
+                f"cannot use {directory} as the {what} directory: {exc.strerror or exc}",
+                hint="--cache-dir, $FOUNDRY_CACHE_DIR and $CURATOR_HOME must name writable "
+                "directories (curator paths shows them)",
+            ) from None
     _quiet_python_logger()
     # Native failures come back as exceptions carrying the native message, so by default the
     # native logger stays silent (it would repeat each error on stderr); CURATOR_DEBUG=1 turns

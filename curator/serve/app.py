@@ -450,9 +450,18 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
     limits: ServeLimits | None = None,
 ) -> None:
-    """Run the server until interrupted; ``on_ready`` gets the base URL (``http://h:p/v1``)."""
-    import uvicorn
+    """Run the server until interrupted; ``on_ready`` gets the base URL (``http://h:p/v1``).
 
+    Foundry Local starts before the server listens, so a missing install or an unusable cache
+    directory is a one-line error here, not a traceback from inside the server's startup."""
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise UsageProblem(
+            f"the server's packages are not installed ({exc})",
+            hint="pip install 'curator[serve]' (or '.[serve]' in a checkout)",
+        ) from None
+    runtime(cache_dir)
     sock = bind_socket(host, port)
     bound_port = sock.getsockname()[1]
     shown_host = f"[{host}]" if ":" in host else host
