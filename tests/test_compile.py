@@ -135,7 +135,9 @@ def test_int4_compile_output_is_complete_and_generates(
         assert ops["MatMulNBits"]["block_size"] == builder["int4_block_size"]
     if "int4_accuracy_level" in builder:
         assert ops["MatMulNBits"]["accuracy_level"] == builder["int4_accuracy_level"]
-    embedding_int4 = "Gather" in builder.get("int4_op_types_to_quantize", ())
+    embedding_int4 = "Gather" in builder.get("int4_op_types_to_quantize", ()) or any(
+        "Gather" in str(p.config.get("nodes_to_include", "")) for p in passes
+    )  # by the builder, or by a quantization pass after it
     assert ("GatherBlockQuantized" in ops) == embedding_int4  # recipes/README.md
     genai = json.loads((compiled_tiny_int4 / "genai_config.json").read_text())
     vocab = genai["model"]["vocab_size"]

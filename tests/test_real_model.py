@@ -4,8 +4,10 @@ recipe, keeps the answers its fp32 weights give, under Foundry Local.
 Toy models mislead: the old int4 default scored KL 0.004 on the trained toy and answered gibberish
 on SmolLM2. The expected words of the shipped smoke set are ones SmolLM2 in fp32 gets right
 (greedy): "What is the capital of France?" -> "The capital of France is Paris.", Japan -> Tokyo,
-water -> H2O, days in a week -> 7 days, a string-reversing function with def/return, Germany ->
-Berlin in a follow-up turn.
+water -> H2O, a string-reversing function with def/return, Germany -> Berlin in a follow-up turn.
+Facts fp32 only hedges were left out ("A week is approximately 7 days": the k-quant default
+answers "approximately 31 days in a calendar calendar ...", int4-cpu-accurate "7 days, plus a day
+and a light"); the registry's fidelity policy judges the degrees of loss.
 """
 
 from __future__ import annotations
