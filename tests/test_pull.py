@@ -211,3 +211,14 @@ def test_a_pulled_model_that_fails_its_load_test_is_taken_back(
     assert sorted(p.name for p in old.iterdir()) == ["genai_config.json"]
     rows = run_curator("cache", "ls", "--json", "--cache-dir", str(teammate))
     assert all(not r.get("foundry_registered") for r in json.loads(rows.stdout))
+
+
+def test_pull_all_from_a_registry_that_is_not_there_is_an_error_not_zero_pulled(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "nowhere" / "models.json"
+    result = run_curator("pull", "--all", "--registry", str(missing), "--json")
+    assert result.returncode == 1
+    error = json.loads(result.stdout)
+    assert error["error"] == f"registry not found: {missing}"
+    assert "--registry" in error["hint"]

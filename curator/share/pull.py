@@ -106,6 +106,8 @@ def pull_all(
     from curator.registry.select import select_models
 
     say = progress or (lambda _message: None)
+    if not registry.exists():  # nothing to bring the machine up to: not "0 pulled"
+        raise NotFound(f"registry not found: {registry}", hint="pass --registry PATH")
     document = load_registry(registry)
     models = models_of(document)
     limit = ram_gb if ram_gb is not None else math.inf
