@@ -257,8 +257,7 @@ def register(
     )
     test = registration.load_test
 
-    measured = min_ram_from_peak(test.peak_rss_mb)
-    ram = min_ram_gb if min_ram_gb is not None else max(measured, _benchmark_floor(existing))
+    ram = _min_ram_gb(min_ram_gb, test, existing)
     entry: dict[str, Any] = {
         key: value
         for key, value in (existing or {}).items()
@@ -421,8 +420,7 @@ def register_catalog_model(
         )
     test = _load_test(rt, model.id)
     existing = find_model(load_registry(registry), model.id)
-    measured = min_ram_from_peak(test.peak_rss_mb)
-    ram = min_ram_gb if min_ram_gb is not None else max(measured, _benchmark_floor(existing))
+    ram = _min_ram_gb(min_ram_gb, test, existing)
     size_mb = model.file_size_mb or (
         round(dir_bytes(model.path) / 2**20, 2) if model.path is not None else 0.01
     )
@@ -601,6 +599,14 @@ def _load_test(rt: Any, model_id: str) -> LoadTest:
         completion_tokens=result.usage.completion_tokens,
         peak_rss_mb=round(peak, 1),
     )
+
+
+def _min_ram_gb(given: float | None, test: LoadTest, existing: dict[str, Any] | None) -> float:
+    """The entry's minRamGb: ``given`` (--min-ram-gb), else the load test's peak with headroom,
+    raised to cover the entry's latest benchmark."""
+    if given is not None:
+        return given
+    return max(min_ram_from_peak(test.peak_rss_mb), _benchmark_floor(existing))
 
 
 def _benchmark_floor(existing: dict[str, Any] | None) -> float:
