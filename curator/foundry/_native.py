@@ -1,8 +1,11 @@
-"""Native (SDK) failures turned into FoundryError with the native cause, cleaned."""
+"""Native (SDK) failures turned into FoundryError with the native cause, cleaned; values read off
+the SDK's model objects."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any
 
 from curator.errors import FoundryError
 
@@ -36,3 +39,19 @@ def is_sdk_error(exc: BaseException) -> bool:
     from foundry_local_sdk import FoundryLocalException
 
     return isinstance(exc, (FoundryLocalException, RuntimeError, ValueError))
+
+
+def variant_path(variant: Any) -> Path | None:
+    """Where the SDK keeps a model variant's files; None when it cannot say."""
+    try:
+        raw = variant.get_path()
+    except Exception:
+        raw = ""
+    return Path(raw) if raw else None
+
+
+def variant_device_type(runtime_info: Any) -> str | None:
+    """The device type (CPU, GPU, NPU) an SDK model's runtime info names, if any."""
+    if runtime_info is None or runtime_info.device_type is None:
+        return None
+    return str(runtime_info.device_type.value)

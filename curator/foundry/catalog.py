@@ -25,7 +25,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from curator.errors import FoundryError, NotFound
-from curator.foundry._native import foundry_error, is_sdk_error
+from curator.foundry._native import (
+    foundry_error,
+    is_sdk_error,
+    variant_device_type,
+    variant_path,
+)
 from curator.foundry.types import RegisteredModel
 from curator.foundry.urls import catalog_url
 
@@ -250,25 +255,14 @@ def describe(variant: Any) -> CatalogModel:
     info = variant.info
     runtime_info = info.runtime
     cached = bool(variant.is_cached)
-    path: Path | None = None
-    if cached:
-        try:
-            raw = variant.get_path()
-        except Exception:
-            raw = ""
-        path = Path(raw) if raw else None
-    device = (
-        str(runtime_info.device_type.value)
-        if runtime_info is not None and runtime_info.device_type is not None
-        else None
-    )
+    path = variant_path(variant) if cached else None
     return CatalogModel(
         id=info.id,
         alias=info.alias or None,
         name=info.name,
         version=int(info.version),
         display_name=info.display_name,
-        device_type=device,
+        device_type=variant_device_type(runtime_info),
         execution_provider=(runtime_info.execution_provider or None) if runtime_info else None,
         file_size_mb=info.file_size_mb,
         license=info.license,

@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from curator.errors import FoundryError, UsageProblem
-from curator.foundry._native import foundry_error, is_sdk_error
+from curator.foundry._native import (
+    foundry_error,
+    is_sdk_error,
+    variant_device_type,
+    variant_path,
+)
 from curator.foundry.model import LoadedModel
 from curator.foundry.types import APP_NAME, MODEL_ID_RE, ModelMetadata, RegisteredModel
 from curator.foundry.urls import configured_catalog_url
@@ -316,26 +321,18 @@ def _fill_metadata(info: Any, metadata: ModelMetadata) -> None:
 
 def _describe(variant: Any) -> RegisteredModel:
     info = variant.info
-    try:
-        raw_path = variant.get_path()
-    except Exception:
-        raw_path = ""
     runtime_info = info.runtime
     return RegisteredModel(
         id=info.id,
         alias=info.alias,
         display_name=info.display_name,
-        path=Path(raw_path) if raw_path else None,
+        path=variant_path(variant),
         task=info.task,
         publisher=info.publisher,
         license=info.license,
         file_size_mb=info.file_size_mb,
         context_length=info.context_length,
-        device_type=(
-            str(runtime_info.device_type.value)
-            if runtime_info is not None and runtime_info.device_type is not None
-            else None
-        ),
+        device_type=variant_device_type(runtime_info),
         execution_provider=runtime_info.execution_provider if runtime_info is not None else None,
         loaded=bool(variant.is_loaded),
     )
