@@ -61,15 +61,17 @@ FIDELITY_MODEL: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class Variant:
-    """One point of the sweep: ModelBuilder int4 settings (None: the fp32-cpu recipe)."""
+    """One point of the sweep: plain ModelBuilder int4 settings (block size, embedding quantized
+    or not), or a shipped recipe by name (``recipe``); neither: the fp32-cpu recipe."""
 
     name: str
     block_size: int | None = None
     gather: bool = False
+    recipe: str | None = None
 
     @property
     def is_fp32(self) -> bool:
-        return self.block_size is None
+        return self.block_size is None and self.recipe is None
 
 
 FP32 = Variant("fp32")
@@ -78,25 +80,16 @@ VARIANTS: tuple[Variant, ...] = tuple(
     for block in (32, 128, 256)
     for gather in (False, True)
 )
-# The variant chosen on this evidence (recipes/README.md): block 128, embedding quantized.
+# The toy sweep's choice before real weights were measured (block 128, embedding quantized): the
+# int4-cpu of 22 Nov 2026. On SmolLM2 it garbles answers (recipes/README.md), so the shipped
+# int4-cpu is now chosen by bench.peers on real weights.
 CHOSEN = Variant("int4 b128 +emb", 128, True)
+SHIPPED = Variant("int4-cpu (shipped)", recipe="int4-cpu")
 
 
 def shipped_default() -> Variant:
-    """The variant recipes/int4-cpu.json ships now: the one the targets are checked on."""
-    from curator.recipes import get_recipe
-
-    config: dict[str, Any] = {}
-    for p in get_recipe("int4-cpu").passes:
-        if p.type == "ModelBuilder":
-            config = p.config
-    block = int(config.get("int4_block_size", 32))
-    gather = "Gather" in config.get("int4_op_types_to_quantize", ["MatMul"])
-    return Variant(f"int4 b{block}{' +emb' if gather else ''}", block, gather)
-
-
-DECODE_TARGET = 4.5
-SIZE_TARGET = 0.17
+    """The recipe recipes/int4-cpu.json ships now, compiled as it is."""
+    return SHIPPED
 
 
 @dataclass(frozen=True)
@@ -117,9 +110,11 @@ class Measured:
 def _recipe(variant: Variant) -> Any:
     from curator.recipes import RecipePass, get_recipe
 
+    if variant.recipe:
+        return get_recipe(variant.recipe)
     if variant.is_fp32:
         return get_recipe("fp32-cpu")
-    base = get_recipe("int4-cpu")
+    base = get_recipe("int4-cpu-accurate")  # the plain model builder int4 pass
     passes = []
     for p in base.passes:
         config = dict(p.config)
@@ -314,28 +309,13 @@ def ratios(measured: list[Measured], default: Variant) -> list[Ratio]:
     for m in measured:
         if m.variant.is_fp32:
             continue
-        is_default = m.variant == default
-        mark = " (int4-cpu)" if is_default else ""
-        decode_ok = m.decode_tps / base.decode_tps >= DECODE_TARGET if is_default else None
-        size_ok = m.bytes / base.bytes <= SIZE_TARGET if is_default else None
+        # The toy targets (decode >= 4.5x fp32, file <= 0.17x) are reported, no longer checked:
+        # int4-cpu is now chosen on real weights against llama.cpp (bench.peers, issue 11).
+        mark = " (int4-cpu)" if m.variant == default else ""
         rows += [
-            Ratio(
-                f"{m.variant.name}{mark}: decode",
-                m.decode_tps,
-                base.decode_tps,
-                "tok/s",
-                f">= {DECODE_TARGET}x" if is_default else "",
-                decode_ok,
-            ),
+            Ratio(f"{m.variant.name}{mark}: decode", m.decode_tps, base.decode_tps, "tok/s"),
             Ratio(f"{m.variant.name}{mark}: prefill", m.prefill_tps, base.prefill_tps, "tok/s"),
-            Ratio(
-                f"{m.variant.name}{mark}: file size",
-                m.bytes / 2**20,
-                base.bytes / 2**20,
-                "MiB",
-                f"<= {SIZE_TARGET}x" if is_default else "",
-                size_ok,
-            ),
+            Ratio(f"{m.variant.name}{mark}: file size", m.bytes / 2**20, base.bytes / 2**20, "MiB"),
             Ratio(f"{m.variant.name}{mark}: KL mean vs fp32 (nats)", m.kl_mean, 1.0, "nats"),
             Ratio(f"{m.variant.name}{mark}: top-1 agreement", m.top1, base.top1, ""),
         ]
@@ -366,12 +346,46 @@ def _variants(default: Variant) -> tuple[Variant, ...]:
     return (FP32, *VARIANTS) if default in VARIANTS else (FP32, *VARIANTS, default)
 
 
+REAL_WORKDIR = REPO / ".cache" / "bench-quant-real"
+
+
+def real_model_rows(workdir: Path = REAL_WORKDIR) -> list[Ratio]:
+    """The real model (de-gridded SmolLM2-135M-Instruct, bench.peers_model): the shipped int4-cpu
+    against the fp32-cpu compile of the same weights, fidelity against the fp32 checkpoint."""
+    from bench.peers_model import degridded_smollm2
+    from curator.fidelity import load_text, measure_fidelity, reference_from_dir
+    from curator.recipes import get_recipe
+
+    source = degridded_smollm2()
+    fp32, _ = compile_recipe_object(source, get_recipe("fp32-cpu"), workdir / "fp32-cpu")
+    int4, _ = compile_recipe_object(source, get_recipe("int4-cpu"), workdir / "int4-cpu")
+    print("bench quant: fidelity of int4-cpu on SmolLM2 ...", file=sys.stderr, flush=True)
+    reference = reference_from_dir(source, label="smollm2-degridded")
+    fid = measure_fidelity(int4, reference, load_text(), threads=THREADS)
+    (int4_speed, fp32_speed) = speed([int4, fp32])
+    name = "SmolLM2-135M (real, de-gridded) int4-cpu"
+    return [
+        Ratio(f"{name}: decode vs fp32", int4_speed[0], fp32_speed[0], "tok/s"),
+        Ratio(f"{name}: prefill vs fp32", int4_speed[1], fp32_speed[1], "tok/s"),
+        Ratio(
+            f"{name}: file size vs fp32",
+            model_bytes(int4) / 2**20,
+            model_bytes(fp32) / 2**20,
+            "MiB",
+        ),
+        Ratio(f"{name}: KL mean vs fp32 (nats)", fid.kl_mean, 1.0, "nats"),
+        Ratio(f"{name}: top-1 agreement", fid.top1_agreement, 1.0, ""),
+        Ratio(f"{name}: perplexity vs fp32", fid.perplexity, fid.reference_perplexity, ""),
+    ]
+
+
 def measure(workdir: Path) -> list[Ratio]:
-    """The sweep as ratios to fp32; targets checked on the variant int4-cpu ships."""
+    """The toy sweep as ratios to fp32, then the real model's rows."""
     default = shipped_default()
     measured = sweep(workdir, _variants(default))
     bandwidth = copy_bandwidth(THREADS)
-    return ratios(measured, default) + bandwidth_ratios(measured, default, bandwidth)
+    toy = ratios(measured, default) + bandwidth_ratios(measured, default, bandwidth)
+    return toy + real_model_rows()
 
 
 def main(argv: list[str]) -> int:
