@@ -141,26 +141,24 @@ class FoundryRuntime:
         self.close()
 
     def _catalog(self) -> Any:
-        from foundry_local_sdk import CatalogType
-
-        if self.closed:
-            raise FoundryError(
-                "the Foundry runtime was closed", hint="call foundry.runtime() again"
-            )
-        return _Process.manager.get_catalog(CatalogType.LOCAL)
+        return self._sdk_catalog("LOCAL")
 
     def public_catalog(self) -> Any:
         """The SDK's PUBLIC catalog object (Foundry Local's model catalog); see curator.foundry.catalog.
 
         Its first use in a process fetches the catalog (about 4 s of retries with no network).
         """
+        return self._sdk_catalog("PUBLIC")
+
+    def _sdk_catalog(self, kind: str) -> Any:
+        """The SDK's catalog of this kind (a CatalogType name); FoundryError once closed."""
         from foundry_local_sdk import CatalogType
 
         if self.closed:
             raise FoundryError(
                 "the Foundry runtime was closed", hint="call foundry.runtime() again"
             )
-        return _Process.manager.get_catalog(CatalogType.PUBLIC)
+        return _Process.manager.get_catalog(CatalogType[kind])
 
     def _variant(self, model_id: str) -> Any:
         try:
