@@ -324,10 +324,23 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="speed rounds (best kept)")
     args = parser.parse_args(argv)
     rows = measure_rows(args.workdir.resolve(), args.recipe, args.rounds)
-    print(render(ratios(rows)))
+    table = ratios(rows)
+    print(render(table))
     print()
     print(markdown(rows))
+    print()
+    print(closing_note(table))
     return 0
+
+
+def closing_note(table: list[Ratio]) -> str:
+    """One line quoting the issue's target ratios (against Q4_K_M) and whether each holds."""
+    checked = [r for r in table if r.ok is not None]
+    parts = [
+        f"{r.name.split(': ', 1)[1]} {r.ratio:.2f}x ({r.target}: {'met' if r.ok else 'NOT met'})"
+        for r in checked
+    ]
+    return f"int4-cpu / {KL_TARGET_PEER}: " + "; ".join(parts)
 
 
 if __name__ == "__main__":
