@@ -12,6 +12,11 @@ one subprocess with 2 intra-op threads that loads every variant and lets them ta
 256-token prompt, then 64 decoded tokens, 8 rounds, best run of each kept (the machine is shared:
 the best run is the least disturbed one, and a busy spell hits every variant alike).
 
+Then the real model's rows (issue 11): the shipped int4-cpu against the fp32-cpu compile of the
+de-gridded SmolLM2-135M-Instruct (bench.peers_model), with fidelity against its fp32 checkpoint;
+compiles cached under .cache/bench-quant-real. The int4-cpu choice itself is made against
+llama.cpp on those weights: `make bench-peers` (bench.peers).
+
     python -m bench quant                      # part of `make bench`
     python -m bench.quant --workdir DIR --markdown   # the table in recipes/README.md
 """
