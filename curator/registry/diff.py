@@ -204,11 +204,7 @@ def _by_id(document: Document) -> dict[str, Entry]:
     for model in models:
         if not isinstance(model, dict) or "id" not in model:
             continue
-        key, n = str(model["id"]), 1
-        while key in keyed:
-            n += 1
-            key = f"{model['id']} ({n})"
-        keyed[key] = model
+        keyed[_unused_key(keyed, str(model["id"]))] = model
     return keyed
 
 
@@ -263,12 +259,18 @@ def _runs_by_date(entry: Entry) -> dict[str, Any]:
     keyed: dict[str, Any] = {}
     for run in runs if isinstance(runs, list) else []:
         date = run.get("date") if isinstance(run, dict) else None
-        key, n = f"benchmarks[{date}]", 1
-        while key in keyed:
-            n += 1
-            key = f"benchmarks[{date} ({n})]"
-        keyed[key] = run
+        keyed[_unused_key(keyed, f"benchmarks[{date}", "]")] = run
     return keyed
+
+
+def _unused_key(keyed: dict[str, Any], head: str, tail: str = "") -> str:
+    """``head + tail``, or for the n-th with that key ``head + " (n)" + tail``: several entries with
+    the same id (or runs with the same date) are each compared under their own key."""
+    key, n = head + tail, 1
+    while key in keyed:
+        n += 1
+        key = f"{head} ({n}){tail}"
+    return key
 
 
 def _rewritten_runs(old: Entry, new: Entry) -> list[tuple[str, list[FieldChange]]]:
