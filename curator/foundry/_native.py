@@ -4,6 +4,8 @@ the SDK's model objects."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,18 @@ def is_sdk_error(exc: BaseException) -> bool:
     from foundry_local_sdk import FoundryLocalException
 
     return isinstance(exc, (FoundryLocalException, RuntimeError, ValueError))
+
+
+@contextmanager
+def sdk_errors(what: str, hint: str) -> Iterator[None]:
+    """An SDK failure (:func:`is_sdk_error`) inside the block is raised as FoundryError
+    ``what: <native cause>`` with ``hint``; any other exception passes unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        if is_sdk_error(exc):
+            raise foundry_error(exc, what, hint) from None
+        raise
 
 
 def variant_path(variant: Any) -> Path | None:

@@ -28,6 +28,7 @@ from curator.errors import FoundryError, NotFound
 from curator.foundry._native import (
     foundry_error,
     is_sdk_error,
+    sdk_errors,
     variant_device_type,
     variant_path,
 )
@@ -386,12 +387,9 @@ def _not_in_catalog(name: str, problem: str | None) -> NotFound:
 
 
 def _sdk(call: Callable[..., Any], *args: Any) -> Any:
-    try:
-        return call(*args)
-    except Exception as exc:
-        if is_sdk_error(exc):
-            raise foundry_error(exc, "Foundry's catalog failed", "curator catalog list") from None
-        raise
+    with sdk_errors("Foundry's catalog failed", "curator catalog list"):
+        result = call(*args)
+    return result
 
 
 def probe(url: str) -> str | None:

@@ -11,7 +11,7 @@ from typing import Any
 from curator.errors import FoundryError, UsageProblem
 from curator.foundry._native import (
     foundry_error,
-    is_sdk_error,
+    sdk_errors,
     variant_device_type,
     variant_path,
 )
@@ -161,12 +161,9 @@ class FoundryRuntime:
         return _Process.manager.get_catalog(CatalogType[kind])
 
     def _variant(self, model_id: str) -> Any:
-        try:
-            return self._catalog().get_model_variant(model_id)
-        except Exception as exc:
-            if is_sdk_error(exc):
-                raise foundry_error(exc, f"cannot look up {model_id}", "curator cache ls") from None
-            raise
+        with sdk_errors(f"cannot look up {model_id}", "curator cache ls"):
+            variant = self._catalog().get_model_variant(model_id)
+        return variant
 
     def loaded_ids(self) -> list[str]:
         with self._lock:
@@ -190,18 +187,14 @@ class FoundryRuntime:
         with self._lock:
             if self._variant(model_id) is not None:
                 self.unregister(model_id)
-            try:
-                with ModelInfoBuilder() as info:
-                    _fill_metadata(info, metadata)
-                    self._catalog().register_model(
-                        model_path=str(path.absolute()), model_id=model_id, metadata=info
-                    )
-            except Exception as exc:
-                if is_sdk_error(exc):
-                    raise foundry_error(
-                        exc, f"Foundry Local refused to register {path}", "curator cache verify"
-                    ) from None
-                raise
+            with (
+                sdk_errors(f"Foundry Local refused to register {path}", "curator cache verify"),
+                ModelInfoBuilder() as info,
+            ):
+                _fill_metadata(info, metadata)
+                self._catalog().register_model(
+                    model_path=str(path.absolute()), model_id=model_id, metadata=info
+                )
             found = self.get(model_id)
             if found is None:
                 raise FoundryError(f"{model_id} is not listed after registering it", hint=None)
@@ -216,27 +209,19 @@ class FoundryRuntime:
             variant = self._variant(model_id)
             if variant is None:
                 return False
-            try:
+            with sdk_errors(f"cannot unregister {model_id}", "retry"):
                 if variant.is_loaded:
                     variant.unload()
                 self._catalog().unregister_model(model_id)
-            except Exception as exc:
-                if is_sdk_error(exc):
-                    raise foundry_error(exc, f"cannot unregister {model_id}", "retry") from None
-                raise
             return True
 
     def list_registered(self) -> list[RegisteredModel]:
         """Every model in the local catalog, then every model downloaded from Foundry's public
         catalog (``catalog`` True; read from the cache, no network), sorted by id."""
-        try:
+        with sdk_errors("cannot list Foundry models", "curator paths"):
             models = self._catalog().list_models()
             variants = {v.id: v for m in models for v in m.variants}
             local = [_describe(variants[key]) for key in sorted(variants)]
-        except Exception as exc:
-            if is_sdk_error(exc):
-                raise foundry_error(exc, "cannot list Foundry models", "curator paths") from None
-            raise
         from curator.foundry.catalog import cached_registrations
 
         extra = [m for m in cached_registrations(self) if m.id not in variants]
@@ -271,14 +256,8 @@ class FoundryRuntime:
                 held = self._loaded.get(model_id)
                 if held is not None and not held.unloaded:
                     return held
-            try:
+            with sdk_errors(f"cannot load {model_id}", f"curator cache verify {model_id}"):
                 variant.load()
-            except Exception as exc:
-                if is_sdk_error(exc):
-                    raise foundry_error(
-                        exc, f"cannot load {model_id}", f"curator cache verify {model_id}"
-                    ) from None
-                raise
             loaded = LoadedModel(self, model_id, variant)
             self._loaded[model_id] = loaded
             return loaded

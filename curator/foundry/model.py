@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from curator.errors import FoundryError, UsageProblem
-from curator.foundry._native import clean_native_message, foundry_error, is_sdk_error
+from curator.foundry._native import clean_native_message, foundry_error, is_sdk_error, sdk_errors
 from curator.foundry.types import ROLES, ChatChunk, ChatResult, Usage
 
 if TYPE_CHECKING:
@@ -308,13 +308,9 @@ class LoadedModel:
                 return
             self.unloaded = True  # no new generation starts from here on
             self._generations.wait_for(lambda: not self._running)
-            try:
+            with sdk_errors(f"cannot unload {self.model_id}", "retry"):
                 if self._variant.is_loaded:
                     self._variant.unload()
-            except Exception as exc:
-                if is_sdk_error(exc):
-                    raise foundry_error(exc, f"cannot unload {self.model_id}", "retry") from None
-                raise
 
     def unload(self) -> None:
         """Free the model's memory; waits for running generations to finish first."""
