@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import json
 from pathlib import Path
 
 from curator.errors import HubError
@@ -11,6 +10,7 @@ from curator.hub.client import check_repo_id, hub_errors, make_api
 from curator.hub.endpoint import hf_cache_dir
 from curator.hub.errors import HubOffline, HubStalled, HubUnavailable
 from curator.hub.files import compile_files, weight_format
+from curator.hub.local import read_json_object
 from curator.hub.transport import hub_deadline
 
 
@@ -57,7 +57,7 @@ def _download(repo_id: str, revision: str | None, cache: Path) -> tuple[Path, st
             config_path = hf_hub_download(
                 repo_id, "config.json", revision=sha, cache_dir=cache, endpoint=api.endpoint
             )
-            auto_map = bool(_read_json(Path(config_path)).get("auto_map"))
+            auto_map = bool(read_json_object(Path(config_path)).get("auto_map"))
         wanted = compile_files(names, with_code=auto_map)
         folder = snapshot_download(
             repo_id,
@@ -88,7 +88,7 @@ def _cached_snapshot(repo_id: str, revision: str | None, cache: Path) -> tuple[P
         return None
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         if index_name in names:
-            weight_map = _read_json(folder / index_name).get("weight_map")
+            weight_map = read_json_object(folder / index_name).get("weight_map")
             shards = set(weight_map.values()) if isinstance(weight_map, dict) else set()
             if not all((folder / str(shard)).is_file() for shard in shards):
                 return None
@@ -106,11 +106,3 @@ def _record_ref(cache: Path, repo_id: str, revision: str, sha: str) -> None:
             tmp.replace(ref)
     except OSError:
         pass
-
-
-def _read_json(path: Path) -> dict[str, object]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

@@ -10,8 +10,8 @@ reason, and the rest is reported.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from curator.errors import HubError
@@ -19,6 +19,7 @@ from curator.hub.client import check_repo_id, hub_errors, make_api
 from curator.hub.endpoint import hf_cache_dir, hub_endpoint
 from curator.hub.feasibility import recipe_fits
 from curator.hub.files import compile_files, weight_format
+from curator.hub.local import read_json_object
 from curator.hub.models import FactGap, FileEntry, ModelFacts
 from curator.hub.transport import hub_deadline
 
@@ -239,12 +240,7 @@ def _quietly(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 def _json_file(api: HfApi, repo_id: str, filename: str, sha: str) -> dict[str, Any]:
     """A small JSON file of the repository at ``sha`` (cached in the HF cache); {} if unreadable."""
     path = api.hf_hub_download(repo_id, filename, revision=sha or None, cache_dir=hf_cache_dir())
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_json_object(Path(path))
 
 
 def _license(info: ModelInfo) -> str | None:

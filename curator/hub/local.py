@@ -45,7 +45,7 @@ def hf_cache_models(cache: Path | None = None) -> list[LocalModel]:
             continue
         revisions = sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True)
         newest = revisions[0].snapshot_path if revisions else None
-        config = _read_json(newest / "config.json") if newest else {}
+        config = read_json_object(newest / "config.json") if newest else {}
         models.append(
             LocalModel(
                 source="hf-cache",
@@ -70,8 +70,8 @@ def foundry_models(cache: Path | None = None) -> list[LocalModel]:
     for config_path in sorted(_genai_configs(root, FOUNDRY_DEPTH)):
         folder = config_path.parent
         files = [p for p in folder.rglob("*") if p.is_file()]
-        config = _read_json(folder / "config.json")
-        genai = _read_json(config_path)
+        config = read_json_object(folder / "config.json")
+        genai = read_json_object(config_path)
         model_section = genai.get("model")
         genai_type = model_section.get("type") if isinstance(model_section, dict) else None
         models.append(
@@ -148,7 +148,9 @@ def _architecture(config: dict[str, Any]) -> str | None:
     return str(names[0]) if isinstance(names, list) and names else None
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object file's content; {} when it is missing, unreadable, not JSON or not an object
+    (best effort: the caches hold what other tools wrote)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
