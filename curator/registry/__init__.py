@@ -6,6 +6,7 @@ from curator.registry.document import (
     find_model,
     load_registry,
     load_registry_source,
+    require_model,
 )
 from curator.registry.rules import ValidationReport, validate_document
 from curator.registry.store import (
@@ -26,6 +27,7 @@ __all__ = [
     "load_registry",
     "load_registry_source",
     "remove_model",
+    "require_model",
     "update_model",
     "upsert_model",
     "validate_document",

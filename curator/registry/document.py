@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curator.errors import InputFileError, RegistryError, RegistryInvalid
+from curator.errors import InputFileError, NotFound, RegistryError, RegistryInvalid
 from curator.jsonio import parse_json, read_json
 
 SCHEMA_VERSION = 1
@@ -155,6 +155,18 @@ def find_model(document: Document, model_id: str) -> Entry | None:
         if entry.get("id") == model_id:
             return entry
     return None
+
+
+def require_model(document: Document, model_id: str, path: Path) -> Entry:
+    """The entry ``model_id`` of the registry at ``path``; NotFound (naming the command that lists
+    the ids) when there is none."""
+    entry = find_model(document, model_id)
+    if entry is None:
+        raise NotFound(
+            f"no model {model_id!r} in {path}",
+            hint=f"`curator registry list --registry {path}` shows the ids",
+        )
+    return entry
 
 
 def canonical(document: Document) -> Document:

@@ -11,9 +11,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from curator.errors import NotFound, RegistryInvalid, UsageProblem
+from curator.errors import RegistryInvalid, UsageProblem
 from curator.jsonio import write_json_atomic
-from curator.registry.document import Document, Entry, canonical, find_model, load_registry
+from curator.registry.document import (
+    Document,
+    Entry,
+    canonical,
+    find_model,
+    load_registry,
+    require_model,
+)
 from curator.registry.rules import validate_document
 from curator.schemas import Problem
 
@@ -129,9 +136,7 @@ def update_model(path: Path, model_id: str, change: Callable[[Entry], None]) -> 
     """Apply ``change`` to the entry ``model_id`` in place; NotFound when there is none."""
 
     def mutate(document: Document) -> Entry:
-        entry = find_model(document, model_id)
-        if entry is None:
-            raise _not_found(model_id, path)
+        entry = require_model(document, model_id, path)
         change(entry)
         return entry
 
@@ -140,17 +145,8 @@ def update_model(path: Path, model_id: str, change: Callable[[Entry], None]) -> 
 
 def remove_model(path: Path, model_id: str) -> Entry:
     def mutate(document: Document) -> Entry:
-        entry = find_model(document, model_id)
-        if entry is None:
-            raise _not_found(model_id, path)
+        entry = require_model(document, model_id, path)
         document["models"].remove(entry)
         return entry
 
     return edit_registry(path, mutate)
-
-
-def _not_found(model_id: str, path: Path) -> NotFound:
-    return NotFound(
-        f"no model {model_id!r} in {path}",
-        hint=f"`curator registry list --registry {path}` shows the ids",
-    )

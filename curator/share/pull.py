@@ -78,14 +78,9 @@ def pull_model(
     progress: Progress | None = None,
 ) -> PullResult:
     """Bring the published entry ``model_id`` onto this machine and register it with Foundry."""
-    from curator.registry import find_model, load_registry
+    from curator.registry import load_registry, require_model
 
-    entry = find_model(load_registry(registry), model_id)
-    if entry is None:
-        raise NotFound(
-            f"no model {model_id!r} in {registry}",
-            hint=f"`curator registry list --registry {registry}` shows the ids",
-        )
+    entry = require_model(load_registry(registry), model_id, registry)
     return _pull_entry(entry, cache_dir, force, progress or (lambda _message: None))
 
 
