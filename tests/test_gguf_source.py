@@ -187,3 +187,31 @@ def test_info_on_a_gguf_file_reads_its_header(smollm2_gguf: Path) -> None:
     facts = json.loads(run_curator("info", str(smollm2_gguf), "--json").stdout)
     assert facts["architecture"] == "llama" and facts["has_chat_template"] is True
     assert facts["quantization_types"] == ["F32", "Q4_1", "Q8_0"]
+
+
+def test_dequantizing_keeps_torch_out_of_the_calling_process(
+    smollm2_gguf: Path, use_dequantized_smollm2: Path
+) -> None:
+    """Bug: onboard dequantized in its own process, and the bench that followed measured 2.3 GB
+    peak memory (torch and fp32 weights) for a model that needs about 0.6."""
+    script = (
+        "import sys, json\n"
+        "from pathlib import Path\n"
+        "from curator.compile.gguf_source import dequantize\n"
+        "checkpoint, origin = dequantize(Path(sys.argv[1]))\n"
+        "print(json.dumps([str(checkpoint), origin.sha256, 'torch' in sys.modules]))\n"
+    )
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(smollm2_gguf)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    checkpoint, sha, torch_loaded = json.loads(done.stdout)
+    assert Path(checkpoint) == use_dequantized_smollm2 / sha
+    assert sha == sha256_file(smollm2_gguf)
+    assert torch_loaded is False

@@ -8,7 +8,9 @@ types, and fidelity's default reference is the dequantized checkpoint (the best 
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,17 +79,38 @@ def repo_model_name(repo_name: str) -> str:
 
 
 def dequantize(path: Path) -> tuple[Path, GgufOrigin]:
-    """The dequantized checkpoint directory and the file's origin record (built once per sha256)."""
-    from curator.gguf import dequantize_gguf
+    """The dequantized checkpoint directory and the file's origin record (built once per sha256,
+    in a child process: see :mod:`curator.compile.gguf_child`)."""
+    import subprocess
 
-    checkpoint = dequantize_gguf(path)
+    from curator import errors
+
+    done = subprocess.run(
+        [sys.executable, "-m", "curator.compile.gguf_child", str(path.absolute())],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        answer = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise errors.PreflightError(
+            f"dequantizing {path.name} failed (exit code {done.returncode}): "
+            f"{done.stderr.strip()[-2000:] or 'no output'}",
+            hint="CURATOR_DEBUG=1 shows more; check the file with curator info",
+        ) from None
+    if "error" in answer:
+        kinds = {"InputFileError": errors.InputFileError, "UsageProblem": errors.UsageProblem}
+        kind = kinds.get(str(answer.get("kind")), errors.PreflightError)
+        raise kind(str(answer["error"]), hint=answer.get("hint"))
     origin = GgufOrigin(
         path=path.absolute(),
         file=path.name,
-        sha256=checkpoint.gguf_sha256,
-        quantization_types=checkpoint.quantization_types,
+        sha256=str(answer["ggufSha256"]),
+        quantization_types=tuple(str(t) for t in answer["quantizationTypes"]),
     )
-    return checkpoint.checkpoint_dir, origin
+    return Path(answer["checkpointDir"]), origin
 
 
 def parameter_count(path: Path) -> tuple[int | None, int | None]:
