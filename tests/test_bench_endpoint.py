@@ -483,7 +483,7 @@ def test_annotation_template_round_trip(fake_server: FakeServer, tmp_path: Path)
     write_scores(template, rows)
     bad = bench(fake_server, tmp_path, "fast-generic-cpu:1", "--scores", str(template))
     assert bad.returncode == 1
-    assert "correctness must be a whole number from 1 to 5" in bad.stderr
+    assert "correctness must be a whole number from 1 to 5" in json.loads(bad.stdout)["error"]
 
 
 def test_bench_models_env_and_endpoint_env(fake_server: FakeServer, tmp_path: Path) -> None:
