@@ -497,6 +497,8 @@ def test_benchmarks_and_list_fields_are_flattened_for_the_review() -> None:
         "distribution.files[m.onnx]": f"{'ab' * 6} 5 B",
         "distribution.repo": "o/m",
     }
+    unhashed = regdiff._flatten({"build": {"artifacts": [{"path": "n.bin", "bytes": 1}]}})
+    assert unhashed == {"build.artifacts[n.bin]": " 1 B"}
 
 
 # --- registry/store.py --------------------------------------------------------------------------
@@ -1123,3 +1125,96 @@ def test_a_benchmark_run_edited_in_place_is_a_change() -> None:
         "benchmarks[2026-11-01T10:00:00Z (3)]",
         "benchmarks[None]",
     ]
+
+
+def test_the_previous_version_is_the_highest_number_then_the_highest_id() -> None:
+    base = make_document(
+        [
+            versioned(0, 9, 100.0, alias="a9"),
+            versioned(0, 10, 200.0, alias="a10"),
+            versioned(1, 10, 300.0, alias="shared"),
+        ]
+    )
+    newer = versioned(0, 11, 100.0, alias="shared")  # by name: :9 and :10; by alias: model1:10
+    head = make_document([*base["models"], newer])
+    base["policy"]["failOnRegression"] = head["policy"]["failOnRegression"] = True
+    result = regdiff.diff_documents(base, head)
+    (change,) = [f for f in result.figures if f.figure == "decode tok/s"]
+    assert change.base_id == "model1-generic-cpu:10"  # :10 beats :9; then model1 > model0
+    assert [str(v) for v in result.violations if v.rule == "benchmark-regression"] == [
+        "models[id=model0-generic-cpu:11]: decode tok/s -66.7% is past the 10% threshold "
+        "(against model1-generic-cpu:10) [benchmark-regression]"
+    ]
+
+
+def test_a_figure_rising_from_zero_is_judged_by_its_direction() -> None:
+    base, head = bench_doc(decode=0.0), bench_doc(decode=10.0)
+    change = figures_by_name(regdiff.diff_documents(base, head).figures)["decode tok/s"]
+    assert change.change_pct is None and not change.regression  # more tok/s is better
+    back = figures_by_name(regdiff.diff_documents(head, base).figures)["decode tok/s"]
+    assert back.change_pct == -100.0 and back.regression
+
+
+def test_a_schema_edit_is_a_violation_until_accepted() -> None:
+    """Bug: a pull request loosens the schema that judges it."""
+    from curator.schemas import load_schema
+
+    schema = load_schema("models")
+    document = make_document([make_entry(0)])
+    same = regdiff.diff_documents(document, document, head_schema=copy.deepcopy(schema))
+    assert same.schema_changes == () and same.violations == ()
+    loosened = copy.deepcopy(schema)
+    loosened["$defs"]["policy"]["additionalProperties"] = True
+    judged = regdiff.diff_documents(document, document, head_schema=loosened)
+    assert judged.schema_changes == (
+        regdiff.FieldChange("$defs.policy.additionalProperties", False, True),
+    )
+    assert [str(v) for v in judged.violations] == [
+        "schema: the change edits the registry schema; the registry is validated against the "
+        "base's schema until a maintainer accepts it (registry diff --accept-schema-change) "
+        "[schema-changed]"
+    ]
+    accepted = regdiff.diff_documents(
+        document, document, head_schema=loosened, accept_schema_change=True
+    )
+    assert accepted.violations == () and accepted.schema_changes == judged.schema_changes
+
+
+@pytest.mark.parametrize("missing", ["path", "sha256", "bytes"])
+def test_malformed_file_records_are_left_to_the_schema(missing: str) -> None:
+    entry = make_entry(0)
+    files = [dict(a) for a in entry["build"]["artifacts"]]
+    entry["distribution"] = {"repo": "org/model0", "commit": "a" * 40, "files": files}
+    del files[0][missing]
+    assert "distribution-matches-build" not in rules_of(make_document([entry]))
+    entry["distribution"]["files"] = [dict(a) for a in entry["build"]["artifacts"]]
+    del entry["build"]["artifacts"][0][missing]
+    assert "distribution-matches-build" not in rules_of(make_document([entry]))
+
+
+@pytest.mark.parametrize("distribution", ["o/m", [], {}])
+def test_a_malformed_distribution_or_build_does_not_crash_validation(distribution: Any) -> None:
+    entry = make_entry(0, distribution=distribution)
+    assert "distribution-matches-build" not in rules_of(make_document([entry]))
+    published = make_entry(0, build=[1])
+    published["distribution"] = {"repo": "o/m", "commit": "a" * 40, "files": []}
+    assert "distribution-matches-build" not in rules_of(make_document([published]))
+
+
+def test_an_edit_names_document_level_and_nested_problems(tmp_path: Path) -> None:
+    path = registry_file(tmp_path, make_entry(0))
+    with pytest.raises(RegistryInvalid) as top:
+        store.edit_registry(path, lambda d: d["policy"].update(maxRegressionPct="x"))
+    assert len(top.value.problems) == 1
+    assert top.value.problems[0].startswith("policy.maxRegressionPct: ")
+    assert top.value.hint == "fix the entry and retry; `curator registry validate` shows the rules"
+
+    def unsafe(document: dict[str, Any]) -> None:
+        document["models"][0]["build"]["artifacts"][1]["path"] = "../x"
+
+    with pytest.raises(RegistryInvalid) as nested:
+        store.edit_registry(path, unsafe)
+    assert nested.value.problems == (
+        "models[id=model0-generic-cpu:1].build.artifacts[0].path: '../x': must not contain '..' "
+        "[artifact-path-safe]",
+    )
