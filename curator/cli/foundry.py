@@ -174,7 +174,7 @@ def smoke(
     as_json: bool,
 ) -> None:
     """Load a registered model and run a fixed prompt set; exit 1 naming any prompt that errs,
-    answers empty, reports no usage or runs over its time limit."""
+    answers empty, lacks its expected words, reports no usage or runs over its time limit."""
     from curator.smoke import run_smoke
 
     out = Output(as_json)
