@@ -30,7 +30,7 @@ from curator.modeldir import MANIFEST_NAME, sha256_file
 from curator.prompts import Message
 from curator.registry import diff as regdiff
 from curator.registry import store
-from curator.registry.rules import unsafe_path_reason, validate_document
+from curator.registry.rules import distribution_mismatch, unsafe_path_reason, validate_document
 from tests.samples import make_benchmark, make_document, make_entry
 
 MIB = 2**20
@@ -1218,3 +1218,99 @@ def test_an_edit_names_document_level_and_nested_problems(tmp_path: Path) -> Non
         "models[id=model0-generic-cpu:1].build.artifacts[0].path: '../x': must not contain '..' "
         "[artifact-path-safe]",
     )
+
+
+# --- defensive branches: one malformed field never crashes validation or hides other entries -----
+
+
+def test_min_ram_is_compared_in_gib_of_1024_mib() -> None:
+    entry = make_entry(0, minRamGb=1.4995, benchmarks=[make_benchmark(peak_mb=1536.0)])
+    assert rules_of(make_document([entry])) == ["min-ram-covers-benchmark"]
+
+
+def test_malformed_fields_do_not_crash_and_do_not_hide_later_entries() -> None:
+    undated = make_benchmark()
+    del undated["date"]
+    no_id = make_entry(5)
+    del no_id["id"]
+    odd_id = make_entry(6, id=6)
+    no_alias = [make_entry(7), make_entry(8)]
+    for entry in no_alias:
+        del entry["alias"]
+    later = make_entry(9, license="llama3")
+    models = [42, make_entry(4, benchmarks=[undated]), no_id, odd_id, *no_alias, later]
+    problems = validate_document(make_document(models)).problems
+    rules = [p.rule for p in problems]
+    assert "unique-alias-per-variant" not in rules  # a missing alias is nobody's duplicate
+    assert [p.path for p in problems if p.rule == "license-allowed"] == ["models[6].license"]
+    assert validate_document({**make_document([later]), "policy": []}).problems  # no crash
+
+
+def test_an_id_with_two_colons_does_not_name_its_variant() -> None:
+    entry = make_entry(0, id="model0-generic-cpu:x:1")
+    assert "id-names-variant" in rules_of(make_document([entry]))
+
+
+def test_artifact_checks_go_on_past_malformed_records() -> None:
+    entry = make_entry(0)
+    entry["build"]["artifacts"] = [
+        "junk",
+        {"path": 7, "sha256": "a" * 64, "bytes": 1},
+        {"path": "../x", "sha256": "b" * 64, "bytes": 1},
+        {"path": "ok.bin", "sha256": "c" * 64, "bytes": 1},
+    ]
+    problems = validate_document(make_document([entry])).problems
+    assert [p.path for p in problems if p.rule == "artifact-path-safe"] == [
+        "models[0].build.artifacts[2].path"
+    ]
+    assert "file-size-matches-artifacts" not in [p.rule for p in problems]
+    infinite = make_entry(0, fileSizeMb=float("inf"))
+    assert "file-size-matches-artifacts" not in rules_of(make_document([infinite]))
+
+
+def test_several_paths_are_listed_with_commas() -> None:
+    built = [record_of("a"), record_of("b")]
+    assert distribution_mismatch([], built) == "not published: a, b"
+
+
+def record_of(path: str) -> dict[str, Any]:
+    return {"path": path, "sha256": "d" * 64, "bytes": 1}
+
+
+def test_review_goes_on_past_junk_and_unchanged_entries() -> None:
+    base = make_document([make_entry(0), make_entry(1)])
+    head = make_document(["junk", make_entry(0), make_entry(1, minRamGb=2.0), make_entry(2)])
+    result = regdiff.diff_documents(base, head)
+    assert [model_id for model_id, _ in result.changed] == ["model1-generic-cpu:1"]
+    assert [e["id"] for e in result.added] == ["model2-generic-cpu:1"]
+    assert regdiff.figure({"a": float("inf")}, ("a",)) is None
+    assert regdiff._name_and_version("a:b:3") == ("a:b", 3)
+
+
+def test_the_newest_version_by_number_not_by_text() -> None:
+    base = make_document([versioned(0, 9, 100.0, alias="a9"), versioned(0, 10, 200.0)])
+    head = make_document([*base["models"], versioned(0, 11, 100.0, alias="a11")])
+    (change,) = [
+        f for f in regdiff.diff_documents(base, head).figures if f.figure == "decode tok/s"
+    ]
+    assert change.base_id == "model0-generic-cpu:10"  # "…:9" > "…:10" as text
+
+
+def test_a_registry_without_models_takes_its_first(tmp_path: Path) -> None:
+    path = tmp_path / "models.json"
+    path.write_text(json.dumps({"schemaVersion": 1, "policy": {"allowedLicenses": ["apache-2.0"]}}))
+    store.add_model(path, make_entry(0))
+    other = tmp_path / "other.json"
+    other.write_text(path.read_text().replace('"models"', '"unused"'))
+    assert store.upsert_model(other, make_entry(1)) == "added"
+
+
+def test_three_holders_of_one_id_are_listed(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    dirs = [compiled_dir(cache, f"{name}-generic-cpu-1") for name in ("a", "b", "c")]
+    for model in dirs:
+        manifest = json.loads((model / MANIFEST_NAME).read_text())
+        manifest["id"] = "same-generic-cpu:1"
+        (model / MANIFEST_NAME).write_text(json.dumps(manifest))
+    first = next(r for r in verify_cache(cache) if r.path == dirs[0])
+    assert first.problem == f"id same-generic-cpu:1 is also held by {dirs[1]}, {dirs[2]}"
