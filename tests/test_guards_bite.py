@@ -1314,3 +1314,11 @@ def test_three_holders_of_one_id_are_listed(tmp_path: Path) -> None:
         (model / MANIFEST_NAME).write_text(json.dumps(manifest))
     first = next(r for r in verify_cache(cache) if r.path == dirs[0])
     assert first.problem == f"id same-generic-cpu:1 is also held by {dirs[1]}, {dirs[2]}"
+
+
+def test_a_kl_ceiling_alone_is_still_checked() -> None:
+    """Bug: with no top-1 floor in the policy the KL check is skipped too."""
+    entry = make_entry(0, fidelity=fidelity(0.2, 0.5))
+    assert rules_of(make_document([entry], maxKlDivergence=0.1)) == ["fidelity-kl"]
+    missing_top1 = make_entry(0, fidelity={**fidelity(0.2, 0.5), "top1Agreement": None})
+    assert "fidelity-kl" in rules_of(make_document([missing_top1], maxKlDivergence=0.1))
