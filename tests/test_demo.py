@@ -57,3 +57,4 @@ def test_make_demo_onboards_a_model_into_a_valid_registry(tmp_path: Path) -> Non
     }
     summary = (out / "report" / "SUMMARY.md").read_text(encoding="utf-8")
     assert entry["id"] in summary
+    assert "Paris" in summary  # the real model's smoke answer to the capital of France
