@@ -128,6 +128,27 @@ def test_existing_problems_do_not_block_repairs(registry: Path) -> None:
     assert [(p.path, p.rule) for p in problems] == [("models[1].license", "license-allowed")]
 
 
+def test_a_non_object_entry_does_not_block_edits_when_sorting_moves_it(registry: Path) -> None:
+    """A registry holding junk (a string where an entry belongs) is repaired edit by edit: the
+    junk's schema problem was there before, even though sorting the models moves its index."""
+    registry.parent.mkdir(parents=True)
+    document = {"schemaVersion": 1, "policy": {"allowedLicenses": ["apache-2.0"]}}
+    document["models"] = ["junk", make_entry(5)]
+    registry.write_text(json.dumps(document))
+    assert upsert_model(registry, make_entry(1)) == "added"
+    assert upsert_model(registry, make_entry(5, minRamGb=4.0)) == "updated"
+    models = load_registry(registry)["models"]
+    assert "junk" in models
+    assert sorted(m["id"] for m in models if isinstance(m, dict)) == [
+        make_entry(1)["id"],
+        make_entry(5)["id"],
+    ]
+    new_junk = make_entry(7)
+    new_junk["fileSizeMb"] = "big"  # a new problem is still refused
+    with pytest.raises(RegistryInvalid):
+        upsert_model(registry, new_junk)
+
+
 def test_stable_format(registry: Path) -> None:
     upsert_model(registry, make_entry(2))
     upsert_model(registry, make_entry(1))

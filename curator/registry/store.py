@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import glob
+import json
 import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from curator.errors import RegistryInvalid, UsageProblem
 from curator.jsonio import write_json_atomic
@@ -91,11 +92,16 @@ def _keyed(document: Document, problems: tuple[Problem, ...]) -> set[tuple[str, 
         if problem.path.startswith("models["):
             index = int(problem.path[7 : problem.path.index("]")])
             entry = models[index] if index < len(models) else None
-            key = str(entry.get("id")) if isinstance(entry, dict) else str(index)
+            key = str(entry.get("id")) if isinstance(entry, dict) else _value_key(entry)
             tail = problem.path[problem.path.index("]") + 1 :]
             problem = Problem(tail, problem.rule, _strip_indices(problem.message))
         keyed.add((key, problem))
     return keyed
+
+
+def _value_key(entry: Any) -> str:
+    """A non-object entry is known by its value: its index moves when an edit sorts the models."""
+    return f"<{type(entry).__name__} {json.dumps(entry, sort_keys=True)[:40]}>"
 
 
 def _strip_indices(message: str) -> str:
