@@ -174,7 +174,10 @@ def test_supported_architectures_match_the_installed_model_builder() -> None:
     builder = Path(sysconfig.get_paths()["purelib"]) / "onnxruntime_genai/models/builder.py"
     names = set(re.findall(r'config\.architectures\[0\] == "(\w+)"', builder.read_text()))
     assert names, "the builder's dispatch changed shape"
-    assert names - {"WhisperForConditionalGeneration"} == set(rec.SUPPORTED_ARCHITECTURES)
+    assert names - {"WhisperForConditionalGeneration"} - set(rec.BUILT_WRONG) == set(
+        rec.SUPPORTED_ARCHITECTURES
+    )
+    assert set(rec.BUILT_WRONG) <= names  # refused by measurement, not unknown to the builder
     assert {
         "Qwen2ForCausalLM",
         "LlamaForCausalLM",
@@ -213,3 +216,15 @@ def test_cli_recipes_list_and_show() -> None:
     missing = run_curator("recipes", "show", "nope")
     assert missing.returncode == 2
     assert "unknown recipe 'nope'" in missing.stderr and "Traceback" not in missing.stderr
+
+
+@pytest.mark.parametrize("architecture", ["OlmoForCausalLM", "SmolLM3ForCausalLM"])
+def test_preflight_refuses_what_the_builder_gets_wrong_and_says_why(
+    tmp_path: Path, architecture: str
+) -> None:
+    from curator.compile.preflight import check_architecture
+    from curator.errors import PreflightError
+
+    with pytest.raises(PreflightError, match=f"architecture {architecture} is refused: the model"):
+        check_architecture({"architectures": [architecture]}, tmp_path)
+    assert check_architecture({"architectures": ["LlamaForCausalLM"]}, tmp_path)

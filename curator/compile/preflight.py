@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from curator.errors import PreflightError, UsageProblem
-from curator.recipes import SUPPORTED_ARCHITECTURES, Recipe
+from curator.recipes import BUILT_WRONG, SUPPORTED_ARCHITECTURES, Recipe
 
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*[a-z0-9]:[1-9][0-9]{0,5}$")
 DISK_MARGIN_BYTES = 200_000_000
@@ -121,6 +121,11 @@ def check_architecture(config: dict[str, Any], model_dir: Path) -> str:
             hint="only causal language models the ONNX Runtime GenAI builder knows can compile",
         )
     arch = str(architectures[0])
+    if arch in BUILT_WRONG:
+        raise PreflightError(
+            f"architecture {arch} is refused: {BUILT_WRONG[arch]}",
+            hint="curator search finds models of a supported architecture",
+        )
     if arch not in SUPPORTED_ARCHITECTURES:
         supported = ", ".join(sorted(SUPPORTED_ARCHITECTURES))
         raise PreflightError(

@@ -52,6 +52,7 @@ def recipe_fits(
 ) -> tuple[RecipeFit, ...]:
     """One RecipeFit per recipe in recipes/, in recipe-name order."""
     from curator.recipes import (
+        BUILT_WRONG,
         SUPPORTED_ARCHITECTURES,
         load_recipes,
         predict_compile_peak_bytes,
@@ -69,7 +70,11 @@ def recipe_fits(
             kind, reason = NO_ARCHITECTURE, "no architecture in config.json"
         elif architecture not in SUPPORTED_ARCHITECTURES:
             kind = UNSUPPORTED_ARCHITECTURE
-            reason = f"architecture {architecture} is not supported by the model builder"
+            reason = (
+                f"architecture {architecture}: {BUILT_WRONG[architecture]}"
+                if architecture in BUILT_WRONG
+                else f"architecture {architecture} is not supported by the model builder"
+            )
         elif weight_format is None:
             kind, reason = NO_WEIGHTS, "no safetensors or pytorch weights"
         elif recipe.needs_gpu and not here.cuda_gpu:
