@@ -330,9 +330,10 @@ def _write_checkpoint(path: Path, out: Path) -> tuple[str, int]:
                     folder, gguf_file=name, dtype=torch.float32
                 )
             tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        except (ValueError, KeyError, NotImplementedError) as exc:
+        except (ValueError, KeyError, NotImplementedError, RuntimeError) as exc:
+            # RuntimeError: tensors missing or of the wrong shape for the architecture it names
             raise PreflightError(
-                f"transformers cannot dequantize {path.name}: {str(exc).splitlines()[0]}",
+                f"transformers cannot dequantize {path.name}: {_first_line(exc)}",
                 hint="use a GGUF of an architecture transformers' GGUF loader supports "
                 "(llama, mistral, qwen2, qwen3, phi3, gemma2, gemma3, ...)",
             ) from None
@@ -343,7 +344,13 @@ def _write_checkpoint(path: Path, out: Path) -> tuple[str, int]:
         if hasattr(config, "quantization_config"):
             delattr(config, "quantization_config")
         fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
-        fresh.load_state_dict(loaded.state_dict(), strict=True)
+        try:
+            fresh.load_state_dict(loaded.state_dict(), strict=True)
+        except RuntimeError as exc:
+            raise PreflightError(
+                f"{path.name} does not hold the weights its metadata describes: {_first_line(exc)}",
+                hint="check the file with curator info; download it again if it is truncated",
+            ) from None
         del loaded
         fresh.eval()
         fresh.save_pretrained(out)
@@ -354,3 +361,8 @@ def _write_checkpoint(path: Path, out: Path) -> tuple[str, int]:
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:300] if lines else type(exc).__name__

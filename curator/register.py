@@ -161,6 +161,21 @@ def _peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
+# What a re-registration keeps from the entry it replaces: what was measured or written by people.
+KEPT_ON_REREGISTER = (
+    "benchmarks",
+    "fidelity",
+    "notes",
+    "licenseDescription",
+    "maxOutputTokens",
+    "supportsToolCalling",
+)
+
+
+def _kept_on_reregister(existing: dict[str, Any] | None) -> dict[str, Any]:
+    return {key: value for key, value in (existing or {}).items() if key in KEPT_ON_REREGISTER}
+
+
 def min_ram_from_peak(peak_rss_mb: float) -> float:
     """GiB to ask for: the measured peak with headroom, rounded up to 0.1."""
     needed = peak_rss_mb / 1024 * HEADROOM_FACTOR + HEADROOM_GB
@@ -258,19 +273,7 @@ def register(
     test = registration.load_test
 
     ram = _min_ram_gb(min_ram_gb, test, existing)
-    entry: dict[str, Any] = {
-        key: value
-        for key, value in (existing or {}).items()
-        if key
-        in (
-            "benchmarks",
-            "fidelity",
-            "notes",
-            "licenseDescription",
-            "maxOutputTokens",
-            "supportsToolCalling",
-        )
-    }
+    entry = _kept_on_reregister(existing)
     entry.update(
         {
             "id": chosen_id,
@@ -428,11 +431,7 @@ def register_catalog_model(
     if model.path is not None and (model.path / GENAI_CONFIG).is_file():
         config = read_json(model.path / GENAI_CONFIG, GENAI_CONFIG)
         config_context = context_length(config) if isinstance(config, dict) else None
-    entry: dict[str, Any] = {
-        key: value
-        for key, value in (existing or {}).items()
-        if key in ("benchmarks", "fidelity", "notes", "licenseDescription", "maxOutputTokens")
-    }
+    entry = _kept_on_reregister(existing)
     source: dict[str, Any] = {
         "catalog": "foundry-local",
         "id": model.id,
@@ -552,6 +551,10 @@ def register_load_tested(
             f"load test failed, {model_id} {state}: {exc.message}",
             hint=f"curator cache verify {model_id}; recompile with --force",
         ) from None
+    except BaseException:  # Ctrl-C or another failure mid-test: leave what was there before
+        rt.unregister(model_id)
+        _restore(rt, previous, path)
+        raise
     return FoundryRegistration(rt, model_id, path, previous, test)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -71,6 +72,11 @@ def schema_problems(instance: Any, name: str, root: str = "") -> list[Problem]:
 
 
 MESSAGE_LIMIT = 300
+# Control, bidirectional and invisible formatting characters (what the schema's "line" excludes):
+# refused in paths by the rules, shown as ⟨U+XXXX⟩ by the review, never obeyed.
+CONTROL_CHARACTERS = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]"
+)
 
 
 def elide(text: str, limit: int = MESSAGE_LIMIT) -> str:

@@ -95,9 +95,9 @@ def thread_note(model_id: str, model_dir: Path | None, cores: int) -> str:
     ``intra_op_num_threads`` of its genai_config.json (0 = all cores, onnxruntime's default)."""
     from curator.compile.runtime_options import session_threads
 
-    threads = session_threads(model_dir) if model_dir is not None else None
     if model_dir is None:
         return f"{model_id}: thread setting unknown (no compiled directory found)"
+    threads = session_threads(model_dir)
     if threads is None:
         return (
             f"{model_id}: genai_config.json sets no intra_op_num_threads "

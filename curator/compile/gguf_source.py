@@ -95,10 +95,10 @@ def dequantize(path: Path) -> tuple[Path, GgufOrigin]:
     try:
         answer = json.loads(done.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1][:300]
         raise errors.PreflightError(
-            f"dequantizing {path.name} failed (exit code {done.returncode}): "
-            f"{done.stderr.strip()[-2000:] or 'no output'}",
-            hint="CURATOR_DEBUG=1 shows more; check the file with curator info",
+            f"dequantizing {path.name} failed (exit code {done.returncode}): {last}",
+            hint=f"check the file with curator info {path}",
         ) from None
     if "error" in answer:
         kinds = {"InputFileError": errors.InputFileError, "UsageProblem": errors.UsageProblem}
@@ -129,8 +129,9 @@ def download_gguf(repo_id: str, filename: str, revision: str | None) -> tuple[Pa
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
     from curator.hub.client import check_repo_id, hub_errors, make_api
+    from curator.hub.download import record_ref
     from curator.hub.endpoint import hf_cache_dir
-    from curator.hub.errors import HubOffline
+    from curator.hub.errors import HubOffline, HubStalled, HubUnavailable
     from curator.hub.transport import hub_deadline
 
     check_repo_id(repo_id)
@@ -152,8 +153,10 @@ def download_gguf(repo_id: str, filename: str, revision: str | None) -> tuple[Pa
             local = hf_hub_download(
                 repo_id, filename, revision=sha, cache_dir=cache, endpoint=api.endpoint
             )
+        # downloading by sha writes no ref: record revision -> sha so that offline finds it
+        record_ref(cache, repo_id, revision or "main", sha)
         return Path(local), sha
-    except HubOffline:
+    except (HubOffline, HubStalled, HubUnavailable):
         cached = try_to_load_from_cache(repo_id, filename, cache_dir=cache, revision=revision)
         if not isinstance(cached, str):
             raise

@@ -61,13 +61,12 @@ def _gguf_reference(gguf: dict[str, Any], repo: Any) -> Reference | None:
     """A GGUF source's reference: its dequantized checkpoint (the best fp32 there is), rebuilt
     from the file the manifest names when the work area no longer has it and the bytes match."""
     from curator.compile.gguf_source import dequantize
+    from curator.modeldir import sha256_file
 
     path = Path(str(gguf.get("path", "")))
-    if not path.is_file():
-        return None
-    checkpoint, origin = dequantize(path)
-    if origin.sha256 != gguf.get("sha256"):
-        return None
+    if not path.is_file() or sha256_file(path) != gguf.get("sha256"):
+        return None  # another file now: never dequantize it only to throw the result away
+    checkpoint, _ = dequantize(path)
     return Reference("transformers", checkpoint, _gguf_label(gguf, repo))
 
 

@@ -215,7 +215,12 @@ def download(
     fresh = _sdk(rt.public_catalog().get_model_variant, model.id)
     done = describe(fresh) if fresh is not None else model
     if not done.cached:
-        raise FoundryError(f"{model.id} is not in the cache after downloading it", hint=None)
+        if created:  # nothing may be left that looks cached
+            shutil.rmtree(target, ignore_errors=True)
+        raise FoundryError(
+            f"{model.id} is not in the cache after downloading it",
+            hint=f"run curator pull {name} again; curator cache ls shows what is cached",
+        )
     return CatalogDownload(done, "downloaded")
 
 
@@ -365,7 +370,10 @@ def finished_download_id(model_dir: Path) -> str | None:
     """``name:version`` if ``model_dir`` holds a finished catalog download, else None."""
     if (model_dir / DOWNLOAD_SIGNAL).exists():
         return None
-    holders = [model_dir, *(p for p in model_dir.iterdir() if p.is_dir())]
+    try:
+        holders = [model_dir, *(p for p in model_dir.iterdir() if p.is_dir())]
+    except OSError:  # unreadable: not a usable download, whatever it holds
+        return None
     for holder in holders:
         try:
             name = json.loads((holder / INFERENCE_MODEL).read_text(encoding="utf-8")).get("Name")

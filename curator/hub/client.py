@@ -260,7 +260,6 @@ def _unavailable(endpoint: str, status: int | None) -> HubUnavailable:
 
 
 def _endpoint_hint() -> str:
-    import os
 
     if os.environ.get("HF_ENDPOINT"):
         return (

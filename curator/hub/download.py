@@ -67,7 +67,7 @@ def _download(repo_id: str, revision: str | None, cache: Path) -> tuple[Path, st
             allow_patterns=[glob.escape(name) for name in wanted],
         )
     if (revision or "main") != sha:
-        _record_ref(cache, repo_id, revision or "main", sha)
+        record_ref(cache, repo_id, revision or "main", sha)
     return Path(folder), sha
 
 
@@ -95,7 +95,7 @@ def _cached_snapshot(repo_id: str, revision: str | None, cache: Path) -> tuple[P
     return folder, sha
 
 
-def _record_ref(cache: Path, repo_id: str, revision: str, sha: str) -> None:
+def record_ref(cache: Path, repo_id: str, revision: str, sha: str) -> None:
     """Remember ``revision`` -> ``sha`` in the cache's refs (snapshot_download got the sha only)."""
     ref = cache / f"models--{repo_id.replace('/', '--')}" / "refs" / revision
     try:

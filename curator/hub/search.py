@@ -173,11 +173,6 @@ def _left_out(
     return None
 
 
-def summarise(info: ModelInfo, *, machine: Machine) -> ModelSummary:
-    """A ModelSummary from one listing entry."""
-    return summarise_with_fits(info, machine=machine)[0]
-
-
 def summarise_with_fits(
     info: ModelInfo, *, machine: Machine
 ) -> tuple[ModelSummary, tuple[RecipeFit, ...]]:

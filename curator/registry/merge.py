@@ -16,9 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curator.errors import InputFileError, NotFound, RegistryInvalid
+from curator.errors import InputFileError, RegistryInvalid
 from curator.jsonio import read_json, write_json_atomic
-from curator.registry.document import Document, canonical, find_model, load_registry, models_of
+from curator.registry.document import (
+    Document,
+    canonical,
+    load_registry,
+    models_of,
+    require_model,
+)
 from curator.registry.rules import policy_of
 
 
@@ -120,14 +126,7 @@ def _load_fragment(path: Path) -> Document:
 def cut_fragment(registry: Path, model_ids: tuple[str, ...], output: Path) -> Document:
     """Write ``output``: ``registry``'s schema and policy with only the entries ``model_ids``."""
     document = load_registry(registry)
-    entries = []
-    for model_id in model_ids:
-        entry = find_model(document, model_id)
-        if entry is None:
-            raise NotFound(
-                f"no model {model_id!r} in {registry}", hint="the job's onboard step names the id"
-            )
-        entries.append(entry)
+    entries = [require_model(document, model_id, registry) for model_id in model_ids]
     fragment = canonical(
         {
             "$schema": document.get("$schema", "../schemas/models.schema.json"),

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from curator.registry.diff import BENCH_FIGURES, RegistryDiff, figure, latest_benchmark
-from curator.schemas import elide
+from curator.schemas import CONTROL_CHARACTERS, elide
 
 
 def render_review(diff: RegistryDiff) -> str:
@@ -140,8 +140,6 @@ def _get(entry: dict[str, Any], *keys: str) -> Any:
     return value
 
 
-# Control, bidirectional and invisible formatting characters: shown as ⟨U+XXXX⟩, never obeyed.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 CELL_LIMIT = 300  # characters of one cell; the middle of a longer text is elided
 _MARKUP = re.compile(r"([\\`*_\[\]<>&#!~()|])")
 
@@ -164,4 +162,4 @@ def _visible(value: Any) -> str:
     """Shortened in the middle (the reason at the end of a message survives), then every
     invisible or control character spelled out."""
     text = elide(str(value), CELL_LIMIT)
-    return _CONTROL.sub(lambda m: f"⟨U+{ord(m.group()):04X}⟩", text)
+    return CONTROL_CHARACTERS.sub(lambda m: f"⟨U+{ord(m.group()):04X}⟩", text)

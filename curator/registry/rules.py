@@ -20,11 +20,9 @@ from functools import lru_cache
 from typing import Any
 
 from curator.registry.document import Document
-from curator.schemas import Problem, elide, schema_problems
+from curator.schemas import CONTROL_CHARACTERS, Problem, elide, schema_problems
 
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
-# control, bidirectional and invisible formatting characters (as the schema's "line" excludes)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 _VARIANT = re.compile(r"[a-z0-9]+-(cpu|gpu|npu)")
 SIZE_TOLERANCE = 0.01  # fileSizeMb may differ from the artifacts' sum by 1% (rounding)
 
@@ -277,7 +275,7 @@ def distribution_mismatch(files: list[dict[str, Any]], artifacts: list[dict[str,
 @lru_cache(maxsize=4096)  # the same few file names recur in every entry
 def unsafe_path_reason(path: str) -> str | None:
     """Why ``path`` is not a safe relative artifact path (None when it is)."""
-    if _CONTROL.search(path):
+    if CONTROL_CHARACTERS.search(path):
         return "contains control characters"
     if "\\" in path:
         return "use '/' as the separator"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curator.errors import CuratorError, FoundryError, InputFileError, NotFound, UsageProblem
+from curator.errors import CuratorError, InputFileError, NotFound, UsageProblem
 from curator.modeldir import MANIFEST_NAME
 from curator.registry.document import Document, Entry
 from curator.share.files import ListedFile, file_problems, listed_files
@@ -223,7 +223,7 @@ def _pull_entry(entry: Entry, cache_dir: Path, force: bool, say: Progress) -> Pu
             downloaded = total
         try:
             registration = _register(entry, target, cache_dir)
-        except FoundryError:
+        except BaseException:  # a failed load test, Ctrl-C, anything: the old directory returns
             if not present:
                 _take_back(target, work / "replaced")
             raise
