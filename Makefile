@@ -24,18 +24,18 @@ test-all: setup
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m "slow or not slow"
 
 lint: setup
-	$(BIN)/ruff check curator tests bench
-	$(BIN)/ruff format --check curator tests bench
+	$(BIN)/ruff check curator tests perf
+	$(BIN)/ruff format --check curator tests perf
 	$(BIN)/mypy
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(BIN)/check-jsonschema --schemafile schemas/candidates.schema.json registry/candidates.json
 
 bench: setup
-	$(BIN)/python -m bench
+	$(BIN)/python -m perf
 
 # int4-cpu against llama.cpp Q4_0 / Q4_K_M on real weights (builds llama.cpp once into .cache/llama.cpp)
 bench-peers: setup
-	$(BIN)/python -m bench.peers
+	$(BIN)/python -m perf.peers
 
 demo: setup
 	$(BIN)/python -m curator.cli.demo --out demo-out

@@ -222,7 +222,7 @@ def test_endpoint_figures_match_what_the_server_did(
 
 
 def test_reports_are_written_and_valid(fake_server: FakeServer, tmp_path: Path) -> None:
-    from curator.reports import report_problems
+    from curator.bench.reports import report_problems
 
     result = bench(
         fake_server,
@@ -283,7 +283,7 @@ def test_unknown_and_failing_models_fail_while_others_run(
     assert "does not serve missing-generic-cpu:1" in status["missing-generic-cpu:1"][1]
     assert status["crash-generic-cpu:1"][0] == "failed"
     assert "the model crashed" in status["crash-generic-cpu:1"][1]
-    from curator.reports import report_problems
+    from curator.bench.reports import report_problems
 
     assert report_problems(report) == []
 

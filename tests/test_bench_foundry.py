@@ -59,7 +59,7 @@ def plain_loop(model_dir: Path, messages: list[dict[str, str]], max_tokens: int)
         [
             sys.executable,
             "-m",
-            "bench.bench_harness",
+            "perf.bench_harness",
             "plain",
             str(model_dir),
             json.dumps(messages),
@@ -165,7 +165,7 @@ def test_broken_model_fails_while_the_good_one_runs(
     markdown = (tmp_path / "out" / "bench-report.md").read_text()
     assert f"| `{BROKEN_ID}` | **failed**" in markdown
 
-    from curator.reports import report_problems
+    from curator.bench.reports import report_problems
 
     assert report_problems(report) == []
 

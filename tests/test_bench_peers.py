@@ -1,11 +1,11 @@
-"""bench.peers pieces that decide its verdicts: the grid-breaking step and the target checks."""
+"""perf.peers pieces that decide its verdicts: the grid-breaking step and the target checks."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from bench.peers import Row, closing_note, ratios
-from bench.peers_model import BLOCK, degrid
+from perf.peers import Row, closing_note, ratios
+from perf.peers_model import BLOCK, degrid
 
 
 def _on_a_4bit_grid(rows: int = 64, cols: int = 128) -> np.ndarray:

@@ -964,7 +964,7 @@ def test_the_trusted_olive_workflow_is_told_to_trust_and_the_untrusted_is_not(
 def test_onboard_refuses_repository_code_unless_trusted(tmp_path: Path) -> None:
     """Bug: `onboard` always trusts repository code (--trust-remote-code forced on): only compile
     had a test for the gate. Nothing is written to the registry either way."""
-    from curator.onboard import OnboardRequest, OnboardStepFailed, onboard
+    from curator.onboard.pipeline import OnboardRequest, OnboardStepFailed, onboard
 
     model = custom_code_model(tmp_path)
     registry = tmp_path / "registry" / "models.json"

@@ -93,7 +93,7 @@ def test_summary_answers_cannot_break_the_table() -> None:
     stay inside their cell."""
     import re
 
-    from curator.onboard_summary import _answer_lines
+    from curator.onboard.summary import _answer_lines
 
     answer = "```python\ndef f(a|b):\n    return a<b```  <img src=x>" + "x" * 300
     rows = [line for line in _answer_lines([("code", answer)]) if line.startswith("| code")]

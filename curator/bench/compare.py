@@ -78,7 +78,7 @@ def _delta(
 def compare_reports(
     old: dict[str, Any], new: dict[str, Any], threshold_pct: float = DEFAULT_THRESHOLD_PCT
 ) -> Comparison:
-    """Compare two validated report documents (see curator.reports.load_report)."""
+    """Compare two validated report documents (see curator.bench.reports.load_report)."""
     notes = []
     if old["machine"]["fingerprint"] != new["machine"]["fingerprint"]:
         notes.append(

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from curator.bench.backends import Backend, EndpointBackend, FoundryBackend
 from curator.bench.record import RecordOutcome
+from curator.bench.reports import ReportFiles
 from curator.bench.runner import BenchRun, BenchSettings, Progress
 from curator.errors import BenchError, UsageProblem
-from curator.reports import ReportFiles
 
 BENCH_MODELS_ENV = "BENCH_MODELS"
 
@@ -92,9 +92,9 @@ def _check_writable(out_dir: Path) -> None:
 def run_job(request: BenchRequest, progress: Progress | None = None) -> BenchOutcome:
     from curator.bench.quality import read_scores
     from curator.bench.record import record_run
+    from curator.bench.reports import write_reports
     from curator.bench.runner import run_bench
     from curator.prompts import load_prompt_set
-    from curator.reports import write_reports
 
     prompt_set = load_prompt_set(request.prompts_file)
     manual = read_scores(request.scores) if request.scores else None

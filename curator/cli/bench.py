@@ -153,9 +153,9 @@ def run(
 ) -> None:
     """Benchmark models: TTFT, latency, decode tokens/s, memory, quality (exit 1 if any failed)."""
     from curator.bench.job import BenchRequest, model_ids_from, run_job
+    from curator.bench.reports import report_document
     from curator.bench.runner import BenchSettings
     from curator.paths import registry_path
-    from curator.reports import report_document
 
     source = click.get_current_context().get_parameter_source("endpoint")
     if in_process and endpoint and source is click.core.ParameterSource.COMMANDLINE:
@@ -273,7 +273,7 @@ def _p(stat: Any, name: str) -> float | None:
 def compare(old: Path, new: Path, threshold: float, as_json: bool) -> None:
     """Compare two bench reports: deltas per model and figure; exit 1 on a regression."""
     from curator.bench.compare import compare_reports, comparison_document
-    from curator.reports import load_report
+    from curator.bench.reports import load_report
 
     comparison = compare_reports(load_report(old), load_report(new), threshold)
     out = Output(as_json)

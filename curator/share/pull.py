@@ -266,7 +266,7 @@ def _download(repo: str, commit: str, files: tuple[ListedFile, ...], staging: Pa
 
 def _register(entry: Entry, target: Path, cache_dir: Path) -> Any:
     from curator import foundry
-    from curator.register import register_load_tested
+    from curator.register.flows import register_load_tested
 
     runtime = entry["runtime"]
     return register_load_tested(

@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench._table import Ratio
 from curator.jsonio import write_json_atomic
+from perf._table import Ratio
 from tests.samples import make_benchmark, make_document, make_entry
 
 ENTRIES = 10_000

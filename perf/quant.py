@@ -13,12 +13,12 @@ one subprocess with 2 intra-op threads that loads every variant and lets them ta
 the best run is the least disturbed one, and a busy spell hits every variant alike).
 
 Then the real model's rows (issue 11): the shipped int4-cpu against the fp32-cpu compile of the
-de-gridded SmolLM2-135M-Instruct (bench.peers_model), with fidelity against its fp32 checkpoint;
+de-gridded SmolLM2-135M-Instruct (perf.peers_model), with fidelity against its fp32 checkpoint;
 compiles cached under .cache/bench-quant-real. The int4-cpu choice itself is made against
-llama.cpp on those weights: `make bench-peers` (bench.peers).
+llama.cpp on those weights: `make bench-peers` (perf.peers).
 
-    python -m bench quant                      # part of `make bench`
-    python -m bench.quant --workdir DIR --markdown   # the table in recipes/README.md
+    python -m perf quant                      # part of `make bench`
+    python -m perf.quant --workdir DIR --markdown   # the table in recipes/README.md
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench._table import Ratio
-from bench.bandwidth import copy_bandwidth, weight_bytes_per_token
+from perf._table import Ratio
+from perf.bandwidth import copy_bandwidth, weight_bytes_per_token
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS_ROOT = REPO / ".cache" / "bench-models"
@@ -87,7 +87,7 @@ VARIANTS: tuple[Variant, ...] = tuple(
 )
 # The toy sweep's choice before real weights were measured (block 128, embedding quantized): the
 # int4-cpu of 22 Nov 2026. On SmolLM2 it garbles answers (recipes/README.md), so the shipped
-# int4-cpu is now chosen by bench.peers on real weights.
+# int4-cpu is now chosen by perf.peers on real weights.
 CHOSEN = Variant("int4 b128 +emb", 128, True)
 SHIPPED = Variant("int4-cpu (shipped)", recipe="int4-cpu")
 
@@ -173,7 +173,7 @@ def speed(
         [
             sys.executable,
             "-m",
-            "bench.quant",
+            "perf.quant",
             "--rounds",
             str(rounds),
             "--threads",
@@ -315,7 +315,7 @@ def ratios(measured: list[Measured], default: Variant) -> list[Ratio]:
         if m.variant.is_fp32:
             continue
         # The toy targets (decode >= 4.5x fp32, file <= 0.17x) are reported, no longer checked:
-        # int4-cpu is now chosen on real weights against llama.cpp (bench.peers, issue 11).
+        # int4-cpu is now chosen on real weights against llama.cpp (perf.peers, issue 11).
         mark = " (int4-cpu)" if m.variant == default else ""
         rows += [
             Ratio(f"{m.variant.name}{mark}: decode", m.decode_tps, base.decode_tps, "tok/s"),
@@ -355,11 +355,11 @@ REAL_WORKDIR = REPO / ".cache" / "bench-quant-real"
 
 
 def real_model_rows(workdir: Path = REAL_WORKDIR) -> list[Ratio]:
-    """The real model (de-gridded SmolLM2-135M-Instruct, bench.peers_model): the shipped int4-cpu
+    """The real model (de-gridded SmolLM2-135M-Instruct, perf.peers_model): the shipped int4-cpu
     against the fp32-cpu compile of the same weights, fidelity against the fp32 checkpoint."""
-    from bench.peers_model import degridded_smollm2
     from curator.fidelity import load_text, measure_fidelity, reference_from_dir
     from curator.recipes import get_recipe
+    from perf.peers_model import degridded_smollm2
 
     source = degridded_smollm2()
     fp32, _ = compile_recipe_object(source, get_recipe("fp32-cpu"), workdir / "fp32-cpu")
@@ -394,7 +394,7 @@ def measure(workdir: Path) -> list[Ratio]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.quant", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m perf.quant", description=__doc__)
     parser.add_argument("--speed", type=Path, nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=ROUNDS, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=THREADS, help=argparse.SUPPRESS)
@@ -404,7 +404,7 @@ def main(argv: list[str]) -> int:
     if args.speed:
         print(json.dumps(_speed_worker(args.speed, args.rounds, args.threads)))
         return 0
-    from bench._table import render
+    from perf._table import render
 
     workdir = args.workdir or Path(".cache") / "bench-quant"
     default = shipped_default()

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench._table import Ratio
+from perf._table import Ratio
 
 TARGET_SECONDS = 2.0
 STALL_TARGET_SECONDS = 15.0

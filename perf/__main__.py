@@ -1,7 +1,7 @@
 """Run every benchmark module in one process run and print one table of ratios.
 
 Each module in MODULES has ``measure(workdir: Path) -> list[Ratio]``. Select some with
-``python -m bench NAME ...``.
+``python -m perf NAME ...``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from bench._table import Ratio, render
+from perf._table import Ratio, render
 
 MODULES = ("registry", "hub", "bench_harness", "quant", "compile", "serve")
 

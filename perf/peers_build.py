@@ -8,7 +8,7 @@ built with cmake into ``.cache/llama.cpp/build``: ``llama-bench``, ``llama-quant
 so it is removed; and the AMX code path dies with SIGILL in this sandbox, so the native build is
 compiled with AMX off. About 5 minutes on 2 cores, once; later calls find the binaries.
 
-    python -m bench.peers_build        # build (or find) and print the tool paths
+    python -m perf.peers_build        # build (or find) and print the tool paths
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._table import Ratio
 from curator.compile.olive_run import olive_command, olive_environment
 from curator.devmodels.cache import cached_tiny_model
+from perf._table import Ratio
 
 ROUNDS = 3
 MODELS_ROOT = Path(__file__).resolve().parent.parent / ".cache" / "bench-models"

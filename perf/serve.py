@@ -15,14 +15,14 @@ bandwidth. Rows for two sizes show both: the 100M model of bench_harness (1024 x
 25M one (512 x 8 int4).
 
 The server runs with ``--parallel 8`` (all eight clients generate at once; the default of 4 would
-queue half of them); ``python -m bench.serve --parallel N`` tries others. Each side streams
+queue half of them); ``python -m perf.serve --parallel N`` tries others. Each side streams
 ``TOKENS`` tokens per client; sides alternate ``ROUNDS`` times (drift on a shared
 machine hits both alike) and the best round of each is kept. On a machine shared with other work,
 8 busy threads win a bigger share of the cores than 1, which flatters the wall-clock ratio: the
 tokens per CPU-second of the server process (report only) show how much of it is real efficiency.
 
-    python -m bench serve                       # part of `make bench`
-    python -m bench.serve [WORKDIR] [--parallel N]
+    python -m perf serve                       # part of `make bench`
+    python -m perf.serve [WORKDIR] [--parallel N]
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench._table import Ratio
+from perf._table import Ratio
 from tests.serve_helpers import (
     client,
     compiled_qwen2,

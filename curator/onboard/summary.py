@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from curator.onboard import OnboardRequest, StepOutcome
+    from curator.onboard.pipeline import OnboardRequest, StepOutcome
 
 
 def render_summary(
@@ -109,7 +109,7 @@ def _benchmark_lines(entry: dict[str, Any], bench_report: Path | None, out_dir: 
     lines.append(f"| peak memory, MB | {latest['peakMemoryMb']:.0f} | |")
     lines.append("")
     if bench_report is not None:
-        from curator.reports import CHART_NAME
+        from curator.bench.reports import CHART_NAME
 
         chart = bench_report.parent / CHART_NAME
         if chart.exists():

@@ -6,9 +6,9 @@ asymmetric block-32 quantizer recovers them almost exactly, which would flatter 
 that happens to match the grid. So the grid is broken first: every 2-D weight gets uniform noise of
 plus or minus half a 4-bit step (``(max - min) / 15`` of its block of 32 along the input
 dimension), from a fixed seed. The noisy checkpoint is the fp32 reference for every row of
-``bench.quant`` and ``bench.peers``; it still answers "The capital of France is Paris."
+``perf.quant`` and ``perf.peers``; it still answers "The capital of France is Paris."
 
-    python -m bench.peers_model        # build (cached) and print the checkpoint path
+    python -m perf.peers_model        # build (cached) and print the checkpoint path
 """
 
 from __future__ import annotations

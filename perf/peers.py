@@ -1,8 +1,8 @@
 """`make bench-peers`: curator's int4-cpu against llama.cpp Q4_0 and Q4_K_M on the same real weights.
 
-Everything in one run, on the de-gridded SmolLM2-135M-Instruct (bench.peers_model):
+Everything in one run, on the de-gridded SmolLM2-135M-Instruct (perf.peers_model):
 
-1. llama.cpp's tools, built once from the pinned ``llama-cpp-python`` sdist (bench.peers_build);
+1. llama.cpp's tools, built once from the pinned ``llama-cpp-python`` sdist (perf.peers_build);
 2. the de-gridded checkpoint converted to an f32 GGUF with llama.cpp's ``convert_hf_to_gguf.py``,
    then ``llama-quantize`` to Q4_0 and Q4_K_M;
 3. curator's shipped ``int4-cpu`` recipe compiled from the same checkpoint;
@@ -11,13 +11,13 @@ Everything in one run, on the de-gridded SmolLM2-135M-Instruct (bench.peers_mode
    the compiled model's own tokenizer, against the de-gridded checkpoint (llama.cpp's perplexity
    tool scores only the second half of each window, so its KL would not be like for like);
 5. speed at the same thread count (2): ``llama-bench`` (256-token prompt, 64 decoded tokens) and
-   the onnxruntime-genai loop of bench.quant with the same prompt and decode lengths, taking turns
+   the onnxruntime-genai loop of perf.quant with the same prompt and decode lengths, taking turns
    for several rounds, the best run of each kept (the machine is shared).
 
 Prints ratios int4-cpu / Q4_K_M and int4-cpu / Q4_0 with the issue's targets: KL and top-1 no
 worse than Q4_K_M, file at most 1.1x Q4_K_M, decode at least 1.5x Q4_K_M.
 
-    python -m bench.peers [--workdir DIR] [--recipe NAME] [--rounds N]
+    python -m perf.peers [--workdir DIR] [--recipe NAME] [--rounds N]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench._table import Ratio
+from perf._table import Ratio
 
 REPO = Path(__file__).resolve().parent.parent
 WORKDIR = REPO / ".cache" / "bench-peers"
@@ -62,7 +62,7 @@ def _log(message: str) -> None:
     print(f"bench peers: {message}", file=sys.stderr, flush=True)
 
 
-SENTENCEPIECE_SHIM = '''"""Stand-in written by bench.peers: llama.cpp's converter imports sentencepiece before it
+SENTENCEPIECE_SHIM = '''"""Stand-in written by perf.peers: llama.cpp's converter imports sentencepiece before it
 looks for a tokenizer.model file; this checkpoint has none (its tokenizer is tokenizer.json)."""
 
 
@@ -126,8 +126,8 @@ def quantize(tools: Any, f32: Path, kind: str) -> Path:
 
 def compile_recipe(source: Path, recipe: str, out: Path) -> Path:
     """curator's recipe compiled from ``source`` with the same Olive runner as `curator compile`."""
-    from bench.quant import compile_recipe_object
     from curator.recipes import get_recipe
+    from perf.quant import compile_recipe_object
 
     model, _ = compile_recipe_object(source, get_recipe(recipe), out / recipe)
     return model
@@ -135,7 +135,7 @@ def compile_recipe(source: Path, recipe: str, out: Path) -> Path:
 
 def llama_bench(tools: Any, model: Path, threads: int) -> tuple[float, float]:
     """(decode tok/s, prefill tok/s) from one llama-bench run with ``threads`` threads."""
-    from bench.quant import DECODE_TOKENS, PROMPT_TOKENS
+    from perf.quant import DECODE_TOKENS, PROMPT_TOKENS
 
     cmd = [
         str(tools.bench),
@@ -169,7 +169,7 @@ def speeds(
 ) -> dict[tuple[str, int], tuple[float, float]]:
     """Best (decode, prefill) of each model at each thread count over ``rounds`` rounds in which
     all take turns (a busy spell on the shared machine then hits every model alike)."""
-    from bench.quant import speed
+    from perf.quant import speed
 
     best: dict[tuple[str, int], tuple[float, float]] = {}
 
@@ -191,10 +191,10 @@ def speeds(
 
 def measure_rows(workdir: Path, recipe: str = "int4-cpu", rounds: int = ROUNDS) -> list[Row]:
     """Build, convert, quantize, compile, score and time everything; one Row per model."""
-    from bench.peers_build import ensure_llama_tools
-    from bench.peers_model import degridded_smollm2
     from curator.fidelity import load_text, measure_fidelity, reference_from_dir
     from curator.gguf import dequantize_gguf
+    from perf.peers_build import ensure_llama_tools
+    from perf.peers_model import degridded_smollm2
 
     tools = ensure_llama_tools()
     reference_dir = degridded_smollm2()
@@ -220,7 +220,7 @@ def measure_rows(workdir: Path, recipe: str = "int4-cpu", rounds: int = ROUNDS) 
             tokens_from=onnx,
         )
     timed = speeds(tools, ggufs, onnx, rounds)
-    from bench.quant import model_bytes
+    from perf.quant import model_bytes
 
     sizes = {"int4-cpu": model_bytes(onnx), **{k: p.stat().st_size for k, p in ggufs.items()}}
     return [
@@ -310,15 +310,15 @@ def markdown(rows: list[Row]) -> str:
 
 
 def measure(workdir: Path) -> list[Ratio]:
-    """For `python -m bench peers`: the ratios, compiles and GGUFs cached under .cache/."""
+    """For `python -m perf peers`: the ratios, compiles and GGUFs cached under .cache/."""
     del workdir  # the conversions and compiles are worth keeping between runs
     return ratios(measure_rows(WORKDIR))
 
 
 def main(argv: list[str]) -> int:
-    from bench._table import render
+    from perf._table import render
 
-    parser = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m perf.peers", description=__doc__)
     parser.add_argument("--workdir", type=Path, default=WORKDIR, help="kept between runs")
     parser.add_argument("--recipe", default="int4-cpu", help="the curator recipe to compare")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="speed rounds (best kept)")

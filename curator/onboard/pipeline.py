@@ -118,7 +118,7 @@ def onboard(request: OnboardRequest, progress: Progress | None = None) -> Onboar
     with steps.step("smoke") as detail:
         smoke_detail, answers = _smoke(request, cache_dir, model_id)
         detail.append(smoke_detail)
-    from curator.reports import JSON_NAME
+    from curator.bench.reports import JSON_NAME
 
     bench_report = request.out_dir / "bench" / JSON_NAME
     with steps.step("bench") as detail:
@@ -131,7 +131,7 @@ def onboard(request: OnboardRequest, progress: Progress | None = None) -> Onboar
     before = find_model(load_registry(request.registry), model_id)
     action = "unchanged" if before == entry else upsert_model(request.registry, entry)
     summary_path = request.out_dir / "SUMMARY.md"
-    from curator.onboard_summary import render_summary
+    from curator.onboard.summary import render_summary
 
     write_text_atomic(
         summary_path,
@@ -289,7 +289,7 @@ def _register(
     manifest: dict[str, Any],
 ) -> str:
     from curator.foundry import runtime
-    from curator.register import register
+    from curator.register.flows import register
 
     entry = find_model(load_registry(staged), model_id)
     registered = runtime(cache_dir).get(model_id) is not None
@@ -355,9 +355,9 @@ def _bench(
                 return f"skipped: benchmarked on this machine at {run['date']}"
     from curator.bench.backends import FoundryBackend
     from curator.bench.record import record_run
+    from curator.bench.reports import write_reports
     from curator.bench.runner import BenchSettings, run_bench
     from curator.prompts import load_prompt_set
-    from curator.reports import write_reports
 
     run = run_bench(
         [model_id],

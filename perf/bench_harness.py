@@ -12,7 +12,7 @@ too, for the spread). The model is a random-init Qwen2 (hidden 1024, 8 layers, a
 parameters) compiled with ``int4-cpu``: big enough that each token costs real compute (a 2-layer
 toy streams tokens faster than any consumer wakes up).
 
-``python -m bench.bench_harness plain MODEL_DIR MESSAGES_JSON MAX_TOKENS [ROUNDS] [WARMUP]`` runs
+``python -m perf.bench_harness plain MODEL_DIR MESSAGES_JSON MAX_TOKENS [ROUNDS] [WARMUP]`` runs
 the plain loop alone and prints JSON (the tests use it as the token-count reference).
 """
 
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._table import Ratio
+from perf._table import Ratio
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL_ID = "bench-qwen2-generic-cpu:1"
@@ -155,7 +155,7 @@ def measure(workdir: Path) -> list[Ratio]:
                 [
                     sys.executable,
                     "-m",
-                    "bench.bench_harness",
+                    "perf.bench_harness",
                     "plain",
                     str(model_dir),
                     messages,

@@ -1,0 +1,1 @@
+"""``curator onboard``: the whole job for one model (pipeline) and its pull-request summary."""
