@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup test test-all lint bench bench-peers demo docs lock clean mutation
+.PHONY: setup test test-all fuzz lint bench bench-peers demo docs lock clean mutation
 
 $(STAMP): pyproject.toml constraints.txt models.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: setup
 
 test-all: setup
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m "slow or not slow"
+
+# Property-based tests with 10,000 generated cases each (the default run has a few hundred).
+fuzz: setup
+	CURATOR_HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m fuzz
 
 lint: setup
 	$(BIN)/ruff check curator tests perf

@@ -10,8 +10,27 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# Property-based tests (marker ``fuzz``): a few hundred cases each in the default run; `make fuzz`
+# selects the "fuzz" profile (10,000 cases each). Deterministic in CI so a failure is reproducible.
+settings.register_profile(
+    "default",
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "fuzz",
+    max_examples=10_000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(os.environ.get("CURATOR_HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(autouse=True)
