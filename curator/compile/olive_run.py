@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from curator.portable import own_group_kwargs, poll_child, stop_tree, tree_rss_bytes
 
 WAIT_SECONDS = 0.05  # how soon the child's exit is noticed
 SAMPLE_EVERY = 4  # RSS and log are read every SAMPLE_EVERY waits (0.2 s)
@@ -60,28 +59,6 @@ def olive_command(config_path: Path) -> list[str]:
         "--config",
         str(config_path),
     ]
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: the child gets SIGKILL if curator dies, so no orphan keeps writing."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def _tree_rss(pid: int) -> int:
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0
-    total = 0
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            total += int(proc.memory_info().rss)
-    return total
 
 
 def pass_name(token: str) -> str:
@@ -135,18 +112,6 @@ class _LogWatcher:
             self._say(f"{what} still running ({now - since:.0f} s, total {now - self.start:.0f} s)")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the child's process group, then SIGKILL after 5 s."""
-    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def run_olive(
     config_path: Path,
     log_path: Path,
@@ -166,8 +131,7 @@ def run_olive(
             stderr=subprocess.STDOUT,
             env=olive_environment(offline),
             cwd=str(config_path.parent),
-            start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            **own_group_kwargs(),
         )
     watcher = _LogWatcher(log_path, progress, start)
     try:
@@ -177,19 +141,18 @@ def run_olive(
         tick = 0
         while returncode is None:
             if tick % SAMPLE_EVERY == 0:
-                peak = max(peak, _tree_rss(proc.pid))
+                peak = max(peak, tree_rss_bytes(proc.pid))
                 watcher.poll()
             tick += 1
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid == proc.pid:
-                returncode = os.waitstatus_to_exitcode(status)
-                proc.returncode = returncode
-                peak = max(peak, int(usage.ru_maxrss) * 1024)
+            exited = poll_child(proc)
+            if exited is not None:
+                returncode = exited.returncode
+                peak = max(peak, exited.peak_rss_bytes)
             else:
                 time.sleep(WAIT_SECONDS)
         watcher.poll()
     except BaseException:
-        _stop(proc)
+        stop_tree(proc)
         raise
     return OliveRun(returncode, time.monotonic() - start, peak, log_path)
 

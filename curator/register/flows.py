@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import resource
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +35,7 @@ from curator.modeldir import (
     manifest_id,
     read_manifest,
 )
+from curator.portable import peak_rss_bytes
 
 HEADROOM_FACTOR = 1.5
 HEADROOM_GB = 0.25
@@ -157,8 +156,7 @@ def runtime_of(config: dict[str, Any], manifest: dict[str, Any] | None) -> tuple
 
 
 def _peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+    return peak_rss_bytes() / 2**20
 
 
 # What a re-registration keeps from the entry it replaces: what was measured or written by people.

@@ -1,0 +1,214 @@
+"""curator's one platform module: every OS-specific call, each with a path for Linux, macOS and
+Windows (Foundry Local's users are mostly on Windows).
+
+Nothing else in curator may call a POSIX-only API (``resource``, ``fcntl``, ``os.killpg``,
+``os.setsid``, ``start_new_session``, ``os.wait4``, ``prctl``, signals other than SIGINT/SIGTERM):
+``tests/test_portable.py`` refuses them outside this file and imports every module the way Windows
+sees it (those modules hidden).
+
+- peak memory of this process: ``resource`` where it exists (kB on Linux, bytes on macOS), psutil's
+  peak working set on Windows;
+- a child in its own process group (a new session on POSIX, ``CREATE_NEW_PROCESS_GROUP`` on
+  Windows), dying with its parent on Linux (``prctl``, guarded), waited for with its peak RSS, and
+  stopped as a whole tree (psutil: terminate, then kill what is left);
+- paths Windows cannot open without long-path support (``MAX_PATH``, 260 characters);
+- Foundry Local's model cache per platform.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+IS_WINDOWS = sys.platform == "win32"
+IS_MACOS = sys.platform == "darwin"
+IS_LINUX = sys.platform.startswith("linux")
+
+# Windows' MAX_PATH: a full path of 260 characters or more (with its terminating NUL) cannot be
+# opened unless long paths are enabled (LongPathsEnabled=1 and a manifest that opts in; Python 3.6+
+# opts in). Deep Foundry cache paths (<cache>/<publisher>/<name>-<variant>-<version>/v<n>/...)
+# get there quickly under a long user name.
+WINDOWS_MAX_PATH = 260
+LONG_PATHS_HINT = (
+    "enable long paths (HKLM\\SYSTEM\\CurrentControlSet\\Control\\FileSystem LongPathsEnabled=1, "
+    "or `New-ItemProperty ... -Name LongPathsEnabled -Value 1` as administrator) or pass a shorter "
+    "--cache-dir (e.g. C:\\foundry)"
+)
+
+
+def default_foundry_cache() -> Path:
+    """Where Foundry Local keeps models when nothing says otherwise.
+
+    The Foundry CLI uses ``.foundry/cache/models`` under the user's home on every platform:
+    ``%USERPROFILE%\\.foundry\\cache\\models`` on Windows, ``~/.foundry/cache/models`` on macOS and
+    Linux (``Path.home()`` reads USERPROFILE on Windows and HOME elsewhere).
+    """
+    return Path.home() / ".foundry" / "cache" / "models"
+
+
+# ---------------------------------------------------------------------------------------- memory
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size so far, in bytes (0 when the platform gives none)."""
+    if IS_WINDOWS:
+        import psutil
+
+        info = psutil.Process().memory_info()
+        return int(getattr(info, "peak_wset", 0) or getattr(info, "rss", 0))
+    try:
+        import resource
+    except ImportError:  # a POSIX without it: the current RSS is the best lower bound
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return peak if IS_MACOS else peak * 1024  # macOS reports bytes, Linux kilobytes
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """The current RSS of a process and all its descendants (0 once it is gone)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            total += int(proc.memory_info().rss)
+    return total
+
+
+# -------------------------------------------------------------------------------- child processes
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the child gets SIGKILL if curator dies, so no orphan keeps writing."""
+    import signal
+
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def own_group_kwargs() -> dict[str, Any]:
+    """``subprocess.Popen`` keyword arguments that start the child in its own process group, so a
+    Ctrl-C in curator's terminal reaches curator (which stops the child's tree) and not the child."""
+    if IS_WINDOWS:
+        return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)}
+    kwargs: dict[str, Any] = {"start_new_session": True}
+    if IS_LINUX:
+        kwargs["preexec_fn"] = _die_with_parent
+    return kwargs
+
+
+@dataclass(frozen=True)
+class ChildExit:
+    returncode: int
+    peak_rss_bytes: int  # as the OS accounted it at exit (0 where it gives none: Windows)
+
+
+def poll_child(proc: subprocess.Popen[Any]) -> ChildExit | None:
+    """The child's exit code and peak RSS if it has exited, else None (never blocks).
+
+    POSIX: ``os.wait4`` reaps it and gives the kernel's peak (ru_maxrss) of the child's largest
+    process; Windows has no rusage for children: the caller's sampled tree RSS is the figure."""
+    wait4: Callable[[int, int], tuple[int, int, Any]] | None = getattr(os, "wait4", None)
+    if wait4 is None:
+        code = proc.poll()
+        return None if code is None else ChildExit(code, 0)
+    pid, status, usage = wait4(proc.pid, getattr(os, "WNOHANG", 1))
+    if pid != proc.pid:
+        return None
+    code = os.waitstatus_to_exitcode(status)
+    proc.returncode = code
+    maxrss = int(usage.ru_maxrss)
+    return ChildExit(code, maxrss if IS_MACOS else maxrss * 1024)
+
+
+def stop_tree(proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
+    """Stop a child and every process under it: terminate all (SIGTERM on POSIX, TerminateProcess
+    on Windows), wait ``grace`` seconds, then kill what is left. The tree is listed before the
+    first signal, so grandchildren re-parented when their parent dies are still reached."""
+    import psutil
+
+    try:
+        root = psutil.Process(proc.pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        procs = []
+    for step in ("terminate", "kill"):
+        alive = [p for p in procs if _is_running(p)]
+        if not alive:
+            break
+        for p in alive:
+            with contextlib.suppress(psutil.Error):
+                getattr(p, step)()
+        _gone, procs = psutil.wait_procs(alive, timeout=grace)
+    with contextlib.suppress(subprocess.TimeoutExpired, ChildProcessError):
+        proc.wait(timeout=grace)
+
+
+def _is_running(proc: Any) -> bool:
+    try:
+        return bool(proc.is_running())
+    except Exception:
+        return False
+
+
+# ------------------------------------------------------------------------------------------- paths
+
+
+@dataclass(frozen=True)
+class LongPath:
+    """A path too long for Windows without long-path support."""
+
+    path: Path
+    length: int
+    limit: int = WINDOWS_MAX_PATH
+
+    def message(self) -> str:
+        return f"{self.path} is {self.length} characters; Windows opens at most {self.limit - 1} without long paths"
+
+
+def long_path_problem(path: Path, *, windows: bool | None = None) -> LongPath | None:
+    """The problem if ``path`` (made absolute) would exceed MAX_PATH on Windows, else None.
+
+    ``windows`` defaults to this platform; a test passes True to check a path as Windows would."""
+    if not (IS_WINDOWS if windows is None else windows):
+        return None
+    if IS_WINDOWS and long_paths_enabled():
+        return None
+    text = str(path if path.is_absolute() else path.absolute())
+    if text.startswith("\\\\?\\"):  # the extended-length prefix lifts the limit
+        return None
+    if len(text) >= WINDOWS_MAX_PATH:
+        return LongPath(path, len(text))
+    return None
+
+
+def long_paths_enabled() -> bool:
+    """Windows: LongPathsEnabled is set in the registry (False where it cannot be read)."""
+    if not IS_WINDOWS:
+        return True
+    try:
+        import winreg  # type: ignore[import-not-found,unused-ignore]
+
+        key = winreg.OpenKey(  # type: ignore[attr-defined,unused-ignore]
+            winreg.HKEY_LOCAL_MACHINE,  # type: ignore[attr-defined,unused-ignore]
+            r"SYSTEM\CurrentControlSet\Control\FileSystem",
+        )
+        value, _kind = winreg.QueryValueEx(key, "LongPathsEnabled")  # type: ignore[attr-defined,unused-ignore]
+        return bool(value)
+    except OSError:
+        return False
