@@ -1,0 +1,351 @@
+"""Tensor quantizers: one float weight in, the packed MatMulNBits / GatherBlockQuantized arrays out.
+
+Each function takes ONE weight as numpy and returns a :class:`PackedTensor`, bit-identical to what
+the whole-model pass it replaces writes for that tensor (checked in tests/test_quant_kernels.py):
+
+========== ============================================= =======================================
+algo       MatMul weight (``quantize_matmul``)           same as
+========== ============================================= =======================================
+rtn        onnxruntime C++ ``quantize_matmul_{4,8}bits``  MatMulNBitsQuantizer default config
+rtn_inc    onnxruntime ``neural_compressor.quant_tensor`` builder ``int4_algo_config: rtn``
+k_quant    ``quant_tensor_k_quant_cpu``                    builder ``k_quant*``
+hqq        ``HQQWeightOnlyQuantizer.quantize_internal``    Olive ``OnnxHqqQuantization``
+========== ============================================= =======================================
+
+``quantize_gather`` is Olive's ``OnnxBlockWiseRtnQuantization`` for the embedding gather.
+
+Layouts: a MatMul weight is given as torch's Linear layout ``[N, K]`` (out_features, in_features),
+which is ``B.T`` of the ONNX MatMul ``X @ B``; blocks run along K. The work is split in row chunks
+(rows are independent for every algorithm except HQQ, whose early stop looks at the whole tensor)
+and run on ``threads`` threads: numpy and onnxruntime's kernels release the GIL.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from curator.quant.plan import TensorQuant
+
+CHUNK_ELEMENTS = 1 << 21  # ~2M weights per chunk: k-quant's float64 temporaries stay ~100 MB
+
+FloatArray = npt.NDArray[np.floating[Any]]
+ByteArray = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class PackedTensor:
+    """One quantized weight, as the ONNX initializers hold it.
+
+    MatMul (``kind == "matmul"``): ``data`` uint8 ``[N, k_blocks, block_size * bits // 8]``;
+    ``scales`` ``[N, k_blocks]`` (flat ``[N * k_blocks]`` for hqq); ``zero_points`` uint8
+    ``[N, ceil(k_blocks * bits / 8)]`` (hqq: float, flat), or None when symmetric.
+    Gather (``kind == "gather"``): ``data`` uint8 ``[V, H * bits // 8]``, ``scales``
+    ``[V, k_blocks]``, ``zero_points`` uint8 ``[V, ceil(k_blocks * bits / 8)]`` or None.
+    ``shape`` is the float weight's ``(N, K)`` / ``(V, H)``.
+    """
+
+    kind: str
+    quant: TensorQuant
+    shape: tuple[int, int]
+    data: ByteArray
+    scales: FloatArray
+    zero_points: npt.NDArray[Any] | None
+
+    @property
+    def k_blocks(self) -> int:
+        return -(-self.shape[1] // self.quant.block_size)
+
+    @property
+    def nbytes(self) -> int:
+        zp = 0 if self.zero_points is None else int(self.zero_points.nbytes)
+        return int(self.data.nbytes) + int(self.scales.nbytes) + zp
+
+    def initializer_names(self, weight_name: str) -> tuple[str, str, str]:
+        """(data, scales, zero points) initializer names the replaced pass gives a weight called
+        ``weight_name`` (e.g. ``model.layers.0.mlp.down_proj.MatMul.weight``)."""
+        bits, block = self.quant.bits, self.quant.block_size
+        if self.kind == "gather":
+            return (f"{weight_name}_Q{bits}", f"{weight_name}_scales", f"{weight_name}_zero_point")
+        if self.quant.algo in ("k_quant", "rtn_inc"):
+            return (f"{weight_name}_Q{bits}G{block}", f"{weight_name}_scale", f"{weight_name}_zp")
+        return (f"{weight_name}_Q{bits}", f"{weight_name}_scales", f"{weight_name}_zero_points")
+
+    def dequantize(self) -> npt.NDArray[np.float32]:
+        """The float weight this stands for, ``shape`` (``[N, K]`` / ``[V, H]``), float32."""
+        rows, cols = self.shape
+        bits, block, kb = self.quant.bits, self.quant.block_size, self.k_blocks
+        q = _unpack(self.data.reshape(rows, -1), bits)[:, : kb * block].reshape(rows, kb, block)
+        scales = np.asarray(self.scales, dtype=np.float32).reshape(rows, kb, 1)
+        if self.zero_points is None:
+            zero = np.float32(1 << (bits - 1))
+            out = (q.astype(np.float32) - zero) * scales
+        elif self.quant.algo == "hqq":
+            zp = np.asarray(self.zero_points, dtype=np.float32).reshape(rows, kb, 1)
+            out = (q.astype(np.float32) - zp) * scales
+        else:
+            zpq = _unpack(self.zero_points.reshape(rows, -1), bits)[:, :kb].reshape(rows, kb, 1)
+            out = (q.astype(np.float32) - zpq.astype(np.float32)) * scales
+        return np.ascontiguousarray(out.reshape(rows, kb * block)[:, :cols])
+
+
+def _unpack(packed: npt.NDArray[Any], bits: int) -> npt.NDArray[np.uint8]:
+    packed = np.asarray(packed, dtype=np.uint8)
+    if bits == 8:
+        return packed
+    out = np.empty((packed.shape[0], packed.shape[1] * 2), dtype=np.uint8)
+    out[:, 0::2] = packed & 0x0F
+    out[:, 1::2] = packed >> 4
+    return out
+
+
+def default_threads() -> int:
+    """All the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _row_chunks(rows: int, cols: int, even: bool) -> list[tuple[int, int]]:
+    step = max(1, CHUNK_ELEMENTS // max(cols, 1))
+    if even and step % 2:
+        step += 1
+    return [(start, min(rows, start + step)) for start in range(0, rows, step)]
+
+
+def _parallel(
+    work: Callable[[int, int], tuple[Any, ...]], chunks: list[tuple[int, int]], threads: int
+) -> list[tuple[Any, ...]]:
+    if threads <= 1 or len(chunks) <= 1:
+        return [work(a, b) for a, b in chunks]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(lambda ab: work(*ab), chunks))
+
+
+def _pad_k(weight: FloatArray, block: int) -> FloatArray:
+    k = weight.shape[1]
+    pad = (-k) % block
+    return np.pad(weight, ((0, 0), (0, pad))) if pad else weight
+
+
+def quantize_matmul(
+    weight: FloatArray,
+    quant: TensorQuant,
+    *,
+    scale_dtype: npt.DTypeLike = np.float32,
+    threads: int | None = None,
+) -> PackedTensor:
+    """Quantize one MatMul weight given as ``[N, K]`` (torch Linear layout: out, in).
+
+    ``weight`` may be float32, float16 or (ml_dtypes) bfloat16; the algorithms compute as the
+    replaced pass does (float32 for rtn/k_quant/rtn_inc, torch float32 for hqq) and the scales are
+    written as ``scale_dtype`` (the model's io dtype: float32 on CPU, float16 on CUDA).
+    """
+    if weight.ndim != 2:
+        raise ValueError(f"a MatMul weight is 2-D, not {weight.shape}")
+    threads = default_threads() if threads is None else threads
+    rows, cols = (int(weight.shape[0]), int(weight.shape[1]))
+    if weight.dtype != np.dtype(scale_dtype):
+        # the replaced pass sees the weight already cast to the io dtype
+        weight = weight.astype(scale_dtype)
+    if quant.algo == "hqq":
+        return _hqq(weight, quant, (rows, cols))
+    kernel = {"rtn": _rtn_cpp, "k_quant": _k_quant, "rtn_inc": _rtn_inc}[quant.algo]
+    kb = -(-cols // quant.block_size)
+    odd_zp = quant.bits == 4 and kb % 2 == 1
+
+    def work(start: int, stop: int) -> tuple[Any, ...]:
+        return kernel(weight[start:stop], quant)
+
+    parts = _parallel(work, _row_chunks(rows, cols, even=odd_zp), threads)
+    data = np.concatenate([p[0] for p in parts], axis=0)
+    scales = np.concatenate([p[1] for p in parts], axis=0).astype(scale_dtype, copy=False)
+    zps = [p[2] for p in parts]
+    zero_points = None if zps[0] is None else np.concatenate(zps, axis=0)
+    if zero_points is not None and zero_points.ndim == 1:
+        # onnxruntime packs the 4-bit zero points of the whole tensor flat, then reshapes [N, -1]
+        if zero_points.size % rows:
+            raise ValueError(
+                f"{quant.algo} cannot lay out the zero points of a {rows}x{cols} weight with "
+                f"block {quant.block_size} (an odd number of blocks per row)"
+            )
+        zero_points = zero_points.reshape(rows, -1)
+    return PackedTensor("matmul", quant, (rows, cols), data, scales, zero_points)
+
+
+def _rtn_cpp(chunk: FloatArray, quant: TensorQuant) -> tuple[Any, ...]:
+    """onnxruntime's DefaultWeightOnlyQuantizer.qbits_block_quant on B = chunk.T."""
+    from onnxruntime.capi._pybind_state import quantize_matmul_4bits, quantize_matmul_8bits
+
+    b = np.ascontiguousarray(chunk.T)
+    bits, block = quant.bits, quant.block_size
+    kpack = 8 // bits
+    k, n = b.shape
+    kb = -(-k // block)
+    if kb * block != k:
+        b = np.pad(b, ((0, kb * block - k), (0, 0)))
+    blob = (block + kpack - 1) // kpack
+    packed = np.zeros((n, kb, blob), dtype=np.uint8)
+    zero_point = np.zeros((n, (kb + kpack - 1) // kpack), dtype=np.uint8)
+    scales = np.zeros((n, kb), dtype=b.dtype)
+    fn = quantize_matmul_8bits if bits == 8 else quantize_matmul_4bits
+    fn(packed, b, scales, zero_point, block, n, k, quant.symmetric)
+    return packed, scales, (None if quant.symmetric else zero_point)
+
+
+def _pack_nc(q_weight: npt.NDArray[Any], rows: int, kb: int, bits: int, block: int) -> ByteArray:
+    """make_matmul_weight_only_node's packing of a [rows * kb, block] uint8 array."""
+    q = q_weight.astype(np.uint8)
+    if bits == 4:
+        q = (q[:, ::2] | q[:, 1::2] << 4).astype(np.uint8)
+    return np.ascontiguousarray(q.reshape(rows, kb, block * bits // 8))
+
+
+def _pack_zp_nc(zero_point: npt.NDArray[Any], rows: int, bits: int) -> ByteArray:
+    """make_matmul_weight_only_node's zero points: 8 bits one per byte ``[rows, kb]``; 4 bits
+    packed flat over the chunk, low nibble first, an odd last one paired with 8 (``[n // 2]``)."""
+    zp = zero_point.astype(np.uint8).ravel()
+    if bits == 8:
+        return zp.reshape(rows, -1)
+    packed = np.full((zp.size + 1) // 2, 136, dtype=np.uint8)
+    even, odd = zp[0::2], zp[1::2]
+    packed[: even.size] = (packed[: even.size] & 0xF0) | even
+    packed[: odd.size] = (packed[: odd.size] & 0x0F) | (odd << 4)
+    return packed
+
+
+def _k_quant(chunk: FloatArray, quant: TensorQuant) -> tuple[Any, ...]:
+    from onnxruntime.quantization.neural_compressor.weight_only import quant_tensor_k_quant_cpu
+
+    rows = chunk.shape[0]
+    padded = _pad_k(chunk, quant.block_size)
+    kb = padded.shape[1] // quant.block_size
+    q_weight, scale, zp = quant_tensor_k_quant_cpu(padded, quant.bits, quant.block_size)
+    data = _pack_nc(q_weight, rows, kb, quant.bits, quant.block_size)
+    scales = scale.astype(chunk.dtype).reshape(rows, kb)
+    return data, scales, _pack_zp_nc(zp, rows, quant.bits)
+
+
+def _rtn_inc(chunk: FloatArray, quant: TensorQuant) -> tuple[Any, ...]:
+    from onnxruntime.quantization.neural_compressor.weight_only import quant_tensor
+
+    rows = chunk.shape[0]
+    padded = _pad_k(chunk, quant.block_size)
+    kb = padded.shape[1] // quant.block_size
+    scheme = "sym" if quant.symmetric else "asym"
+    q_weight, scale, zp = quant_tensor(padded, quant.bits, quant.block_size, scheme, "uint", 1)
+    data = _pack_nc(q_weight, rows, kb, quant.bits, quant.block_size)
+    scales = scale.astype(chunk.dtype).reshape(rows, kb)
+    zero_points = None if quant.symmetric else _pack_zp_nc(zp, rows, quant.bits)
+    return data, scales, zero_points
+
+
+def _hqq(weight: FloatArray, quant: TensorQuant, shape: tuple[int, int]) -> PackedTensor:
+    """HQQWeightOnlyQuantizer on the whole tensor (its early stop reads the whole tensor)."""
+    import torch
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        HQQWeightOnlyQuantConfig,
+        HQQWeightOnlyQuantizer,
+    )
+
+    quantizer = HQQWeightOnlyQuantizer(
+        HQQWeightOnlyQuantConfig(block_size=quant.block_size, bits=quant.bits)
+    )
+    w = torch.from_numpy(np.ascontiguousarray(weight))
+    q, scales, zeros = quantizer.quantize_internal(w, bits=quant.bits, group_size=quant.block_size)
+    q = q.contiguous()
+    per_byte = 8 // quant.bits
+    packed = torch.zeros((q.shape[0], q.shape[1] // per_byte), dtype=torch.uint8)
+    quantizer.pack_on_row_fast_248bit(packed, q, quant.bits)
+    rows, cols = shape
+    kb = -(-cols // quant.block_size)
+    data = packed.numpy().reshape(rows, kb, quant.block_size // per_byte)
+    return PackedTensor(
+        "matmul",
+        quant,
+        shape,
+        data,
+        scales.contiguous().numpy().reshape(-1),
+        zeros.contiguous().numpy().reshape(-1),
+    )
+
+
+def quantize_gather(
+    weight: FloatArray, quant: TensorQuant, *, threads: int | None = None
+) -> PackedTensor:
+    """Quantize an embedding table ``[V, H]`` along H: Olive's OnnxBlockWiseRtnQuantization
+    (numpy RTN; ``algo`` must be ``rtn``)."""
+    if quant.algo != "rtn":
+        raise ValueError(f"the embedding gather is quantized with rtn, not {quant.algo}")
+    if weight.ndim != 2:
+        raise ValueError(f"an embedding table is 2-D, not {weight.shape}")
+    threads = default_threads() if threads is None else threads
+    rows, cols = (int(weight.shape[0]), int(weight.shape[1]))
+
+    def work(start: int, stop: int) -> tuple[Any, ...]:
+        return _gather_rows(weight[start:stop], quant)
+
+    parts = _parallel(work, _row_chunks(rows, cols, even=False), threads)
+    data = np.concatenate([p[0] for p in parts], axis=0)
+    scales = np.concatenate([p[1] for p in parts], axis=0)
+    zero_points = None if quant.symmetric else np.concatenate([p[2] for p in parts], axis=0)
+    return PackedTensor("gather", quant, (rows, cols), data, scales, zero_points)
+
+
+def _pack_along_columns(data: npt.NDArray[Any]) -> ByteArray:
+    if data.shape[1] % 2:
+        data = np.pad(data, ((0, 0), (0, 1)))
+    return ((data[:, 0::2] & 0xF) | ((data[:, 1::2] & 0xF) << 4)).astype(np.uint8)
+
+
+def _gather_rows(data: FloatArray, quant: TensorQuant) -> tuple[Any, ...]:
+    """Olive 0.13 rtn_quantization._quantize_ndarray with quantize_axis 1, on rows of a table."""
+    bits, block = quant.bits, quant.block_size
+    rows, k = data.shape
+    kb = -(-k // block)
+    scales = np.zeros((rows, kb), dtype=data.dtype)
+    if quant.symmetric:
+        q = np.zeros((rows, k), dtype=np.int8)
+        zero_point = None
+    else:
+        q = np.zeros((rows, k), dtype=np.uint8)
+        zero_point = np.zeros((rows, kb), dtype=np.uint8)
+    qmax_sym, qmin_sym = (1 << (bits - 1)) - 1, -(1 << (bits - 1))
+    qmax, mid = (1 << bits) - 1, 1 << (bits - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for j, i in enumerate(range(0, k, block)):
+            part = data[:, i : i + block]
+            if quant.symmetric:
+                max_val = np.max(part, axis=1, keepdims=True)
+                min_val = np.min(part, axis=1, keepdims=True)
+                abs_max = np.where(np.abs(max_val) > np.abs(min_val), max_val, min_val)
+                scale = abs_max / float(qmin_sym)
+                qs = np.where(scale == 0, 0, part / scale).round().clip(qmin_sym, qmax_sym)
+                q[:, i : i + block] = qs.astype(np.int8)
+            else:
+                min_val = np.minimum(part.min(axis=1, keepdims=True), 0)
+                max_val = np.maximum(part.max(axis=1, keepdims=True), 0)
+                scale = (max_val - min_val) / float(qmax)
+                zp = np.where(scale == 0, mid, -min_val / scale).round().clip(0, qmax)
+                zp = zp.astype(np.uint8)
+                qs = np.where(scale == 0, mid, part / scale + zp).round().clip(0, qmax)
+                q[:, i : i + block] = qs.astype(np.uint8)
+                assert zero_point is not None
+                zero_point[:, j : j + 1] = zp
+            scales[:, j : j + 1] = scale
+    if bits <= 4:
+        if quant.symmetric:
+            q = (q.astype(np.int16) + 8).astype(np.uint8)
+        packed = _pack_along_columns(q)
+        zp_out = None if zero_point is None else _pack_along_columns(zero_point)
+        return packed, scales, zp_out
+    if quant.symmetric:
+        q = (q.astype(np.int16) + 128).astype(np.uint8)
+    return q.astype(np.uint8), scales, zero_point

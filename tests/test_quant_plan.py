@@ -1,0 +1,109 @@
+"""The per-tensor plan: the builder's presets expanded as the builder expands them, overrides in
+order, recipe JSON checked."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from curator.quant.plan import (
+    EMBEDDING_NODE,
+    LM_HEAD_NODE,
+    PlanError,
+    QuantPlan,
+    TensorOverride,
+    TensorQuant,
+    plan_for,
+)
+
+PROJECTIONS = (
+    "attn/qkv_proj",
+    "attn/v_proj",
+    "attn/o_proj",
+    "mlp/gate_proj",
+    "mlp/up_proj",
+    "mlp/down_proj",
+)
+
+
+@pytest.mark.parametrize("layers", [2, 16, 24, 30, 36])
+@pytest.mark.parametrize("preset", ["k_quant_mixed", "k_quant", "k_quant_last", "rtn_last", "rtn"])
+def test_presets_match_the_model_builder(layers: int, preset: str) -> None:
+    from onnxruntime_genai.models.builders.base import Model
+
+    builder_config = Model.make_int4_algo_config(SimpleNamespace(num_layers=layers), preset)
+    eight_bit = {
+        name
+        for name, cfg in (builder_config.customized_weight_config or {}).items()
+        if cfg.get("bits") == 8
+    }
+    plan = plan_for(
+        {"precision": "int4", "int4_algo_config": preset, "int4_is_symmetric": False}, layers
+    )
+    nodes = [f"/model/layers.{i}/{p}/MatMul" for i in range(layers) for p in PROJECTIONS] + [
+        LM_HEAD_NODE
+    ]
+    ours = {name for name in nodes if (q := plan.for_node(name)) is not None and q.bits == 8}
+    assert ours == eight_bit & set(nodes)
+    assert plan.for_node("/model/layers.0/mlp/up_proj/MatMul") == TensorQuant(
+        bits=4,
+        block_size=32,
+        symmetric=False,
+        algo="rtn_inc" if preset.startswith("rtn") else "k_quant",
+    )
+
+
+def test_overrides_apply_in_order_and_keep_float() -> None:
+    plan = plan_for(
+        {
+            "precision": "int4",
+            "int4_block_size": 64,
+            "int4_is_symmetric": True,
+            "embedding_quant": {"bits": 4, "block_size": 32, "symmetric": False},
+            "tensor_overrides": [
+                {"match": "/model/layers.*/mlp/*/MatMul", "bits": 8, "algo": "k_quant"},
+                {"match": "re:/model/layers\\.1/mlp/down_proj/MatMul", "keep_float": True},
+                {"match": EMBEDDING_NODE, "bits": 8},
+            ],
+        },
+        num_layers=2,
+    )
+    assert plan.for_node("/model/layers.0/attn/o_proj/MatMul") == TensorQuant(
+        bits=4, block_size=64, symmetric=True, algo="rtn"
+    )
+    assert plan.for_node("/model/layers.0/mlp/down_proj/MatMul") == TensorQuant(
+        bits=8, block_size=64, symmetric=True, algo="k_quant"
+    )
+    assert plan.for_node("/model/layers.1/mlp/down_proj/MatMul") is None
+    assert plan.for_node(EMBEDDING_NODE) == TensorQuant(bits=8, block_size=32, symmetric=False)
+    assert TensorOverride.from_json(plan.overrides[0].to_json()) == plan.overrides[0]
+
+
+def test_float_recipes_keep_matmuls_float() -> None:
+    plan = plan_for({"precision": "fp32"}, 4)
+    assert plan.for_node("/model/layers.0/mlp/up_proj/MatMul") is None
+    assert plan.for_node(EMBEDDING_NODE) is None
+    assert QuantPlan(matmul=None).describe([LM_HEAD_NODE]) == {LM_HEAD_NODE: None}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"match": "x", "bits": 3},
+        {"match": "x", "algo": "gptq"},
+        {"match": "x", "block_size": 48},
+        {"match": "x", "bitz": 4},
+        {"bits": 4},
+        {"match": "re:(", "bits": 4},
+        {"match": "x", "symmetric": "yes"},
+    ],
+)
+def test_bad_overrides_are_refused(bad: dict[str, object]) -> None:
+    with pytest.raises(PlanError):
+        plan_for({"precision": "int4", "tensor_overrides": [bad]}, 2)
+
+
+def test_unknown_preset_is_refused() -> None:
+    with pytest.raises(PlanError, match="int4_algo_config"):
+        plan_for({"precision": "int4", "int4_algo_config": "awq"}, 2)
