@@ -56,6 +56,8 @@ def test_onboard_then_rerun_skips_done_steps(tiny_model_dir: Path, tmp_path: Pat
     summary = Path(result["summary_path"]).read_text()
     assert f"# Onboard `{entry['id']}`" in summary and "## Benchmark" in summary
     assert f"{bench['decodeTokensPerSec']['mean']:.1f}" in summary
+    leftovers = sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.startswith("."))
+    assert leftovers == [] and not (tmp_path / "out" / "staged-registry.json").exists()
 
     code, out, err = onboard(tiny_model_dir, tmp_path, "--json", *liveness)
     assert code == 0, err

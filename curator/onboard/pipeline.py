@@ -100,12 +100,22 @@ class _Steps:
 def onboard(request: OnboardRequest, progress: Progress | None = None) -> OnboardResult:
     from curator.paths import foundry_cache_dir
 
-    steps = _Steps(progress)
     cache_dir = foundry_cache_dir(request.cache_dir).absolute()
     request.out_dir.mkdir(parents=True, exist_ok=True)
     staged = request.out_dir / "staged-registry.json"
     _stage_registry(request.registry, staged)
+    try:
+        return _run_steps(request, cache_dir, staged, _Steps(progress))
+    finally:  # the staged copy and its edit lock are working files, never left behind
+        from curator.registry.store import lock_path
 
+        staged.unlink(missing_ok=True)
+        lock_path(staged).unlink(missing_ok=True)
+
+
+def _run_steps(
+    request: OnboardRequest, cache_dir: Path, staged: Path, steps: _Steps
+) -> OnboardResult:
     with steps.step("info") as detail:
         facts, hub_sha = _facts(request)
         detail.append(facts)
@@ -144,7 +154,6 @@ def onboard(request: OnboardRequest, progress: Progress | None = None) -> Onboar
             notes=_notes(manifest),
         ),
     )
-    staged.unlink(missing_ok=True)
     return OnboardResult(
         model_id=model_id,
         model_dir=model_dir,
@@ -232,7 +241,7 @@ def _compile(
         and _same_build(existing, plan, hub_sha)
         and _same_gguf(existing, request)
     ):
-        return plan.target, plan.model_id, f"skipped: {plan.target} holds this build"
+        return plan.target, plan.model_id, "skipped: the Foundry cache holds this build"
     result = ask(dry_run=False, force=True)
     seconds = result.wall_seconds or 0.0
     return result.path, result.model_id, f"{result.total_bytes / 2**20:.1f} MiB in {seconds:.0f} s"
@@ -355,7 +364,7 @@ def _bench(
                 return f"skipped: benchmarked on this machine at {run['date']}"
     from curator.bench.backends import FoundryBackend
     from curator.bench.record import record_run
-    from curator.bench.reports import write_reports
+    from curator.bench.reports import MARKDOWN_NAME, write_reports
     from curator.bench.runner import BenchSettings, run_bench
     from curator.prompts import load_prompt_set
 
@@ -376,7 +385,7 @@ def _bench(
         raise FoundryError(f"benchmark not recorded: {refused[0].detail}", hint="see the report")
     figures = model.figures
     decode = figures.decode_tokens_per_sec.mean if figures and figures.decode_tokens_per_sec else 0
-    return f"{decode:.1f} tok/s decode, report {report_path}"
+    return f"{decode:.1f} tok/s decode, report {report_path.parent.name}/{MARKDOWN_NAME}"
 
 
 def _cover_peak(staged: Path, model_id: str, peak_mb: float) -> None:
