@@ -6,8 +6,19 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from curator.portable import (
+    LONG_PATHS_HINT,
+    MODEL_DIR_RESERVE,
+    default_foundry_cache,
+    long_path_problem,
+    platform_name,
+)
+
+# Below the cache root a model sits at <publisher>/<name>-<variant>-<version>[/v<n>]: room for a
+# typical publisher and Foundry model name on top of what the model directory itself holds.
+CACHE_ENTRY_RESERVE = 80 + MODEL_DIR_RESERVE
+
 DEFAULT_REGISTRY = Path("registry") / "models.json"
-DEFAULT_FOUNDRY_CACHE = Path("~/.foundry/cache/models")
 
 
 def curator_home() -> Path:
@@ -21,8 +32,10 @@ def curator_home() -> Path:
 
 
 def foundry_cache_dir(explicit: Path | str | None = None) -> Path:
-    """``--cache-dir``, else ``$FOUNDRY_CACHE_DIR``, else the Foundry CLI's default."""
-    chosen = explicit or os.environ.get("FOUNDRY_CACHE_DIR") or DEFAULT_FOUNDRY_CACHE
+    """``--cache-dir``, else ``$FOUNDRY_CACHE_DIR``, else the Foundry CLI's default for this
+    platform (``%USERPROFILE%\\.foundry\\cache\\models`` on Windows, ``~/.foundry/cache/models``
+    elsewhere)."""
+    chosen = explicit or os.environ.get("FOUNDRY_CACHE_DIR") or default_foundry_cache()
     return Path(chosen).expanduser()
 
 
@@ -37,11 +50,20 @@ class Paths:
     registry: Path
     foundry_cache: Path
     home: Path
+    platform: str = ""
+    # Problems with these paths on this platform, e.g. a cache so deep Windows cannot open models.
+    warnings: tuple[str, ...] = ()
 
 
 def resolve_paths(registry: Path | str | None = None, cache_dir: Path | str | None = None) -> Paths:
+    cache = foundry_cache_dir(cache_dir).absolute()
+    warnings: tuple[str, ...] = ()
+    if too_long := long_path_problem(cache, reserve=CACHE_ENTRY_RESERVE):
+        warnings = (f"{too_long.message()}; {LONG_PATHS_HINT}",)
     return Paths(
         registry=registry_path(registry).absolute(),
-        foundry_cache=foundry_cache_dir(cache_dir).absolute(),
+        foundry_cache=cache,
         home=curator_home().absolute(),
+        platform=platform_name(),
+        warnings=warnings,
     )

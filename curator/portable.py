@@ -22,6 +22,7 @@ import ctypes
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,10 @@ from typing import Any
 IS_WINDOWS = sys.platform == "win32"
 IS_MACOS = sys.platform == "darwin"
 IS_LINUX = sys.platform.startswith("linux")
+
+# What a model directory holds below its own path: a separator and the longest file name written
+# there (tokenizer_config.json, inference_model.json, curator's manifest), with room to spare.
+MODEL_DIR_RESERVE = 40
 
 # Windows' MAX_PATH: a full path of 260 characters or more (with its terminating NUL) cannot be
 # opened unless long paths are enabled (LongPathsEnabled=1 and a manifest that opts in; Python 3.6+
@@ -43,6 +48,15 @@ LONG_PATHS_HINT = (
 )
 
 
+def platform_name() -> str:
+    """``windows``, ``macos``, ``linux`` or Python's name for another platform."""
+    if IS_WINDOWS:
+        return "windows"
+    if IS_MACOS:
+        return "macos"
+    return "linux" if IS_LINUX else sys.platform
+
+
 def default_foundry_cache() -> Path:
     """Where Foundry Local keeps models when nothing says otherwise.
 
@@ -51,6 +65,18 @@ def default_foundry_cache() -> Path:
     Linux (``Path.home()`` reads USERPROFILE on Windows and HOME elsewhere).
     """
     return Path.home() / ".foundry" / "cache" / "models"
+
+
+# ------------------------------------------------------------------------------------------- cpus
+
+
+def usable_cpu_count() -> int:
+    """The cores this process may run on: its affinity where the OS has one (Linux), else all."""
+    affinity: Callable[[int], set[int]] | None = getattr(os, "sched_getaffinity", None)
+    if affinity is not None:
+        with contextlib.suppress(OSError):
+            return max(1, len(affinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 # ---------------------------------------------------------------------------------------- memory
@@ -124,6 +150,8 @@ def poll_child(proc: subprocess.Popen[Any]) -> ChildExit | None:
     POSIX: ``os.wait4`` reaps it and gives the kernel's peak (ru_maxrss) of the child's largest
     process; Windows has no rusage for children: the caller's sampled tree RSS is the figure."""
     wait4: Callable[[int, int], tuple[int, int, Any]] | None = getattr(os, "wait4", None)
+    if proc.returncode is not None:  # reaped by an earlier call
+        return ChildExit(proc.returncode, 0)
     if wait4 is None:
         code = proc.poll()
         return None if code is None else ChildExit(code, 0)
@@ -168,6 +196,26 @@ def _is_running(proc: Any) -> bool:
 
 # ------------------------------------------------------------------------------------------- paths
 
+# Windows refuses to replace a file another process holds open (a reader of the registry, an
+# antivirus scan) with PermissionError for a moment; POSIX replaces it at once.
+REPLACE_RETRIES = 20
+REPLACE_RETRY_SECONDS = 0.05
+
+
+def replace_file(source: Path, target: Path, *, windows: bool | None = None) -> None:
+    """``os.replace`` that, on Windows, retries for about a second while ``target`` is held open."""
+    if not (IS_WINDOWS if windows is None else windows):
+        os.replace(source, target)
+        return
+    for attempt in range(REPLACE_RETRIES):
+        try:
+            os.replace(source, target)
+            return
+        except PermissionError:
+            if attempt == REPLACE_RETRIES - 1:
+                raise
+            time.sleep(REPLACE_RETRY_SECONDS)
+
 
 @dataclass(frozen=True)
 class LongPath:
@@ -178,11 +226,17 @@ class LongPath:
     limit: int = WINDOWS_MAX_PATH
 
     def message(self) -> str:
-        return f"{self.path} is {self.length} characters; Windows opens at most {self.limit - 1} without long paths"
+        return (
+            f"{self.path} leads to paths of {self.length} characters; Windows opens at most "
+            f"{self.limit - 1} without long paths"
+        )
 
 
-def long_path_problem(path: Path, *, windows: bool | None = None) -> LongPath | None:
-    """The problem if ``path`` (made absolute) would exceed MAX_PATH on Windows, else None.
+def long_path_problem(
+    path: Path, *, reserve: int = 0, windows: bool | None = None
+) -> LongPath | None:
+    """The problem if ``path`` (made absolute), plus ``reserve`` characters for what will be written
+    inside it, would reach MAX_PATH on Windows without long paths; else None.
 
     ``windows`` defaults to this platform; a test passes True to check a path as Windows would."""
     if not (IS_WINDOWS if windows is None else windows):
@@ -192,8 +246,9 @@ def long_path_problem(path: Path, *, windows: bool | None = None) -> LongPath | 
     text = str(path if path.is_absolute() else path.absolute())
     if text.startswith("\\\\?\\"):  # the extended-length prefix lifts the limit
         return None
-    if len(text) >= WINDOWS_MAX_PATH:
-        return LongPath(path, len(text))
+    length = len(text) + reserve
+    if length >= WINDOWS_MAX_PATH:
+        return LongPath(path, length)
     return None
 
 
@@ -210,5 +265,5 @@ def long_paths_enabled() -> bool:
         )
         value, _kind = winreg.QueryValueEx(key, "LongPathsEnabled")  # type: ignore[attr-defined,unused-ignore]
         return bool(value)
-    except OSError:
+    except (ImportError, OSError):
         return False

@@ -30,3 +30,5 @@ def paths(registry: Path | None, cache_dir: Path | None, as_json: bool) -> None:
         ],
         ["what", "path"],
     )
+    for warning in resolved.warnings:
+        out.warn(warning)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from curator.errors import PreflightError, UsageProblem
+from curator.portable import LONG_PATHS_HINT, MODEL_DIR_RESERVE, long_path_problem
 from curator.recipes import BUILT_WRONG, SUPPORTED_ARCHITECTURES, Recipe
 
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*[a-z0-9]:[1-9][0-9]{0,5}$")
@@ -148,6 +149,8 @@ def check_target(target: Path, force: bool) -> None:
         raise PreflightError(
             f"{target} already exists", hint="add --force to replace it, or choose another --id"
         )
+    if too_long := long_path_problem(target, reserve=MODEL_DIR_RESERVE):
+        raise PreflightError(too_long.message(), hint=LONG_PATHS_HINT)
 
 
 def predicted_disk_bytes(recipe: Recipe, parameters: int) -> int:

@@ -22,7 +22,6 @@ and run on ``threads`` threads: numpy and onnxruntime's kernels release the GIL.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from curator.portable import usable_cpu_count
 from curator.quant.plan import TensorQuant
 
 CHUNK_ELEMENTS = 1 << 21  # ~2M weights per chunk: k-quant's float64 temporaries stay ~100 MB
@@ -107,10 +107,7 @@ def _unpack(packed: npt.NDArray[Any], bits: int) -> npt.NDArray[np.uint8]:
 
 def default_threads() -> int:
     """All the cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    return usable_cpu_count()  # curator.portable: CPU affinity exists on Linux only
 
 
 def _row_chunks(rows: int, cols: int, even: bool) -> list[tuple[int, int]]:
