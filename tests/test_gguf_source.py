@@ -185,8 +185,10 @@ def test_info_on_a_gguf_file_reads_its_header(smollm2_gguf: Path) -> None:
     assert "F32, Q4_1, Q8_0" in human.stdout and "134,515,008" in human.stdout
     assert f"the source {smollm2_gguf.name} was already quantized" in human.stdout
     facts = json.loads(run_curator("info", str(smollm2_gguf), "--json").stdout)
-    assert facts["architecture"] == "llama" and facts["has_chat_template"] is True
-    assert facts["quantization_types"] == ["F32", "Q4_1", "Q8_0"]
+    # the same facts as every other source (issue 21): the transformers class compile builds
+    assert facts["architecture"] == "LlamaForCausalLM" and facts["chat_template"] is True
+    assert facts["details"]["ggufArchitecture"] == "llama"
+    assert facts["details"]["quantizationTypes"] == ["F32", "Q4_1", "Q8_0"]
 
 
 def test_dequantizing_keeps_torch_out_of_the_calling_process(

@@ -13,7 +13,8 @@ from curator.cli._output import Output
 from curator.hub.units import human_bytes, human_count, parse_param_count
 
 if TYPE_CHECKING:
-    from curator.hub.models import FactGap, ModelFacts, ModelSummary
+    from curator.compile.source import SourceKind
+    from curator.hub.models import FactGap, ModelFacts, ModelSummary, RecipeFit
     from curator.hub.search import SearchOutcome
 
 SORT_CHOICES = ("downloads", "likes", "trending", "updated")
@@ -187,18 +188,35 @@ def _search_local(
 
 
 @click.command()
-@click.argument("repo_id", metavar="ORG/NAME|FILE.gguf")
+@click.argument("source", metavar="SOURCE")
 @click.option("--revision", default=None, help="Branch, tag or commit [default: main].")
+@click.option(
+    "--gguf-file", default=None, help="One GGUF file of the directory SOURCE (as compile takes)."
+)
 @json_option
-def info(repo_id: str, revision: str | None, as_json: bool) -> None:
-    """Facts about one model before downloading it: size, license, gate, architecture, recipes.
-    A local .gguf file: what its header says (architecture, parameters, quantization types)."""
-    if Path(repo_id).expanduser().is_file():
-        _gguf_info(Path(repo_id).expanduser(), as_json)
+def info(source: str, revision: str | None, gguf_file: str | None, as_json: bool) -> None:
+    """Facts about one model before compiling it: parameters, size, architecture, license, chat
+    template, which recipes can compile it here and the RAM they predict, and the command to use.
+
+    SOURCE is anything compile, import or --adapter take: an org/name Hub repo (nothing is
+    downloaded), a local Hugging Face model directory (relative or absolute), a .gguf file, an ONNX
+    Runtime GenAI folder, or a LoRA adapter folder."""
+    from curator.compile.source import classify_source
+
+    kind = classify_source(str(Path(source) / gguf_file) if gguf_file else source)
+    if kind.is_local:
+        if revision:
+            from curator.errors import UsageProblem
+
+            raise UsageProblem(
+                "--revision applies only to a Hub repo id, not to a local path",
+                hint="drop --revision",
+            )
+        _local_info(kind, as_json)
         return
     from curator.hub import model_facts
 
-    facts = model_facts(repo_id, revision)
+    facts = model_facts(source, revision)
     out = Output(as_json)
     if facts.renamed_from:
         out.warn(f"{facts.renamed_from} was renamed to {facts.repo_id}; using the new id")
@@ -213,6 +231,12 @@ def info(repo_id: str, revision: str | None, as_json: bool) -> None:
             f"{len(failed)} request(s) failed; the facts they were for are marked failed above"
         )
     out.text()
+    _recipes_table(out, facts.recipes)
+    for note in facts.notes:
+        out.text(f"note: {note}")
+
+
+def _recipes_table(out: Output, recipes: Sequence[RecipeFit]) -> None:
     out.table(
         [
             (
@@ -224,39 +248,56 @@ def info(repo_id: str, revision: str | None, as_json: bool) -> None:
                 fit.needs,
                 fit.reason,
             )
-            for fit in facts.recipes
+            for fit in recipes
         ],
         ["recipe", "device", "can compile", "compile peak", "run ram", "needs", "why not"],
     )
 
 
-def _gguf_info(path: Path, as_json: bool) -> None:
-    """``curator info FILE.gguf``: the header's facts (no tensor data read, no torch)."""
-    from curator.compile.gguf_source import already_quantized_note
-    from curator.gguf import read_gguf_facts
+def _local_info(kind: SourceKind, as_json: bool) -> None:
+    """``curator info PATH``: a local source's facts from its small files and headers."""
+    from curator.compile.describe import describe_local
 
-    facts = read_gguf_facts(path)
+    facts = describe_local(kind)
     out = Output(as_json)
     if as_json:
         out.json(facts)
         return
-    out.table(
-        [
-            ("file", str(facts.path)),
-            ("size", f"{facts.size_bytes:,} bytes ({human_bytes(facts.size_bytes)})"),
-            ("format", f"GGUF version {facts.version}, {facts.tensor_count} tensors"),
-            ("architecture", facts.architecture),
-            ("name", facts.name),
-            ("parameters", f"{facts.parameter_count:,} ({human_count(facts.parameter_count)})"),
-            ("quantization types", ", ".join(facts.quantization_types)),
-            ("context length", facts.context_length),
-            ("vocabulary", facts.vocab_size),
-            ("chat template", "yes" if facts.has_chat_template else "no"),
-        ],
-        ["fact", "value"],
+    parameters = (
+        f"{facts.parameters:,} ({human_count(facts.parameters)})" if facts.parameters else None
     )
-    out.text(f"\nnote: {already_quantized_note(path.name, facts.quantization_types)}")
-    out.text(f"compile it: curator compile {path} --recipe int4-cpu")
+    rows: list[tuple[str, object]] = [
+        ("source", f"{facts.path} ({_KIND_WORDS[facts.kind]})"),
+        ("name", facts.name),
+        ("parameters", parameters),
+        ("size", f"{facts.size_bytes:,} bytes ({human_bytes(facts.size_bytes)}) in {facts.files} files"),
+        ("architecture", facts.architecture),
+        ("model type", facts.model_type),
+        ("quantization", facts.quantization),
+        ("context length", facts.context_length),
+        ("license", facts.license),
+        ("chat template", facts.chat_template),
+    ]  # fmt: skip
+    if facts.base_model is not None or facts.kind == "adapter":
+        rows.append(("base model", facts.base_model))
+    if facts.variants:
+        rows.append(("variants", ", ".join(facts.variants)))
+    rows.append(("run ram", human_bytes(facts.run_bytes)))
+    out.table(rows, ["fact", "value"])
+    out.text()
+    _recipes_table(out, facts.recipes)
+    out.text()
+    for note in facts.notes:
+        out.text(f"note: {note}")
+    out.text(f"next: {facts.next_command}")
+
+
+_KIND_WORDS = {
+    "checkpoint": "Hugging Face model directory",
+    "gguf": "GGUF file",
+    "genai": "ONNX Runtime GenAI model",
+    "adapter": "LoRA adapter",
+}
 
 
 def _fact_rows(facts: ModelFacts) -> list[tuple[str, object]]:
@@ -298,9 +339,14 @@ def _fact_rows(facts: ModelFacts) -> list[tuple[str, object]]:
         ("gated", gated),
         ("chat template", value("chat template", facts.chat_template)),
         ("repository code", "yes (auto_map)" if facts.auto_map else "no"),
+        ("holds", _KIND_WORDS.get(facts.kind, facts.kind)),
         ("task", facts.pipeline_tag),
         ("downloads", facts.downloads),
         ("likes", facts.likes),
         ("updated", facts.last_modified),
     ]  # fmt: skip
+    if facts.variants:
+        rows.append(("variants", ", ".join(facts.variants)))
+    if facts.kind == "adapter":
+        rows.append(("base model", facts.base_model))
     return rows

@@ -72,8 +72,14 @@ def plan_compile(request: CompileRequest, recipe: Recipe, source: SourceModel) -
         parameters = facts.parameters
         raw_context = config.get("max_position_embeddings")
         context = raw_context if isinstance(raw_context, int) else None
+        has_template: bool | None = check.has_chat_template(source.local_dir)
     elif source.gguf_path is not None:  # not dequantized yet: the header has the sizes
         parameters, context = gguf_source.parameter_count(source.gguf_path)
+        has_template = gguf_source.has_chat_template(source.gguf_path)
+    else:
+        has_template = None  # a Hub source before its download: checked once downloaded
+    if not (request.chat_template or request.completion_only):
+        preflight.check_chat_template(has_template, request.source)
     free_disk = preflight.free_disk_bytes(cache_root)
     available_ram = preflight.available_ram_bytes()
     if parameters:

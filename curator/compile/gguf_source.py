@@ -121,6 +121,13 @@ def parameter_count(path: Path) -> tuple[int | None, int | None]:
     return facts.parameter_count or None, facts.context_length
 
 
+def has_chat_template(path: Path) -> bool:
+    """Whether the GGUF header carries ``tokenizer.chat_template``."""
+    from curator.gguf import read_gguf_facts
+
+    return read_gguf_facts(path).has_chat_template
+
+
 def download_gguf(repo_id: str, filename: str, revision: str | None) -> tuple[Path, str]:
     """One GGUF file of a Hub repo into the Hugging Face cache: (local path, commit sha).
 

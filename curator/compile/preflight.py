@@ -189,3 +189,15 @@ def check_ram(predicted: int, available: int, recipe: Recipe) -> None:
             hint="close other programs, use a smaller model, or try another recipe "
             "(curator recipes list)",
         )
+
+
+def check_chat_template(has_template: bool | None, source: str) -> None:
+    """A chat model needs a chat template; found missing in seconds, not after the build (issue 21).
+
+    ``None`` (not known yet, e.g. a Hub source before its download) passes."""
+    if has_template is False:
+        raise PreflightError(
+            f"{source} has no chat template, and a chat model registered without one cannot answer",
+            hint=f"give one: curator compile {source} --chat-template chatml (or llama3, gemma, "
+            "phi3, zephyr, mistral, or a .jinja file), or build a base model with --completion-only",
+        )

@@ -27,6 +27,119 @@ def is_hub_id(source: str) -> bool:
     return bool(_REPO_ID.match(source)) and not Path(source).exists()
 
 
+# What a SOURCE is, decided once for info, compile, onboard and import (issue 21).
+CHECKPOINT = "checkpoint"  # a Hugging Face model directory (config.json + weights)
+GGUF = "gguf"  # a .gguf file (or --gguf-file NAME of a directory or Hub repo)
+GENAI = "genai"  # an ONNX Runtime GenAI folder (genai_config.json), or one with variant subfolders
+ADAPTER = "adapter"  # a PEFT LoRA adapter (adapter_config.json)
+HUB = "hub"  # an org/name Hub repo id (its kind is known once its file list is read)
+GENAI_CONFIG = "genai_config.json"
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """``kind`` (one of the names above) and the local ``path`` (None for a Hub repo id)."""
+
+    kind: str
+    source: str
+    path: Path | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.path is not None
+
+
+def looks_like_path(source: str) -> bool:
+    """Written as a path (``./x``, ``../x``, ``/x``, ``~/x``, ``a/b/c``, ``x.gguf``, ``C:\\x``), so
+    never a Hub repo id even when nothing is there."""
+    return (
+        source.startswith((".", "/", "~", "\\"))
+        or source.count("/") >= 2
+        or "\\" in source
+        or bool(re.match(r"^[A-Za-z]:[\\/]", source))
+        or source.lower().endswith(gguf_source.GGUF_SUFFIX)
+    )
+
+
+def genai_variants(directory: Path) -> tuple[str, ...]:
+    """Subfolders (relative, posix, up to three levels deep) holding a genai_config.json: the
+    variants of a repo laid out like microsoft/*-onnx (``cpu_and_mobile/cpu-int4-...``)."""
+    found = []
+    for depth in ("*", "*/*", "*/*/*"):
+        for config in sorted(directory.glob(f"{depth}/{GENAI_CONFIG}")):
+            found.append(config.parent.relative_to(directory).as_posix())
+    return tuple(found)
+
+
+def classify_local(path: Path, source: str | None = None) -> SourceKind:
+    """The kind of an existing local file or directory; PreflightError when it is none of them."""
+    given = source if source is not None else str(path)
+    if gguf_source.is_gguf_file(path):
+        return SourceKind(GGUF, given, path)
+    if not path.is_dir():
+        raise PreflightError(
+            f"source {given} is a file, not a model directory or a .gguf file",
+            hint="pass a Hugging Face model directory, a .gguf file, an ONNX Runtime GenAI folder, "
+            "a LoRA adapter folder or an org/name repo id",
+        )
+    if (path / GENAI_CONFIG).is_file():
+        return SourceKind(GENAI, given, path)
+    if (path / ADAPTER_CONFIG).is_file() and not (path / "config.json").is_file():
+        return SourceKind(ADAPTER, given, path)
+    if (path / "config.json").is_file():
+        return SourceKind(CHECKPOINT, given, path)
+    if genai_variants(path):
+        return SourceKind(GENAI, given, path)
+    ggufs = sorted(p.name for p in path.glob("*.gguf"))
+    if ggufs:
+        raise PreflightError(
+            f"{given} holds GGUF files, not a Hugging Face model: {', '.join(ggufs[:4])}",
+            hint=f"name one: curator info {Path(given) / ggufs[0]}",
+        )
+    raise PreflightError(
+        f"{given} holds no config.json, genai_config.json, adapter_config.json or .gguf file",
+        hint="point SOURCE at a Hugging Face model directory, a .gguf file, an ONNX Runtime GenAI "
+        "folder or a LoRA adapter folder",
+    )
+
+
+def classify_source(source: str) -> SourceKind:
+    """What ``source`` is: a local path of one of the kinds above, else a Hub repo id (HUB).
+
+    A source written as a path that does not exist, or neither a path nor an org/name id, is a
+    PreflightError naming what was looked for.
+    """
+    path = Path(source).expanduser()
+    if path.exists():
+        return classify_local(path.absolute(), source)
+    if source.lower().endswith(gguf_source.GGUF_SUFFIX):
+        raise PreflightError(f"GGUF file not found: {source}", hint="check the path")
+    if looks_like_path(source) or not _REPO_ID.match(source):
+        raise PreflightError(
+            f"source {source} is neither an existing file or directory nor an org/name Hub repo id",
+            hint="check the path (relative to the current directory), or use curator search to "
+            "find a repo id",
+        )
+    return SourceKind(HUB, source)
+
+
+def refuse_for_compile(kind: SourceKind) -> None:
+    """The kinds compile cannot take as SOURCE, each with the command that can."""
+    if kind.kind == GENAI:
+        raise PreflightError(
+            f"{kind.source} is already an ONNX Runtime GenAI model (genai_config.json): there is "
+            "nothing to compile",
+            hint=f"bring it in as it is: curator import {kind.source}",
+        )
+    if kind.kind == ADAPTER:
+        raise PreflightError(
+            f"{kind.source} is a LoRA adapter (adapter_config.json), not a whole model",
+            hint=f"compile its base with it: curator compile BASE --adapter {kind.source} "
+            "(curator info shows the base it names)",
+        )
+
+
 def resolve_source(
     source: str, revision: str | None, *, download: bool, gguf_file: str | None = None
 ) -> SourceModel:
@@ -38,6 +151,8 @@ def resolve_source(
     """
     path = Path(source).expanduser()
     if path.exists():
+        if not gguf_file:
+            refuse_for_compile(classify_local(path.absolute(), source))
         if revision:
             raise UsageProblem(
                 "--revision applies only to a Hub repo id, not to a local path",
@@ -68,13 +183,7 @@ def resolve_source(
             return SourceModel(resolved, f"{org}/{repo_name}", sha, org, slug(repo_name), True)
         name = slug(resolved.name)
         return SourceModel(resolved, f"local:{name}", None, "local", name, True)
-    if source.lower().endswith(gguf_source.GGUF_SUFFIX):  # a path, never a Hub repo id
-        raise PreflightError(f"GGUF file not found: {source}", hint="check the path")
-    if not is_hub_id(source):
-        raise PreflightError(
-            f"source {source} is neither a directory, a .gguf file nor an org/name Hub repo id",
-            hint="check the path, or use curator search to find a repo id",
-        )
+    classify_source(source)  # a path that is not there, or not an org/name id: PreflightError
     org, repo_name = source.split("/", 1)
     if gguf_file:
         return _hub_gguf(source, org, repo_name, gguf_file, revision, download)

@@ -23,6 +23,8 @@ class CompileRequest:
     force: bool = False
     dry_run: bool = False
     gguf_file: str | None = None  # a GGUF file of a Hub repo (or of a local directory)
+    chat_template: str | None = None  # a shipped template's name or a .jinja file (issue 21)
+    completion_only: bool = False  # a base model: no chat template, registered for completions
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ reason, and the rest is reported.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,7 +22,7 @@ from curator.hub.feasibility import recipe_fits
 from curator.hub.files import compile_files, weight_format
 from curator.hub.local import read_json_object
 from curator.hub.models import FactGap, FileEntry, ModelFacts
-from curator.hub.transport import hub_deadline
+from curator.hub.transport import body_limit, hub_deadline
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi, ModelInfo
@@ -30,6 +31,8 @@ T = TypeVar("T")
 
 CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
 LICENSE_FILES = ("LICENSE", "LICENSE.md", "LICENSE.txt", "LICENCE")
+# The most bytes a small JSON file (config.json, tokenizer_config.json) may hold.
+SMALL_FILE_LIMIT = 8 * 2**20
 
 
 class _Gaps:
@@ -99,6 +102,14 @@ def _facts(api: HfApi, info: ModelInfo, asked: str, revision: str | None) -> Mod
     license_id = _license(info)
     if license_id is None:
         gaps.unknown("license", "the model card states no license")
+    kind, variants, base_model, notes = _kind(api, info, repo_id, sha, siblings, gaps)
+    recipes = recipe_fits(architecture, parameters, fmt, auto_map=auto_map)
+    if kind in ("genai", "adapter"):
+        reason = notes[0]
+        recipes = tuple(
+            replace(fit, can_compile=False, reason=reason, reason_kind="not a checkpoint")
+            for fit in recipes
+        )
     return ModelFacts(
         repo_id=repo_id,
         renamed_from=asked if repo_id != asked else None,
@@ -128,9 +139,75 @@ def _facts(api: HfApi, info: ModelInfo, asked: str, revision: str | None) -> Mod
         downloads=info.downloads,
         likes=info.likes,
         last_modified=info.last_modified.isoformat() if info.last_modified else None,
-        recipes=recipe_fits(architecture, parameters, fmt, auto_map=auto_map),
+        recipes=recipes,
         gaps=tuple(gaps.found),
+        kind=kind,
+        variants=variants,
+        base_model=base_model,
+        notes=notes,
     )
+
+
+def _kind(
+    api: HfApi,
+    info: ModelInfo,
+    repo_id: str,
+    sha: str,
+    siblings: dict[str, int | None],
+    gaps: _Gaps,
+) -> tuple[str, tuple[str, ...], str | None, tuple[str, ...]]:
+    """(kind, variant subfolders, adapter base, notes) from the repository's file list."""
+    genai = sorted(
+        name.rsplit("/", 1)[0] if "/" in name else "."
+        for name in siblings
+        if name == "genai_config.json" or name.endswith("/genai_config.json")
+    )
+    if genai:
+        variants = tuple(v for v in genai if v != ".")
+        command = f"curator import {repo_id}" + (f" --subfolder {variants[0]}" if variants else "")
+        return (
+            "genai",
+            variants,
+            None,
+            (
+                "already ONNX Runtime GenAI: nothing to compile; curator import brings it in",
+                f"import it: {command}",
+            ),
+        )
+    if "adapter_config.json" in siblings and "config.json" not in siblings:
+        card = info.card_data
+        base = getattr(card, "base_model", None) if card is not None else None
+        if isinstance(base, list):
+            base = base[0] if base else None
+        if not base:
+            adapter = gaps.attempt(
+                "base model", _json_file, api, repo_id, "adapter_config.json", sha
+            )
+            base = (adapter or {}).get("base_model_name_or_path")
+        base_text = str(base) if base else None
+        return (
+            "adapter",
+            (),
+            base_text,
+            (
+                f"a LoRA adapter: compile its base {base_text or ''} with --adapter".replace(
+                    "  ", " "
+                ),
+                f"compile it: curator compile {base_text or 'BASE'} --adapter {repo_id} "
+                "--recipe int4-cpu",
+            ),
+        )
+    if weight_format(siblings) is None and any(n.lower().endswith(".gguf") for n in siblings):
+        ggufs = sorted(n for n in siblings if n.lower().endswith(".gguf"))
+        return (
+            "gguf",
+            (),
+            None,
+            (
+                f"GGUF files only: compile one with curator compile {repo_id} --gguf-file {ggufs[0]}",
+            ),
+        )
+    return "checkpoint", (), None, ()
 
 
 def _config(
@@ -239,7 +316,10 @@ def _quietly(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 def _json_file(api: HfApi, repo_id: str, filename: str, sha: str) -> dict[str, Any]:
     """A small JSON file of the repository at ``sha`` (cached in the HF cache); {} if unreadable."""
-    path = api.hf_hub_download(repo_id, filename, revision=sha or None, cache_dir=hf_cache_dir())
+    with body_limit(SMALL_FILE_LIMIT):
+        path = api.hf_hub_download(
+            repo_id, filename, revision=sha or None, cache_dir=hf_cache_dir()
+        )
     return read_json_object(Path(path))
 
 

@@ -89,6 +89,12 @@ class ModelFacts:
     last_modified: str | None
     recipes: tuple[RecipeFit, ...]
     gaps: tuple[FactGap, ...]
+    # What the repository holds (curator.compile.source's kinds): checkpoint, genai (ONNX Runtime
+    # GenAI, ``variants`` its subfolders), adapter (``base_model`` its base) or gguf.
+    kind: str = "checkpoint"
+    variants: tuple[str, ...] = ()
+    base_model: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
