@@ -20,11 +20,13 @@ from curator.hub.errors import (
     HubRepoNotFound,
     HubRevisionNotFound,
     HubStalled,
+    HubTooLarge,
     HubUnavailable,
     HubWrongEndpoint,
 )
 from curator.hub.transport import (
     install_fail_fast_client,
+    oversized_error_type,
     stalled_error_type,
     unavailable_error_type,
     unreachable_error_type,
@@ -132,6 +134,12 @@ def map_error(exc: BaseException, repo_id: str | None, revision: str | None) -> 
         )
     if isinstance(exc, unavailable_error_type()):
         return _unavailable(endpoint, getattr(exc, "status", None))
+    if isinstance(exc, oversized_error_type()):
+        return HubTooLarge(
+            f"refused a download from {endpoint}: {_first_line(exc)}",
+            hint="the repository changed or something on the way alters files; "
+            f"`curator info {repo_id or 'ORG/NAME'}` shows the sizes the Hub lists",
+        )
     if isinstance(exc, (NotASafetensorsRepoError, SafetensorsParsingError)):
         return HubFileNotFound(
             f"{repo} has no readable safetensors weights at the top level: {_first_line(exc)}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+from collections.abc import Iterable
 from pathlib import Path
 
 from curator.errors import HubError
@@ -11,7 +12,10 @@ from curator.hub.endpoint import hf_cache_dir
 from curator.hub.errors import HubOffline, HubStalled, HubUnavailable
 from curator.hub.files import compile_files, weight_format
 from curator.hub.local import read_json_object
-from curator.hub.transport import hub_deadline
+from curator.hub.transport import body_limit, hub_deadline, plain_http
+
+# The least any one answer of a download may hold (model info JSON, small files).
+MIN_ANSWER_LIMIT = 8 * 2**20
 
 
 def download_for_compile(
@@ -40,35 +44,47 @@ def download_for_compile(
 
 
 def _download(repo_id: str, revision: str | None, cache: Path) -> tuple[Path, str]:
+    """The whole exchange is one transfer (:func:`hub_deadline` with progress): a Hub that stalls
+    or trickles ends one deadline after its last real progress, a download that keeps moving goes
+    on. No answer may be larger than the largest file the Hub lists (or 8 MiB)."""
     from huggingface_hub import hf_hub_download, snapshot_download
 
     api = make_api()
-    with hub_errors(repo_id, revision):
-        with hub_deadline():
-            info = api.model_info(repo_id, revision=revision)
+    with hub_errors(repo_id, revision), plain_http(), hub_deadline(progress=True):
+        info = api.model_info(repo_id, revision=revision, files_metadata=True)
         # A renamed repository answers under its new id: download and cache under that id.
         repo_id = info.id or repo_id
         sha = info.sha
         if not sha:
             raise HubError(f"the Hub gave no commit sha for {repo_id}", hint="try again")
-        names = [s.rfilename for s in info.siblings or []]
+        sizes = {s.rfilename: s.size for s in info.siblings or []}
+        names = list(sizes)
         auto_map = bool((info.config or {}).get("auto_map"))
-        if "config.json" in names:  # the file itself decides (the answer's copy may be partial)
-            config_path = hf_hub_download(
-                repo_id, "config.json", revision=sha, cache_dir=cache, endpoint=api.endpoint
+        with body_limit(largest_answer(sizes.values())):
+            if "config.json" in names:  # the file itself decides (the answer's copy may be partial)
+                config_path = hf_hub_download(
+                    repo_id, "config.json", revision=sha, cache_dir=cache, endpoint=api.endpoint
+                )
+                auto_map = bool(read_json_object(Path(config_path)).get("auto_map"))
+            wanted = compile_files(names, with_code=auto_map)
+            folder = snapshot_download(
+                repo_id,
+                revision=sha,
+                cache_dir=cache,
+                endpoint=api.endpoint,
+                allow_patterns=[glob.escape(name) for name in wanted],
             )
-            auto_map = bool(read_json_object(Path(config_path)).get("auto_map"))
-        wanted = compile_files(names, with_code=auto_map)
-        folder = snapshot_download(
-            repo_id,
-            revision=sha,
-            cache_dir=cache,
-            endpoint=api.endpoint,
-            allow_patterns=[glob.escape(name) for name in wanted],
-        )
     if (revision or "main") != sha:
         record_ref(cache, repo_id, revision or "main", sha)
     return Path(folder), sha
+
+
+def largest_answer(sizes: Iterable[int | None]) -> int:
+    """The most bytes one answer of a download may hold: the largest listed file, at least
+    :data:`MIN_ANSWER_LIMIT` (the Hub's JSON answers); files of unknown size are bounded by what
+    the Hub announces and huggingface_hub's size check."""
+    known = [size for size in sizes if isinstance(size, int) and size >= 0]
+    return max([MIN_ANSWER_LIMIT, *known])
 
 
 def _cached_snapshot(repo_id: str, revision: str | None, cache: Path) -> tuple[Path, str] | None:

@@ -40,5 +40,9 @@ class HubUnavailable(HubError):
     """The Hub answered with a server error (429, 5xx): it is overloaded or down."""
 
 
+class HubTooLarge(HubError):
+    """The Hub announced or sent more bytes than the file is known to hold."""
+
+
 class HubWrongEndpoint(HubError):
     """``HF_ENDPOINT`` points at something that does not speak the Hub's API."""

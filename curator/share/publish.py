@@ -5,8 +5,9 @@ What is uploaded is exactly the entry's ``build.artifacts`` (checked against the
 a model recompiled since it was registered is refused) plus ``curator-manifest.json``.
 
 Transfer: huggingface_hub's commit API over Git LFS. With ``hf_xet`` installed huggingface_hub
-would send large files through the Xet protocol; curator turns that off for the upload so that the
-protocol it runs is the one its tests run against the loopback Hub (tests/fakehub/upload.py). A
+would send large files through the Xet protocol; curator turns that off for the upload
+(``hub.transport.plain_http``) so that the protocol it runs is the one its tests run against the
+loopback Hub (tests/fakehub/upload.py), under curator's deadline and size checks. A
 re-run after an interrupted upload sends only what the Hub does not hold yet (the LFS batch answer
 has no upload action for a stored object), and a re-run after a finished one makes no new commit.
 """
@@ -154,9 +155,19 @@ def _upload(
     from huggingface_hub import CommitOperationAdd
 
     from curator.hub.client import hub_errors, make_api
+    from curator.hub.endpoint import deadline_seconds
+    from curator.hub.transport import UPLOAD_TIMEOUT, hub_deadline, plain_http
 
     api = make_api()
-    with hub_errors(repo, branch), _upload_errors(repo), _over_lfs():
+    # One transfer: it may wait as long as one upload read for the Hub to answer (it stores and
+    # checks what it was sent first), and every 64 KiB sent or received moves that deadline on.
+    seconds = max(deadline_seconds(), UPLOAD_TIMEOUT)
+    with (
+        hub_errors(repo, branch),
+        _upload_errors(repo),
+        plain_http(),
+        hub_deadline(seconds, progress=True),
+    ):
         url = api.create_repo(repo, repo_type="model", private=private, exist_ok=True)
         if branch != DEFAULT_BRANCH:
             api.create_branch(repo, branch=branch, repo_type="model", exist_ok=True)
@@ -192,16 +203,3 @@ def _upload_errors(repo: str) -> Iterator[None]:
             f"{exc} {detail}".strip(),
             hint="run the same curator publish again: files the Hub holds are not sent twice",
         ) from exc
-
-
-@contextmanager
-def _over_lfs() -> Iterator[None]:
-    """Upload through the Git LFS protocol (see the module docstring), restoring the setting."""
-    from huggingface_hub import constants
-
-    before = constants.HF_HUB_DISABLE_XET
-    constants.HF_HUB_DISABLE_XET = True
-    try:
-        yield
-    finally:
-        constants.HF_HUB_DISABLE_XET = before

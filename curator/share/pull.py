@@ -209,7 +209,7 @@ def _pull_entry(entry: Entry, cache_dir: Path, force: bool, say: Progress) -> Pu
             say(
                 f"downloading {len(everything)} files ({total / 2**20:.1f} MiB) from {repo}@{commit}"
             )
-            _download(repo, commit, everything, staging)
+            _download(model_id, repo, commit, everything, staging)
             problems = file_problems(staging, everything)
             if problems:
                 raise PullRefused(
@@ -240,19 +240,39 @@ def _pull_entry(entry: Entry, cache_dir: Path, force: bool, say: Progress) -> Pu
     )
 
 
-def _download(repo: str, commit: str, files: tuple[ListedFile, ...], staging: Path) -> None:
-    """Each file at ``commit`` into ``staging`` (huggingface_hub's local-dir download); a file the
-    repository lacks is reported as missing by the check that follows, not here."""
-    from huggingface_hub import hf_hub_download
+def _download(
+    model_id: str, repo: str, commit: str, files: tuple[ListedFile, ...], staging: Path
+) -> None:
+    """Each file at ``commit`` into ``staging`` (huggingface_hub's local-dir download), as one
+    transfer: a Hub that stalls or trickles ends one deadline after its last real progress.
+
+    Each file's size is checked against the registry's before its bytes arrive: the Hub's file
+    metadata first, then the download's announced length, then its bytes as they come (no answer
+    may exceed the listed size). A file the repository lacks is reported as missing by the check
+    that follows, not here."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
     from huggingface_hub.errors import RemoteEntryNotFoundError
 
     from curator.hub.client import hub_errors, make_api
+    from curator.hub.transport import body_limit, hub_deadline, plain_http
 
     api = make_api()
     staging.mkdir(parents=True, exist_ok=True)
-    with hub_errors(repo, commit):
+    with hub_errors(repo, commit), plain_http(), hub_deadline(progress=True):
         for item in files:
+            url = hf_hub_url(repo, item.path, revision=commit, endpoint=api.endpoint)
             try:
+                size = get_hf_file_metadata(url, endpoint=api.endpoint).size
+            except RemoteEntryNotFoundError:
+                continue
+            if size is not None and size != item.bytes:
+                raise PullRefused(
+                    f"{model_id}: refused {repo}@{commit[:12]}, nothing was placed: "
+                    f"{item.path}: the Hub holds {size} bytes, the registry lists {item.bytes}",
+                    hint="the published files were changed after publishing; the publisher runs "
+                    f"curator publish {model_id} again and the registry records the new commit",
+                )
+            with body_limit(item.bytes):
                 hf_hub_download(
                     repo,
                     item.path,
@@ -260,8 +280,6 @@ def _download(repo: str, commit: str, files: tuple[ListedFile, ...], staging: Pa
                     local_dir=staging,
                     endpoint=api.endpoint,
                 )
-            except RemoteEntryNotFoundError:
-                continue
 
 
 def _register(entry: Entry, target: Path, cache_dir: Path) -> Any:

@@ -85,3 +85,87 @@ class BareStatusServer:
     ) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class TricklingServer:
+    """A proxy in front of ``upstream`` (the fake Hub) that passes each answer's status and headers
+    at once and then sends its body ``chunk`` bytes at a time, one step every ``every`` seconds,
+    for requests whose path contains ``match`` (other answers pass through whole).
+
+    ``every=2, chunk=1`` is the Hub that trickles a byte every 2 s; a large ``chunk`` at a short
+    ``every`` is a slow but steadily progressing download. ``pad`` bytes are appended to the body
+    of every trickled GET (and counted in its Content-Length): a file larger than its metadata
+    said. ``sent`` counts the body bytes written per path."""
+
+    def __init__(
+        self, upstream: str, *, every: float = 2.0, chunk: int = 1, match: str = "", pad: int = 0
+    ) -> None:
+        import http.client
+        from urllib.parse import urlsplit
+
+        self.sent: dict[str, int] = {}
+        self._stop = threading.Event()
+        target = urlsplit(upstream)
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                connection = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "content-length"}
+                connection.request(self.command, self.path, body=body, headers=headers)
+                answer = connection.getresponse()
+                content = answer.read()
+                connection.close()
+                trickled = match in self.path.split("?", 1)[0]
+                if trickled and self.command == "GET":
+                    content += b"\0" * pad
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(name, value)
+                announced = int(answer.getheader("Content-Length") or len(content))
+                if self.command == "HEAD":
+                    self.send_header("Content-Length", str(announced))
+                else:
+                    self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                if self.command == "HEAD":
+                    return
+                try:
+                    if not trickled:
+                        self.wfile.write(content)
+                        return
+                    self.wfile.flush()
+                    for start in range(0, len(content), chunk):
+                        if outer._stop.wait(every):
+                            return
+                        self.wfile.write(content[start : start + chunk])
+                        self.wfile.flush()
+                        outer.sent[self.path] = outer.sent.get(self.path, 0) + chunk
+                except OSError:  # the client gave up: what the tests want
+                    self.close_connection = True
+
+            do_GET = do_HEAD = do_POST = do_PUT = _forward
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> TricklingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._server.shutdown()
+        self._server.server_close()
