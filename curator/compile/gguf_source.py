@@ -8,6 +8,7 @@ types, and fidelity's default reference is the dequantized checkpoint (the best 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
@@ -139,15 +140,16 @@ def download_gguf(repo_id: str, filename: str, revision: str | None) -> tuple[Pa
     from curator.hub.download import record_ref
     from curator.hub.endpoint import hf_cache_dir
     from curator.hub.errors import HubOffline, HubStalled, HubUnavailable
-    from curator.hub.transport import hub_deadline
+    from curator.hub.transport import body_limit, hub_deadline, plain_http
 
     check_repo_id(repo_id)
     cache = hf_cache_dir()
     try:
         api = make_api()
-        with hub_errors(repo_id, revision):
-            with hub_deadline():
-                info = api.model_info(repo_id, revision=revision)
+        # one transfer: it ends one deadline after its last progress; the file may not be larger
+        # than the Hub's file metadata says (refused on the announced length, before the body)
+        with hub_errors(repo_id, revision), plain_http(), hub_deadline(progress=True):
+            info = api.model_info(repo_id, revision=revision, files_metadata=True)
             repo_id = info.id or repo_id
             sha = info.sha or revision or "main"
             names = sorted(s.rfilename for s in info.siblings or [])
@@ -157,9 +159,11 @@ def download_gguf(repo_id: str, filename: str, revision: str | None) -> tuple[Pa
                     f"{repo_id} has no file {filename}",
                     hint=f"its GGUF files: {', '.join(ggufs)}" if ggufs else "it has no GGUF file",
                 )
-            local = hf_hub_download(
-                repo_id, filename, revision=sha, cache_dir=cache, endpoint=api.endpoint
-            )
+            listed = next((s.size for s in info.siblings or [] if s.rfilename == filename), None)
+            with body_limit(listed) if listed is not None else contextlib.nullcontext():
+                local = hf_hub_download(
+                    repo_id, filename, revision=sha, cache_dir=cache, endpoint=api.endpoint
+                )
         # downloading by sha writes no ref: record revision -> sha so that offline finds it
         record_ref(cache, repo_id, revision or "main", sha)
         return Path(local), sha
