@@ -1,0 +1,677 @@
+"""The model builder (onnxruntime-genai 0.14.1, builders/base.py) taught to stream.
+
+What the builder does today, and what changes while a :class:`StreamSession` is open:
+
+- ``load_weights`` loads the whole model with ``from_pretrained``. Here: the model is made on the
+  meta device from its config, and each unit the builder walks (the embedding, one decoder layer,
+  the final norm, the lm_head) gets its parameters read from the safetensors files just before
+  the builder reads it, and dropped again when the builder moves on.
+- ``make_initializer`` keeps a (lazy) reference to every weight until ``save_model``. Here: the
+  tensor is cast and written to the external data file at once; the graph keeps an
+  ``ir.ExternalTensor`` pointing at it.
+- ``make_matmul_int4`` writes a float MatMul that ``to_int4`` later quantizes over the whole graph
+  (one protobuf of the whole model, the quantizer's copies, then ``ir.from_proto``). Here: the
+  weight is quantized when the node is made (:mod:`curator.quant.kernels`, the recipe's
+  :class:`~curator.quant.plan.QuantPlan`), written as the same MatMulNBits node, with the same
+  names, that ``to_int4`` would have written.
+- ``make_embedding`` (Olive's replacement) writes a float Gather that Olive's embedding RTN pass
+  later loads the whole ONNX model again to quantize. Here: the same GatherBlockQuantized, made at
+  once.
+- ``save_model``: only the graph (a few MB) is serialised; the data file is already complete.
+
+What cannot stream is built the builder's own way (the log says which and why): GGUF and
+pre-quantized inputs, adapters, builders with their own ``load_weights``, checkpoints that are not
+safetensors, or parameters the checkpoint does not name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from curator.compile.stream.checkpoint import Checkpoint, CheckpointError
+from curator.quant.kernels import quantize_gather, quantize_matmul
+from curator.quant.plan import EMBEDDING_NODE, QuantPlan, TensorQuant, plan_for
+
+ALIGN = 4096  # tensors over ALIGN_OVER bytes start on a page boundary (mmap-friendly)
+ALIGN_OVER = 1 << 20
+LOG_PREFIX = "curator-stream:"
+
+# The builder classes whose weights stream (checked on tiny models against the builder's own
+# path, tests/test_stream_compile.py). Other architectures are built the builder's own way.
+STREAMING_ARCHITECTURES: frozenset[str] = frozenset(
+    {
+        "LlamaForCausalLM",
+        "MistralForCausalLM",
+        "Qwen2ForCausalLM",
+        "Qwen3ForCausalLM",
+        "Phi3ForCausalLM",
+        "GemmaForCausalLM",
+        "Gemma2ForCausalLM",
+        "Gemma3ForCausalLM",
+        "GraniteForCausalLM",
+    }
+)
+
+
+def log(message: str) -> None:
+    print(f"{LOG_PREFIX} {message}", flush=True)
+
+
+class DataWriter:
+    """The external data file, appended to tensor by tensor."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = path.open("wb")
+        self.offset = 0
+        self.tensors = 0
+
+    def append(self, array: np.ndarray[Any, Any]) -> tuple[int, int]:
+        data = np.ascontiguousarray(array)
+        length = int(data.nbytes)
+        if length > ALIGN_OVER and self.offset % ALIGN:
+            pad = ALIGN - self.offset % ALIGN
+            self.handle.write(b"\0" * pad)
+            self.offset += pad
+        start = self.offset
+        if length:
+            self.handle.write(data.reshape(-1).view(np.uint8).data)
+        self.offset += length
+        self.tensors += 1
+        return start, length
+
+    def close(self) -> None:
+        if not self.handle.closed:
+            self.handle.close()
+
+
+@dataclass
+class StreamSession:
+    """One streaming build: where its data goes, how its weights are quantized."""
+
+    out_dir: Path
+    plan: QuantPlan | None = None  # None: made from plan_config once the layer count is known
+    plan_config: dict[str, Any] = field(default_factory=dict)
+    filename: str = "model.onnx"
+    threads: int | None = None
+    writer: DataWriter | None = None
+    quantize_seconds: float = 0.0
+    quantized: int = 0
+    streamed: bool = False
+    fallback_reason: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def data_name(self) -> str:
+        return self.filename + ".data"
+
+    def quant_plan(self) -> QuantPlan:
+        if self.plan is None:
+            raise RuntimeError("the quantization plan is made when the weights are loaded")
+        return self.plan
+
+    def open_writer(self) -> DataWriter:
+        if self.writer is None:
+            self.writer = DataWriter(self.out_dir / self.data_name)
+        return self.writer
+
+
+_SESSION: StreamSession | None = None
+_ORIGINAL: dict[str, Any] = {}
+
+
+def open_session(session: StreamSession) -> None:
+    global _SESSION
+    _SESSION = session
+
+
+def close_session() -> StreamSession | None:
+    global _SESSION
+    session, _SESSION = _SESSION, None
+    if session is not None and session.writer is not None:
+        session.writer.close()
+    return session
+
+
+def _stream(model: Any) -> StreamSession | None:
+    session = getattr(model, "_curator_stream", None)
+    return session if isinstance(session, StreamSession) else None
+
+
+def builder_module() -> Any:
+    """``onnxruntime_genai.models.builder`` (it imports ``builders.base`` under that name)."""
+    return importlib.import_module("onnxruntime_genai.models.builder")
+
+
+def install() -> None:
+    """Patch the builder's base Model class (in this process); idempotent. Call after Olive's
+    own patches (ModelBuilder.maybe_patch_quant), whose make_embedding this wraps."""
+    model_class = builder_module().Model
+    current = model_class.make_embedding
+    if getattr(current, "_curator_stream", False):
+        return
+    for name in ("load_weights", "make_initializer", "make_matmul_int4", "save_model"):
+        if name not in _ORIGINAL:
+            _ORIGINAL[name] = getattr(model_class, name)
+    _ORIGINAL["make_embedding"] = current
+    patches = {
+        "load_weights": _load_weights,
+        "make_initializer": _make_initializer,
+        "make_matmul_int4": _make_matmul_int4,
+        "make_embedding": _make_embedding,
+        "save_model": _save_model,
+    }
+    for name, function in patches.items():
+        function._curator_stream = True  # type: ignore[attr-defined]
+        setattr(model_class, name, function)
+
+
+# --- weights ---------------------------------------------------------------------------------
+
+
+def cannot_stream(builder: Any, input_path: str, checkpoint_dir: Path) -> str | None:
+    """Why this build cannot stream (None: it can)."""
+    base_load = _ORIGINAL["load_weights"]
+    architecture = getattr(builder, "model_type", "")
+    if architecture not in STREAMING_ARCHITECTURES:
+        return f"architecture {architecture} is not one the streaming builder covers yet"
+    if (
+        type(builder).load_weights is not _load_weights
+        and type(builder).load_weights is not base_load
+    ):
+        return f"{type(builder).__name__} loads its weights its own way"
+    if str(input_path).endswith(".gguf"):
+        return "a GGUF input"
+    if getattr(builder, "quant_type", None) is not None:
+        return "a pre-quantized input"
+    if "adapter_path" in getattr(builder, "extra_options", {}):
+        return "an adapter"
+    if not checkpoint_dir.is_dir():
+        return f"{checkpoint_dir} is not a local directory"
+    return None
+
+
+def _target_dtype(config: Any, checkpoint: Checkpoint) -> Any:
+    """The dtype ``from_pretrained(dtype="auto")`` gives the parameters."""
+    import torch
+
+    names = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    configured = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(configured, torch.dtype):
+        return configured
+    if isinstance(configured, str) and configured in names:
+        return names[configured]
+    stored = checkpoint.float_dtype()
+    return {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}.get(
+        stored or "F32", torch.float32
+    )
+
+
+class _Units:
+    """Reads each unit's parameters when the builder reaches it, drops them when it moves on."""
+
+    def __init__(self, builder: Any, model: Any, checkpoint: Checkpoint, dtype: Any) -> None:
+        self.builder = builder
+        self.model = model
+        self.checkpoint = checkpoint
+        self.dtype = dtype
+        self.keys: dict[int, str] = {}
+        keep_fp32 = list(getattr(model, "_keep_in_fp32_modules", None) or [])
+        keep_fp32 += list(getattr(model, "_keep_in_fp32_modules_strict", None) or [])
+        self.keep_fp32 = keep_fp32
+        missing = []
+        names: dict[int, list[str]] = {}
+        for name, param in model.named_parameters(remove_duplicate=False):
+            names.setdefault(id(param), []).append(name)
+        for pid, aliases in names.items():
+            found = next((a for a in aliases if a in checkpoint), None)
+            if found is None:
+                missing.append(aliases[0])
+            else:
+                self.keys[pid] = found
+        self.missing = missing
+        self.restore: list[tuple[Any, str, Any]] = []
+        self.bytes_read = 0
+
+    def is_unit(self, module: Any) -> bool:
+        import torch
+
+        builder = self.builder
+        if isinstance(module, torch.nn.Embedding) and module.weight.shape[0] == builder.vocab_size:
+            return True
+        if builder.is_layer(module):
+            return True
+        if builder.has_final_norm(module, self.model):
+            return True
+        return bool(builder.has_lm_head(module))
+
+    def materialize(self, unit: Any) -> None:
+        import torch
+
+        for prefix, sub in unit.named_modules():
+            for pname, param in list(sub._parameters.items()):
+                if param is None or param.device.type != "meta":
+                    continue
+                key = self.keys[id(param)]
+                tensor = self.checkpoint.read_torch(key)
+                self.bytes_read += int(tensor.numel() * tensor.element_size())
+                wanted = self.dtype
+                if tensor.is_floating_point():
+                    full = f"{prefix}.{pname}" if prefix else pname
+                    if any(part in key.split(".") or part in full for part in self.keep_fp32):
+                        wanted = torch.float32
+                    if tensor.dtype != wanted:
+                        tensor = tensor.to(wanted)
+                sub._parameters[pname] = torch.nn.Parameter(tensor, requires_grad=False)
+                self.restore.append((sub, pname, param))
+
+    def release(self) -> None:
+        for sub, pname, meta in self.restore:
+            sub._parameters[pname] = meta
+        self.restore.clear()
+
+    def walk(self, modules: Iterator[Any]) -> Iterator[Any]:
+        try:
+            for module in modules:
+                if self.is_unit(module):
+                    self.release()
+                    self.materialize(module)
+                yield module
+        finally:
+            self.release()
+
+
+def _load_weights(self: Any, input_path: str) -> Any:
+    session = _SESSION
+    if session is None:
+        return _ORIGINAL["load_weights"](self, input_path)
+    checkpoint_dir = Path(str(self.model_name_or_path))
+    reason = cannot_stream(self, input_path, checkpoint_dir)
+    checkpoint = None
+    if reason is None:
+        try:
+            checkpoint = Checkpoint(checkpoint_dir)
+        except (CheckpointError, OSError, ValueError) as exc:
+            reason = f"checkpoint not readable tensor by tensor ({exc})"
+    if reason is not None or checkpoint is None:
+        session.fallback_reason = reason
+        log(f"building the model builder's own way: {reason}")
+        return _ORIGINAL["load_weights"](self, input_path)
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(str(checkpoint_dir), trust_remote_code=self.hf_remote)
+    if "num_hidden_layers" in self.extra_options:
+        config.num_hidden_layers = self.num_layers
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
+            config, trust_remote_code=self.hf_remote
+        )
+    model.eval()
+    units = _Units(self, model, checkpoint, _target_dtype(config, checkpoint))
+    if units.missing:
+        reason = f"the checkpoint has no tensor for {', '.join(units.missing[:3])}"
+        session.fallback_reason = reason
+        log(f"building the model builder's own way: {reason}")
+        return _ORIGINAL["load_weights"](self, input_path)
+    walk = units.walk
+    original_modules = model.modules
+
+    def modules() -> Iterator[Any]:
+        return walk(original_modules())
+
+    model.modules = modules
+    if session.plan is None:
+        session.plan = plan_for(session.plan_config, int(self.num_layers))
+    session.open_writer()
+    session.streamed = True
+    session.stats["units"] = units
+    self._curator_stream = session
+    log(
+        f"streaming {checkpoint.parameters / 1e9:.2f}B parameters from {checkpoint_dir.name} "
+        f"(dtype {units.dtype}) into {session.data_name}"
+    )
+    return model
+
+
+# --- initializers ----------------------------------------------------------------------------
+
+
+def _ir_tensor(tensor: Any, name: str, to: Any) -> Any:
+    """The tensor the builder's make_initializer would make (cast as it would)."""
+    import onnx_ir as ir
+    import torch
+    from onnx_ir.tensor_adapters import TorchTensor, to_torch_dtype
+
+    if to is not None:
+        if isinstance(tensor, torch.Tensor):
+            return TorchTensor(tensor.to(to_torch_dtype(to)), name=name)
+        if isinstance(tensor, np.ndarray):
+            return TorchTensor(torch.from_numpy(tensor).to(to_torch_dtype(to)), name=name)
+        return ir.tensor(tensor.numpy(), name=name)
+    if isinstance(tensor, torch.Tensor):
+        return TorchTensor(tensor.detach(), name=name)
+    return ir.tensor(tensor, name=name)
+
+
+def _write_tensor(session: StreamSession, ir_tensor: Any, name: str) -> Any:
+    import onnx_ir as ir
+
+    array = ir_tensor.numpy()
+    writer = session.open_writer()
+    offset, length = writer.append(array)
+    return ir.ExternalTensor(
+        session.data_name,
+        offset,
+        length,
+        ir_tensor.dtype,
+        shape=ir.Shape(list(ir_tensor.shape)),
+        name=name,
+        base_dir=str(session.out_dir),
+    )
+
+
+def _make_initializer(self: Any, tensor: Any, /, name: str, to: Any = None) -> None:
+    session = _stream(self)
+    if session is None:
+        _ORIGINAL["make_initializer"](self, tensor, name=name, to=to)
+        return
+    external = _write_tensor(session, _ir_tensor(tensor, name, to), name)
+    value = self.make_value(name, external.dtype, external.shape)
+    value.const_value = external
+    self.model.graph.register_initializer(value)
+
+
+def _numpy_io(tensor: Any, io_dtype: Any) -> np.ndarray[Any, Any]:
+    """A torch weight cast to the model's io dtype, as numpy (what to_int4 would have read)."""
+    import torch
+    from onnx_ir.tensor_adapters import to_torch_dtype
+
+    cast = tensor.detach().to(to_torch_dtype(io_dtype))
+    if cast.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        out: np.ndarray[Any, Any] = cast.contiguous().view(torch.int16).numpy()
+        return out.view(ml_dtypes.bfloat16)
+    result: np.ndarray[Any, Any] = cast.contiguous().numpy()
+    return result
+
+
+def _make_matmul_int4(self: Any, matmul: Any, basename: str, root_input: str, **kwargs: Any) -> Any:
+    session = _stream(self)
+    if session is None or hasattr(matmul, "qweight") or self.quant_attrs.get("use_qdq"):
+        return _ORIGINAL["make_matmul_int4"](self, matmul, basename, root_input, **kwargs)
+    quant = session.quant_plan().for_node(basename)
+    if quant is None:
+        return self.make_matmul_float(matmul, basename, root_input, **kwargs)
+    import onnx_ir as ir
+
+    weight = _numpy_io(matmul.weight, self.io_dtype)  # [N, K]
+    started = time.perf_counter()
+    packed = quantize_matmul(weight, quant, scale_dtype=weight.dtype, threads=session.threads)
+    session.quantize_seconds += time.perf_counter() - started
+    session.quantized += 1
+    del weight
+    n, k = packed.shape
+    weight_name = basename[1:].replace("/", ".") + ".weight"
+    data_name, scales_name, zp_name = packed.initializer_names(weight_name)
+    self.make_initializer(packed.data, data_name)
+    self.make_initializer(packed.scales, scales_name)
+    inputs = [root_input, data_name, scales_name]
+    if packed.zero_points is not None:
+        self.make_initializer(packed.zero_points, zp_name)
+        inputs.append(zp_name)
+    output = "logits" if kwargs.get("logits", False) else f"{basename}/output_0"
+    seq_dim = kwargs.get("seq_dim", "sequence_length")
+    attributes: dict[str, Any] = {
+        "K": k,
+        "N": n,
+        "bits": quant.bits,
+        "block_size": quant.block_size,
+    }
+    if quant.accuracy_level:
+        attributes["accuracy_level"] = quant.accuracy_level
+    self.make_node(
+        "MatMulNBits",
+        inputs=inputs,
+        outputs=[output],
+        name=f"{basename}_Q{quant.bits}",
+        domain="com.microsoft",
+        **attributes,
+    )
+    self.make_value(output, self.io_dtype, shape=["batch_size", seq_dim, n])
+    del ir
+    return basename
+
+
+def _make_embedding(self: Any, embedding: Any) -> None:
+    session = _stream(self)
+    quant = session.quant_plan().for_node(EMBEDDING_NODE) if session is not None else None
+    if session is None or quant is None or hasattr(embedding, "qweight"):
+        _ORIGINAL["make_embedding"](self, embedding)
+        return
+    import onnx_ir as ir
+
+    table = _numpy_io(embedding, self.io_dtype)
+    started = time.perf_counter()
+    packed = quantize_gather(table, quant, threads=session.threads)
+    session.quantize_seconds += time.perf_counter() - started
+    del table
+    basename = "/model/embed_tokens"
+    data_name, scales_name, zp_name = packed.initializer_names("model.embed_tokens.weight")
+    self.make_initializer(packed.data, data_name)
+    self.make_initializer(packed.scales, scales_name)
+    inputs = [data_name, "input_ids", scales_name]
+    if packed.zero_points is not None:
+        self.make_initializer(packed.zero_points, zp_name)
+        inputs.append(zp_name)
+    gather_name = f"{basename}/Gather"
+    # Olive's OnnxBlockWiseRtnQuantization renames the node and its output this way
+    gather_output = f"{gather_name}/output_0_Q{quant.bits}"
+    self.make_node(
+        "GatherBlockQuantized",
+        inputs=inputs,
+        outputs=[gather_output],
+        name=f"{gather_name}_Q{quant.bits}",
+        domain="com.microsoft",
+        gather_axis=0,
+        quantize_axis=1,
+        block_size=quant.block_size,
+        bits=quant.bits,
+    )
+    self.make_value(
+        gather_output, self.io_dtype, shape=["batch_size", "sequence_length", self.hidden_size]
+    )
+    root = gather_output
+    if self.embed_attrs["scale"] != 1:
+        mul_name = f"{basename}/Mul"
+        mul_inputs = [
+            gather_output,
+            f"/model/constants/{self.to_str_dtype(self.io_dtype)}/{self.embed_attrs['scale']}",
+        ]
+        root = f"{mul_name}/output_0"
+        self.make_node("Mul", inputs=mul_inputs, outputs=[root], name=mul_name)
+        self.make_value(
+            root, self.io_dtype, shape=["batch_size", "sequence_length", self.hidden_size]
+        )
+    if self.layernorm_attrs["cast"]["use_fp32"] and self.io_dtype != ir.DataType.FLOAT:
+        cast_name = f"{basename}/Cast"
+        self.make_cast(
+            cast_name,
+            root,
+            ir.DataType.FLOAT,
+            shape=["batch_size", "sequence_length", self.hidden_size],
+        )
+        root = f"{cast_name}/output_0"
+    self.layernorm_attrs["root_input"] = root
+    self.layernorm_attrs["skip_input"] = root
+
+
+# --- save ------------------------------------------------------------------------------------
+
+
+def _leftover_matmuls(self: Any, session: StreamSession) -> int:
+    """Float MatMuls with a constant weight that to_int4 would have quantized but the builder made
+    outside make_matmul: quantized here, one at a time, from the data file."""
+    import onnx_ir as ir
+
+    if (
+        self.onnx_dtype not in {ir.DataType.INT4, ir.DataType.UINT4}
+        or session.quant_plan().matmul is None
+    ):
+        return 0
+    count = 0
+    for node in list(self.model.graph):
+        if node.op_type != "MatMul" or node.domain not in ("", "ai.onnx") or len(node.inputs) < 2:
+            continue
+        b = node.inputs[1]
+        if b is None or b.const_value is None or len(b.const_value.shape) != 2:
+            continue
+        quant = session.quant_plan().for_node(node.name)
+        if quant is None:
+            continue
+        weight = np.ascontiguousarray(b.const_value.numpy().T)
+        packed = quantize_matmul(weight, quant, scale_dtype=weight.dtype, threads=session.threads)
+        names = packed.initializer_names(b.name or "")
+        inputs = [node.inputs[0]]
+        for array, name in zip(
+            (packed.data, packed.scales, packed.zero_points), names, strict=True
+        ):
+            if array is None:
+                continue
+            external = _write_tensor(session, ir.tensor(array, name=name), name)
+            value = ir.Value(name=name, shape=external.shape, type=ir.TensorType(external.dtype))
+            value.const_value = external
+            self.model.graph.register_initializer(value)
+            inputs.append(value)
+        attributes: dict[str, Any] = {
+            "K": packed.shape[1],
+            "N": packed.shape[0],
+            "bits": quant.bits,
+            "block_size": quant.block_size,
+        }
+        if quant.accuracy_level:
+            attributes["accuracy_level"] = quant.accuracy_level
+        old_output = node.outputs[0]
+        output_name = old_output.name
+        old_output.name = f"{output_name}/float"
+        new_output = ir.Value(name=output_name, shape=old_output.shape, type=old_output.type)
+        new = ir.node(
+            "MatMulNBits",
+            inputs=inputs,
+            attributes=attributes,
+            domain="com.microsoft",
+            name=f"{node.name}_Q{quant.bits}",
+            outputs=[new_output],
+        )
+        self.model.graph.insert_after(node, new)
+        old_output.replace_all_uses_with(new_output, replace_graph_outputs=True)
+        self.model.graph.remove(node, safe=True)
+        if b.name and not b.uses():
+            self.model.graph.initializers.pop(b.name, None)
+        count += 1
+    return count
+
+
+def _save_model(self: Any, out_dir: str) -> None:
+    session = _stream(self)
+    if session is None:
+        _ORIGINAL["save_model"](self, out_dir)
+        return
+    import onnx_ir as ir
+
+    leftovers = _leftover_matmuls(self, session)
+    if leftovers:
+        log(f"quantized {leftovers} MatMul(s) made outside make_matmul")
+    model = self.model
+    model.graph.sort()
+    for value in model.graph.initializers.values():  # any tensor made before streaming began
+        tensor = value.const_value
+        if tensor is not None and not isinstance(tensor, ir.ExternalTensor):
+            value.const_value = _write_tensor(session, tensor, value.name or "")
+    if session.writer is not None:
+        session.writer.close()
+    target = Path(out_dir) / self.filename
+    data = Path(out_dir) / (self.filename + ".data")
+    if target.parent.resolve() != session.out_dir.resolve() or self.filename != session.filename:
+        raise RuntimeError(
+            f"the streaming build wrote {session.out_dir / session.data_name}, but the builder "
+            f"saves {target}"
+        )
+    if target.exists():
+        target.unlink()
+    ir.save(model, str(target))
+    units = session.stats.get("units")
+    read = getattr(units, "bytes_read", 0)
+    log(
+        f"saved {target.name} and {data.name} ({data.stat().st_size / 2**20:.0f} MiB, "
+        f"{session.writer.tensors if session.writer else 0} tensors); read {read / 2**20:.0f} MiB; "
+        f"{session.quantized} MatMul weights quantized in {session.quantize_seconds:.1f} s"
+    )
+    if os.path.isdir(self.cache_dir) and not os.listdir(self.cache_dir):
+        os.rmdir(self.cache_dir)
+    sys.stdout.flush()
+
+
+def quantize_saved_embedding(
+    model_dir: Path, quant: TensorQuant, filename: str = "model.onnx"
+) -> bool:
+    """Quantize the embedding gather of a saved model (the whole model loaded: today's cost, for
+    builds that could not stream). False when the model has no float embedding gather."""
+    import onnx_ir as ir
+
+    path = model_dir / filename
+    model = ir.load(str(path))
+    node = next(
+        (n for n in model.graph if n.name == EMBEDDING_NODE and n.op_type == "Gather"), None
+    )
+    if node is None or node.inputs[0] is None or node.inputs[0].const_value is None:
+        return False
+    weight = node.inputs[0]
+    table = weight.const_value
+    assert table is not None
+    packed = quantize_gather(table.numpy(), quant)
+    names = packed.initializer_names(weight.name or "model.embed_tokens.weight")
+    inputs: list[Any] = []
+    for array, name in zip((packed.data, packed.scales, packed.zero_points), names, strict=True):
+        if array is None:
+            continue
+        value = ir.Value(name=name, const_value=ir.tensor(array, name=name))
+        model.graph.register_initializer(value)
+        inputs.append(value)
+    inputs.insert(1, node.inputs[1])
+    old_output = node.outputs[0]
+    new_output = ir.Value(
+        name=f"{old_output.name}_Q{quant.bits}", shape=old_output.shape, type=old_output.type
+    )
+    new = ir.node(
+        "GatherBlockQuantized",
+        inputs=inputs,
+        attributes={
+            "gather_axis": 0,
+            "quantize_axis": 1,
+            "block_size": quant.block_size,
+            "bits": quant.bits,
+        },
+        domain="com.microsoft",
+        name=f"{node.name}_Q{quant.bits}",
+        outputs=[new_output],
+    )
+    model.graph.insert_after(node, new)
+    old_output.replace_all_uses_with(new_output, replace_graph_outputs=True)
+    model.graph.remove(node, safe=True)
+    if weight.name and not weight.uses():
+        model.graph.initializers.pop(weight.name, None)
+    ir.save(model, str(path), external_data=filename + ".data", size_threshold_bytes=0)
+    return True

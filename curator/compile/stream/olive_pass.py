@@ -1,0 +1,108 @@
+"""``CuratorModelBuilder``: Olive's ModelBuilder pass, streaming (see :mod:`.builder_patch`).
+
+A recipe names it like ModelBuilder, with the same options, plus:
+
+- ``embedding_quant``: the embedding gather's quantization (bits, block_size, symmetric), done in
+  the same pass (was a second Olive pass, OnnxBlockWiseRtnQuantization, that loaded the whole ONNX
+  model again);
+- ``tensor_overrides``: per-node changes to the plan (:mod:`curator.quant.plan`);
+- ``stream`` (default true): false builds the builder's own way (the reference path);
+- ``quantize_threads``: threads for the quantizers (default: all cores).
+
+Imported only inside the compile's child process, where Olive is installed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from olive.passes.olive_pass import PassConfigParam
+from olive.passes.onnx.model_builder import ModelBuilder
+
+from curator.compile.stream import builder_patch
+from curator.quant.plan import EMBEDDING_NODE, plan_for
+
+OWN_OPTIONS = ("embedding_quant", "tensor_overrides", "stream", "quantize_threads")
+
+
+class CuratorModelBuilder(ModelBuilder):  # type: ignore[misc]
+    """Olive's ModelBuilder with the weights streamed and quantized tensor by tensor."""
+
+    @classmethod
+    def _default_config(cls, accelerator_spec: Any) -> dict[str, PassConfigParam]:
+        config: dict[str, PassConfigParam] = super()._default_config(accelerator_spec)
+        config.update(
+            {
+                "embedding_quant": PassConfigParam(
+                    type_=dict[str, Any],
+                    required=False,
+                    description="Quantize the embedding gather: bits, block_size, symmetric.",
+                ),
+                "tensor_overrides": PassConfigParam(
+                    type_=list[dict[str, Any]],
+                    required=False,
+                    description="Per-node quantization overrides (curator.quant.plan).",
+                ),
+                "stream": PassConfigParam(
+                    type_=bool,
+                    default_value=True,
+                    description="Stream the weights (false: the model builder's own path).",
+                ),
+                "quantize_threads": PassConfigParam(
+                    type_=int,
+                    required=False,
+                    description="Threads for quantizing (default: all cores).",
+                ),
+            }
+        )
+        return config
+
+    @staticmethod
+    def maybe_patch_quant() -> None:
+        ModelBuilder.maybe_patch_quant()
+        builder_patch.install()
+
+    def _run_for_config(self, model: Any, config: Any, output_model_path: str) -> Any:
+        values = config.model_dump()
+        stripped = config.model_copy(
+            update={name: (True if name == "stream" else None) for name in OWN_OPTIONS}
+        )
+        started = time.perf_counter()
+        if not values.get("stream", True):
+            builder_patch.log("stream: false, building the model builder's own way")
+            result = super()._run_for_config(model, stripped, output_model_path)
+            self._embedding_after(values, output_model_path, "stream is off")
+            return result
+        session = builder_patch.StreamSession(
+            out_dir=Path(output_model_path),
+            plan_config=values,
+            threads=values.get("quantize_threads"),
+        )
+        builder_patch.open_session(session)
+        try:
+            result = super()._run_for_config(model, stripped, output_model_path)
+        finally:
+            builder_patch.close_session()
+        if not session.streamed:
+            if values.get("tensor_overrides"):
+                raise ValueError(
+                    "tensor_overrides need the streaming build, which this model cannot use: "
+                    f"{session.fallback_reason}"
+                )
+            self._embedding_after(values, output_model_path, session.fallback_reason or "")
+        builder_patch.log(f"pass done in {time.perf_counter() - started:.1f} s")
+        return result
+
+    @staticmethod
+    def _embedding_after(values: dict[str, Any], output_dir: str, why: str) -> None:
+        """The embedding quantized after the build, on the whole saved model (today's cost)."""
+        if not values.get("embedding_quant"):
+            return
+        plan = plan_for({"precision": "fp32", "embedding_quant": values["embedding_quant"]}, 0)
+        quant = plan.for_node(EMBEDDING_NODE)
+        if quant is None:
+            return
+        builder_patch.log(f"quantizing the embedding on the saved model ({why})")
+        builder_patch.quantize_saved_embedding(Path(output_dir), quant)
