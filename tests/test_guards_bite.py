@@ -25,7 +25,7 @@ from curator.bench.measure import (
 )
 from curator.bench.stats import percentile, summarize
 from curator.cache import VerifyResult, verify_cache, verify_dir
-from curator.errors import NotFound, PreflightError, RegistryInvalid, UsageProblem
+from curator.errors import NotFound, PreflightError, RegistryError, RegistryInvalid, UsageProblem
 from curator.modeldir import MANIFEST_NAME, sha256_file
 from curator.prompts import Message
 from curator.registry import diff as regdiff
@@ -184,8 +184,9 @@ def test_artifact_paths_are_checked() -> None:
         ("sub//x", "has an empty or '.' segment"),
         ("./x", "has an empty or '.' segment"),
         ("x/", "has an empty or '.' segment"),
-        ("...", None),
-        ("1:x", None),
+        ("...", "segment '...' ends in a dot or space, which Windows drops"),
+        ("1:x", "contains ':', which Windows does not allow in a file name"),
+        ("x.y", None),
     ],
 )
 def test_unsafe_artifact_paths(path: str, reason: str | None) -> None:
@@ -577,7 +578,7 @@ def test_add_update_upsert_and_remove(tmp_path: Path) -> None:
     path = tmp_path / "models.json"
     assert store.upsert_model(path, make_entry(0)) == "added"
     assert store.upsert_model(path, make_entry(0, minRamGb=2.0)) == "updated"
-    with pytest.raises(UsageProblem) as taken:
+    with pytest.raises(RegistryError) as taken:
         store.add_model(path, make_entry(0))
     assert taken.value.message == f"'model0-generic-cpu:1' is already in {path}"
     assert taken.value.hint == "use `curator registry update model0-generic-cpu:1`"

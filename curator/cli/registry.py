@@ -111,6 +111,19 @@ def show(model_id: str, registry: Path | None) -> None:
     Output(True).json(entry)
 
 
+class FiniteNumber(click.FloatRange):
+    """A finite number (click's FLOAT takes nan and inf, which JSON cannot hold); its sign and
+    range are the registry rules' to judge, so a negative size is a validation problem."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if number != number or number in (float("inf"), float("-inf")):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 # option name -> (entry path, click type); the same flags serve add and update.
 ENTRY_FLAGS: dict[str, tuple[tuple[str, ...], Any]] = {
     "alias": (("alias",), str),
@@ -119,8 +132,8 @@ ENTRY_FLAGS: dict[str, tuple[tuple[str, ...], Any]] = {
     "task": (("task",), str),
     "license": (("license",), str),
     "publisher": (("publisher",), str),
-    "file_size_mb": (("fileSizeMb",), float),
-    "min_ram_gb": (("minRamGb",), float),
+    "file_size_mb": (("fileSizeMb",), FiniteNumber()),
+    "min_ram_gb": (("minRamGb",), FiniteNumber()),
     "context_length": (("contextLength",), int),
     "device": (("runtime", "deviceType"), str),
     "execution_provider": (("runtime", "executionProvider"), str),
@@ -331,9 +344,20 @@ def diff(
             head_schema=schema,
             accept_schema_change=accept_schema_change,
         )
+        markdown = render_review(result)
+    except Exception as exc:  # a bug: the pull request still gets a review saying the check broke
+        if output is not None:
+            failed = render_failed_review(
+                before.label,
+                after.label,
+                f"internal error: {type(exc).__name__}",
+                "this is a bug in curator, not in the change; rerun with CURATOR_DEBUG=1",
+                cause="curator failed while comparing the registries (internal error)",
+            )
+            write_text_atomic(output, failed)
+        raise
     finally:
         gc.unfreeze()
-    markdown = render_review(result)
     if output is not None:
         write_text_atomic(output, markdown + "\n")
     out = Output(as_json)

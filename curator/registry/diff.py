@@ -188,10 +188,8 @@ def _regression_message(change: FigureChange, threshold: float) -> str:
 
 
 def _number(policy: dict[str, Any], key: str, default: float) -> float:
-    value = policy.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return default
-    return float(value) if math.isfinite(value) and value > 0 else default
+    value = finite(policy.get(key))
+    return value if value is not None and value > 0 else default
 
 
 def _by_id(document: Document) -> dict[str, Entry]:
@@ -336,9 +334,30 @@ def figure(record: dict[str, Any] | None, path: tuple[str, ...]) -> float | None
     value: Any = record
     for key in path:
         value = value.get(key) if isinstance(value, dict) else None
+    return finite(value)
+
+
+def finite(value: Any) -> float | None:
+    """``value`` as a finite float when it is a JSON number (not a bool), else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value) if math.isfinite(value) else None
+    try:
+        number = float(value)
+    except OverflowError:  # an int past 1e308 (only in a document built in memory)
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _change_pct(base: float, head: float) -> float | None:
+    """The change in percent; None from a base of 0, or from one so near 0 (5e-324) that the
+    percentage would overflow to Infinity, which JSON cannot hold: both read "from 0"."""
+    if not base:
+        return None
+    try:
+        pct = (head - base) / abs(base) * 100
+    except OverflowError:
+        return None
+    return pct if math.isfinite(pct) else None
 
 
 def _figure_changes(
@@ -354,7 +373,7 @@ def _figure_changes(
             a, b = figure(before, path), figure(after, path)
             if a is None or b is None or a == b:
                 continue
-            pct = (b - a) / abs(a) * 100 if a else None
+            pct = _change_pct(a, b)
             if pct is None:  # from 0: worse exactly when it moved the wrong way
                 worse = b < a if higher_is_better else b > a
             else:

@@ -111,8 +111,8 @@ def merge_fragments(registry: Path, fragments: tuple[Path, ...]) -> MergeResult:
 
 
 def _load_fragment(path: Path) -> Document:
-    if not path.is_file():
-        raise InputFileError(f"fragment not found: {path}", hint="check the downloaded artifacts")
+    # read_json refuses a missing path ("registry fragment not found") and anything that is not a
+    # regular file (a FIFO would block the merge for ever) before opening it.
     document = read_json(path, "registry fragment")
     if not isinstance(document, dict):
         raise InputFileError(
@@ -136,5 +136,5 @@ def cut_fragment(registry: Path, model_ids: tuple[str, ...], output: Path) -> Do
         }
     )
     output.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(output, fragment, sort_keys=True)
+    write_json_atomic(output, fragment, sort_keys=True, strict=True)
     return fragment

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 from curator.registry.diff import BENCH_FIGURES, RegistryDiff, figure, latest_benchmark
-from curator.schemas import CONTROL_CHARACTERS, elide
+from curator.registry.rules import LINE_SEPARATORS
+from curator.schemas import elide
 
 
 def render_review(diff: RegistryDiff) -> str:
@@ -110,13 +112,19 @@ def render_review(diff: RegistryDiff) -> str:
     return "\n".join(lines)
 
 
-def render_failed_review(base: str, head: str, message: str, hint: str | None) -> str:
-    """The review when the registries could not even be compared (unreadable, not JSON, ...):
-    still posted, so that the pull request says why it fails."""
+def render_failed_review(
+    base: str,
+    head: str,
+    message: str,
+    hint: str | None,
+    cause: str = "the registry could not be read",
+) -> str:
+    """The review when the registries could not even be compared (unreadable, not JSON, a bug in
+    curator, ...): still posted, so that the pull request says why it fails."""
     lines = [
         f"## Registry review: {_code(base)} → {_code(head)}",
         "",
-        "**❌ cannot review** · the registry could not be read",
+        f"**❌ cannot review** · {_md(cause)}",
         "",
         f"- {_md(message)}",
     ]
@@ -162,4 +170,12 @@ def _visible(value: Any) -> str:
     """Shortened in the middle (the reason at the end of a message survives), then every
     invisible or control character spelled out."""
     text = elide(str(value), CELL_LIMIT)
-    return CONTROL_CHARACTERS.sub(lambda m: f"⟨U+{ord(m.group()):04X}⟩", text)
+    if text.isprintable():
+        return text
+    return "".join(f"⟨U+{ord(c):04X}⟩" if _hidden(c) else c for c in text)
+
+
+def _hidden(char: str) -> bool:
+    """Control, format, private-use, surrogate and unassigned code points, tab and newline too
+    (rules.hidden_character with no exceptions: nothing in a cell may break a line)."""
+    return unicodedata.category(char)[0] == "C" or char in LINE_SEPARATORS

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from curator.registry.document import Document
-from curator.schemas import CONTROL_CHARACTERS, Problem, elide, schema_problems
+from curator.schemas import Problem, elide, load_schema, schema_problems
 
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 _VARIANT = re.compile(r"[a-z0-9]+-(cpu|gpu|npu)")
@@ -44,6 +45,7 @@ def validate_document(document: Any, policy: dict[str, Any] | None = None) -> Va
     the base's policy), else the document's own.
     """
     problems = schema_problems(document, "models")
+    problems.extend(_integer_literal_problems(document))
     models = document.get("models") if isinstance(document, dict) else None
     if isinstance(models, list):
         if policy is None:
@@ -51,6 +53,84 @@ def validate_document(document: Any, policy: dict[str, Any] | None = None) -> Va
         problems.extend(_semantic_problems(models, policy))
     bounded = tuple(Problem(elide(p.path), p.rule, elide(p.message)) for p in problems)
     return ValidationReport(bounded, len(models) if isinstance(models, list) else 0)
+
+
+@lru_cache(maxsize=1)
+def integer_paths() -> tuple[tuple[str, ...], ...]:
+    """Where the models schema says ``integer``: key paths with ``*`` for any list item or key.
+
+    JSON Schema counts 368.0 as an integer, but Python reads it as a float: a rule testing
+    ``type(x) is int`` would skip it (a float byte count once switched off the file-size rule)
+    and ``curator pull`` would refuse what review passed. So an integer field must be written as
+    an integer literal (rule ``integer-literal``), read from the schema so no field is missed.
+    """
+    schema = load_schema("models")
+    found: set[tuple[str, ...]] = set()
+
+    def walk(node: Any, path: tuple[str, ...], refs: frozenset[str]) -> None:
+        if not isinstance(node, dict) or len(path) > 12:
+            return
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/") and ref not in refs:
+            walk(schema["$defs"].get(ref[len("#/$defs/") :]), path, refs | {ref})
+        const = node.get("const")
+        if node.get("type") == "integer" or (type(const) is int and path):
+            found.add(path)
+        for key, child in (node.get("properties") or {}).items():
+            walk(child, (*path, key), refs)
+        for key in ("items", "additionalProperties"):
+            walk(node.get(key), (*path, "*"), refs)
+        for key in ("if", "then", "else"):
+            walk(node.get(key), path, refs)
+
+    walk(schema, (), frozenset())
+    return tuple(sorted(found))
+
+
+def _integer_literal_problems(document: Any) -> Iterator[Problem]:
+    # Fast pass: the values at every integer path, level by level in comprehensions (prefixes
+    # shared); only a path that holds a float is walked again to name where.
+    levels: dict[tuple[str, ...], list[Any]] = {(): [document]}
+    for path in integer_paths():
+        level = levels[()]
+        for depth, key in enumerate(path, 1):
+            prefix = path[:depth]
+            if prefix not in levels:
+                levels[prefix] = _descend(level, key)
+            level = levels[prefix]
+        if not any(type(value) is float for value in level):
+            continue
+        for where, value in _at_path(document, path, ""):
+            if type(value) is float and value.is_integer():
+                shown = int(value) if abs(value) < 2**63 else value
+                yield Problem(
+                    where,
+                    "integer-literal",
+                    f"{value!r} must be written as an integer ({shown}): readers differ on "
+                    "whether a number with a fraction part is an integer",
+                )
+
+
+def _descend(level: list[Any], key: str) -> list[Any]:
+    if key != "*":
+        return [v[key] for v in level if type(v) is dict and key in v]
+    items = [c for v in level if type(v) is list for c in v]
+    return items + [c for v in level if type(v) is dict for c in v.values()]
+
+
+def _at_path(value: Any, path: tuple[str, ...], where: str) -> Iterator[tuple[str, Any]]:
+    if not path:
+        yield where, value
+        return
+    key, rest = path[0], path[1:]
+    if key == "*" and type(value) is list:
+        for i, item in enumerate(value):
+            yield from _at_path(item, rest, f"{where}[{i}]")
+    elif key == "*" and type(value) is dict:
+        for name, item in value.items():
+            yield from _at_path(item, rest, f"{where}.{name}" if where else str(name))
+    elif type(value) is dict and key in value:
+        yield from _at_path(value[key], rest, f"{where}.{key}" if where else key)
 
 
 def policy_of(document: Document) -> dict[str, Any]:
@@ -66,11 +146,14 @@ def _text(entry: dict[str, Any], key: str) -> str | None:
 def _number(value: Any) -> float | None:
     """A finite JSON number (not a bool), else None."""
     kind = type(value)
-    if kind is int:
-        return float(value)
     if kind is float:
         return value if math.isfinite(value) else None
+    if kind is int:
+        return float(value) if -_FLOAT_MAX_INT < value < _FLOAT_MAX_INT else None
     return None
+
+
+_FLOAT_MAX_INT = 2**1023  # an int this large overflows float() (only in a document built in memory)
 
 
 def _records(value: Any, *keys: str) -> list[dict[str, Any]] | None:
@@ -196,14 +279,20 @@ def _artifact_problems(entry: dict[str, Any], where: str) -> Iterator[Problem]:
     artifacts = build.get("artifacts") if type(build) is dict else None
     if type(artifacts) is not list:
         return
-    paths: set[str] = set()
-    total_bytes: int | None = 0
+    paths: dict[str, str] = {}  # identity (case and normalisation folded) -> the path listed
+    total_bytes: float | None = 0
     for i, artifact in enumerate(artifacts):
         if type(artifact) is not dict:
             total_bytes = None
             continue
-        size = artifact.get("bytes")
-        total_bytes = total_bytes + size if total_bytes is not None and type(size) is int else None
+        # A whole number written as 368.0 still counts (integer-literal flags how it is written):
+        # the size rule must not be switched off by the way a number is spelled.
+        size = _number(artifact.get("bytes"))
+        total_bytes = (
+            total_bytes + size
+            if total_bytes is not None and size is not None and size.is_integer()
+            else None
+        )
         path = artifact.get("path")
         if type(path) is not str:
             continue
@@ -212,13 +301,18 @@ def _artifact_problems(entry: dict[str, Any], where: str) -> Iterator[Problem]:
             yield Problem(
                 f"{where}.build.artifacts[{i}].path", "artifact-path-safe", f"{path!r}: {problem}"
             )
-        if path in paths:
+        identity = path_identity(path)
+        if identity in paths:
+            same = paths[identity]
             yield Problem(
                 f"{where}.build.artifacts[{i}].path",
                 "artifact-path-unique",
-                f"{path!r} listed twice",
+                f"{path!r} listed twice"
+                if same == path
+                else f"{path!r} and {same!r} are one file on Windows and macOS (they differ only "
+                "by case or Unicode normalisation)",
             )
-        paths.add(path)
+        paths.setdefault(identity, path)
     declared = _number(entry.get("fileSizeMb"))
     if declared is None or total_bytes is None:
         return
@@ -272,11 +366,57 @@ def distribution_mismatch(files: list[dict[str, Any]], artifacts: list[dict[str,
     return "; ".join(parts)
 
 
+# Text: every code point in the Unicode categories Cc (control), Cf (format: bidirectional
+# overrides, zero-width joiners, soft hyphens, tags), Co (private use), Cs (surrogates) and Cn
+# (unassigned, by the Unicode tables of the Python running curator), plus the line and paragraph
+# separators U+2028/U+2029, is hidden: refused in every text field and artifact path, spelled out
+# as <U+XXXX> in the review. The only exceptions are the schema's: tab and newline in free text
+# ($defs.safeText: notes, licenseDescription). No exception for ZWJ (U+200D), even in emoji
+# sequences: it also hides and joins text, and a model's name needs no emoji.
+LINE_SEPARATORS = "\u2028\u2029"
+
+
+def hidden_character(text: str, allowed: str = "") -> str | None:
+    """The first hidden character of ``text`` (see above) not in ``allowed``, else None."""
+    if text.isprintable():  # C speed: no C* character and no separator (only Zs spaces differ)
+        return None
+    for char in text:
+        if char in allowed:
+            continue
+        if unicodedata.category(char)[0] == "C" or char in LINE_SEPARATORS:
+            return char
+    return None
+
+
+def describe_character(char: str) -> str:
+    category = unicodedata.category(char)
+    kind = {
+        "Cc": "control",
+        "Cf": "invisible formatting",
+        "Co": "private-use",
+        "Cs": "surrogate",
+        "Cn": "unassigned",
+    }.get(category, "line-separator")
+    return f"U+{ord(char):04X} ({kind} character)"
+
+
+# Windows: reserved device names (with any extension, any case; the superscript digits count too)
+_RESERVED_NAMES = frozenset(
+    ["con", "prn", "aux", "nul"]
+    + [f"{kind}{digit}" for kind in ("com", "lpt") for digit in "123456789\u00b9\u00b2\u00b3"]
+)
+_WINDOWS_FORBIDDEN = re.compile(r'[<>:"|?*]')
+
+
 @lru_cache(maxsize=4096)  # the same few file names recur in every entry
 def unsafe_path_reason(path: str) -> str | None:
-    """Why ``path`` is not a safe relative artifact path (None when it is)."""
-    if CONTROL_CHARACTERS.search(path):
-        return "contains control characters"
+    """Why ``path`` is not a safe relative artifact path (None when it is): a path must mean the
+    same file on Linux, macOS and Windows, where most Foundry Local users are."""
+    hidden = hidden_character(path)
+    if hidden is not None:
+        if unicodedata.category(hidden) == "Cc":
+            return "contains control characters"
+        return f"contains {describe_character(hidden)}"
     if "\\" in path:
         return "use '/' as the separator"
     if path.startswith("/") or _WINDOWS_DRIVE.match(path):
@@ -286,7 +426,21 @@ def unsafe_path_reason(path: str) -> str | None:
         return "must not contain '..'"
     if any(part in ("", ".") for part in parts):
         return "has an empty or '.' segment"
+    forbidden = _WINDOWS_FORBIDDEN.search(path)
+    if forbidden:
+        return f"contains {forbidden.group()!r}, which Windows does not allow in a file name"
+    for part in parts:
+        if part[-1] in ". ":
+            return f"segment {part!r} ends in a dot or space, which Windows drops"
+        if part.split(".", 1)[0].rstrip(" ").lower() in _RESERVED_NAMES:
+            return f"segment {part!r} is a reserved device name on Windows"
     return None
+
+
+def path_identity(path: str) -> str:
+    """What a case-insensitive, normalisation-insensitive file system (Windows, macOS) sees:
+    two paths with the same identity are one file there."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", path).casefold())
 
 
 def _benchmark_problems(entry: dict[str, Any], where: str) -> Iterator[Problem]:

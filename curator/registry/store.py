@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from curator.errors import RegistryInvalid, UsageProblem
-from curator.jsonio import write_json_atomic
+from curator.errors import RegistryError, RegistryInvalid
+from curator.jsonio import require_regular_file, write_json_atomic
 from curator.registry.document import (
     Document,
     Entry,
@@ -60,6 +60,8 @@ def edit_registry(path: Path, mutate: Callable[[Document], T]) -> T:
     from filelock import FileLock
 
     path = real_path(path)
+    if os.path.lexists(path):  # a FIFO, directory or device is refused before the lock is taken
+        require_regular_file(path, "registry")
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock_path(path)), timeout=LOCK_TIMEOUT_S):
         remove_stale_temp_files(path)
@@ -79,7 +81,7 @@ def edit_registry(path: Path, mutate: Callable[[Document], T]) -> T:
                 problems,
                 hint="fix the entry and retry; `curator registry validate` shows the rules",
             )
-        write_json_atomic(path, after, sort_keys=True)
+        write_json_atomic(path, after, sort_keys=True, strict=True)
         return result
 
 
@@ -124,12 +126,12 @@ def upsert_model(path: Path, entry: Entry) -> Literal["added", "updated"]:
 
 
 def add_model(path: Path, entry: Entry) -> None:
-    """Add ``entry``; UsageProblem when its id is taken (checked under the lock, so two writers
-    adding the same id cannot both succeed)."""
+    """Add ``entry``; RegistryError (exit 1: the command was well formed, the registry refused it)
+    when its id is taken, checked under the lock, so two writers adding one id cannot both succeed."""
 
     def mutate(document: Document) -> None:
         if find_model(document, str(entry.get("id"))) is not None:
-            raise UsageProblem(
+            raise RegistryError(
                 f"{entry.get('id')!r} is already in {path}",
                 hint=f"use `curator registry update {entry.get('id')}`",
             )
