@@ -17,17 +17,17 @@ from tests.conftest import REPO_ROOT, run_curator
 
 EXPECTED = {
     # name: (device, precision, variant, pass types, needs)
-    "int4-cpu": (
+    "int4-cpu": ("cpu", "int4", "generic-cpu", ["CuratorModelBuilder"], []),
+    "int4-cpu-accurate": ("cpu", "int4", "generic-cpu", ["CuratorModelBuilder"], []),
+    "fp32-cpu": ("cpu", "fp32", "generic-cpu", ["CuratorModelBuilder"], []),
+    "int4-rtn-cpu": ("cpu", "int4", "generic-cpu", ["Rtn", "ModelBuilder"], []),
+    "int8-cpu": (
         "cpu",
-        "int4",
+        "int8",
         "generic-cpu",
-        ["ModelBuilder", "OnnxBlockWiseRtnQuantization"],
+        ["CuratorModelBuilder", "OnnxDynamicQuantization"],
         [],
     ),
-    "int4-cpu-accurate": ("cpu", "int4", "generic-cpu", ["ModelBuilder"], []),
-    "fp32-cpu": ("cpu", "fp32", "generic-cpu", ["ModelBuilder"], []),
-    "int4-rtn-cpu": ("cpu", "int4", "generic-cpu", ["Rtn", "ModelBuilder"], []),
-    "int8-cpu": ("cpu", "int8", "generic-cpu", ["ModelBuilder", "OnnxDynamicQuantization"], []),
     "int4-gptq-cpu": ("cpu", "int4", "generic-cpu", ["Gptq", "ModelBuilder"], ["calibration"]),
     "int4-cuda": ("gpu", "int4", "cuda-gpu", ["ModelBuilder"], []),
     "fp16-cuda": ("gpu", "fp16", "cuda-gpu", ["ModelBuilder"], []),
@@ -44,10 +44,10 @@ def test_shipped_recipes_load_with_the_promised_shape() -> None:
         assert list(recipe.needs) == needs
         assert recipe.sha256 == hashlib.sha256(recipe.path.read_bytes()).hexdigest()
         assert recipe.path == REPO_ROOT / "recipes" / f"{name}.json"
-    builder, embedding = (p.config for p in loaded["int4-cpu"].passes)
-    # chosen on SmolLM2's real weights (recipes/README.md): k-quant with 8-bit sensitive tensors
-    assert builder == INT4_CPU_BUILDER
-    assert embedding == INT4_CPU_EMBEDDING
+    (builder,) = (p.config for p in loaded["int4-cpu"].passes)
+    # chosen on SmolLM2's real weights (recipes/README.md): k-quant with 8-bit sensitive tensors,
+    # the embedding int4 RTN in the same streaming pass (was a second pass)
+    assert builder == {**INT4_CPU_BUILDER, "embedding_quant": INT4_CPU_EMBEDDING_QUANT}
     accurate = loaded["int4-cpu-accurate"].passes[0].config
     assert accurate == {"precision": "int4", "int4_block_size": 32, "int4_accuracy_level": 4}
 
@@ -109,13 +109,7 @@ INT4_CPU_BUILDER = {
     "int4_is_symmetric": False,
     "int4_algo_config": "k_quant_mixed",
 }
-INT4_CPU_EMBEDDING = {
-    "bits": 4,
-    "block_size": 32,
-    "is_symmetric": False,
-    "nodes_to_include": ["/model/embed_tokens/Gather"],
-    "save_as_external_data": True,
-}
+INT4_CPU_EMBEDDING_QUANT = {"bits": 4, "block_size": 32, "symmetric": False}
 
 
 def test_render_int4_config_places_everything_where_asked(tmp_path: Path) -> None:
@@ -129,10 +123,12 @@ def test_render_int4_config_places_everything_where_asked(tmp_path: Path) -> Non
     assert config["output_dir"] == str(tmp_path / "o")
     assert config["cache_dir"] == str(tmp_path / "c")
     assert config["passes"] == {
-        "builder": {"type": "ModelBuilder", **INT4_CPU_BUILDER},
-        "embedding": {"type": "OnnxBlockWiseRtnQuantization", **INT4_CPU_EMBEDDING},
+        "builder": {
+            "type": "CuratorModelBuilder",
+            **INT4_CPU_BUILDER,
+            "embedding_quant": INT4_CPU_EMBEDDING_QUANT,
+        },
     }
-    assert list(config["passes"]) == ["builder", "embedding"]  # the embedding pass runs second
     accelerators = config["systems"]["local_system"]["accelerators"]
     assert accelerators == [{"device": "cpu", "execution_providers": ["CPUExecutionProvider"]}]
     assert "data_configs" not in config

@@ -77,11 +77,12 @@ def _build_tiny(builder: Callable[..., Path], out: Path, params: dict[str, Any])
 
 
 def compile_code_digest() -> str:
-    """A digest of all the code a compile runs (curator/compile/**, curator/gguf.py,
-    curator/recipes.py), so cached compiles follow every change to it (issue 17)."""
+    """A digest of all the code a compile runs (curator/compile/**, curator/quant/**,
+    curator/gguf.py, curator/recipes.py), so cached compiles follow every change to it (issue 17)."""
     package = Path(__file__).resolve().parent.parent
     files = [
         *sorted((package / "compile").rglob("*.py")),
+        *sorted((package / "quant").rglob("*.py")),
         package / "gguf.py",
         package / "recipes.py",
     ]
