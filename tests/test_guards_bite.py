@@ -1137,6 +1137,8 @@ def test_the_previous_version_is_the_highest_number_then_the_highest_id() -> Non
         ]
     )
     newer = versioned(0, 11, 100.0, alias="shared")  # by name: :9 and :10; by alias: model1:10
+    newer["source"]["revision"] = "f" * 40  # another lineage: only the version rule applies
+    newer["build"]["artifacts"][1]["sha256"] = "f" * 64
     head = make_document([*base["models"], newer])
     base["policy"]["failOnRegression"] = head["policy"]["failOnRegression"] = True
     result = regdiff.diff_documents(base, head)

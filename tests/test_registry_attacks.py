@@ -476,8 +476,13 @@ def test_a_new_version_is_compared_with_the_previous_one(tmp_path: Path) -> None
         [v1, make_entry(5, alias="x", id="model0-generic-cpu:3", benchmarks=older["benchmarks"])]
     )
     result = diff_cli(tmp_path, base, make_document([newest]), "--json")
-    (decode,) = [f for f in json.loads(result.stdout)["figures"] if f["figure"] == "decode tok/s"]
-    assert decode["base_id"] == "model0-generic-cpu:3"  # the newest previous version
+    decode = {
+        f["base_id"]: f["change_pct"]
+        for f in json.loads(result.stdout)["figures"]
+        if f["figure"] == "decode tok/s"
+    }
+    # the newest previous version (:3, another source), and v1: same source, recipe and weights
+    assert decode == {"model0-generic-cpu:3": -2.5, "model0-generic-cpu:1": -22.0}
 
 
 # 15. The review was not posted when the registry was invalid (the workflow's validate step

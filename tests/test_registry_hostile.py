@@ -516,3 +516,86 @@ def test_an_internal_error_during_review_still_writes_a_review(tmp_path: Path) -
     assert "internal error" in result.stderr
     review = output.read_text()
     assert "❌ cannot review" in review and "internal error" in review and "KeyError" in review
+
+
+# --- 3. lineage: a new name does not hide a regression ----------------------------------------
+
+
+def renamed(entry: dict[str, Any], decode: float, **changes: Any) -> dict[str, Any]:
+    """``entry`` under a new id, alias and display name (same source, recipe and artifacts)."""
+    return {
+        **copy.deepcopy(entry),
+        "id": "fresh-name-generic-cpu:1",
+        "alias": "fresh-name",
+        "displayName": "Fresh name",
+        "benchmarks": [make_benchmark(date="2026-12-01T00:00:00Z", decode=decode)],
+        **changes,
+    }
+
+
+@pytest.mark.parametrize("keep_old", [True, False], ids=["old-kept", "old-removed"])
+def test_a_renamed_model_is_compared_with_its_lineage_and_fails_review(
+    tmp_path: Path, keep_old: bool
+) -> None:
+    old = make_entry(0, benchmarks=[make_benchmark(decode=100.0)])
+    new = renamed(old, decode=50.0)
+    base = tmp_path / "base.json"
+    head = tmp_path / "head.json"
+    base.write_text(json.dumps(make_document([old])))
+    head.write_text(json.dumps(make_document([old, new] if keep_old else [new])))
+    review = tmp_path / "review.md"
+    result = run_curator(
+        "registry", "diff", str(base), str(head), "--fail-on-regression", "--output", str(review)
+    )
+    assert result.returncode == 1
+    summary = review.read_text()
+    assert "### Compared with an earlier entry" in summary
+    assert (
+        "- `fresh-name-generic-cpu:1` vs `model0-generic-cpu:1`: same source org/model0@" in summary
+    )
+    assert "and recipe int4-cpu" in summary
+    assert (
+        "| `fresh-name-generic-cpu:1` (vs `model0-generic-cpu:1`) | decode tok/s | 100 | 50 "
+        "| -50.0% | 🔻 regression |" in summary
+    )
+    assert "benchmark-regression" in summary and "**❌ policy violations**" in summary
+    plain = run_curator("registry", "diff", str(base), str(head))
+    assert plain.returncode == 0 and "🔻 regression" in plain.stdout  # shown, not failing
+
+
+def test_the_same_weights_are_one_lineage_whatever_the_source_claims() -> None:
+    old = make_entry(0, benchmarks=[make_benchmark(decode=100.0)])
+    new = renamed(old, decode=40.0, source={**old["source"], "repo": "other/name"})
+    result = diff_documents(make_document([old]), make_document([new]), fail_on_regression=True)
+    assert result.lineage == (
+        (
+            "fresh-name-generic-cpu:1",
+            "model0-generic-cpu:1",
+            f"same weights (sha256 {sha('data0')[:12]})",
+        ),
+    )
+    assert "benchmark-regression" in {p.rule for p in result.violations}
+
+
+def test_a_decoy_name_does_not_choose_the_baseline() -> None:
+    """The added entry takes the name of a slow base entry (its 'previous version'), but its
+    source, recipe and weights are those of a fast one: it is compared with both."""
+    fast = make_entry(0, benchmarks=[make_benchmark(decode=100.0)])
+    slow = make_entry(1, id="decoy-generic-cpu:1", benchmarks=[make_benchmark(decode=10.0)])
+    new = renamed(fast, decode=50.0, id="decoy-generic-cpu:2")
+    result = diff_documents(make_document([fast, slow]), make_document([fast, slow, new]))
+    decode = {f.base_id: f.regression for f in result.figures if f.figure == "decode tok/s"}
+    assert decode == {"model0-generic-cpu:1": True, "decoy-generic-cpu:1": False}
+
+
+def test_another_source_or_recipe_is_not_the_same_lineage() -> None:
+    old = make_entry(0, benchmarks=[make_benchmark(decode=100.0)])
+    for change in (
+        {"source": {**old["source"], "revision": "e" * 40}},
+        {"build": {**old["build"], "recipe": "int8-cpu"}},
+    ):
+        new = renamed(old, decode=50.0, **change)
+        new["build"] = copy.deepcopy(new["build"])
+        new["build"]["artifacts"][1]["sha256"] = sha("other weights")
+        result = diff_documents(make_document([old]), make_document([old, new]))
+        assert result.lineage == () and result.figures == ()

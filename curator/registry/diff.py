@@ -42,7 +42,7 @@ class FigureChange:
     head: float
     change_pct: float | None  # None when the base figure is 0: no percentage to speak of
     regression: bool
-    base_id: str | None = None  # the previous version compared with, when not model_id itself
+    base_id: str | None = None  # the earlier entry compared with, when not model_id itself
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,8 @@ class RegistryDiff:
     schema_changes: tuple[FieldChange, ...] = ()
     # benchmark runs (same date on both sides) whose recorded figures the change edits
     rewritten_runs: tuple[str, ...] = ()
+    # added entries compared with an earlier entry under another id: (id, earlier id, why)
+    lineage: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def regressions(self) -> tuple[FigureChange, ...]:
@@ -86,8 +88,11 @@ def diff_documents(
     validated against this curator's schema (the base's, in CI); an edit of the schema is listed
     and is a violation until a maintainer accepts it (``accept_schema_change``).
 
-    A new version of a model (an added id whose name, or alias and variant, a base entry has) is
-    compared with the newest such base entry, so a version bump cannot hide a regression.
+    An added entry is compared with the earlier entries of the same model, so neither a version
+    bump nor a new name can hide a regression: the newest base entry of its lineage (the same
+    source repo at the same revision built with the same recipe, or the same weights file by
+    sha256), whatever its id and alias, and the newest base entry that is another version of it
+    (the same name, or the same alias and variant). The base entry may stay in HEAD or be removed.
     """
     base_models = _by_id(base)
     head_models = _by_id(head)
@@ -112,11 +117,12 @@ def diff_documents(
         figures.extend(_figure_changes(key, old, new, threshold))
         rewritten.extend(f"models[id={key}].{run}" for run, _ in runs)
     added_keys = sorted(head_models.keys() - base_models.keys())
+    lineage: list[tuple[str, str, str]] = []
     if added_keys:
         previous = _previous_versions(base_models)
         for key in added_keys:
-            before = _previous_version(head_models[key], previous)
-            if before is not None:
+            for before, why in _earlier_entries(head_models[key], previous):
+                lineage.append((key, str(before["id"]), why))
                 figures.extend(
                     _figure_changes(key, before, head_models[key], threshold, str(before["id"]))
                 )
@@ -170,6 +176,7 @@ def diff_documents(
         base_exists=base_exists,
         schema_changes=schema_changes,
         rewritten_runs=tuple(elide(r) for r in rewritten),
+        lineage=tuple((elide(a), elide(b), why) for a, b, why in lineage),
     )
 
 
@@ -293,12 +300,39 @@ def _name_and_version(model_id: str) -> tuple[str, int]:
 
 
 def _previous_versions(models: dict[str, Entry]) -> dict[tuple[str, ...], list[Entry]]:
-    """Base entries by model name (the id without its version) and by (alias, variant)."""
+    """Base entries by lineage (source and recipe, weights sha256), by model name (the id without
+    its version) and by (alias, variant)."""
     index: dict[tuple[str, ...], list[Entry]] = {}
     for entry in models.values():
-        for key in _version_keys(entry):
+        for key in (*_lineage_keys(entry), *_version_keys(entry)):
             index.setdefault(key, []).append(entry)
     return index
+
+
+def _lineage_keys(entry: Entry) -> Iterable[tuple[str, ...]]:
+    """What makes two entries the same compiled model whatever their ids: the source repo at one
+    revision built with one recipe (as the compile manifest records them), or the same weights
+    file (the largest artifact, by sha256)."""
+    source, build = entry.get("source"), entry.get("build")
+    if not isinstance(source, dict) or not isinstance(build, dict):
+        return
+    repo, revision, recipe = source.get("repo"), source.get("revision"), build.get("recipe")
+    if isinstance(repo, str) and isinstance(revision, str) and isinstance(recipe, str):
+        yield ("lineage", repo, revision, recipe)
+    artifacts = build.get("artifacts")
+    sized = [
+        (finite(a.get("bytes")) or 0.0, a["sha256"])
+        for a in (artifacts if isinstance(artifacts, list) else [])
+        if isinstance(a, dict) and isinstance(a.get("sha256"), str)
+    ]
+    if sized:
+        yield ("weights", max(sized)[1])
+
+
+def _lineage_reason(key: tuple[str, ...]) -> str:
+    if key[0] == "lineage":
+        return f"same source {key[1]}@{key[2][:12]} and recipe {key[3]}"
+    return f"same weights (sha256 {key[1][:12]})"
 
 
 def _version_keys(entry: Entry) -> Iterable[tuple[str, ...]]:
@@ -308,17 +342,31 @@ def _version_keys(entry: Entry) -> Iterable[tuple[str, ...]]:
         yield ("alias", alias, variant)
 
 
-def _previous_version(entry: Entry, index: dict[tuple[str, ...], list[Entry]]) -> Entry | None:
-    """The newest base entry that is another version of ``entry``'s model, if any."""
-    candidates = [
-        other
-        for key in _version_keys(entry)
-        for other in index.get(key, [])
-        if str(other["id"]) != str(entry["id"])
-    ]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda e: (_name_and_version(str(e["id"]))[1], str(e["id"])))
+def _earlier_entries(
+    entry: Entry, index: dict[tuple[str, ...], list[Entry]]
+) -> list[tuple[Entry, str]]:
+    """The base entries an added ``entry`` is compared with, and why: the newest of its lineage,
+    and the newest other version of it (by name or alias), when there are such (one when they
+    are the same entry). Both, so that neither a decoy name nor a new name decides the baseline."""
+    found: list[tuple[Entry, str]] = []
+    for keys, why in (
+        (list(_lineage_keys(entry)), None),
+        (list(_version_keys(entry)), "previous version"),
+    ):
+        candidates = [
+            (other, why or _lineage_reason(key))
+            for key in keys
+            for other in index.get(key, [])
+            if str(other["id"]) != str(entry["id"])
+        ]
+        if not candidates:
+            continue
+        newest = max(
+            candidates, key=lambda c: (_name_and_version(str(c[0]["id"]))[1], str(c[0]["id"]))
+        )
+        if all(newest[0] is not earlier for earlier, _ in found):
+            found.append(newest)
+    return found
 
 
 def latest_benchmark(entry: Entry) -> dict[str, Any] | None:

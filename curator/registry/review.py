@@ -75,6 +75,16 @@ def render_review(diff: RegistryDiff) -> str:
                 f"| {_md(decode)} |"
             )
         lines.append("")
+    if diff.lineage:
+        lines += [
+            "### Compared with an earlier entry",
+            "",
+            "Added entries whose figures are compared with an earlier entry of the same model "
+            "(a new id or name does not hide a regression):",
+            "",
+        ]
+        lines += [f"- {_code(new)} vs {_code(old)}: {_md(why)}" for new, old, why in diff.lineage]
+        lines.append("")
     if diff.removed:
         lines += ["### Removed", ""]
         lines += [f"- {_code(entry.get('id'))}" for entry in diff.removed]
