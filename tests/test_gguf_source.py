@@ -112,7 +112,7 @@ def test_a_truncated_gguf_is_a_clean_error(tmp_path: Path) -> None:
     broken.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 30)
     result = run_curator("compile", str(broken), "--recipe", DEFAULT_RECIPE, "--dry-run")
     assert result.returncode == 1
-    assert "is not a readable GGUF file" in result.stderr
+    assert f"truncated: {broken} holds 38 bytes and ends inside its header" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -85,7 +85,11 @@ def dequantize(path: Path) -> tuple[Path, GgufOrigin]:
     import subprocess
 
     from curator import errors
+    from curator.gguf import read_gguf_facts
 
+    # the file against its own tensor table (a truncated download is one line naming its sizes),
+    # before a child process and torch start on it
+    read_gguf_facts(path)
     done = subprocess.run(
         [sys.executable, "-m", "curator.compile.gguf_child", str(path.absolute())],
         stdin=subprocess.DEVNULL,
