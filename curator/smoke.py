@@ -63,8 +63,15 @@ def run_smoke(
     """
     from curator.foundry import runtime
 
-    prompt_set = load_prompt_set(prompts)
     rt = runtime(cache_dir)
+    if prompts is None:  # a completion-only model continues text: its own default set
+        from curator.compile.chat_templates import is_completion_only
+        from curator.prompts import default_prompt_set_path
+
+        registered = rt.get(model_id)
+        if registered is not None and is_completion_only(registered.path):
+            prompts = default_prompt_set_path("completion")
+    prompt_set = load_prompt_set(prompts)
     start = time.perf_counter()
     model = rt.load(model_id)
     load_ms = (time.perf_counter() - start) * 1000

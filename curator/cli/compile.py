@@ -58,6 +58,8 @@ def plan_json(plan: CompilePlan) -> dict[str, Any]:
             else ({"file": plan.source_gguf_file} if plan.source_gguf_file else None)
         ),
         "notes": list(plan.notes),
+        "chat_template": plan.chat_template.manifest_record() if plan.chat_template else None,
+        "completion_only": plan.completion_only,
     }
 
 
@@ -127,6 +129,18 @@ def _print_plan(out: Output, plan: CompilePlan) -> None:
     default=None,
     help='JSONL calibration text ({"text": ...} per line) for recipes that need it.',
 )
+@click.option(
+    "--chat-template",
+    metavar="NAME|FILE",
+    help="Chat template for a model without one (or to replace its own): chatml, llama3, gemma, "
+    "phi3, zephyr, mistral, or a .jinja file.",
+)
+@click.option(
+    "--completion-only",
+    is_flag=True,
+    help="A base model: no chat template needed; the prompt goes to the model unchanged and it is "
+    "registered for text-generation.",
+)
 @click.option("--trust-remote-code", is_flag=True, help="Allow the model's own Python code.")
 @click.option("--force", is_flag=True, help="Replace an existing model directory.")
 @click.option("--dry-run", is_flag=True, help="Check and print the plan and Olive config only.")
@@ -139,6 +153,8 @@ def compile_command(
     gguf_file: str | None,
     cache_dir: Path | None,
     calibration: Path | None,
+    chat_template: str | None,
+    completion_only: bool,
     trust_remote_code: bool,
     force: bool,
     dry_run: bool,
@@ -160,6 +176,8 @@ def compile_command(
         force=force,
         dry_run=dry_run,
         gguf_file=gguf_file,
+        chat_template=chat_template,
+        completion_only=completion_only,
     )
     _interrupt_on_sigterm()
     try:

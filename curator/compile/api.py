@@ -11,7 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from curator.compile import check, gguf_source, manifest, placement, preflight, runtime_options
+from curator.compile import (
+    chat_templates,
+    check,
+    gguf_source,
+    manifest,
+    placement,
+    preflight,
+    runtime_options,
+)
 from curator.compile.olive_run import log_tail, run_olive
 from curator.compile.source import (
     custom_code_files,
@@ -20,7 +28,7 @@ from curator.compile.source import (
     weight_facts,
 )
 from curator.compile.types import CompilePlan, CompileRequest, CompileResult, SourceModel
-from curator.errors import CompileError
+from curator.errors import CompileError, UsageProblem
 from curator.modeldir import MANIFEST_NAME
 from curator.paths import curator_home, foundry_cache_dir
 from curator.recipes import (
@@ -87,6 +95,7 @@ def plan_compile(request: CompileRequest, recipe: Recipe, source: SourceModel) -
         preflight.check_disk(predicted_disk, free_disk, cache_root)
         predicted_peak = predict_compile_peak_bytes(recipe, parameters)
         preflight.check_ram(predicted_peak, available_ram, recipe)
+    template, template_notes = _chat_template(request, source)
     label = model_id.replace(":", "-")
     placeholder_work = cache_root / placement.WORK_ROOT_NAME / f"{label}-XXXXXXXX"
     olive_config = _olive_config(recipe, source.local_dir or source.repo, placeholder_work, request)
@@ -109,8 +118,38 @@ def plan_compile(request: CompileRequest, recipe: Recipe, source: SourceModel) -
         olive_config=olive_config,
         source_gguf_file=source.gguf_file,
         source_gguf=source.gguf,
-        notes=_notes(source),
+        notes=_notes(source) + template_notes,
+        chat_template=template,
+        completion_only=request.completion_only,
     )
+
+
+def _chat_template(
+    request: CompileRequest, source: SourceModel
+) -> tuple[chat_templates.ChatTemplate | None, tuple[str, ...]]:
+    """The template --chat-template or --completion-only installs, and what to say about it."""
+    if request.completion_only:
+        if request.chat_template:
+            raise UsageProblem(
+                "--completion-only and --chat-template exclude each other",
+                hint="a base model: --completion-only; a chat model: --chat-template NAME",
+            )
+        return chat_templates.completion_template(), (
+            "completion-only: the prompt is passed to the model unchanged (no chat format); it is "
+            "registered for text-generation and smoke-tested with continuations",
+        )
+    if not request.chat_template:
+        return None, ()
+    template = chat_templates.resolve_chat_template(request.chat_template)
+    notes = [f"chat template: {template.name} ({template.origin}) replaces the model's own, if any"]
+    if source.local_dir is not None:
+        missing = chat_templates.missing_markers(template, source.local_dir)
+        if missing:
+            notes.append(
+                f"the tokenizer has no token for {', '.join(missing)}: the model reads them as "
+                "plain text (choose the template the model was trained with)"
+            )
+    return template, tuple(notes)
 
 
 def _notes(source: SourceModel) -> tuple[str, ...]:
@@ -201,6 +240,8 @@ def compile_model(request: CompileRequest, progress: Progress | None = None) -> 
             progress=progress,
             on_start=lambda pid: placement.record_owner(work, pid),
         )
+        if plan.chat_template is not None and (work / "olive-output").is_dir():
+            chat_templates.install(plan.chat_template, work / "olive-output")
         problems = check.check_output(work / "olive-output")
         if problems:
             kept = _keep_failed_log(log_path, label)

@@ -196,6 +196,10 @@ def manifest_document(
             "peakRssBytes": peak_rss_bytes,
         },
     }
+    if plan.chat_template is not None:  # --chat-template / --completion-only (issue 21)
+        document["chatTemplate"] = plan.chat_template.manifest_record()
+    if plan.completion_only:
+        document["completionOnly"] = True
     if plan.source_gguf is not None:  # already quantized: which file, which types (issue 11)
         document["gguf"] = plan.source_gguf.manifest_record()
     if predicted_run_bytes:

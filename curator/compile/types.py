@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from curator.compile.chat_templates import ChatTemplate
 from curator.compile.gguf_source import GgufOrigin
 
 
@@ -69,6 +70,8 @@ class CompilePlan:
     source_gguf_file: str | None = None  # the source is a GGUF file (already quantized)
     source_gguf: GgufOrigin | None = None  # ... and its sha256 and types, once dequantized
     notes: tuple[str, ...] = ()  # what the user must know (e.g. an already quantized source)
+    chat_template: ChatTemplate | None = None  # installed into the output (--chat-template)
+    completion_only: bool = False  # a base model: registered for completions, not chat
 
 
 @dataclass(frozen=True)

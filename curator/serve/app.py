@@ -60,6 +60,71 @@ def _not_found(name: str) -> ApiError:
     )
 
 
+def _check_kind(registered: RegisteredModel, chat: bool) -> None:
+    """A completion-only build (a base model) has no chat format: chat goes to /v1/completions."""
+    from curator.compile.chat_templates import is_completion_only
+
+    base = is_completion_only(registered.path)
+    if chat and base:
+        raise bad_request(
+            f"{registered.id} is a completion-only model (a base model without a chat format): "
+            "send its text to POST /v1/completions",
+            "model",
+        )
+    if not chat and not base:
+        raise bad_request(
+            f"{registered.id} is a chat model: send messages to POST /v1/chat/completions "
+            "(/v1/completions serves completion-only models)",
+            "model",
+        )
+
+
+# /v1/completions fields beyond the chat request's that only their default value may take.
+_COMPLETION_DEFAULTS: dict[str, Any] = {
+    "echo": False,
+    "suffix": None,
+    "best_of": 1,
+    "logprobs": None,
+}
+
+
+def parse_completion_request(body: Any, limits: ServeLimits) -> ChatRequest:
+    """A ``POST /v1/completions`` body as the chat request the runtime runs: the prompt is one
+    user message, which a completion-only model's template passes through unchanged."""
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object")
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1:
+        prompt = prompt[0]
+    if not isinstance(prompt, str) or not prompt:
+        raise bad_request("'prompt' is required and must be one non-empty string", "prompt")
+    for name, default in _COMPLETION_DEFAULTS.items():
+        if body.get(name, default) != default:
+            raise ApiError(
+                400, f"{name} is not supported", param=name, code="unsupported_parameter"
+            )
+    if body.get("stream"):
+        raise ApiError(
+            400,
+            "stream is not supported on /v1/completions",
+            param="stream",
+            code="unsupported_parameter",
+        )
+    chat_body = {k: v for k, v in body.items() if k not in _COMPLETION_DEFAULTS and k != "prompt"}
+    chat_body["messages"] = [{"role": "user", "content": prompt}]
+    return parse_chat_request(chat_body, limits)
+
+
+def text_completion_body(
+    cid: str, model: str, text: str, finish_reason: str, usage: Any
+) -> dict[str, Any]:
+    body = completion_body(cid, model, text, finish_reason, usage)
+    body["id"] = cid.replace("chatcmpl-", "cmpl-", 1)
+    body["object"] = "text_completion"
+    body["choices"] = [{"index": 0, "text": text, "finish_reason": finish_reason, "logprobs": None}]
+    return body
+
+
 @dataclass
 class _Worker:
     """One model: its generation threads, admission and loaded handle."""
@@ -99,14 +164,16 @@ class ModelPool:
                 self._workers[model_id] = worker
             return worker
 
-    async def loaded(self, name: str) -> tuple[str, _Worker, LoadedModel]:
-        """The resolved id, its worker and the loaded model; ApiError 404 if not registered."""
+    async def loaded(self, name: str, *, chat: bool = True) -> tuple[str, _Worker, LoadedModel]:
+        """The resolved id, its worker and the loaded model; ApiError 404 if not registered, 400
+        when a completion-only model is asked to chat or a chat model to complete (issue 21)."""
         try:
             registered = await asyncio.to_thread(self.resolve, name)
         except CuratorError as exc:
             raise ApiError(500, exc.message, type="server_error") from None
         if registered is None:
             raise _not_found(name)
+        _check_kind(registered, chat)
         model_id = registered.id
         worker = self._worker(model_id)
         async with worker.load_lock:
@@ -324,6 +391,38 @@ def create_app(
         finally:
             del raw
             await asyncio.to_thread(release_free_memory)
+
+    @app.post("/v1/completions", response_model=None)
+    async def completions(request: Request) -> Response:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            raise ApiError(415, "send the request as Content-Type: application/json")
+        raw = await read_body(request, limits.max_body_bytes)
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise bad_request("the request body is not valid JSON") from None
+        completion = parse_completion_request(body, limits)
+        pool = pool_holder["pool"]
+        model_id, worker, loaded = await pool.loaded(completion.model, chat=False)
+        place = worker.slots.admit()
+        try:
+            max_tokens = await pool.max_tokens(loaded, completion)
+            parts: list[str] = []
+            last: ChatChunk | None = None
+            async with place.run_slot():
+                async for chunk in pool.generate(worker, loaded, completion, max_tokens):
+                    parts.append(chunk.text)
+                    last = chunk
+        finally:
+            place.close()
+        if last is None or last.usage is None:
+            raise ApiError(500, "the runtime reported no usage", type="server_error")
+        return JSONResponse(
+            text_completion_body(
+                completion_id(), model_id, "".join(parts), last.finish_reason or "stop", last.usage
+            )
+        )
 
     async def answer_chat(request: Request, raw: bytes) -> Response:
         try:
