@@ -114,6 +114,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "catalog": ("curator.cli.catalog", "catalog"),
     "recipes": ("curator.cli.recipes", "recipes"),
     "compile": ("curator.cli.compile", "compile_command"),
+    "import": ("curator.cli.imports", "import_command"),
     "search": ("curator.cli.search", "search"),
     "info": ("curator.cli.search", "info"),
     "fidelity": ("curator.cli.fidelity", "fidelity"),
