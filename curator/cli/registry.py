@@ -111,7 +111,7 @@ def show(model_id: str, registry: Path | None) -> None:
     Output(True).json(entry)
 
 
-class FiniteNumber(click.FloatRange):
+class FiniteNumber(click.types.FloatParamType):
     """A finite number (click's FLOAT takes nan and inf, which JSON cannot hold); its sign and
     range are the registry rules' to judge, so a negative size is a validation problem."""
 
@@ -290,6 +290,17 @@ def remove(model_id: str, registry: Path | None, as_json: bool) -> None:
     help="A maintainer accepts HEAD's schema edits (HEAD is still validated by this schema).",
 )
 @click.option(
+    "--changed-files",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The change's file paths (git diff --name-only [-z]): those outside registry/ are "
+    "listed; workflows, recipes and schemas fail the review unless accepted.",
+)
+@click.option(
+    "--accept-sensitive-change",
+    is_flag=True,
+    help="A maintainer accepts the change's edits of workflows, recipes or schemas.",
+)
+@click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the Markdown review to this file (also when the review cannot run).",
@@ -304,6 +315,8 @@ def diff(
     accept_policy_change: bool,
     head_schema: Path | None,
     accept_schema_change: bool,
+    changed_files: Path | None,
+    accept_sensitive_change: bool,
     output: Path | None,
     as_json: bool,
 ) -> None:
@@ -325,6 +338,7 @@ def diff(
                 f"{after.label} has no registry file", hint="check HEAD's path or revision"
             )
         schema = read_json(head_schema, "schema") if head_schema is not None else None
+        changed = read_path_list(changed_files) if changed_files is not None else ()
     except CuratorError as exc:
         if output is not None:
             failed = render_failed_review(base, head or str(default), exc.message, exc.hint)
@@ -343,6 +357,8 @@ def diff(
             base_exists=before.exists,
             head_schema=schema,
             accept_schema_change=accept_schema_change,
+            changed_paths=changed,
+            accept_sensitive_change=accept_sensitive_change,
         )
         markdown = render_review(result)
     except Exception as exc:  # a bug: the pull request still gets a review saying the check broke
@@ -367,6 +383,24 @@ def diff(
         out.text(markdown)
     if result.violations:
         raise SystemExit(1)
+
+
+def read_path_list(path: Path) -> tuple[str, ...]:
+    """File paths, NUL-separated (git -z) or one a line, from a regular file of at most 16 MB."""
+    from curator.jsonio import require_regular_file
+
+    require_regular_file(path, "changed-files list")
+    with path.open("rb") as handle:
+        raw = handle.read(16 * 2**20 + 1)
+    if len(raw) > 16 * 2**20:
+        raise InputFileError(f"{path} is larger than 16 MB", hint="pass git diff --name-only -z")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputFileError(
+            f"cannot read {path}: {exc}", hint="git diff -z writes UTF-8"
+        ) from None
+    return tuple(p for p in text.split("\0" if "\0" in text else "\n") if p)
 
 
 def _asdict(value: Any) -> dict[str, Any]:

@@ -298,7 +298,7 @@ def _register(
     manifest: dict[str, Any],
 ) -> str:
     from curator.foundry import runtime
-    from curator.register.flows import register
+    from curator.register import register
 
     entry = find_model(load_registry(staged), model_id)
     registered = runtime(cache_dir).get(model_id) is not None
@@ -393,11 +393,10 @@ def _cover_peak(staged: Path, model_id: str, peak_mb: float) -> None:
     min-ram-covers-benchmark). Register's load test generates 8 tokens; the bench runs every
     prompt, after smoke, in this process: on SmolLM2 it peaked at 1.34 GiB where the load test
     saw 0.6, and the entry must not claim less than was measured."""
-    import math
-
     from curator.registry import update_model
+    from curator.registry.rules import ram_floor_gb
 
-    floor = math.ceil(peak_mb / 1024 * 10) / 10
+    floor = ram_floor_gb(peak_mb)
 
     def raise_floor(entry: dict[str, Any]) -> None:
         if float(entry.get("minRamGb") or 0) < floor:

@@ -25,6 +25,11 @@ FIDELITY_FIGURES: dict[str, tuple[tuple[str, ...], bool]] = {
     "fidelity top-1": (("top1Agreement",), True),
 }
 VALUE_LIMIT = 1000  # characters of one string value a review repeats (the middle is elided)
+# Paths of the repository that judge a registry change (how it is reviewed, built, validated): a
+# pull request that edits them besides the registry is marked, and by default fails the review.
+SENSITIVE_PREFIXES = (".github/", "recipes/", "schemas/")
+REGISTRY_PREFIX = "registry/"
+CHANGED_PATHS_LIMIT = 10_000  # paths of a change the review reads (the list shows fewer)
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,10 @@ class RegistryDiff:
     rewritten_runs: tuple[str, ...] = ()
     # added entries compared with an earlier entry under another id: (id, earlier id, why)
     lineage: tuple[tuple[str, str, str], ...] = ()
+    # files the change edits outside registry/ (when the changed paths were given), and which of
+    # them are sensitive (SENSITIVE_PREFIXES)
+    outside_changes: tuple[str, ...] = ()
+    sensitive_changes: tuple[str, ...] = ()
 
     @property
     def regressions(self) -> tuple[FigureChange, ...]:
@@ -79,6 +88,8 @@ def diff_documents(
     base_exists: bool = True,
     head_schema: Any = None,
     accept_schema_change: bool = False,
+    changed_paths: tuple[str, ...] = (),
+    accept_sensitive_change: bool = False,
 ) -> RegistryDiff:
     """Compare two registries. HEAD is judged by the base's policy: a change cannot loosen the
     rules it is checked against. A policy change is itself a violation until a maintainer accepts
@@ -146,6 +157,23 @@ def diff_documents(
                 "base's schema until a maintainer accepts it (registry diff --accept-schema-change)",
             )
         )
+    outside, sensitive = classify_changed_paths(changed_paths)
+    if (
+        sensitive
+        and not accept_sensitive_change
+        and policy.get("failOnSensitiveChange") is not False
+    ):
+        violations.append(
+            Problem(
+                "change",
+                "sensitive-change",
+                f"the change also edits {len(sensitive)} file(s) that judge registry changes "
+                f"(workflows, recipes, schemas): {', '.join(sensitive[:5])}"
+                + (" …" if len(sensitive) > 5 else "")
+                + "; this review ran the base's copies. A maintainer accepts them with the "
+                "sensitive-change label (registry diff --accept-sensitive-change)",
+            )
+        )
     regression_fails = (
         fail_on_regression
         if fail_on_regression is not None
@@ -177,7 +205,18 @@ def diff_documents(
         schema_changes=schema_changes,
         rewritten_runs=tuple(elide(r) for r in rewritten),
         lineage=tuple((elide(a), elide(b), why) for a, b, why in lineage),
+        outside_changes=outside,
+        sensitive_changes=sensitive,
     )
+
+
+def classify_changed_paths(paths: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The changed paths outside registry/ and the sensitive ones among them, sorted, bounded."""
+    outside = sorted(
+        {elide(p) for p in paths[:CHANGED_PATHS_LIMIT] if p and not p.startswith(REGISTRY_PREFIX)}
+    )
+    sensitive = [p for p in outside if p.startswith(SENSITIVE_PREFIXES)]
+    return tuple(outside), tuple(sensitive)
 
 
 def schema_changes_of(head_schema: Any) -> tuple[FieldChange, ...]:

@@ -33,6 +33,8 @@ def render_review(diff: RegistryDiff) -> str:
             f"| {_md(c.field)} | {_md(c.base)} | {_md(c.head)} |" for c in diff.schema_changes
         ]
         lines.append("")
+    if diff.outside_changes:
+        lines += _outside_changes(diff)
     if not diff.base_exists:
         lines += [
             f"Base {_code(diff.base_label)} has no registry file: every model counts as added.",
@@ -117,9 +119,33 @@ def render_review(diff: RegistryDiff) -> str:
         or diff.figures
         or diff.policy_changes
         or diff.schema_changes
+        or diff.outside_changes
     ):
         lines += ["No model changes.", ""]
     return "\n".join(lines)
+
+
+OUTSIDE_LIST_LIMIT = 30  # paths named in the review; the rest are counted
+
+
+def _outside_changes(diff: RegistryDiff) -> list[str]:
+    heading = (
+        "### ⚠️ Changes outside the registry"
+        if diff.sensitive_changes
+        else ("### Changes outside the registry")
+    )
+    shown = [_code(p) + (" ⚠️" if p in diff.sensitive_changes else "") for p in diff.outside_changes]
+    more = len(shown) - OUTSIDE_LIST_LIMIT
+    listed = ", ".join(shown[:OUTSIDE_LIST_LIMIT]) + (f" and {more} more" if more > 0 else "")
+    lines = [heading, "", f"changes outside the registry: {listed}", ""]
+    if diff.sensitive_changes:
+        lines += [
+            f"{len(diff.sensitive_changes)} of them (⚠️) judge registry changes: workflows, "
+            "recipes or schemas. This review ran the base branch's copies; the pull request's "
+            "take effect only once merged, so a maintainer must review them.",
+            "",
+        ]
+    return lines
 
 
 def render_failed_review(
