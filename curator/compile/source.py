@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from curator.compile import gguf_source
 from curator.compile.types import SourceModel
-from curator.errors import PreflightError, UsageProblem
+from curator.errors import InputFileError, PreflightError, UsageProblem
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1}
@@ -258,20 +257,11 @@ class WeightFacts:
 
 
 def _safetensors_numel(path: Path) -> int:
-    with path.open("rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        if length > 100_000_000:
-            raise ValueError("implausible safetensors header")
-        header = json.loads(handle.read(length))
-    total = 0
-    for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        count = 1
-        for dim in info["shape"]:
-            count *= int(dim)
-        total += count
-    return total
+    """Elements in one safetensors file, from its header checked against the file
+    (curator.safetensors_header: InputFileError, never a traceback, for a hostile header)."""
+    from curator.safetensors_header import read_safetensors_header
+
+    return read_safetensors_header(path).parameters
 
 
 def weight_facts(model_dir: Path, config: dict[str, Any]) -> WeightFacts:
@@ -281,7 +271,7 @@ def weight_facts(model_dir: Path, config: dict[str, Any]) -> WeightFacts:
     if files:
         try:
             return WeightFacts(sum(_safetensors_numel(f) for f in files), weight_bytes)
-        except (OSError, ValueError, KeyError, TypeError, struct.error):
+        except (OSError, ValueError, InputFileError):
             pass
     others = [*model_dir.glob("*.bin"), *model_dir.glob("*.pt")]
     weight_bytes += sum(f.stat().st_size for f in others)

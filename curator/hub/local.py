@@ -7,7 +7,6 @@ the safetensors headers on disk, compiled models are the Foundry cache's genai_c
 from __future__ import annotations
 
 import json
-import struct
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from curator.hub.endpoint import hf_cache_dir
 from curator.hub.models import LocalModel
 from curator.paths import foundry_cache_dir
 
-MAX_HEADER_BYTES = 100_000_000
 FOUNDRY_DEPTH = 4
 
 
@@ -103,27 +101,15 @@ def local_parameter_count(folder: Path) -> int | None:
 
 
 def safetensors_file_parameters(path: Path) -> int | None:
-    """Sum of the element counts in one safetensors header; None if the header is unreadable."""
+    """Sum of the element counts in one safetensors header; None if the header is unreadable or
+    does not match the file (curator.safetensors_header checks it)."""
+    from curator.errors import InputFileError
+    from curator.safetensors_header import read_safetensors_header
+
     try:
-        with path.open("rb") as handle:
-            raw_size = handle.read(8)
-            if len(raw_size) != 8:
-                return None
-            (size,) = struct.unpack("<Q", raw_size)
-            if size > MAX_HEADER_BYTES:
-                return None
-            header = json.loads(handle.read(size))
-    except (OSError, ValueError):
+        return read_safetensors_header(path).parameters
+    except InputFileError:
         return None
-    total = 0
-    for name, tensor in header.items():
-        if name == "__metadata__":
-            continue
-        count = 1
-        for dim in tensor.get("shape", []):
-            count *= int(dim)
-        total += count
-    return total
 
 
 def _genai_configs(root: Path, depth: int) -> list[Path]:

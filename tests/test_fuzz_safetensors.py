@@ -1,0 +1,220 @@
+"""Fuzzing the safetensors header reader (curator.safetensors_header, which `curator info`, local
+search and compile's parameter count read through): random bytes, hostile header lengths, bad JSON,
+offsets outside the file, overlapping or leaving holes, dtype and shape that disagree with the
+offsets. A refusal is a SafetensorsHeaderError (an InputFileError) of one line; a file the reader
+accepts, the safetensors library loads too, with the same tensors.
+
+`make fuzz` runs 10,000 cases per property; the default run a few hundred."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import event, example, given
+from hypothesis import strategies as st
+
+from curator.compile.source import weight_facts
+from curator.errors import InputFileError
+from curator.hub.local import safetensors_file_parameters
+from curator.safetensors_header import (
+    DTYPE_BITS,
+    HEADER_LIMIT,
+    SafetensorsHeader,
+    SafetensorsHeaderError,
+    read_safetensors_header,
+)
+from tests.fuzzing import assert_one_line, bounded
+
+pytestmark = pytest.mark.fuzz
+
+NUMPY_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64, "U8": np.uint8}
+
+
+def file_of(header: bytes | str, data: bytes = b"", length: int | None = None) -> bytes:
+    raw = header.encode() if isinstance(header, str) else header
+    return struct.pack("<Q", len(raw) if length is None else length) + raw + data
+
+
+def check(path: Path, content: bytes) -> SafetensorsHeader | None:
+    """Read ``content`` through every reader that takes safetensors headers; the strict one's
+    answer (None: refused, after checking the refusal)."""
+    path.write_bytes(content)
+    with bounded():
+        try:
+            header = read_safetensors_header(path)
+        except SafetensorsHeaderError as exc:
+            assert_one_line(exc.message, exc.hint)
+            assert str(path) in exc.message
+            header = None
+        count = safetensors_file_parameters(path)
+        facts = weight_facts(path.parent, {})
+    if header is None:
+        assert count is None
+        return None
+    assert count == header.parameters
+    assert facts.parameters == header.parameters
+    at = 0
+    for tensor in header.tensors:  # the tensors tile the data section exactly
+        assert tensor.begin == at and tensor.elements * DTYPE_BITS[tensor.dtype] == 8 * (
+            tensor.end - tensor.begin
+        )
+        at = tensor.end
+    assert header.data_offset + at == header.size_bytes == len(content)
+    return header
+
+
+def same_as_library(path: Path, header: SafetensorsHeader) -> None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as opened:
+        assert set(opened.keys()) == {t.name for t in header.tensors}
+        for tensor in header.tensors:
+            if tensor.dtype in NUMPY_DTYPES:
+                assert opened.get_slice(tensor.name).get_shape() == list(tensor.shape)
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Path:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    return folder / "model.safetensors"
+
+
+@given(st.binary(max_size=2048))
+@example(b"")
+@example(b"\x00" * 7)
+@example(struct.pack("<Q", 2**64 - 1))
+@example(struct.pack("<Q", HEADER_LIMIT) + b"{}")
+@example(file_of("{}", length=3))
+@example(file_of("[" * 100_000))  # nesting the JSON parser would recurse into
+@example(file_of("{}"))
+@example(file_of('{"a": {"dtype": "F32", "shape": [1e400], "data_offsets": [0, 4]}}'))
+@example(file_of('["not", "an", "object"]'))
+@example(file_of(b'{"\xff": 1}'))
+def test_random_bytes(target: Path, content: bytes) -> None:
+    check(target, content)
+
+
+DTYPES = st.sampled_from([*DTYPE_BITS, "F32", "F32", "Q4", "", "f32"])
+DIM = st.one_of(
+    st.integers(0, 5),
+    st.integers(-3, 2**64),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+)
+JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5))
+
+
+@st.composite
+def entries(draw: st.DrawFn) -> tuple[dict[str, Any], int]:
+    """A header document, mostly well-formed, each field sometimes wrong; and its data length."""
+    names = draw(st.lists(st.text(min_size=1, max_size=8), max_size=5, unique=True))
+    document: dict[str, Any] = {}
+    at = 0
+    for name in names:
+        dtype = draw(DTYPES) if draw(st.integers(0, 4)) == 0 else "F32"
+        if draw(st.integers(0, 9)):
+            shape: Any = draw(st.lists(st.integers(0, 4), max_size=3))
+        else:
+            shape = draw(st.one_of(st.lists(DIM, max_size=3), JSON_SCALARS))
+        elements = (
+            int(np.prod(shape))
+            if isinstance(shape, list)
+            and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 100 for d in shape)
+            else 1
+        )
+        nbytes = elements * DTYPE_BITS.get(dtype, 32) // 8
+        begin = at + draw(st.sampled_from([0] * 30 + [1, -1, -4]))
+        end = begin + nbytes + draw(st.sampled_from([0] * 30 + [1, -1, 2**40]))
+        offsets: Any = [begin, end]
+        if draw(st.integers(0, 19)) == 0:
+            offsets = draw(st.one_of(st.lists(DIM, max_size=3), JSON_SCALARS))
+        entry: Any = {"dtype": dtype, "shape": shape, "data_offsets": offsets}
+        if draw(st.integers(0, 29)) == 0:
+            entry = draw(JSON_SCALARS)
+        document[name] = entry
+        at = max(at, end if isinstance(end, int) else at)
+    if draw(st.integers(0, 3)) == 0:
+        document["__metadata__"] = draw(
+            st.one_of(st.dictionaries(st.text(max_size=4), st.text(max_size=4)), JSON_SCALARS)
+        )
+    length = max(0, at + draw(st.sampled_from([0] * 6 + [-1, 1, -7])))
+    return document, min(length, 1 << 20)
+
+
+@given(entries(), st.booleans())
+@example(({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, 8), False)
+@example(({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, 7), False)  # truncated
+@example(({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, 8), False)  # mismatch
+@example(
+    (
+        {
+            "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+            "b": {"dtype": "U8", "shape": [4], "data_offsets": [4, 8]},
+        },
+        8,
+    ),
+    False,
+)  # overlapping
+@example(({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, 8), False)  # a hole
+@example(({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 2**70]}}, 8), False)
+@example(({"a": {"dtype": "F4", "shape": [3], "data_offsets": [0, 1]}}, 1), False)  # half a byte
+@example(({"__metadata__": {"format": 1}}, 0), False)
+def test_structured_headers(target: Path, case: tuple[dict[str, Any], int], pad: bool) -> None:
+    document, length = case
+    text = json.dumps(document) + (" " * 7 if pad else "")  # the format allows padding spaces
+    header = check(target, file_of(text, b"\x01" * length))
+    event("accepted" if header is not None else "refused")
+    if header is not None:
+        same_as_library(target, header)
+
+
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=10),
+        st.tuples(st.sampled_from(sorted(NUMPY_DTYPES)), st.lists(st.integers(0, 4), max_size=3)),
+        max_size=6,
+    )
+)
+def test_files_the_library_writes_are_read_alike(
+    target: Path, tensors: dict[str, tuple[str, list[int]]]
+) -> None:
+    from safetensors.numpy import save_file
+
+    arrays = {
+        name: np.zeros(shape, dtype=NUMPY_DTYPES[dtype]) for name, (dtype, shape) in tensors.items()
+    }
+    save_file(arrays, str(target), metadata={"format": "np"})
+    header = check(target, target.read_bytes())
+    assert header is not None
+    assert {t.name: (t.dtype, t.shape) for t in header.tensors} == {
+        name: (dtype, tuple(shape)) for name, (dtype, shape) in tensors.items()
+    }
+    assert header.metadata == {"format": "np"}
+
+
+def test_a_header_length_past_the_limit_reads_nothing(target: Path) -> None:
+    """2^60 claimed: refused from the 8 length bytes, not by reading (or allocating) 2^60."""
+    import tracemalloc
+
+    target.write_bytes(struct.pack("<Q", 2**60) + b"{}")
+    tracemalloc.start()
+    with pytest.raises(SafetensorsHeaderError, match="claims a header of"):
+        read_safetensors_header(target)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+def test_a_missing_file_and_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(InputFileError, match="not found"):
+        read_safetensors_header(tmp_path / "absent.safetensors")
+    with pytest.raises(SafetensorsHeaderError, match="not a regular file"):
+        read_safetensors_header(tmp_path)
