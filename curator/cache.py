@@ -20,6 +20,7 @@ from curator.modeldir import (
     dir_bytes,
     dir_model_id,
     find_model_dir,
+    inside,
     model_dirs,
     read_manifest,
     sha256_file,
@@ -147,7 +148,7 @@ def remove_model(model_id: str, cache_dir: Path, registry: Path | None = None) -
     removed: Path | None = None
     kept: Path | None = None
     if path is not None and path.is_dir():
-        if _inside(path, cache_dir):
+        if inside(path, cache_dir, strictly=True):
             _remove_tree(path)
             removed = path
         else:
@@ -157,14 +158,6 @@ def remove_model(model_id: str, cache_dir: Path, registry: Path | None = None) -
 
         remove_entry(registry, model_id)
     return RemoveResult(model_id, unregistered, removed, kept, entry_exists, catalog)
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return path.resolve() != root.resolve()
 
 
 def _remove_tree(path: Path) -> None:

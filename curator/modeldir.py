@@ -30,6 +30,16 @@ def id_from_dir_name(name: str) -> str | None:
     return f"{match['name']}:{match['version']}" if match else None
 
 
+def inside(path: Path, root: Path, *, strictly: bool = False) -> bool:
+    """``path`` is ``root`` or below it, links resolved (``strictly``: below it, not ``root``)."""
+    resolved, resolved_root = path.resolve(), root.resolve()
+    try:
+        resolved.relative_to(resolved_root)
+    except ValueError:
+        return False
+    return not strictly or resolved != resolved_root
+
+
 def is_model_dir(path: Path) -> bool:
     return (path / GENAI_CONFIG).is_file()
 

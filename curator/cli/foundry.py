@@ -60,7 +60,7 @@ def register(
 ) -> None:
     """Register a compiled model directory (or an id in the cache) with Foundry Local, load-test it,
     and add or update its registry entry."""
-    from curator.register.flows import register as run_register
+    from curator.register import register as run_register
 
     out = Output(as_json)
     with out.step("register and load-test"):

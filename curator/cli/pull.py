@@ -5,7 +5,7 @@
   load-tested (curator/share/pull.py).
 - ``curator pull --all [--capability ...] [--fit]``: every published entry that matches.
 - Any other ALIAS|ID: a Foundry catalog model, downloaded into the cache and load-tested
-  (:func:`curator.register.flows.pull_catalog_model`).
+  (:func:`curator.register.pull_catalog_model`).
 """
 
 from __future__ import annotations
@@ -115,8 +115,8 @@ def _pull_everything(
 
 def _pull_catalog_model(out: Output, target: str, registry: Path, cache: Path) -> None:
     """An ALIAS|ID that is not a published registry entry: a Foundry catalog model, downloaded
-    into the cache with progress on stderr, then load-tested (curator/register.py)."""
-    from curator.register.flows import pull_catalog_model
+    into the cache with progress on stderr, then load-tested (curator/register/catalog.py)."""
+    from curator.register import pull_catalog_model
 
     shown = [-100.0]
 

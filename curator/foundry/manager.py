@@ -15,6 +15,7 @@ from curator.foundry._native import (
     variant_device_type,
     variant_path,
 )
+from curator.foundry.catalog import cached_registrations, cached_variant
 from curator.foundry.model import LoadedModel
 from curator.foundry.types import APP_NAME, MODEL_ID_RE, ModelMetadata, RegisteredModel
 from curator.foundry.urls import configured_catalog_url
@@ -222,8 +223,6 @@ class FoundryRuntime:
             models = self._catalog().list_models()
             variants = {v.id: v for m in models for v in m.variants}
             local = [_describe(variants[key]) for key in sorted(variants)]
-        from curator.foundry.catalog import cached_registrations
-
         extra = [m for m in cached_registrations(self) if m.id not in variants]
         return sorted(local + extra, key=lambda m: m.id)
 
@@ -232,8 +231,6 @@ class FoundryRuntime:
         variant = self._variant(model_id)
         if variant is not None:
             return _describe(variant)
-        from curator.foundry.catalog import cached_registrations
-
         return next((m for m in cached_registrations(self) if m.id == model_id), None)
 
     def load(self, model_id: str) -> LoadedModel:
@@ -249,8 +246,6 @@ class FoundryRuntime:
                 return held
             variant = self._variant(model_id)
             if variant is None:
-                from curator.foundry.catalog import cached_variant
-
                 variant = cached_variant(self, model_id)
                 model_id = variant.id
                 held = self._loaded.get(model_id)

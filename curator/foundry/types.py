@@ -81,3 +81,16 @@ class RegisteredModel:
     execution_provider: str | None
     loaded: bool
     catalog: bool = False
+
+    def metadata(self) -> ModelMetadata:
+        """The metadata that registers this model again as it is (to put back a registration)."""
+        return ModelMetadata(
+            task=self.task or ModelMetadata.task,
+            display_name=self.display_name,
+            publisher=self.publisher,
+            license=self.license,
+            file_size_mb=self.file_size_mb,
+            context_length=self.context_length,
+            device_type=self.device_type,
+            execution_provider=self.execution_provider,
+        )

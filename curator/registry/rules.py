@@ -443,6 +443,12 @@ def path_identity(path: str) -> str:
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", path).casefold())
 
 
+def ram_floor_gb(peak_memory_mb: float) -> float:
+    """The least minRamGb that covers a measured peak (rule min-ram-covers-benchmark): the peak in
+    GiB rounded up to 0.1. Register and onboard raise an entry's minRamGb to it."""
+    return math.ceil(peak_memory_mb / 1024 * 10) / 10
+
+
 def _benchmark_problems(entry: dict[str, Any], where: str) -> Iterator[Problem]:
     runs = entry.get("benchmarks")
     if not isinstance(runs, list):

@@ -62,7 +62,7 @@ def publish(
     """Upload the entry's compiled directory to ``repo`` (created if missing, ``private`` then) on
     branch ``revision`` (created from main if missing) and record ``distribution`` in the entry."""
     from curator.hub.client import check_repo_id, token_present
-    from curator.register.flows import resolve_model_dir
+    from curator.register import resolve_model_dir
     from curator.registry import find_model, load_registry, update_model
 
     say = progress or (lambda _message: None)

@@ -283,24 +283,9 @@ def _download(
 
 
 def _register(entry: Entry, target: Path, cache_dir: Path) -> Any:
-    from curator import foundry
-    from curator.register.flows import register_load_tested
+    from curator.register import foundry_metadata, register_load_tested  # loads Foundry's wrappers
 
-    runtime = entry["runtime"]
-    return register_load_tested(
-        cache_dir,
-        target,
-        str(entry["id"]),
-        foundry.ModelMetadata(
-            display_name=entry.get("displayName"),
-            publisher=entry.get("publisher"),
-            license=entry.get("license"),
-            file_size_mb=max(1, round(float(entry.get("fileSizeMb", 1)))),
-            context_length=entry.get("contextLength"),
-            device_type=runtime.get("deviceType"),
-            execution_provider=runtime.get("executionProvider"),
-        ),
-    )
+    return register_load_tested(cache_dir, target, str(entry["id"]), foundry_metadata(entry))
 
 
 def _take_back(target: Path, replaced: Path) -> None:
