@@ -11,8 +11,9 @@ from pathlib import Path
 from curator.bench.backends import Backend, EndpointBackend, FoundryBackend
 from curator.bench.record import RecordOutcome
 from curator.bench.reports import ReportFiles
-from curator.bench.runner import BenchRun, BenchSettings, Progress
+from curator.bench.runner import BenchRun, BenchSettings
 from curator.errors import BenchError, UsageProblem
+from curator.progress import Progress
 
 BENCH_MODELS_ENV = "BENCH_MODELS"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,9 +30,8 @@ from curator.bench.memory import PeakRssSampler
 from curator.bench.quality import ManualScore, Quality, summarize_quality
 from curator.bench.stats import Stat, summarize
 from curator.errors import BenchError, UsageProblem
+from curator.progress import Progress
 from curator.prompts import Prompt, PromptSet
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)

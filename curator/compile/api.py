@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from curator.compile.types import CompilePlan, CompileRequest, CompileResult, So
 from curator.errors import CompileError, UsageProblem
 from curator.modeldir import MANIFEST_NAME
 from curator.paths import curator_home, foundry_cache_dir
+from curator.progress import Progress, say
 from curator.recipes import (
     Recipe,
     get_recipe,
@@ -40,13 +40,7 @@ from curator.recipes import (
     render_olive_config,
 )
 
-Progress = Callable[[str], None]
 OLIVE_CONFIG_NAME = "olive-config.json"
-
-
-def _say(progress: Progress | None, message: str) -> None:
-    if progress:
-        progress(message)
 
 
 def _olive_config(
@@ -206,9 +200,9 @@ def compile_model(request: CompileRequest, progress: Progress | None = None) -> 
         if request.dry_run:
             return CompileResult(plan=early, dry_run=True)
         if not light.is_local:
-            _say(progress, f"downloading {light.repo} {light.gguf_file or ''}".rstrip())
+            say(progress, f"downloading {light.repo} {light.gguf_file or ''}".rstrip())
         if light.gguf_file:
-            _say(progress, f"dequantizing {light.gguf_file} to fp32 (once per file) ...")
+            say(progress, f"dequantizing {light.gguf_file} to fp32 (once per file) ...")
     source = (
         light
         if light.local_dir is not None
@@ -217,7 +211,7 @@ def compile_model(request: CompileRequest, progress: Progress | None = None) -> 
         )
     )
     for note in _notes(source):
-        _say(progress, f"note: {note}")
+        say(progress, f"note: {note}")
     plan = plan_compile(request, recipe, source)
     if request.dry_run:
         return CompileResult(plan=plan, dry_run=True)
@@ -225,14 +219,14 @@ def compile_model(request: CompileRequest, progress: Progress | None = None) -> 
 
     cache_root = foundry_cache_dir(request.cache_dir).absolute()
     for stale in placement.remove_stale(cache_root):
-        _say(progress, f"removed a work directory left by an interrupted compile: {stale.name}")
+        say(progress, f"removed a work directory left by an interrupted compile: {stale.name}")
     label = plan.model_id.replace(":", "-")
     with placement.work_directory(cache_root, label) as work:
         config = _olive_config(recipe, source.local_dir, work, request)
         config_path = work / OLIVE_CONFIG_NAME
         config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
         log_path = work / manifest.LOG_NAME
-        _say(progress, f"olive: {recipe.name} ({' -> '.join(p.name for p in recipe.passes)})")
+        say(progress, f"olive: {recipe.name} ({' -> '.join(p.name for p in recipe.passes)})")
         run = run_olive(
             config_path,
             log_path,

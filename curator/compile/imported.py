@@ -18,7 +18,7 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,8 @@ from curator.errors import CompileError, PreflightError, UsageProblem
 from curator.jsonio import dumps_stable
 from curator.modeldir import MANIFEST_NAME, sha256_file
 from curator.paths import foundry_cache_dir
+from curator.progress import Progress
 
-Progress = Callable[[str], None]
 RECIPE = "imported"
 GENAI_CONFIG = sources.GENAI_CONFIG
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curator.portable import own_group_kwargs, poll_child, stop_tree, tree_rss_bytes
+from curator.progress import Progress
 
 WAIT_SECONDS = 0.05  # how soon the child's exit is noticed
 SAMPLE_EVERY = 4  # RSS and log are read every SAMPLE_EVERY waits (0.2 s)
@@ -19,7 +20,6 @@ HEARTBEAT_SECONDS = 15.0
 _STARTED = re.compile(r"Running pass (\S+)")
 _FINISHED = re.compile(r"Pass (\S+) finished in ([0-9.]+) seconds")
 
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)

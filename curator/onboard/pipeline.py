@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +19,8 @@ from typing import Any
 
 from curator.errors import CuratorError, FoundryError, RegistryInvalid
 from curator.jsonio import read_json, write_text_atomic
+from curator.progress import Progress
 from curator.registry import find_model, load_registry, upsert_model
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)

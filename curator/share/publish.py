@@ -15,7 +15,7 @@ has no upload action for a stored object), and a re-run after a finished one mak
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +24,10 @@ from typing import Any
 from curator.errors import InputFileError, NotFound, UsageProblem
 from curator.hub.errors import LOGIN_HINT, HubAuthError
 from curator.modeldir import MANIFEST_NAME, sha256_file
+from curator.progress import Progress
 from curator.share.files import ListedFile, file_problems, listed_files
 
 DEFAULT_BRANCH = "main"
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)

@@ -13,17 +13,15 @@ from __future__ import annotations
 import math
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from curator.errors import CuratorError, InputFileError, NotFound, UsageProblem
 from curator.modeldir import MANIFEST_NAME
+from curator.progress import Progress
 from curator.registry.document import Document, Entry
 from curator.share.files import ListedFile, file_problems, listed_files
-
-Progress = Callable[[str], None]
 
 
 class PullRefused(InputFileError):
