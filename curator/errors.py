@@ -77,3 +77,12 @@ class FoundryError(CuratorError):
 
 class BenchError(CuratorError):
     """A benchmark could not run or its input is malformed."""
+
+
+def first_line(exc: BaseException, *, default: str | None = None, limit: int | None = None) -> str:
+    """The first non-blank line of an exception's message (a library's message often runs on for
+    lines), at most ``limit`` characters; ``default`` (else the exception's type name) when blank."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return default if default is not None else type(exc).__name__

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curator.errors import InputFileError, PreflightError
+from curator.errors import InputFileError, PreflightError, first_line
 from curator.jsonio import dumps_stable, parse_json, write_text_atomic
 from curator.modeldir import sha256_file
 from curator.paths import curator_home
@@ -336,10 +336,11 @@ def _tensor_table(head: _Header, tensor_count: int) -> tuple[list[_Tensor], set[
         if sizes is None:
             raise _not_gguf(path, f"tensor {_quoted(name)} has the unknown type {code}")
         block, block_bytes = sizes
-        if dims and dims[0] % block:
+        first = dims[0] if dims else 1  # a missing dimension is 1 (llama.cpp's reading)
+        if first % block:
             raise _not_gguf(
                 path,
-                f"tensor {_quoted(name)}'s first dimension {dims[0]} is not a multiple of its "
+                f"tensor {_quoted(name)}'s first dimension {first} is not a multiple of its "
                 f"type's block of {block} ({_quant_type_name(code)})",
             )
         if name in names:
@@ -488,7 +489,7 @@ def _write_checkpoint(path: Path, out: Path) -> tuple[str, int]:
         except (ValueError, KeyError, NotImplementedError, RuntimeError) as exc:
             # RuntimeError: tensors missing or of the wrong shape for the architecture it names
             raise PreflightError(
-                f"transformers cannot dequantize {path.name}: {_first_line(exc)}",
+                f"transformers cannot dequantize {path.name}: {first_line(exc, limit=300)}",
                 hint="use a GGUF of an architecture transformers' GGUF loader supports "
                 "(llama, mistral, qwen2, qwen3, phi3, gemma2, gemma3, ...)",
             ) from None
@@ -503,7 +504,7 @@ def _write_checkpoint(path: Path, out: Path) -> tuple[str, int]:
             fresh.load_state_dict(loaded.state_dict(), strict=True)
         except RuntimeError as exc:
             raise PreflightError(
-                f"{path.name} does not hold the weights its metadata describes: {_first_line(exc)}",
+                f"{path.name} does not hold the weights its metadata describes: {first_line(exc, limit=300)}",
                 hint="check the file with curator info; download it again if it is truncated",
             ) from None
         del loaded
@@ -516,8 +517,3 @@ def _write_checkpoint(path: Path, out: Path) -> tuple[str, int]:
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0][:300] if lines else type(exc).__name__

@@ -85,7 +85,7 @@ class Gguf:
         for tensor, offset in zip(self.tensors, self.layout(), strict=True):
             out += string(tensor.name) + struct.pack("<I", len(tensor.dims))
             out += b"".join(struct.pack("<Q", d) for d in tensor.dims)
-            out += struct.pack("<IQ", tensor.kind, offset)
+            out += struct.pack("<IQ", tensor.kind, offset % 2**64)  # a huge layout wraps
         return out
 
     def data_offset(self) -> int:

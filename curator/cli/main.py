@@ -10,7 +10,7 @@ import click
 
 from curator import __version__
 from curator.cli._output import ErrorReport, report_error
-from curator.errors import CuratorError, RegistryInvalid
+from curator.errors import CuratorError, RegistryInvalid, first_line
 
 JSON_OPTION = "--json"
 _JSON_SEEN = "curator.json"  # ctx.meta key (meta is shared by every context of one invocation)
@@ -52,7 +52,7 @@ class CuratorGroup(click.Group):
             if _debug():
                 raise
             report = ErrorReport(
-                f"internal error: {type(exc).__name__}: {_first_line(exc)}",
+                f"internal error: {type(exc).__name__}: {first_line(exc, default='(no message)')}",
                 "this is a bug in curator: run the command again with CURATOR_DEBUG=1 for the "
                 "traceback and report it",
                 "internal_error",
@@ -73,13 +73,6 @@ def _wants_json(ctx: click.Context, tokens: list[str]) -> bool:
         return True
     words = tokens[: tokens.index("--")] if "--" in tokens else tokens
     return JSON_OPTION in words
-
-
-def _first_line(exc: BaseException) -> str:
-    for line in str(exc).splitlines():
-        if line.strip():
-            return line.strip()
-    return "(no message)"
 
 
 def _remember_json(ctx: click.Context, param: click.Parameter, value: Any) -> Any:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from curator.errors import CuratorError, HubError, UsageProblem
+from curator.errors import CuratorError, HubError, UsageProblem, first_line
 from curator.hub.endpoint import hf_cache_dir, hf_token_path, hub_endpoint, offline_requested
 from curator.hub.errors import (
     LOCAL_HINT,
@@ -90,7 +90,7 @@ def hub_errors(repo_id: str | None = None, revision: str | None = None) -> Itera
         raise
     except HFValidationError as exc:
         raise UsageProblem(
-            f"{repo_id!r} is not a Hugging Face repository id: {_first_line(exc)}",
+            f"{repo_id!r} is not a Hugging Face repository id: {first_line(exc)}",
             hint="write it as ORG/NAME, e.g. Qwen/Qwen2.5-0.5B-Instruct",
         ) from exc
     except Exception as exc:
@@ -122,13 +122,13 @@ def map_error(exc: BaseException, repo_id: str | None, revision: str | None) -> 
         return offline_error()
     if isinstance(exc, unreachable_error_type()):
         return HubOffline(
-            f"cannot reach the Hugging Face Hub at {endpoint}: {_first_line(exc)}",
+            f"cannot reach the Hugging Face Hub at {endpoint}: {first_line(exc)}",
             hint=f"check the network connection (and HF_ENDPOINT); {LOCAL_HINT}",
         )
     if isinstance(exc, (stalled_error_type(), httpx2.TimeoutException)):
         return HubStalled(
             f"the Hugging Face Hub at {endpoint} accepted the connection but stalled: "
-            f"{_first_line(exc)}",
+            f"{first_line(exc)}",
             hint="the Hub or a proxy on the way is not answering; try again later, or allow more "
             f"time with CURATOR_HUB_TIMEOUT / CURATOR_HUB_DEADLINE (seconds); {LOCAL_HINT}",
         )
@@ -136,24 +136,24 @@ def map_error(exc: BaseException, repo_id: str | None, revision: str | None) -> 
         return _unavailable(endpoint, getattr(exc, "status", None))
     if isinstance(exc, oversized_error_type()):
         return HubTooLarge(
-            f"refused a download from {endpoint}: {_first_line(exc)}",
+            f"refused a download from {endpoint}: {first_line(exc)}",
             hint="the repository changed or something on the way alters files; "
             f"`curator info {repo_id or 'ORG/NAME'}` shows the sizes the Hub lists",
         )
     if isinstance(exc, (NotASafetensorsRepoError, SafetensorsParsingError)):
         return HubFileNotFound(
-            f"{repo} has no readable safetensors weights at the top level: {_first_line(exc)}",
+            f"{repo} has no readable safetensors weights at the top level: {first_line(exc)}",
             hint="adapter-only repositories and repositories with only consolidated.safetensors "
             "cannot be compiled; pick the base or a full-weight repository",
         )
     if isinstance(exc, json.JSONDecodeError):
         return HubWrongEndpoint(
-            f"the server at {endpoint} did not answer with the Hub's JSON: {_first_line(exc)}",
+            f"the server at {endpoint} did not answer with the Hub's JSON: {first_line(exc)}",
             hint=_endpoint_hint(),
         )
     if isinstance(exc, FileMetadataError):
         return HubWrongEndpoint(
-            f"the server at {endpoint} does not answer like the Hugging Face Hub: {_first_line(exc)}",
+            f"the server at {endpoint} does not answer like the Hugging Face Hub: {first_line(exc)}",
             hint=_endpoint_hint(),
         )
     if isinstance(exc, GatedRepoError):
@@ -170,7 +170,7 @@ def map_error(exc: BaseException, repo_id: str | None, revision: str | None) -> 
             " shows the current commit",
         )
     if isinstance(exc, RemoteEntryNotFoundError):
-        name = _file_of(exc) or _first_line(exc)
+        name = _file_of(exc) or first_line(exc)
         return HubFileNotFound(
             f"{repo} has no file {name} at {revision or 'main'}",
             hint=f"look at the files at {endpoint}/{repo_id or ''}/tree/{revision or 'main'}",
@@ -198,7 +198,7 @@ def map_error(exc: BaseException, repo_id: str | None, revision: str | None) -> 
         )
     if isinstance(exc, httpx2.TransportError):
         return HubOffline(
-            f"the connection to the Hugging Face Hub at {endpoint} failed: {_first_line(exc)}",
+            f"the connection to the Hugging Face Hub at {endpoint} failed: {first_line(exc)}",
             hint=f"check the network connection, proxy settings and HF_ENDPOINT; {LOCAL_HINT}",
         )
     return None
@@ -254,7 +254,7 @@ def _http_error(exc: BaseException, repo_id: str | None, revision: str | None) -
             )
         return HubWrongEndpoint(f"{endpoint} answered 404 for {path}", hint=_endpoint_hint())
     return HubError(
-        f"the Hub at {endpoint} answered {status} for {repo}: {server_says or _first_line(exc)}",
+        f"the Hub at {endpoint} answered {status} for {repo}: {server_says or first_line(exc)}",
         hint="try again in a minute; `curator search QUERY --local` works without the Hub",
     )
 
@@ -292,11 +292,3 @@ def _file_of(exc: BaseException) -> str | None:
         return None
     rest = path.split("/resolve/", 1)[1]
     return rest.split("/", 1)[1] if "/" in rest else None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()
-    return type(exc).__name__
