@@ -90,11 +90,13 @@ def load_prompt_set(path: Path | None = None) -> PromptSet:
 
 def parse_prompt_set(doc: Any, path: Path, sha256: str) -> PromptSet:
     """Validate an already-parsed prompt-set document against the schema."""
+    from curator.registry.rules import one_line
     from curator.schemas import schema_problems
 
     problems = schema_problems(doc, "prompts")
     if problems:
-        listed = "; ".join(str(p) for p in problems[:5])
+        # a key or value from the file may hold a line break: each problem stays one line
+        listed = "; ".join(one_line(str(p)) for p in problems[:5])
         raise InputFileError(
             f"{path}: not a valid prompt set: {listed}",
             hint="see schemas/prompts.schema.json for the format",
