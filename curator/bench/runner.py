@@ -138,9 +138,17 @@ def run_bench(
     started = utc_now()
     machine = describe_machine()
     results = []
+    isolated = _isolated_cache(backend)
     for model_id in model_ids:
         scores = [s for (m, _p), s in (manual_scores or {}).items() if m == model_id]
-        results.append(_bench_model(model_id, prompt_set, backend, settings, scores, say))
+        if isolated is not None:
+            from curator.bench.isolated import bench_model_in_child
+
+            results.append(
+                bench_model_in_child(model_id, prompt_set, isolated, settings, scores, say)
+            )
+        else:
+            results.append(bench_model(model_id, prompt_set, backend, settings, scores, say))
     notes: list[str] = []
     cache_dir = getattr(backend, "cache_dir", None)
     if backend.kind == "in-process" and isinstance(cache_dir, Path):
@@ -148,6 +156,10 @@ def run_bench(
 
         for model_id in model_ids:
             notes.append(thread_note(model_id, find_model_dir(cache_dir, model_id), machine.cores))
+    if isolated is not None:
+        from curator.bench.isolated import ALLOCATOR_NOTE
+
+        notes.append(ALLOCATOR_NOTE)
     if backend.kind == "endpoint":
         notes.append("endpoint mode: no load step to time (loadTimeMs is null)")
         if backend.serving_pid() is None:
@@ -170,7 +182,33 @@ def run_bench(
     )
 
 
-def _bench_model(
+def _isolated_cache(backend: Backend) -> Path | None:
+    """The cache of a Foundry backend in this process, whose models are benched each in its own
+    child process (curator.bench.isolated); None for other backends (run here)."""
+    from curator.bench.backends import FoundryBackend
+
+    return backend.cache_dir if isinstance(backend, FoundryBackend) else None
+
+
+def failed_result(model_id: str, error: str) -> ModelResult:
+    """A model that produced no measurement."""
+    return ModelResult(
+        model_id=model_id,
+        status="failed",
+        error=error,
+        load_ms=None,
+        peak_memory_mb=None,
+        tokens_estimated=False,
+        bursty_requests=0,
+        figures=None,
+        prompts=(),
+        throughput=None,
+        quality=None,
+        requests=(),
+    )
+
+
+def bench_model(
     model_id: str,
     prompt_set: PromptSet,
     backend: Backend,

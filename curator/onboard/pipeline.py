@@ -44,6 +44,16 @@ class OnboardRequest:
     fidelity: bool = True
     force: bool = False
     gguf_file: str | None = None  # a GGUF file of the Hub repo (or directory) ``source``
+    chat_template: str | None = None  # --chat-template NAME|FILE (issue 21)
+    completion_only: bool = False  # a base model: text-generation, continuation prompts
+
+    def prompt_set(self) -> Path | None:
+        """--prompts, else for a completion-only model the shipped continuation set."""
+        if self.prompts is None and self.completion_only:
+            from curator.prompts import default_prompt_set_path
+
+            return default_prompt_set_path("completion")
+        return self.prompts
 
 
 @dataclass(frozen=True)
@@ -228,6 +238,8 @@ def _compile(
                 force=force,
                 dry_run=dry_run,
                 gguf_file=request.gguf_file,
+                chat_template=request.chat_template,
+                completion_only=request.completion_only,
             ),
             progress=say,
         )
@@ -239,6 +251,8 @@ def _compile(
         and not request.force
         and _same_build(existing, plan, hub_sha)
         and _same_gguf(existing, request)
+        and existing.get("chatTemplate")
+        == (plan.chat_template.manifest_record() if plan.chat_template else None)
     ):
         return plan.target, plan.model_id, "skipped: the Foundry cache holds this build"
     result = ask(dry_run=False, force=True)
@@ -333,7 +347,7 @@ def _smoke(
     answer without its expected words is a failure: the registry gets nothing)."""
     from curator.smoke import run_smoke
 
-    report = run_smoke(model_id, cache_dir=cache_dir, prompts=request.prompts)
+    report = run_smoke(model_id, cache_dir=cache_dir, prompts=request.prompt_set())
     if not report.passed:
         failures = "; ".join(f"{o.id}: {o.error}" for o in report.outcomes if not o.ok)
         raise FoundryError(
@@ -369,7 +383,7 @@ def _bench(
 
     run = run_bench(
         [model_id],
-        load_prompt_set(request.prompts),
+        load_prompt_set(request.prompt_set()),
         FoundryBackend(cache_dir),
         BenchSettings(rounds=request.rounds, warmup=request.warmup, max_tokens=request.max_tokens),
     )
@@ -390,8 +404,8 @@ def _bench(
 def _cover_peak(staged: Path, model_id: str, peak_mb: float) -> None:
     """Raise the entry's minRamGb to the bench's peak memory (the registry rule
     min-ram-covers-benchmark). Register's load test generates 8 tokens; the bench runs every
-    prompt, after smoke, in this process: on SmolLM2 it peaked at 1.34 GiB where the load test
-    saw 0.6, and the entry must not claim less than was measured."""
+    prompt (in its own process, curator.bench.isolated), and the entry must not claim less than
+    was measured."""
     from curator.registry import update_model
     from curator.registry.rules import ram_floor_gb
 
