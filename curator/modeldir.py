@@ -16,6 +16,9 @@ from curator.jsonio import read_json
 
 MANIFEST_NAME = "curator-manifest.json"
 GENAI_CONFIG = "genai_config.json"
+# The model id form Foundry Local and the registry share: <name>:<version>, lower case, where
+# <name> ends in the variant (-generic-cpu); the schema's id pattern is the same.
+MODEL_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*[a-z0-9]:[1-9][0-9]{0,5}$")
 _VERSION_SUFFIX = re.compile(r"^(?P<name>.+)-(?P<version>[1-9][0-9]{0,5})$")
 
 

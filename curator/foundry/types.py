@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+# The id form, defined with the cache's model directories (re-exported here).
+from curator.modeldir import MODEL_ID_RE as MODEL_ID_RE
+
 APP_NAME = "curator"
 ROLES = ("system", "developer", "user", "assistant")
-# Foundry's model id form <name>:<version>; the registry's pattern.
-MODEL_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*[a-z0-9]:[1-9][0-9]{0,5}$")
 
 
 @dataclass(frozen=True)
