@@ -47,6 +47,7 @@ from curator.serve.openai_types import (
     context_length_exceeded,
     model_body,
     parse_chat_request,
+    parse_request_json,
     usage_chunk_body,
 )
 from curator.serve.scheduler import ModelSlots, Place
@@ -398,11 +399,7 @@ def create_app(
         if content_type != "application/json":
             raise ApiError(415, "send the request as Content-Type: application/json")
         raw = await read_body(request, limits.max_body_bytes)
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise bad_request("the request body is not valid JSON") from None
-        completion = parse_completion_request(body, limits)
+        completion = parse_completion_request(parse_request_json(raw), limits)
         pool = pool_holder["pool"]
         model_id, worker, loaded = await pool.loaded(completion.model, chat=False)
         place = worker.slots.admit()
@@ -425,10 +422,7 @@ def create_app(
         )
 
     async def answer_chat(request: Request, raw: bytes) -> Response:
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise bad_request("the request body is not valid JSON") from None
+        body = parse_request_json(raw)  # a 400 for NaN and nesting too deep, not a 500
         chat = parse_chat_request(body, limits)
         del body
         pool = pool_holder["pool"]

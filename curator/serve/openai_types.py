@@ -111,6 +111,29 @@ def context_length_exceeded(prompt_tokens: int, max_tokens: int, context_length:
     )
 
 
+MAX_MODEL_NAME = 256  # longer than any model id; an echo of it stays short
+MAX_SHOWN = 80  # characters of a client's field name repeated in an error
+
+
+def _shown(text: str) -> str:
+    """A name the client sent, fit to repeat in a one-line error (escaped, cut)."""
+    cut = text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "..."
+    return json.dumps(cut)[1:-1]
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_request_json(raw: bytes) -> Any:
+    """A request body as JSON, or a 400: not UTF-8, not JSON, NaN or Infinity (not JSON either,
+    though Python's parser takes them), or nested too deep for the parser."""
+    try:
+        return json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise bad_request("the request body is not valid JSON") from None
+
+
 @dataclass(frozen=True)
 class ChatRequest:
     """A validated chat-completions request; ``max_tokens`` None means "what fits"."""
@@ -142,16 +165,23 @@ def parse_chat_request(body: Any, limits: ServeLimits | None = None) -> ChatRequ
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise bad_request("'model' is required and must be a string", "model")
+    if len(model) > MAX_MODEL_NAME:
+        raise bad_request(f"'model' is longer than {MAX_MODEL_NAME} characters", "model")
     unknown = sorted(set(body) - KNOWN_FIELDS)
     if unknown:
-        raise unsupported(unknown[0], f"unrecognized request argument: {unknown[0]}")
+        name = _shown(unknown[0])
+        raise unsupported(name, f"unrecognized request argument: {name}")
     _refuse_unsupported(body)
     messages = _messages(body.get("messages"), limits)
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     if max_tokens is not None and (
-        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+        isinstance(max_tokens, bool)
+        or not isinstance(max_tokens, int)
+        or not 1 <= max_tokens <= INT32_MAX
     ):
-        raise bad_request("'max_tokens' must be a positive integer", "max_tokens")
+        raise bad_request(
+            f"'max_tokens' must be a positive integer (at most {INT32_MAX})", "max_tokens"
+        )
     n = body.get("n", 1)
     if n not in (1, None):
         raise unsupported("n", "only n=1 is supported")
