@@ -40,3 +40,15 @@ class PositiveNumber(click.FloatRange):
         if number != number or number in (float("inf"), float("-inf")):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
+
+
+seed_option = click.option(
+    "--seed", type=int, default=None, help="Sampling seed (with --temperature > 0)."
+)
+
+
+def prompts_option(dest: str = "prompts", *, help: str) -> Callable[[F], F]:
+    """``--prompts FILE``: a prompt set (schemas/prompts.schema.json); each command says what for."""
+    return click.option(
+        "--prompts", dest, type=click.Path(dir_okay=False, path_type=Path), help=help
+    )

@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from curator.cli._options import cache_dir_option, json_option, registry_option
+from curator.cli._options import (
+    cache_dir_option,
+    json_option,
+    prompts_option,
+    registry_option,
+    seed_option,
+)
 from curator.cli._output import Output
 from curator.errors import UsageProblem
 
@@ -42,12 +48,7 @@ def bench() -> None:
 
 @bench.command("run")
 @click.argument("ids", nargs=-1)
-@click.option(
-    "--prompts",
-    "prompts_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Prompt set [default: the shipped smoke set].",
-)
+@prompts_option("prompts_file", help="Prompt set [default: the shipped smoke set].")
 @click.option(
     "--rounds",
     type=click.IntRange(min=1),
@@ -76,7 +77,7 @@ def bench() -> None:
     show_default=True,
     help="0 is greedy decoding.",
 )
-@click.option("--seed", type=int, default=None, help="Sampling seed (with --temperature > 0).")
+@seed_option
 @click.option(
     "--concurrency",
     type=click.IntRange(min=1),

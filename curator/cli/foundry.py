@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from curator.cli._options import cache_dir_option, json_option, registry_option
+from curator.cli._options import (
+    cache_dir_option,
+    json_option,
+    prompts_option,
+    registry_option,
+    seed_option,
+)
 from curator.cli._output import Output
 from curator.errors import CuratorError
 from curator.paths import foundry_cache_dir, registry_path
@@ -93,7 +99,7 @@ def register(
 @click.option("--system", help="A system message to start the conversation with.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=512, show_default=True)
 @click.option("--temperature", type=click.FloatRange(min=0, max=2), default=0.0, show_default=True)
-@click.option("--seed", type=int, default=None, help="Sampling seed (with --temperature > 0).")
+@seed_option
 @cache_dir_option
 def chat(
     model_id: str,
@@ -154,11 +160,7 @@ def chat(
 
 @click.command()
 @click.argument("model_id")
-@click.option(
-    "--prompts",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Prompt set (schemas/prompts.schema.json) [default: the shipped smoke set].",
-)
+@prompts_option(help="Prompt set (schemas/prompts.schema.json) [default: the shipped smoke set].")
 @click.option(
     "--time-limit",
     type=click.FloatRange(min=0, min_open=True),
