@@ -1,11 +1,12 @@
 """Run every benchmark module in one process run and print one table of ratios.
 
 Each module in MODULES has ``measure(workdir: Path) -> list[Ratio]``. Select some with
-``python -m perf NAME ...``.
+``python -m perf NAME ...``; ``--rungs 0.5b,1.5b`` chooses the size ladder's rungs (perf.ladder).
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 import tempfile
@@ -14,19 +15,24 @@ from pathlib import Path
 
 from perf._table import Ratio, render
 
-MODULES = ("registry", "hub", "bench_harness", "quant", "compile", "serve")
+MODULES = ("registry", "hub", "bench_harness", "quant", "compile", "serve", "ladder")
 
 
 def main(argv: list[str]) -> int:
-    chosen = argv or list(MODULES)
+    parser = argparse.ArgumentParser(prog="python -m perf", description=__doc__)
+    parser.add_argument("modules", nargs="*", help=f"any of {', '.join(MODULES)} (default all)")
+    parser.add_argument("--rungs", help="the ladder's rungs, e.g. 0.4b,1.5b (see perf.ladder)")
+    args = parser.parse_args(argv)
+    chosen = args.modules or list(MODULES)
     rows: list[Ratio] = []
     failed = []
     with tempfile.TemporaryDirectory(prefix="curator-bench-") as tmp:
         for name in chosen:
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
             try:
-                module = importlib.import_module(f"bench.{name}")
-                rows.extend(module.measure(Path(tmp) / name))
+                module = importlib.import_module(f"perf.{name}")
+                options = {"rungs": args.rungs} if name == "ladder" and args.rungs else {}
+                rows.extend(module.measure(Path(tmp) / name, **options))
             except Exception:
                 failed.append(name)
                 traceback.print_exc()
