@@ -10,7 +10,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from curator.errors import CuratorError
 from curator.fidelity.stats import mean, percentile, perplexity
@@ -18,6 +18,10 @@ from curator.fidelity.text import FidelityText
 from curator.fidelity.types import FidelityResult, Reference, ReferenceKind, TokenStats
 
 DEFAULT_WINDOW = 512
+# How a transformers reference holds its weights (it computes in fp32 either way; see
+# curator.fidelity.worker.hold_dtype): "auto" keeps a bf16/fp16 checkpoint in 16 bits and an fp32
+# one in fp32 up to 4 GiB; "bfloat16" halves an fp32 checkpoint's memory, "float32" is the old way.
+ReferenceDtype = Literal["auto", "float32", "bfloat16"]
 
 
 class FidelityError(CuratorError):
@@ -42,11 +46,13 @@ def run_worker(
     timeout: float | None = None,
     model_kind: ReferenceKind = "onnx",
     tokens_from: Path | None = None,
+    reference_dtype: ReferenceDtype = "auto",
 ) -> TokenStats:
     """Per-position figures from ``curator.fidelity.worker`` run in a fresh Python process.
 
     ``model_kind="transformers"`` scores an fp32 Hugging Face checkpoint as the candidate (e.g. a
     dequantized GGUF); ``tokens_from`` is then the compiled model whose tokenizer cuts the text.
+    ``reference_dtype``: how a transformers reference holds its weights (see ReferenceDtype).
     """
     if window < 2:
         raise FidelityError(f"window {window} is too small", hint="use `--window 64` or more")
@@ -60,6 +66,7 @@ def run_worker(
         "threads": threads,
         "model_kind": model_kind,
         "tokens_from": str(tokens_from) if tokens_from else None,
+        "reference_dtype": reference_dtype,
     }
     with tempfile.TemporaryDirectory(prefix="curator-fidelity-") as tmp:
         request_path, result_path = Path(tmp) / "request.json", Path(tmp) / "result.json"
@@ -153,6 +160,7 @@ def measure_fidelity(
     timeout: float | None = None,
     model_kind: ReferenceKind = "onnx",
     tokens_from: Path | None = None,
+    reference_dtype: ReferenceDtype = "auto",
 ) -> FidelityResult:
     """Teacher-forced KL, top-1 agreement and perplexities of ``model_dir`` against ``reference``
     (``model_kind`` and ``tokens_from``: see :func:`run_worker`)."""
@@ -167,6 +175,7 @@ def measure_fidelity(
         timeout=timeout,
         model_kind=model_kind,
         tokens_from=tokens_from,
+        reference_dtype=reference_dtype,
     )
     return summarize(
         stats,

@@ -3,8 +3,15 @@
 Runs in its own process because onnxruntime_genai must never load where foundry_local_sdk was
 initialised. Tokenizes the text with the compiled model's own tokenizer, cuts the ids into
 windows, runs each window through the compiled model (onnxruntime-genai, one teacher-forced
-forward pass giving logits at every position) and through the reference (transformers fp32, or
-another compiled model), and writes per-position figures as JSON.
+forward pass giving logits at every position) and through the reference (transformers computing in
+fp32, or another compiled model), and writes per-position figures as JSON.
+
+The transformers reference computes in fp32 but need not hold an fp32 copy of the model: with
+``reference_dtype`` "bfloat16" (or "auto" on a 16-bit checkpoint, or on one too big to hold in
+fp32) its matrices stay in 16 bits and each module's are widened to fp32 just while it runs, then
+narrowed back (exact: they came from 16 bits). On a bf16 checkpoint, as Hub checkpoints are, that
+is the same arithmetic as the fp32 reference at half its memory (plus the largest single matrix in
+fp32, e.g. the lm_head); an fp32 checkpoint held in bf16 has its weights rounded to bf16 first.
 """
 
 from __future__ import annotations
@@ -16,6 +23,9 @@ from typing import Any
 
 # Positions scored per block when comparing distributions (bounds memory for large vocabularies).
 _ROWS = 64
+# "auto" holds an fp32 checkpoint in fp32 up to this size (exact, and small); above, in bf16.
+FP32_HOLD_LIMIT_BYTES = 4 * 2**30
+_STORED_DTYPES = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "F64": "float32"}
 
 
 class WorkerError(Exception):
@@ -49,16 +59,91 @@ class _GenaiRunner:
         return _genai_logits(self._og, self.model, ids)
 
 
+def _safetensors_facts(path: Path) -> tuple[str | None, int]:
+    """(the dtype most of the checkpoint's weights are stored in, in torch's spelling; its size in
+    bytes) from the safetensors headers alone; (None, 0) when there are none."""
+    import struct
+
+    sizes: dict[str, int] = {}
+    for file in sorted(path.glob("*.safetensors")):
+        try:
+            with file.open("rb") as handle:
+                (length,) = struct.unpack("<Q", handle.read(8))
+                header = json.loads(handle.read(length))
+        except (OSError, ValueError, struct.error):
+            continue
+        for name, entry in header.items():
+            if name == "__metadata__" or not isinstance(entry, dict):
+                continue
+            begin, end = entry.get("data_offsets", (0, 0))
+            dtype = _STORED_DTYPES.get(str(entry.get("dtype")))
+            if dtype:
+                sizes[dtype] = sizes.get(dtype, 0) + int(end) - int(begin)
+    if not sizes:
+        return None, 0
+    return max(sizes, key=lambda d: sizes[d]), sum(sizes.values())
+
+
+def hold_dtype(path: Path, requested: str) -> str:
+    """The dtype the reference's weights are held in: "float32", "bfloat16" or "float16".
+
+    "auto": a 16-bit checkpoint stays in its 16 bits (exact); an fp32 one stays fp32 up to
+    FP32_HOLD_LIMIT_BYTES and is held in bf16 above (a 3B model: 6 GiB instead of 12)."""
+    if requested in ("float32", "bfloat16"):
+        return requested
+    stored, size = _safetensors_facts(path)
+    if stored in ("bfloat16", "float16"):
+        return stored
+    return "bfloat16" if size > FP32_HOLD_LIMIT_BYTES else "float32"
+
+
+def compute_in_fp32(model: Any) -> None:
+    """Make a model held in 16 bits compute in fp32: small tensors (norms, biases, buffers) become
+    fp32 for good; each module's matrices are widened to fp32 before it runs and narrowed back
+    after, so only one module's matrices are ever held in fp32."""
+    import torch
+
+    for buffer in model.buffers():
+        if buffer.is_floating_point():
+            buffer.data = buffer.data.float()
+    for param in model.parameters():
+        if param.dim() < 2:
+            param.data = param.data.float()
+    held = {p.dtype for p in model.parameters() if p.dim() >= 2}
+    if not held - {torch.float32}:
+        return
+    narrow = next(iter(held - {torch.float32}))
+
+    def widen(module: Any, _args: Any) -> None:
+        for param in module.parameters(recurse=False):
+            if param.dim() >= 2:
+                param.data = param.data.float()
+
+    def restore(module: Any, _args: Any, _output: Any) -> None:
+        for param in module.parameters(recurse=False):
+            if param.dim() >= 2:
+                param.data = param.data.to(narrow)
+
+    for module in model.modules():
+        if any(p.dim() >= 2 for p in module.parameters(recurse=False)):
+            module.register_forward_pre_hook(widen)
+            module.register_forward_hook(restore)
+
+
 class _TransformersRunner:
-    def __init__(self, path: Path, threads: int | None) -> None:
+    def __init__(self, path: Path, threads: int | None, dtype: str = "float32") -> None:
         import torch
         from transformers import AutoModelForCausalLM
 
         if threads:
             torch.set_num_threads(threads)
         self._torch = torch
-        model: Any = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+        self.dtype = hold_dtype(path, dtype)
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            str(path), dtype=getattr(torch, self.dtype)
+        )
         model.eval()
+        compute_in_fp32(model)
         self.model = model
 
     def logits(self, ids: Any) -> Any:
@@ -143,7 +228,9 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     if request["reference_kind"] == "onnx":
         reference = _GenaiRunner(ref_path)
     else:
-        reference = _TransformersRunner(ref_path, threads)
+        reference = _TransformersRunner(
+            ref_path, threads, str(request.get("reference_dtype") or "auto")
+        )
 
     totals: dict[str, list[Any]] = {"kl": [], "agree": [], "nll_model": [], "nll_reference": []}
     vocab = 0
@@ -162,7 +249,14 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         scored = _score(got[:-1], ref[:-1], chunk[1:])
         for key, values in scored.items():
             totals[key].extend(values)
-    return {**totals, "windows": len(windows), "window": window, "vocab_size": int(vocab)}
+    held = reference.dtype if isinstance(reference, _TransformersRunner) else None
+    return {
+        **totals,
+        "windows": len(windows),
+        "window": window,
+        "vocab_size": int(vocab),
+        "reference_dtype": held,
+    }
 
 
 def main(argv: list[str]) -> int:
