@@ -1,4 +1,6 @@
-"""Bad input across commands: one-line error with a hint, non-zero exit, no traceback, and found
+"""Guards: curator.cli._options, curator.cli.bench, curator.cli.compile, curator.cli.foundry
+
+Bad input across commands: one-line error with a hint, non-zero exit, no traceback, and found
 before any slow work starts."""
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""curator bench against a loopback OpenAI-compatible server whose timing the test controls.
+"""Guards: curator.bench.backends, curator.bench.compare, curator.bench.job, curator.bench.reports,
+  curator.cli.bench, curator.cli.foundry, curator.registry
+
+curator bench against a loopback OpenAI-compatible server whose timing the test controls.
 
 The server streams ``max_tokens`` words per answer after a set delay, with a set gap between words,
 so the figures bench reports can be checked against what really happened. Also covers the reports

@@ -1,4 +1,6 @@
-"""The in-process bench's figures are consistent with each other and with the requests they come
+"""Guards: curator.cli.bench
+
+The in-process bench's figures are consistent with each other and with the requests they come
 from (issue 17: they were only checked to be above zero). Every relation here holds under any load:
 a slow machine stretches all times alike, it cannot make a first token arrive after the answer
 ended or a mean fall outside its sample."""

@@ -1,4 +1,7 @@
-"""curator bench on the small compiled model: in process through Foundry Local, and through
+"""Guards: curator.bench.backends, curator.bench.job, curator.bench.machine, curator.bench.record,
+  curator.bench.reports, curator.cli.bench, curator.cli.foundry, curator.registry
+
+curator bench on the small compiled model: in process through Foundry Local, and through
 ``curator serve``; the token counts it reports against a plain onnxruntime-genai loop run in
 another process; a broken model beside a good one.
 

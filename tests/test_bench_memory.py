@@ -1,4 +1,6 @@
-"""Peak memory per model (issue 25): in process, each model is benched in its own fresh process,
+"""Guards: curator.bench.isolated, curator.bench.memory, curator.cli.bench
+
+Peak memory per model (issue 25): in process, each model is benched in its own fresh process,
 so a model benched after another measures what it measures alone (within 5%), and
 ``bench compare`` of the two reports flags no memory regression."""
 

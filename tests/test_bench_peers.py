@@ -1,4 +1,6 @@
-"""perf.peers pieces that decide its verdicts: the grid-breaking step and the target checks."""
+"""Guards:
+
+perf.peers pieces that decide its verdicts: the grid-breaking step and the target checks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Aggregates, one-request measurement and manual scores on known inputs."""
+"""Guards: curator.bench.measure, curator.bench.quality, curator.bench.runner, curator.bench.stats,
+  curator.errors, curator.prompts
+
+Aggregates, one-request measurement and manual scores on known inputs."""
 
 from __future__ import annotations
 

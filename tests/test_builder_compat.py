@@ -1,4 +1,6 @@
-"""The model-builder shim for transformers 5 configs (issue 11 item 6), on real config classes.
+"""Guards: curator.compile.builder_compat, curator.compile.olive_child, curator.compile.olive_run
+
+The model-builder shim for transformers 5 configs (issue 11 item 6), on real config classes.
 
 The compile of a tiny Gemma 3 through the builder, checked against transformers' own logits, is
 in tests/test_compile_slow.py."""

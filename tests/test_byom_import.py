@@ -1,4 +1,7 @@
-"""Issue 21 item 2: `curator import` for models already in ONNX Runtime GenAI format, from a local
+"""Guards: curator.cli.compile, curator.cli.foundry, curator.cli.imports, curator.compile.imported,
+  curator.compile.manifest, curator.modeldir
+
+Issue 21 item 2: `curator import` for models already in ONNX Runtime GenAI format, from a local
 folder or from a Hub repo laid out like microsoft/*-onnx (built here from compiled tiny models),
 checked file by file against the Hub's hashes, then registered and smoke-tested in Foundry Local."""
 

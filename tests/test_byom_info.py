@@ -1,4 +1,7 @@
-"""Issue 21: `curator info` takes every source `compile` takes, one classifier for both; a source
+"""Guards: curator.cli.compile, curator.cli.imports, curator.cli.search, curator.compile.adapter,
+  curator.compile.adapter_child, curator.compile.describe, curator.compile.source, curator.gguf
+
+Issue 21: `curator info` takes every source `compile` takes, one classifier for both; a source
 without a chat template is refused in seconds, before any heavy work."""
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Issue 21 item 4: --chat-template NAME|FILE (templates shipped as data) and --completion-only
+"""Guards: curator.cli.compile, curator.cli.foundry, curator.compile.chat_templates,
+  curator.compile.manifest
+
+Issue 21 item 4: --chat-template NAME|FILE (templates shipped as data) and --completion-only
 (registered for text-generation, smoke-tested with continuations, served on /v1/completions)."""
 
 from __future__ import annotations

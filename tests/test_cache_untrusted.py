@@ -1,4 +1,6 @@
-"""A cache with a broken or hostile manifest: the other models stay usable, nothing outside a model
+"""Guards: curator.cli.cache
+
+A cache with a broken or hostile manifest: the other models stay usable, nothing outside a model
 directory is read."""
 
 from __future__ import annotations

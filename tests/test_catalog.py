@@ -1,4 +1,8 @@
-"""Foundry Local's public catalog through curator, against the loopback catalog in tests/fakecatalog
+"""Guards: curator.cli.bench, curator.cli.cache, curator.cli.catalog, curator.cli.foundry,
+  curator.cli.pull, curator.cli.registry, curator.foundry.browse, curator.foundry.catalog,
+  curator.foundry.urls, curator.register.catalog
+
+Foundry Local's public catalog through curator, against the loopback catalog in tests/fakecatalog
 (the real foundry-local-sdk talks to it over http; nothing of curator is patched).
 
 The catalog offers two CPU variants and a CUDA variant of ``qwen2.5-0.5b`` (the server, like the

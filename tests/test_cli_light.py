@@ -1,4 +1,6 @@
-"""`curator --help` and `curator registry validate` stay light: no heavy imports at start-up."""
+"""Guards: curator.cli.main, curator.cli.registry
+
+`curator --help` and `curator registry validate` stay light: no heavy imports at start-up."""
 
 from __future__ import annotations
 

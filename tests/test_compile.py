@@ -1,4 +1,8 @@
-"""curator compile for real on small local models: int4-cpu and fp32-cpu output that onnxruntime-genai
+"""Guards: curator.cli.compile, curator.compile, curator.compile.api, curator.compile.check,
+  curator.compile.olive_child, curator.compile.preflight, curator.compile.types,
+  curator.devmodels.cache, curator.progress, curator.recipes, curator.schemas
+
+curator compile for real on small local models: int4-cpu and fp32-cpu output that onnxruntime-genai
 runs, a second architecture (Llama), the manifest and the CLI."""
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""curator compile refusals and failures: preflight before Olive starts, Olive failing, and compiles
+"""Guards: curator.cli.compile, curator.compile.api, curator.compile.check, curator.compile.placement,
+  curator.recipes
+
+curator compile refusals and failures: preflight before Olive starts, Olive failing, and compiles
 interrupted or killed midway leaving the Foundry cache clean."""
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""curator compile with a Hub repo id as SOURCE, against the loopback fake Hub: download, revision
+"""Guards: curator.cli.compile
+
+curator compile with a Hub repo id as SOURCE, against the loopback fake Hub: download, revision
 resolved to a commit sha, publisher from the org, and the same refusals as for local models."""
 
 from __future__ import annotations

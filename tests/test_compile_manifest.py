@@ -1,4 +1,6 @@
-"""inference_model.json's PromptTemplate, rendered from a model's chat template, and the
+"""Guards: curator.compile.manifest, curator.compile.runtime_options
+
+inference_model.json's PromptTemplate, rendered from a model's chat template, and the
 artifact list of a compiled directory."""
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The compile-matrix workflow's logic, run locally: the matrix rendered from a candidates file by
+"""Guards: curator.cli.registry, curator.jsonio, curator.registry, curator.registry.candidates,
+  curator.registry.document
+
+The compile-matrix workflow's logic, run locally: the matrix rendered from a candidates file by
 the plan job's own script, two compile jobs' own step scripts as parallel processes (each in its own
 checkout, publishing to the loopback Hub) into separate fragments, the merge job's script, and a
 conflicting pair refused. The step scripts are read from .github/workflows/compile-matrix.yml, so a

@@ -1,4 +1,6 @@
-"""A compile's memory does not grow with the model (issue 20): a Qwen2.5-1.5B-shape checkpoint
+"""Guards:
+
+A compile's memory does not grow with the model (issue 20): a Qwen2.5-1.5B-shape checkpoint
 (random bf16 weights, real vocabulary, perf.ladder) compiles with int4-cpu within 1.0 byte per
 parameter + 1.5 GiB, measured as the peak resident memory of the whole compile process tree.
 

@@ -1,4 +1,6 @@
-"""The other CPU recipes and more architectures, compiled for real (``make test-all``)."""
+"""Guards: curator.compile, curator.devmodels.cache
+
+The other CPU recipes and more architectures, compiled for real (``make test-all``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""CURATOR_DEBUG=1 (issue 17): errors are one line and a hint, with no traceback, unless the user
+"""Guards: curator.cli.main, curator.cli.registry
+
+CURATOR_DEBUG=1 (issue 17): errors are one line and a hint, with no traceback, unless the user
 asks for the traceback; then the real exception comes out, for user errors and for bugs alike."""
 
 from __future__ import annotations

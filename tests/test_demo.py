@@ -1,4 +1,6 @@
-"""`make demo` end to end (issue 17: it had no test). Slow: it builds or loads the demo model,
+"""Guards: curator.cli.demo
+
+`make demo` end to end (issue 17: it had no test). Slow: it builds or loads the demo model,
 compiles, registers, smokes, benchmarks and measures fidelity, as a user's first run would."""
 
 from __future__ import annotations

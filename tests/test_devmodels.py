@@ -1,4 +1,6 @@
-"""The small local model builder: a loadable HF model, a working tokenizer, deterministic."""
+"""Guards: curator.devmodels.tiny, curator.devmodels.trained
+
+The small local model builder: a loadable HF model, a working tokenizer, deterministic."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Fidelity of an fp32 Hugging Face checkpoint as the candidate (how perf.peers scores a GGUF:
+"""Guards: curator.devmodels.cache, curator.fidelity
+
+Fidelity of an fp32 Hugging Face checkpoint as the candidate (how perf.peers scores a GGUF:
 dequantized, then compared with the same method, windows and tokens as a compiled model)."""
 
 from __future__ import annotations

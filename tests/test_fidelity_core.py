@@ -1,4 +1,7 @@
-"""Fidelity without models: statistics, limits, the record's schema, texts, locating models."""
+"""Guards: curator.cli.fidelity, curator.errors, curator.fidelity, curator.fidelity.stats,
+  curator.fidelity.types, curator.fidelity.worker, curator.hub, curator.registry
+
+Fidelity without models: statistics, limits, the record's schema, texts, locating models."""
 
 from __future__ import annotations
 

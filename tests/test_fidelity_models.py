@@ -1,4 +1,7 @@
-"""Fidelity on real compiles of the trained fixture: fp32 ≈ identical, int4 measurably not,
+"""Guards: curator.cli.fidelity, curator.devmodels.cache, curator.fidelity, curator.fidelity.api,
+  curator.fidelity.measure, curator.fidelity.record, curator.fidelity.text, curator.registry
+
+Fidelity on real compiles of the trained fixture: fp32 ≈ identical, int4 measurably not,
 a corrupted model flagged (exit 1 under --max-kl or the registry policy)."""
 
 from __future__ import annotations

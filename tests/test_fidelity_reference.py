@@ -1,4 +1,6 @@
-"""The transformers reference holds 16-bit weights and still computes in fp32 (issue 20, item 5):
+"""Guards: curator.devmodels.cache, curator.fidelity, curator.fidelity.worker
+
+The transformers reference holds 16-bit weights and still computes in fp32 (issue 20, item 5):
 exact on a bf16 checkpoint, within a stated tolerance of the fp32 reference on SmolLM2."""
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""curator register and curator cache ls/rm/verify against the real compiled tiny model, with
+"""Guards: curator.cli.cache, curator.cli.foundry, curator.foundry._native, curator.foundry.manager,
+  curator.register.compiled, curator.register.types, curator.registry, curator.schemas
+
+curator register and curator cache ls/rm/verify against the real compiled tiny model, with
 Foundry Local in subprocesses (its manager is a process-wide singleton)."""
 
 from __future__ import annotations

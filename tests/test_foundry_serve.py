@@ -1,4 +1,6 @@
-"""curator serve, driven by the official openai client over loopback (ephemeral port)."""
+"""Guards: curator.cli.foundry, curator.serve.openai_types
+
+curator serve, driven by the official openai client over loopback (ephemeral port)."""
 
 from __future__ import annotations
 

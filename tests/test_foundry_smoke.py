@@ -1,4 +1,7 @@
-"""curator smoke / chat, the prompt-set format, and the curator.foundry chat API (in subprocesses:
+"""Guards: curator.cli.foundry, curator.cli.imports, curator.errors, curator.foundry.model,
+  curator.prompts
+
+curator smoke / chat, the prompt-set format, and the curator.foundry chat API (in subprocesses:
 the Foundry manager is a process-wide singleton)."""
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Fuzzing the GGUF header reader (curator.gguf.read_gguf_facts, which `curator info`, compile and
+"""Guards: curator.cli.search, curator.errors, curator.gguf
+
+Fuzzing the GGUF header reader (curator.gguf.read_gguf_facts, which `curator info`, compile and
 onboard read a GGUF through): random bytes, claimed lengths of 2^60 that must not allocate, nested
 arrays, unknown types, truncation at every byte, random damage to a valid file. A refusal is an
 InputFileError (GgufTruncated for a short file) of one line; a file the reader accepts, the gguf

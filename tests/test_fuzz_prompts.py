@@ -1,4 +1,6 @@
-"""Fuzzing the prompt-set reader (curator.prompts.load_prompt_set, what `curator smoke --prompts`
+"""Guards: curator.cli.bench, curator.cli.foundry, curator.errors, curator.prompts
+
+Fuzzing the prompt-set reader (curator.prompts.load_prompt_set, what `curator smoke --prompts`
 and `curator bench --prompts` read): random bytes, random JSON, prompt sets with every field
 sometimes wrong (numbers too large for a float, NaN, lone surrogates, control characters, duplicate
 ids, empty conversations). A refusal is an InputFileError of one line; a set the reader accepts is

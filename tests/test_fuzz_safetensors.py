@@ -1,4 +1,7 @@
-"""Fuzzing the safetensors header reader (curator.safetensors_header, which `curator info`, local
+"""Guards: curator.cli.search, curator.compile.source, curator.errors, curator.hub.local,
+  curator.safetensors_header
+
+Fuzzing the safetensors header reader (curator.safetensors_header, which `curator info`, local
 search and compile's parameter count read through): random bytes, hostile header lengths, bad JSON,
 offsets outside the file, overlapping or leaving holes, dtype and shape that disagree with the
 offsets. A refusal is a SafetensorsHeaderError (an InputFileError) of one line; a file the reader

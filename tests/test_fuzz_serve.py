@@ -1,4 +1,6 @@
-"""Fuzzing the serve request parser (the body of POST /v1/chat/completions and /v1/completions as
+"""Guards: curator.cli.foundry, curator.serve.app, curator.serve.limits, curator.serve.openai_types
+
+Fuzzing the serve request parser (the body of POST /v1/chat/completions and /v1/completions as
 curator serve reads it: curator.serve.openai_types.parse_request_json, then parse_chat_request or
 app.parse_completion_request): random bytes, random JSON, requests with every field sometimes
 wrong. A refusal is an ApiError with a 4xx status and a one-line message of a few KB at most whose

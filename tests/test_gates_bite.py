@@ -1,4 +1,7 @@
-"""Tests that bite (issue 17), for the gates added this round: smoke's quality gate and the
+"""Guards: curator.cli.registry, curator.cli.share, curator.errors, curator.foundry.types,
+  curator.prompts, curator.registry.rules, curator.share.files, curator.share.pull, curator.smoke
+
+Tests that bite (issue 17), for the gates added this round: smoke's quality gate and the
 publish/pull verification. In process and fast, so `make mutation` can run them against every
 mutant; each is written as the bug it catches."""
 

@@ -1,4 +1,6 @@
-"""curator.gguf on the real SmolLM2-135M-Instruct Q4_1 GGUF: header facts, fp32 dequantization."""
+"""Guards: curator.errors, curator.gguf, curator.modeldir
+
+curator.gguf on the real SmolLM2-135M-Instruct Q4_1 GGUF: header facts, fp32 dequantization."""
 
 from __future__ import annotations
 

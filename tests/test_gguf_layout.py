@@ -1,4 +1,6 @@
-"""A GGUF file checked against its own tensor table (issue 25 item 10): every tensor's offset and
+"""Guards: curator.cli.compile, curator.cli.search, curator.errors, curator.gguf
+
+A GGUF file checked against its own tensor table (issue 25 item 10): every tensor's offset and
 size inside the file, the alignment, the data section's start; a short file is one line,
 "truncated: ...", naming the file, the size it has and the size its table needs, in `curator info`
 and before any dequantizing."""

@@ -1,4 +1,7 @@
-"""A GGUF file as a compile source (issue 11): a local .gguf, a directory with --gguf-file, a Hub
+"""Guards: curator.cli.compile, curator.cli.search, curator.compile.gguf_child,
+  curator.compile.gguf_source, curator.errors, curator.modeldir
+
+A GGUF file as a compile source (issue 11): a local .gguf, a directory with --gguf-file, a Hub
 repo with --gguf-file. The plan says plainly that the source was already quantized; the work area
 dequantizes it once."""
 

@@ -1,4 +1,9 @@
-"""Tests that bite (issue 17): each one is a small deliberate bug in the guarding code that the rest
+"""Guards: curator.bench.measure, curator.bench.stats, curator.cache, curator.cli.registry,
+  curator.compile, curator.compile.source, curator.errors, curator.modeldir,
+  curator.onboard.pipeline, curator.prompts, curator.registry.diff, curator.registry.rules,
+  curator.registry.store, curator.schemas
+
+Tests that bite (issue 17): each one is a small deliberate bug in the guarding code that the rest
 of the suite let through, written as the bug it catches. All in process and fast, so that
 `make mutation` can run them against every mutant of the registry rules, the review diff, the
 locked store, the cache verification, the bench figures and the trust gates.

@@ -1,4 +1,7 @@
-"""``download_for_compile`` (the compile's download path) and ``curator compile ORG/NAME``
+"""Guards: curator.cli.compile, curator.cli.search, curator.hub, curator.hub.download,
+  curator.hub.errors, curator.hub.files
+
+``download_for_compile`` (the compile's download path) and ``curator compile ORG/NAME``
 downloading from the fake Hub for real; ``curator search --local`` finding what was fetched."""
 
 # ruff: noqa: F811 - the fake Hub fixtures are imported, and tests take them as arguments

@@ -1,4 +1,6 @@
-"""Offline, unreachable, gated, missing and bad-token cases: each a one-line HubError with a hint,
+"""Guards: curator.cli.search, curator.errors, curator.hub, curator.hub.errors
+
+Offline, unreachable, gated, missing and bad-token cases: each a one-line HubError with a hint,
 in process and through ``curator``; the Hub unreachable fails at once (no retries)."""
 
 # ruff: noqa: F811 - the fake Hub fixtures are imported, and tests take them as arguments

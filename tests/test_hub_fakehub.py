@@ -1,4 +1,6 @@
-"""The fake Hub speaks what huggingface_hub 2.4.0 expects: checked with the real client."""
+"""Guards: curator.hub.client, curator.hub.endpoint
+
+The fake Hub speaks what huggingface_hub 2.4.0 expects: checked with the real client."""
 
 # ruff: noqa: F811 - the fake Hub fixtures are imported, and tests take them as arguments
 from __future__ import annotations

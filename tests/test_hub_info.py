@@ -1,4 +1,7 @@
-"""``model_facts`` and ``curator info``: the figures equal what the fixture files hold, and no
+"""Guards: curator.cli.search, curator.hub, curator.hub.facts, curator.hub.feasibility,
+  curator.hub.files, curator.hub.models, curator.recipes
+
+``model_facts`` and ``curator info``: the figures equal what the fixture files hold, and no
 weights are downloaded (safetensors headers are read with range requests)."""
 
 # ruff: noqa: F811 - the fake Hub fixtures are imported, and tests take them as arguments

@@ -1,4 +1,6 @@
-"""``curator info`` against answers huggingface.co really served (tests/fakehub/recorded), replayed
+"""Guards: curator.cli.search, curator.hub, curator.hub.files
+
+``curator info`` against answers huggingface.co really served (tests/fakehub/recorded), replayed
 by the fake Hub with no file endpoints: the facts come from the model info answer, a failed file
 request loses only its own fact, unknown is never 0, and renames (307) are followed everywhere."""
 

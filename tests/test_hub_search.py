@@ -1,4 +1,7 @@
-"""``search_models`` and ``curator search`` against the loopback fake Hub: filters, sorting,
+"""Guards: curator.cli.search, curator.errors, curator.hub, curator.hub.feasibility,
+  curator.hub.models, curator.hub.search, curator.hub.units
+
+``search_models`` and ``curator search`` against the loopback fake Hub: filters, sorting,
 pagination, parameter limits, the compilable filter, and the JSON the CLI prints."""
 
 # ruff: noqa: F811 - the fake Hub fixtures are imported, and tests take them as arguments

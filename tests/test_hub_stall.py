@@ -1,4 +1,6 @@
-"""A Hub that stalls or fails: bounded time, one error line, no retries and none of the library's
+"""Guards: curator.cli.search, curator.hub, curator.hub.errors, curator.hub.transport
+
+A Hub that stalls or fails: bounded time, one error line, no retries and none of the library's
 retry chatter; a stalled file request inside ``info`` loses only its facts."""
 
 # ruff: noqa: F811 - the fake Hub fixtures are imported, and tests take them as arguments

@@ -1,4 +1,7 @@
-"""A Hub that answers the headers and then trickles the body (issue 23 item 1): search, info, the
+"""Guards: curator.cli.search, curator.hub, curator.hub.errors, curator.hub.transport,
+  curator.share.pull
+
+A Hub that answers the headers and then trickles the body (issue 23 item 1): search, info, the
 compile download and pull end in one line and a hint within the deadline plus a few seconds; a
 download that keeps moving is not cut off; sizes are checked before the bytes arrive.
 

@@ -1,4 +1,7 @@
-"""With ``--json``, every curator command and subcommand reports a failure as one JSON object on
+"""Guards: curator.cli.main, curator.cli.registry, curator.cli.search, curator.errors,
+  curator.hub.errors
+
+With ``--json``, every curator command and subcommand reports a failure as one JSON object on
 stdout (``error``, ``hint``, ``code``, ``exit_code``) and exits non-zero: usage errors, CuratorErrors
 and bugs alike. The walk finds every command that has ``--json``, nested groups included."""
 

@@ -1,4 +1,6 @@
-"""Registry review works from the light install: no torch, Olive, onnxruntime or Foundry SDK."""
+"""Guards:
+
+Registry review works from the light install: no torch, Olive, onnxruntime or Foundry SDK."""
 
 from __future__ import annotations
 

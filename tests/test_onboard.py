@@ -1,4 +1,6 @@
-"""`curator onboard` end to end on the small local model: the steps run, a rerun skips compile and
+"""Guards: curator.cli.onboard, curator.onboard.summary, curator.registry
+
+`curator onboard` end to end on the small local model: the steps run, a rerun skips compile and
 registration, and a failing step leaves the team registry as it was."""
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""The onboard summary (issue 25): its review steps run as written from the repository's top
+"""Guards: curator.cli.registry, curator.onboard.pipeline, curator.onboard.summary
+
+The onboard summary (issue 25): its review steps run as written from the repository's top
 against the team registry, it holds no absolute path, its figures are the bench report's medians,
 fidelity is judged against the registry's policy, and it links the Markdown bench report."""
 

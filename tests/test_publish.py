@@ -1,4 +1,7 @@
-"""curator publish against the loopback Hub with the real huggingface_hub client (Git LFS uploads,
+"""Guards: curator.cli.foundry, curator.cli.share, curator.errors, curator.registry,
+  curator.registry.diff, curator.share.publish
+
+curator publish against the loopback Hub with the real huggingface_hub client (Git LFS uploads,
 multipart for model.onnx.data), and the registry's distribution rule.
 
 Fixtures here are shared with tests/test_pull.py.

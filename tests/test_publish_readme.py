@@ -1,4 +1,6 @@
-"""The README's "Sharing models with your team" and "Compiling many models" commands run as
+"""Guards: curator.registry
+
+The README's "Sharing models with your team" and "Compiling many models" commands run as
 written: publish against the loopback Hub, pull on a teammate's machine (its own Foundry cache),
 pull --all, and the matrix of the shipped candidates file."""
 

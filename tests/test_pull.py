@@ -1,4 +1,8 @@
-"""curator pull of a published registry entry: publish then pull against the loopback Hub, every
+"""Guards: curator.cli.cache, curator.cli.pull, curator.cli.registry, curator.cli.share,
+  curator.compile.manifest, curator.errors, curator.jsonio, curator.modeldir, curator.registry,
+  curator.share.publish, curator.share.pull
+
+curator pull of a published registry entry: publish then pull against the loopback Hub, every
 sha256 checked before anything is placed, Foundry Local registration in a subprocess (its manager
 is a process-wide singleton)."""
 

@@ -1,4 +1,6 @@
-"""A gate that sees quality (issue 11): `curator onboard` writes nothing into the registry when smoke
+"""Guards: curator.cli.fidelity, curator.cli.onboard, curator.registry
+
+A gate that sees quality (issue 11): `curator onboard` writes nothing into the registry when smoke
 finds an answer without its expected words or when fidelity breaks the registry's policy; the
 shipped policy refuses the old int4-cpu settings on SmolLM2-135M-Instruct.
 

@@ -1,4 +1,6 @@
-"""The one-tensor quantizers give, bit for bit, what onnxruntime's and Olive's whole-model passes
+"""Guards: curator.quant.kernels, curator.quant.plan
+
+The one-tensor quantizers give, bit for bit, what onnxruntime's and Olive's whole-model passes
 write for the same weight."""
 
 from __future__ import annotations

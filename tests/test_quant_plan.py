@@ -1,4 +1,6 @@
-"""The per-tensor plan: the builder's presets expanded as the builder expands them, overrides in
+"""Guards: curator.quant.plan
+
+The per-tensor plan: the builder's presets expanded as the builder expands them, overrides in
 order, recipe JSON checked."""
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""The README stays true: its command reference and recipes table are generated from the code."""
+"""Guards: curator.cli.reference
+
+The README stays true: its command reference and recipes table are generated from the code."""
 
 from __future__ import annotations
 

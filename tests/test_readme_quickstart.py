@@ -1,4 +1,6 @@
-"""The README's quickstart runs as written, against the loopback fake Hub serving the small test
+"""Guards:
+
+The README's quickstart runs as written, against the loopback fake Hub serving the small test
 model under the quickstart's repository name."""
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The real model (issue 11): SmolLM2-135M-Instruct from its Q4_1 GGUF, compiled with the DEFAULT
+"""Guards: curator.cli.foundry, curator.errors, curator.fidelity.locate, curator.modeldir,
+  curator.prompts
+
+The real model (issue 11): SmolLM2-135M-Instruct from its Q4_1 GGUF, compiled with the DEFAULT
 recipe, keeps the answers its fp32 weights give, under Foundry Local.
 
 Toy models mislead: the old int4 default scored KL 0.004 on the trained toy and answered gibberish

@@ -1,4 +1,7 @@
-"""Recipes as data: the shipped files, the schema, rendering Olive configs, memory predictions."""
+"""Guards: curator.cli.imports, curator.cli.recipes, curator.compile.preflight, curator.errors,
+  curator.recipes
+
+Recipes as data: the shipped files, the schema, rendering Olive configs, memory predictions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Issue 12: the registry review attacked as a pull request would, and with corrupt files.
+"""Guards: curator.cli.registry, curator.errors, curator.jsonio, curator.registry.diff,
+  curator.registry.review, curator.registry.rules, curator.registry.store, curator.schemas
+
+Issue 12: the registry review attacked as a pull request would, and with corrupt files.
 
 Each test is the attack or corruption that once got through, numbered as in the issue.
 """

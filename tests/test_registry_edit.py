@@ -1,4 +1,6 @@
-"""Editing the registry: add/update/remove/show/list, refusals, stable format, concurrency, crashes."""
+"""Guards: curator.cli.registry, curator.errors, curator.registry
+
+Editing the registry: add/update/remove/show/list, refusals, stable format, concurrency, crashes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Issue 23: numbers that stay JSON, hidden characters, Windows paths, files that are not files.
+"""Guards: curator.cli.registry, curator.errors, curator.jsonio, curator.registry.diff,
+  curator.registry.document, curator.registry.review, curator.registry.rules,
+  curator.registry.store
+
+Issue 23: numbers that stay JSON, hidden characters, Windows paths, files that are not files.
 
 Each test is an input that once got through (or hung, or crashed) and what curator does now.
 """

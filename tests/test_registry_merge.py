@@ -1,4 +1,7 @@
-"""curator registry merge: fragments from parallel compile jobs into the registry (deterministic,
+"""Guards: curator.cli.registry, curator.cli.registry_merge, curator.errors, curator.jsonio,
+  curator.registry, curator.registry.merge
+
+curator registry merge: fragments from parallel compile jobs into the registry (deterministic,
 conflicting edits of one id refused with nothing written, the registry's policy kept)."""
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""`curator registry diff` (paths and git revisions), `curator select`, `curator paths`."""
+"""Guards: curator.cli.paths, curator.cli.registry, curator.registry.diff, curator.registry.review
+
+`curator registry diff` (paths and git revisions), `curator select`, `curator paths`."""
 
 from __future__ import annotations
 

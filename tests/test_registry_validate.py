@@ -1,4 +1,6 @@
-"""Schema and semantic rules of registry validation, through the core and the CLI."""
+"""Guards: curator.cli.registry, curator.registry
+
+Schema and semantic rules of registry validation, through the core and the CLI."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-""".github/workflows/registry-review.yml: the base's curator judges the head's registry, and the
+"""Guards: curator.registry.select, curator.resources
+
+.github/workflows/registry-review.yml: the base's curator judges the head's registry, and the
 review is posted whatever happens (issue 12, items 2 and 15).
 
 The workflow's own shell steps are run here, with the environment GitHub Actions would give them,

@@ -1,4 +1,6 @@
-"""Generation on one loaded model as curator serve drives it (curator.foundry.model), in a
+"""Guards: curator.cli.foundry, curator.cli.imports
+
+Generation on one loaded model as curator serve drives it (curator.foundry.model), in a
 fresh process over the real runtime: side-by-side generations give the same answers as one at a
 time, a cancel stops a stream within one token, unloading waits for running generations (and
 refuses, rather than deadlocks, in a thread that holds one), and the context budget matches the

@@ -1,4 +1,6 @@
-"""curator serve answers what clients send, driven by the official openai client against a real
+"""Guards: curator.cli.foundry
+
+curator serve answers what clients send, driven by the official openai client against a real
 server and a real Foundry Local model (the tiny compiled Qwen2): context limits as 400s with the
 numbers, stop strings never emitted, sampling options honoured or refused, JSON mode, tools
 refused, aliases, body and message limits, memory after large requests.

@@ -1,4 +1,7 @@
-"""The request rules of curator serve without a server: what is honoured, what is refused with a
+"""Guards: curator.cli.foundry, curator.foundry, curator.serve.aliases, curator.serve.limits,
+  curator.serve.memory, curator.serve.openai_types, curator.serve.scheduler
+
+The request rules of curator serve without a server: what is honoured, what is refused with a
 400 that says so (never silently ignored), how names resolve, and when the queue says 429."""
 
 from __future__ import annotations

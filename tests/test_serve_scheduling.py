@@ -1,4 +1,6 @@
-"""How curator serve schedules work on one model, with the official openai client against a real
+"""Guards: curator.cli.foundry
+
+How curator serve schedules work on one model, with the official openai client against a real
 server and a real Foundry Local model slow enough to matter (hidden 512, 8 layers, 8192-token
 context: a long answer takes many seconds):
 
