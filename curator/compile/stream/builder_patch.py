@@ -58,6 +58,8 @@ STREAMING_ARCHITECTURES: frozenset[str] = frozenset(
         "Gemma2ForCausalLM",
         "Gemma3ForCausalLM",
         "GraniteForCausalLM",
+        "PhiForCausalLM",
+        "NemotronForCausalLM",
     }
 )
 
@@ -179,10 +181,21 @@ def install() -> None:
 # --- weights ---------------------------------------------------------------------------------
 
 
+def config_architecture(model_dir: Path) -> str | None:
+    """``architectures[0]`` of the checkpoint's config.json."""
+    import json
+
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        return str(config["architectures"][0])
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
 def cannot_stream(builder: Any, input_path: str, checkpoint_dir: Path) -> str | None:
     """Why this build cannot stream (None: it can)."""
     base_load = _ORIGINAL["load_weights"]
-    architecture = getattr(builder, "model_type", "")
+    architecture = config_architecture(checkpoint_dir) or str(getattr(builder, "model_type", ""))
     if architecture not in STREAMING_ARCHITECTURES:
         return f"architecture {architecture} is not one the streaming builder covers yet"
     if (
