@@ -510,6 +510,7 @@ class RungResult:
     anchor: Anchor | None = None
     extra: dict[str, Measured] = field(default_factory=dict)  # e.g. compiles pinned to fewer cores
     note: str = ""
+    pipeline: dict[str, Measured] = field(default_factory=dict)  # register, smoke, bench, fidelity
 
     @property
     def bound_bytes(self) -> float:
@@ -533,6 +534,7 @@ def measure_rung(
     keep: bool = False,
     dense_7b: bool = False,
     compile_7b: bool = False,
+    with_pipeline: bool = False,
     cores: Sequence[int] = (),
 ) -> RungResult:
     ckpt = checkpoint(rung, dense=dense_7b and rung == "7b")
@@ -552,6 +554,11 @@ def measure_rung(
     extra: dict[str, Measured] = {}
     for count in cores:
         extra[f"{count} core(s)"] = compile_measured(ckpt, rung, workdir, count)
+    steps = (
+        pipeline(ckpt, rung, workdir)
+        if with_pipeline and compiled.returncode == 0 and output.is_dir()
+        else {}
+    )
     if not keep:
         shutil.rmtree(output, ignore_errors=True)
     peak = compiled.peak_bytes / GIB
@@ -566,7 +573,53 @@ def measure_rung(
             f" s {anchored.quantize.peak_bytes / GIB:.2f} GiB"
         )
     note = "sparse checkpoint (zeros)" if sparse else ""
-    return RungResult(rung, shape, params, plan, compiled, out_bytes, anchored, extra, note)
+    return RungResult(rung, shape, params, plan, compiled, out_bytes, anchored, extra, note, steps)
+
+
+def pipeline(ckpt: Path, rung: str, workdir: Path) -> dict[str, Measured]:
+    """The rest of the pipeline on the compiled rung, each step's process-tree peak: register
+    (with its load test), smoke, one bench round, fidelity on the first 1024 tokens against the
+    bf16 checkpoint. Random weights: smoke's expected words are not found (exit 1), which does not
+    change what it costs."""
+    model_id = _model_id(rung)
+    registry = workdir / "registry.json"
+    steps = {
+        "register": ["register", model_id, "--registry", str(registry)],
+        "smoke": ["smoke", model_id],
+        "bench": [
+            "bench",
+            "run",
+            model_id,
+            "--rounds",
+            "1",
+            "--warmup",
+            "0",
+            "--out",
+            str(workdir / "bench-out"),
+        ],
+        "fidelity": [
+            "fidelity",
+            model_id,
+            "--reference",
+            str(ckpt),
+            "--max-tokens",
+            "1024",
+            "--registry",
+            str(registry),
+        ],
+    }
+    out: dict[str, Measured] = {}
+    for step, args in steps.items():
+        with heavy_lock():
+            _log(f"{rung}: curator {' '.join(args[:2])} ...")
+            out[step] = run_measured(
+                _curator(*args), workdir / f"{step}-{rung}.log", env=_env(workdir)
+            )
+        _log(
+            f"{rung}: {step} exit {out[step].returncode}, {out[step].seconds:.1f} s, "
+            f"peak {out[step].peak_bytes / GIB:.2f} GiB"
+        )
+    return out
 
 
 def _rows(r: RungResult) -> list[Ratio]:
@@ -627,6 +680,15 @@ def _rows(r: RungResult) -> list[Ratio]:
                 "GiB",
                 f"{1 - PREFLIGHT_TOLERANCE:.2f}-{1 + PREFLIGHT_TOLERANCE:.2f}",
                 abs(ratio - 1) <= PREFLIGHT_TOLERANCE,
+            )
+        )
+    for step, run in r.pipeline.items():
+        rows.append(
+            Ratio(
+                f"{name}: {step} peak RSS vs the compiled model's size (exit {run.returncode})",
+                run.peak_bytes / GIB,
+                (r.output_bytes or 0) / GIB,
+                "GiB",
             )
         )
     if r.output_bytes and a:
@@ -761,6 +823,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dense-7b", action="store_true", help="write the 7B's data (15 GB)")
     parser.add_argument("--compile-7b", action="store_true", help="compile the 7B rung too")
     parser.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="also register, smoke, bench and fidelity each compiled rung (peak of each)",
+    )
+    parser.add_argument(
         "--cores", default="", help="also compile pinned to this many cores (e.g. 1,2; taskset)"
     )
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
@@ -773,6 +840,7 @@ def main(argv: list[str]) -> int:
         keep=args.keep,
         dense_7b=args.dense_7b,
         compile_7b=args.compile_7b,
+        with_pipeline=args.pipeline,
         cores=[int(t) for t in args.cores.split(",") if t.strip()],
     )
     print(render([row for r in results for row in _rows(r)]))
@@ -810,6 +878,7 @@ def _as_json(r: RungResult) -> dict[str, Any]:
             "gguf_bytes": r.anchor.gguf_bytes,
         },
         "extra": {k: m(v) for k, v in r.extra.items()},
+        "pipeline": {k: m(v) for k, v in r.pipeline.items()},
         "note": r.note,
     }
 

@@ -1,4 +1,4 @@
-"""Guards:
+"""Guards: perf.peers
 
 perf.peers pieces that decide its verdicts: the grid-breaking step and the target checks."""
 

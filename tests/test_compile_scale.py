@@ -1,4 +1,4 @@
-"""Guards:
+"""Guards: curator.cli.compile, curator.compile.stream.builder_patch, perf.ladder
 
 A compile's memory does not grow with the model (issue 20): a Qwen2.5-1.5B-shape checkpoint
 (random bf16 weights, real vocabulary, perf.ladder) compiles with int4-cpu within 1.0 byte per

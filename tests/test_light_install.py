@@ -1,4 +1,4 @@
-"""Guards:
+"""Guards: curator.cli.main, curator.cli.registry
 
 Registry review works from the light install: no torch, Olive, onnxruntime or Foundry SDK."""
 

@@ -1,4 +1,4 @@
-"""Guards:
+"""Guards: curator.cli.compile, curator.cli.foundry, curator.cli.search
 
 The README's quickstart runs as written, against the loopback fake Hub serving the small test
 model under the quickstart's repository name."""
