@@ -74,9 +74,11 @@ class FoundryBackend:
         return self._runtime
 
     def load(self, model_id: str) -> float | None:
+        from curator.names import load_registered
+
         runtime = self._get_runtime()
         start = time.perf_counter()
-        self._loaded[model_id] = runtime.load(model_id)
+        self._loaded[model_id] = load_registered(runtime, model_id)  # id, id w/o version, alias
         return (time.perf_counter() - start) * 1000.0
 
     def stream(
@@ -108,7 +110,9 @@ class FoundryBackend:
         return os.getpid()
 
     def token_counter(self, model_id: str) -> TokenCounter | None:
-        return _counter_from_cache(self.cache_dir, model_id)
+        loaded = self._loaded.get(model_id)
+        resolved = str(getattr(loaded, "model_id", model_id)) if loaded is not None else model_id
+        return _counter_from_cache(self.cache_dir, resolved)
 
     def close(self) -> None:
         for model_id in list(self._loaded):

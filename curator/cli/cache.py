@@ -68,9 +68,14 @@ def ls(registry: Path | None, cache_dir: Path | None, as_json: bool) -> None:
 def rm(model_id: str, registry: str | None, cache_dir: Path | None, as_json: bool) -> None:
     """Unregister a model from Foundry Local and delete its directory from the cache."""
     from curator.cache import remove_model
+    from curator.cli.foundry import suggesting
+    from curator.names import resolve_in_cache
 
     chosen = None if registry is None else registry_path(registry or None)
-    result = remove_model(model_id, foundry_cache_dir(cache_dir), chosen)
+    cache = foundry_cache_dir(cache_dir)
+    model_id = resolve_in_cache(cache, model_id)  # an id, id without version or alias
+    with suggesting(cache, model_id):
+        result = remove_model(model_id, cache, chosen)
     out = Output(as_json)
     if as_json:
         out.json(result)
@@ -97,8 +102,14 @@ def verify(model_id: str | None, cache_dir: Path | None, as_json: bool) -> None:
     """Check every artifact's sha256 against the compile manifest (exit 1 naming missing or
     changed files)."""
     from curator.cache import verify_cache
+    from curator.cli.foundry import suggesting
+    from curator.names import resolve_in_cache
 
-    results = verify_cache(foundry_cache_dir(cache_dir), model_id)
+    cache = foundry_cache_dir(cache_dir)
+    if model_id is not None:
+        model_id = resolve_in_cache(cache, model_id)  # an id, id without version or alias
+    with suggesting(cache, model_id or ""):
+        results = verify_cache(cache, model_id)
     out = Output(as_json)
     if as_json:
         out.json([{**_plain(r), "ok": r.ok} for r in results])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -66,13 +68,17 @@ def register(
 ) -> None:
     """Register a compiled model directory (or an id in the cache) with Foundry Local, load-test it,
     and add or update its registry entry."""
+    from curator.names import resolve_in_cache
     from curator.register import register as run_register
 
     out = Output(as_json)
-    with out.step("register and load-test"):
+    cache = foundry_cache_dir(cache_dir)
+    if not Path(path_or_id).expanduser().exists():  # an id, id without version or alias
+        path_or_id = resolve_in_cache(cache, path_or_id)
+    with out.step("register and load-test"), suggesting(cache, path_or_id):
         result = run_register(
             path_or_id,
-            cache_dir=foundry_cache_dir(cache_dir),
+            cache_dir=cache,
             registry=registry_path(registry),
             model_id=model_id,
             alias=alias,
@@ -115,10 +121,11 @@ def chat(
     Interactive: an empty line or Ctrl-D ends, `/reset` forgets the conversation.
     """
     from curator.foundry import runtime
+    from curator.names import load_registered
 
     out = Output()
     with out.step(f"load {model_id}"):
-        model = runtime(foundry_cache_dir(cache_dir)).load(model_id)
+        model = load_registered(runtime(foundry_cache_dir(cache_dir)), model_id)
     history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
 
     def answer(text: str) -> None:
@@ -175,8 +182,10 @@ def smoke(
     cache_dir: Path | None,
     as_json: bool,
 ) -> None:
-    """Load a registered model and run a fixed prompt set; exit 1 naming any prompt that errs,
-    answers empty, lacks its expected words, reports no usage or runs over its time limit."""
+    """Load a registered model and run a fixed prompt set, printing each answer; exit 1 naming any
+    prompt that errs, answers empty, lacks its expected words, answers degenerately (one phrase
+    repeated over most of the answer, an echo of the prompt, another script than the prompt's),
+    reports no usage or runs over its time limit."""
     from curator.smoke import run_smoke
 
     out = Output(as_json)
@@ -188,20 +197,48 @@ def smoke(
     else:
         out.table(
             [
-                (o.id, "ok" if o.ok else "FAIL", o.completion_tokens, f"{o.seconds:.2f}", o.error)
+                (
+                    o.id,
+                    "ok" if o.ok else "FAIL",
+                    o.completion_tokens,
+                    f"{o.seconds:.2f}",
+                    _one_line(o.answer),
+                )
                 for o in report.outcomes
             ],
-            ["prompt", "result", "tokens", "seconds", "error"],
+            ["prompt", "result", "tokens", "seconds", "answer"],
         )
     if not report.passed:
         failures = "; ".join(f"{o.id}: {o.error}" for o in report.outcomes if not o.ok)
         if as_json:
             raise SystemExit(1)
         raise CuratorError(
-            f"smoke failed for {model_id} on {len(report.failed)} prompt(s): {failures}",
-            hint=f"curator chat {model_id} to try it; curator cache verify {model_id}",
+            f"smoke failed for {report.model_id} on {len(report.failed)} prompt(s): {failures}",
+            hint=f"curator chat {report.model_id} to try it; curator cache verify "
+            f"{report.model_id}",
         )
-    out.progress(f"smoke passed: {len(report.outcomes)} prompts on {model_id}")
+    out.progress(f"smoke passed: {len(report.outcomes)} prompts on {report.model_id}")
+
+
+@contextlib.contextmanager
+def suggesting(cache: Path, name: str) -> Iterator[None]:
+    """A NotFound for ``name`` gets "did you mean" the closest model in the cache."""
+    from curator.errors import NotFound
+    from curator.names import cache_suggestion, with_suggestion
+
+    try:
+        yield
+    except NotFound as exc:
+        suggestion = cache_suggestion(cache, name)
+        if suggestion is None:
+            raise
+        raise NotFound(exc.message, hint=with_suggestion(exc.hint, suggestion)) from None
+
+
+def _one_line(answer: str, limit: int = 72) -> str:
+    """An answer on one table line, cut to ``limit`` characters."""
+    flat = " ".join(answer.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
 
 
 def _fields(report: object) -> dict[str, object]:

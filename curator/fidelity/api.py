@@ -66,8 +66,15 @@ def policy_thresholds(registry: Path) -> Thresholds:
 
 def run_fidelity(request: FidelityRequest) -> FidelityReport:
     """Measure, hold to ``--max-kl``/``--min-top1`` (else the registry policy), record."""
+    from curator.errors import NotFound
+    from curator.names import cache_suggestion, resolve_in_cache, with_suggestion
+
     cache = foundry_cache_dir(request.cache_dir)
-    model_dir = find_compiled(cache, request.model)
+    try:  # an id, an id without version or an alias of a compiled model (or a directory)
+        model_dir = find_compiled(cache, resolve_in_cache(cache, request.model))
+    except NotFound as exc:
+        suggestion = cache_suggestion(cache, request.model)
+        raise NotFound(exc.message, hint=with_suggestion(exc.hint, suggestion)) from None
     reference = resolve_reference(request.reference, model_dir, cache)
     text = load_text(request.text)
     model_id = model_label(model_dir)

@@ -9,26 +9,12 @@ from collections.abc import Iterable
 from curator.foundry import RegisteredModel
 
 
-def _version(model: RegisteredModel) -> int:
-    _, _, version = model.id.rpartition(":")
-    return int(version) if version.isdigit() else 0
-
-
-def _preference(model: RegisteredModel) -> tuple[int, int, str]:
-    cpu = 1 if (model.device_type or "CPU").upper() == "CPU" else 0
-    return (cpu, _version(model), model.id)
-
-
 def resolve(name: str, registered: Iterable[RegisteredModel]) -> RegisteredModel | None:
-    """The registered model ``name`` stands for, or None."""
-    models = list(registered)
-    for model in models:
-        if model.id == name:
-            return model
-    candidates = [m for m in models if m.id.rpartition(":")[0] == name] or [
-        m for m in models if m.alias == name
-    ]
-    return max(candidates, key=_preference) if candidates else None
+    """The registered model ``name`` stands for, or None (curator.names.resolve: the one
+    resolver every command uses)."""
+    from curator.names import resolve as resolve_name
+
+    return resolve_name(name, registered)
 
 
 def aliases(registered: Iterable[RegisteredModel]) -> dict[str, RegisteredModel]:
