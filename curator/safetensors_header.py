@@ -78,7 +78,7 @@ class SafetensorsHeader:
     path: Path
     size_bytes: int
     data_offset: int  # 8 + N
-    tensors: tuple[TensorEntry, ...]  # in data order
+    tensors: tuple[TensorEntry, ...]  # in the header's order
     metadata: Mapping[str, str]
 
     @property
@@ -136,7 +136,7 @@ def read_safetensors_header(path: Path | str) -> SafetensorsHeader:
         path=path,
         size_bytes=size,
         data_offset=8 + length,
-        tensors=tuple(sorted(tensors, key=lambda t: (t.begin, t.end, t.name))),
+        tensors=tuple(tensors),
         metadata=metadata,
     )
 

@@ -1,8 +1,9 @@
-"""Guards: curator.cli.search, curator.compile.source, curator.errors, curator.hub.local,
-  curator.safetensors_header
+"""Guards: curator.cli.search, curator.compile.source, curator.compile.stream.checkpoint,
+  curator.errors, curator.fidelity.worker, curator.hub.local, curator.safetensors_header
 
 Fuzzing the safetensors header reader (curator.safetensors_header, which `curator info`, local
-search and compile's parameter count read through): random bytes, hostile header lengths, bad JSON,
+search, compile's parameter count, the streaming builder's checkpoint and fidelity's dtype choice
+read through): random bytes, hostile header lengths, bad JSON,
 offsets outside the file, overlapping or leaving holes, dtype and shape that disagree with the
 offsets. A refusal is a SafetensorsHeaderError (an InputFileError) of one line; a file the reader
 accepts, the safetensors library loads too, with the same tensors.
@@ -22,7 +23,10 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from curator.compile.source import weight_facts
+from curator.compile.stream.checkpoint import _ITEMSIZE as ITEMSIZE
+from curator.compile.stream.checkpoint import Checkpoint, CheckpointError
 from curator.errors import InputFileError
+from curator.fidelity.worker import _safetensors_facts
 from curator.hub.local import safetensors_file_parameters
 from curator.safetensors_header import (
     DTYPE_BITS,
@@ -56,13 +60,21 @@ def check(path: Path, content: bytes) -> SafetensorsHeader | None:
             header = None
         count = safetensors_file_parameters(path)
         facts = weight_facts(path.parent, {})
+        stored = _safetensors_facts(path.parent)
+        try:
+            streamed: int | None = Checkpoint(path.parent).parameters
+        except CheckpointError as exc:
+            assert_one_line(str(exc))
+            streamed = None
     if header is None:
-        assert count is None
+        assert count is None and streamed is None and stored == (None, 0)
         return None
     assert count == header.parameters
     assert facts.parameters == header.parameters
+    if all(t.dtype in ITEMSIZE for t in header.tensors):
+        assert streamed == header.parameters
     at = 0
-    for tensor in header.tensors:  # the tensors tile the data section exactly
+    for tensor in sorted(header.tensors, key=lambda t: (t.begin, t.end)):  # tiling the data
         assert tensor.begin == at and tensor.elements * DTYPE_BITS[tensor.dtype] == 8 * (
             tensor.end - tensor.begin
         )

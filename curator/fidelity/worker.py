@@ -62,23 +62,19 @@ class _GenaiRunner:
 def _safetensors_facts(path: Path) -> tuple[str | None, int]:
     """(the dtype most of the checkpoint's weights are stored in, in torch's spelling; its size in
     bytes) from the safetensors headers alone; (None, 0) when there are none."""
-    import struct
+    from curator.errors import InputFileError
+    from curator.safetensors_header import read_safetensors_header
 
     sizes: dict[str, int] = {}
     for file in sorted(path.glob("*.safetensors")):
-        try:
-            with file.open("rb") as handle:
-                (length,) = struct.unpack("<Q", handle.read(8))
-                header = json.loads(handle.read(length))
-        except (OSError, ValueError, struct.error):
+        try:  # a header checked against its file: a hostile one is skipped, not a traceback
+            header = read_safetensors_header(file)
+        except InputFileError:
             continue
-        for name, entry in header.items():
-            if name == "__metadata__" or not isinstance(entry, dict):
-                continue
-            begin, end = entry.get("data_offsets", (0, 0))
-            dtype = _STORED_DTYPES.get(str(entry.get("dtype")))
+        for entry in header.tensors:
+            dtype = _STORED_DTYPES.get(entry.dtype)
             if dtype:
-                sizes[dtype] = sizes.get(dtype, 0) + int(end) - int(begin)
+                sizes[dtype] = sizes.get(dtype, 0) + entry.end - entry.begin
     if not sizes:
         return None, 0
     return max(sizes, key=lambda d: sizes[d]), sum(sizes.values())

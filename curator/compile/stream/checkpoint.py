@@ -9,7 +9,6 @@ bf16) as torch tensors, or as numpy (bf16 as ``ml_dtypes.bfloat16``).
 from __future__ import annotations
 
 import json
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,25 +66,27 @@ class TensorInfo:
 
 
 def _read_header(path: Path) -> dict[str, TensorInfo]:
-    with path.open("rb") as handle:
-        raw = handle.read(8)
-        if len(raw) != 8:
-            raise CheckpointError(f"{path.name} is not a safetensors file")
-        (size,) = struct.unpack("<Q", raw)
-        if size > HEADER_LIMIT:
-            raise CheckpointError(f"{path.name}: header of {size} bytes")
-        header = json.loads(handle.read(size))
-    base = 8 + size
+    """The tensors of one file, from its header checked against the file
+    (curator.safetensors_header: a hostile header is a CheckpointError, never a traceback)."""
+    from curator.errors import InputFileError
+    from curator.safetensors_header import read_safetensors_header
+
+    try:
+        header = read_safetensors_header(path)
+    except InputFileError as exc:
+        raise CheckpointError(exc.message) from None
     out: dict[str, TensorInfo] = {}
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        dtype = entry["dtype"]
-        if dtype not in _ITEMSIZE:
-            raise CheckpointError(f"{path.name}: tensor {name} has dtype {dtype}")
-        start, stop = entry["data_offsets"]
-        shape = tuple(int(d) for d in entry["shape"])
-        out[name] = TensorInfo(name, path, dtype, shape, base + int(start), int(stop) - int(start))
+    for entry in header.tensors:
+        if entry.dtype not in _ITEMSIZE:
+            raise CheckpointError(f"{path.name}: tensor {entry.name} has dtype {entry.dtype}")
+        out[entry.name] = TensorInfo(
+            entry.name,
+            path,
+            entry.dtype,
+            entry.shape,
+            header.data_offset + entry.begin,
+            entry.end - entry.begin,
+        )
     return out
 
 
