@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from curator.cli._options import cache_dir_option, json_option
+from curator.cli._budget import AUTO, run_budget, wants_budget
+from curator.cli._options import cache_dir_option, json_option, registry_option
 from curator.cli._output import Output
 from curator.compile import CompilePlan, CompileRequest, CompileResult, compile_model
 from curator.errors import CompileError
@@ -113,7 +114,11 @@ def _print_plan(out: Output, plan: CompilePlan) -> None:
 @click.command("compile")
 @click.argument("source")
 @click.option(
-    "--recipe", "recipe", required=True, help="Recipe name (curator recipes list) or .json file."
+    "--recipe",
+    "recipe",
+    default=None,
+    help="Recipe name (curator recipes list) or .json file; `auto`: the smallest model that meets "
+    "the registry policy's fidelity limits.",
 )
 @click.option("--id", "model_id", default=None, help="Model id NAME-VARIANT:VERSION.")
 @click.option("--revision", default=None, help="Hub branch, tag or commit (Hub sources only).")
@@ -123,6 +128,17 @@ def _print_plan(out: Output, plan: CompilePlan) -> None:
     help="Compile this GGUF file of the Hub repo (or directory) SOURCE.",
 )
 @cache_dir_option
+@click.option(
+    "--max-kl",
+    type=float,
+    default=None,
+    help="Fidelity budget: search per-tensor bits for the smallest model whose mean KL on "
+    "`curator fidelity`'s text is at most this (nats).",
+)
+@click.option(
+    "--min-top1", type=float, default=None, help="Fidelity budget: top-1 agreement at least this."
+)
+@registry_option
 @click.option(
     "--calibration",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -159,6 +175,9 @@ def compile_command(
     force: bool,
     dry_run: bool,
     as_json: bool,
+    max_kl: float | None = None,
+    min_top1: float | None = None,
+    registry: Path | None = None,
 ) -> None:
     """Compile SOURCE (a local Hugging Face model directory, a .gguf file or an org/name Hub repo)
     with a recipe (a name, or a recipe .json file) into the Foundry Local cache at
@@ -167,7 +186,7 @@ def compile_command(
     out = Output(as_json)
     request = CompileRequest(
         source=source,
-        recipe=recipe,
+        recipe=recipe or AUTO,
         model_id=model_id,
         revision=revision,
         cache_dir=cache_dir,
@@ -181,6 +200,9 @@ def compile_command(
     )
     _interrupt_on_sigterm()
     try:
+        if wants_budget(recipe, max_kl, min_top1):
+            run_budget(out, request, recipe, max_kl, min_top1, registry, as_json)
+            return
         result = compile_model(request, progress=out.progress)
     except KeyboardInterrupt:
         raise CompileInterrupted(

@@ -1,0 +1,356 @@
+"""``curator compile SOURCE --max-kl X [--min-top1 Y]`` / ``--recipe auto``: the smallest model
+that meets a fidelity budget.
+
+1. sensitivity of every tensor group (cached by the source's sha256, curator.budget.sensitivity);
+2. the cheapest plan whose predicted KL meets the target (curator.budget.search);
+3. the plan written as a recipe file and compiled by the ordinary compile (the streaming
+   CuratorModelBuilder, so only the quantizer's arithmetic differs between plans);
+4. the compiled model measured with ``curator fidelity`` (its fp32 source as the reference, the
+   default text);
+5. when the measurement misses the budget, the prediction is corrected by the ratio measured /
+   predicted and the search runs again (and once more the other way when the first model met
+   the budget with room to spare); the smallest model that met the budget is the one kept.
+
+The accepted recipe file is copied into the model directory and named in the manifest
+(``budget``), so ``curator compile SOURCE --recipe <model dir>/budget-....json`` rebuilds it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from curator.budget.recipe import plan_recipe, recipe_name, write_recipe
+from curator.budget.search import Plan, search
+from curator.budget.sensitivity import Sensitivity, measure_sensitivity
+from curator.compile.types import CompileRequest, CompileResult
+from curator.errors import CuratorError, UsageProblem
+from curator.paths import curator_home
+
+Progress = Callable[[str], None]
+MAX_COMPILES = 4
+ROOM = 0.9  # aim a little under the budget: the measurement, not the prediction, decides
+LOOSEN_BELOW = 0.6  # a first model this far under the budget is worth one cheaper try
+
+
+class BudgetNotMet(CuratorError):
+    """No plan the search tried met the budget."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits the compiled model must meet on ``curator fidelity``'s default text."""
+
+    max_kl: float | None = None
+    min_top1: float | None = None
+    origin: str = "options"
+
+    def met(self, kl: float, top1: float) -> bool:
+        return (self.max_kl is None or kl <= self.max_kl) and (
+            self.min_top1 is None or top1 >= self.min_top1
+        )
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_kl is not None:
+            parts.append(f"KL <= {self.max_kl:g}")
+        if self.min_top1 is not None:
+            parts.append(f"top-1 >= {self.min_top1:.1%}")
+        return " and ".join(parts)
+
+
+def check_budget(max_kl: float | None, min_top1: float | None, origin: str = "options") -> Budget:
+    """A Budget, or UsageProblem (one line, with a hint) for a limit that means nothing."""
+    if max_kl is None and min_top1 is None:
+        raise UsageProblem(
+            "a fidelity budget needs a limit",
+            hint="pass `--max-kl 0.1` and/or `--min-top1 0.8`, or set policy.maxKlDivergence "
+            "in the registry for `--recipe auto`",
+        )
+    if max_kl is not None and (not math.isfinite(max_kl) or max_kl <= 0):
+        raise UsageProblem(
+            f"--max-kl must be a positive number of nats, not {max_kl:g}",
+            hint="try `--max-kl 0.1` (llama.cpp's Q4_K_M is about 0.08 on SmolLM2)",
+        )
+    if min_top1 is not None and (not math.isfinite(min_top1) or not 0 < min_top1 <= 1):
+        raise UsageProblem(
+            f"--min-top1 is a fraction in (0, 1], not {min_top1:g}",
+            hint="try `--min-top1 0.8` for 80% top-1 agreement",
+        )
+    return Budget(max_kl, min_top1, origin)
+
+
+def policy_budget(registry: Path) -> Budget:
+    """``--recipe auto``: the budget of the registry's policy (maxKlDivergence, minTop1Agreement)."""
+    from curator.fidelity.api import policy_thresholds
+
+    limits = policy_thresholds(registry)
+    if limits.max_kl is None and limits.min_top1 is None:
+        raise UsageProblem(
+            f"--recipe auto takes its budget from the registry policy, and {registry} sets neither "
+            "maxKlDivergence nor minTop1Agreement",
+            hint="add them to the registry's policy, or pass `--max-kl X` / `--min-top1 Y`",
+        )
+    return check_budget(limits.max_kl, limits.min_top1, origin=f"policy of {registry}")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One compile of the search: its plan, its recipe, what it measured."""
+
+    recipe: Path
+    predicted_kl: float
+    target_kl: float
+    bytes: int
+    kl: float
+    top1: float
+    seconds: float
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe.name,
+            "targetKl": round(self.target_kl, 6),
+            "predictedKl": round(self.predicted_kl, 6),
+            "bytes": self.bytes,
+            "klMean": round(self.kl, 6),
+            "top1Agreement": round(self.top1, 6),
+            "seconds": round(self.seconds, 1),
+        }
+
+
+@dataclass(frozen=True)
+class BudgetResult:
+    """The kept compile, the budget it meets, and how the search got there."""
+
+    budget: Budget
+    compiled: CompileResult
+    recipe: Path  # the recipe file in the model directory
+    attempts: tuple[Attempt, ...]
+    chosen: int  # index in attempts
+    sensitivity_seconds: float
+    sensitivity_cached: bool
+    seconds: float
+    counts: dict[str, int]
+
+    @property
+    def kl(self) -> float:
+        return self.attempts[self.chosen].kl
+
+    @property
+    def top1(self) -> float:
+        return self.attempts[self.chosen].top1
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "maxKl": self.budget.max_kl,
+            "minTop1": self.budget.min_top1,
+            "from": self.budget.origin,
+            "recipeFile": self.recipe.name,
+            "klMean": round(self.kl, 6),
+            "top1Agreement": round(self.top1, 6),
+            "formats": self.counts,
+            "attempts": [a.to_record() for a in self.attempts],
+            "chosen": self.chosen,
+            "sensitivitySeconds": round(self.sensitivity_seconds, 1),
+            "sensitivityCached": self.sensitivity_cached,
+            "searchSeconds": round(self.seconds, 1),
+        }
+
+
+def _say(progress: Progress | None, message: str) -> None:
+    if progress:
+        progress(message)
+
+
+def _next_target(budget: Budget, attempts: list[Attempt], target: float) -> float:
+    """The summed-cost target for the next plan, from how the last prediction fared."""
+    last = attempts[-1]
+    ratio = last.kl / max(last.predicted_kl, 1e-9)
+    if budget.max_kl is not None and last.kl > budget.max_kl:
+        return ROOM * budget.max_kl / ratio
+    if budget.min_top1 is not None and last.top1 < budget.min_top1:
+        return min(target, last.predicted_kl) * 0.6
+    # met: try a cheaper plan aimed just under the budget
+    goal = budget.max_kl if budget.max_kl is not None else last.kl / LOOSEN_BELOW
+    return ROOM * goal / ratio
+
+
+def compile_to_budget(
+    request: CompileRequest,
+    budget: Budget,
+    *,
+    progress: Progress | None = None,
+    threads: int | None = None,
+    max_compiles: int = MAX_COMPILES,
+    sensitivity_tokens: int | None = None,
+    home: Path | None = None,
+) -> BudgetResult:
+    """Compile ``request.source`` into the smallest plan that meets ``budget`` (see module doc)."""
+    from curator.compile.api import compile_model
+    from curator.compile.source import resolve_source
+    from curator.fidelity import default_reference, load_text, measure_fidelity
+
+    started = time.monotonic()
+    source = resolve_source(
+        request.source, request.revision, download=True, gguf_file=request.gguf_file
+    )
+    if source.local_dir is None:
+        raise UsageProblem(
+            f"{request.source} has no local checkpoint to measure",
+            hint="download it first with `curator compile SOURCE --dry-run`",
+        )
+    _say(progress, "budget: sensitivity of each tensor group (once per source) ...")
+    kwargs: dict[str, Any] = {"threads": threads, "home": home}
+    if sensitivity_tokens:
+        kwargs["tokens"] = sensitivity_tokens
+    sensitivity = measure_sensitivity(source.local_dir, **kwargs)
+    _say(
+        progress,
+        f"budget: {len(sensitivity.groups)} groups, sensitivity "
+        + ("cached" if sensitivity.cached else f"measured in {sensitivity.seconds:.0f} s"),
+    )
+    work = (home or curator_home()) / "budget" / "recipes" / sensitivity.source_sha256[:16]
+    text = load_text()
+    name = recipe_name(budget.max_kl, budget.min_top1)
+    target = ROOM * budget.max_kl if budget.max_kl is not None else 0.1
+    attempts: list[Attempt] = []
+    results: list[tuple[CompileResult, Path, Plan]] = []
+    tried: set[tuple[tuple[str, str], ...]] = set()
+    for index in range(max_compiles):
+        plan = search(sensitivity, target)
+        key = tuple((c.group, c.format) for c in plan.choices)
+        if key in tried:
+            break  # the correction leads back to a plan already measured
+        tried.add(key)
+        summary = (
+            f"Found by `curator compile --max-kl/--min-top1` for {budget.describe()} on "
+            f"{source.repo}: " + ", ".join(f"{n} x{c}" for n, c in plan.counts().items())
+        )
+        path = write_recipe(plan_recipe(plan, name=f"{name}-try{index + 1}", summary=summary), work)
+        _say(
+            progress,
+            f"budget: try {index + 1}: predicted KL {plan.predicted_kl:.4f}, "
+            f"{plan.bytes / 2**20:.1f} MiB; compiling ...",
+        )
+        compiled = compile_model(
+            dataclasses.replace(request, recipe=str(path), force=request.force or index > 0),
+            progress=progress,
+        )
+        assert compiled.path is not None
+        fidelity = measure_fidelity(
+            compiled.path, default_reference(compiled.path), text, threads=threads
+        )
+        attempts.append(
+            Attempt(
+                recipe=path,
+                predicted_kl=plan.predicted_kl,
+                target_kl=target,
+                bytes=compiled.total_bytes,
+                kl=fidelity.kl_mean,
+                top1=fidelity.top1_agreement,
+                seconds=time.monotonic() - started,
+            )
+        )
+        results.append((compiled, path, plan))
+        met = budget.met(fidelity.kl_mean, fidelity.top1_agreement)
+        _say(
+            progress,
+            f"budget: try {index + 1}: KL {fidelity.kl_mean:.4f}, top-1 "
+            f"{fidelity.top1_agreement:.1%}, {compiled.total_bytes / 2**20:.1f} MiB: "
+            + ("meets the budget" if met else "misses the budget"),
+        )
+        passing = [a for a in attempts if budget.met(a.kl, a.top1)]
+        if met and (
+            len(passing) > 1
+            or budget.max_kl is None
+            or fidelity.kl_mean >= LOOSEN_BELOW * budget.max_kl
+        ):
+            break
+        if not met and not plan.reachable:
+            break  # the most faithful plan there is already missed
+        target = _next_target(budget, attempts, target)
+    passing_indices = [i for i, a in enumerate(attempts) if budget.met(a.kl, a.top1)]
+    if not passing_indices:
+        best = min(attempts, key=lambda a: a.kl)
+        raise BudgetNotMet(
+            f"no plan met {budget.describe()} ({len(attempts)} compiled; the best measured "
+            f"KL {best.kl:.4f}, top-1 {best.top1:.1%}; kept in the cache as the last try)",
+            hint="loosen the budget, or compile with `--recipe int8-cpu`",
+        )
+    chosen = min(passing_indices, key=lambda i: attempts[i].bytes)
+    compiled, path, plan = results[chosen]
+    if chosen != len(attempts) - 1:  # a later, cheaper try missed: rebuild the one kept
+        _say(progress, f"budget: rebuilding try {chosen + 1}, the smallest that met the budget")
+        compiled = compile_model(
+            dataclasses.replace(request, recipe=str(path), force=True), progress=progress
+        )
+    assert compiled.path is not None
+    final = _finish(compiled, path, name)
+    result = BudgetResult(
+        budget=budget,
+        compiled=compiled,
+        recipe=final,
+        attempts=tuple(attempts),
+        chosen=chosen,
+        sensitivity_seconds=sensitivity.seconds,
+        sensitivity_cached=sensitivity.cached,
+        seconds=time.monotonic() - started,
+        counts=plan.counts(),
+    )
+    _record(compiled, result, sensitivity)
+    return result
+
+
+def _finish(compiled: CompileResult, recipe: Path, name: str) -> Path:
+    """The accepted recipe, renamed to ``<name>.json`` in the model directory."""
+    import json
+
+    from curator.jsonio import write_json_atomic
+
+    assert compiled.path is not None
+    document = json.loads(recipe.read_text(encoding="utf-8"))
+    document["name"] = name
+    target = compiled.path / f"{name}.json"
+    write_json_atomic(target, document)
+    return target
+
+
+def _record(compiled: CompileResult, result: BudgetResult, sensitivity: Sensitivity) -> None:
+    """The budget, the search and the recipe file in the compile manifest (its artifact too)."""
+    from curator.jsonio import read_json, write_json_atomic
+    from curator.modeldir import MANIFEST_NAME, sha256_file
+
+    assert compiled.path is not None
+    manifest_path = compiled.path / MANIFEST_NAME
+    manifest = read_json(manifest_path, "compile manifest")
+    if not isinstance(manifest, dict):
+        return
+    record = result.to_record()
+    record["sensitivity"] = {
+        "sourceSha256": sensitivity.source_sha256,
+        "tokens": sensitivity.tokens,
+        "validation": sensitivity.validation,
+    }
+    manifest["budget"] = record
+    build = manifest.get("build")
+    if isinstance(build, dict):
+        recipe_sha = sha256_file(result.recipe)
+        build["recipe"] = result.recipe.stem
+        build["recipeSha256"] = recipe_sha
+        artifacts = [a for a in build.get("artifacts", []) if a.get("path") != result.recipe.name]
+        artifacts.append(
+            {
+                "path": result.recipe.name,
+                "sha256": recipe_sha,
+                "bytes": result.recipe.stat().st_size,
+            }
+        )
+        build["artifacts"] = sorted(artifacts, key=lambda a: str(a.get("path")))
+    write_json_atomic(manifest_path, manifest)
+    shutil.rmtree(result.attempts[0].recipe.parent, ignore_errors=True)

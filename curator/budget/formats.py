@@ -1,0 +1,98 @@
+"""The per-tensor quantization formats a budget can choose from, and what each costs on disk.
+
+A format is what onnxruntime's ``MatMulNBits`` (and ``GatherBlockQuantized`` for the embedding)
+can hold with the pinned runtime: 4 or 8 bits, a block size along the input dimension, an fp32
+scale per block, and a zero point per block when asymmetric (packed like the weights for RTN and
+k-quant, an fp32 value for HQQ). Pure Python: no numpy here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Algorithm = Literal["k_quant", "rtn", "hqq"]
+ALGORITHMS: tuple[Algorithm, ...] = ("k_quant", "rtn", "hqq")
+SCALE_BYTES = 4  # the compiled CPU models keep fp32 scales
+
+
+@dataclass(frozen=True, order=True)
+class Format:
+    """How one tensor is stored: ``bits`` per weight, ``block`` weights per scale."""
+
+    bits: int
+    block: int
+    symmetric: bool = False
+    algorithm: Algorithm = "k_quant"
+
+    @property
+    def name(self) -> str:
+        """``q4-b32-asym-k_quant``: stable, used as a key in caches and recipe files."""
+        return f"q{self.bits}-b{self.block}-{'sym' if self.symmetric else 'asym'}-{self.algorithm}"
+
+    def bytes_for(self, rows: int, cols: int) -> int:
+        """Bytes on disk of a ``rows`` x ``cols`` weight blocked along ``cols`` (the input side)."""
+        blocks = -(-cols // self.block)
+        data = rows * blocks * self.block * self.bits // 8
+        scales = rows * blocks * SCALE_BYTES
+        if self.symmetric:
+            zeros = 0
+        elif self.algorithm == "hqq":
+            zeros = rows * blocks * SCALE_BYTES  # HQQ keeps float zero points
+        else:
+            zeros = rows * -(-blocks * self.bits // 8)  # packed like the weights, per row
+        return data + scales + zeros
+
+    def bits_per_weight(self, cols: int = 4096) -> float:
+        return 8 * self.bytes_for(1, cols) / cols
+
+
+def parse_format(name: str) -> Format:
+    """The inverse of :attr:`Format.name`; ValueError when it is not one."""
+    parts = name.split("-")
+    if len(parts) != 4 or not parts[0].startswith("q") or not parts[1].startswith("b"):
+        raise ValueError(f"not a format name: {name!r} (expected e.g. q4-b32-asym-k_quant)")
+    bits, block = int(parts[0][1:]), int(parts[1][1:])
+    if bits not in (4, 8):
+        raise ValueError(f"{name!r}: bits must be 4 or 8")
+    if block not in (16, 32, 64, 128, 256):
+        raise ValueError(f"{name!r}: block must be 16, 32, 64, 128 or 256")
+    if parts[2] not in ("sym", "asym"):
+        raise ValueError(f"{name!r}: expected sym or asym")
+    algorithm = parts[3]
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"{name!r}: algorithm must be one of {', '.join(ALGORITHMS)}")
+    fmt = Format(bits, block, parts[2] == "sym", algorithm)
+    if fmt.algorithm == "hqq" and fmt.symmetric:
+        raise ValueError(f"{name!r}: HQQ is asymmetric only")
+    return fmt
+
+
+# What the sensitivity pass weighs for every MatMul group, cheapest first: 4-bit RTN at block 64,
+# 4-bit k-quant at blocks 32 (the anchor, measured on every group) and 16, and 8-bit symmetric
+# RTN at block 64 (about Q8_0's size): ~4.6 to 8.5 bits per weight. HQQ is a format a recipe may
+# name, but not a default candidate: onnxruntime's HQQ took 25 s for one 1536x576 tensor here
+# (k-quant 2-5 s, RTN 0.1 s). Blocks that do not divide the input size are padded, which costs
+# bytes (block 128 on SmolLM2's 576-wide layers), so 64 rather than 128.
+CANDIDATES: tuple[Format, ...] = (
+    Format(4, 64, False, "rtn"),
+    Format(4, 32, False, "k_quant"),
+    Format(4, 16, False, "k_quant"),
+    Format(8, 64, True, "rtn"),
+)
+# The embedding's Gather is quantized with RTN only (GatherBlockQuantized, uint zero points).
+EMBEDDING_CANDIDATES: tuple[Format, ...] = (
+    Format(4, 64, False, "rtn"),
+    Format(4, 32, False, "rtn"),
+    Format(8, 64, False, "rtn"),
+)
+
+
+def tensor_quant(fmt: Format) -> dict[str, object]:
+    """The ``tensor_overrides`` fields (curator.quant.plan) that give a node this format."""
+    return {
+        "bits": fmt.bits,
+        "block_size": fmt.block,
+        "symmetric": fmt.symmetric,
+        "algo": fmt.algorithm,
+    }

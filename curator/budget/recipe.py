@@ -1,0 +1,95 @@
+"""A plan as a recipe file anyone can rerun: ``curator compile SOURCE --recipe budget-....json``.
+
+The recipe is an ordinary ``CuratorModelBuilder`` recipe (curator.quant.plan): 4-bit k-quant block
+32 as the base, the embedding gather's format in ``embedding_quant``, and one ``tensor_overrides``
+entry per group naming the model builder's node(s) of that group with the group's format.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from curator.budget.formats import parse_format, tensor_quant
+from curator.budget.groups import EMBEDDING, LM_HEAD
+from curator.budget.search import Plan
+from curator.jsonio import write_json_atomic
+
+_PATTERNS = {
+    "qkv": r"re:/model/layers\.{i}/attn/(qkv|q|k|v)_proj/MatMul",
+    "o": "/model/layers.{i}/attn/o_proj/MatMul",
+    "gate_up": r"re:/model/layers\.{i}/mlp/(gate_up|gate|up)_proj/MatMul",
+    "down": "/model/layers.{i}/mlp/down_proj/MatMul",
+}
+_LAYER_GROUP = re.compile(r"^layers\.(\d+)\.(\w+)$")
+
+
+def node_pattern(group: str) -> str | None:
+    """The ``tensor_overrides`` match of the builder node(s) holding ``group`` (None: embedding)."""
+    if group == EMBEDDING:
+        return None
+    if group == LM_HEAD:
+        return "/lm_head/MatMul"
+    found = _LAYER_GROUP.match(group)
+    if not found or found.group(2) not in _PATTERNS:
+        raise ValueError(f"no model builder node is known for tensor group {group!r}")
+    return _PATTERNS[found.group(2)].format(i=int(found.group(1)))
+
+
+def recipe_name(max_kl: float | None, min_top1: float | None) -> str:
+    """``budget-kl0.1`` style, but within the recipe name pattern: ``budget-kl-0-1-top1-80``."""
+    parts = ["budget"]
+    if max_kl is not None:
+        parts.append("kl-" + f"{max_kl:g}".replace(".", "-").replace("e-0", "e-"))
+    if min_top1 is not None:
+        parts.append("top1-" + f"{100 * min_top1:g}".replace(".", "-"))
+    return "-".join(parts).lower()
+
+
+def plan_recipe(
+    plan: Plan,
+    *,
+    name: str,
+    summary: str,
+) -> dict[str, Any]:
+    """The recipe document of ``plan`` (schemas/recipe.schema.json)."""
+    overrides: list[dict[str, Any]] = []
+    embedding: dict[str, Any] | None = None
+    for choice in plan.choices:
+        fields = tensor_quant(parse_format(choice.format))
+        pattern = node_pattern(choice.group)
+        if pattern is None:
+            embedding = {k: v for k, v in fields.items() if k != "algo"}
+            continue
+        overrides.append({"match": pattern, **fields})
+    config: dict[str, Any] = {
+        "precision": "int4",
+        "int4_block_size": 32,
+        "int4_accuracy_level": 4,
+        "int4_is_symmetric": False,
+        "int4_algo_config": "k_quant",
+        "tensor_overrides": overrides,
+    }
+    if embedding is not None:
+        config["embedding_quant"] = embedding
+    return {
+        "name": name,
+        "description": summary[:300],
+        "device": "cpu",
+        "execution_provider": "CPUExecutionProvider",
+        "precision": "int4",
+        "variant": "generic-cpu",
+        "passes": [{"name": "builder", "type": "CuratorModelBuilder", "config": config}],
+        "needs": [],
+        "ram_factor": 9.0,
+        "run_bytes_per_parameter": 1.2,
+    }
+
+
+def write_recipe(document: dict[str, Any], directory: Path) -> Path:
+    """``<directory>/<name>.json`` (atomic); the file name is the recipe's name, as recipes need."""
+    path = directory / f"{document['name']}.json"
+    directory.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, document)
+    return path

@@ -1,0 +1,122 @@
+"""The search: the cheapest format for every group such that the predicted KL meets a target.
+
+Predicted KL is the sum of the groups' costs (each measured with that group alone quantized), times
+a correction learnt from measuring the compiled model (sums of single-group costs under- or
+over-state what all groups together do; :func:`curator.budget.api.compile_to_budget` adjusts).
+Every group starts at its smallest format; the search then takes, again and again, the upgrade
+that buys the most KL per byte. Upgrades run along each group's lower convex hull of
+(bytes, cost), so each group's steps come in falling order of efficiency and the greedy choice is
+the optimum of the relaxed problem (a multiple-choice knapsack). Pure Python.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+from curator.budget.sensitivity import Sensitivity
+
+
+@dataclass(frozen=True)
+class Option:
+    format: str
+    bytes: int
+    cost: float
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The format chosen for one group."""
+
+    group: str
+    format: str
+    bytes: int
+    cost: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every group's format, the predicted KL (sum of costs) and the file's predicted bytes."""
+
+    choices: tuple[Choice, ...]
+    predicted_kl: float
+    bytes: int
+    target_kl: float
+    reachable: bool
+
+    def format_of(self, group: str) -> str:
+        return next(c.format for c in self.choices if c.group == group)
+
+    def counts(self) -> dict[str, int]:
+        """How many groups got each format (for a one-line summary)."""
+        out: dict[str, int] = {}
+        for choice in self.choices:
+            out[choice.format] = out.get(choice.format, 0) + 1
+        return dict(sorted(out.items()))
+
+
+def hull(options: list[Option]) -> list[Option]:
+    """The options worth considering, cheapest first: each costs more bytes and less KL than the
+    one before, at a falling KL saved per byte (the lower convex hull)."""
+    frontier: list[Option] = []
+    for option in sorted(options, key=lambda o: (o.bytes, o.cost)):
+        if frontier and option.cost >= frontier[-1].cost:
+            continue  # dominated: more bytes, no less KL
+        frontier.append(option)
+    out: list[Option] = []
+    for option in frontier:
+        while len(out) >= 2:
+            a, b = out[-2], out[-1]
+            # drop b when a->option saves KL per byte at least as well as a->b
+            if (a.cost - b.cost) * (option.bytes - a.bytes) <= (a.cost - option.cost) * (
+                b.bytes - a.bytes
+            ):
+                out.pop()
+            else:
+                break
+        out.append(option)
+    return out
+
+
+def options_of(sensitivity: Sensitivity, group: str) -> list[Option]:
+    costs = sensitivity.cost.get(group, {})
+    sizes = sensitivity.sizes.get(group, {})
+    return [Option(name, int(sizes[name]), float(costs[name])) for name in costs if name in sizes]
+
+
+def search(sensitivity: Sensitivity, target_kl: float) -> Plan:
+    """The smallest plan whose summed cost is at most ``target_kl`` (or the most faithful plan
+    there is, ``reachable=False``, when no plan gets there)."""
+    hulls = {g.name: hull(options_of(sensitivity, g.name)) for g in sensitivity.groups}
+    hulls = {name: steps for name, steps in hulls.items() if steps}
+    position = dict.fromkeys(hulls, 0)
+    total = sum(steps[0].cost for steps in hulls.values())
+    heap: list[tuple[float, str]] = []
+
+    def push(name: str) -> None:
+        steps, at = hulls[name], position[name]
+        if at + 1 < len(steps):
+            now, nxt = steps[at], steps[at + 1]
+            gain = (now.cost - nxt.cost) / max(nxt.bytes - now.bytes, 1)
+            heapq.heappush(heap, (-gain, name))
+
+    for name in hulls:
+        push(name)
+    while total > target_kl and heap:
+        _, name = heapq.heappop(heap)
+        steps, at = hulls[name], position[name]
+        total += steps[at + 1].cost - steps[at].cost
+        position[name] = at + 1
+        push(name)
+    choices = tuple(
+        Choice(name, hulls[name][at].format, hulls[name][at].bytes, hulls[name][at].cost)
+        for name, at in position.items()
+    )
+    size = sum(c.bytes for c in choices) + sensitivity.other_bytes
+    return Plan(
+        choices=choices,
+        predicted_kl=max(total, 0.0),
+        bytes=size,
+        target_kl=target_kl,
+        reachable=total <= target_kl,
+    )

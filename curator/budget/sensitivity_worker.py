@@ -1,0 +1,269 @@
+"""The sensitivity subprocess: ``python -m curator.budget.sensitivity_worker REQUEST.json RESULT.json``.
+
+Loads the fp32 checkpoint with transformers, runs a calibration text through it once (keeping the
+reference next-token distributions, each decoder layer's input, and each Linear's input
+covariance), then for every tensor group and every candidate format:
+
+- **measured** (``measure`` formats): the group alone is quantized and dequantized in place with
+  onnxruntime's own quantizer functions (the arithmetic the compile uses), the model is re-run from
+  that group's layer onwards, and the mean KL(reference || quantized) over the calibration tokens is
+  the group's cost;
+- **proxy** (every format): the output error energy ``tr(dW C dW^T)`` with ``C`` the input
+  covariance of the calibration pass (llama.cpp's importance matrix keeps only C's diagonal).
+
+The parent (curator.budget.sensitivity) turns both into one cost table. Torch, numpy and
+onnxruntime are imported here only.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def fake_quantize(weight: Any, fmt: Any, gather: bool = False) -> tuple[Any, int]:
+    """``weight`` (rows x cols, blocks along cols) quantized to ``fmt`` with the compile's own
+    kernels (curator.quant.kernels) and dequantized: (fp32 array, bytes on disk).
+    ValueError when the format cannot hold a tensor of this shape."""
+    import numpy as np
+
+    from curator.quant.kernels import quantize_gather, quantize_matmul
+    from curator.quant.plan import TensorQuant
+
+    quant = TensorQuant(
+        bits=fmt.bits, block_size=fmt.block, symmetric=fmt.symmetric, algo=fmt.algorithm
+    )
+    w = np.ascontiguousarray(weight, dtype=np.float32)
+    packed = quantize_gather(w, quant) if gather else quantize_matmul(w, quant)
+    return packed.dequantize(), int(packed.nbytes)
+
+
+SAMPLE_ROWS = 256  # rows per tensor a proxy-only format is weighed on
+
+
+def _format(name: str) -> Any:
+    from curator.budget.formats import parse_format
+
+    return parse_format(name)
+
+
+class _Model:
+    """The checkpoint plus what replaying it from one decoder layer needs."""
+
+    def __init__(self, path: Path, threads: int | None) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.torch = torch
+        model: Any = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+        model.eval()
+        self.model = model
+        self.layers: Any = model.model.layers
+        self.norm: Any = model.model.norm
+        self.head: Any = model.get_output_embeddings()
+        embed = model.get_input_embeddings()
+        if self.head is not None and self.head.weight is embed.weight:
+            # the compile stores the tied table twice (a Gather and the lm_head MatMul), each
+            # quantized on its own: so are they here
+            self.head.weight = torch.nn.Parameter(embed.weight.detach().clone())
+        self.softcap = getattr(model.config, "final_logit_softcapping", None)
+        self.inputs: list[Any] = []
+        self.kwargs: list[dict[str, Any]] = []
+
+    def parameter(self, name: str) -> Any:
+        return self.model.get_parameter(name)
+
+    def capture(self, ids: Any) -> Any:
+        """Full forward pass keeping every decoder layer's input; returns the logits."""
+        torch = self.torch
+        handles = []
+        self.inputs, self.kwargs = [], []
+
+        def keep(_module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+            hidden = args[0] if args else kwargs["hidden_states"]
+            self.inputs.append(hidden.detach().clone())
+            rest = {k: v for k, v in kwargs.items() if k != "hidden_states"}
+            rest["past_key_values"] = None
+            rest["use_cache"] = False
+            self.kwargs.append(rest)
+
+        for layer in self.layers:
+            handles.append(layer.register_forward_pre_hook(keep, with_kwargs=True))
+        try:
+            with torch.inference_mode():
+                out = self.model(ids, use_cache=False)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return out.logits[0].float()
+
+    def full(self, ids: Any) -> Any:
+        with self.torch.inference_mode():
+            return self.model(ids, use_cache=False).logits[0].float()
+
+    def replay(self, start: int) -> Any:
+        """Logits from decoder layer ``start`` onwards, fed the captured input of that layer."""
+        torch = self.torch
+        with torch.inference_mode():
+            hidden = self.inputs[start]
+            for index in range(start, len(self.layers)):
+                out = self.layers[index](hidden, **self.kwargs[index])
+                hidden = out[0] if isinstance(out, tuple) else out
+            logits = self.head(self.norm(hidden))
+            if self.softcap:
+                logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits[0].float()
+
+
+def _kl(torch: Any, ref_logp: Any, logits: Any) -> float:
+    logp = torch.log_softmax(logits.double(), dim=-1)
+    kl = (ref_logp.exp() * (ref_logp - logp)).sum(-1).clamp(min=0)
+    return float(kl[:-1].mean())
+
+
+def _covariances(model: _Model, groups: list[dict[str, Any]], ids: Any) -> dict[str, Any]:
+    """Input covariance X^T X / n of every tensor in ``groups`` (float64, cols x cols)."""
+    torch = model.torch
+    by_param: dict[str, Any] = {}
+    modules = dict(model.model.named_modules())
+    wanted: dict[int, list[str]] = {}
+    for group in groups:
+        for tensor in group["tensors"]:
+            owner = tensor[: -len(".weight")]
+            module = modules.get(owner)
+            if isinstance(module, torch.nn.Linear):
+                wanted.setdefault(id(module), []).append(tensor)
+    sums: dict[int, Any] = {}
+    counts: dict[int, int] = {}
+
+    def hook(module: Any, args: Any) -> None:
+        x = args[0].detach().reshape(-1, args[0].shape[-1]).double()
+        key = id(module)
+        sums[key] = sums.get(key, 0) + x.T @ x
+        counts[key] = counts.get(key, 0) + x.shape[0]
+
+    handles = [m.register_forward_pre_hook(hook) for m in model.model.modules() if id(m) in wanted]
+    try:
+        with torch.inference_mode():
+            model.model(ids, use_cache=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for key, names in wanted.items():
+        if key in sums:
+            for name in names:
+                by_param[name] = sums[key] / counts[key]
+    return by_param
+
+
+def run(request: dict[str, Any]) -> dict[str, Any]:
+    import torch
+    from transformers import AutoTokenizer
+
+    started = time.monotonic()
+    source = Path(request["source"])
+    model = _Model(source, request.get("threads"))
+    tokenizer: Any = AutoTokenizer.from_pretrained(str(source))
+    text = Path(request["text_file"]).read_text(encoding="utf-8")
+    ids_all = tokenizer(text, return_tensors="pt")["input_ids"][0]
+    tokens = int(request["tokens"])
+    ids = ids_all[:tokens].reshape(1, -1)
+    groups: list[dict[str, Any]] = request["groups"]
+    measure = [_format(n) for n in request["measure"]]
+    proxy_formats = [_format(n) for n in request["proxy"]]
+    embedding_formats = [_format(n) for n in request["embedding_formats"]]
+    validate_formats = [_format(n) for n in request.get("validate_formats", [])]
+    validate_groups = set(request.get("validate_groups", []))
+
+    reference = model.capture(ids)
+    ref_logp = torch.log_softmax(reference.double(), dim=-1)
+    replay_ok = bool((model.replay(0) - reference).abs().max() < 1e-3)
+    covariance = _covariances(model, groups, ids)
+    # the embedding's error enters once per occurrence of each token
+    counts = torch.bincount(
+        ids[0], minlength=int(model.model.get_input_embeddings().weight.shape[0])
+    )
+    measured: dict[str, dict[str, float]] = {}
+    proxy: dict[str, dict[str, float]] = {}
+    sizes: dict[str, dict[str, int]] = {}
+    for group in groups:
+        params = {t: model.parameter(t) for t in group["tensors"]}
+        originals = {t: p.detach().clone() for t, p in params.items()}
+        layer = group.get("layer")
+        proxy[group["name"]] = {}
+        sizes[group["name"]] = {}
+        measured[group["name"]] = {}
+        extra = validate_formats if group["name"] in validate_groups else []
+        is_embedding = group["kind"] == "embedding"
+        if is_embedding:
+            candidates = set(embedding_formats)
+            wanted = {embedding_formats[1]} | (set(embedding_formats) if extra else set())
+        else:
+            candidates = set(proxy_formats)
+            wanted = set(measure) | set(extra)
+        for fmt in sorted(wanted | candidates):
+            full = fmt in wanted
+            energy, size = 0.0, 0
+            try:
+                for tensor, original in originals.items():
+                    rows, cols = original.shape
+                    size += fmt.bytes_for(rows, cols)
+                    # a format only weighed by the proxy is weighed on a sample of rows (each row's
+                    # blocks are quantized on their own), scaled back up
+                    step = 1 if full else max(1, rows // SAMPLE_ROWS)
+                    sample = original if step == 1 else original[::step][: 2 * (rows // step // 2)]
+                    quantized, _ = fake_quantize(sample.numpy(), fmt, gather=is_embedding)
+                    quantized = torch.from_numpy(quantized)
+                    delta = quantized.double() - sample.double()
+                    cov = covariance.get(tensor)
+                    if is_embedding:
+                        weights = counts.double()[::step][: delta.shape[0]] + 1.0
+                        part = float((weights * (delta * delta).sum(-1)).sum() / len(ids[0]))
+                    elif cov is not None:
+                        part = float(((delta @ cov) * delta).sum())
+                    else:
+                        part = float((delta * delta).sum())
+                    energy += part * rows / delta.shape[0]
+                    if full:
+                        with torch.no_grad():
+                            params[tensor].copy_(quantized)
+            except ValueError:  # this format cannot hold the group's shapes
+                with torch.no_grad():
+                    for tensor, original in originals.items():
+                        params[tensor].copy_(original)
+                continue
+            proxy[group["name"]][fmt.name] = energy
+            sizes[group["name"]][fmt.name] = size
+            if full:
+                if layer is not None and replay_ok:
+                    logits = model.replay(int(layer))
+                else:
+                    logits = model.full(ids)
+                measured[group["name"]][fmt.name] = _kl(torch, ref_logp, logits)
+                with torch.no_grad():
+                    for tensor, original in originals.items():
+                        params[tensor].copy_(original)
+    return {
+        "measured": measured,
+        "proxy": proxy,
+        "bytes": sizes,
+        "tokens": int(ids.shape[1]),
+        "replay": replay_ok,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def main(argv: list[str]) -> int:
+    request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    result = {"ok": True, **run(request)}
+    Path(argv[1]).write_text(json.dumps(result), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

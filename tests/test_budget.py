@@ -1,0 +1,311 @@
+"""Guards: curator.budget.api, curator.budget.formats, curator.budget.groups,
+  curator.budget.recipe, curator.budget.search, curator.budget.sensitivity,
+  curator.budget.sensitivity_worker, curator.cli._budget
+
+Fidelity budgets (issue 22): budget checks, the search, plans as recipe files, the sensitivity
+cache, and (slow) a whole search on a trained model that meets its budget and reruns."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+from curator.budget import check_budget, policy_budget
+from curator.budget.formats import CANDIDATES, parse_format
+from curator.budget.groups import Group, group_tensors
+from curator.budget.recipe import node_pattern, plan_recipe, recipe_name, write_recipe
+from curator.budget.search import hull, search
+from curator.budget.sensitivity import Sensitivity, build_costs
+from curator.errors import UsageProblem
+from tests.conftest import run_curator
+
+# --- budgets ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("max_kl", "min_top1", "says"),
+    [
+        (-0.1, None, "--max-kl must be a positive number"),
+        (0.0, None, "--max-kl must be a positive number"),
+        (float("nan"), None, "--max-kl must be a positive number"),
+        (None, 1.2, "--min-top1 is a fraction"),
+        (None, -0.5, "--min-top1 is a fraction"),
+        (None, None, "needs a limit"),
+    ],
+)
+def test_bad_budgets_are_usage_problems(
+    max_kl: float | None, min_top1: float | None, says: str
+) -> None:
+    with pytest.raises(UsageProblem) as caught:
+        check_budget(max_kl, min_top1)
+    assert says in caught.value.message
+    assert "\n" not in caught.value.message
+    assert caught.value.hint and "--" in caught.value.hint
+
+
+def test_bad_budget_on_the_command_line_is_one_line(tmp_path: Path) -> None:
+    for args, says in (
+        (["--max-kl", "-1"], "--max-kl must be a positive number"),
+        (["--min-top1", "1.5"], "--min-top1 is a fraction"),
+    ):
+        done = run_curator("compile", str(tmp_path), *args, timeout=120)
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert lines[0] == f"error: {lines[0][len('error: ') :]}" and says in lines[0]
+        assert lines[1].startswith("hint:")
+    done = run_curator("compile", str(tmp_path), "--max-kl", "-1", "--json", timeout=120)
+    assert json.loads(done.stdout)["code"] == "usage_problem"
+
+
+def test_a_fixed_recipe_and_a_budget_do_not_mix(tmp_path: Path) -> None:
+    done = run_curator("compile", str(tmp_path), "--recipe", "int4-cpu", "--max-kl", "0.1")
+    assert done.returncode == 2
+    assert "fixed recipe" in done.stderr
+    done = run_curator("compile", str(tmp_path))
+    assert done.returncode == 2
+    assert "needs a recipe or a fidelity budget" in done.stderr
+
+
+def test_recipe_auto_reads_the_registry_policy(tmp_path: Path) -> None:
+    registry = tmp_path / "models.json"
+    registry.write_text(
+        json.dumps(
+            {
+                "schemaVersion": 1,
+                "policy": {"maxKlDivergence": 0.07, "minTop1Agreement": 0.85},
+                "models": [],
+            }
+        ),
+        encoding="utf-8",
+    )
+    budget = policy_budget(registry)
+    assert (budget.max_kl, budget.min_top1) == (0.07, 0.85)
+    assert str(registry) in budget.origin
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"schemaVersion": 1, "models": []}), encoding="utf-8")
+    with pytest.raises(UsageProblem, match="sets neither"):
+        policy_budget(empty)
+
+
+# --- formats and groups --------------------------------------------------------------------------
+
+
+def test_format_names_round_trip_and_sizes_match_the_kernels() -> None:
+    import numpy as np
+
+    from curator.quant.kernels import quantize_matmul
+    from curator.quant.plan import TensorQuant
+
+    weight = np.random.default_rng(0).standard_normal((48, 576)).astype(np.float32)
+    for fmt in CANDIDATES:
+        assert parse_format(fmt.name) == fmt
+        quant = TensorQuant(fmt.bits, fmt.block, fmt.symmetric, fmt.algorithm)
+        assert quantize_matmul(weight, quant, threads=1).nbytes == fmt.bytes_for(48, 576)
+    with pytest.raises(ValueError):
+        parse_format("q5-b32-asym-k_quant")
+
+
+def test_groups_follow_the_layers() -> None:
+    shapes: dict[str, tuple[int, ...]] = {
+        "model.embed_tokens.weight": (100, 8),
+        "model.norm.weight": (8,),
+        "lm_head.weight": (100, 8),
+    }
+    for i in range(2):
+        for leaf, shape in (
+            ("self_attn.q_proj", (8, 8)),
+            ("self_attn.k_proj", (4, 8)),
+            ("self_attn.v_proj", (4, 8)),
+            ("self_attn.o_proj", (8, 8)),
+            ("mlp.gate_proj", (16, 8)),
+            ("mlp.up_proj", (16, 8)),
+            ("mlp.down_proj", (8, 16)),
+        ):
+            shapes[f"model.layers.{i}.{leaf}.weight"] = shape
+    groups = group_tensors(shapes)
+    names = [g.name for g in groups]
+    assert names[0] == "embedding" and names[-1] == "lm_head"
+    assert "layers.1.gate_up" in names and len(names) == 2 + 2 * 4
+    qkv = next(g for g in groups if g.name == "layers.0.qkv")
+    assert qkv.weights == 8 * 8 + 2 * 4 * 8 and qkv.layer == 0
+
+
+# --- the search ----------------------------------------------------------------------------------
+
+
+def _sensitivity(
+    costs: dict[str, dict[str, float]], sizes: dict[str, dict[str, int]]
+) -> Sensitivity:
+    groups = tuple(Group(name, "o", (f"{name}.weight",), ((1, 1),)) for name in costs)
+    return Sensitivity(
+        source_sha256="0" * 64,
+        groups=groups,
+        cost=costs,
+        measured={},
+        proxy={},
+        sizes=sizes,
+        tokens=1,
+        seconds=0.0,
+        other_bytes=10,
+    )
+
+
+def test_hull_drops_dominated_and_concave_options() -> None:
+    from curator.budget.search import Option
+
+    options = [
+        Option("a", 10, 1.0),
+        Option("b", 12, 1.1),  # dominated: more bytes, more KL
+        Option("c", 20, 0.9),  # above the chord a-d: never worth it
+        Option("d", 30, 0.1),
+    ]
+    assert [o.format for o in hull(options)] == ["a", "d"]
+
+
+def test_search_finds_the_smallest_plan_under_the_target() -> None:
+    """Against brute force over every combination, for several targets."""
+    import random
+
+    rng = random.Random(7)
+    formats = ["f4", "f5", "f6", "f8"]
+    costs: dict[str, dict[str, float]] = {}
+    sizes: dict[str, dict[str, int]] = {}
+    for g in range(5):
+        base = rng.uniform(0.01, 0.2)
+        costs[f"g{g}"] = {"f4": base, "f5": base / 3, "f6": base / 8, "f8": base / 100}
+        scale = rng.randint(50, 150)
+        sizes[f"g{g}"] = {"f4": 4 * scale, "f5": 5 * scale, "f6": 6 * scale, "f8": 8 * scale}
+    sens = _sensitivity(costs, sizes)
+    for target in (0.3, 0.1, 0.05, 0.02, 0.005):
+        plan = search(sens, target)
+        assert plan.reachable and plan.predicted_kl <= target + 1e-12
+        best = min(
+            sum(sizes[f"g{g}"][c] for g, c in enumerate(combo))
+            for combo in itertools.product(formats, repeat=5)
+            if sum(costs[f"g{g}"][c] for g, c in enumerate(combo)) <= target
+        )
+        # greedy on the convex hull is within one group's step of the optimum
+        assert plan.bytes - 10 <= best + max(s["f8"] - s["f4"] for s in sizes.values())
+        assert plan.bytes == sum(c.bytes for c in plan.choices) + 10
+    assert not search(sens, 0.0).reachable
+
+
+def test_build_costs_scale_the_anchor_by_the_proxy() -> None:
+    groups = (Group("layers.0.o", "o", ("w",), ((1, 1),)),)
+    measured = {"layers.0.o": {"q4-b32-asym-k_quant": 0.02}}
+    proxy = {"layers.0.o": {"q4-b32-asym-k_quant": 4.0, "q8-b64-sym-rtn": 0.04}}
+    cost, _ = build_costs(groups, measured, proxy)
+    assert cost["layers.0.o"]["q4-b32-asym-k_quant"] == 0.02
+    assert cost["layers.0.o"]["q8-b64-sym-rtn"] == pytest.approx(0.0002)
+
+
+# --- plans as recipes -----------------------------------------------------------------------------
+
+
+def test_a_plan_is_a_recipe_the_compile_reads(tmp_path: Path) -> None:
+    from curator.quant.plan import EMBEDDING_NODE, plan_for
+    from curator.recipes import load_recipe_file
+
+    names = ["embedding", "layers.0.qkv", "layers.0.o", "layers.0.gate_up", "layers.0.down"]
+    names.append("lm_head")
+    picks = {
+        "embedding": "q4-b32-asym-rtn",
+        "layers.0.qkv": "q8-b64-sym-rtn",
+        "layers.0.o": "q4-b64-asym-rtn",
+        "layers.0.gate_up": "q4-b16-asym-k_quant",
+        "layers.0.down": "q4-b32-asym-k_quant",
+        "lm_head": "q8-b64-sym-rtn",
+    }
+    sens = _sensitivity({n: {picks[n]: 0.01} for n in names}, {n: {picks[n]: 100} for n in names})
+    plan = search(sens, 1.0)
+    name = recipe_name(0.05, 0.8)
+    assert name == "budget-kl-0-05-top1-80"
+    path = write_recipe(plan_recipe(plan, name=name, summary="test"), tmp_path)
+    recipe = load_recipe_file(path)  # schema, name == file stem
+    config = recipe.passes[0].config
+    quant = plan_for(config, num_layers=1)
+    for group, node in (
+        ("layers.0.qkv", "/model/layers.0/attn/qkv_proj/MatMul"),
+        ("layers.0.qkv", "/model/layers.0/attn/k_proj/MatMul"),
+        ("layers.0.o", "/model/layers.0/attn/o_proj/MatMul"),
+        ("layers.0.gate_up", "/model/layers.0/mlp/gate_proj/MatMul"),
+        ("layers.0.gate_up", "/model/layers.0/mlp/up_proj/MatMul"),
+        ("layers.0.down", "/model/layers.0/mlp/down_proj/MatMul"),
+        ("lm_head", "/lm_head/MatMul"),
+        ("embedding", EMBEDDING_NODE),
+    ):
+        got = quant.for_node(node)
+        want = parse_format(picks[group])
+        assert got is not None, node
+        assert (got.bits, got.block_size, got.symmetric, got.algo) == (
+            want.bits,
+            want.block,
+            want.symmetric,
+            want.algorithm,
+        ), node
+    assert quant.for_node("/model/layers.1/attn/o_proj/MatMul") is not None  # base: k-quant
+    assert node_pattern("embedding") is None
+    with pytest.raises(ValueError):
+        node_pattern("layers.0.router")
+
+
+# --- sensitivity ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_sensitivity_is_cached_by_source_sha256(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from curator.budget import sensitivity as module
+
+    first = module.measure_sensitivity(tiny_model_dir, tokens=32, threads=1, home=tmp_path)
+    assert not first.cached
+    assert first.source_sha256 == module.source_sha256(tiny_model_dir)
+    assert list(tmp_path.glob(f"budget/sensitivity/{first.source_sha256}-*.json"))
+    anchor = module.ANCHOR.name
+    for group in first.groups:
+        assert first.cost[group.name], group.name
+        assert all(v >= 0 for v in first.cost[group.name].values())
+        if group.kind != "embedding":
+            assert anchor in first.measured[group.name]
+    calls: list[object] = []
+    monkeypatch.setattr(module, "_run_worker", lambda *a, **k: calls.append(a) or {})
+    again = module.measure_sensitivity(tiny_model_dir, tokens=32, threads=1, home=tmp_path)
+    assert again.cached and not calls
+    assert again.cost == first.cost and again.groups == first.groups
+
+
+# --- the whole search ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_budget_compile_meets_the_budget_and_its_recipe_reruns(
+    trained_model_dir: Path, isolated_env: Path
+) -> None:
+    from curator.budget import compile_to_budget
+    from curator.compile import CompileRequest, compile_model
+    from curator.modeldir import read_manifest, sha256_file
+
+    budget = check_budget(0.01, None)
+    request = CompileRequest(
+        source=str(trained_model_dir), recipe="auto", model_id="t-generic-cpu:1"
+    )
+    result = compile_to_budget(request, budget, threads=2, sensitivity_tokens=64)
+    assert result.kl <= 0.01
+    assert result.compiled.path is not None
+    manifest = read_manifest(result.compiled.path) or {}
+    assert manifest["budget"]["recipeFile"] == result.recipe.name
+    assert manifest["budget"]["klMean"] <= 0.01
+    assert manifest["build"]["recipe"] == result.recipe.stem
+    assert (result.compiled.path / result.recipe.name).is_file()
+    again = compile_model(
+        CompileRequest(
+            source=str(trained_model_dir), recipe=str(result.recipe), model_id="t2-generic-cpu:1"
+        )
+    )
+    assert again.path is not None
+    for name in ("model.onnx", "model.onnx.data"):
+        assert sha256_file(again.path / name) == sha256_file(result.compiled.path / name)
