@@ -61,8 +61,9 @@ def read_timeout() -> float:
 
 
 def deadline_seconds() -> float:
-    """Seconds all the Hub requests of ``search`` or ``info`` may take together:
-    ``$CURATOR_HUB_DEADLINE`` (default 10)."""
+    """Seconds all the Hub requests of ``search`` or ``info`` may take together, bodies included;
+    for a transfer (a download, ``pull``; ``publish`` waits at least 60 s), the longest it may
+    go without moving 64 KiB: ``$CURATOR_HUB_DEADLINE`` (default 10)."""
     return _positive_env("CURATOR_HUB_DEADLINE", 10.0)
 
 
