@@ -33,7 +33,7 @@ import numpy.typing as npt
 from curator.portable import usable_cpu_count
 from curator.quant.plan import TensorQuant
 
-CHUNK_ELEMENTS = 1 << 21  # ~2M weights per chunk: k-quant's float64 temporaries stay ~100 MB
+CHUNK_ELEMENTS = 1 << 18  # 256k weights per chunk: k-quant 1.6x faster than 2M chunks (cache)
 
 FloatArray = npt.NDArray[np.floating[Any]]
 ByteArray = npt.NDArray[np.uint8]
@@ -149,17 +149,16 @@ def quantize_matmul(
         raise ValueError(f"a MatMul weight is 2-D, not {weight.shape}")
     threads = default_threads() if threads is None else threads
     rows, cols = (int(weight.shape[0]), int(weight.shape[1]))
-    if weight.dtype != np.dtype(scale_dtype):
-        # the replaced pass sees the weight already cast to the io dtype
-        weight = weight.astype(scale_dtype)
+    io_dtype = np.dtype(scale_dtype)  # the replaced pass sees the weight cast to the io dtype
     if quant.algo == "hqq":
-        return _hqq(weight, quant, (rows, cols))
+        return _hqq(weight.astype(io_dtype, copy=False), quant, (rows, cols))
     kernel = {"rtn": _rtn_cpp, "k_quant": _k_quant, "rtn_inc": _rtn_inc}[quant.algo]
     kb = -(-cols // quant.block_size)
     odd_zp = quant.bits == 4 and kb % 2 == 1
 
     def work(start: int, stop: int) -> tuple[Any, ...]:
-        return kernel(weight[start:stop], quant)
+        # cast chunk by chunk: a bf16 weight never exists whole in float32
+        return kernel(weight[start:stop].astype(io_dtype, copy=False), quant)
 
     parts = _parallel(work, _row_chunks(rows, cols, even=odd_zp), threads)
     data = np.concatenate([p[0] for p in parts], axis=0)
@@ -275,10 +274,15 @@ def _hqq(weight: FloatArray, quant: TensorQuant, shape: tuple[int, int]) -> Pack
 
 
 def quantize_gather(
-    weight: FloatArray, quant: TensorQuant, *, threads: int | None = None
+    weight: FloatArray,
+    quant: TensorQuant,
+    *,
+    dtype: npt.DTypeLike = np.float32,
+    threads: int | None = None,
 ) -> PackedTensor:
     """Quantize an embedding table ``[V, H]`` along H: Olive's OnnxBlockWiseRtnQuantization
-    (numpy RTN; ``algo`` must be ``rtn``)."""
+    (numpy RTN; ``algo`` must be ``rtn``), computed in ``dtype`` (the table's dtype in the float
+    model: the io dtype), cast chunk by chunk."""
     if quant.algo != "rtn":
         raise ValueError(f"the embedding gather is quantized with rtn, not {quant.algo}")
     if weight.ndim != 2:
@@ -287,7 +291,7 @@ def quantize_gather(
     rows, cols = (int(weight.shape[0]), int(weight.shape[1]))
 
     def work(start: int, stop: int) -> tuple[Any, ...]:
-        return _gather_rows(weight[start:stop], quant)
+        return _gather_rows(weight[start:stop].astype(dtype, copy=False), quant)
 
     parts = _parallel(work, _row_chunks(rows, cols, even=False), threads)
     data = np.concatenate([p[0] for p in parts], axis=0)

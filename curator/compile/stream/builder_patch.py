@@ -407,10 +407,28 @@ def _make_initializer(self: Any, tensor: Any, /, name: str, to: Any = None) -> N
 
 
 def _numpy_io(tensor: Any, io_dtype: Any) -> np.ndarray[Any, Any]:
-    """A torch weight cast to the model's io dtype, as numpy (what to_int4 would have read)."""
+    """A torch weight as numpy for the quantizers, which cast it to the io dtype chunk by chunk.
+
+    With a float32 io dtype the stored tensor is passed as it is (bf16 as ml_dtypes.bfloat16,
+    whose cast to float32 is exact, as torch's is): no whole-tensor float32 copy. Otherwise it is
+    cast here by torch, as the builder would."""
+    import onnx_ir as ir
     import torch
     from onnx_ir.tensor_adapters import to_torch_dtype
 
+    if io_dtype == ir.DataType.FLOAT and tensor.dtype in (
+        torch.bfloat16,
+        torch.float16,
+        torch.float32,
+    ):
+        stored = tensor.detach().contiguous()
+        if stored.dtype == torch.bfloat16:
+            import ml_dtypes
+
+            raw: np.ndarray[Any, Any] = stored.view(torch.int16).numpy()
+            return raw.view(ml_dtypes.bfloat16)
+        view: np.ndarray[Any, Any] = stored.numpy()
+        return view
     cast = tensor.detach().to(to_torch_dtype(io_dtype))
     if cast.dtype == torch.bfloat16:
         import ml_dtypes
@@ -419,6 +437,10 @@ def _numpy_io(tensor: Any, io_dtype: Any) -> np.ndarray[Any, Any]:
         return out.view(ml_dtypes.bfloat16)
     result: np.ndarray[Any, Any] = cast.contiguous().numpy()
     return result
+
+
+def _io_numpy_dtype(io_dtype: Any) -> Any:
+    return io_dtype.numpy()
 
 
 def _make_matmul_int4(self: Any, matmul: Any, basename: str, root_input: str, **kwargs: Any) -> Any:
@@ -432,7 +454,8 @@ def _make_matmul_int4(self: Any, matmul: Any, basename: str, root_input: str, **
 
     weight = _numpy_io(matmul.weight, self.io_dtype)  # [N, K]
     started = time.perf_counter()
-    packed = quantize_matmul(weight, quant, scale_dtype=weight.dtype, threads=session.threads)
+    io = _io_numpy_dtype(self.io_dtype)
+    packed = quantize_matmul(weight, quant, scale_dtype=io, threads=session.threads)
     session.quantize_seconds += time.perf_counter() - started
     session.quantized += 1
     del weight
@@ -478,7 +501,9 @@ def _make_embedding(self: Any, embedding: Any) -> None:
 
     table = _numpy_io(embedding, self.io_dtype)
     started = time.perf_counter()
-    packed = quantize_gather(table, quant, threads=session.threads)
+    packed = quantize_gather(
+        table, quant, dtype=_io_numpy_dtype(self.io_dtype), threads=session.threads
+    )
     session.quantize_seconds += time.perf_counter() - started
     del table
     basename = "/model/embed_tokens"
