@@ -169,3 +169,18 @@ def test_a_download_larger_than_announced_is_refused_before_its_body(
     assert elapsed < 5.0, elapsed
     assert sum(lying.sent.values()) <= 1
     assert cache_dir() != published
+
+
+def test_a_download_is_asked_for_as_is_and_a_compressed_answer_refused(
+    published: Path, writer: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decoded, a small compressed body could grow without bound past the size limit."""
+    with TricklingServer(
+        writer.url, match="model.onnx.data", every=0.01, chunk=2**20, gzip=True
+    ) as zipped:
+        through(zipped, monkeypatch, 30.0)
+        with pytest.raises(HubTooLarge, match=r"model\.onnx\.data gzip-encoded"):
+            pull_model(TINY_MODEL_ID, registry=registry_file(), cache_dir=published)
+    (get,) = writer.seen("GET", contains="model.onnx.data")
+    assert get.headers["accept-encoding"] == "identity"
+    assert [p for p in published.rglob("*") if p.is_file()] == []

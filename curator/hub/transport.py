@@ -15,8 +15,9 @@ every few seconds never trips a read timeout. curator installs an HTTP client wh
   progress, not by total time: every :data:`PROGRESS_BYTES` moved push the deadline to a full
   ``seconds`` from then, so a large download that keeps moving is never cut off and one that
   trickles ends one deadline after its last real progress,
-- inside :func:`body_limit`, refuses an answer whose Content-Length exceeds the limit before its
-  body is read, and stops reading one whose body grows past it,
+- inside :func:`body_limit`, asks for the file itself (no compression, which would let a small
+  body decode into an unbounded one), refuses an answer whose Content-Length exceeds the limit
+  before its body is read, and stops reading one whose body grows past it,
 
 and raises its own exception types (subclasses of ``httpx2.TransportError`` that the library does not
 retry), so that a dead, stalled, trickling or failing Hub ends in one error, without the library's
@@ -332,6 +333,9 @@ def _types() -> _Types:
             if operation is not None and operation.left() <= 0:
                 raise stalled(request, operation.seconds)
             request.extensions["timeout"] = timeouts
+            limit = _max_body if request.method != "HEAD" else None
+            if limit is not None:  # the bytes counted are the file's own: no compression
+                request.headers["Accept-Encoding"] = "identity"
             try:
                 _resolve_within(request.url.host, timeouts["connect"])
             except OSError as exc:
@@ -353,7 +357,14 @@ def _types() -> _Types:
                 )
                 error.status = response.status_code
                 raise error
-            limit = _max_body if request.method != "HEAD" else None
+            encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+            if limit is not None and encoding not in ("", "identity"):
+                # decoded, a small body could grow without bound past the limit's count
+                response.close()
+                raise HubOversizedError(
+                    f"the Hub sent {request.url.path} {encoding}-encoded, not as the file itself",
+                    request=request,
+                )
             announced = _content_length(response.headers.get("Content-Length"))
             if limit is not None and announced is not None and announced > limit:
                 response.close()

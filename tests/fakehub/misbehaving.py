@@ -95,10 +95,18 @@ class TricklingServer:
     ``every=2, chunk=1`` is the Hub that trickles a byte every 2 s; a large ``chunk`` at a short
     ``every`` is a slow but steadily progressing download. ``pad`` bytes are appended to the body
     of every trickled GET (and counted in its Content-Length): a file larger than its metadata
-    said. ``sent`` counts the body bytes written per path."""
+    said; ``gzip`` sends it compressed whatever the client asked. ``sent`` counts the body bytes
+    written per path."""
 
     def __init__(
-        self, upstream: str, *, every: float = 2.0, chunk: int = 1, match: str = "", pad: int = 0
+        self,
+        upstream: str,
+        *,
+        every: float = 2.0,
+        chunk: int = 1,
+        match: str = "",
+        pad: int = 0,
+        gzip: bool = False,
     ) -> None:
         import http.client
         from urllib.parse import urlsplit
@@ -126,7 +134,13 @@ class TricklingServer:
                 trickled = match in self.path.split("?", 1)[0]
                 if trickled and self.command == "GET":
                     content += b"\0" * pad
+                    if gzip:
+                        import gzip as gzip_module
+
+                        content = gzip_module.compress(content)
                 self.send_response(answer.status)
+                if trickled and gzip and self.command == "GET":
+                    self.send_header("Content-Encoding", "gzip")
                 for name, value in answer.getheaders():
                     if name.lower() not in ("content-length", "transfer-encoding", "connection"):
                         self.send_header(name, value)
