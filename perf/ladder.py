@@ -289,12 +289,15 @@ def checkpoint(rung: str, root: Path = ROOT, *, dense: bool = False) -> Path:
 
 @dataclass(frozen=True)
 class Measured:
-    """Wall time and peak resident memory of one command's process tree."""
+    """Wall time and peak resident memory of one command's process tree (``peak_bytes``: RSS,
+    which counts the pages of memory-mapped files too; ``peak_anon_bytes``: RSS less file-backed
+    and shared pages, the part the kernel cannot drop and re-read)."""
 
     seconds: float
     peak_bytes: int
     returncode: int
     log: Path
+    peak_anon_bytes: int = 0
 
 
 def run_measured(
@@ -305,29 +308,32 @@ def run_measured(
     import psutil
 
     log.parent.mkdir(parents=True, exist_ok=True)
-    peak = 0
+    peak = peak_anon = 0
     with log.open("wb") as handle:
         start = time.perf_counter()
         proc = psutil.Popen(
             list(command), stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=cwd
         )
         while True:
-            total = 0
+            total = anon = 0
             try:
                 members = [proc, *proc.children(recursive=True)]
             except psutil.NoSuchProcess:
                 members = []
             for member in members:
                 with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                    total += member.memory_info().rss
+                    info = member.memory_info()
+                    total += info.rss
+                    anon += info.rss - getattr(info, "shared", 0)
             peak = max(peak, total)
+            peak_anon = max(peak_anon, anon)
             try:
                 code = proc.wait(timeout=SAMPLE_SECONDS)
                 break
             except psutil.TimeoutExpired:
                 continue
         seconds = time.perf_counter() - start
-    return Measured(seconds, peak, int(code), log)
+    return Measured(seconds, peak, int(code), log, peak_anon)
 
 
 @contextlib.contextmanager
@@ -564,6 +570,7 @@ def measure_rung(
     peak = compiled.peak_bytes / GIB
     _log(
         f"{rung}: curator exit {compiled.returncode}, {compiled.seconds:.1f} s, peak {peak:.2f} GiB"
+        f" ({compiled.peak_anon_bytes / GIB:.2f} GiB less file-backed pages)"
     )
     anchored = anchor(ckpt, rung, workdir, anchor_threads) if with_anchor else None
     if anchored:
@@ -574,6 +581,34 @@ def measure_rung(
         )
     note = "sparse checkpoint (zeros)" if sparse else ""
     return RungResult(rung, shape, params, plan, compiled, out_bytes, anchored, extra, note, steps)
+
+
+REFERENCE_PROBE = """import sys
+import numpy as np
+from pathlib import Path
+from curator.fidelity.worker import _TransformersRunner
+runner = _TransformersRunner(Path(sys.argv[1]), 2, sys.argv[2])
+ids = np.random.default_rng(0).integers(0, 15000, size=int(sys.argv[3]))
+logits = runner.logits(ids)
+print(runner.dtype, logits.shape, float(logits.std()))
+"""
+
+
+def reference_peak(ckpt: Path, rung: str, workdir: Path, dtype: str, tokens: int = 512) -> Measured:
+    """Peak of fidelity's transformers reference alone (load, one window of ``tokens``), its
+    weights held as ``dtype`` ("auto": bf16 for these checkpoints; "float32": the old way)."""
+    with heavy_lock():
+        _log(f"{rung}: fidelity reference held {dtype}, one {tokens}-token window ...")
+        measured = run_measured(
+            [sys.executable, "-c", REFERENCE_PROBE, str(ckpt), dtype, str(tokens)],
+            workdir / f"reference-{rung}-{dtype}.log",
+            env=_env(workdir),
+        )
+    _log(
+        f"{rung}: reference {dtype}: exit {measured.returncode}, {measured.seconds:.1f} s, "
+        f"peak {measured.peak_bytes / GIB:.2f} GiB"
+    )
+    return measured
 
 
 def pipeline(ckpt: Path, rung: str, workdir: Path) -> dict[str, Measured]:
@@ -831,7 +866,25 @@ def main(argv: list[str]) -> int:
         "--cores", default="", help="also compile pinned to this many cores (e.g. 1,2; taskset)"
     )
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    parser.add_argument(
+        "--reference-peak",
+        default="",
+        help="only measure fidelity's reference on these rungs' checkpoints, held bf16 and fp32",
+    )
     args = parser.parse_args(argv)
+    if args.reference_peak:
+        for rung in parse_rungs(args.reference_peak):
+            held = {
+                d: reference_peak(checkpoint(rung), rung, args.workdir, d)
+                for d in ("auto", "float32")
+            }
+            for d, m in held.items():
+                print(
+                    f"{rung} reference held {d}: peak RSS {m.peak_bytes / GIB:.2f} GiB "
+                    f"(less file-backed pages {m.peak_anon_bytes / GIB:.2f} GiB), "
+                    f"{m.seconds:.0f} s (exit {m.returncode})"
+                )
+        return 0
     results = run_ladder(
         parse_rungs(args.rungs),
         args.workdir.resolve(),
@@ -856,11 +909,14 @@ def main(argv: list[str]) -> int:
 
 def _as_json(r: RungResult) -> dict[str, Any]:
     def m(x: Measured | None) -> dict[str, Any] | None:
-        return (
-            None
-            if x is None
-            else {"seconds": x.seconds, "peak_bytes": x.peak_bytes, "exit": x.returncode}
-        )
+        if x is None:
+            return None
+        return {
+            "seconds": x.seconds,
+            "peak_bytes": x.peak_bytes,
+            "peak_anon_bytes": x.peak_anon_bytes,
+            "exit": x.returncode,
+        }
 
     return {
         "rung": r.rung,
