@@ -1,23 +1,28 @@
-"""`make bench-peers`: curator's int4-cpu against llama.cpp Q4_0 and Q4_K_M on the same real weights.
+"""`make bench-peers`: curator's size/quality curve against llama.cpp's on the same real weights.
 
-Everything in one run, on the de-gridded SmolLM2-135M-Instruct (perf.peers_model):
+Everything in one run, on the de-gridded SmolLM2-135M-Instruct (perf.peers_model), or with
+``--model q4_1`` on the real Q4_1 GGUF's own dequantized weights (the GGUF as the reference):
 
 1. llama.cpp's tools, built once from the pinned ``llama-cpp-python`` sdist (perf.peers_build);
-2. the de-gridded checkpoint converted to an f32 GGUF with llama.cpp's ``convert_hf_to_gguf.py``,
-   then ``llama-quantize`` to Q4_0 and Q4_K_M;
-3. curator's shipped ``int4-cpu`` recipe compiled from the same checkpoint;
+2. the checkpoint converted to an f32 GGUF with llama.cpp's ``convert_hf_to_gguf.py``, then
+   ``llama-quantize`` to Q4_0, Q4_K_M, Q5_K_M, Q6_K and Q8_0;
+3. curator's fixed ``int4-cpu`` recipe, and curator's fidelity budgets (``curator compile
+   --max-kl X`` for X in 0.4, 0.2, 0.1, 0.05, 0.02: sensitivity once, then a searched plan per
+   budget, measured and adjusted by curator.budget);
 4. fidelity by the same teacher-forced method, windows and tokens as ``curator fidelity``: each
    GGUF is dequantized back to fp32 (curator.gguf) and scored as an fp32 model, the text cut by
-   the compiled model's own tokenizer, against the de-gridded checkpoint (llama.cpp's perplexity
-   tool scores only the second half of each window, so its KL would not be like for like);
-5. speed at the same thread count (2): ``llama-bench`` (256-token prompt, 64 decoded tokens) and
-   the onnxruntime-genai loop of perf.quant with the same prompt and decode lengths, taking turns
-   for several rounds, the best run of each kept (the machine is shared).
+   the compiled model's own tokenizer, against the checkpoint (a budget point's figures are the
+   search's own final measurement, made the same way);
+5. speed at the same thread counts (1 and 2): ``llama-bench`` (256-token prompt, 64 decoded
+   tokens) and the onnxruntime-genai loop of perf.quant with the same prompt and decode lengths,
+   taking turns for several rounds, the best run of each kept (the machine is shared).
 
-Prints ratios int4-cpu / Q4_K_M and int4-cpu / Q4_0 with the issue's targets: KL and top-1 no
-worse than Q4_K_M, file at most 1.1x Q4_K_M, decode at least 1.5x Q4_K_M.
+Prints the table (file size, KL, top-1, decode and prefill tok/s per point), writes the curve as a
+PNG (file size against KL, log scale), and the issue's targets as verdicts: at every llama.cpp
+point curator's curve reaches the same KL at no more than 1.1x the file; at the Q4_K_M point it
+decodes at least 1.0x as fast at the same threads; a search takes less than 10x one compile.
 
-    python -m perf.peers [--workdir DIR] [--recipe NAME] [--rounds N]
+    python -m perf.peers [--workdir DIR] [--model degridded|q4_1] [--budgets 0.1,0.02] [--rounds N]
 """
 
 from __future__ import annotations
@@ -37,11 +42,14 @@ REPO = Path(__file__).resolve().parent.parent
 WORKDIR = REPO / ".cache" / "bench-peers"
 THREADS = 2  # fidelity workers
 THREAD_COUNTS = (1, 2)  # speed is measured at each, llama.cpp and onnxruntime-genai alike
-PEERS = ("Q4_0", "Q4_K_M")
+PEERS = ("Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0")
+BUDGETS = (0.4, 0.2, 0.1, 0.05, 0.02)  # the issue's example budgets (`--budgets 0.4,0.2,...`)
 ROUNDS = 3
 KL_TARGET_PEER = "Q4_K_M"
 SIZE_TARGET = 1.1
-DECODE_TARGET = 1.5
+DECODE_TARGET = 1.0  # issue 22: at the Q4_K_M point, decode at least 1.0x Q4_K_M's
+SEARCH_TARGET = 10.0  # a budget search takes less than 10x one compile
+FIXED = "int4-cpu"
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,9 @@ class Row:
     reference_perplexity: float
     decode_tps: dict[int, float]  # by thread count
     prefill_tps: dict[int, float]
+    kind: str = "llama.cpp"  # or "curator" (a budget point) or "fixed" (int4-cpu)
+    search_seconds: float = 0.0  # a budget point: the whole search, sensitivity included
+    compiles: int = 0  # a budget point: compiles the search made
 
 
 def _log(message: str) -> None:
@@ -87,9 +98,11 @@ def _converter_env(out: Path) -> dict[str, str]:
         return {**os.environ, "PYTHONPATH": path}
 
 
-def convert_to_gguf(tools: Any, checkpoint: Path, out: Path) -> Path:
+def convert_to_gguf(
+    tools: Any, checkpoint: Path, out: Path, stem: str = "smollm2-degridded"
+) -> Path:
     """The checkpoint as an f32 GGUF, by llama.cpp's own converter (reused when present)."""
-    target = out / "smollm2-degridded-f32.gguf"
+    target = out / f"{stem}-f32.gguf"
     if target.is_file():
         return target
     out.mkdir(parents=True, exist_ok=True)
@@ -112,7 +125,7 @@ def convert_to_gguf(tools: Any, checkpoint: Path, out: Path) -> Path:
 
 def quantize(tools: Any, f32: Path, kind: str) -> Path:
     """``llama-quantize f32.gguf <kind>`` (reused when present)."""
-    target = f32.with_name(f"smollm2-degridded-{kind}.gguf")
+    target = f32.with_name(f32.name.replace("-f32.gguf", f"-{kind}.gguf"))
     if target.is_file():
         return target
     partial = target.with_suffix(".partial")
@@ -165,7 +178,7 @@ def llama_bench(tools: Any, model: Path, threads: int) -> tuple[float, float]:
 
 
 def speeds(
-    tools: Any, ggufs: dict[str, Path], onnx: Path, rounds: int
+    tools: Any, ggufs: dict[str, Path], onnx: dict[str, Path], rounds: int
 ) -> dict[tuple[str, int], tuple[float, float]]:
     """Best (decode, prefill) of each model at each thread count over ``rounds`` rounds in which
     all take turns (a busy spell on the shared machine then hits every model alike)."""
@@ -177,6 +190,7 @@ def speeds(
         old = best.get(key, (0.0, 0.0))
         best[key] = (max(old[0], figures[0]), max(old[1], figures[1]))
 
+    names = list(onnx)
     for round_ in range(rounds):
         for threads in THREAD_COUNTS:
             _log(
@@ -185,33 +199,110 @@ def speeds(
             )
             for name, path in ggufs.items():
                 keep((name, threads), llama_bench(tools, path, threads))
-            keep(("int4-cpu", threads), speed([onnx], rounds=2, threads=threads)[0])
+            if names:
+                figures = speed([onnx[n] for n in names], rounds=2, threads=threads)
+                for name, pair in zip(names, figures, strict=True):
+                    keep((name, threads), pair)
     return best
 
 
-def measure_rows(workdir: Path, recipe: str = "int4-cpu", rounds: int = ROUNDS) -> list[Row]:
-    """Build, convert, quantize, compile, score and time everything; one Row per model."""
+def budget_label(max_kl: float) -> str:
+    return f"curator KL<={max_kl:g}"
+
+
+def budget_point(
+    source: Path, max_kl: float, workdir: Path, stem: str
+) -> tuple[Path, dict[str, Any]]:
+    """``curator compile SOURCE --max-kl X`` into the run's own cache (reused when a model built
+    for the same budget from the same source is there): (model dir, its manifest's budget)."""
+    from curator.budget import check_budget, compile_to_budget
+    from curator.compile import CompileRequest
+    from curator.modeldir import read_manifest
+
+    slug = f"{max_kl:g}".replace(".", "p").replace("-", "m")
+    model_id = f"{stem}-kl{slug}-generic-cpu:1"
+    cache = workdir / "cache"
+    for manifest_path in cache.glob(f"*/{model_id.replace(':', '-')}/curator-manifest.json"):
+        manifest = read_manifest(manifest_path.parent) or {}
+        record = manifest.get("budget")
+        if (
+            isinstance(record, dict)
+            and record.get("maxKl") == max_kl
+            and manifest.get("sourceDir") == str(source)
+        ):
+            return manifest_path.parent, record
+    request = CompileRequest(
+        source=str(source), recipe="auto", model_id=model_id, cache_dir=cache, force=True
+    )
+    result = compile_to_budget(
+        request,
+        check_budget(max_kl, None),
+        progress=_log,
+        threads=THREADS,
+        home=workdir / "home",
+        max_compiles=3,
+    )
+    assert result.compiled.path is not None
+    return result.compiled.path, result.to_record()
+
+
+def _sources(model: str, workdir: Path) -> tuple[Path, str, str]:
+    """(fp32 checkpoint, file stem, label) of ``--model``."""
+    if model == "q4_1":
+        from curator.gguf import dequantize_gguf
+        from perf.peers_model import MODELS_ROOT, smollm2_gguf
+
+        ckpt = dequantize_gguf(smollm2_gguf(), home=MODELS_ROOT / "gguf-home")
+        return ckpt.checkpoint_dir, "smollm2-q4-1", "smollm2-q4_1-dequantized"
+    from perf.peers_model import degridded_smollm2
+
+    return degridded_smollm2(), "smollm2-degridded", "smollm2-degridded"
+
+
+def measure_rows(
+    workdir: Path,
+    recipe: str = FIXED,
+    rounds: int = ROUNDS,
+    *,
+    model: str = "degridded",
+    budgets: tuple[float, ...] | None = None,
+    peers: tuple[str, ...] = PEERS,
+) -> tuple[list[Row], float]:
+    """Build, convert, quantize, compile, search, score and time everything: one Row per point,
+    and the wall seconds of one fresh compile of ``recipe`` (the search-time yardstick)."""
+    import shutil
+    import time
+
     from curator.fidelity import load_text, measure_fidelity, reference_from_dir
     from curator.gguf import dequantize_gguf
     from perf.peers_build import ensure_llama_tools
-    from perf.peers_model import degridded_smollm2
 
+    workdir = workdir / model
     tools = ensure_llama_tools()
-    reference_dir = degridded_smollm2()
-    reference = reference_from_dir(reference_dir, label="smollm2-degridded")
+    reference_dir, stem, label = _sources(model, workdir)
+    reference = reference_from_dir(reference_dir, label=label)
     text = load_text()
     _log("convert and quantize with llama.cpp ...")
-    f32 = convert_to_gguf(tools, reference_dir, workdir)
-    ggufs = {kind: quantize(tools, f32, kind) for kind in PEERS}
-    _log(f"compile {recipe} ...")
-    onnx = compile_recipe(reference_dir, recipe, workdir)
+    f32 = convert_to_gguf(tools, reference_dir, workdir, stem)
+    ggufs = {kind: quantize(tools, f32, kind) for kind in peers}
+    _log(f"compile {recipe} (fresh, timed: the yardstick of the search time) ...")
+    fresh = workdir / "fresh-compile"
+    shutil.rmtree(fresh, ignore_errors=True)
+    started = time.monotonic()
+    onnx = compile_recipe(reference_dir, recipe, fresh)
+    one_compile = time.monotonic() - started
     fidelity: dict[str, Any] = {}
     _log(f"fidelity {recipe} ...")
-    fidelity["int4-cpu"] = measure_fidelity(onnx, reference, text, threads=THREADS)
+    fixed = measure_fidelity(onnx, reference, text, threads=THREADS)
+    fidelity[recipe] = (fixed.kl_mean, fixed.top1_agreement, fixed.perplexity)
+    _log(
+        f"{recipe}: KL {fixed.kl_mean:.4f}, top-1 {fixed.top1_agreement:.1%}, compile {one_compile:.0f} s"
+    )
+    reference_ppl = fixed.reference_perplexity
     for kind, path in ggufs.items():
         _log(f"fidelity {kind} (dequantized, scored as fp32) ...")
         ckpt = dequantize_gguf(path, home=workdir / "gguf-home")
-        fidelity[kind] = measure_fidelity(
+        got = measure_fidelity(
             ckpt.checkpoint_dir,
             reference,
             text,
@@ -219,128 +310,269 @@ def measure_rows(workdir: Path, recipe: str = "int4-cpu", rounds: int = ROUNDS) 
             model_kind="transformers",
             tokens_from=onnx,
         )
-    timed = speeds(tools, ggufs, onnx, rounds)
+        fidelity[kind] = (got.kl_mean, got.top1_agreement, got.perplexity)
+        _log(
+            f"{kind}: KL {got.kl_mean:.4f}, top-1 {got.top1_agreement:.1%}, {path.stat().st_size / 2**20:.1f} MiB"
+        )
+    compiled: dict[str, Path] = {recipe: onnx}
+    searches: dict[str, tuple[float, int]] = {}
+    if budgets is None:  # one budget at each llama.cpp point's KL: the targets' own test
+        budgets = tuple(
+            sorted({float(f"{0.995 * fidelity[k][0]:.3g}") for k in ggufs}, reverse=True)
+        )
+    for max_kl in budgets:
+        name = budget_label(max_kl)
+        _log(f"{name}: search ...")
+        model_dir, record = budget_point(reference_dir, max_kl, workdir, stem)
+        chosen = record["attempts"][record["chosen"]]
+        fidelity[name] = (chosen["klMean"], chosen["top1Agreement"], chosen["perplexity"])
+        compiled[name] = model_dir
+        # a search from scratch: a cached sensitivity's own time is added back
+        seconds = float(record["searchSeconds"]) + (
+            float(record["sensitivitySeconds"]) if record.get("sensitivityCached") else 0.0
+        )
+        searches[name] = (seconds, len(record["attempts"]))
+        _log(
+            f"{name}: KL {chosen['klMean']:.4f}, top-1 {chosen['top1Agreement']:.1%}, "
+            f"{chosen['bytes'] / 2**20:.1f} MiB, formats {record['formats']}, search {seconds:.0f} s "
+            f"({len(record['attempts'])} compile(s))"
+        )
+    timed = speeds(tools, ggufs, compiled, rounds)
     from perf.quant import model_bytes
 
-    sizes = {"int4-cpu": model_bytes(onnx), **{k: p.stat().st_size for k, p in ggufs.items()}}
-    return [
+    sizes = {n: model_bytes(p) for n, p in compiled.items()}
+    sizes.update({k: p.stat().st_size for k, p in ggufs.items()})
+    order = [recipe, *ggufs, *(budget_label(b) for b in budgets)]
+    rows = [
         Row(
             name=name,
             bytes=sizes[name],
-            kl_mean=fidelity[name].kl_mean,
-            top1=fidelity[name].top1_agreement,
-            perplexity=fidelity[name].perplexity,
-            reference_perplexity=fidelity[name].reference_perplexity,
+            kl_mean=fidelity[name][0],
+            top1=fidelity[name][1],
+            perplexity=fidelity[name][2],
+            reference_perplexity=reference_ppl,
             decode_tps={t: timed[(name, t)][0] for t in THREAD_COUNTS},
             prefill_tps={t: timed[(name, t)][1] for t in THREAD_COUNTS},
+            kind="fixed" if name == recipe else ("llama.cpp" if name in ggufs else "curator"),
+            search_seconds=searches.get(name, (0.0, 0))[0],
+            compiles=searches.get(name, (0.0, 0))[1],
         )
-        for name in ("int4-cpu", *PEERS)
+        for name in order
     ]
+    return rows, one_compile
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One of the issue's targets, the figures behind it and whether it holds."""
+
+    name: str
+    detail: str
+    ok: bool | None  # None: cannot be judged (no curator point reaches the peer's KL)
+
+
+def matching_point(rows: list[Row], peer: Row) -> Row | None:
+    """curator's smallest measured budget point with KL no worse than ``peer``'s (no
+    interpolation between points: the figure a user would actually get)."""
+    reaching = [r for r in rows if r.kind == "curator" and r.kl_mean <= peer.kl_mean]
+    return min(reaching, key=lambda r: r.bytes) if reaching else None
+
+
+def verdicts(rows: list[Row], one_compile: float) -> list[Verdict]:
+    """The targets of issue 22 item 4, judged on this run's figures."""
+    out: list[Verdict] = []
+    for peer in (r for r in rows if r.kind == "llama.cpp"):
+        ours = matching_point(rows, peer)
+        if ours is None:
+            best = min(
+                (r for r in rows if r.kind == "curator"), key=lambda r: r.kl_mean, default=None
+            )
+            detail = f"no curator point reaches KL {peer.kl_mean:.4f}" + (
+                f" (the best, {best.name}, measured {best.kl_mean:.4f} at {best.bytes / 2**20:.1f} MiB)"
+                if best
+                else ""
+            )
+            out.append(
+                Verdict(f"{peer.name}: same KL at <= {SIZE_TARGET}x the file", detail, False)
+            )
+            continue
+        ratio = ours.bytes / peer.bytes
+        out.append(
+            Verdict(
+                f"{peer.name}: same KL at <= {SIZE_TARGET}x the file",
+                f"{ours.name} KL {ours.kl_mean:.4f} <= {peer.kl_mean:.4f} at "
+                f"{ours.bytes / 2**20:.1f} MiB vs {peer.bytes / 2**20:.1f} MiB = {ratio:.2f}x",
+                ratio <= SIZE_TARGET,
+            )
+        )
+        if peer.name == KL_TARGET_PEER:
+            for t in THREAD_COUNTS:
+                speed_ratio = ours.decode_tps[t] / max(peer.decode_tps[t], 1e-9)
+                out.append(
+                    Verdict(
+                        f"{peer.name}: decode at {t} thread(s) >= {DECODE_TARGET}x",
+                        f"{ours.name} {ours.decode_tps[t]:.0f} vs {peer.decode_tps[t]:.0f} tok/s "
+                        f"= {speed_ratio:.2f}x",
+                        speed_ratio >= DECODE_TARGET,
+                    )
+                )
+    for row in (r for r in rows if r.kind == "curator" and r.search_seconds > 0):
+        ratio = row.search_seconds / max(one_compile, 1e-9)
+        out.append(
+            Verdict(
+                f"{row.name}: search < {SEARCH_TARGET:g}x one compile",
+                f"{row.search_seconds:.0f} s ({row.compiles} compile(s)) vs one {FIXED} compile "
+                f"{one_compile:.0f} s = {ratio:.1f}x",
+                ratio < SEARCH_TARGET,
+            )
+        )
+    return out
 
 
 def ratios(rows: list[Row]) -> list[Ratio]:
-    """int4-cpu against each peer; the issue's targets are checked against Q4_K_M."""
-    ours = next(r for r in rows if r.name == "int4-cpu")
+    """Every point against Q4_K_M (for `python -m perf peers`)."""
+    peer = next((r for r in rows if r.name == KL_TARGET_PEER), None)
+    if peer is None:
+        return []
     out: list[Ratio] = []
-    for peer in (r for r in rows if r.name != "int4-cpu"):
-        targeted = peer.name == KL_TARGET_PEER
-        vs = f"int4-cpu vs {peer.name}"
+    for row in (r for r in rows if r.name != KL_TARGET_PEER):
+        vs = f"{row.name} vs {peer.name}"
         out += [
-            Ratio(
-                f"{vs}: KL mean (nats)",
-                ours.kl_mean,
-                peer.kl_mean,
-                "nats",
-                "<= 1x" if targeted else "",
-                ours.kl_mean <= peer.kl_mean if targeted else None,
-            ),
-            Ratio(
-                f"{vs}: top-1 agreement",
-                ours.top1,
-                peer.top1,
-                "",
-                ">= 1x" if targeted else "",
-                ours.top1 >= peer.top1 if targeted else None,
-            ),
-            Ratio(
-                f"{vs}: file size",
-                ours.bytes / 2**20,
-                peer.bytes / 2**20,
-                "MiB",
-                f"<= {SIZE_TARGET}x" if targeted else "",
-                ours.bytes <= SIZE_TARGET * peer.bytes if targeted else None,
-            ),
+            Ratio(f"{vs}: KL mean (nats)", row.kl_mean, peer.kl_mean, "nats"),
+            Ratio(f"{vs}: file size", row.bytes / 2**20, peer.bytes / 2**20, "MiB"),
         ]
         for t in THREAD_COUNTS:
-            out += [
-                Ratio(
-                    f"{vs}: decode ({t} thread{'s' if t > 1 else ''})",
-                    ours.decode_tps[t],
-                    peer.decode_tps[t],
-                    "tok/s",
-                    f">= {DECODE_TARGET}x" if targeted else "",
-                    ours.decode_tps[t] >= DECODE_TARGET * peer.decode_tps[t] if targeted else None,
-                ),
-                Ratio(
-                    f"{vs}: prefill ({t} thread{'s' if t > 1 else ''})",
-                    ours.prefill_tps[t],
-                    peer.prefill_tps[t],
-                    "tok/s",
-                ),
-            ]
+            out.append(
+                Ratio(f"{vs}: decode ({t}t)", row.decode_tps[t], peer.decode_tps[t], "tok/s")
+            )
     return out
 
 
 def markdown(rows: list[Row]) -> str:
-    """The side-by-side table for recipes/README.md."""
+    """The curve as a table for recipes/README.md, smallest file first."""
     speed_heads = "".join(f" decode {t}t | prefill {t}t |" for t in THREAD_COUNTS)
     lines = [
-        f"| model | file MiB | KL mean | top-1 | ppl (fp32 ppl) |{speed_heads}",
-        "|---|---:|---:|---:|---:|" + "---:|" * (2 * len(THREAD_COUNTS)),
+        f"| point | file MiB | KL mean | top-1 | ppl (fp32 ppl) |{speed_heads} search |",
+        "|---|---:|---:|---:|---:|" + "---:|" * (2 * len(THREAD_COUNTS)) + "---:|",
     ]
-    for r in rows:
+    for r in sorted(rows, key=lambda r: r.bytes):
         speed_cells = "".join(
             f" {r.decode_tps[t]:.0f} | {r.prefill_tps[t]:.0f} |" for t in THREAD_COUNTS
         )
+        search = f"{r.search_seconds:.0f} s / {r.compiles}" if r.kind == "curator" else "-"
+        name = f"**{r.name}**" if r.kind == "curator" else r.name
         lines.append(
-            f"| {r.name} | {r.bytes / 2**20:.1f} | {r.kl_mean:.3f} | {r.top1:.1%} "
-            f"| {r.perplexity:.1f} ({r.reference_perplexity:.1f}) |{speed_cells}"
+            f"| {name} | {r.bytes / 2**20:.1f} | {r.kl_mean:.4f} | {r.top1:.1%} "
+            f"| {r.perplexity:.1f} ({r.reference_perplexity:.1f}) |{speed_cells} {search} |"
         )
     return "\n".join(lines)
+
+
+def plot(rows: list[Row], path: Path, title: str) -> Path:
+    """File size (MiB) against mean KL (log scale): curator's budgets as a line, llama.cpp's
+    types and the fixed int4-cpu as labelled points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ours = sorted((r for r in rows if r.kind == "curator"), key=lambda r: r.bytes)
+    if ours:
+        ax.plot(
+            [r.bytes / 2**20 for r in ours],
+            [r.kl_mean for r in ours],
+            "o-",
+            color="tab:blue",
+            label="curator --max-kl (budgets)",
+        )
+        for r in ours:
+            ax.annotate(
+                r.name.split("<=")[-1],
+                (r.bytes / 2**20, r.kl_mean),
+                fontsize=7,
+                xytext=(4, 4),
+                textcoords="offset points",
+                color="tab:blue",
+            )
+    peers = sorted((r for r in rows if r.kind == "llama.cpp"), key=lambda r: r.bytes)
+    ax.plot(
+        [r.bytes / 2**20 for r in peers],
+        [r.kl_mean for r in peers],
+        "s--",
+        color="tab:orange",
+        label="llama.cpp",
+    )
+    for r in peers:
+        ax.annotate(
+            r.name,
+            (r.bytes / 2**20, r.kl_mean),
+            fontsize=7,
+            xytext=(4, -10),
+            textcoords="offset points",
+            color="tab:orange",
+        )
+    for r in (r for r in rows if r.kind == "fixed"):
+        ax.plot([r.bytes / 2**20], [r.kl_mean], "^", color="tab:green", label=r.name)
+    ax.set_yscale("log")
+    ax.set_xlabel("file size (MiB)")
+    ax.set_ylabel("mean KL vs fp32 (nats, log)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def measure(workdir: Path) -> list[Ratio]:
     """For `python -m perf peers`: the ratios, compiles and GGUFs cached under .cache/."""
     del workdir  # the conversions and compiles are worth keeping between runs
-    return ratios(measure_rows(WORKDIR))
+    rows, _ = measure_rows(WORKDIR)
+    return ratios(rows)
 
 
 def main(argv: list[str]) -> int:
-    from perf._table import render
-
     parser = argparse.ArgumentParser(prog="python -m perf.peers", description=__doc__)
     parser.add_argument("--workdir", type=Path, default=WORKDIR, help="kept between runs")
-    parser.add_argument("--recipe", default="int4-cpu", help="the curator recipe to compare")
+    parser.add_argument("--recipe", default=FIXED, help="the fixed curator recipe to compare")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="speed rounds (best kept)")
+    parser.add_argument("--model", choices=("degridded", "q4_1"), default="degridded")
+    parser.add_argument(
+        "--budgets",
+        default="peers",
+        help="comma-separated --max-kl values (e.g. 0.4,0.2,0.1,0.05,0.02); default `peers`: "
+        "one budget at each llama.cpp point's measured KL",
+    )
+    parser.add_argument("--peers", default=",".join(PEERS), help="llama-quantize types")
     args = parser.parse_args(argv)
-    rows = measure_rows(args.workdir.resolve(), args.recipe, args.rounds)
-    table = ratios(rows)
-    print(render(table))
-    print()
+    budgets = (
+        None if args.budgets == "peers" else tuple(float(b) for b in args.budgets.split(",") if b)
+    )
+    peers = tuple(p for p in args.peers.split(",") if p)
+    workdir = args.workdir.resolve()
+    rows, one_compile = measure_rows(
+        workdir, args.recipe, args.rounds, model=args.model, budgets=budgets, peers=peers
+    )
     print(markdown(rows))
     print()
-    print(closing_note(table))
+    png = plot(rows, workdir / args.model / "curve.png", f"SmolLM2-135M ({args.model}): size vs KL")
+    print(f"curve: {png}")
+    print(f"one {args.recipe} compile: {one_compile:.0f} s")
+    print()
+    print(closing_note(verdicts(rows, one_compile)))
     return 0
 
 
-def closing_note(table: list[Ratio]) -> str:
-    """One line quoting the issue's target ratios (against Q4_K_M) and whether each holds."""
-    checked = [r for r in table if r.ok is not None]
-    parts = [
-        f"{r.name.split(': ', 1)[1]} {r.ratio:.2f}x ({r.target}: {'met' if r.ok else 'NOT met'})"
-        for r in checked
-    ]
-    return f"int4-cpu / {KL_TARGET_PEER}: " + "; ".join(parts)
+def closing_note(found: list[Verdict]) -> str:
+    """The issue's targets, one line each: met / NOT met and the figures."""
+    lines = ["targets (issue 22 item 4):"]
+    for v in found:
+        mark = "met" if v.ok else "NOT met"
+        lines.append(f"  {v.name}: {mark} ({v.detail})")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

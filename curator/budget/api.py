@@ -111,6 +111,9 @@ class Attempt:
     kl: float
     top1: float
     seconds: float
+    compile_seconds: float = 0.0
+    perplexity: float = 0.0
+    reference_perplexity: float = 0.0
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -120,6 +123,8 @@ class Attempt:
             "bytes": self.bytes,
             "klMean": round(self.kl, 6),
             "top1Agreement": round(self.top1, 6),
+            "perplexity": round(self.perplexity, 4),
+            "compileSeconds": round(self.compile_seconds, 1),
             "seconds": round(self.seconds, 1),
         }
 
@@ -238,10 +243,12 @@ def compile_to_budget(
             f"budget: try {index + 1}: predicted KL {plan.predicted_kl:.4f}, "
             f"{plan.bytes / 2**20:.1f} MiB; compiling ...",
         )
+        compile_started = time.monotonic()
         compiled = compile_model(
             dataclasses.replace(request, recipe=str(path), force=request.force or index > 0),
             progress=progress,
         )
+        compile_seconds = time.monotonic() - compile_started
         assert compiled.path is not None
         fidelity = measure_fidelity(
             compiled.path, default_reference(compiled.path), text, threads=threads
@@ -255,6 +262,9 @@ def compile_to_budget(
                 kl=fidelity.kl_mean,
                 top1=fidelity.top1_agreement,
                 seconds=time.monotonic() - started,
+                compile_seconds=compile_seconds,
+                perplexity=fidelity.perplexity,
+                reference_perplexity=fidelity.reference_perplexity,
             )
         )
         results.append((compiled, path, plan))
@@ -354,3 +364,15 @@ def _record(compiled: CompileResult, result: BudgetResult, sensitivity: Sensitiv
         build["artifacts"] = sorted(artifacts, key=lambda a: str(a.get("path")))
     write_json_atomic(manifest_path, manifest)
     shutil.rmtree(result.attempts[0].recipe.parent, ignore_errors=True)
+
+
+def budget_for(
+    recipe: str | None, max_kl: float | None, min_top1: float | None, registry: Path
+) -> Budget | None:
+    """The budget a compile or onboard asks for: ``--max-kl``/``--min-top1`` as given, else the
+    registry policy's for ``--recipe auto``; None for a fixed recipe."""
+    if max_kl is not None or min_top1 is not None:
+        return check_budget(max_kl, min_top1)
+    if recipe == "auto":
+        return policy_budget(registry)
+    return None

@@ -30,7 +30,7 @@ from curator.jsonio import write_json_atomic
 from curator.paths import curator_home
 
 ANCHOR = Format(4, 32, False, "k_quant")
-DEFAULT_TOKENS = 256
+DEFAULT_TOKENS = 128
 WORKER_VERSION = 2
 VALIDATION_FORMATS = (Format(4, 64, False, "rtn"), Format(4, 16, False, "k_quant"))
 

@@ -17,8 +17,11 @@ from curator.paths import registry_path
     "--recipe",
     default="int4-cpu",
     show_default=True,
-    help="Recipe (curator recipes list) or a recipe .json file.",
+    help="Recipe (curator recipes list) or a recipe .json file; `auto`: the smallest model that "
+    "meets the registry policy's fidelity limits.",
 )
+@click.option("--max-kl", type=float, help="Fidelity budget: the smallest plan with this KL.")
+@click.option("--min-top1", type=float, help="Fidelity budget: top-1 agreement at least this.")
 @click.option("--id", "model_id", help="Model id NAME-VARIANT:VERSION [default: from the source].")
 @click.option("--revision", help="Hub revision (branch, tag or commit).")
 @click.option("--gguf-file", help="Onboard this GGUF file of the Hub repo (or directory) SOURCE.")
@@ -69,6 +72,8 @@ def onboard(
     registry: Path | None,
     cache_dir: Path | None,
     as_json: bool,
+    max_kl: float | None = None,
+    min_top1: float | None = None,
 ) -> None:
     """Info, compile, register, smoke, bench and fidelity, then a pull-request-ready summary.
 
@@ -100,6 +105,8 @@ def onboard(
             fidelity=not no_fidelity,
             force=force,
             gguf_file=gguf_file,
+            max_kl=max_kl,
+            min_top1=min_top1,
         ),
         progress=out.progress,
     )

@@ -46,6 +46,8 @@ class OnboardRequest:
     gguf_file: str | None = None  # a GGUF file of the Hub repo (or directory) ``source``
     chat_template: str | None = None  # --chat-template NAME|FILE (issue 21)
     completion_only: bool = False  # a base model: text-generation, continuation prompts
+    max_kl: float | None = None  # a fidelity budget (issue 22): the compile searches its plan
+    min_top1: float | None = None
 
     def prompt_set(self) -> Path | None:
         """--prompts, else for a completion-only model the shipped continuation set."""
@@ -225,6 +227,9 @@ def _compile(
 ) -> tuple[Path, str, str]:
     from curator.compile import CompileRequest, compile_model
 
+    if request.recipe == "auto" or request.max_kl is not None or request.min_top1 is not None:
+        return _compile_to_budget(request, cache_dir, say)
+
     def ask(dry_run: bool, force: bool) -> Any:
         return compile_model(
             CompileRequest(
@@ -258,6 +263,40 @@ def _compile(
     result = ask(dry_run=False, force=True)
     seconds = result.wall_seconds or 0.0
     return result.path, result.model_id, f"{result.total_bytes / 2**20:.1f} MiB in {seconds:.0f} s"
+
+
+def _compile_to_budget(
+    request: OnboardRequest, cache_dir: Path, say: Progress
+) -> tuple[Path, str, str]:
+    """``--recipe auto`` / ``--max-kl``: the smallest plan that meets the budget (curator.budget)."""
+    from curator.budget import budget_for, compile_to_budget
+    from curator.compile import CompileRequest
+
+    budget = budget_for(request.recipe, request.max_kl, request.min_top1, request.registry)
+    assert budget is not None
+    result = compile_to_budget(
+        CompileRequest(
+            source=request.source,
+            recipe="auto",
+            model_id=request.model_id,
+            revision=request.revision,
+            cache_dir=cache_dir,
+            trust_remote_code=request.trust_remote_code,
+            force=True,
+            gguf_file=request.gguf_file,
+            chat_template=request.chat_template,
+            completion_only=request.completion_only,
+        ),
+        budget,
+        progress=say,
+    )
+    compiled = result.compiled
+    assert compiled.path is not None
+    detail = (
+        f"{compiled.total_bytes / 2**20:.1f} MiB in {result.seconds:.0f} s, budget "
+        f"{budget.describe()}: KL {result.kl:.4f}, recipe {result.recipe.name}"
+    )
+    return compiled.path, compiled.model_id, detail
 
 
 def _same_build(manifest: dict[str, Any], plan: Any, hub_sha: str | None) -> bool:
