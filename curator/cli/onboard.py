@@ -31,6 +31,18 @@ from curator.paths import registry_path
     "--capability", "capabilities", multiple=True, help="Capability tag (repeat) [default: chat]."
 )
 @click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--chat-template",
+    metavar="NAME|FILE",
+    help="Chat template for a model without one: chatml, llama3, gemma, phi3, zephyr, mistral, "
+    "or a .jinja file.",
+)
+@click.option(
+    "--completion-only",
+    is_flag=True,
+    help="A base model: no chat template, registered for text-generation, smoke-tested with "
+    "continuations.",
+)
 @click.option("--trust-remote-code", is_flag=True, help="Allow the repository's own code to run.")
 @click.option(
     "--prompts",
@@ -62,6 +74,8 @@ def onboard(
     license_: str | None,
     capabilities: tuple[str, ...],
     calibration: Path | None,
+    chat_template: str | None,
+    completion_only: bool,
     trust_remote_code: bool,
     prompts: Path | None,
     rounds: int,
@@ -96,7 +110,7 @@ def onboard(
             revision=revision,
             alias=alias,
             license=license_,
-            capabilities=capabilities or ("chat",),
+            capabilities=capabilities or (() if completion_only else ("chat",)),
             trust_remote_code=trust_remote_code,
             calibration=calibration,
             prompts=prompts,
@@ -105,6 +119,8 @@ def onboard(
             fidelity=not no_fidelity,
             force=force,
             gguf_file=gguf_file,
+            chat_template=chat_template,
+            completion_only=completion_only,
             max_kl=max_kl,
             min_top1=min_top1,
         ),
