@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from curator import foundry
 from curator.errors import InputFileError, NotFound
 from curator.foundry.catalog import DOWNLOAD_SIGNAL, finished_download_id
 from curator.modeldir import (
@@ -25,6 +26,8 @@ from curator.modeldir import (
     read_manifest,
     sha256_file,
 )
+from curator.registry import find_model, load_registry
+from curator.registry import remove_model as remove_entry
 from curator.registry.rules import unsafe_path_reason
 
 
@@ -49,9 +52,6 @@ class CachedModel:
 
 def list_cache(cache_dir: Path, registry: Path) -> list[CachedModel]:
     """Model directories in ``cache_dir`` plus models Foundry has registered from elsewhere."""
-    from curator import foundry
-    from curator.registry import load_registry
-
     if not cache_dir.is_dir():
         return []  # nothing compiled, nothing registered (Foundry keeps registrations in it)
     registered = {m.id: m for m in foundry.runtime(cache_dir).list_registered()}
@@ -127,8 +127,6 @@ class RemoveResult:
 def remove_model(model_id: str, cache_dir: Path, registry: Path | None = None) -> RemoveResult:
     """Unregister ``model_id`` from Foundry, delete its directory if it lies in the cache, and with
     ``registry`` remove its registry entry. A directory outside the cache is left in place."""
-    from curator import foundry
-
     rt = foundry.runtime(cache_dir)
     registered = rt.get(model_id)
     path = find_model_dir(cache_dir, model_id)
@@ -136,8 +134,6 @@ def remove_model(model_id: str, cache_dir: Path, registry: Path | None = None) -
         path = registered.path
     entry_exists = False
     if registry is not None:
-        from curator.registry import find_model, load_registry
-
         entry_exists = find_model(load_registry(registry), model_id) is not None
     if registered is None and path is None and not entry_exists:
         raise NotFound(
@@ -154,8 +150,6 @@ def remove_model(model_id: str, cache_dir: Path, registry: Path | None = None) -
         else:
             kept = path
     if entry_exists and registry is not None:
-        from curator.registry import remove_model as remove_entry
-
         remove_entry(registry, model_id)
     return RemoveResult(model_id, unregistered, removed, kept, entry_exists, catalog)
 
@@ -231,8 +225,6 @@ def verify_cache(cache_dir: Path, model_id: str | None = None) -> list[VerifyRes
         return [_flag_shared(verify_dir(p, model_id), _others(ids, p)) for p in holders]
     path = find_model_dir(cache_dir, model_id)
     if path is None:
-        from curator import foundry
-
         registered = foundry.runtime(cache_dir).get(model_id)
         path = registered.path if registered is not None else None
     if path is None or not path.is_dir():

@@ -18,15 +18,16 @@ sees it (those modules hidden).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # start-up: curator.paths imports this module for every command
+    import subprocess
 
 IS_WINDOWS = sys.platform == "win32"
 IS_MACOS = sys.platform == "darwin"
@@ -118,24 +119,35 @@ def tree_rss_bytes(pid: int) -> int:
 # -------------------------------------------------------------------------------- child processes
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: the child gets SIGKILL if curator dies, so no orphan keeps writing."""
-    import signal
-
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def own_group_kwargs() -> dict[str, Any]:
     """``subprocess.Popen`` keyword arguments that start the child in its own process group, so a
     Ctrl-C in curator's terminal reaches curator (which stops the child's tree) and not the child."""
+    import subprocess
+
     if IS_WINDOWS:
         return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)}
     kwargs: dict[str, Any] = {"start_new_session": True}
     if IS_LINUX:
-        kwargs["preexec_fn"] = _die_with_parent
+        kwargs["preexec_fn"] = _die_with_parent_hook()
     return kwargs
+
+
+def _die_with_parent_hook() -> Callable[[], None]:
+    """Linux: a hook run in the child before exec that makes it get SIGKILL if curator dies, so
+    no orphan keeps writing. ctypes and libc are loaded here, before the fork, not in the child."""
+    import ctypes
+    import signal
+
+    try:
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return lambda: None
+
+    def hook() -> None:  # pragma: no cover - runs in the child before exec
+        with contextlib.suppress(Exception):
+            prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+    return hook
 
 
 @dataclass(frozen=True)
@@ -183,6 +195,8 @@ def stop_tree(proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
             with contextlib.suppress(psutil.Error):
                 getattr(p, step)()
         _gone, procs = psutil.wait_procs(alive, timeout=grace)
+    import subprocess  # start-up: see the imports above
+
     with contextlib.suppress(subprocess.TimeoutExpired, ChildProcessError):
         proc.wait(timeout=grace)
 

@@ -150,3 +150,52 @@ if __name__ == "__main__":  # python tests/test_layout.py --cycles
         for component in found:
             print("  " + " <-> ".join(component))
     sys.exit(0)
+
+
+# Where every function-level import of curator's own modules says why (start-up cost, the SDK it
+# loads, a cycle it avoids) in a comment on its line. The rest of the tree is to follow.
+REASONED = (
+    "register",
+    "foundry",
+    "cache.py",
+    "modeldir.py",
+    "paths.py",
+    "portable.py",
+    "progress.py",
+)
+
+
+def function_level_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, source line) of each import of a curator module inside a function of ``path``."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    found = []
+    for node in ast.walk(ast.parse("\n".join(lines))):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for inner in ast.walk(node):
+            names = (
+                [inner.module or ""]
+                if isinstance(inner, ast.ImportFrom)
+                else [a.name for a in inner.names]
+                if isinstance(inner, ast.Import)
+                else []
+            )
+            if any(name == "curator" or name.startswith("curator.") for name in names):
+                found.append((inner.lineno, lines[inner.lineno - 1]))
+    return found
+
+
+def test_function_level_imports_of_curator_say_why() -> None:
+    unexplained = [
+        f"{path.relative_to(REPO_ROOT)}:{line}: {text.strip()}"
+        for top in REASONED
+        for path in sorted(
+            (CURATOR / top).rglob("*.py") if (CURATOR / top).is_dir() else [CURATOR / top]
+        )
+        for line, text in function_level_imports(path)
+        if "#" not in text
+    ]
+    assert unexplained == [], (
+        "import at module level, or say on the line why not (# start-up: ..., # SDK: ...): "
+        f"{unexplained}"
+    )

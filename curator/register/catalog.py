@@ -9,12 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from curator import foundry
 from curator.errors import FoundryError, UsageProblem
+from curator.foundry import catalog
 from curator.jsonio import read_json
 from curator.modeldir import GENAI_CONFIG, dir_bytes
 from curator.register.entry import context_length, registry_entry, variant_of
 from curator.register.loadtest import load_test, min_ram_for
 from curator.register.types import CatalogPullResult, RegisterResult
+from curator.registry import find_model, load_registry, upsert_model
 
 
 def register_catalog_model(
@@ -31,10 +34,6 @@ def register_catalog_model(
     """A cached Foundry catalog model (ALIAS|ID, brought in by ``curator pull``): load-test it and
     add or update its registry entry, ``source`` naming the catalog's id, version, publisher and
     license. Foundry Local already knows it (its catalog): nothing is registered with Foundry."""
-    from curator import foundry  # the SDK's wrappers and jsonschema: only when used
-    from curator.foundry import catalog
-    from curator.registry import find_model, load_registry, upsert_model
-
     rt = foundry.runtime(cache_dir)
     model = catalog.describe(catalog.cached_variant(rt, target))
     if model_id is not None and model_id != model.id:
@@ -113,9 +112,6 @@ def pull_catalog_model(
     """Download a Foundry catalog model (ALIAS|ID) into the cache, then load-test it as register
     does. ``progress`` gets the download's percent. A failed or interrupted download leaves nothing
     that looks cached."""
-    from curator import foundry  # the SDK's wrappers: only when used
-    from curator.foundry import catalog
-
     rt = foundry.runtime(cache_dir)
     done = catalog.download(rt, target, progress)
     try:

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from curator.errors import CuratorError, InputFileError, NotFound, UsageProblem
+from curator.foundry import runtime
+from curator.foundry.catalog import finished_download_id
 from curator.foundry.types import MODEL_ID_RE
 from curator.jsonio import read_json
 from curator.modeldir import (
@@ -43,6 +45,7 @@ from curator.register.entry import (
 )
 from curator.register.loadtest import min_ram_for, register_load_tested
 from curator.register.types import RegisterResult
+from curator.registry import find_model, load_registry, upsert_model
 
 
 def register(
@@ -61,8 +64,6 @@ def register(
     Re-registering an id replaces the Foundry registration and updates the registry entry (keeping
     its benchmarks, fidelity and notes). A model that fails to load or generate is unregistered.
     """
-    from curator.registry import find_model, load_registry, upsert_model  # jsonschema: on use
-
     catalog_id = _catalog_download_of(target)
     if catalog_id is not None or _is_catalog_target(target, cache_dir):
         return register_catalog_model(
@@ -156,8 +157,6 @@ def resolve_model_dir(target: str, cache_dir: Path) -> Path:
     if ":" in target and "/" not in target:
         found = find_model_dir(cache_dir, target)
         if found is None and cache_dir.is_dir():
-            from curator.foundry import runtime
-
             registered = runtime(cache_dir).get(target)
             found = registered.path if registered is not None else None
         if found is not None and found.is_dir():
@@ -235,8 +234,6 @@ def _catalog_download_of(target: str) -> str | None:
     path = Path(target).expanduser()
     if not path.is_dir() or (path / MANIFEST_NAME).is_file():
         return None
-    from curator.foundry.catalog import finished_download_id
-
     return finished_download_id(path)
 
 
@@ -247,12 +244,8 @@ def _is_catalog_target(target: str, cache_dir: Path) -> bool:
         return False
     found = find_model_dir(cache_dir, target) if ":" in target else None
     if found is not None:
-        from curator.foundry.catalog import finished_download_id
-
         return not (found / MANIFEST_NAME).is_file() and finished_download_id(found) is not None
     if ":" in target and cache_dir.is_dir():
-        from curator.foundry import runtime
-
         registered = runtime(cache_dir).get(target)
         if registered is not None and not registered.catalog:
             return False

@@ -10,14 +10,13 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from curator import foundry
 from curator.errors import FoundryError
+from curator.foundry import FoundryRuntime, ModelMetadata, RegisteredModel
 from curator.portable import peak_rss_bytes
 from curator.registry.rules import ram_floor_gb
-
-if TYPE_CHECKING:  # the runtime's module imports the SDK's wrappers: typing only here
-    from curator.foundry import FoundryRuntime, ModelMetadata, RegisteredModel
 
 HEADROOM_FACTOR = 1.5
 HEADROOM_GB = 0.25
@@ -105,8 +104,6 @@ def register_load_tested(
 ) -> FoundryRegistration:
     """Register ``path`` as ``model_id`` with Foundry Local (replacing an earlier registration)
     and load-test it; on failure unregister, put back the previous registration, raise."""
-    from curator import foundry  # the SDK's wrappers: only when a model is registered
-
     rt = foundry.runtime(cache_dir)
     previous = rt.get(model_id)
     if previous is not None and previous.catalog:
