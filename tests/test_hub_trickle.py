@@ -19,6 +19,7 @@ import pytest
 
 from curator.hub import download_for_compile, model_facts, search_models
 from curator.hub.errors import HubStalled, HubTooLarge
+from curator.share.publish import publish
 from curator.share.pull import PullRefused, pull_model
 from tests.conftest import TINY_MODEL_ID, run_curator
 from tests.fakehub import TINY, FakeHub
@@ -184,3 +185,21 @@ def test_a_download_is_asked_for_as_is_and_a_compressed_answer_refused(
     (get,) = writer.seen("GET", contains="model.onnx.data")
     assert get.headers["accept-encoding"] == "identity"
     assert [p for p in published.rglob("*") if p.is_file()] == []
+
+
+def test_a_publish_whose_commit_answer_trickles_ends_at_the_deadline(
+    writer: FakeHub, local_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The uploads go through; the Hub's answer to the commit trickles: one error at the
+    deadline (CURATOR_HUB_DEADLINE set: publish's own default is 60 s), no distribution recorded."""
+    with TricklingServer(writer.url, match="/commit/") as trickling:
+        through(trickling, monkeypatch, DEADLINE)
+        start = time.monotonic()
+        with pytest.raises(HubStalled) as stalled:
+            publish(TINY_MODEL_ID, repo=REPO, cache_dir=cache_dir(), registry=registry_file())
+        elapsed = time.monotonic() - start
+    assert f"did not move 64 KiB within {DEADLINE:g} s (POST /api/models/{REPO}/commit/main)" in (
+        stalled.value.message
+    )
+    assert elapsed < DEADLINE + SLACK + 2, elapsed  # the uploads before the commit move it on
+    assert "distribution" not in json.loads(registry_file().read_text())["models"][0]

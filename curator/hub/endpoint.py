@@ -60,11 +60,11 @@ def read_timeout() -> float:
     return _positive_env("CURATOR_HUB_TIMEOUT", 8.0)
 
 
-def deadline_seconds() -> float:
+def deadline_seconds(default: float = 10.0) -> float:
     """Seconds all the Hub requests of ``search`` or ``info`` may take together, bodies included;
-    for a transfer (a download, ``pull``; ``publish`` waits at least 60 s), the longest it may
-    go without moving 64 KiB: ``$CURATOR_HUB_DEADLINE`` (default 10)."""
-    return _positive_env("CURATOR_HUB_DEADLINE", 10.0)
+    for a transfer (a download, ``pull``, ``publish``), the longest it may go without moving
+    64 KiB: ``$CURATOR_HUB_DEADLINE`` (default 10; ``publish`` passes 60)."""
+    return _positive_env("CURATOR_HUB_DEADLINE", default)
 
 
 def _positive_env(name: str, default: float) -> float:

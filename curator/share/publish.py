@@ -159,9 +159,9 @@ def _upload(
     from curator.hub.transport import UPLOAD_TIMEOUT, hub_deadline, plain_http
 
     api = make_api()
-    # One transfer: it may wait as long as one upload read for the Hub to answer (it stores and
-    # checks what it was sent first), and every 64 KiB sent or received moves that deadline on.
-    seconds = max(deadline_seconds(), UPLOAD_TIMEOUT)
+    # One transfer: by default it may wait as long as one upload read for the Hub to answer (it
+    # stores and checks what it was sent first); every 64 KiB sent or received moves it on.
+    seconds = deadline_seconds(default=UPLOAD_TIMEOUT)
     with (
         hub_errors(repo, branch),
         _upload_errors(repo),

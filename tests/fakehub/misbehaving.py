@@ -123,10 +123,22 @@ class TricklingServer:
                 pass
 
             def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
+                body: bytes | None = None
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    chunks = []
+                    while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
+                    self.rfile.readline()
+                    body = b"".join(chunks)
+                elif length := int(self.headers.get("Content-Length") or 0):
+                    body = self.rfile.read(length)
                 connection = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "content-length"}
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("content-length", "transfer-encoding")
+                }
                 connection.request(self.command, self.path, body=body, headers=headers)
                 answer = connection.getresponse()
                 content = answer.read()
