@@ -1,12 +1,14 @@
 """Child process for tests/test_stream_compile.py (the model builder must not load in pytest's
 process): build each model the builder's own way and streamed, in one process, and compare.
 
-    python -m tests.stream_check OUT_JSON WORK MODEL_DIR [MODEL_DIR ...]
+    python -m tests.stream_check OUT_JSON WORK MODEL_DIR[:fp32] [MODEL_DIR[:fp32] ...]
 
 For each model, with Olive's ModelBuilder patches (as the pass runs it): ``create_model`` int4 k_quant_mixed (asymmetric, block 32, accuracy level 4) as
 the builder does it (whole model loaded, ``to_int4`` over the whole graph), then the embedding
 quantized on the saved model; and the same through a StreamSession with ``embedding_quant``.
-Writes, per model, whether it streamed, the initializers that differ, and whether the nodes match.
+With ``:fp32``, the fp32 build instead (every weight float, cast and written in chunks: the chunk
+sizes are set small here so that the tiny models' tensors span several chunks). Writes, per
+model, whether it streamed, the initializers that differ, and whether the nodes match.
 """
 
 from __future__ import annotations
@@ -25,32 +27,32 @@ BUILDER_OPTIONS = {
 EMBEDDING = {"bits": 4, "block_size": 32, "symmetric": False}
 
 
-def _build(model_dir: Path, out: Path, stream: bool) -> dict[str, Any]:
+def _build(model_dir: Path, out: Path, stream: bool, precision: str) -> dict[str, Any]:
     from curator.compile.stream import builder_patch
     from curator.quant.plan import EMBEDDING_NODE, plan_for
 
     create_model = builder_patch.builder_module().create_model
     session = None
     if stream:
-        session = builder_patch.StreamSession(
-            out_dir=out,
-            plan_config={"precision": "int4", **BUILDER_OPTIONS, "embedding_quant": EMBEDDING},
-        )
+        plan_config: dict[str, Any] = {"precision": precision}
+        if precision == "int4":
+            plan_config.update({**BUILDER_OPTIONS, "embedding_quant": EMBEDDING})
+        session = builder_patch.StreamSession(out_dir=out, plan_config=plan_config)
         builder_patch.open_session(session)
     try:
         create_model(
             model_name=str(model_dir),
             input_path=str(model_dir),
             output_dir=str(out),
-            precision="int4",
+            precision=precision,
             execution_provider="cpu",
             cache_dir=str(out.parent / "hf-cache"),
             filename="model.onnx",
-            **BUILDER_OPTIONS,
+            **(BUILDER_OPTIONS if precision == "int4" else {}),
         )
     finally:
         builder_patch.close_session()
-    if session is None or not session.streamed:
+    if precision == "int4" and (session is None or not session.streamed):
         quant = plan_for({"embedding_quant": EMBEDDING}, 0).for_node(EMBEDDING_NODE)
         assert quant is not None
         builder_patch.quantize_saved_embedding(out, quant)
@@ -116,21 +118,24 @@ def main(argv: list[str]) -> int:
 
     from curator.compile import builder_compat
     from curator.compile.stream import builder_patch
+    from curator.quant import kernels
 
     builder_compat.install()
     ModelBuilder.maybe_patch_quant()  # as Olive's pass runs the builder (its make_embedding)
     builder_patch.install()
+    builder_patch.CAST_CHUNK_ELEMENTS = 3000
+    kernels.CHUNK_ELEMENTS = 5000
     out_json, work = Path(argv[0]), Path(argv[1])
     results: dict[str, Any] = {}
-    for model in argv[2:]:
+    for arg in argv[2:]:
+        model, _, precision = arg.partition(":")
+        precision = precision or "int4"
         model_dir = Path(model)
-        reference, streamed = (
-            work / model_dir.name / "reference",
-            work / model_dir.name / "streamed",
-        )
-        _build(model_dir, reference, stream=False)
-        info = _build(model_dir, streamed, stream=True)
-        results[model_dir.name] = {**info, **compare(reference, streamed)}
+        label = f"{model_dir.name}:{precision}"
+        reference, streamed = work / label / "reference", work / label / "streamed"
+        _build(model_dir, reference, stream=False, precision=precision)
+        info = _build(model_dir, streamed, stream=True, precision=precision)
+        results[label] = {**info, **compare(reference, streamed)}
     out_json.write_text(json.dumps(results, indent=2), encoding="utf-8")
     return 0
 

@@ -43,6 +43,7 @@ from curator.quant.plan import EMBEDDING_NODE, QuantPlan, TensorQuant, plan_for
 
 ALIGN = 4096  # tensors over ALIGN_OVER bytes start on a page boundary (mmap-friendly)
 ALIGN_OVER = 1 << 20
+CAST_CHUNK_ELEMENTS = 1 << 22  # a float weight is cast and written 4M values at a time
 LOG_PREFIX = "curator-stream:"
 
 # The builder classes whose weights stream (checked on tiny models against the builder's own
@@ -79,15 +80,23 @@ class DataWriter:
         self.tensors = 0
 
     def append(self, array: np.ndarray[Any, Any]) -> tuple[int, int]:
-        data = np.ascontiguousarray(array)
-        length = int(data.nbytes)
+        return self.append_pieces(int(np.asarray(array).nbytes), iter([array]))
+
+    def append_pieces(self, length: int, pieces: Iterator[np.ndarray[Any, Any]]) -> tuple[int, int]:
+        """One tensor of ``length`` bytes written piece by piece (row chunks, in order)."""
         if length > ALIGN_OVER and self.offset % ALIGN:
             pad = ALIGN - self.offset % ALIGN
             self.handle.write(b"\0" * pad)
             self.offset += pad
         start = self.offset
-        if length:
-            self.handle.write(data.reshape(-1).view(np.uint8).data)
+        written = 0
+        for piece in pieces:
+            data = np.ascontiguousarray(piece)
+            if data.nbytes:
+                self.handle.write(data.reshape(-1).view(np.uint8).data)
+            written += int(data.nbytes)
+        if written != length:
+            raise RuntimeError(f"wrote {written} bytes of a {length}-byte tensor")
         self.offset += length
         self.tensors += 1
         return start, length
@@ -395,12 +404,51 @@ def _write_tensor(session: StreamSession, ir_tensor: Any, name: str) -> Any:
     )
 
 
+def _write_cast_in_chunks(session: StreamSession, tensor: Any, name: str, to: Any) -> Any:
+    """A big torch tensor cast to ``to`` and written row chunk by row chunk (the same bytes as a
+    whole-tensor cast: the cast is elementwise), so no whole cast copy exists."""
+    import onnx_ir as ir
+    from onnx_ir.tensor_adapters import TorchTensor, to_torch_dtype
+
+    dtype = to_torch_dtype(to)
+    rows = int(tensor.shape[0])
+    per_row = max(1, tensor.numel() // max(rows, 1))
+    step = max(1, CAST_CHUNK_ELEMENTS // per_row)
+    length = int(tensor.numel()) * int(to.itemsize)
+
+    def pieces() -> Iterator[np.ndarray[Any, Any]]:
+        for start in range(0, rows, step):
+            chunk = tensor[start : start + step].detach().to(dtype).contiguous()
+            yield TorchTensor(chunk).numpy()
+
+    offset, written = session.open_writer().append_pieces(length, pieces())
+    return ir.ExternalTensor(
+        session.data_name,
+        offset,
+        written,
+        to,
+        shape=ir.Shape(list(tensor.shape)),
+        name=name,
+        base_dir=str(session.out_dir),
+    )
+
+
 def _make_initializer(self: Any, tensor: Any, /, name: str, to: Any = None) -> None:
     session = _stream(self)
     if session is None:
         _ORIGINAL["make_initializer"](self, tensor, name=name, to=to)
         return
-    external = _write_tensor(session, _ir_tensor(tensor, name, to), name)
+    import torch
+
+    big = (
+        isinstance(tensor, torch.Tensor)
+        and tensor.dim() >= 1
+        and tensor.numel() > CAST_CHUNK_ELEMENTS
+    )
+    if to is not None and big:
+        external = _write_cast_in_chunks(session, tensor, name, to)
+    else:
+        external = _write_tensor(session, _ir_tensor(tensor, name, to), name)
     value = self.make_value(name, external.dtype, external.shape)
     value.const_value = external
     self.model.graph.register_initializer(value)
