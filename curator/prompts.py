@@ -90,7 +90,7 @@ def load_prompt_set(path: Path | None = None) -> PromptSet:
 
 def parse_prompt_set(doc: Any, path: Path, sha256: str) -> PromptSet:
     """Validate an already-parsed prompt-set document against the schema."""
-    from curator.registry.rules import one_line
+    from curator.registry.rules import one_line  # start-up: the registry's rules, on refusal
     from curator.schemas import schema_problems
 
     problems = schema_problems(doc, "prompts")

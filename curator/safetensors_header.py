@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from curator.errors import InputFileError
+from curator.jsonio import parse_json
 
 HEADER_LIMIT = 100_000_000  # the safetensors library's own limit on N
 MAX_DIMS = 64
@@ -142,8 +143,6 @@ def read_safetensors_header(path: Path | str) -> SafetensorsHeader:
 
 
 def _parse(path: Path, text: str) -> Any:
-    from curator.jsonio import parse_json
-
     try:
         return parse_json(text, str(path), "safetensors header")
     except InputFileError as exc:  # the message names the file, line and column

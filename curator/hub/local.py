@@ -11,9 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from curator.errors import InputFileError
 from curator.hub.endpoint import hf_cache_dir
 from curator.hub.models import LocalModel
 from curator.paths import foundry_cache_dir
+from curator.safetensors_header import read_safetensors_header
 
 FOUNDRY_DEPTH = 4
 
@@ -103,9 +105,6 @@ def local_parameter_count(folder: Path) -> int | None:
 def safetensors_file_parameters(path: Path) -> int | None:
     """Sum of the element counts in one safetensors header; None if the header is unreadable or
     does not match the file (curator.safetensors_header checks it)."""
-    from curator.errors import InputFileError
-    from curator.safetensors_header import read_safetensors_header
-
     try:
         return read_safetensors_header(path).parameters
     except InputFileError:

@@ -155,8 +155,8 @@ def _upload(
     from huggingface_hub import CommitOperationAdd
 
     from curator.hub.client import hub_errors, make_api
-    from curator.hub.endpoint import deadline_seconds
-    from curator.hub.transport import UPLOAD_TIMEOUT, hub_deadline, plain_http
+    from curator.hub.endpoint import deadline_seconds  # start-up: with the Hub client
+    from curator.hub.transport import UPLOAD_TIMEOUT, hub_deadline, plain_http  # start-up: idem
 
     api = make_api()
     # One transfer: by default it may wait as long as one upload read for the Hub to answer (it

@@ -252,7 +252,11 @@ def _download(
     from huggingface_hub.errors import RemoteEntryNotFoundError
 
     from curator.hub.client import hub_errors, make_api
-    from curator.hub.transport import body_limit, hub_deadline, plain_http
+    from curator.hub.transport import (
+        body_limit,
+        hub_deadline,
+        plain_http,
+    )  # start-up: the Hub, for a pull
 
     api = make_api()
     staging.mkdir(parents=True, exist_ok=True)
