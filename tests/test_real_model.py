@@ -32,7 +32,11 @@ def test_default_recipe_keeps_smollm2s_answers(
     compiled_smollm2: Path, install_compiled: Callable[..., Path]
 ) -> None:
     """Bug (issue 11): the int4-cpu default answered "Le Grand Jestam, l'Étoisdjestam." to the
-    capital of France, and smoke still passed."""
+    capital of France, and smoke still passed.
+
+    Known (issue 25): it answers "Name a color." with "A: A: A: A: ..." (the fp32 build names a
+    colour, tests/test_smoke_real.py), and smoke now fails it as degenerate. When a recipe fixes
+    that, this test fails on the `color` assertion: then assert that the whole set passes."""
     model_dir = install_compiled(compiled=compiled_smollm2)
     registered = run_curator("register", str(model_dir), "--license", "apache-2.0")
     assert registered.returncode == 0, registered.stderr
@@ -40,8 +44,10 @@ def test_default_recipe_keeps_smollm2s_answers(
     result = run_curator("smoke", SMOLLM2_MODEL_ID, "--json")
     report = json.loads(result.stdout)
     answers = {o["id"]: o["answer"] for o in report["outcomes"]}
-    assert result.returncode == 0, (result.stderr, answers)
-    assert report["passed"] is True
+    errors = {o["id"]: o["error"] for o in report["outcomes"] if not o["ok"]}
+    assert list(errors) == ["color"], (result.stderr, answers)
+    assert errors["color"].startswith("degenerate answer: 'a :' repeated"), errors
+    assert result.returncode == 1 and report["passed"] is False
     assert "paris" in answers["capital"].lower()
     assert "tokyo" in answers["capital-japan"].lower()
     assert "h2o" in answers["water-symbol"].lower()
