@@ -7,6 +7,7 @@ putting back the registration it replaced (a fake runtime stands in for Foundry 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -306,3 +307,122 @@ def test_undo_unregisters_and_puts_back(tmp_path: Path, fake_runtime: FakeRuntim
     assert done.action == "re-registered"
     done.undo()
     assert fake_runtime.registered["m-generic-cpu:1"].path == old
+
+
+# ------------------------------------------------------------- what the manifest tells the entry
+
+
+def test_manifest_strings_come_from_the_manifest_then_its_source() -> None:
+    manifest = {"license": "mit", "source": {"license": "apache-2.0", "publisher": "Org"}}
+    assert entry_mod.manifest_str(manifest, "license") == "mit"
+    assert entry_mod.manifest_str(manifest, "publisher") == "Org"
+    assert entry_mod.manifest_str({"license": "", "source": {"license": "x"}}, "license") == "x"
+    assert entry_mod.manifest_str({"license": 3, "source": "junk"}, "license") is None
+    assert entry_mod.manifest_str({}, "license") is None
+
+
+def test_the_context_length_is_the_models_then_the_searchs() -> None:
+    context_length = entry_mod.context_length
+    assert context_length({"model": {"context_length": 4096}, "search": {"max_length": 9}}) == 4096
+    assert context_length({"model": {"context_length": 0}, "search": {"max_length": 9}}) == 9
+    assert context_length({"model": {"context_length": "4096"}, "search": {"max_length": 9}}) == 9
+    assert context_length({"model": [], "search": []}) is None
+    assert context_length({"search": {"max_length": -1}}) is None
+    assert context_length({}) is None
+
+
+@pytest.mark.parametrize(
+    ("declared", "repo"),
+    [
+        ({"repo": "Qwen/Qwen2.5-0.5B"}, "Qwen/Qwen2.5-0.5B"),
+        ({"repoId": "org/m.v1_x-y"}, "org/m.v1_x-y"),
+        ({"repo": "local:mine"}, "local:mine"),
+        ({"repo": "not a repo/x"}, "local:x"),
+        ({"path": "/models/My Model (v2)"}, "local:My-Model--v2-"),
+        ({"path": "/models/..hidden"}, "local:hidden"),
+        ({"path": "/models/!!!"}, "local:model"),
+        ({}, "local:dirname"),
+        ({"repo": "a/b/c"}, "local:c"),
+    ],
+)
+def test_the_source_repo_is_the_hubs_or_a_local_name(declared: dict[str, Any], repo: str) -> None:
+    source = entry_mod.source_of(Path("/x/dirname"), {"source": declared}, {})
+    assert source["repo"] == repo
+
+
+def test_the_source_keeps_a_commit_revision_and_a_positive_parameter_count(tmp_path: Path) -> None:
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    declared = {"repo": "o/m", "revision": commit, "parameters": 135, "architecture": "Qwen2X"}
+    assert entry_mod.source_of(tmp_path, {"source": declared}, {}) == {
+        "repo": "o/m",
+        "revision": commit,
+        "architecture": "Qwen2X",
+        "parameters": 135,
+    }
+    odd = {"repo": "o/m", "revision": "main", "parameters": 0}
+    assert set(entry_mod.source_of(tmp_path, {"source": odd}, {})) == {"repo", "architecture"}
+    odd = {"repo": "o/m", "revision": commit.upper(), "parameters": "135"}
+    assert set(entry_mod.source_of(tmp_path, {"source": odd}, {})) == {"repo", "architecture"}
+    assert entry_mod.source_of(tmp_path, {"source": "junk"}, {})["repo"] == f"local:{tmp_path.name}"
+
+
+def test_the_architecture_is_declared_then_from_config_json_then_the_model_type(
+    tmp_path: Path,
+) -> None:
+    def architecture(declared: dict[str, Any], config: dict[str, Any] | None = None) -> str:
+        return str(
+            entry_mod.source_of(tmp_path, {"source": declared}, config or {})["architecture"]
+        )
+
+    assert architecture({"architecture": "LlamaForCausalLM"}) == "LlamaForCausalLM"
+    assert architecture({}, {"model": {"type": "qwen2-x"}}) == "qwen2x"
+    assert architecture({}) == "unknown"
+    assert architecture({}, {"model": {"type": "--"}}) == "unknown"
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["Phi3ForCausalLM"]}))
+    assert architecture({"architecture": "bad name"}) == "Phi3ForCausalLM"
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["bad name"]}))
+    assert architecture({}, {"model": {"type": "phi3"}}) == "phi3"
+    (tmp_path / "config.json").write_text("[1, 2]")  # not an object
+    assert architecture({}, {"model": {"type": "phi3"}}) == "phi3"
+    (tmp_path / "config.json").write_text("{broken")
+    assert architecture({}, {"model": []}) == "unknown"
+
+
+def test_the_build_lists_the_recipe_tools_artifacts_and_time() -> None:
+    listed = [{"path": "model.onnx", "sha256": "a" * 64, "bytes": 5, "extra": 1}]
+    manifest = {
+        "build": {
+            "recipe": "int4-cpu",
+            "recipeSha256": "b" * 64,
+            "tools": {"olive-ai": "0.13.0"},
+            "compiledAt": "2026-12-06T07:00:00Z",
+        }
+    }
+    assert entry_mod.build_of(manifest, listed) == {
+        "recipe": "int4-cpu",
+        "recipeSha256": "b" * 64,
+        "tools": {"olive-ai": "0.13.0"},
+        "artifacts": [{"path": "model.onnx", "sha256": "a" * 64, "bytes": 5}],
+        "compiledAt": "2026-12-06T07:00:00Z",
+    }
+    flat = {"recipe": "fp32-cpu", "tools": "junk", "compiledAt": 5}  # an older, flat manifest
+    assert entry_mod.build_of(flat, []) == {
+        "recipe": "fp32-cpu",
+        "recipeSha256": None,
+        "tools": {},
+        "artifacts": [],
+    }
+    mixed = {"build": {"recipe": "r"}, "compiledAt": "then"}
+    assert entry_mod.build_of(mixed, [{"path": "p"}])["compiledAt"] == "then"
+    assert entry_mod.build_of(mixed, [{"path": "p"}])["artifacts"] == [
+        {"path": "p", "sha256": None, "bytes": None}
+    ]
+
+
+def test_the_publisher_is_declared_first() -> None:
+    existing = {"publisher": "kept"}
+    assert entry_mod.publisher_of(Path("/x/y"), {}, existing, Path("/c")) == "kept"
+    assert (
+        entry_mod.publisher_of(Path("/x/y"), {"source": {"publisher": "S"}}, existing, Path("/c"))
+        == "S"
+    )
