@@ -20,6 +20,7 @@ from pathlib import Path
 
 from curator.errors import CuratorError
 from curator.foundry import LoadedModel, Usage
+from curator.progress import Progress, say
 from curator.prompts import Prompt, load_prompt_set
 
 
@@ -61,6 +62,7 @@ def run_smoke(
     cache_dir: Path,
     prompts: Path | None = None,
     time_limit_sec: float | None = None,
+    progress: Progress | None = None,
 ) -> SmokeReport:
     """Run every prompt of ``prompts`` (default: the shipped smoke set) on ``model_id``.
 
@@ -81,13 +83,15 @@ def run_smoke(
             prompts = default_prompt_set_path("completion")
     prompt_set = load_prompt_set(prompts)
     start = time.perf_counter()
+    say(progress, f"smoke: loading {model_id}")
     model = load_registered(rt, model_id)  # a miss says "did you mean" the closest name
     load_ms = (time.perf_counter() - start) * 1000
     try:
-        outcomes = tuple(
-            _run_prompt(model, prompt, time_limit_sec or prompt.time_limit_sec)
-            for prompt in prompt_set.prompts
-        )
+        done: list[PromptOutcome] = []
+        for number, prompt in enumerate(prompt_set.prompts, 1):
+            say(progress, f"smoke: prompt {number}/{len(prompt_set.prompts)} {prompt.id}")
+            done.append(_run_prompt(model, prompt, time_limit_sec or prompt.time_limit_sec))
+        outcomes = tuple(done)
     finally:
         model.unload()
     return SmokeReport(

@@ -124,6 +124,25 @@ def test_cli_records_in_manifest_and_registry(
     assert entry is not None and entry["fidelity"] == record
 
 
+def test_cli_without_record_writes_nothing_and_shows_progress(
+    trained_int4: Path, trained_model_dir: Path, isolated_env: Path
+) -> None:
+    """Issue 25: `fidelity` ran 28 s silent and overwrote the manifest's figure without --record."""
+    model_id = "trained-generic-cpu:1"
+    target = _install(trained_int4, isolated_env / "foundry-cache", model_id)
+    before = (target / "curator-manifest.json").read_bytes()
+    proc = run_curator(
+        "fidelity", "trained", "--reference", str(trained_model_dir), "--max-tokens", "300"
+    )  # the alias: the id without its variant
+    assert proc.returncode == 0, proc.stderr
+    assert (target / "curator-manifest.json").read_bytes() == before
+    assert "not recorded: --record writes it" in proc.stdout
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "fidelity of trained ..."
+    assert any(line.startswith("fidelity: scoring trained-generic-cpu:1 against") for line in lines)
+    assert lines[-1].startswith("fidelity of trained done (")
+
+
 def _scale_weights(model_dir: Path, factor: float) -> None:
     """Multiply every MLP down-projection weight of an fp32 ONNX model by ``factor``."""
     import onnx

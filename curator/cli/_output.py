@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -54,11 +55,25 @@ class Output:
             click.echo(message, err=True)
 
     @contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        """``name ...`` then ``name done (1.2 s)`` on stderr."""
+    def step(self, name: str, heartbeat: float = 10.0) -> Iterator[None]:
+        """``name ...``, every ``heartbeat`` seconds ``name: still running (20 s)``, then
+        ``name done (1.2 s)`` on stderr: the one progress helper for a step that says nothing
+        while it works (a model load, a fidelity run, hashing a cache)."""
         start = time.monotonic()
         self.progress(f"{name} ...")
-        yield
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(heartbeat):
+                self.progress(f"{name}: still running ({time.monotonic() - start:.0f} s)")
+
+        beating = threading.Thread(target=beat, name="curator-progress", daemon=True)
+        beating.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            beating.join()
         self.progress(f"{name} done ({time.monotonic() - start:.1f} s)")
 
     def warn(self, message: str) -> None:

@@ -24,6 +24,12 @@ def report_json(report: Any) -> dict[str, Any]:
     }
 
 
+def _measure(out: Output, request: Any) -> Any:
+    from curator.fidelity.api import run_fidelity
+
+    return run_fidelity(request, progress=out.progress)
+
+
 def _print(out: Output, report: Any) -> None:
     r = report.result
     out.text(f"fidelity of {r.model} against {r.reference}")
@@ -43,6 +49,10 @@ def _print(out: Output, report: Any) -> None:
         out.text(f"recorded in {report.manifest}")
     if report.registry:
         out.text(f"recorded in {report.registry} ({r.model})")
+    if not report.manifest and not report.registry:
+        out.text(
+            "not recorded: --record writes it into the compile manifest and the registry entry"
+        )
     t = report.thresholds
     if t.max_kl is None and t.min_top1 is None:
         return
@@ -68,7 +78,11 @@ def _print(out: Output, report: Any) -> None:
     default=None,
     help="UTF-8 text to score [default: the shipped public-domain text].",
 )
-@click.option("--record", is_flag=True, help="Also write the result into the registry entry.")
+@click.option(
+    "--record",
+    is_flag=True,
+    help="Write the result into the compile manifest and the registry entry (else nothing is written).",
+)
 @click.option(
     "--max-kl",
     type=click.FloatRange(min=0),
@@ -115,26 +129,29 @@ def fidelity(
     as_json: bool,
 ) -> None:
     """Teacher-forced KL divergence, top-1 agreement and perplexity of compiled model MODEL_ID
-    (an id in the Foundry cache, or a directory) against its fp32 reference. The result goes into
-    the compile manifest, and with --record into the registry entry's `fidelity`."""
-    from curator.fidelity.api import FidelityRequest, run_fidelity
+    (an id, an id without version or an alias in the Foundry cache, or a directory) against its
+    fp32 reference. Nothing is written unless --record: then the result goes into the compile
+    manifest and the registry entry's `fidelity`."""
+    from curator.fidelity.api import FidelityRequest
 
     out = Output(as_json)
-    report = run_fidelity(
-        FidelityRequest(
-            model=model_id,
-            reference=reference,
-            text=text,
-            cache_dir=cache_dir,
-            registry=registry,
-            record=record,
-            max_kl=max_kl,
-            min_top1=min_top1,
-            window=window,
-            max_tokens=max_tokens,
-            threads=threads,
+    with out.step(f"fidelity of {model_id}"):
+        report = _measure(
+            out,
+            FidelityRequest(
+                model=model_id,
+                reference=reference,
+                text=text,
+                cache_dir=cache_dir,
+                registry=registry,
+                record=record,
+                max_kl=max_kl,
+                min_top1=min_top1,
+                window=window,
+                max_tokens=max_tokens,
+                threads=threads,
+            ),
         )
-    )
     if as_json:
         out.json(report_json(report))
     else:

@@ -190,7 +190,11 @@ def smoke(
 
     out = Output(as_json)
     report = run_smoke(
-        model_id, cache_dir=foundry_cache_dir(cache_dir), prompts=prompts, time_limit_sec=time_limit
+        model_id,
+        cache_dir=foundry_cache_dir(cache_dir),
+        prompts=prompts,
+        time_limit_sec=time_limit,
+        progress=out.progress,
     )
     if as_json:
         out.json({**_fields(report), "passed": report.passed, "failed": list(report.failed)})

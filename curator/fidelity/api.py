@@ -12,6 +12,7 @@ from curator.fidelity.record import record_in_manifest, record_in_registry
 from curator.fidelity.text import load_text
 from curator.fidelity.types import FidelityResult, Thresholds
 from curator.paths import foundry_cache_dir, registry_path
+from curator.progress import Progress, say
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,10 @@ def policy_thresholds(registry: Path) -> Thresholds:
     )
 
 
-def run_fidelity(request: FidelityRequest) -> FidelityReport:
-    """Measure, hold to ``--max-kl``/``--min-top1`` (else the registry policy), record."""
+def run_fidelity(request: FidelityRequest, progress: Progress | None = None) -> FidelityReport:
+    """Measure, hold to ``--max-kl``/``--min-top1`` (else the registry policy); with ``record``
+    write the result into the compile manifest and the registry entry (without it nothing is
+    written)."""
     from curator.errors import NotFound
     from curator.names import cache_suggestion, resolve_in_cache, with_suggestion
 
@@ -75,9 +78,14 @@ def run_fidelity(request: FidelityRequest) -> FidelityReport:
     except NotFound as exc:
         suggestion = cache_suggestion(cache, request.model)
         raise NotFound(exc.message, hint=with_suggestion(exc.hint, suggestion)) from None
+    say(progress, f"fidelity: finding the fp32 reference of {model_dir.name}")
     reference = resolve_reference(request.reference, model_dir, cache)
     text = load_text(request.text)
     model_id = model_label(model_dir)
+    say(
+        progress,
+        f"fidelity: scoring {model_id} against {reference.label} (a forward pass per window)",
+    )
     result = measure_fidelity(
         model_dir,
         reference,
@@ -92,11 +100,11 @@ def run_fidelity(request: FidelityRequest) -> FidelityReport:
         thresholds, origin = Thresholds(request.max_kl, request.min_top1), "options"
     else:
         thresholds, origin = policy_thresholds(registry), f"policy of {registry}"
-    manifest = record_in_manifest(model_dir, result)
-    recorded = None
-    if request.record:
+    manifest = recorded = None
+    if request.record:  # without --record, a measurement writes nothing (issue 25)
         record_in_registry(registry, model_id, result)
         recorded = registry
+        manifest = record_in_manifest(model_dir, result)
     return FidelityReport(
         result=result,
         thresholds=thresholds,

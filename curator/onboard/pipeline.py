@@ -22,11 +22,13 @@ from curator.jsonio import read_json, write_text_atomic
 from curator.progress import Progress
 from curator.registry import find_model, load_registry, upsert_model
 
+DEFAULT_RECIPE = "int4-cpu"  # onboard's and compile's recipe when none is given
+
 
 @dataclass(frozen=True)
 class OnboardRequest:
     source: str
-    recipe: str = "int4-cpu"
+    recipe: str = DEFAULT_RECIPE
     registry: Path = Path("registry/models.json")
     cache_dir: Path | None = None
     out_dir: Path = Path("onboard-out")
