@@ -101,6 +101,6 @@ def test_rows_and_verdicts_judge_the_bound_and_the_prediction(tmp_path: Path) ->
     assert next(r for r in ladder._rows(worse) if "preflight" in r.name).ok is False
     assert next(r for r in ladder._rows(good) if "preflight" in r.name).ok is True
     lines = ladder.verdicts([good, bad])
-    assert "3B shape compiles on this machine: NOT met" in lines
+    assert "3B shape compiles on this machine: NOT met (preflight refuses)" in lines
     assert any(line.startswith("peak <=") and ": met" in line for line in lines)
     assert any("NOT met" in line for line in ladder.verdicts([worse]))
