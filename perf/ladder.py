@@ -577,16 +577,6 @@ def measure_rung(
     compiled = compile_measured(ckpt, rung, workdir, recipe=recipe)
     output = compiled_dir(rung, workdir)
     out_bytes = _dir_bytes(output) if output.is_dir() else None
-    extra: dict[str, Measured] = {}
-    for count in cores:
-        extra[f"{count} core(s)"] = compile_measured(ckpt, rung, workdir, count)
-    steps = (
-        pipeline(ckpt, rung, workdir)
-        if with_pipeline and compiled.returncode == 0 and output.is_dir()
-        else {}
-    )
-    if not keep:
-        shutil.rmtree(output, ignore_errors=True)
     peak = compiled.peak_bytes / GIB
     _log(
         f"{rung}: curator exit {compiled.returncode}, {compiled.seconds:.1f} s, peak {peak:.2f} GiB"
@@ -599,6 +589,16 @@ def measure_rung(
             f"{anchored.convert.peak_bytes / GIB:.2f} GiB, quantize {anchored.quantize.seconds:.1f}"
             f" s {anchored.quantize.peak_bytes / GIB:.2f} GiB"
         )
+    steps = (
+        pipeline(ckpt, rung, workdir)
+        if with_pipeline and compiled.returncode == 0 and output.is_dir()
+        else {}
+    )
+    extra: dict[str, Measured] = {}
+    for count in cores:
+        extra[f"{count} core(s)"] = compile_measured(ckpt, rung, workdir, count, recipe=recipe)
+    if not keep:
+        shutil.rmtree(output, ignore_errors=True)
     note = "sparse checkpoint (zeros)" if sparse else ""
     return RungResult(rung, shape, params, plan, compiled, out_bytes, anchored, extra, note, steps)
 
