@@ -45,6 +45,7 @@ ALIGN = 4096  # tensors over ALIGN_OVER bytes start on a page boundary (mmap-fri
 ALIGN_OVER = 1 << 20
 CAST_CHUNK_ELEMENTS = 1 << 22  # a float weight is cast and written 4M values at a time
 LOG_PREFIX = "curator-stream:"
+TRACE_ENV = "CURATOR_STREAM_TRACE"  # "1": log the RSS at every unit (diagnosing memory)
 
 # The builder classes whose weights stream (checked on tiny models against the builder's own
 # path, tests/test_stream_compile.py). Other architectures are built the builder's own way.
@@ -303,14 +304,25 @@ class _Units:
         self.restore.clear()
 
     def walk(self, modules: Iterator[Any]) -> Iterator[Any]:
+        trace = os.environ.get(TRACE_ENV) == "1"
         try:
             for module in modules:
                 if self.is_unit(module):
+                    if trace:
+                        log(f"trace: before {type(module).__name__}: rss {_rss_mib()} MiB")
                     self.release()
                     self.materialize(module)
                 yield module
         finally:
             self.release()
+            if trace:
+                log(f"trace: after the last unit: rss {_rss_mib()} MiB")
+
+
+def _rss_mib() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss) >> 20
 
 
 def _load_weights(self: Any, input_path: str) -> Any:
