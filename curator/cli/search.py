@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from curator.cli._options import json_option
+from curator.cli._options import cache_dir_option, json_option
 from curator.cli._output import Output
 from curator.hub.units import human_bytes, human_count, parse_param_count
 
@@ -43,13 +43,19 @@ SORT_CHOICES = ("downloads", "likes", "trending", "updated")
     help="At most N parameters: 8B, 500M (models without a count are left out).",
 )
 @click.option("--compilable", is_flag=True, help="Only models a recipe can compile here.")
-@click.option("--local", is_flag=True, help="Search the local HF cache and Foundry cache instead.")
+@click.option(
+    "--local",
+    is_flag=True,
+    help="Search the local HF cache and the Foundry cache (--cache-dir) instead: ids, parameters, "
+    "sizes.",
+)
 @click.option(
     "--explain",
     is_flag=True,
     help="List the models --compilable / --max-params left out, each with its reason "
     "(with --json: an object with models, scanned and left_out).",
 )
+@cache_dir_option
 @json_option
 def search(
     query: str,
@@ -63,6 +69,7 @@ def search(
     compilable: bool,
     local: bool,
     explain: bool,
+    cache_dir: Path | None,
     as_json: bool,
 ) -> None:
     """Search Hugging Face for models (or, with --local, the models already on this machine).
@@ -71,7 +78,9 @@ def search(
     each one)."""
     out = Output(as_json)
     if local:
-        _search_local(out, query, task, author, filters, gated, max_params, compilable or explain)
+        _search_local(
+            out, query, task, author, filters, gated, max_params, compilable or explain, cache_dir
+        )
         return
     from curator.hub.search import search_hub
 
@@ -145,6 +154,7 @@ def _search_local(
     gated: bool | None,
     max_params: str | None,
     compilable: bool,
+    cache_dir: Path | None = None,
 ) -> None:
     from curator.hub import search_local
 
@@ -162,7 +172,7 @@ def _search_local(
     ]
     if ignored:
         out.warn(f"--local matches names only; ignoring {', '.join(ignored)}")
-    found = search_local(query or None)
+    found = search_local(query or None, foundry_cache=cache_dir)
     if out.as_json:
         out.json(found)
         return

@@ -62,7 +62,11 @@ def hf_cache_models(cache: Path | None = None) -> list[LocalModel]:
 
 
 def foundry_models(cache: Path | None = None) -> list[LocalModel]:
-    """Folders under the Foundry cache holding a genai_config.json (compiled models)."""
+    """Folders under the Foundry cache holding a genai_config.json (compiled models), named by
+    their model id (the compile manifest's, else from the folder name; issue 25), with the
+    parameter count the manifest records."""
+    from curator.modeldir import dir_model_id, read_manifest
+
     root = foundry_cache_dir(cache)
     if not root.is_dir():
         return []
@@ -74,15 +78,29 @@ def foundry_models(cache: Path | None = None) -> list[LocalModel]:
         genai = read_json_object(config_path)
         model_section = genai.get("model")
         genai_type = model_section.get("type") if isinstance(model_section, dict) else None
+        try:
+            manifest = read_manifest(folder) or {}
+        except InputFileError:  # one unreadable manifest must not hide the other models
+            manifest = {}
+        recorded = manifest.get("source")
+        recorded = recorded if isinstance(recorded, dict) else {}
+        count = recorded.get("parameters")
+        architecture = recorded.get("architecture")
         models.append(
             LocalModel(
                 source="foundry",
-                name=folder.relative_to(root).as_posix(),
+                name=dir_model_id(folder, manifest or None) or folder.relative_to(root).as_posix(),
                 path=folder,
                 size_bytes=sum(p.stat().st_size for p in files),
                 revisions=(),
-                architecture=_architecture(config) or (str(genai_type) if genai_type else None),
-                parameters=None,
+                architecture=(
+                    _architecture(config)
+                    or (architecture if isinstance(architecture, str) else None)
+                    or (str(genai_type) if genai_type else None)
+                ),
+                parameters=count
+                if isinstance(count, int) and not isinstance(count, bool)
+                else None,
                 last_modified=_iso(max((p.stat().st_mtime for p in files), default=0.0)),
             )
         )

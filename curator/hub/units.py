@@ -44,10 +44,11 @@ def human_count(count: int | None) -> str | None:
 
 
 def human_bytes(count: int | None) -> str | None:
-    """1.2 GB / 340 MB / 12 KB for tables (decimal units, like the Hub)."""
+    """1.2 GiB / 340.0 MiB / 12.0 KiB for tables: binary units, as every size curator prints
+    (issue 25: one model's size appeared as MB and MiB in four ways)."""
     if count is None:
         return None
-    for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if count >= scale:
             return f"{count / scale:.1f} {unit}"
     return f"{count} B"
