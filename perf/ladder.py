@@ -422,11 +422,12 @@ def bypass_recipe(workdir: Path) -> Path:
 
 
 def compile_measured(
-    ckpt: Path, rung: str, workdir: Path, cores: int | None = None, recipe: str = RECIPE
+    ckpt: Path, rung: str, workdir: Path, cores: int | None = None, recipe: str | None = None
 ) -> Measured:
     """``curator compile CKPT --recipe int4-cpu`` with its process tree's peak (on the first
     ``cores`` cores only, when given; ``recipe``: a recipe file instead)."""
     tag = f"{cores}-cores" if cores else "all-cores"
+    recipe = recipe or RECIPE
     pin = ["taskset", "-c", f"0-{cores - 1}"] if cores else []
     with heavy_lock():
         _log(f"{rung}: curator compile --recipe {recipe} ({tag}) ...")
@@ -871,6 +872,7 @@ def measure(workdir: Path, rungs: str | None = None) -> list[Ratio]:
 
 
 def main(argv: list[str]) -> int:
+    global RECIPE
     from perf._table import render
 
     parser = argparse.ArgumentParser(
@@ -880,6 +882,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--rungs", default=",".join(DEFAULT_RUNGS), help="comma-separated rungs")
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs")
+    parser.add_argument("--recipe", default=RECIPE, help="the curator recipe (a CPU one)")
     parser.add_argument("--no-anchor", action="store_true", help="skip llama.cpp's row")
     parser.add_argument("--anchor-threads", type=int, default=2, help="llama-quantize threads")
     parser.add_argument("--keep", action="store_true", help="keep the compiled models")
@@ -906,6 +909,7 @@ def main(argv: list[str]) -> int:
         help="only measure fidelity's reference on these rungs' checkpoints, held bf16 and fp32",
     )
     args = parser.parse_args(argv)
+    RECIPE = args.recipe
     if args.reference_peak:
         for rung in parse_rungs(args.reference_peak):
             held = {
@@ -931,6 +935,7 @@ def main(argv: list[str]) -> int:
         bypass_refusal=args.measure_refused,
         cores=[int(t) for t in args.cores.split(",") if t.strip()],
     )
+    print(f"recipe {RECIPE}; anchor llama.cpp convert (bf16) + llama-quantize {ANCHOR_KIND}")
     print(render([row for r in results for row in _rows(r)]))
     print()
     print(markdown(results))
