@@ -86,6 +86,16 @@ def result_json(result: CompileResult) -> dict[str, Any]:
     return data
 
 
+def _unknown(plan: CompilePlan, value: object, field: str, shown: str | None = None) -> str:
+    """``shown`` (or the value), or ``- (why it is unknown)``: no bare "-" in a plan."""
+    if value is not None and value != "":
+        return shown if shown is not None else str(value)
+    why = dict(plan.unknown_because).get(field)
+    if why is None and plan.source_dir is None and plan.source_gguf_file is None:
+        why = "read after the download"
+    return f"- ({why})" if why else "-"
+
+
 def _print_plan(out: Output, plan: CompilePlan) -> None:
     out.text(f"plan: {plan.source_repo} --recipe {plan.recipe} -> {plan.model_id}")
     if plan.source_dir:
@@ -95,14 +105,20 @@ def _print_plan(out: Output, plan: CompilePlan) -> None:
     else:
         source = f"{plan.source_repo} (not downloaded)"
     out.text(f"  source:       {source}")
-    out.text(f"  architecture: {plan.architecture or '-'}, parameters: {plan.parameters or '-'}")
-    out.text(f"  target:       {plan.target}")
+    parameters = f"{plan.parameters:,}" if plan.parameters else None
     out.text(
-        f"  peak RAM:     {_mib(plan.predicted_peak_bytes)} predicted, "
+        f"  architecture: {_unknown(plan, plan.architecture, 'architecture')}, "
+        f"parameters: {_unknown(plan, parameters, 'parameters')}"
+    )
+    out.text(f"  target:       {plan.target}")
+    # RAM and disk are predicted from the parameter count: without it, say why once
+    why = "" if plan.parameters else " (no parameter count)"
+    out.text(
+        f"  peak RAM:     {_mib(plan.predicted_peak_bytes)} predicted{why}, "
         f"{_mib(plan.available_ram_bytes)} available"
     )
     out.text(
-        f"  disk:         {_mib(plan.predicted_disk_bytes)} needed, "
+        f"  disk:         {_mib(plan.predicted_disk_bytes)} needed{why}, "
         f"{_mib(plan.free_disk_bytes)} free"
     )
     for note in plan.notes:
@@ -118,7 +134,8 @@ def _print_plan(out: Output, plan: CompilePlan) -> None:
     "recipe",
     default=None,
     help="Recipe name (curator recipes list) or .json file; `auto`: the smallest model that meets "
-    "the registry policy's fidelity limits.",
+    "the registry policy's fidelity limits [default: int4-cpu, as onboard; with --max-kl or "
+    "--min-top1: auto].",
 )
 @click.option("--id", "model_id", default=None, help="Model id NAME-VARIANT:VERSION.")
 @click.option("--revision", default=None, help="Hub branch, tag or commit (Hub sources only).")
@@ -184,6 +201,10 @@ def compile_command(
     <cache>/<publisher>/<id>, with a provenance manifest. A GGUF source is dequantized to fp32
     first: it was already quantized, and the compile cannot restore what that lost."""
     out = Output(as_json)
+    if recipe is None and max_kl is None and min_top1 is None:
+        from curator.onboard.pipeline import DEFAULT_RECIPE
+
+        recipe = DEFAULT_RECIPE  # as onboard (issue 25)
     request = CompileRequest(
         source=source,
         recipe=recipe or AUTO,

@@ -62,8 +62,10 @@ def plan_compile(request: CompileRequest, recipe: Recipe, source: SourceModel) -
     model_id = request.model_id or f"{source.name}-{recipe.variant}:1"
     preflight.check_model_id(model_id, recipe)
     target = placement.target_dir(cache_root, source.publisher, model_id)
-    preflight.check_target(target, request.force)
+    exists = target.exists() and not request.force
+    preflight.check_target(target, request.force or request.dry_run)  # a dry run shows the plan
     architecture = parameters = predicted_peak = predicted_disk = context = None
+    unknown_because: tuple[tuple[str, str], ...] = ()
     if source.local_dir is not None:
         config = read_model_config(source.local_dir)
         architecture = preflight.check_architecture(config, source.local_dir)
@@ -77,9 +79,12 @@ def plan_compile(request: CompileRequest, recipe: Recipe, source: SourceModel) -
         has_template: bool | None = check.has_chat_template(source.local_dir)
     elif source.gguf_path is not None:  # not dequantized yet: the header has the sizes
         parameters, context = gguf_source.parameter_count(source.gguf_path)
+        unknown_because = (("architecture", "the transformers class is read when dequantizing"),)
         has_template = gguf_source.has_chat_template(source.gguf_path)
     else:
         has_template = None  # a Hub source before its download: checked once downloaded
+        if request.dry_run:  # a real run reads them from the download
+            architecture, parameters, unknown_because = _hub_sizes(source)
     if not (request.chat_template or request.completion_only):
         preflight.check_chat_template(has_template, request.source)
     free_disk = preflight.free_disk_bytes(cache_root)
@@ -112,7 +117,8 @@ def plan_compile(request: CompileRequest, recipe: Recipe, source: SourceModel) -
         olive_config=olive_config,
         source_gguf_file=source.gguf_file,
         source_gguf=source.gguf,
-        notes=_notes(source) + template_notes,
+        notes=_notes(source) + template_notes + _exists_note(target, exists),
+        unknown_because=unknown_because,
         chat_template=template,
         completion_only=request.completion_only,
     )
@@ -144,6 +150,34 @@ def _chat_template(
                 "plain text (choose the template the model was trained with)"
             )
     return template, tuple(notes)
+
+
+def _hub_sizes(source: SourceModel) -> tuple[str | None, int | None, tuple[tuple[str, str], ...]]:
+    """A Hub source before its download (a dry run): architecture and parameter count from the
+    Hub's model info, or why they are unknown (issue 25: every "-" in a plan says why)."""
+    from curator.errors import CuratorError
+    from curator.hub import model_facts
+
+    try:
+        facts = model_facts(source.repo, source.revision)
+    except CuratorError as exc:
+        why = f"Hub unreachable: {exc.message}"
+        return None, None, (("architecture", why), ("parameters", why))
+    reasons: tuple[tuple[str, str], ...] = ()
+    if facts.architecture is None:
+        reasons += (("architecture", "the Hub's model info does not name it"),)
+    if facts.parameters is None:
+        reasons += (("parameters", "the Hub lists no safetensors parameter count"),)
+    return facts.architecture, facts.parameters, reasons
+
+
+def _exists_note(target: Path, exists: bool) -> tuple[str, ...]:
+    if not exists:
+        return ()
+    return (
+        f"{target} already exists: a real run stops there; with --force it compiles again "
+        "and replaces it",
+    )
 
 
 def _notes(source: SourceModel) -> tuple[str, ...]:

@@ -72,6 +72,7 @@ class CompilePlan:
     notes: tuple[str, ...] = ()  # what the user must know (e.g. an already quantized source)
     chat_template: ChatTemplate | None = None  # installed into the output (--chat-template)
     completion_only: bool = False  # a base model: registered for completions, not chat
+    unknown_because: tuple[tuple[str, str], ...] = ()  # (field, why) for a fact left unknown
 
 
 @dataclass(frozen=True)
