@@ -1,4 +1,6 @@
-"""`curator compile` for a new user (issue 25): int4-cpu without --recipe (as onboard), a dry run
+"""Guards: curator.cli.compile, curator.compile.api
+
+`curator compile` for a new user (issue 25): int4-cpu without --recipe (as onboard), a dry run
 shows the plan even when the target exists, and every "-" in a plan says why."""
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""`curator search --local --cache-dir DIR` (issue 25): the models of that Foundry cache by id,
+"""Guards: curator.cli.search, curator.hub.local
+
+`curator search --local --cache-dir DIR` (issue 25): the models of that Foundry cache by id,
 with their parameter count and size in MiB."""
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Smoke on real weights (issue 25): SmolLM2-135M-Instruct's fp32 build passes the whole shipped
+"""Guards: curator.cli.foundry, curator.smoke
+
+Smoke on real weights (issue 25): SmolLM2-135M-Instruct's fp32 build passes the whole shipped
 smoke set, degenerate-answer checks included (its int4-cpu build is caught on `color`:
 tests/test_real_model.py)."""
 
