@@ -61,6 +61,7 @@ def plan_json(plan: CompilePlan) -> dict[str, Any]:
         "notes": list(plan.notes),
         "chat_template": plan.chat_template.manifest_record() if plan.chat_template else None,
         "completion_only": plan.completion_only,
+        "adapter": plan.source_adapter.manifest_record() if plan.source_adapter else None,
     }
 
 
@@ -174,6 +175,12 @@ def _print_plan(out: Output, plan: CompilePlan) -> None:
     help="A base model: no chat template needed; the prompt goes to the model unchanged and it is "
     "registered for text-generation.",
 )
+@click.option(
+    "--adapter",
+    metavar="PATH|ORG/NAME",
+    help="A PEFT LoRA adapter (folder or Hub repo) merged into SOURCE before the build.",
+)
+@click.option("--adapter-revision", default=None, help="Hub revision of --adapter.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow the model's own Python code.")
 @click.option("--force", is_flag=True, help="Replace an existing model directory.")
 @click.option("--dry-run", is_flag=True, help="Check and print the plan and Olive config only.")
@@ -188,6 +195,8 @@ def compile_command(
     calibration: Path | None,
     chat_template: str | None,
     completion_only: bool,
+    adapter: str | None,
+    adapter_revision: str | None,
     trust_remote_code: bool,
     force: bool,
     dry_run: bool,
@@ -218,6 +227,8 @@ def compile_command(
         gguf_file=gguf_file,
         chat_template=chat_template,
         completion_only=completion_only,
+        adapter=adapter,
+        adapter_revision=adapter_revision,
     )
     _interrupt_on_sigterm()
     try:

@@ -7,9 +7,11 @@ import json
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from curator.compile import adapter as adapter_merge
 from curator.compile import (
     chat_templates,
     check,
@@ -24,6 +26,7 @@ from curator.compile.source import (
     custom_code_files,
     read_model_config,
     resolve_source,
+    slug,
     weight_facts,
 )
 from curator.compile.types import CompilePlan, CompileRequest, CompileResult, SourceModel
@@ -121,7 +124,19 @@ def plan_compile(request: CompileRequest, recipe: Recipe, source: SourceModel) -
         unknown_because=unknown_because,
         chat_template=template,
         completion_only=request.completion_only,
+        source_adapter=source.adapter,
+        source_license=_base_license(source),
     )
+
+
+def _base_license(source: SourceModel) -> str | None:
+    """The base's license when its local files state it (a card's ``license``)."""
+    from curator.compile.describe import card_metadata
+
+    base = source.base_dir or source.local_dir
+    if base is None:
+        return None
+    return card_metadata(base).get("license")
 
 
 def _chat_template(
@@ -181,11 +196,44 @@ def _exists_note(target: Path, exists: bool) -> tuple[str, ...]:
 
 
 def _notes(source: SourceModel) -> tuple[str, ...]:
+    notes: tuple[str, ...] = ()
     if source.gguf is not None:
-        return (source.gguf.note(),)
-    if source.gguf_file is not None:
-        return (gguf_source.already_quantized_note(source.gguf_file),)
-    return ()
+        notes = (source.gguf.note(),)
+    elif source.gguf_file is not None:
+        notes = (gguf_source.already_quantized_note(source.gguf_file),)
+    if source.adapter is not None:
+        notes += (source.adapter.note(source.repo),)
+        mismatch = adapter_merge.check_base_matches(source.adapter, source.repo)
+        if mismatch:
+            notes += (mismatch,)
+        notes += (adapter_merge.SEPARATE_ADAPTER_BLOCKED,)
+    return notes
+
+
+def _with_adapter(
+    request: CompileRequest, base: SourceModel, progress: Progress | None
+) -> SourceModel:
+    """The base with ``request.adapter`` resolved and (unless a dry run) merged into it; the id
+    and publisher come from the adapter (it is the model being brought)."""
+    assert request.adapter is not None
+    origin = adapter_merge.resolve_adapter(request.adapter, request.adapter_revision)
+    if origin.repo.startswith("local:"):
+        publisher, name = "local", origin.repo.split(":", 1)[1]
+    else:
+        org, repo_name = origin.repo.split("/", 1)
+        publisher, name = org, slug(repo_name)
+    merged = None
+    if base.local_dir is not None and not request.dry_run:
+        say(progress, f"merging adapter {origin.repo} into {base.repo} (once per pair) ...")
+        merged = adapter_merge.merge(base.local_dir, base.revision, origin)
+    return replace(
+        base,
+        local_dir=merged or base.local_dir,
+        publisher=publisher,
+        name=name,
+        adapter=origin,
+        base_dir=base.local_dir,
+    )
 
 
 def resolve_recipe(name_or_path: str) -> Recipe:
@@ -244,6 +292,8 @@ def compile_model(request: CompileRequest, progress: Progress | None = None) -> 
             request.source, request.revision, download=True, gguf_file=request.gguf_file
         )
     )
+    if request.adapter:
+        source = _with_adapter(request, source, progress)
     for note in _notes(source):
         say(progress, f"note: {note}")
     plan = plan_compile(request, recipe, source)

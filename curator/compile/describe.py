@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from curator.compile import check, source
+from curator.errors import CuratorError
 from curator.hub.models import RecipeFit
 
 # GGUF general.architecture -> the transformers class its checkpoint is dequantized to.
@@ -317,7 +318,7 @@ def _adapter(given: str, path: Path) -> SourceFacts:
     parameters = None
     try:
         parameters = sum(source._safetensors_numel(w) for w in weights) if weights else None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, CuratorError):
         parameters = None
     files = _files(path)
     has_template = check.has_chat_template(path)

@@ -200,6 +200,15 @@ def manifest_document(
         document["chatTemplate"] = plan.chat_template.manifest_record()
     if plan.completion_only:
         document["completionOnly"] = True
+    if plan.source_license:
+        source["license"] = plan.source_license
+    if plan.source_adapter is not None:  # --adapter (issue 21): base and adapter both recorded
+        from curator.compile.adapter import governing_license
+
+        document["adapter"] = plan.source_adapter.manifest_record()
+        governing = governing_license(plan.source_license, plan.source_adapter.license)
+        if governing:
+            document["license"] = governing
     if plan.source_gguf is not None:  # already quantized: which file, which types (issue 11)
         document["gguf"] = plan.source_gguf.manifest_record()
     if predicted_run_bytes:

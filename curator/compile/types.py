@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from curator.compile.adapter import AdapterOrigin
 from curator.compile.chat_templates import ChatTemplate
 from curator.compile.gguf_source import GgufOrigin
 
@@ -26,6 +27,8 @@ class CompileRequest:
     gguf_file: str | None = None  # a GGUF file of a Hub repo (or of a local directory)
     chat_template: str | None = None  # a shipped template's name or a .jinja file (issue 21)
     completion_only: bool = False  # a base model: no chat template, registered for completions
+    adapter: str | None = None  # a PEFT LoRA adapter (folder or Hub repo) merged into SOURCE
+    adapter_revision: str | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class SourceModel:
     gguf_path: Path | None = None  # a GGUF source: the local file (None until downloaded)
     gguf_file: str | None = None  # a GGUF source: its file name
     gguf: GgufOrigin | None = None  # a GGUF source once dequantized into ``local_dir``
+    adapter: AdapterOrigin | None = None  # --adapter: merged into ``local_dir`` (once merged)
+    base_dir: Path | None = None  # with an adapter: the base checkpoint it was merged into
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,11 @@ class CompilePlan:
     notes: tuple[str, ...] = ()  # what the user must know (e.g. an already quantized source)
     chat_template: ChatTemplate | None = None  # installed into the output (--chat-template)
     completion_only: bool = False  # a base model: registered for completions, not chat
+    source_adapter: AdapterOrigin | None = None  # --adapter, merged before the build
+    source_license: str | None = None  # the base's license, when its files state one
     unknown_because: tuple[tuple[str, str], ...] = ()  # (field, why) for a fact left unknown
+    predicted_seconds: float | None = None  # wall time on an idle machine (curator.compile.cost)
+    prediction_basis: str | None = None  # what the peak prediction is made of (one line)
 
 
 @dataclass(frozen=True)

@@ -179,7 +179,37 @@ def source_of(path: Path, manifest: dict[str, Any], config: dict[str, Any]) -> d
     parameters = declared.get("parameters")
     if isinstance(parameters, int) and parameters > 0:
         source["parameters"] = parameters
+    source.update(_byom_source(manifest, declared))
     return source
+
+
+_LICENSE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+
+
+def _byom_source(manifest: dict[str, Any], declared: dict[str, Any]) -> dict[str, Any]:
+    """Issue 21: the base's license, an imported variant's subfolder, a merged adapter."""
+    found: dict[str, Any] = {}
+    license_id = declared.get("license")
+    if isinstance(license_id, str) and _LICENSE_RE.match(license_id):
+        found["license"] = license_id
+    subfolder = declared.get("subfolder")
+    if isinstance(subfolder, str) and re.match(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$", subfolder):
+        found["subfolder"] = subfolder
+    adapter = manifest.get("adapter")
+    if isinstance(adapter, dict) and isinstance(adapter.get("repo"), str):
+        from curator.compile.adapter import files_digest
+
+        record: dict[str, Any] = {"repo": adapter["repo"], "sha256": files_digest(adapter)}
+        if isinstance(adapter.get("revision"), str) and re.match(
+            r"^[0-9a-f]{40}$", adapter["revision"]
+        ):
+            record["revision"] = adapter["revision"]
+        if isinstance(adapter.get("license"), str) and _LICENSE_RE.match(adapter["license"]):
+            record["license"] = adapter["license"]
+        if isinstance(adapter.get("rank"), int) and adapter["rank"] > 0:
+            record["rank"] = adapter["rank"]
+        found["adapter"] = record
+    return found
 
 
 def _architecture(path: Path, declared: dict[str, Any], config: dict[str, Any]) -> str:
