@@ -43,6 +43,12 @@ from curator.paths import registry_path
     help="A base model: no chat template, registered for text-generation, smoke-tested with "
     "continuations.",
 )
+@click.option(
+    "--adapter",
+    metavar="PATH|ORG/NAME",
+    help="A PEFT LoRA adapter (folder or Hub repo) merged into SOURCE before the build.",
+)
+@click.option("--adapter-revision", help="Hub revision of --adapter.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow the repository's own code to run.")
 @click.option(
     "--prompts",
@@ -76,6 +82,8 @@ def onboard(
     calibration: Path | None,
     chat_template: str | None,
     completion_only: bool,
+    adapter: str | None,
+    adapter_revision: str | None,
     trust_remote_code: bool,
     prompts: Path | None,
     rounds: int,
@@ -121,6 +129,8 @@ def onboard(
             gguf_file=gguf_file,
             chat_template=chat_template,
             completion_only=completion_only,
+            adapter=adapter,
+            adapter_revision=adapter_revision,
             max_kl=max_kl,
             min_top1=min_top1,
         ),

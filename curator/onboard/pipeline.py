@@ -48,6 +48,8 @@ class OnboardRequest:
     gguf_file: str | None = None  # a GGUF file of the Hub repo (or directory) ``source``
     chat_template: str | None = None  # --chat-template NAME|FILE (issue 21)
     completion_only: bool = False  # a base model: text-generation, continuation prompts
+    adapter: str | None = None  # --adapter: a LoRA adapter merged into ``source`` (issue 21)
+    adapter_revision: str | None = None
     max_kl: float | None = None  # a fidelity budget (issue 22): the compile searches its plan
     min_top1: float | None = None
 
@@ -247,6 +249,8 @@ def _compile(
                 gguf_file=request.gguf_file,
                 chat_template=request.chat_template,
                 completion_only=request.completion_only,
+                adapter=request.adapter,
+                adapter_revision=request.adapter_revision,
             ),
             progress=say,
         )
@@ -260,6 +264,8 @@ def _compile(
         and _same_gguf(existing, request)
         and existing.get("chatTemplate")
         == (plan.chat_template.manifest_record() if plan.chat_template else None)
+        and (existing.get("adapter") or {}).get("sha256")
+        == (plan.source_adapter.sha256 if plan.source_adapter else None)
     ):
         return plan.target, plan.model_id, "skipped: the Foundry cache holds this build"
     result = ask(dry_run=False, force=True)
@@ -478,7 +484,10 @@ def _fidelity(
 
     # A local checkpoint is its own reference; a Hub or GGUF source's is named by the manifest
     # (for a GGUF, the dequantized checkpoint the compile started from).
-    is_checkpoint = Path(request.source).expanduser().is_dir() and not request.gguf_file
+    # with an adapter the reference is the merged checkpoint the manifest names
+    is_checkpoint = (
+        Path(request.source).expanduser().is_dir() and not request.gguf_file and not request.adapter
+    )
     local_source = request.source if is_checkpoint else None
     reference = resolve_reference(local_source, model_dir, cache_dir)
     result = measure_fidelity(model_dir, reference, load_text(), model=model_id)
