@@ -50,6 +50,8 @@ def plan_json(plan: CompilePlan) -> dict[str, Any]:
         "parameters": plan.parameters,
         "context_length": plan.context_length,
         "predicted_peak_bytes": plan.predicted_peak_bytes,
+        "predicted_seconds": plan.predicted_seconds,
+        "prediction_basis": plan.prediction_basis,
         "available_ram_bytes": plan.available_ram_bytes,
         "predicted_disk_bytes": plan.predicted_disk_bytes,
         "free_disk_bytes": plan.free_disk_bytes,
@@ -118,6 +120,11 @@ def _print_plan(out: Output, plan: CompilePlan) -> None:
         f"  peak RAM:     {_mib(plan.predicted_peak_bytes)} predicted{why}, "
         f"{_mib(plan.available_ram_bytes)} available"
     )
+    if plan.predicted_seconds is not None:
+        out.text(
+            f"  time:         {plan.predicted_seconds / 60:.1f} min predicted (idle machine); "
+            f"peak: {plan.prediction_basis}"
+        )
     out.text(
         f"  disk:         {_mib(plan.predicted_disk_bytes)} needed{why}, "
         f"{_mib(plan.free_disk_bytes)} free"

@@ -15,6 +15,7 @@ from curator.compile import adapter as adapter_merge
 from curator.compile import (
     chat_templates,
     check,
+    cost,
     gguf_source,
     manifest,
     placement,
@@ -38,7 +39,6 @@ from curator.recipes import (
     Recipe,
     get_recipe,
     load_recipe_file,
-    predict_compile_peak_bytes,
     predict_run_bytes,
     render_olive_config,
 )
@@ -68,6 +68,10 @@ def plan_compile(request: CompileRequest, recipe: Recipe, source: SourceModel) -
     exists = target.exists() and not request.force
     preflight.check_target(target, request.force or request.dry_run)  # a dry run shows the plan
     architecture = parameters = predicted_peak = predicted_disk = context = None
+    model_config: dict[str, Any] | None = None  # config.json: the shape sets a streamed peak
+    stored_bytes = 2.0  # bytes per stored parameter (bf16 unless the files say otherwise)
+    predicted_seconds: float | None = None
+    prediction_basis: str | None = None
     unknown_because: tuple[tuple[str, str], ...] = ()
     if source.local_dir is not None:
         config = read_model_config(source.local_dir)
@@ -77,6 +81,9 @@ def plan_compile(request: CompileRequest, recipe: Recipe, source: SourceModel) -
         )
         facts = weight_facts(source.local_dir, config)
         parameters = facts.parameters
+        model_config = config
+        if parameters:
+            stored_bytes = facts.weight_bytes / parameters
         raw_context = config.get("max_position_embeddings")
         context = raw_context if isinstance(raw_context, int) else None
         has_template: bool | None = check.has_chat_template(source.local_dir)
@@ -95,8 +102,14 @@ def plan_compile(request: CompileRequest, recipe: Recipe, source: SourceModel) -
     if parameters:
         predicted_disk = preflight.predicted_disk_bytes(recipe, parameters)
         preflight.check_disk(predicted_disk, free_disk, cache_root)
-        predicted_peak = predict_compile_peak_bytes(recipe, parameters)
-        preflight.check_ram(predicted_peak, available_ram, recipe)
+        predicted = cost.estimate(recipe, parameters, model_config, stored_bytes)
+        predicted_peak, predicted_seconds = predicted.peak_bytes, predicted.seconds
+        prediction_basis = predicted.basis
+        if predicted_peak > available_ram:
+            fits = cost.fitting_recipes(
+                recipe, parameters, available_ram, model_config, stored_bytes
+            )
+            preflight.check_ram(predicted_peak, available_ram, recipe, fits)
     template, template_notes = _chat_template(request, source)
     label = model_id.replace(":", "-")
     placeholder_work = cache_root / placement.WORK_ROOT_NAME / f"{label}-XXXXXXXX"
@@ -116,6 +129,8 @@ def plan_compile(request: CompileRequest, recipe: Recipe, source: SourceModel) -
         predicted_peak_bytes=predicted_peak,
         available_ram_bytes=available_ram,
         predicted_disk_bytes=predicted_disk,
+        predicted_seconds=predicted_seconds,
+        prediction_basis=prediction_basis,
         free_disk_bytes=free_disk,
         olive_config=olive_config,
         source_gguf_file=source.gguf_file,

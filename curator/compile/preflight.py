@@ -180,13 +180,17 @@ def available_ram_bytes() -> int:
     return int(psutil.virtual_memory().available)
 
 
-def check_ram(predicted: int, available: int, recipe: Recipe) -> None:
+def check_ram(predicted: int, available: int, recipe: Recipe, fits: tuple[str, ...] = ()) -> None:
+    """``fits``: the recipes (same device) predicted to fit in ``available``, named in the hint."""
     if predicted > available:
+        hint = "close other programs, use a smaller model, or try another recipe "
+        hint += "(curator recipes list)"
+        if fits:
+            hint = f"predicted to fit: {', '.join(fits)} (--recipe NAME); or close other programs"
         raise PreflightError(
             f"recipe {recipe.name} is predicted to need {gib(predicted)} of RAM at peak; "
             f"{gib(available)} is available",
-            hint="close other programs, use a smaller model, or try another recipe "
-            "(curator recipes list)",
+            hint=hint,
         )
 
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from curator.compile.stream import STREAMING_ARCHITECTURES
 from curator.compile.stream.checkpoint import Checkpoint, CheckpointError
 from curator.quant.kernels import quantize_gather, quantize_matmul
 from curator.quant.plan import EMBEDDING_NODE, QuantPlan, TensorQuant, plan_for
@@ -46,24 +47,6 @@ ALIGN_OVER = 1 << 20
 CAST_CHUNK_ELEMENTS = 1 << 22  # a float weight is cast and written 4M values at a time
 LOG_PREFIX = "curator-stream:"
 TRACE_ENV = "CURATOR_STREAM_TRACE"  # "1": log the RSS at every unit (diagnosing memory)
-
-# The builder classes whose weights stream (checked on tiny models against the builder's own
-# path, tests/test_stream_compile.py). Other architectures are built the builder's own way.
-STREAMING_ARCHITECTURES: frozenset[str] = frozenset(
-    {
-        "LlamaForCausalLM",
-        "MistralForCausalLM",
-        "Qwen2ForCausalLM",
-        "Qwen3ForCausalLM",
-        "Phi3ForCausalLM",
-        "GemmaForCausalLM",
-        "Gemma2ForCausalLM",
-        "Gemma3ForCausalLM",
-        "GraniteForCausalLM",
-        "PhiForCausalLM",
-        "NemotronForCausalLM",
-    }
-)
 
 
 def log(message: str) -> None:

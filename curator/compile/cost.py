@@ -1,0 +1,239 @@
+"""What a compile will cost: peak memory of the compile's process tree and wall time, before it runs.
+
+A streamed build (recipes whose builder pass is ``CuratorModelBuilder``, on an architecture the
+streaming builder covers) holds one unit at a time: the embedding, one decoder layer, or the
+lm_head, in the checkpoint's stored dtype, plus the quantized copy of its largest tensor (twice:
+the row chunks, then the assembled arrays). Its peak is a fixed base plus the largest unit::
+
+    peak = BASE + max(embedding, layer, lm_head)
+    embedding / lm_head = vocab x hidden x (stored bytes + 2 x packed bytes of its quantization)
+    layer               = layer parameters x stored bytes + 2 x packed bytes of its largest tensor
+
+so it grows with the vocabulary and the layer width, not with the depth. A pass after the builder
+that loads the whole ONNX model (OnnxDynamicQuantization) costs per parameter, as does a build that
+cannot stream (the builder's own path: ``ram_factor`` bytes per parameter of the recipe).
+
+Constants were measured on this project's size ladder (perf/ladder.py; random weights in
+Qwen2.5 shapes, bf16, 2 cores); README "Compile cost" has the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from curator.recipes import Recipe
+
+STREAMING_PASS = "CuratorModelBuilder"
+# Olive, torch, transformers, onnxruntime and the builder imported, the graph, the quantizers'
+# chunks in flight (measured 560-620 MiB on the 0.4B-0.5B shapes, where units are small).
+BASE_BYTES = 600 * 2**20
+LEGACY_OVERHEAD_BYTES = 800_000_000  # the builder's own path (curator.recipes' figure)
+# Packed bytes per parameter of a quantized weight, block 32 (data + float32 scales + zero points).
+PACKED = {4: 0.5 + 4 / 32 + 0.5 / 32, 8: 1.0 + 4 / 32 + 1 / 32}
+# Passes after the builder that load the whole ONNX model: bytes per parameter (measured).
+POST_PASS_BYTES_PER_PARAMETER = {
+    "OnnxDynamicQuantization": 6.0,
+    "OnnxBlockWiseRtnQuantization": 6.0,
+}
+# Wall time: Olive's start, reading/writing, and quantizing, per billion parameters on one core
+# (measured CPU seconds), divided by the cores the quantizers use.
+STARTUP_SECONDS = 25.0
+IO_SECONDS_PER_BILLION = 20.0
+CPU_SECONDS_PER_BILLION = {
+    "k_quant": 140.0,
+    "rtn": 30.0,
+    "rtn_inc": 60.0,
+    "hqq": 200.0,
+    "float": 10.0,
+}
+PARALLEL_EFFICIENCY = 0.8  # 2 cores quantize 1.6x one core
+LEGACY_SECONDS_PER_BILLION = 450.0  # the builder's own int4 path (issue 20: 641 s at 1.41B)
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The sizes of a decoder-only model that set a streamed compile's memory."""
+
+    vocab: int
+    hidden: int
+    layers: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    tied: bool
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ModelShape | None:
+        """From a config.json (its ``text_config`` for a multimodal wrapper); None if unreadable."""
+        text = config.get("text_config")
+        source = text if isinstance(text, Mapping) and "hidden_size" in text else config
+        try:
+            hidden = int(source["hidden_size"])
+            heads = int(source["num_attention_heads"])
+            shape = cls(
+                vocab=int(source.get("vocab_size") or config["vocab_size"]),
+                hidden=hidden,
+                layers=int(source["num_hidden_layers"]),
+                intermediate=int(source.get("intermediate_size") or 4 * hidden),
+                heads=heads,
+                kv_heads=int(source.get("num_key_value_heads") or heads),
+                head_dim=int(source.get("head_dim") or hidden // heads),
+                tied=bool(
+                    config.get("tie_word_embeddings", source.get("tie_word_embeddings", False))
+                ),
+            )
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            return None
+        return shape if min(shape.vocab, shape.hidden, shape.layers) > 0 else None
+
+    @property
+    def embedding_parameters(self) -> int:
+        return self.vocab * self.hidden
+
+    @property
+    def qkv_parameters(self) -> int:
+        return (self.heads + 2 * self.kv_heads) * self.head_dim * self.hidden
+
+    @property
+    def layer_parameters(self) -> int:
+        attention = self.qkv_parameters + self.heads * self.head_dim * self.hidden
+        return attention + 3 * self.hidden * self.intermediate
+
+    @property
+    def largest_layer_tensor(self) -> int:
+        return max(self.qkv_parameters, self.hidden * self.intermediate)
+
+
+@dataclass(frozen=True)
+class CompileCost:
+    peak_bytes: int
+    seconds: float
+    streamed: bool
+    basis: str  # one line: what the figure is made of
+
+
+def _builder_config(recipe: Recipe) -> tuple[str, dict[str, Any]] | None:
+    for step in recipe.passes:
+        if step.type in (STREAMING_PASS, "ModelBuilder"):
+            return step.type, step.config
+    return None
+
+
+def streams(recipe: Recipe, architecture: str | None) -> bool:
+    """Whether ``recipe`` compiles this architecture with the streaming builder."""
+    from curator.compile.stream import STREAMING_ARCHITECTURES
+
+    builder = _builder_config(recipe)
+    if builder is None or builder[0] != STREAMING_PASS or recipe.passes[0].type != STREAMING_PASS:
+        return False
+    return architecture is None or architecture in STREAMING_ARCHITECTURES
+
+
+def _quant_bits(config: Mapping[str, Any]) -> tuple[float, float, float, str]:
+    """(packed bytes/param of MatMul weights, of the lm_head, of the embedding, algorithm)."""
+    embedding_cfg = config.get("embedding_quant")
+    embedding = (
+        PACKED[int(embedding_cfg.get("bits", 4))] if isinstance(embedding_cfg, Mapping) else 0.0
+    )
+    if config.get("precision") != "int4":
+        return 0.0, 0.0, embedding, "float"
+    preset = str(config.get("int4_algo_config") or "default")
+    algo = "rtn" if preset == "default" else ("rtn_inc" if preset.startswith("rtn") else "k_quant")
+    lm_head = (
+        PACKED[8]
+        if preset in ("rtn_last", "k_quant", "k_quant_mixed", "k_quant_last")
+        else PACKED[4]
+    )
+    return PACKED[4], lm_head, embedding, algo
+
+
+def predict(
+    recipe: Recipe,
+    parameters: int,
+    *,
+    shape: ModelShape | None = None,
+    stored_bytes: float = 2.0,
+    architecture: str | None = None,
+    cores: int = 2,
+) -> CompileCost:
+    """The predicted peak RSS of the compile's process tree and its wall time on an idle machine."""
+    billions = parameters / 1e9
+    if not streams(recipe, architecture):
+        peak = int(LEGACY_OVERHEAD_BYTES + recipe.ram_factor * parameters)
+        seconds = STARTUP_SECONDS + LEGACY_SECONDS_PER_BILLION * billions
+        why = f"the model builder's own path: {recipe.ram_factor:g} bytes per parameter"
+        return CompileCost(peak, seconds, False, why)
+    builder = _builder_config(recipe)
+    assert builder is not None
+    matmul, lm_head, embedding, algo = _quant_bits(builder[1])
+    if shape is not None:
+        emb = shape.embedding_parameters
+        units = {
+            "embedding": emb * (stored_bytes + 2 * embedding),
+            "lm_head": emb * (stored_bytes + 2 * lm_head),
+            "a layer": shape.layer_parameters * stored_bytes
+            + 2 * matmul * shape.largest_layer_tensor
+            + stored_bytes * shape.qkv_parameters,  # q, k and v concatenated
+        }
+    else:  # no config: the embedding taken as 30% of the parameters (0.5B-1.5B models: 15-28%)
+        units = {"the largest unit (estimated)": 0.3 * parameters * (stored_bytes + 2 * PACKED[8])}
+    unit, unit_bytes = max(units.items(), key=lambda item: item[1])
+    peak = BASE_BYTES + int(unit_bytes)
+    basis = f"streamed: {BASE_BYTES >> 20} MiB + {unit} ({int(unit_bytes) >> 20} MiB)"
+    for step in recipe.passes[1:]:
+        factor = POST_PASS_BYTES_PER_PARAMETER.get(step.type)
+        if factor is not None and BASE_BYTES + factor * parameters > peak:
+            peak = int(BASE_BYTES + factor * parameters)
+            basis = f"{step.type} loads the whole model: {factor:g} bytes per parameter"
+    parallel = max(1.0, min(cores, 2) * PARALLEL_EFFICIENCY) if cores > 1 else 1.0
+    cpu = CPU_SECONDS_PER_BILLION[algo] * billions
+    seconds = STARTUP_SECONDS + IO_SECONDS_PER_BILLION * billions + cpu / parallel
+    return CompileCost(peak, seconds, True, basis)
+
+
+def estimate(
+    recipe: Recipe,
+    parameters: int,
+    config: Mapping[str, Any] | None = None,
+    stored_bytes: float = 2.0,
+) -> CompileCost:
+    """:func:`predict` from a config.json (its shape and architecture) when there is one."""
+    import os
+
+    shape = ModelShape.from_config(config) if config else None
+    architectures = (config or {}).get("architectures")
+    architecture = (
+        str(architectures[0]) if isinstance(architectures, list) and architectures else None
+    )
+    return predict(
+        recipe,
+        parameters,
+        shape=shape,
+        stored_bytes=stored_bytes,
+        architecture=architecture,
+        cores=os.cpu_count() or 1,
+    )
+
+
+def fitting_recipes(
+    recipe: Recipe,
+    parameters: int,
+    available: int,
+    config: Mapping[str, Any] | None = None,
+    stored_bytes: float = 2.0,
+) -> tuple[str, ...]:
+    """The other recipes for the same device, needing no calibration data, predicted to fit."""
+    from curator.recipes import load_recipes
+
+    return tuple(
+        other.name
+        for other in load_recipes()
+        if other.name != recipe.name
+        and other.device == recipe.device
+        and not other.needs_calibration
+        and estimate(other, parameters, config, stored_bytes).peak_bytes <= available
+    )
