@@ -373,50 +373,9 @@ def render_markdown(document: dict[str, Any], chart_name: str | None) -> str:
 
 def write_chart(document: dict[str, Any], path: Path) -> bool:
     """Bars of TTFT p50 (p95 marked) and decode tok/s mean per model; False: nothing to draw."""
-    rows = [
-        (
-            str(m["id"]),
-            _get(m, "summary", "ttftMs", "p50"),
-            _get(m, "summary", "ttftMs", "p95"),
-            _get(m, "summary", "decodeTokensPerSec", "mean"),
-        )
-        for m in document["models"]
-        if m["status"] == "ok" and m["summary"] is not None
-    ]
-    rows = [r for r in rows if r[1] is not None or r[3] is not None]
-    if not rows:
+    figure = chart_figure(document)
+    if figure is None:
         return False
-    try:
-        import matplotlib
-    except ImportError:  # the light install: reports without the chart
-        return False
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    names = [r[0] for r in rows]
-    positions = list(range(len(rows)))
-    figure = Figure(figsize=(max(8.0, 1.6 * len(rows) + 4.0), 4.5), dpi=100)
-    ttft_axes, decode_axes = figure.subplots(1, 2)
-    ttft_axes.bar(positions, [r[1] or 0.0 for r in rows], color="#4C72B0", label="p50")
-    ttft_axes.scatter(
-        positions,
-        [r[2] or 0.0 for r in rows],
-        color="black",
-        marker="_",
-        s=400,
-        label="p95",
-        zorder=3,
-    )
-    ttft_axes.set_title("TTFT, ms (lower is better)", fontsize="medium")
-    ttft_axes.legend(loc="best", fontsize="small")
-    decode_axes.bar(positions, [r[3] or 0.0 for r in rows], color="#55A868")
-    decode_axes.set_title("Decode tokens/s, mean (higher is better)", fontsize="medium")
-    for axes in (ttft_axes, decode_axes):
-        axes.set_xticks(positions)
-        axes.set_xticklabels(names, rotation=20, ha="right", fontsize="small")
-        axes.grid(axis="y", alpha=0.3)
-    figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -429,3 +388,79 @@ def write_chart(document: dict[str, Any], path: Path) -> bool:
             os.unlink(tmp_name)
         raise
     return True
+
+
+def chart_figure(document: dict[str, Any]) -> Any:
+    """The chart as a matplotlib Figure (None: nothing to draw, or no matplotlib)."""
+    rows = [
+        (
+            str(m["id"]),
+            _get(m, "summary", "ttftMs", "p50"),
+            _get(m, "summary", "ttftMs", "p95"),
+            _get(m, "summary", "decodeTokensPerSec", "mean"),
+        )
+        for m in document["models"]
+        if m["status"] == "ok" and m["summary"] is not None
+    ]
+    rows = [r for r in rows if r[1] is not None or r[3] is not None]
+    if not rows:
+        return None
+    try:
+        import matplotlib
+    except ImportError:  # the light install: reports without the chart
+        return None
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    # Horizontal bars: model ids (often 40 characters) read on the y axis, one row per model,
+    # values written at the bar ends, short titles, and the legend below both panels.
+    rows = rows[::-1]  # the first model on top
+    names = [r[0] for r in rows]
+    positions = list(range(len(rows)))
+    height = 1.9 + 0.55 * len(rows)
+    figure = Figure(figsize=(11.0, height), dpi=100, layout="constrained")
+    ttft_axes, decode_axes = figure.subplots(1, 2, sharey=True)
+    ttft = [r[1] or 0.0 for r in rows]
+    p95 = [r[2] for r in rows]
+    decode = [r[3] or 0.0 for r in rows]
+    ttft_axes.barh(positions, ttft, color="#4C72B0", height=0.6)
+    for y, (p50, high) in enumerate(zip(ttft, p95, strict=True)):
+        if high is not None:
+            ttft_axes.plot([p50, high], [y, y], color="black", linewidth=1, zorder=3)
+            ttft_axes.plot([high], [y], color="black", marker="|", markersize=14, zorder=3)
+        end = max(p50, high or 0.0)
+        label = f"{p50:,.0f}" + (f"  (p95 {high:,.0f})" if high is not None else "")
+        ttft_axes.annotate(
+            label, (end, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8
+        )
+    decode_axes.barh(positions, decode, color="#55A868", height=0.6)
+    for y, value in enumerate(decode):
+        decode_axes.annotate(
+            f"{value:,.1f}", (value, y), xytext=(4, 0), textcoords="offset points",
+            va="center", fontsize=8,
+        )  # fmt: skip
+    ttft_axes.set_title("Time to first token, ms\n(lower is better)", fontsize="medium")
+    decode_axes.set_title("Decode, tokens/s\n(higher is better)", fontsize="medium")
+    widest_ttft = max([*ttft, *(h for h in p95 if h is not None)], default=0.0)
+    for axes, widest in ((ttft_axes, widest_ttft), (decode_axes, max(decode, default=0.0))):
+        axes.set_xlim(0, (widest or 1.0) * 1.45)  # room for the values at the bar ends
+        axes.grid(axis="x", alpha=0.3)
+        axes.set_yticks(positions)
+        axes.set_ylim(-0.6, len(rows) - 0.4)
+    ttft_axes.set_yticklabels(names, fontsize="small")
+    decode_axes.tick_params(axis="y", left=False)
+    figure.legend(
+        handles=[
+            Patch(color="#4C72B0", label="TTFT median (p50)"),
+            Line2D([], [], color="black", marker="|", markersize=10, label="TTFT p95"),
+            Patch(color="#55A868", label="decode tokens/s, mean"),
+        ],
+        loc="outside lower center",
+        ncol=3,
+        fontsize="small",
+        frameon=False,
+    )
+    return figure
