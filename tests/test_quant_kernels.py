@@ -19,6 +19,7 @@ def _ort_quantize(weight_nk: np.ndarray, quant: TensorQuant) -> dict[str, np.nda
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     from onnxruntime.quantization.matmul_nbits_quantizer import (
+        HQQWeightOnlyQuantConfig,
         KQuantWeightOnlyQuantConfig,
         MatMulNBitsQuantizer,
         RTNWeightOnlyQuantConfig,
@@ -39,6 +40,8 @@ def _ort_quantize(weight_nk: np.ndarray, quant: TensorQuant) -> dict[str, np.nda
     custom = {"/w/MatMul": {"bits": quant.bits}} if quant.bits == 8 else None
     if quant.algo == "k_quant":
         algo = KQuantWeightOnlyQuantConfig(customized_weight_config=custom)
+    elif quant.algo == "hqq":
+        algo = HQQWeightOnlyQuantConfig(block_size=quant.block_size, bits=quant.bits)
     elif quant.algo == "rtn_inc":
         algo = RTNWeightOnlyQuantConfig(customized_weight_config=custom)
     q = MatMulNBitsQuantizer(
@@ -62,6 +65,7 @@ CASES = [
     TensorQuant(bits=8, block_size=32, symmetric=True, algo="rtn"),
     TensorQuant(bits=4, block_size=32, symmetric=False, algo="rtn_inc"),
     TensorQuant(bits=4, block_size=32, symmetric=True, algo="rtn_inc"),
+    TensorQuant(bits=4, block_size=64, symmetric=False, algo="hqq"),
 ]
 
 
