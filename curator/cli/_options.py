@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import click
 
@@ -25,6 +25,26 @@ cache_dir_option = click.option(
     default=None,
     help="Foundry Local model cache [default: $FOUNDRY_CACHE_DIR or ~/.foundry/cache/models].",
 )
+
+
+class ListGroup(click.Group):
+    """A command group where ``ls`` and ``list`` name the same subcommand (``cache ls`` and
+    ``cache list``, ``registry list`` and ``registry ls``), as ``hf``/``ollama`` users expect;
+    the help lists the one name the group defines."""
+
+    SYNONYMS: ClassVar[dict[str, str]] = {"ls": "list", "list": "ls"}
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is None and cmd_name in self.SYNONYMS:
+            found = super().get_command(ctx, self.SYNONYMS[cmd_name])
+        return found
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        return (command.name if command is not None else name), command, rest
 
 
 class PositiveNumber(click.FloatRange):

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from curator.cli._options import cache_dir_option, json_option, registry_option
+from curator.cli._options import ListGroup, cache_dir_option, json_option, registry_option
 from curator.cli._output import Output
 from curator.paths import foundry_cache_dir, registry_path
 
 
-@click.group()
+@click.group(cls=ListGroup)
 def cache() -> None:
     """List, remove and verify compiled models in the Foundry Local cache."""
 
@@ -34,7 +34,7 @@ def ls(registry: Path | None, cache_dir: Path | None, as_json: bool) -> None:
             (r.id, r.size_mb, r.foundry_registered, r.in_registry, r.has_manifest, r.path)
             for r in rows
         ],
-        ["id", "size-mb", "registered", "in-registry", "manifest", "path"],
+        ["id", "size MiB", "registered", "in-registry", "manifest", "path"],
     )
     for row in rows:
         if row.unfinished_download:

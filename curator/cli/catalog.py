@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from curator.cli._options import cache_dir_option, json_option
+from curator.cli._options import ListGroup, cache_dir_option, json_option
 from curator.cli._output import Output
 from curator.paths import foundry_cache_dir
 
 
-@click.group()
+@click.group(cls=ListGroup)
 def catalog() -> None:
     """Foundry Local's public model catalog (what `foundry model list` shows)."""
 

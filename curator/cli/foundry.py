@@ -342,4 +342,7 @@ def serve(
         out.progress(f"curator serve: listening on {url}")
         sys.stderr.flush()
 
-    run_server(host, port, foundry_cache_dir(cache_dir), on_ready=ready, limits=limits)
+    run_server(
+        host, port, foundry_cache_dir(cache_dir), on_ready=ready, limits=limits, log=out.progress
+    )
+    out.progress("curator serve: stopped")

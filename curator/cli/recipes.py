@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from curator.cli._options import json_option
+from curator.cli._options import ListGroup, json_option
 from curator.cli._output import Output
 from curator.recipes import Recipe, get_recipe, load_recipes
 
@@ -29,7 +29,7 @@ def recipe_json(recipe: Recipe) -> dict[str, Any]:
     }
 
 
-@click.group()
+@click.group(cls=ListGroup)
 def recipes() -> None:
     """The compile recipes (recipes/*.json): what each runs and produces."""
 

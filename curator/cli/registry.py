@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from curator.cli._options import PositiveNumber, json_option, registry_option
+from curator.cli._options import ListGroup, PositiveNumber, json_option, registry_option
 from curator.cli._output import Output
 from curator.cli.registry_merge import fragment, matrix, merge
 from curator.errors import InputFileError, NotFound, UsageProblem
@@ -36,7 +36,7 @@ def existing_registry(registry: Path | None) -> Path:
     return path
 
 
-@click.group()
+@click.group(cls=ListGroup)
 def registry() -> None:
     """Validate, edit and review the team registry (registry/models.json)."""
 
@@ -95,20 +95,84 @@ def list_models(registry: Path | None, as_json: bool) -> None:
             )
             for m in models
         ],
-        ["id", "alias", "license", "size MB", "min RAM GB", "capabilities", "decode tok/s"],
+        ["id", "alias", "license", "size MiB", "min RAM GiB", "capabilities", "decode tok/s"],
     )
 
 
 @registry.command()
 @click.argument("model_id")
 @registry_option
-def show(model_id: str, registry: Path | None) -> None:
-    """Print one entry as JSON."""
+@json_option
+def show(model_id: str, registry: Path | None, as_json: bool) -> None:
+    """One entry: its facts, latest benchmark and fidelity (--json: the whole entry).
+
+    MODEL_ID is an id, an id without version (the newest) or an alias.
+
+    \b
+    Examples:
+      curator registry show smollm2-135m-instruct-generic-cpu:1
+      curator registry show smollm2-135m-instruct --json
+    """
+    from curator.names import Name, did_you_mean, resolve, with_suggestion
+
     path = existing_registry(registry)
-    entry = find_model(load_registry(path), model_id)
+    models = [m for m in models_of(load_registry(path)) if isinstance(m.get("id"), str)]
+    names = [
+        Name(str(m["id"]), m.get("alias") if isinstance(m.get("alias"), str) else None)
+        for m in models
+    ]
+    found = resolve(model_id, names)
+    entry = find_model(load_registry(path), found.id) if found is not None else None
     if entry is None:
-        raise NotFound(f"no model {model_id!r} in {path}", hint="`curator registry list` shows ids")
-    Output(True).json(entry)
+        raise NotFound(
+            f"no model {model_id!r} in {path}",
+            hint=with_suggestion(
+                "`curator registry list` shows ids", did_you_mean(model_id, names)
+            ),
+        )
+    out = Output(as_json)
+    if as_json:
+        out.json(entry)
+        return
+    out.table(_entry_rows(entry), ["field", "value"])
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _entry_rows(entry: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The facts a reviewer reads first, one per row."""
+    source, build, runtime = (_object(entry.get(key)) for key in ("source", "build", "runtime"))
+    rows: list[tuple[str, Any]] = [
+        ("id", entry.get("id")),
+        ("alias", entry.get("alias")),
+        ("display name", entry.get("displayName")),
+        ("task", entry.get("task")),
+        ("license", entry.get("license")),
+        ("capabilities", entry.get("capabilities")),
+        ("size, MiB", entry.get("fileSizeMb")),
+        ("min RAM, GiB", entry.get("minRamGb")),
+        ("context length", entry.get("contextLength")),
+        ("runtime", f"{runtime.get('deviceType', '-')} / {runtime.get('executionProvider', '-')}"),
+        ("source", f"{source.get('repo', '-')} @ {str(source.get('revision') or '-')[:12]}"),
+        ("parameters", source.get("parameters")),
+        ("recipe", build.get("recipe")),
+        ("artifacts", len(build.get("artifacts") or []) or None),
+    ]
+    latest = latest_benchmark(entry)
+    if latest:
+        for label, (key, _) in BENCH_FIGURES.items():
+            rows.append((f"bench {label}", figure(latest, key)))
+        rows.append(("bench date", latest.get("date")))
+    fidelity = _object(entry.get("fidelity"))
+    if fidelity:
+        rows.append(("fidelity KL mean", fidelity.get("klMean")))
+        rows.append(("fidelity top-1", fidelity.get("top1Agreement")))
+    distribution = entry.get("distribution")
+    if isinstance(distribution, dict):
+        rows.append(("published to", distribution.get("repo")))
+    return rows
 
 
 class FiniteNumber(click.types.FloatParamType):

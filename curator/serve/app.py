@@ -316,12 +316,43 @@ async def _client_gone(request: Any) -> None:
             return
 
 
+class AccessLog:
+    """One line per request once its response has ended (streams included): method, path,
+    status, milliseconds. A plain ASGI wrapper: it leaves ``receive`` alone, so a client's
+    disconnect still reaches the request within one token."""
+
+    def __init__(self, app: Any, log: Callable[[str], None]) -> None:
+        self.app = app
+        self.log = log
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status: list[int] = []
+
+        async def sending(message: Any) -> None:
+            if message.get("type") == "http.response.start":
+                status.append(int(message.get("status", 0)))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            ms = (time.perf_counter() - start) * 1000
+            code = status[0] if status else "-"
+            self.log(f"{scope.get('method', '-')} {scope.get('path', '-')} {code} {ms:.0f} ms")
+
+
 def create_app(
     cache_dir: Path | None = None,
     allowed_hosts: tuple[str, ...] = ("*",),
     limits: ServeLimits | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Any:
-    """The FastAPI application serving the models registered in ``cache_dir``."""
+    """The FastAPI application serving the models registered in ``cache_dir``; ``log`` gets one
+    line per request."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -342,6 +373,8 @@ def create_app(
     from starlette.middleware.trustedhost import TrustedHostMiddleware
 
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+    if log is not None:
+        app.add_middleware(AccessLog, log=log)  # outermost: refused hosts are logged too
 
     def error_response(error: ApiError) -> JSONResponse:
         return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
@@ -358,6 +391,12 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(bad_request(str(exc)))
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """Up and serving: what a load balancer or a script polls."""
+        pool = pool_holder.get("pool")
+        return {"status": "ok" if pool is not None else "starting"}
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:
@@ -542,8 +581,10 @@ def serve(
     cache_dir: Path | None = None,
     on_ready: Callable[[str], None] | None = None,
     limits: ServeLimits | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> None:
-    """Run the server until interrupted; ``on_ready`` gets the base URL (``http://h:p/v1``).
+    """Run the server until Ctrl-C (a clean stop: it returns); ``on_ready`` gets the base URL
+    (``http://h:p/v1``), ``log`` one line per request.
 
     Foundry Local starts before the server listens, so a missing install or an unusable cache
     directory is a one-line error here, not a traceback from inside the server's startup."""
@@ -559,7 +600,7 @@ def serve(
     bound_port = sock.getsockname()[1]
     shown_host = f"[{host}]" if ":" in host else host
     config = uvicorn.Config(
-        create_app(cache_dir, allowed_hosts_for(host), limits),
+        create_app(cache_dir, allowed_hosts_for(host), limits, log),
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,
@@ -569,5 +610,7 @@ def serve(
         on_ready(f"http://{shown_host}:{bound_port}/v1")
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn stopped gracefully and re-raised the signal: done
+        pass
     finally:
         sock.close()
