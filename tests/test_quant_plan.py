@@ -5,6 +5,7 @@ order, recipe JSON checked."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -109,3 +110,34 @@ def test_bad_overrides_are_refused(bad: dict[str, object]) -> None:
 def test_unknown_preset_is_refused() -> None:
     with pytest.raises(PlanError, match="int4_algo_config"):
         plan_for({"precision": "int4", "int4_algo_config": "awq"}, 2)
+
+
+def test_a_nodes_weight_reads_from_the_checkpoint_as_the_build_packs_it(tmp_path: Path) -> None:
+    """BUDGET re-quantizes single tensors: the weight behind a builder node, without a compile."""
+    import json
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from curator.quant.weights import checkpoint_names, node_weight
+
+    rng = np.random.default_rng(0)
+    tensors = {
+        "model.embed_tokens.weight": rng.standard_normal((10, 8)).astype(np.float32),
+        "model.layers.0.self_attn.q_proj.weight": rng.standard_normal((8, 8)).astype(np.float32),
+        "model.layers.0.self_attn.k_proj.weight": rng.standard_normal((4, 8)).astype(np.float32),
+        "model.layers.0.self_attn.v_proj.weight": rng.standard_normal((4, 8)).astype(np.float32),
+        "model.layers.0.mlp.down_proj.weight": rng.standard_normal((8, 16)).astype(np.float32),
+    }
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps({"tie_word_embeddings": True}))
+    qkv = node_weight(tmp_path, "/model/layers.0/attn/qkv_proj/MatMul")
+    assert qkv.shape == (16, 8)
+    np.testing.assert_array_equal(qkv[8:12], tensors["model.layers.0.self_attn.k_proj.weight"])
+    np.testing.assert_array_equal(
+        node_weight(tmp_path, LM_HEAD_NODE), tensors["model.embed_tokens.weight"]
+    )
+    assert node_weight(tmp_path, "/model/layers.0/mlp/down_proj/MatMul").shape == (8, 16)
+    assert checkpoint_names(LM_HEAD_NODE) == ["lm_head.weight"]
+    with pytest.raises(ValueError):
+        checkpoint_names("/model/layers.0/attn/rotary/MatMul")
