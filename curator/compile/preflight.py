@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from curator.errors import PreflightError, UsageProblem
+from curator.modeldir import MODEL_ID_RE
 from curator.portable import LONG_PATHS_HINT, MODEL_DIR_RESERVE, long_path_problem
 from curator.recipes import BUILT_WRONG, SUPPORTED_ARCHITECTURES, Recipe
 
-ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*[a-z0-9]:[1-9][0-9]{0,5}$")
+ID_PATTERN = MODEL_ID_RE  # one pattern for the id form (curator.modeldir)
 DISK_MARGIN_BYTES = 200_000_000
 
 
