@@ -426,3 +426,96 @@ def test_the_publisher_is_declared_first() -> None:
         entry_mod.publisher_of(Path("/x/y"), {"source": {"publisher": "S"}}, existing, Path("/c"))
         == "S"
     )
+
+
+def test_a_failed_load_test_says_what_to_run(tmp_path: Path, fake_runtime: FakeRuntime) -> None:
+    fake_runtime.tokens = 0
+    with pytest.raises(FoundryError) as failed:
+        loadtest.register_load_tested(
+            tmp_path, tmp_path / "new", "m-generic-cpu:1", ModelMetadata()
+        )
+    assert failed.value.message == (
+        "load test failed, m-generic-cpu:1 left unregistered: m-generic-cpu:1 generated no tokens"
+    )
+    assert failed.value.hint == "curator cache verify m-generic-cpu:1; recompile with --force"
+
+
+def test_a_catalog_download_under_the_id_is_not_put_back(
+    tmp_path: Path, fake_runtime: FakeRuntime
+) -> None:
+    old = tmp_path / "old"
+    old.mkdir()
+    downloaded = _registered("m-generic-cpu:1", old)
+    fake_runtime.registered["m-generic-cpu:1"] = RegisteredModel(
+        **{**downloaded.__dict__, "catalog": True}
+    )
+    done = loadtest.register_load_tested(
+        tmp_path, tmp_path / "new", "m-generic-cpu:1", ModelMetadata()
+    )
+    assert done.action == "registered" and done.previous is None
+    fake_runtime.tokens = 0
+    with pytest.raises(FoundryError, match="left unregistered"):
+        loadtest.register_load_tested(
+            tmp_path, tmp_path / "new", "m-generic-cpu:1", ModelMetadata()
+        )
+    assert fake_runtime.calls[-1] == "unregister m-generic-cpu:1"
+
+
+def test_a_previous_registration_whose_directory_is_gone_is_not_put_back(
+    tmp_path: Path, fake_runtime: FakeRuntime
+) -> None:
+    fake_runtime.registered["m-generic-cpu:1"] = _registered("m-generic-cpu:1", tmp_path / "gone")
+    fake_runtime.tokens = 0
+    with pytest.raises(FoundryError, match="left unregistered"):
+        loadtest.register_load_tested(
+            tmp_path, tmp_path / "new", "m-generic-cpu:1", ModelMetadata()
+        )
+    assert "m-generic-cpu:1" not in fake_runtime.registered
+
+
+def test_ctrl_c_during_the_load_test_puts_back_what_was_there(
+    tmp_path: Path, fake_runtime: FakeRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = tmp_path / "old"
+    old.mkdir()
+    fake_runtime.registered["m-generic-cpu:1"] = _registered("m-generic-cpu:1", old)
+
+    def interrupted(model_id: str) -> FakeLoaded:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fake_runtime, "load", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        loadtest.register_load_tested(
+            tmp_path, tmp_path / "new", "m-generic-cpu:1", ModelMetadata()
+        )
+    assert fake_runtime.calls == ["register new", "unregister m-generic-cpu:1", "register old"]
+    assert fake_runtime.registered["m-generic-cpu:1"].path == old
+
+
+def test_the_load_test_times_and_unloads(
+    tmp_path: Path, fake_runtime: FakeRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticks = iter([10.0, 10.25, 10.75])
+    monkeypatch.setattr(loadtest.time, "perf_counter", lambda: next(ticks))
+    monkeypatch.setattr(loadtest, "peak_rss_bytes", lambda: 1536 * 2**20 + 2**19)
+    loaded = FakeLoaded(3)
+    monkeypatch.setattr(fake_runtime, "load", lambda model_id: loaded)
+    test = loadtest.load_test(fake_runtime, "m-generic-cpu:1")  # type: ignore[arg-type]
+    assert test == LoadTest(
+        load_ms=250.0, generate_ms=500.0, prompt_tokens=5, completion_tokens=3, peak_rss_mb=1536.5
+    )
+    assert loaded.unloaded
+
+
+def test_a_model_that_fails_mid_answer_is_still_unloaded(
+    fake_runtime: FakeRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Broken(FakeLoaded):
+        def chat(self, messages: list[dict[str, str]], max_tokens: int) -> ChatResult:
+            raise FoundryError("native failure", hint=None)
+
+    broken = Broken(1)
+    monkeypatch.setattr(fake_runtime, "load", lambda model_id: broken)
+    with pytest.raises(FoundryError, match="native failure"):
+        loadtest.load_test(fake_runtime, "m-generic-cpu:1")  # type: ignore[arg-type]
+    assert broken.unloaded
