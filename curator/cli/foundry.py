@@ -21,6 +21,10 @@ from curator.errors import CuratorError
 from curator.paths import foundry_cache_dir, registry_path
 from curator.serve import limits as serve_limits
 
+CHAT_HELP = (
+    "/reset  forget the conversation\n/help   this list\nan empty line or Ctrl-D ends the chat"
+)
+
 CAPABILITIES = (
     "chat",
     "code",
@@ -118,7 +122,8 @@ def chat(
 ) -> None:
     """Chat with a registered model, streaming tokens as they come (like `foundry model run`).
 
-    Interactive: an empty line or Ctrl-D ends, `/reset` forgets the conversation.
+    Interactive: an empty line or Ctrl-D ends, `/reset` forgets the conversation, `/help` lists
+    these (neither goes to the model).
     """
     from curator.foundry import runtime
     from curator.names import load_registered
@@ -149,7 +154,7 @@ def chat(
         if prompt is not None:
             answer(prompt)
             return
-        out.progress("type a message; an empty line or Ctrl-D ends, /reset starts over")
+        out.progress("type a message; an empty line or Ctrl-D ends, /reset starts over, /help")
         while True:
             try:
                 line = click.prompt("", prompt_suffix="> ", default="", show_default=False)
@@ -159,6 +164,9 @@ def chat(
                 break
             if line.strip() == "/reset":
                 del history[1 if system else 0 :]
+                continue
+            if line.strip() in ("/help", "/?"):
+                out.progress(CHAT_HELP)
                 continue
             answer(line)
     finally:

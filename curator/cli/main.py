@@ -127,6 +127,9 @@ class _LazyCommands(CuratorGroup):
             module_name, attribute = COMMANDS[cmd_name]
             command = getattr(importlib.import_module(module_name), attribute)
             _watch_json_options(command)
+            from curator.cli.examples import add_examples
+
+            add_examples(command, cmd_name)
             self.add_command(command, cmd_name)
         return self.commands.get(cmd_name)
 

@@ -107,11 +107,6 @@ def show(model_id: str, registry: Path | None, as_json: bool) -> None:
     """One entry: its facts, latest benchmark and fidelity (--json: the whole entry).
 
     MODEL_ID is an id, an id without version (the newest) or an alias.
-
-    \b
-    Examples:
-      curator registry show smollm2-135m-instruct-generic-cpu:1
-      curator registry show smollm2-135m-instruct --json
     """
     from curator.names import Name, did_you_mean, resolve, with_suggestion
 
