@@ -246,6 +246,46 @@ def budget_point(
     return result.compiled.path, result.to_record()
 
 
+def tokenizer_model(source: Path, workdir: Path) -> Path:
+    """A compiled model of ``source`` whose tokenizer cuts the fidelity text (any recipe: the
+    tokenizer is the checkpoint's): the fp32-cpu compile, built once."""
+    return compile_recipe(source, "fp32-cpu", workdir / "tokenizer-model")
+
+
+def gguf_fidelity(
+    path: Path, reference: Any, text: Any, workdir: Path, tokens_from: Path
+) -> dict[str, float]:
+    """A GGUF's fidelity (dequantized, scored as fp32), kept in ``<gguf>.fidelity.json`` next to
+    it (keyed by its size and the text's sha256: a re-quantized file is measured again)."""
+    from curator.fidelity import measure_fidelity
+    from curator.gguf import dequantize_gguf
+
+    cache = path.with_name(path.name + ".fidelity.json")
+    key = {"bytes": path.stat().st_size, "text": text.sha256, "reference": str(reference.path)}
+    if cache.is_file():
+        stored = json.loads(cache.read_text(encoding="utf-8"))
+        if stored.get("key") == key:
+            return dict(stored["figures"])
+    _log(f"fidelity {path.name} (dequantized, scored as fp32) ...")
+    ckpt = dequantize_gguf(path, home=workdir / "gguf-home")
+    got = measure_fidelity(
+        ckpt.checkpoint_dir,
+        reference,
+        text,
+        threads=THREADS,
+        model_kind="transformers",
+        tokens_from=tokens_from,
+    )
+    figures = {
+        "kl": got.kl_mean,
+        "top1": got.top1_agreement,
+        "ppl": got.perplexity,
+        "ref_ppl": got.reference_perplexity,
+    }
+    cache.write_text(json.dumps({"key": key, "figures": figures}), encoding="utf-8")
+    return figures
+
+
 def _sources(model: str, workdir: Path) -> tuple[Path, str, str]:
     """(fp32 checkpoint, file stem, label) of ``--model``."""
     if model == "q4_1":
@@ -274,7 +314,6 @@ def measure_rows(
     import time
 
     from curator.fidelity import load_text, measure_fidelity, reference_from_dir
-    from curator.gguf import dequantize_gguf
     from perf.peers_build import ensure_llama_tools
 
     workdir = workdir / model
@@ -282,40 +321,41 @@ def measure_rows(
     reference_dir, stem, label = _sources(model, workdir)
     reference = reference_from_dir(reference_dir, label=label)
     text = load_text()
-    _log("convert and quantize with llama.cpp ...")
-    f32 = convert_to_gguf(tools, reference_dir, workdir, stem)
-    ggufs = {kind: quantize(tools, f32, kind) for kind in peers}
-    _log(f"compile {recipe} (fresh, timed: the yardstick of the search time) ...")
-    fresh = workdir / "fresh-compile"
-    shutil.rmtree(fresh, ignore_errors=True)
-    started = time.monotonic()
-    onnx = compile_recipe(reference_dir, recipe, fresh)
-    one_compile = time.monotonic() - started
+    ggufs: dict[str, Path] = {}
+    if peers:
+        _log("convert and quantize with llama.cpp ...")
+        f32 = convert_to_gguf(tools, reference_dir, workdir, stem)
+        ggufs = {kind: quantize(tools, f32, kind) for kind in peers}
     fidelity: dict[str, Any] = {}
-    _log(f"fidelity {recipe} ...")
-    fixed = measure_fidelity(onnx, reference, text, threads=THREADS)
-    fidelity[recipe] = (fixed.kl_mean, fixed.top1_agreement, fixed.perplexity)
-    _log(
-        f"{recipe}: KL {fixed.kl_mean:.4f}, top-1 {fixed.top1_agreement:.1%}, compile {one_compile:.0f} s"
-    )
-    reference_ppl = fixed.reference_perplexity
-    for kind, path in ggufs.items():
-        _log(f"fidelity {kind} (dequantized, scored as fp32) ...")
-        ckpt = dequantize_gguf(path, home=workdir / "gguf-home")
-        got = measure_fidelity(
-            ckpt.checkpoint_dir,
-            reference,
-            text,
-            threads=THREADS,
-            model_kind="transformers",
-            tokens_from=onnx,
-        )
-        fidelity[kind] = (got.kl_mean, got.top1_agreement, got.perplexity)
+    compiled: dict[str, Path] = {}
+    one_compile = 0.0
+    reference_ppl = 0.0
+    if recipe:
+        _log(f"compile {recipe} (fresh, timed: the yardstick of the search time) ...")
+        fresh = workdir / "fresh-compile"
+        shutil.rmtree(fresh, ignore_errors=True)
+        started = time.monotonic()
+        onnx = compile_recipe(reference_dir, recipe, fresh)
+        one_compile = time.monotonic() - started
+        _log(f"fidelity {recipe} ...")
+        fixed = measure_fidelity(onnx, reference, text, threads=THREADS)
+        fidelity[recipe] = (fixed.kl_mean, fixed.top1_agreement, fixed.perplexity)
+        reference_ppl = fixed.reference_perplexity
+        compiled[recipe] = onnx
         _log(
-            f"{kind}: KL {got.kl_mean:.4f}, top-1 {got.top1_agreement:.1%}, {path.stat().st_size / 2**20:.1f} MiB"
+            f"{recipe}: KL {fixed.kl_mean:.4f}, top-1 {fixed.top1_agreement:.1%}, "
+            f"compile {one_compile:.0f} s"
         )
-    compiled: dict[str, Path] = {recipe: onnx}
+    tokens_from = compiled.get(recipe) or tokenizer_model(reference_dir, workdir)
+    for kind, path in ggufs.items():
+        got = gguf_fidelity(path, reference, text, workdir, tokens_from)
+        fidelity[kind] = (got["kl"], got["top1"], got["ppl"])
+        reference_ppl = reference_ppl or got["ref_ppl"]
+        _log(
+            f"{kind}: KL {got['kl']:.4f}, top-1 {got['top1']:.1%}, {path.stat().st_size / 2**20:.1f} MiB"
+        )
     searches: dict[str, tuple[float, int]] = {}
+    compile_times: list[float] = []
     if budgets is None:  # one budget at each llama.cpp point's KL: the targets' own test
         budgets = tuple(
             sorted({float(f"{0.995 * fidelity[k][0]:.3g}") for k in ggufs}, reverse=True)
@@ -332,6 +372,7 @@ def measure_rows(
             float(record["sensitivitySeconds"]) if record.get("sensitivityCached") else 0.0
         )
         searches[name] = (seconds, len(record["attempts"]))
+        compile_times += [float(a.get("compileSeconds", 0.0)) for a in record["attempts"]]
         _log(
             f"{name}: KL {chosen['klMean']:.4f}, top-1 {chosen['top1Agreement']:.1%}, "
             f"{chosen['bytes'] / 2**20:.1f} MiB, formats {record['formats']}, search {seconds:.0f} s "
@@ -342,7 +383,9 @@ def measure_rows(
 
     sizes = {n: model_bytes(p) for n, p in compiled.items()}
     sizes.update({k: p.stat().st_size for k, p in ggufs.items()})
-    order = [recipe, *ggufs, *(budget_label(b) for b in budgets)]
+    if not one_compile and compile_times:  # no fixed compile: a search's own compiles, median
+        one_compile = sorted(compile_times)[len(compile_times) // 2]
+    order = [*([recipe] if recipe else []), *ggufs, *(budget_label(b) for b in budgets)]
     rows = [
         Row(
             name=name,
@@ -537,7 +580,9 @@ def measure(workdir: Path) -> list[Ratio]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m perf.peers", description=__doc__)
     parser.add_argument("--workdir", type=Path, default=WORKDIR, help="kept between runs")
-    parser.add_argument("--recipe", default=FIXED, help="the fixed curator recipe to compare")
+    parser.add_argument(
+        "--recipe", default=FIXED, help="the fixed curator recipe to compare ('' to leave it out)"
+    )
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="speed rounds (best kept)")
     parser.add_argument("--model", choices=("degridded", "q4_1"), default="degridded")
     parser.add_argument(
@@ -560,7 +605,7 @@ def main(argv: list[str]) -> int:
     print()
     png = plot(rows, workdir / args.model / "curve.png", f"SmolLM2-135M ({args.model}): size vs KL")
     print(f"curve: {png}")
-    print(f"one {args.recipe} compile: {one_compile:.0f} s")
+    print(f"one compile ({args.recipe or 'median of the searches'}): {one_compile:.0f} s")
     print()
     print(closing_note(verdicts(rows, one_compile)))
     return 0

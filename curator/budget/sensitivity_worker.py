@@ -41,7 +41,7 @@ def fake_quantize(weight: Any, fmt: Any, gather: bool = False) -> tuple[Any, int
     return packed.dequantize(), int(packed.nbytes)
 
 
-SAMPLE_ROWS = 256  # rows per tensor a proxy-only format is weighed on
+SAMPLE_ROWS = 64  # rows per tensor a proxy-only format is weighed on
 
 
 def _format(name: str) -> Any:
