@@ -25,6 +25,7 @@ BUILDER_OPTIONS = {
     "int4_algo_config": "k_quant_mixed",
 }
 EMBEDDING = {"bits": 4, "block_size": 32, "symmetric": False}
+CUDA_INT4_OPTIONS = {"int4_block_size": 32}  # recipes/int4-cuda.json
 
 
 def _build(model_dir: Path, out: Path, stream: bool, precision: str) -> dict[str, Any]:
@@ -32,11 +33,18 @@ def _build(model_dir: Path, out: Path, stream: bool, precision: str) -> dict[str
     from curator.quant.plan import EMBEDDING_NODE, plan_for
 
     create_model = builder_patch.builder_module().create_model
+    ep, _, precision = precision.rpartition("-")  # "cuda-int4": the int4-cuda recipe's build
+    ep = ep or "cpu"
+    options = BUILDER_OPTIONS if (precision, ep) == ("int4", "cpu") else CUDA_INT4_OPTIONS
+    if precision != "int4":
+        options = {}
     session = None
     if stream:
-        plan_config: dict[str, Any] = {"precision": precision}
-        if precision == "int4":
-            plan_config.update({**BUILDER_OPTIONS, "embedding_quant": EMBEDDING})
+        plan_config: dict[str, Any] = {"precision": precision, **options}
+        if ep == "cpu" and precision == "int4":
+            plan_config["embedding_quant"] = EMBEDDING
+        if ep == "cuda" and precision == "int4":
+            plan_config["int4_accuracy_level"] = 0  # the builder's default off CPU
         session = builder_patch.StreamSession(out_dir=out, plan_config=plan_config)
         builder_patch.open_session(session)
     try:
@@ -45,14 +53,14 @@ def _build(model_dir: Path, out: Path, stream: bool, precision: str) -> dict[str
             input_path=str(model_dir),
             output_dir=str(out),
             precision=precision,
-            execution_provider="cpu",
+            execution_provider=ep,
             cache_dir=str(out.parent / "hf-cache"),
             filename="model.onnx",
-            **(BUILDER_OPTIONS if precision == "int4" else {}),
+            **options,
         )
     finally:
         builder_patch.close_session()
-    if precision == "int4" and (session is None or not session.streamed):
+    if (ep, precision) == ("cpu", "int4") and (session is None or not session.streamed):
         quant = plan_for({"embedding_quant": EMBEDDING}, 0).for_node(EMBEDDING_NODE)
         assert quant is not None
         builder_patch.quantize_saved_embedding(out, quant)

@@ -10,7 +10,9 @@ same nodes (names, inputs, outputs, attributes) and the same opsets; same bytes 
 means the same logits (KL 0, top-1 agreement 100%).
 
 The fast test builds the tiny fixtures (every architecture curator's devmodels make, plus a bf16
-checkpoint with a tied embedding, as Hub checkpoints are) both ways in one child process. The slow
+checkpoint with a tied embedding, as Hub checkpoints are) both ways in one child process: int4
+for CPU (int4-cpu's build), fp32, and for CUDA int4 and fp16 (fp16 io: scales and float weights
+in fp16). The slow
 tests run ``curator compile`` end to end on SmolLM2 (real weights) with today's int4-cpu
 (tests/data/recipes/int4-cpu-reference.json) and the shipped, streaming int4-cpu.
 """
@@ -86,26 +88,40 @@ def assert_same_model(name: str, found: dict[str, Any]) -> None:
     assert found["only_reference"] == [] and found["only_streamed"] == [], name
     assert found["nodes_equal"], (name, found["node_diff"])
     assert found["opsets_equal"], name
-    if name.endswith(":int4"):
-        assert found["quantized_nodes"] >= 8, name  # the MatMuls and the embedding gather
+    if name.endswith("int4"):
+        assert found["quantized_nodes"] >= 8, name  # the MatMuls (and the embedding gather)
     else:
         assert found["quantized_nodes"] == 0, name
 
 
-def test_streamed_build_is_the_builders_own_on_every_fixture(tmp_path: Path) -> None:
+def check_builds(tmp_path: Path, architectures: list[str], extra: list[str]) -> None:
+    """Build each fixture (``:int4``), a bf16 tied copy of the first, and ``extra`` builds of that
+    copy (``:fp32``, ``:cuda-int4``, ...) both ways; every pair must be the same model."""
     from curator.devmodels.cache import cached_tiny_model
 
     models = [
-        cached_tiny_model(TEST_MODELS_ROOT, architecture=arch, hidden_size=hidden, num_layers=2)
-        for arch, hidden in FIXTURES.items()
+        cached_tiny_model(
+            TEST_MODELS_ROOT, architecture=arch, hidden_size=FIXTURES[arch], num_layers=2
+        )
+        for arch in architectures
     ]
     tied = bf16_tied_copy(models[0], tmp_path / "qwen2-bf16-tied")
-    builds = [f"{m}:int4" for m in [*models, tied]] + [f"{models[0]}:fp32", f"{tied}:fp32"]
+    builds = [f"{m}:int4" for m in [*models, tied]] + [f"{tied}:{kind}" for kind in extra]
     results = run_check(builds, tmp_path / "builds")
     assert len(results) == len(builds)
     for label, found in results.items():
         assert found["streamed"], (label, found["fallback"])
         assert_same_model(label, found)
+
+
+def test_streamed_build_is_the_builders_own(tmp_path: Path) -> None:
+    """Qwen2, and a bf16 tied copy: int4-cpu's build, fp32 and CUDA fp16 (fp16 io)."""
+    check_builds(tmp_path, ["qwen2"], ["fp32", "cuda-fp16"])
+
+
+@pytest.mark.slow
+def test_streamed_build_is_the_builders_own_on_every_fixture(tmp_path: Path) -> None:
+    check_builds(tmp_path, list(FIXTURES), ["fp32", "cuda-int4", "cuda-fp16"])
 
 
 def compiled_weights(model_dir: Path) -> dict[str, Any]:
