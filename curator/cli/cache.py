@@ -108,9 +108,9 @@ def verify(model_id: str | None, cache_dir: Path | None, as_json: bool) -> None:
     cache = foundry_cache_dir(cache_dir)
     if model_id is not None:
         model_id = resolve_in_cache(cache, model_id)  # an id, id without version or alias
-    with suggesting(cache, model_id or ""):
-        results = verify_cache(cache, model_id)
     out = Output(as_json)
+    with suggesting(cache, model_id or ""), out.step(f"hashing the artifacts in {cache}"):
+        results = verify_cache(cache, model_id)
     if as_json:
         out.json([{**_plain(r), "ok": r.ok} for r in results])
     else:
