@@ -61,8 +61,10 @@ def recipe_fits(
 
     here = machine or this_machine()
     fits = []
+    # the architecture decides whether a recipe's build streams (curator.compile.cost)
+    known = {"architectures": [architecture]} if architecture else None
     for recipe in load_recipes():
-        peak = predict_compile_peak_bytes(recipe, parameters) if parameters else None
+        peak = predict_compile_peak_bytes(recipe, parameters, config=known) if parameters else None
         run = predict_run_bytes(recipe, parameters) if parameters else None
         reason: str | None = None
         kind: str | None = None
