@@ -78,9 +78,15 @@ def matrix(candidates: Path, as_json: bool) -> None:
     required=True,
     help="The fragment file to write.",
 )
-def fragment(model_ids: tuple[str, ...], registry: Path | None, output: Path) -> None:
+@json_option
+def fragment(
+    model_ids: tuple[str, ...], registry: Path | None, output: Path, as_json: bool
+) -> None:
     """Write a registry fragment holding only MODEL_IDS (what one compile job produced)."""
     from curator.registry.merge import cut_fragment
 
     cut_fragment(registry_path(registry), model_ids, output)
+    if as_json:
+        Output(True).json({"output": output, "models": list(model_ids)})
+        return
     click.echo(f"wrote {output}: {', '.join(model_ids)}")
