@@ -48,3 +48,24 @@ def test_a_model_after_another_measures_its_own_peak(
     (mine,) = [m for m in compared["models"] if m["id"] == TINY_MODEL_ID]
     (memory,) = [d for d in mine["deltas"] if d["figure"] == "peakMemoryMb"]
     assert memory["regression"] is False, memory
+
+
+def _report(notes: list[str], peak: float) -> dict[str, object]:
+    return {
+        "machine": {"fingerprint": "m"},
+        "promptSet": {"sha256": "p"},
+        "backend": "in-process",
+        "settings": {"maxTokens": 8, "temperature": 0.0, "concurrency": 1},
+        "notes": notes,
+        "models": [{"id": TINY_MODEL_ID, "status": "ok", "peakMemoryMb": peak}],
+    }
+
+
+def test_compare_says_when_memory_was_measured_differently() -> None:
+    from curator.bench.compare import compare_reports
+    from curator.bench.isolated import ALLOCATOR_NOTE
+
+    shared, own = _report([], 1454.1), _report([ALLOCATOR_NOTE], 644.9)
+    (note,) = compare_reports(shared, own).notes
+    assert note.startswith("peak memory was measured differently: OLD ran its models in one")
+    assert compare_reports(own, own).notes == ()

@@ -58,6 +58,11 @@ class Comparison:
         return tuple(m.model_id for m in self.models if m.regression)
 
 
+def _isolated(report: dict[str, Any]) -> bool:
+    """The report's in-process models ran each in its own process (curator.bench.isolated)."""
+    return any("in its own fresh process" in str(note) for note in report.get("notes") or ())
+
+
 def _value(model: dict[str, Any], path: tuple[str, ...]) -> float | None:
     value: Any = model
     for key in path:
@@ -92,6 +97,14 @@ def compare_reports(
     for key in ("maxTokens", "temperature", "concurrency"):
         if old["settings"][key] != new["settings"][key]:
             notes.append(f"settings differ: {key} {old['settings'][key]} -> {new['settings'][key]}")
+    isolated = [_isolated(r) for r in (old, new)]
+    if old["backend"] == new["backend"] == "in-process" and isolated[0] != isolated[1]:
+        notes.append(
+            "peak memory was measured differently: "
+            + ("OLD" if isolated[1] else "NEW")
+            + " ran its models in one process (each figure may hold what earlier models left "
+            "allocated), the other each model in its own fresh process"
+        )
     old_models = {m["id"]: m for m in old["models"]}
     new_models = {m["id"]: m for m in new["models"]}
     compared = []
