@@ -139,6 +139,20 @@ def _strict_int(text: str) -> int:
     return value
 
 
+def _printable(text: str) -> str:
+    """``text`` with line breaks and other invisible characters written as escapes (one line)."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c
+        if c.isprintable() or c == " "
+        else f"\\u{ord(c):04x}"
+        if ord(c) < 0x10000
+        else f"\\U{ord(c):08x}"
+        for c in text
+    )
+
+
 def _short(token: str) -> str:
     return token if len(token) <= 40 else f"{token[:20]}…({len(token):,} characters)"
 
@@ -333,8 +347,8 @@ def _duplicate_key_error(text: str, origin: str, what: str, key: str) -> InputFi
     where = _duplicate_key_position(text)
     at = f"{origin}:{where[0]}:{where[1]}" if where else origin
     return InputFileError(
-        f"{at}: invalid JSON in {what}: duplicate key {json.dumps(key, ensure_ascii=False)[:80]}"
-        " in one object",
+        f"{at}: invalid JSON in {what}: duplicate key "
+        f"{_printable(json.dumps(key, ensure_ascii=False)[:80])} in one object",
         hint="keep one of the values: with duplicate keys, readers disagree which one counts",
     )
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from curator.registry.document import Document, Entry
-from curator.registry.rules import policy_of, validate_document
+from curator.registry.rules import one_line, policy_of, validate_document
 from curator.schemas import Problem, elide, load_schema
 
 # figure name -> (path into a benchmark summary, True when higher is better)
@@ -199,7 +199,9 @@ def diff_documents(
         changed=tuple(changed),
         figures=tuple(figures),
         policy_changes=policy_changes,
-        violations=tuple(Problem(elide(p.path), p.rule, elide(p.message)) for p in violations),
+        violations=tuple(
+            Problem(one_line(p.path), p.rule, one_line(p.message)) for p in violations
+        ),
         threshold_pct=threshold,
         base_exists=base_exists,
         schema_changes=schema_changes,

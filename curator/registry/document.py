@@ -182,15 +182,22 @@ def canonical(document: Document) -> Document:
         if not isinstance(model, dict):
             continue
         if isinstance(model.get("benchmarks"), list):
-            model["benchmarks"] = sorted(model["benchmarks"], key=lambda b: str(b.get("date", "")))
+            model["benchmarks"] = sorted(model["benchmarks"], key=lambda b: _field_key(b, "date"))
         build = model.get("build")
         if isinstance(build, dict) and isinstance(build.get("artifacts"), list):
             model["build"] = {
                 **build,
-                "artifacts": sorted(build["artifacts"], key=lambda a: str(a.get("path", ""))),
+                "artifacts": sorted(build["artifacts"], key=lambda a: _field_key(a, "path")),
             }
     # Entries that are not objects stay (validation reports them), after the real ones.
     return {**document, "models": sorted(models, key=_sort_key)}
+
+
+def _field_key(record: Any, field: str) -> tuple[int, str]:
+    """Records by ``field``; anything that is not an object (validation reports it) after them."""
+    if isinstance(record, dict):
+        return (0, str(record.get(field, "")))
+    return (1, json.dumps(record, sort_keys=True))
 
 
 def _sort_key(model: Any) -> tuple[int, str]:

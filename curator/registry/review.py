@@ -208,7 +208,8 @@ def _visible(value: Any) -> str:
     text = elide(str(value), CELL_LIMIT)
     if text.isprintable():
         return text
-    return "".join(f"⟨U+{ord(c):04X}⟩" if _hidden(c) else c for c in text)
+    spelled = "".join(f"⟨U+{ord(c):04X}⟩" if _hidden(c) else c for c in text)
+    return elide(spelled, CELL_LIMIT)  # 300 hidden characters would spell out to 3,000
 
 
 def _hidden(char: str) -> bool:

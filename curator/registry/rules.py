@@ -51,8 +51,22 @@ def validate_document(document: Any, policy: dict[str, Any] | None = None) -> Va
         if policy is None:
             policy = policy_of(document)
         problems.extend(_semantic_problems(models, policy))
-    bounded = tuple(Problem(elide(p.path), p.rule, elide(p.message)) for p in problems)
+    bounded = tuple(Problem(one_line(p.path), p.rule, one_line(p.message)) for p in problems)
     return ValidationReport(bounded, len(models) if isinstance(models, list) else 0)
+
+
+def one_line(text: str) -> str:
+    """``text`` elided in the middle, then every hidden character (a line break in a key, a
+    bidirectional override in a value) spelled out as <U+XXXX>: a problem stays one honest line."""
+    text = elide(text)
+    if text.isprintable():
+        return text
+    return elide(
+        "".join(
+            f"⟨U+{ord(c):04X}⟩" if unicodedata.category(c)[0] == "C" or c in LINE_SEPARATORS else c
+            for c in text
+        )
+    )
 
 
 @lru_cache(maxsize=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from curator.registry.diff import BENCH_FIGURES, figure, latest_benchmark
+from curator.registry.diff import BENCH_FIGURES, figure, finite, latest_benchmark
 from curator.registry.document import Document, Entry, models_of
 
 TASK_ALIASES = {
@@ -54,7 +54,7 @@ def select_models(
             excluded.append(Exclusion(str(entry.get("id")), reason))
             continue
         decode = figure(latest_benchmark(entry), BENCH_FIGURES["decode tok/s"][0])
-        fitting.append(Candidate(entry["id"], decode, float(entry["minRamGb"])))
+        fitting.append(Candidate(str(entry["id"]), decode, finite(entry["minRamGb"]) or 0.0))
     fitting.sort(
         key=lambda c: (
             c.decode_tokens_per_sec is None,
@@ -69,11 +69,20 @@ def select_models(
 def _exclusion_reason(
     entry: Entry, task: str, capabilities: tuple[str, ...], ram_gb: float
 ) -> str | None:
+    # The registry may be invalid (select reads it as it is): an entry whose fields are malformed
+    # is excluded with the reason, never a crash.
+    if type(entry.get("id")) is not str:
+        return "has no id"
     if entry.get("task") != task:
         return f"task is {entry.get('task')}, not {task}"
-    missing = [c for c in capabilities if c not in entry.get("capabilities", [])]
+    listed = entry.get("capabilities", [])
+    listed = listed if isinstance(listed, list) else []
+    missing = [c for c in capabilities if c not in listed]
     if missing:
         return f"lacks capability {', '.join(missing)}"
-    if float(entry.get("minRamGb", 0)) > ram_gb:
+    min_ram = finite(entry.get("minRamGb"))
+    if min_ram is None or min_ram <= 0:
+        return "minRamGb is not a positive number (curator registry validate)"
+    if min_ram > ram_gb:
         return f"needs {entry.get('minRamGb')} GB RAM, this machine has {ram_gb:.1f} GB"
     return None

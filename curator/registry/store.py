@@ -69,6 +69,9 @@ def edit_registry(path: Path, mutate: Callable[[Document], T]) -> T:
         after = copy.deepcopy(before)
         result = mutate(after)
         after = canonical(after)
+        # Both sides in canonical order, so that a problem the file already had (a null benchmark
+        # run, say) is not taken for a new one because sorting moved it to another index.
+        before = canonical(before)
         introduced = _keyed(after, validate_document(after).problems) - _keyed(
             before, validate_document(before).problems
         )
