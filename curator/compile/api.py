@@ -20,6 +20,7 @@ from curator.compile import (
     manifest,
     placement,
     preflight,
+    prequantized,
     runtime_options,
 )
 from curator.compile.olive_run import log_tail, run_olive
@@ -61,6 +62,7 @@ def _olive_config(
 
 def plan_compile(request: CompileRequest, recipe: Recipe, source: SourceModel) -> CompilePlan:
     """Every check that needs no heavy work; raises PreflightError/UsageProblem on the first."""
+    quant_notes: tuple[str, ...] = ()
     cache_root = foundry_cache_dir(request.cache_dir).absolute()
     model_id = request.model_id or f"{source.name}-{recipe.variant}:1"
     preflight.check_model_id(model_id, recipe)
@@ -79,6 +81,10 @@ def plan_compile(request: CompileRequest, recipe: Recipe, source: SourceModel) -
         preflight.check_custom_code(
             custom_code_files(source.local_dir, config), request.trust_remote_code
         )
+        quant = prequantized.prequantized(config)  # AWQ/GPTQ: the builder's quantized path
+        if quant is not None:
+            prequantized.check_recipe(quant, recipe, request.source)
+            quant_notes = (quant.note(),)
         facts = weight_facts(source.local_dir, config)
         parameters = facts.parameters
         model_config = config
@@ -135,7 +141,7 @@ def plan_compile(request: CompileRequest, recipe: Recipe, source: SourceModel) -
         olive_config=olive_config,
         source_gguf_file=source.gguf_file,
         source_gguf=source.gguf,
-        notes=_notes(source) + template_notes + _exists_note(target, exists),
+        notes=_notes(source) + quant_notes + template_notes + _exists_note(target, exists),
         unknown_because=unknown_because,
         chat_template=template,
         completion_only=request.completion_only,

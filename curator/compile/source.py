@@ -264,13 +264,29 @@ def _safetensors_numel(path: Path) -> int:
     return read_safetensors_header(path).parameters
 
 
+def _counted(path: Path, config: dict[str, Any]) -> int:
+    """Parameters in one safetensors file; a pre-quantized checkpoint's packed int32 ``qweight``
+    counts 32/bits values per element and its qzeros/scales/g_idx none (issue 21)."""
+    from curator.compile.prequantized import packed_elements, prequantized
+
+    quant = prequantized(config)
+    if quant is None:
+        return _safetensors_numel(path)
+    from curator.safetensors_header import read_safetensors_header
+
+    return sum(
+        packed_elements(t.name, t.elements, t.dtype, quant.bits)
+        for t in read_safetensors_header(path).tensors
+    )
+
+
 def weight_facts(model_dir: Path, config: dict[str, Any]) -> WeightFacts:
     """Parameter count from safetensors headers (no tensor is read); else estimated from bytes."""
     files = sorted(model_dir.glob("*.safetensors"))
     weight_bytes = sum(f.stat().st_size for f in files)
     if files:
         try:
-            return WeightFacts(sum(_safetensors_numel(f) for f in files), weight_bytes)
+            return WeightFacts(sum(_counted(f, config) for f in files), weight_bytes)
         except (OSError, ValueError, InputFileError):
             pass
     others = [*model_dir.glob("*.bin"), *model_dir.glob("*.pt")]
