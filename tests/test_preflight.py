@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -203,3 +204,114 @@ def test_a_chat_model_needs_a_chat_template() -> None:
     assert refused.value.hint is not None and "curator compile org/m --chat-template" in (
         refused.value.hint
     )
+
+
+# The hint is what the user reads next: each check's, exactly.
+def _hint_of(check: Any) -> str | None:
+    with pytest.raises((PreflightError, UsageProblem)) as refused:
+        check()
+    return refused.value.hint
+
+
+def test_each_refusal_gives_its_own_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _hint_of(lambda: preflight.check_calibration(INT4, tmp_path)) == "drop --calibration"
+    assert _hint_of(lambda: preflight.check_calibration(GPTQ, tmp_path / "x")) == (
+        'give a JSONL file with one {"text": ...} object per line'
+    )
+    assert _hint_of(lambda: preflight.check_architecture({}, tmp_path)) == (
+        "only causal language models the ONNX Runtime GenAI builder knows can compile"
+    )
+    search = "curator search finds models of a supported architecture"
+    assert (
+        _hint_of(lambda: preflight.check_architecture({"architectures": ["X"]}, tmp_path)) == search
+    )
+    wrong = {"architectures": [next(iter(BUILT_WRONG))]}
+    assert _hint_of(lambda: preflight.check_architecture(wrong, tmp_path)) == search
+    assert _hint_of(lambda: preflight.check_target(tmp_path, force=False)) == (
+        "add --force to replace it, or choose another --id"
+    )
+    assert _hint_of(lambda: preflight.check_ram(2, 1, INT4)) == (
+        "close other programs, use a smaller model, or try another recipe (curator recipes list)"
+    )
+    monkeypatch.setattr(preflight.importlib.util, "find_spec", lambda name: None)
+    given = tmp_path / "c.jsonl"
+    given.write_text("{}\n", encoding="utf-8")
+    assert _hint_of(lambda: preflight.check_calibration(GPTQ, given)) == (
+        "pip install datasets (or use --recipe int4-rtn-cpu, which needs no data)"
+    )
+
+
+def test_the_unsupported_architecture_message_lists_every_supported_one(tmp_path: Path) -> None:
+    with pytest.raises(PreflightError) as refused:
+        preflight.check_architecture({"architectures": ["BertModel"]}, tmp_path)
+    supported = ", ".join(sorted(SUPPORTED_ARCHITECTURES))
+    assert refused.value.message == (
+        f"architecture BertModel is not supported by the model builder; supported: {supported}"
+    )
+
+
+def test_a_path_windows_cannot_open_is_refused_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from curator import portable
+
+    monkeypatch.setattr(portable, "IS_WINDOWS", True)
+    room = portable.WINDOWS_MAX_PATH - portable.MODEL_DIR_RESERVE - len(str(tmp_path)) - 1
+    preflight.check_target(tmp_path / ("m" * (room - 1)), force=False)
+    with pytest.raises(PreflightError, match="Windows opens at most 259") as refused:
+        preflight.check_target(tmp_path / ("m" * room), force=False)
+    assert refused.value.hint == portable.LONG_PATHS_HINT
+
+
+class _Smi:
+    def __init__(self, code: int, out: str) -> None:
+        self.returncode, self.stdout = code, out
+
+
+@pytest.mark.parametrize(
+    ("smi", "answer", "expected"),
+    [
+        (None, None, False),
+        ("/usr/bin/nvidia-smi", _Smi(0, "GPU 0: NVIDIA A10 (UUID: x)"), True),
+        ("/usr/bin/nvidia-smi", _Smi(0, "No devices were found"), False),
+        ("/usr/bin/nvidia-smi", _Smi(9, "GPU 0: NVIDIA A10"), False),
+        ("/usr/bin/nvidia-smi", OSError("cannot run"), False),
+    ],
+)
+def test_a_gpu_is_what_nvidia_smi_lists(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, smi: str | None, answer: Any, expected: bool
+) -> None:
+    seen: list[list[str]] = []
+
+    def run(cmd: list[str], **kwargs: Any) -> Any:
+        seen.append(cmd)
+        assert kwargs["timeout"] == 10 and kwargs["capture_output"] and kwargs["text"]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    real_path = preflight.Path
+    monkeypatch.setattr(
+        preflight,
+        "Path",
+        lambda p: tmp_path / "no-driver" if p == "/proc/driver/nvidia/gpus" else real_path(p),
+    )
+    monkeypatch.setattr(
+        preflight.shutil, "which", lambda name: smi if name == "nvidia-smi" else None
+    )
+    monkeypatch.setattr(preflight.subprocess, "run", run)
+    assert preflight.has_cuda_gpu() is expected
+    assert seen == ([] if smi is None else [[smi, "-L"]])
+
+
+def test_a_gpu_the_driver_lists_needs_no_nvidia_smi(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    gpus = tmp_path / "gpus"
+    (gpus / "0000:00:1e.0").mkdir(parents=True)
+    monkeypatch.setattr(preflight, "Path", lambda p: gpus)
+    monkeypatch.setattr(preflight.shutil, "which", lambda name: pytest.fail("not needed"))
+    assert preflight.has_cuda_gpu() is True
+    (gpus / "0000:00:1e.0").rmdir()
+    monkeypatch.setattr(preflight.shutil, "which", lambda name: None)
+    assert preflight.has_cuda_gpu() is False
