@@ -191,3 +191,22 @@ def test_local_folder_import_and_compile_pointing_at_it(
     broken = run_curator("import", str(folder), "--force")
     assert broken.returncode == 1 and "model.onnx.data missing" in broken.stderr
     shutil.rmtree(folder)
+
+
+def test_onboard_imports_a_genai_folder_and_skips_fidelity_without_a_reference(
+    compiled_tiny_int4: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "tiny-int4-onnx"
+    folder.mkdir()
+    for name, content in published_files(compiled_tiny_int4).items():
+        (folder / name).write_bytes(content)
+    done = run_curator(
+        "onboard", str(folder), "--license", "mit", "--rounds", "1", "--max-tokens", "8",
+        "--prompts", str(LIVENESS_PROMPTS), "--out", str(tmp_path / "out"), "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    steps = {s["name"]: s for s in json.loads(done.stdout)["steps"]}
+    assert list(steps) == ["info", "import", "register", "smoke", "bench", "fidelity"]
+    assert steps["fidelity"]["detail"].startswith("skipped: an imported model has no fp32")
+    entry = json.loads(Path(os.environ["CURATOR_REGISTRY"]).read_text())["models"][0]
+    assert entry["build"]["recipe"] == "imported" and entry["benchmarks"]

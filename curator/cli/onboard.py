@@ -49,6 +49,11 @@ from curator.paths import registry_path
     help="A PEFT LoRA adapter (folder or Hub repo) merged into SOURCE before the build.",
 )
 @click.option("--adapter-revision", help="Hub revision of --adapter.")
+@click.option(
+    "--subfolder",
+    metavar="PATH",
+    help="SOURCE already in ONNX Runtime GenAI format: the variant to import (as curator import).",
+)
 @click.option("--trust-remote-code", is_flag=True, help="Allow the repository's own code to run.")
 @click.option(
     "--prompts",
@@ -84,6 +89,7 @@ def onboard(
     completion_only: bool,
     adapter: str | None,
     adapter_revision: str | None,
+    subfolder: str | None,
     trust_remote_code: bool,
     prompts: Path | None,
     rounds: int,
@@ -131,6 +137,7 @@ def onboard(
             completion_only=completion_only,
             adapter=adapter,
             adapter_revision=adapter_revision,
+            subfolder=subfolder,
             max_kl=max_kl,
             min_top1=min_top1,
         ),

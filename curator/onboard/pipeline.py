@@ -50,6 +50,7 @@ class OnboardRequest:
     completion_only: bool = False  # a base model: text-generation, continuation prompts
     adapter: str | None = None  # --adapter: a LoRA adapter merged into ``source`` (issue 21)
     adapter_revision: str | None = None
+    subfolder: str | None = None  # a repo of ONNX Runtime GenAI variants: the one to import
     max_kl: float | None = None  # a fidelity budget (issue 22): the compile searches its plan
     min_top1: float | None = None
 
@@ -132,10 +133,14 @@ def _run_steps(
     request: OnboardRequest, cache_dir: Path, staged: Path, steps: _Steps
 ) -> OnboardResult:
     with steps.step("info") as detail:
-        facts, hub_sha = _facts(request)
+        facts, hub_sha, genai = _facts(request)
         detail.append(facts)
-    with steps.step("compile") as detail:
-        model_dir, model_id, compiled = _compile(request, cache_dir, hub_sha, steps.say)
+    # a model already in ONNX Runtime GenAI format is imported as it is (issue 21)
+    with steps.step("import" if genai else "compile") as detail:
+        if genai:
+            model_dir, model_id, compiled = _import(request, cache_dir, steps.say)
+        else:
+            model_dir, model_id, compiled = _compile(request, cache_dir, hub_sha, steps.say)
         detail.append(compiled)
     manifest = _manifest(model_dir)
     with steps.step("register") as detail:
@@ -197,9 +202,15 @@ def _local_gguf(request: OnboardRequest) -> Path | None:
     return candidate if is_gguf_file(candidate) else None
 
 
-def _facts(request: OnboardRequest) -> tuple[str, str | None]:
-    """A one-line description, and for a Hub source the commit sha its revision resolves to."""
+def _facts(request: OnboardRequest) -> tuple[str, str | None, bool]:
+    """A one-line description, for a Hub source the commit sha its revision resolves to, and
+    whether the source is already an ONNX Runtime GenAI model (imported, not compiled)."""
     source = Path(request.source).expanduser()
+    if source.is_dir() and not request.gguf_file:
+        from curator.compile.source import GENAI, classify_local
+
+        if classify_local(source.absolute(), request.source).kind == GENAI:
+            return "local ONNX Runtime GenAI model: imported as it is", None, True
     gguf = _local_gguf(request)
     if gguf is not None:
         from curator.compile.gguf_source import already_quantized_note
@@ -210,11 +221,12 @@ def _facts(request: OnboardRequest) -> tuple[str, str | None]:
         return (
             f"local GGUF, {header.architecture}, {header.parameter_count:,} parameters; {note}",
             None,
+            False,
         )
     if source.is_dir():
         config = read_json(source / "config.json", "model config")
         archs = config.get("architectures") if isinstance(config, dict) else None
-        return f"local model, {', '.join(archs or ['unknown architecture'])}", None
+        return f"local model, {', '.join(archs or ['unknown architecture'])}", None, False
     from curator.hub import model_facts
 
     facts = model_facts(request.source, request.revision)
@@ -223,7 +235,44 @@ def _facts(request: OnboardRequest) -> tuple[str, str | None]:
         from curator.compile.gguf_source import already_quantized_note
 
         text += f"; {already_quantized_note(request.gguf_file)}"
-    return text, facts.sha
+    genai = facts.kind == "genai" and not request.gguf_file
+    if genai:
+        text += "; already ONNX Runtime GenAI: imported as it is"
+    return text, facts.sha, genai
+
+
+def _import(request: OnboardRequest, cache_dir: Path, say: Progress) -> tuple[Path, str, str]:
+    """``curator import`` as onboard's build step; a rerun keeps an import of the same files."""
+    from curator.compile.imported import ImportRequest, import_model
+
+    def ask(dry_run: bool, force: bool) -> Any:
+        return import_model(
+            ImportRequest(
+                source=request.source,
+                subfolder=request.subfolder,
+                model_id=request.model_id,
+                revision=request.revision,
+                cache_dir=cache_dir,
+                chat_template=request.chat_template,
+                completion_only=request.completion_only,
+                force=force,
+                dry_run=dry_run,
+            ),
+            progress=say,
+        )
+
+    plan = ask(dry_run=True, force=True).plan
+    existing = _manifest(plan.target) if (plan.target / "genai_config.json").is_file() else None
+    if existing and not request.force:
+        declared = existing.get("source") or {}
+        listed = [(f.path, f.sha256) for f in plan.files]
+        if declared.get("revision") == plan.source_revision and listed == [
+            (f.get("path"), f.get("sha256")) for f in declared.get("files") or []
+        ]:
+            return plan.target, plan.model_id, f"skipped: {plan.target} holds this import"
+    result = ask(dry_run=False, force=True)
+    size = sum(a.bytes for a in result.artifacts) / 2**20
+    return result.path, result.model_id, f"{size:.1f} MiB in {result.wall_seconds or 0:.0f} s"
 
 
 def _compile(
@@ -477,6 +526,11 @@ def _fidelity(
     entry = find_model(load_registry(staged), model_id) or {}
     if isinstance(existing, dict) and entry.get("fidelity") == existing:
         return "skipped: measured for this build"
+    if (manifest.get("build") or {}).get("recipe") == "imported":
+        return (
+            "skipped: an imported model has no fp32 checkpoint here to compare with "
+            f"(curator fidelity {model_id} --reference DIR --record)"
+        )
     from curator.fidelity.locate import resolve_reference
     from curator.fidelity.measure import measure_fidelity
     from curator.fidelity.record import record_in_manifest, record_in_registry
