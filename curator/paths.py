@@ -6,17 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from curator.portable import (
-    LONG_PATHS_HINT,
-    MODEL_DIR_RESERVE,
-    default_foundry_cache,
-    long_path_problem,
-    platform_name,
-)
-
 # Below the cache root a model sits at <publisher>/<name>-<variant>-<version>[/v<n>]: room for a
-# typical publisher and Foundry model name on top of what the model directory itself holds.
-CACHE_ENTRY_RESERVE = 80 + MODEL_DIR_RESERVE
+# typical publisher and Foundry model name (on top of what the model directory itself holds).
+CACHE_ENTRY_RESERVE = 80
 
 DEFAULT_REGISTRY = Path("registry") / "models.json"
 
@@ -35,7 +27,11 @@ def foundry_cache_dir(explicit: Path | str | None = None) -> Path:
     """``--cache-dir``, else ``$FOUNDRY_CACHE_DIR``, else the Foundry CLI's default for this
     platform (``%USERPROFILE%\\.foundry\\cache\\models`` on Windows, ``~/.foundry/cache/models``
     elsewhere)."""
-    chosen = explicit or os.environ.get("FOUNDRY_CACHE_DIR") or default_foundry_cache()
+    if not (explicit or os.environ.get("FOUNDRY_CACHE_DIR")):
+        from curator.portable import default_foundry_cache  # start-up: every command imports paths
+
+        return default_foundry_cache()
+    chosen = explicit or os.environ["FOUNDRY_CACHE_DIR"]
     return Path(chosen).expanduser()
 
 
@@ -56,9 +52,16 @@ class Paths:
 
 
 def resolve_paths(registry: Path | str | None = None, cache_dir: Path | str | None = None) -> Paths:
+    from curator.portable import (  # start-up: every command imports paths
+        LONG_PATHS_HINT,
+        MODEL_DIR_RESERVE,
+        long_path_problem,
+        platform_name,
+    )
+
     cache = foundry_cache_dir(cache_dir).absolute()
     warnings: tuple[str, ...] = ()
-    if too_long := long_path_problem(cache, reserve=CACHE_ENTRY_RESERVE):
+    if too_long := long_path_problem(cache, reserve=CACHE_ENTRY_RESERVE + MODEL_DIR_RESERVE):
         warnings = (f"{too_long.message()}; {LONG_PATHS_HINT}",)
     return Paths(
         registry=registry_path(registry).absolute(),
