@@ -89,6 +89,10 @@ def test_info_counts_packed_parameters_and_names_the_recipe(
     facts = json.loads(done.stdout)
     assert facts["parameters"] == unpacked  # 8 values per int32, qzeros/scales/g_idx none
     assert facts["quantization"] == f"gptq 4-bit, group {GROUP}"
+    fits = {f["recipe"]: f for f in facts["recipes"]}
+    assert fits["int4-prequantized-cpu"]["can_compile"] is True
+    assert fits["int4-cpu"]["can_compile"] is False and "again" in fits["int4-cpu"]["reason"]
+    assert facts["next_command"].endswith("--recipe int4-prequantized-cpu")
     refused = run_curator("compile", str(model), "--recipe", "int4-cpu")
     assert refused.returncode == 1
     assert "pre-quantized gptq 4-bit" in refused.stderr and "quantize its packed" in refused.stderr

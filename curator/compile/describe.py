@@ -196,10 +196,42 @@ def _checkpoint(given: str, path: Path) -> SourceFacts:
         quantization=quantization_label(config),
         base_model=None,
         variants=(),
-        recipes=_fits(architecture, weights.parameters, fmt, auto_map),
+        recipes=_prequantized_fits(config, _fits(architecture, weights.parameters, fmt, auto_map)),
         run_bytes=_int4_run_bytes(weights.parameters),
-        next_command=f"curator compile {given} --recipe int4-cpu",
+        next_command=f"curator compile {given} --recipe {_recipe_for(config)}",
         notes=tuple(notes),
+    )
+
+
+def _recipe_for(config: Mapping[str, Any]) -> str:
+    from curator.compile.prequantized import PREQUANTIZED_RECIPE, prequantized
+
+    return PREQUANTIZED_RECIPE if prequantized(config) is not None else "int4-cpu"
+
+
+def _prequantized_fits(
+    config: Mapping[str, Any], fits: tuple[RecipeFit, ...]
+) -> tuple[RecipeFit, ...]:
+    """A pre-quantized checkpoint: only a recipe whose one pass is the builder can read it."""
+    from dataclasses import replace
+
+    from curator.compile.prequantized import builder_reads, prequantized
+    from curator.recipes import load_recipes
+
+    quant = prequantized(config)
+    if quant is None:
+        return fits
+    readers = {r.name for r in load_recipes() if builder_reads(r)}
+    return tuple(
+        fit
+        if fit.recipe in readers or not fit.can_compile
+        else replace(
+            fit,
+            can_compile=False,
+            reason=f"pre-quantized {quant.describe()}: it would quantize the packed weights again",
+            reason_kind="pre-quantized",
+        )
+        for fit in fits
     )
 
 
