@@ -148,8 +148,9 @@ def test_prompt_set_format() -> None:
     assert capital.missing("Le Grand Jestam, l'Étoisdjestam.") == ("paris",)
     code = next(p for p in shipped.prompts if p.id == "code-reverse")
     assert code.coverage("def f(s): pass") == 0.5 and code.missing("def f(s): pass") == ("return",)
-    # every shipped prompt expects something: smoke judges each answer (issue 11)
-    assert all(p.expected for p in shipped.prompts)
+    # every shipped prompt expects something: smoke judges each answer (issue 11); `color` has
+    # no one right word and is there for the degenerate-answer checks (issue 25: 'A: A: A:')
+    assert [p.id for p in shipped.prompts if not p.expected] == ["color"]
 
 
 @pytest.mark.parametrize(
