@@ -70,7 +70,9 @@ def test_add_show_list_update_remove_through_cli(tmp_path: Path, registry: Path)
         *reg,
     )
     assert updated.returncode == 0, updated.stderr
-    shown = json.loads(run_curator("registry", "show", "model1-generic-cpu:1", "--json", *reg).stdout)
+    shown = json.loads(
+        run_curator("registry", "show", "model1-generic-cpu:1", "--json", *reg).stdout
+    )
     assert shown["minRamGb"] == 3
     assert shown["capabilities"] == ["chat", "code"]
     assert shown["runtime"]["executionProvider"] == "CPUExecutionProvider"  # merged, not replaced
