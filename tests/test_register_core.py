@@ -519,3 +519,50 @@ def test_a_model_that_fails_mid_answer_is_still_unloaded(
     with pytest.raises(FoundryError, match="native failure"):
         loadtest.load_test(fake_runtime, "m-generic-cpu:1")  # type: ignore[arg-type]
     assert broken.unloaded
+
+
+def test_min_ram_follows_the_newest_benchmark_wherever_it_is_listed() -> None:
+    older_first = {
+        "benchmarks": [
+            {"date": "2026-01-01", "peakMemoryMb": 9000},
+            {"date": "2026-01-02", "peakMemoryMb": 4000},
+        ]
+    }
+    assert min_ram_for(None, _test(0), older_first) == 4.0
+    undated = {"benchmarks": [{"peakMemoryMb": 9000}, {"date": "2026-01-02", "peakMemoryMb": 100}]}
+    assert min_ram_for(None, _test(0), undated) == 0.3  # the dated run is the newest
+    no_peak = {"benchmarks": [{"date": "2026-01-02"}]}
+    assert min_ram_for(None, _test(0), no_peak) == 0.3
+    assert min_ram_for(None, _test(0), None) == 0.3
+    assert min_ram_from_peak(1023.9) == 1.8 and min_ram_from_peak(1024 * 1.5) == 2.5
+
+
+def test_one_generated_token_passes_the_load_test(
+    fake_runtime: FakeRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[Any] = []
+
+    class Recording(FakeLoaded):
+        def chat(self, messages: list[dict[str, str]], max_tokens: int) -> ChatResult:
+            asked.append(messages)
+            return super().chat(messages, max_tokens)
+
+    monkeypatch.setattr(
+        fake_runtime, "load", lambda model_id: asked.append(model_id) or Recording(1)
+    )
+    ticks = iter([1.0, 1.00012, 1.00036])
+    monkeypatch.setattr(loadtest.time, "perf_counter", lambda: next(ticks))
+    test = loadtest.load_test(fake_runtime, "m-generic-cpu:1")  # type: ignore[arg-type]
+    assert test.completion_tokens == 1
+    assert (test.load_ms, test.generate_ms) == (0.1, 0.2)  # one decimal of a millisecond
+    assert asked == ["m-generic-cpu:1", loadtest.LOAD_TEST_MESSAGES]
+
+
+def test_no_tokens_points_at_smoke(fake_runtime: FakeRuntime) -> None:
+    fake_runtime.tokens = 0
+    with pytest.raises(FoundryError) as failed:
+        loadtest.load_test(fake_runtime, "m-generic-cpu:1")  # type: ignore[arg-type]
+    assert (failed.value.message, failed.value.hint) == (
+        "m-generic-cpu:1 generated no tokens",
+        "curator smoke",
+    )
