@@ -161,3 +161,27 @@ def test_smollm2_streamed_compile_is_todays_int4_cpu(
     assert set(a) == set(b)
     assert [n for n in a if a[n].dtype != b[n].dtype or not np.array_equal(a[n], b[n])] == []
     assert any(n.endswith("_Q8G32") for n in b) and "model.embed_tokens.weight_Q4" in b
+
+
+@pytest.mark.slow
+def test_a_1_5b_shape_compiles_under_its_memory_bound(tmp_path: Path) -> None:
+    """Issue 20: peak RSS at most 1.0 byte/parameter + 1.5 GiB (the builder's own path took 10.8
+    bytes/parameter on this shape), and preflight within 15% of it. Random weights in
+    Qwen2.5-1.5B's shape, bf16 (perf/ladder.py's checkpoint, cached in .cache/ladder)."""
+    from perf.ladder import checkpoint
+
+    source = checkpoint("1.5b")
+    cache = tmp_path / "cache"
+    args = ("compile", str(source), "--recipe", "int4-cpu", "--id", "l15-generic-cpu:1")
+    plan = run_curator(*args, "--cache-dir", str(cache), "--dry-run", "--json")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    predicted = json.loads(plan.stdout)["plan"]["predicted_peak_bytes"]
+    result = run_curator(*args, "--cache-dir", str(cache), "--json", timeout=3600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    manifest = json.loads(
+        (cache / "local" / "l15-generic-cpu-1" / "curator-manifest.json").read_text()
+    )
+    parameters = manifest["source"]["parameters"]
+    peak = manifest["compile"]["peakRssBytes"]
+    assert peak <= 1.0 * parameters + 1.5 * 2**30
+    assert abs(predicted / peak - 1) <= 0.15
