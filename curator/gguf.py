@@ -43,6 +43,7 @@ MAX_ARRAY_NESTING = 8  # arrays of arrays deeper than this are refused (not recu
 MAX_ELEMENTS = 2**62  # a tensor with more elements overflows llama.cpp's int64 sizes
 DEFAULT_ALIGNMENT = 32  # the tensor data's alignment when general.alignment is absent
 MAX_ARCHITECTURE_LENGTH = 64
+MAX_NAME_LENGTH = 200
 
 # GGUF metadata value types (the file format's numbering)
 _SCALARS: dict[int, str] = {
@@ -232,6 +233,15 @@ def _type_sizes(code: int) -> tuple[int, int] | None:
         return None
 
 
+def _shown_name(value: Any) -> str | None:
+    """``general.name`` fit for one line of `curator info`: a string, printable, cut at
+    :data:`MAX_NAME_LENGTH` characters (the file may say anything)."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = "".join(c if c.isprintable() else " " for c in value[:MAX_NAME_LENGTH]).strip()
+    return (text + "..." if len(value) > MAX_NAME_LENGTH else text) or None
+
+
 def _count(value: Any) -> int | None:
     """A metadata value that is a count (a non-negative integer, not a bool), else None."""
     if isinstance(value, _ArrayLength):
@@ -296,7 +306,7 @@ def read_gguf_facts(path: Path | str) -> GgufFacts:
         size_bytes=size,
         version=version,
         architecture=arch,
-        name=str(name) if name is not None else None,
+        name=_shown_name(name),
         quantization_types=tuple(sorted(_quant_type_name(code) for code in type_codes)),
         tensor_count=tensor_count,
         parameter_count=parameters,

@@ -40,6 +40,7 @@ def check(path: Path, content: bytes) -> GgufFacts | None:
     assert facts.expected_bytes <= facts.size_bytes == len(content)
     assert facts.data_offset <= facts.expected_bytes or facts.tensor_count == 0
     assert facts.parameter_count >= 0 and len(facts.architecture) <= 64
+    assert facts.name is None or (len(facts.name) <= 203 and facts.name.isprintable())
     assert facts.context_length is None or isinstance(facts.context_length, int)
     return facts
 
@@ -70,6 +71,7 @@ CONTEXT_TEXT = Gguf(metadata=_llama(kv("llama.context_length", STRING, "abc"))).
 ARCH_NUMBER = Gguf(metadata=[kv("general.architecture", UINT32, 5)]).bytes()
 HUGE_DIMS = Gguf(tensors=[Tensor("a", [2**64 - 1] * 4)]).header()
 UNKNOWN_TYPE = Gguf(tensors=[Tensor("a", [8], kind=99)]).bytes()
+LONG_NAME = Gguf(metadata=_llama(kv("general.name", STRING, "x\n" * 50_000))).bytes()
 
 
 @pytest.fixture
@@ -89,6 +91,7 @@ def target(tmp_path: Path) -> Path:
 @example(3, HUGE_DIMS[8:])  # accepted, a 78-digit parameter count
 @example(3, UNKNOWN_TYPE[8:])  # accepted, type "type-99"
 @example(3, Gguf().bytes()[8:-10])  # accepted, 10 bytes of tensor data missing
+@example(3, LONG_NAME[8:])  # accepted, a 100,000-character name with line breaks for `info`
 def test_random_bytes_after_the_magic(target: Path, version: int, rest: bytes) -> None:
     check(target, b"GGUF" + struct.pack("<I", version) + rest)
 
