@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from curator.errors import InputFileError
-from curator.portable import replace_file
 
 MAX_DEPTH = 64  # the registry nests 6 deep; recursive readers stay far from Python's limit
 MAX_BYTES = 64 * 2**20  # about 30,000 registry entries with a benchmark run each
@@ -424,6 +423,8 @@ def write_text_atomic(path: Path, text: str) -> None:
             os.chmod(tmp, path.stat().st_mode & 0o777)
         else:
             os.chmod(tmp, 0o644)
+        from curator.portable import replace_file  # start-up: jsonio is on curator --help's path
+
         replace_file(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
