@@ -233,6 +233,18 @@ def test_every_field_round_trips_through_write_and_strict_read(tmp_path: Path) -
     del catalog["build"]
     assert upsert_model(path, catalog) == "added"
     assert load_registry(path)["models"] == [document["models"][0], catalog]
+    policy = {
+        "allowedLicenses": ["apache-2.0", "mit"],
+        "maxRegressionPct": 5e-324,
+        "failOnRegression": True,
+        "failOnSensitiveChange": False,
+        "minTop1Agreement": 0,
+        "maxKlDivergence": 1.7976931348623157e308,
+    }
+    whole = {**load_registry(path), "policy": policy}
+    assert validate_document(whole).valid
+    write_json_atomic(path, whole, sort_keys=True, strict=True)
+    assert load_registry(path) == whole
 
 
 @pytest.mark.parametrize(
