@@ -1,4 +1,6 @@
-"""The bench chart reads without the table (issue 25): every bar has its value written, the
+"""Guards: curator.bench.reports
+
+The bench chart reads without the table (issue 25): every bar has its value written, the
 titles fit inside the figure, and the legend overlaps no panel; for one, two and five models.
 (The PNGs were also looked at: values at the bar ends, the legend below both panels.)"""
 

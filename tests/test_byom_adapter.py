@@ -1,4 +1,6 @@
-"""Issue 21 item 1: --adapter PATH|ORG/NAME, a PEFT LoRA adapter merged into its base before the
+"""Guards: curator.cli.compile, curator.compile.adapter, curator.compile.adapter_child
+
+Issue 21 item 1: --adapter PATH|ORG/NAME, a PEFT LoRA adapter merged into its base before the
 build. Plumbing on the tiny model; the real test trains a LoRA adapter on SmolLM2 in the test (a
 fact the base does not know) and asks the compiled model through Foundry Local (slow)."""
 

@@ -325,7 +325,9 @@ def serve(
     cache_dir: Path | None,
 ) -> None:
     """Serve the registered models over an OpenAI-compatible HTTP API (/v1/models,
-    /v1/chat/completions with and without streaming) until Ctrl-C.
+    /v1/chat/completions with and without streaming) until Ctrl-C (a clean stop, exit 0).
+
+    GET /health answers {"status": "ok"}; each request is one line on stderr when it ends.
 
     Models are named by id or alias and loaded on first use. Scheduling: per model, up to
     --parallel generations run at once (each in its own session over the one loaded model) and
