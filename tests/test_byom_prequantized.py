@@ -1,4 +1,6 @@
-"""Issue 21 item 3: a pre-quantized GPTQ checkpoint (quantization_config in config.json). No pinned
+"""Guards: curator.cli.compile, curator.compile.prequantized, curator.compile.source
+
+Issue 21 item 3: a pre-quantized GPTQ checkpoint (quantization_config in config.json). No pinned
 library makes one on CPU (auto-gptq, gptqmodel and optimum's GPTQ are not installed; Olive's Gptq
 pass writes ONNX), so the test writes the GPTQ v1 packed layout itself from the tiny model:
 qweight int32 [in/8, out] (8 4-bit values per int32 along the input), qzeros int32

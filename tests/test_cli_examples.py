@@ -1,4 +1,6 @@
-"""Every command's --help ends with examples (issue 25), each naming a real command; `ls` and
+"""Guards: curator.cli.examples, curator.cli.main
+
+Every command's --help ends with examples (issue 25), each naming a real command; `ls` and
 `list` name the same subcommand in every group that has one of them."""
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Preflight's compile cost (issue 20 item 4): a streamed compile's peak follows the model's widest
+"""Guards: curator.compile.cost, curator.compile.preflight
+
+Preflight's compile cost (issue 20 item 4): a streamed compile's peak follows the model's widest
 unit, not its depth; whole-model passes and the builder's own path cost per parameter; the
 prediction stays within 15% of the peaks measured on the size ladder; a refusal names a recipe
 that fits."""

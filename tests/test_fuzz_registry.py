@@ -353,6 +353,9 @@ COMMANDS = [
 )
 @example(json.dumps(make_document([make_entry(0, minRamGb="a")])).encode(), COMMANDS[5])
 @example(b"NaN", COMMANDS[2])
+@example(  # found: registry list printed a 7,000-character id (an object) as one table cell
+    json.dumps(make_document([make_entry(0, id={"x" * 7000: None})])).encode(), COMMANDS[1]
+)
 @example(b'[{"\xe2\x80\xa8": 0, "\xe2\x80\xa8": 0}]', COMMANDS[0])  # found: U+2028 in an error
 @example(  # found: a benchmark run that is null crashed the edit's canonical sort
     json.dumps(make_document([make_entry(0, benchmarks=[None, make_benchmark()])])).encode(),

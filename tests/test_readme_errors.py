@@ -1,4 +1,6 @@
-"""The README's troubleshooting table quotes real messages (issue 25: it quoted one that no
+"""Guards: curator.errors, curator.cli.main
+
+The README's troubleshooting table quotes real messages (issue 25: it quoted one that no
 longer existed): every fixed piece of each quoted `error: ...` (the text between the `...`
 placeholders) is in curator's source."""
 

@@ -1,4 +1,6 @@
-"""`curator serve` for a new user (issue 25): /health answers, one stderr line per request, and
+"""Guards: curator.cli.foundry, curator.serve.app
+
+`curator serve` for a new user (issue 25): /health answers, one stderr line per request, and
 Ctrl-C is a clean stop (exit 0, no "error: interrupted")."""
 
 from __future__ import annotations

@@ -85,18 +85,30 @@ def list_models(registry: Path | None, as_json: bool) -> None:
     out.table(
         [
             (
-                m.get("id"),
-                m.get("alias"),
-                m.get("license"),
-                m.get("fileSizeMb"),
-                m.get("minRamGb"),
-                m.get("capabilities"),
+                _shown(m.get("id")),
+                _shown(m.get("alias")),
+                _shown(m.get("license")),
+                _shown(m.get("fileSizeMb")),
+                _shown(m.get("minRamGb")),
+                _shown(m.get("capabilities")),
                 figure(latest_benchmark(m), BENCH_FIGURES["decode tok/s"][0]),
             )
             for m in models
         ],
         ["id", "alias", "license", "size MiB", "min RAM GiB", "capabilities", "decode tok/s"],
     )
+
+
+def _shown(value: Any) -> Any:
+    """A table cell of a registry that may be invalid: numbers as they are (finite: the reader
+    refuses the others), anything else one line, elided, with hidden characters spelled out."""
+    from curator.registry.rules import one_line
+
+    if value is None or type(value) in (bool, int, float):
+        return value
+    if isinstance(value, list):
+        return one_line(",".join(map(str, value)))
+    return one_line(str(value))
 
 
 @registry.command()
