@@ -1,4 +1,4 @@
-"""Guards: curator.quant.plan
+"""Guards: curator.quant.plan, curator.quant.weights
 
 The per-tensor plan: the builder's presets expanded as the builder expands them, overrides in
 order, recipe JSON checked."""

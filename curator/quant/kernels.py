@@ -22,7 +22,7 @@ and run on ``threads`` threads: numpy and onnxruntime's kernels release the GIL.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -119,11 +119,41 @@ def _row_chunks(rows: int, cols: int, even: bool) -> list[tuple[int, int]]:
 
 def _parallel(
     work: Callable[[int, int], tuple[Any, ...]], chunks: list[tuple[int, int]], threads: int
-) -> list[tuple[Any, ...]]:
+) -> Iterator[tuple[Any, ...]]:
+    """Each chunk's result, in chunk order, computed on ``threads`` threads."""
     if threads <= 1 or len(chunks) <= 1:
-        return [work(a, b) for a, b in chunks]
+        for a, b in chunks:
+            yield work(a, b)
+        return
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(pool.map(lambda ab: work(*ab), chunks))
+        yield from pool.map(lambda ab: work(*ab), chunks)
+
+
+def _assemble(
+    parts: Iterator[tuple[Any, ...]], chunks: list[tuple[int, int]], rows: int, flat_total: int
+) -> list[Any]:
+    """The chunks' arrays copied into whole-tensor arrays as they arrive (no second copy of the
+    quantized tensor). A 1-D part (flat-packed zero points) fills ``flat_total`` bytes in order."""
+    out: list[Any] = []
+    flat_pos = 0
+    for (start, stop), part in zip(chunks, parts, strict=True):
+        if not out:
+            for array in part:
+                if array is None:
+                    out.append(None)
+                elif array.ndim == 1:
+                    out.append(np.empty(flat_total, dtype=array.dtype))
+                else:
+                    out.append(np.empty((rows, *array.shape[1:]), dtype=array.dtype))
+        for target, array in zip(out, part, strict=True):
+            if array is None:
+                continue
+            if array.ndim == 1:
+                target[flat_pos : flat_pos + array.size] = array
+            else:
+                target[start:stop] = array
+        flat_pos += next((a.size for a in part if a is not None and a.ndim == 1), 0)
+    return out
 
 
 def _pad_k(weight: FloatArray, block: int) -> FloatArray:
@@ -160,11 +190,12 @@ def quantize_matmul(
         # cast chunk by chunk: a bf16 weight never exists whole in float32
         return kernel(weight[start:stop].astype(io_dtype, copy=False), quant)
 
-    parts = _parallel(work, _row_chunks(rows, cols, even=odd_zp), threads)
-    data = np.concatenate([p[0] for p in parts], axis=0)
-    scales = np.concatenate([p[1] for p in parts], axis=0).astype(scale_dtype, copy=False)
-    zps = [p[2] for p in parts]
-    zero_points = None if zps[0] is None else np.concatenate(zps, axis=0)
+    chunks = _row_chunks(rows, cols, even=odd_zp)
+    flat_total = (rows * kb + 1) // 2  # 4-bit zero points packed flat (rtn_inc, k_quant)
+    data, scales, zero_points = _assemble(
+        _parallel(work, chunks, threads), chunks, rows, flat_total
+    )
+    scales = scales.astype(scale_dtype, copy=False)
     if zero_points is not None and zero_points.ndim == 1:
         # onnxruntime packs the 4-bit zero points of the whole tensor flat, then reshapes [N, -1]
         if zero_points.size % rows:
@@ -293,10 +324,8 @@ def quantize_gather(
     def work(start: int, stop: int) -> tuple[Any, ...]:
         return _gather_rows(weight[start:stop].astype(dtype, copy=False), quant)
 
-    parts = _parallel(work, _row_chunks(rows, cols, even=False), threads)
-    data = np.concatenate([p[0] for p in parts], axis=0)
-    scales = np.concatenate([p[1] for p in parts], axis=0)
-    zero_points = None if quant.symmetric else np.concatenate([p[2] for p in parts], axis=0)
+    chunks = _row_chunks(rows, cols, even=False)
+    data, scales, zero_points = _assemble(_parallel(work, chunks, threads), chunks, rows, 0)
     return PackedTensor("gather", quant, (rows, cols), data, scales, zero_points)
 
 
