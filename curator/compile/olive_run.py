@@ -21,7 +21,6 @@ _STARTED = re.compile(r"Running pass (\S+)")
 _FINISHED = re.compile(r"Pass (\S+) finished in ([0-9.]+) seconds")
 
 
-
 @dataclass(frozen=True)
 class OliveRun:
     returncode: int
