@@ -353,6 +353,14 @@ COMMANDS = [
 )
 @example(json.dumps(make_document([make_entry(0, minRamGb="a")])).encode(), COMMANDS[5])
 @example(b"NaN", COMMANDS[2])
+@example(  # a shown entry whose artifacts are a number and whose name is 3,000 hidden characters
+    json.dumps(
+        make_document(
+            [make_entry(0, displayName="\u202e" * 3000, build={"recipe": "x", "artifacts": 5})]
+        )
+    ).encode(),
+    COMMANDS[3],
+)
 @example(  # found: registry list printed a 7,000-character id (an object) as one table cell
     json.dumps(make_document([make_entry(0, id={"x" * 7000: None})])).encode(), COMMANDS[1]
 )

@@ -141,7 +141,11 @@ def show(model_id: str, registry: Path | None, as_json: bool) -> None:
     if as_json:
         out.json(entry)
         return
-    out.table(_entry_rows(entry), ["field", "value"])
+    out.table([(field, _shown(value)) for field, value in _entry_rows(entry)], ["field", "value"])
+
+
+def _count(value: Any) -> int | None:
+    return len(value) or None if isinstance(value, list) else None
 
 
 def _object(value: Any) -> dict[str, Any]:
@@ -165,7 +169,7 @@ def _entry_rows(entry: dict[str, Any]) -> list[tuple[str, Any]]:
         ("source", f"{source.get('repo', '-')} @ {str(source.get('revision') or '-')[:12]}"),
         ("parameters", source.get("parameters")),
         ("recipe", build.get("recipe")),
-        ("artifacts", len(build.get("artifacts") or []) or None),
+        ("artifacts", _count(build.get("artifacts"))),
     ]
     latest = latest_benchmark(entry)
     if latest:
