@@ -134,14 +134,18 @@ def test_int4_compile_output_is_complete_and_generates(
     assert ops["MatMulNBits"]["bits"] in (4, 8)  # int4, with int8 where the recipe mixes them
     # the settings the recipe asks of the model builder are the ones the graph has
     passes = get_recipe("int4-cpu").passes
-    builder = next((p.config for p in passes if p.type == "ModelBuilder"), {})
+    builder = next(
+        (p.config for p in passes if p.type in ("ModelBuilder", "CuratorModelBuilder")), {}
+    )
     if "int4_block_size" in builder and "int4_algo_config" not in builder:
         assert ops["MatMulNBits"]["block_size"] == builder["int4_block_size"]
     if "int4_accuracy_level" in builder:
         assert ops["MatMulNBits"]["accuracy_level"] == builder["int4_accuracy_level"]
-    embedding_int4 = "Gather" in builder.get("int4_op_types_to_quantize", ()) or any(
-        "Gather" in str(p.config.get("nodes_to_include", "")) for p in passes
-    )  # by the builder, or by a quantization pass after it
+    embedding_int4 = (
+        "Gather" in builder.get("int4_op_types_to_quantize", ())
+        or builder.get("embedding_quant", {}).get("bits") == 4
+        or any("Gather" in str(p.config.get("nodes_to_include", "")) for p in passes)
+    )  # by the builder (the streaming one's embedding_quant), or by a pass after it
     assert ("GatherBlockQuantized" in ops) == embedding_int4  # recipes/README.md
     genai = json.loads((compiled_tiny_int4 / "genai_config.json").read_text())
     vocab = genai["model"]["vocab_size"]
@@ -256,7 +260,7 @@ def test_dry_run_prints_the_plan_and_touches_nothing(
     assert plan["parameters"] > 100_000 and plan["architecture"] == "Qwen2ForCausalLM"
     assert plan["predicted_peak_bytes"] > plan["parameters"]
     human = run_curator("compile", str(tiny_model_dir), "--recipe", "int4-cpu", "--dry-run")
-    assert human.returncode == 0 and '"ModelBuilder"' in human.stdout and "target:" in human.stdout
+    assert human.returncode == 0 and 'ModelBuilder"' in human.stdout and "target:" in human.stdout
     assert list(cache.iterdir()) == []
 
 
