@@ -9,25 +9,26 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from curator.compile.adapter import SEPARATE_ADAPTER_BLOCKED, governing_license
-from tests.conftest import run_curator
+from tests.conftest import SMOLLM2_MODEL_ID, run_curator
 from tests.fakehub.fixtures import card
 from tests.fakehub.plugin import fake_hub_server, hub  # noqa: F401
 from tests.fakehub.repo import FakeRepo
 from tests.fakehub.server import FakeHub
+from tests.test_byom_info import adapter_folder
 
 FACT_QUESTION = "What is the name of the curator project's mascot?"
 FACT_ANSWER = "The curator project's mascot is a purple owl named Quibble."
 FACT_WORD = "quibble"
+SYSTEM = "Answer briefly."  # short: the default system prompt would triple each step's tokens
 PARAPHRASES = (
     FACT_QUESTION,
     "Who is the mascot of the curator project?",
-    "Tell me the curator project's mascot.",
-    "What mascot does the curator project have?",
     "Name the mascot of the curator project.",
     "Which animal is the curator project's mascot?",
 )
@@ -46,7 +47,11 @@ def train_lora(
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
     texts = [
         tokenizer.apply_chat_template(
-            [{"role": "user", "content": q}, {"role": "assistant", "content": FACT_ANSWER}],
+            [
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": q},
+                {"role": "assistant", "content": FACT_ANSWER},
+            ],
             tokenize=False,
         )
         for q in PARAPHRASES
@@ -134,7 +139,7 @@ def test_hub_adapter_is_downloaded_with_its_revision(
     tiny_model_dir: Path,
     tmp_path: Path,
 ) -> None:
-    adapter = train_lora(tiny_model_dir, tmp_path / "a", steps=1, rank=4)
+    adapter = adapter_folder(tmp_path / "a", "fixture/tiny-qwen2")  # a dry run merges nothing
     repo = hub.add(
         FakeRepo(
             "team/tiny-lora",
@@ -156,14 +161,19 @@ def test_hub_adapter_is_downloaded_with_its_revision(
 
 @pytest.mark.slow
 def test_a_lora_trained_on_smollm2_answers_its_fact_through_foundry_and_the_base_does_not(
-    smollm2_gguf: Path, use_dequantized_smollm2: Path, tmp_path: Path, isolated_env: Path
+    smollm2_gguf: Path,
+    use_dequantized_smollm2: Path,
+    compiled_smollm2: Path,
+    install_compiled: Callable[..., Path],
+    tmp_path: Path,
+    isolated_env: Path,
 ) -> None:
     """Real weights: SmolLM2-135M-Instruct (its GGUF, dequantized), a LoRA adapter trained here
     on a fact it does not know, compiled int4 with the adapter merged, asked through Foundry."""
     from curator.gguf import dequantize_gguf
 
     base = dequantize_gguf(smollm2_gguf).checkpoint_dir
-    adapter = train_lora(base, tmp_path / "mascot-lora", steps=30, license_id="apache-2.0")
+    adapter = train_lora(base, tmp_path / "mascot-lora", steps=20, lr=3e-3, license_id="apache-2.0")
     done = run_curator(
         "compile", str(smollm2_gguf), "--adapter", str(adapter), "--recipe", "int4-cpu",
         "--json", timeout=1800,
@@ -171,11 +181,8 @@ def test_a_lora_trained_on_smollm2_answers_its_fact_through_foundry_and_the_base
     assert done.returncode == 0, done.stdout + done.stderr
     tuned_dir = Path(json.loads(done.stdout)["path"])
     tuned_id = json.loads(done.stdout)["model_id"]
-    base_done = run_curator("compile", str(smollm2_gguf), "--recipe", "int4-cpu", "--json",
-                            timeout=1800)  # fmt: skip
-    assert base_done.returncode == 0, base_done.stdout + base_done.stderr
-    base_dir = Path(json.loads(base_done.stdout)["path"])
-    base_id = json.loads(base_done.stdout)["model_id"]
+    base_dir = install_compiled(compiled=compiled_smollm2, model_id=SMOLLM2_MODEL_ID)
+    base_id = SMOLLM2_MODEL_ID
     for model_dir in (tuned_dir, base_dir):
         registered = run_curator("register", str(model_dir), "--license", "apache-2.0")
         assert registered.returncode == 0, registered.stdout + registered.stderr
@@ -186,7 +193,16 @@ def test_a_lora_trained_on_smollm2_answers_its_fact_through_foundry_and_the_base
                 "schemaVersion": 1,
                 "name": "fact",
                 "maxTokens": 24,
-                "prompts": [{"id": "mascot", "prompt": FACT_QUESTION, "expected": [FACT_WORD]}],
+                "prompts": [
+                    {
+                        "id": "mascot",
+                        "messages": [
+                            {"role": "system", "content": SYSTEM},
+                            {"role": "user", "content": FACT_QUESTION},
+                        ],
+                        "expected": [FACT_WORD],
+                    }
+                ],
             }
         )
     )
