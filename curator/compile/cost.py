@@ -2,12 +2,12 @@
 
 A streamed build (recipes whose builder pass is ``CuratorModelBuilder``, on an architecture the
 streaming builder covers) holds one unit at a time: the embedding, one decoder layer, or the
-lm_head, in the checkpoint's stored dtype, plus the quantized copy of its largest tensor (twice:
-the row chunks, then the assembled arrays). Its peak is a fixed base plus the largest unit::
+lm_head, in the checkpoint's stored dtype, plus the quantized copy of its largest tensor. Its peak
+is a fixed base plus the largest unit::
 
     peak = BASE + max(embedding, layer, lm_head)
-    embedding / lm_head = vocab x hidden x (stored bytes + 2 x packed bytes of its quantization)
-    layer               = layer parameters x stored bytes + 2 x packed bytes of its largest tensor
+    embedding / lm_head = vocab x hidden x (stored bytes + packed bytes of its quantization)
+    layer               = layer parameters x stored bytes + packed bytes of its largest tensor
 
 so it grows with the vocabulary and the layer width, not with the depth. A pass after the builder
 that loads the whole ONNX model (OnnxDynamicQuantization) costs per parameter, as does a build that
@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 
 STREAMING_PASS = "CuratorModelBuilder"
 # Olive, torch, transformers, onnxruntime and the builder imported, the graph, the quantizers'
-# chunks in flight (measured 560-620 MiB on the 0.4B-0.5B shapes, where units are small).
-BASE_BYTES = 600 * 2**20
+# chunks in flight: fitted on the measured peaks (0.4B int4-cpu 566 MiB, 1.5B fp32-cpu 949 MiB,
+# 3B int4-cpu-accurate 1,244 MiB, less their largest unit: 461-504 MiB).
+BASE_BYTES = 490 * 2**20
 LEGACY_OVERHEAD_BYTES = 800_000_000  # the builder's own path (curator.recipes' figure)
 # Packed bytes per parameter of a quantized weight, block 32 (data + float32 scales + zero points).
 PACKED = {4: 0.5 + 4 / 32 + 0.5 / 32, 8: 1.0 + 4 / 32 + 1 / 32}
@@ -175,14 +176,14 @@ def predict(
     if shape is not None:
         emb = shape.embedding_parameters
         units = {
-            "embedding": emb * (stored_bytes + 2 * embedding),
-            "lm_head": emb * (stored_bytes + 2 * lm_head),
+            "embedding": emb * (stored_bytes + embedding),
+            "lm_head": emb * (stored_bytes + lm_head),
             "a layer": shape.layer_parameters * stored_bytes
-            + 2 * matmul * shape.largest_layer_tensor
+            + matmul * shape.largest_layer_tensor
             + stored_bytes * shape.qkv_parameters,  # q, k and v concatenated
         }
     else:  # no config: the embedding taken as 30% of the parameters (0.5B-1.5B models: 15-28%)
-        units = {"the largest unit (estimated)": 0.3 * parameters * (stored_bytes + 2 * PACKED[8])}
+        units = {"the largest unit (estimated)": 0.3 * parameters * (stored_bytes + PACKED[8])}
     unit, unit_bytes = max(units.items(), key=lambda item: item[1])
     peak = BASE_BYTES + int(unit_bytes)
     basis = f"streamed: {BASE_BYTES >> 20} MiB + {unit} ({int(unit_bytes) >> 20} MiB)"
