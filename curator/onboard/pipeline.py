@@ -146,13 +146,15 @@ def _run_steps(
     with steps.step("register") as detail:
         detail.append(_register(request, cache_dir, staged, model_dir, model_id, manifest))
     with steps.step("smoke") as detail:
-        smoke_detail, answers = _smoke(request, cache_dir, model_id)
+        smoke_detail, answers = _smoke(request, cache_dir, model_id, steps.say)
         detail.append(smoke_detail)
     from curator.bench.reports import JSON_NAME
 
     bench_report = request.out_dir / "bench" / JSON_NAME
     with steps.step("bench") as detail:
-        detail.append(_bench(request, cache_dir, staged, model_id, manifest, bench_report))
+        detail.append(
+            _bench(request, cache_dir, staged, model_id, manifest, bench_report, steps.say)
+        )
     if request.fidelity:
         with steps.step("fidelity") as detail:
             detail.append(_fidelity(request, cache_dir, staged, model_dir, model_id, manifest))
@@ -437,13 +439,14 @@ def _notes(manifest: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _smoke(
-    request: OnboardRequest, cache_dir: Path, model_id: str
+    request: OnboardRequest, cache_dir: Path, model_id: str, say: Progress
 ) -> tuple[str, tuple[tuple[str, str], ...]]:
     """The step's detail and each prompt's (id, answer); FoundryError when a prompt fails (an
-    answer without its expected words is a failure: the registry gets nothing)."""
+    answer without its expected words, or a degenerate one, is a failure: the registry gets
+    nothing)."""
     from curator.smoke import run_smoke
 
-    report = run_smoke(model_id, cache_dir=cache_dir, prompts=request.prompt_set())
+    report = run_smoke(model_id, cache_dir=cache_dir, prompts=request.prompt_set(), progress=say)
     if not report.passed:
         failures = "; ".join(f"{o.id}: {o.error}" for o in report.outcomes if not o.ok)
         raise FoundryError(
@@ -461,6 +464,7 @@ def _bench(
     model_id: str,
     manifest: dict[str, Any],
     report_path: Path,
+    say: Progress | None = None,
 ) -> str:
     from curator.bench.machine import describe_machine
 
@@ -482,6 +486,7 @@ def _bench(
         load_prompt_set(request.prompt_set()),
         FoundryBackend(cache_dir),
         BenchSettings(rounds=request.rounds, warmup=request.warmup, max_tokens=request.max_tokens),
+        progress=say,
     )
     model = run.models[0]
     if model.status != "ok":
