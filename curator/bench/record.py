@@ -73,6 +73,7 @@ def record_run(run: BenchRun, registry: Path) -> tuple[RecordOutcome, ...]:
     """Append the summary of every successful model to its entry in ``registry``."""
     from curator.registry import update_model
 
+    entries = _registry_names(registry)
     outcomes = []
     for model in run.models:
         summary = benchmark_summary(run, model)
@@ -83,8 +84,8 @@ def record_run(run: BenchRun, registry: Path) -> tuple[RecordOutcome, ...]:
         def append(entry: dict[str, Any], record: dict[str, Any] = summary) -> None:
             entry.setdefault("benchmarks", []).append(record)
 
-        try:
-            update_model(registry, model.model_id, append)
+        try:  # a model benched by alias or id without version records into its entry
+            update_model(registry, _entry_id(model.model_id, entries), append)
         except RegistryInvalid as exc:
             detail = "; ".join(exc.problems) or exc.message
             outcomes.append(RecordOutcome(model.model_id, "refused", detail))
@@ -93,3 +94,28 @@ def record_run(run: BenchRun, registry: Path) -> tuple[RecordOutcome, ...]:
         else:
             outcomes.append(RecordOutcome(model.model_id, "recorded", str(registry)))
     return tuple(outcomes)
+
+
+def _registry_names(registry: Path) -> list[Any]:
+    from curator.errors import CuratorError
+    from curator.names import Name
+    from curator.registry import load_registry
+    from curator.registry.document import models_of
+
+    try:
+        models = models_of(load_registry(registry))
+    except CuratorError:  # the edit itself reports what is wrong with the file
+        return []
+    return [
+        Name(str(m["id"]), m.get("alias") if isinstance(m.get("alias"), str) else None)
+        for m in models
+        if isinstance(m.get("id"), str)
+    ]
+
+
+def _entry_id(name: str, entries: list[Any]) -> str:
+    """The registry id ``name`` stands for (an id, an id without version, an alias), else itself."""
+    from curator.names import resolve
+
+    found = resolve(name, entries)
+    return str(found.id) if found is not None else name
