@@ -154,6 +154,11 @@ def _base_license(source: SourceModel) -> str | None:
     """The base's license when its local files state it (a card's ``license``)."""
     from curator.compile.describe import card_metadata
 
+    if source.gguf_path is not None:  # a GGUF states it in its metadata (general.license)
+        from curator.gguf import read_gguf_facts
+
+        value = read_gguf_facts(source.gguf_path).metadata.get("general.license")
+        return str(value).lower() if value else None
     base = source.base_dir or source.local_dir
     if base is None:
         return None
@@ -301,6 +306,8 @@ def compile_model(request: CompileRequest, progress: Progress | None = None) -> 
     if light.local_dir is None:
         early = plan_compile(request, recipe, light)
         if request.dry_run:
+            if request.adapter:  # the plan names the adapter (resolved, never merged here)
+                early = plan_compile(request, recipe, _with_adapter(request, light, progress))
             return CompileResult(plan=early, dry_run=True)
         if not light.is_local:
             say(progress, f"downloading {light.repo} {light.gguf_file or ''}".rstrip())
