@@ -213,7 +213,13 @@ def info(source: str, revision: str | None, gguf_file: str | None, as_json: bool
     Runtime GenAI folder, or a LoRA adapter folder."""
     from curator.compile.source import classify_source
 
-    kind = classify_source(str(Path(source) / gguf_file) if gguf_file else source)
+    local_dir = Path(source).expanduser().is_dir()
+    kind = classify_source(str(Path(source) / gguf_file) if gguf_file and local_dir else source)
+    if gguf_file and not kind.is_local:
+        Output(as_json).warn(
+            f"--gguf-file names a file of a local directory; the facts of the Hub repo {source} "
+            "follow (its GGUF files are listed in its notes)"
+        )
     if kind.is_local:
         if revision:
             from curator.errors import UsageProblem
