@@ -640,7 +640,7 @@ def pipeline(ckpt: Path, rung: str, workdir: Path) -> dict[str, Measured]:
     model_id = _model_id(rung)
     registry = workdir / "registry.json"
     steps = {
-        "register": ["register", model_id, "--registry", str(registry)],
+        "register": ["register", model_id, "--registry", str(registry), "--license", "apache-2.0"],
         "smoke": ["smoke", model_id],
         "bench": [
             "bench",
