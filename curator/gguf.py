@@ -340,6 +340,8 @@ def _tensor_table(head: _Header, tensor_count: int) -> tuple[list[_Tensor], set[
         elements = 1
         for dim in dims:
             elements *= dim
+        if any(dim >= MAX_ELEMENTS for dim in dims):  # even beside a 0: no reader's shape
+            raise _not_gguf(path, f"tensor {_quoted(name)} claims a dimension of {max(dims)}")
         if elements >= MAX_ELEMENTS:
             raise _not_gguf(path, f"tensor {_quoted(name)} claims {elements} elements")
         sizes = _type_sizes(code)

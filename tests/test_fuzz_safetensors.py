@@ -182,6 +182,7 @@ def entries(draw: st.DrawFn) -> tuple[dict[str, Any], int]:
 @example(({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 2**70]}}, 8), False)
 @example(({"a": {"dtype": "F4", "shape": [3], "data_offsets": [0, 1]}}, 1), False)  # half a byte
 @example(({"__metadata__": {"format": 1}}, 0), False)
+@example(({"\r": {"dtype": "F8_E5M2", "shape": [], "data_offsets": [0, 1]}}, 1), False)
 def test_structured_headers(target: Path, case: tuple[dict[str, Any], int], pad: bool) -> None:
     document, length = case
     text = json.dumps(document) + (" " * 7 if pad else "")  # the format allows padding spaces

@@ -169,6 +169,9 @@ def test_structured_chat_requests(body: Any) -> None:
 
 
 @given(requests(), st.one_of(TEXTS, st.lists(TEXTS, max_size=2), JSON))
+@example(
+    {"model": "m", '0"' + "\x1f" * 11 + "\x07\x07" + "\U00010000" * 10: None}, "0"
+)  # 201 chars
 def test_structured_completion_requests(body: Any, prompt: Any) -> None:
     if isinstance(body, dict):
         body.pop("messages", None)

@@ -117,8 +117,8 @@ MAX_SHOWN = 80  # characters of a client's field name repeated in an error
 
 def _shown(text: str) -> str:
     """A name the client sent, fit to repeat in a one-line error (escaped, cut)."""
-    cut = text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "..."
-    return json.dumps(cut)[1:-1]
+    escaped = json.dumps(text[: MAX_SHOWN + 1])[1:-1]  # control characters as \u001f ...
+    return escaped if len(escaped) <= MAX_SHOWN else escaped[:MAX_SHOWN] + "..."
 
 
 def _no_constant(name: str) -> Any:
