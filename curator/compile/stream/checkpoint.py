@@ -78,7 +78,7 @@ def _read_header(path: Path) -> dict[str, TensorInfo]:
     out: dict[str, TensorInfo] = {}
     for entry in header.tensors:
         if entry.dtype not in _ITEMSIZE:
-            raise CheckpointError(f"{path.name}: tensor {entry.name} has dtype {entry.dtype}")
+            raise CheckpointError(f"{path.name}: tensor {entry.name!r} has dtype {entry.dtype}")
         out[entry.name] = TensorInfo(
             entry.name,
             path,
