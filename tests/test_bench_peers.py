@@ -1,12 +1,21 @@
 """Guards: perf.peers
 
-perf.peers pieces that decide its verdicts: the grid-breaking step and the target checks."""
+perf.peers pieces that decide its verdicts: the grid-breaking step and the target verdicts (issue 22
+item 4: the smallest budget point reaching each peer's KL, decode at Q4_K_M, search time)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from perf.peers import Row, closing_note, ratios
+from perf.peers import (
+    DECODE_TARGET,
+    FIXED,
+    SEARCH_TARGET,
+    SIZE_TARGET,
+    Row,
+    closing_note,
+    verdicts,
+)
 from perf.peers_model import BLOCK, degrid
 
 
@@ -51,36 +60,93 @@ def test_degridding_is_bounded_seeded_and_leaves_other_tensors_alone() -> None:
     np.testing.assert_array_equal(first["norm"], norm)  # 1-D tensors are not touched
 
 
-def _row(name: str, size: int, kl: float, top1: float, decode: float) -> Row:
-    return Row(name, size, kl, top1, 30.0, 30.0, {1: decode, 2: decode}, {1: 1.0, 2: 1.0})
+MIB = 2**20
 
 
-def test_targets_are_checked_against_q4_k_m_only() -> None:
+def _row(
+    name: str,
+    mib: float,
+    kl: float,
+    decode: float,
+    kind: str = "llama.cpp",
+    search: float = 0.0,
+) -> Row:
+    return Row(
+        name,
+        int(mib * MIB),
+        kl,
+        0.8,
+        30.0,
+        30.0,
+        {1: decode, 2: decode},
+        {1: 1.0, 2: 1.0},
+        kind=kind,
+        search_seconds=search,
+        compiles=3 if kind == "curator" else 0,
+    )
+
+
+def _peers() -> list[Row]:
+    return [_row("Q4_0", 88, 0.5, 90.0), _row("Q4_K_M", 101, 0.098, 100.0)]
+
+
+def test_targets_are_judged_on_the_smallest_budget_point_reaching_each_peer() -> None:
     rows = [
-        _row("int4-cpu", 110, 0.09, 0.81, 150.0),
-        _row("Q4_0", 88, 0.5, 0.57, 90.0),
-        _row("Q4_K_M", 101, 0.098, 0.80, 100.0),
+        # the fixed recipe is smaller and better than either peer, but it is not a budget point
+        _row(FIXED, 50, 0.01, 500.0, kind="fixed"),
+        *_peers(),
+        _row("curator KL<=0.5", 90, 0.45, 120.0, kind="curator", search=100.0),
+        _row("curator KL<=0.098", 105, 0.09, 110.0, kind="curator", search=300.0),
+        _row("curator KL<=0.02", 140, 0.02, 90.0, kind="curator", search=400.0),
     ]
-    table = ratios(rows)
-    checked = [r for r in table if r.ok is not None]
-    assert checked and all("Q4_K_M" in r.name for r in checked)
-    assert all(r.ok for r in checked)  # every target met here: KL, top-1, 1.09x file, 1.5x decode
-    assert "NOT met" not in closing_note(table)
+    found = verdicts(rows, one_compile=60.0)
+    by_name = {v.name: v for v in found}
+    assert set(by_name) == {
+        f"Q4_0: same KL at <= {SIZE_TARGET}x the file",
+        f"Q4_K_M: same KL at <= {SIZE_TARGET}x the file",
+        f"Q4_K_M: decode at 1 thread(s) >= {DECODE_TARGET}x",
+        f"Q4_K_M: decode at 2 thread(s) >= {DECODE_TARGET}x",
+        f"curator KL<=0.5: search < {SEARCH_TARGET:g}x one compile",
+        f"curator KL<=0.098: search < {SEARCH_TARGET:g}x one compile",
+        f"curator KL<=0.02: search < {SEARCH_TARGET:g}x one compile",
+    }  # decode is judged at Q4_K_M only
+    assert all(v.ok for v in found)  # every target met here
+    assert not any(FIXED in v.detail for v in found)
+    size = by_name[f"Q4_K_M: same KL at <= {SIZE_TARGET}x the file"].detail
+    assert size.startswith("curator KL<=0.098 ") and "1.04x" in size  # not the larger 0.02 point
+    assert "NOT met" not in closing_note(found)
 
 
 def test_a_miss_on_any_target_is_reported() -> None:
     rows = [
-        _row("int4-cpu", 112, 0.099, 0.80, 149.0),  # each just past its target
-        _row("Q4_0", 88, 0.5, 0.57, 90.0),
-        _row("Q4_K_M", 101, 0.098, 0.80, 100.0),
-    ]
-    table = ratios(rows)
-    verdicts = {r.name.split(": ", 1)[1]: r.ok for r in table if r.ok is not None}
-    assert verdicts == {
-        "KL mean (nats)": False,
-        "top-1 agreement": True,
-        "file size": False,
-        "decode (1 thread)": False,
-        "decode (2 threads)": False,
+        *_peers(),
+        _row("curator KL<=0.098", 112, 0.098, 99.0, kind="curator", search=601.0),
+    ]  # each just past its target: 1.11x the file, 0.99x decode, 10.02x one compile
+    found = verdicts(rows, one_compile=60.0)
+    assert {v.name.split(": ", 1)[1]: v.ok for v in found} == {
+        f"same KL at <= {SIZE_TARGET}x the file": False,  # Q4_0 and Q4_K_M alike
+        f"decode at 1 thread(s) >= {DECODE_TARGET}x": False,
+        f"decode at 2 thread(s) >= {DECODE_TARGET}x": False,
+        f"search < {SEARCH_TARGET:g}x one compile": False,
     }
-    assert closing_note(table).count("NOT met") == 4
+    assert len(found) == 5
+    assert closing_note(found).count("NOT met") == 5
+
+
+def test_a_peer_no_budget_point_reaches_is_a_miss_and_unmeasured_speed_is_not_judged() -> None:
+    rows = [
+        *_peers(),
+        _row("Q8_0", 150, 0.005, 0.0),
+        _row("curator KL<=0.098", 105, 0.09, 0.0, kind="curator"),  # --rounds 0: no speed
+    ]
+    found = {v.name: v for v in verdicts(rows, one_compile=60.0)}
+    missed = found[f"Q8_0: same KL at <= {SIZE_TARGET}x the file"]
+    assert missed.ok is False and "no curator point reaches KL 0.0050" in missed.detail
+    assert "curator KL<=0.098" in missed.detail  # the best point is named with its figures
+    assert found[f"Q4_K_M: same KL at <= {SIZE_TARGET}x the file"].ok is True
+    assert found[f"Q4_0: same KL at <= {SIZE_TARGET}x the file"].ok is False  # 105 vs 88 MiB
+    # no speed figure: the decode target is neither met nor missed; no search time, no verdict
+    assert [v.ok for n, v in found.items() if "decode" in n] == [None, None]
+    assert not any("search" in n for n in found)
+    note = closing_note(list(found.values()))
+    assert note.count("not judged") == 2 and note.count("NOT met") == 2
