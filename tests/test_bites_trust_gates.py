@@ -9,6 +9,7 @@ that `make mutation` can run them against every mutant (split from test_guards_b
 from __future__ import annotations
 
 import json
+import shutil
 import struct
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,22 @@ import pytest
 from curator.errors import PreflightError
 
 
+def sparse_safetensors(path: Path, elements: int) -> None:
+    """A valid safetensors file of one BF16 tensor of ``elements`` values, sparse (no data is
+    written): the strict header reader checks that the offsets span dtype x shape and that the
+    file holds them, so a header alone (offsets [0, 0]) is refused and counted by its bytes."""
+    header = json.dumps(
+        {"w": {"dtype": "BF16", "shape": [elements], "data_offsets": [0, 2 * elements]}}
+    )
+    with path.open("wb") as out:
+        out.write(struct.pack("<Q", len(header)) + header.encode())
+        out.truncate(8 + len(header) + 2 * elements)
+
+
 def custom_code_model(root: Path) -> Path:
-    """A Qwen2 config that ships its own code, with a safetensors header claiming 10^13
-    parameters: past the trust gate, the disk check refuses it before anything runs."""
+    """A Qwen2 config with a chat template that ships its own code, with weights claiming as
+    many parameters as the disk has free bytes: past the trust gate, the disk check refuses it
+    before anything runs."""
     model = root / "custom"
     model.mkdir()
     config = {
@@ -30,8 +44,8 @@ def custom_code_model(root: Path) -> Path:
     }
     (model / "config.json").write_text(json.dumps(config))
     (model / "modeling_custom.py").write_text("raise SystemExit('must not run')\n")
-    header = json.dumps({"w": {"dtype": "F32", "shape": [10**13], "data_offsets": [0, 0]}})
-    (model / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header.encode())
+    (model / "chat_template.jinja").write_text("{{ messages[0]['content'] }}")
+    sparse_safetensors(model / "model.safetensors", shutil.disk_usage(root).free)
     return model
 
 
@@ -74,6 +88,7 @@ def test_the_trusted_olive_workflow_is_told_to_trust_and_the_untrusted_is_not(
     (model / "config.json").write_text(
         json.dumps({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"})
     )
+    (model / "chat_template.jinja").write_text("{{ messages[0]['content'] }}")
     for trust in (False, True):
         request = CompileRequest(
             source=str(model), recipe="int4-cpu", dry_run=True, trust_remote_code=trust
