@@ -42,12 +42,17 @@ def assert_refused_before_olive(done: subprocess.CompletedProcess[str], cache: P
     assert cache_entries(cache) == []
 
 
-def fake_safetensors(path: Path, rows: int, columns: int = 1) -> None:
-    """A safetensors header declaring one huge tensor (no data: preflight reads headers only)."""
+def fake_safetensors(path: Path, rows: int, columns: int = 1, dtype: str = "BF16") -> None:
+    """A valid safetensors file of one huge tensor (BF16 or F32), sparse (no data is written: preflight
+    reads headers only). The strict header reader checks that the offsets span dtype x shape and
+    that the file holds them; a bare header (offsets [0, 0]) is refused and counted by its bytes."""
+    size = {"BF16": 2, "F32": 4}[dtype] * rows * columns
     header = json.dumps(
-        {"w": {"dtype": "F32", "shape": [rows, columns], "data_offsets": [0, 0]}}
+        {"w": {"dtype": dtype, "shape": [rows, columns], "data_offsets": [0, size]}}
     ).encode()
-    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    with path.open("wb") as out:
+        out.write(struct.pack("<Q", len(header)) + header)
+        out.truncate(8 + len(header) + size)
 
 
 def test_bert_config_is_refused_listing_supported_architectures(
@@ -104,14 +109,21 @@ def test_missing_or_broken_config_is_refused(
 def test_predicted_ram_above_available_shows_both_figures(
     tiny_model_dir: Path, tmp_path: Path, isolated_env: Path
 ) -> None:
+    """A streamed build's peak is set by the largest unit (curator.compile.cost), not by the
+    parameter count: the config's vocabulary makes the embedding alone twice the available RAM."""
     import psutil
 
     recipe = get_recipe("int4-cpu")
-    parameters = int(2 * psutil.virtual_memory().available / recipe.ram_factor)
+    model = copy_model(tiny_model_dir, tmp_path / "huge")
+    config = json.loads((model / "config.json").read_text())
+    hidden = int(config["hidden_size"])
+    vocab = int(2 * psutil.virtual_memory().available / (4 * hidden)) + 1  # F32: 4 bytes each
+    parameters = vocab * hidden
     if shutil.disk_usage(tmp_path).free < 3 * recipe.run_bytes_per_parameter * parameters:
         pytest.skip("not enough free disk to isolate the RAM check from the disk check")
-    model = copy_model(tiny_model_dir, tmp_path / "huge")
-    fake_safetensors(model / "model.safetensors", parameters)
+    config["vocab_size"] = vocab
+    (model / "config.json").write_text(json.dumps(config))
+    fake_safetensors(model / "model.safetensors", vocab, hidden, "F32")
     done = run_curator("compile", str(model), "--recipe", "int4-cpu")
     assert_refused_before_olive(done, isolated_env / "foundry-cache")
     assert "predicted to need" in done.stderr and "GiB of RAM at peak" in done.stderr
@@ -123,7 +135,7 @@ def test_too_little_disk_is_refused(
 ) -> None:
     free = shutil.disk_usage(isolated_env / "foundry-cache").free
     model = copy_model(tiny_model_dir, tmp_path / "enormous")
-    fake_safetensors(model / "model.safetensors", 10 * free, 1)
+    fake_safetensors(model / "model.safetensors", free, 1)  # 1.2 bytes/parameter compiled
     done = run_curator("compile", str(model), "--recipe", "int4-cpu")
     assert_refused_before_olive(done, isolated_env / "foundry-cache")
     assert "not enough disk" in done.stderr and "--cache-dir" in done.stderr
