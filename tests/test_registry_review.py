@@ -209,7 +209,10 @@ def test_select_ranks_by_measured_speed_and_explains_exclusions(tmp_path: Path) 
         "model3-generic-cpu:1",
     ]
     assert selection["excluded"] == [
-        {"id": "model4-generic-cpu:1", "reason": "needs 64.0 GB RAM, this machine has 16.0 GB"}
+        {
+            "id": "model4-generic-cpu:1",
+            "reason": "needs 64.0 GB RAM, more than the 16.0 GB to fit in",
+        }
     ]
     code = run_curator(
         "select", "--capability", "code", "--ram-gb", "16", "--registry", str(registry)

@@ -84,5 +84,5 @@ def _exclusion_reason(
     if min_ram is None or min_ram <= 0:
         return "minRamGb is not a positive number (curator registry validate)"
     if min_ram > ram_gb:
-        return f"needs {entry.get('minRamGb')} GB RAM, this machine has {ram_gb:.1f} GB"
+        return f"needs {entry.get('minRamGb')} GB RAM, more than the {ram_gb:.1f} GB to fit in"
     return None
