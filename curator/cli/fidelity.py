@@ -132,9 +132,10 @@ def fidelity(
     (an id, an id without version or an alias in the Foundry cache, or a directory) against its
     fp32 reference. Nothing is written unless --record: then the result goes into the compile
     manifest and the registry entry's `fidelity`."""
-    from curator.fidelity.api import FidelityRequest
+    from curator.fidelity.api import FidelityRequest, find_model
 
     out = Output(as_json)
+    find_model(model_id, cache_dir)  # an unknown model is a one-line error, before the step starts
     with out.step(f"fidelity of {model_id}"):
         report = _measure(
             out,

@@ -65,19 +65,26 @@ def policy_thresholds(registry: Path) -> Thresholds:
     )
 
 
+def find_model(name: str, cache_dir: Path | None = None) -> Path:
+    """The compiled model ``name`` names: an id, an id without version or an alias in the
+    Foundry cache, or a directory (NotFound with a 'did you mean' hint)."""
+    from curator.errors import NotFound
+    from curator.names import cache_suggestion, resolve_in_cache, with_suggestion
+
+    cache = foundry_cache_dir(cache_dir)
+    try:
+        return find_compiled(cache, resolve_in_cache(cache, name))
+    except NotFound as exc:
+        suggestion = cache_suggestion(cache, name)
+        raise NotFound(exc.message, hint=with_suggestion(exc.hint, suggestion)) from None
+
+
 def run_fidelity(request: FidelityRequest, progress: Progress | None = None) -> FidelityReport:
     """Measure, hold to ``--max-kl``/``--min-top1`` (else the registry policy); with ``record``
     write the result into the compile manifest and the registry entry (without it nothing is
     written)."""
-    from curator.errors import NotFound
-    from curator.names import cache_suggestion, resolve_in_cache, with_suggestion
-
     cache = foundry_cache_dir(request.cache_dir)
-    try:  # an id, an id without version or an alias of a compiled model (or a directory)
-        model_dir = find_compiled(cache, resolve_in_cache(cache, request.model))
-    except NotFound as exc:
-        suggestion = cache_suggestion(cache, request.model)
-        raise NotFound(exc.message, hint=with_suggestion(exc.hint, suggestion)) from None
+    model_dir = find_model(request.model, request.cache_dir)
     say(progress, f"fidelity: finding the fp32 reference of {model_dir.name}")
     reference = resolve_reference(request.reference, model_dir, cache)
     text = load_text(request.text)
