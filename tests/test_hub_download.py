@@ -85,7 +85,9 @@ def test_search_local_finds_hf_cache_and_foundry_models(hub: FakeHub, isolated_e
     assert cached.revisions == (hub.repos[TINY].sha,)
     assert cached.architecture == "Qwen2ForCausalLM"
     assert cached.parameters == hub.repos[TINY].safetensors()["total"]  # type: ignore[index]
-    assert found["local/tiny-qwen2-generic-cpu-1"].source == "foundry"
+    compiled_model = found["tiny-qwen2-generic-cpu:1"]  # by model id (no manifest: the folder's)
+    assert compiled_model.source == "foundry" and compiled_model.path == compiled
+    assert compiled_model.architecture == "qwen2"  # genai_config's model type
     assert search_local("no-such-model") == ()
 
     done = run_curator("search", "tiny", "--local", "--json")  # HF_HUB_OFFLINE=1: no Hub needed
