@@ -323,6 +323,14 @@ def _types() -> _Types:
         error.limit, error.size = limit, size
         return error
 
+    def connect_timeout(timeout: float | None) -> float | None:
+        """A connect's (or TLS handshake's) timeout capped by the operation's deadline; the
+        library's connect timeout when none is left."""
+        try:
+            return _io_timeout(timeout)
+        except TimeoutError as exc:
+            raise httpcore2.ConnectTimeout(str(exc)) from exc
+
     class FailFastTransport(httpx2.BaseTransport):
         def __init__(self, inner: httpx2.BaseTransport) -> None:
             self._inner = inner
@@ -443,10 +451,7 @@ def _types() -> _Types:
             server_hostname: str | None = None,
             timeout: float | None = None,
         ) -> httpcore2.NetworkStream:
-            try:
-                limit = _io_timeout(timeout)
-            except TimeoutError as exc:
-                raise httpcore2.ConnectTimeout(str(exc)) from exc
+            limit = connect_timeout(timeout)
             return DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, limit))
 
         def get_extra_info(self, info: str) -> Any:
@@ -464,10 +469,7 @@ def _types() -> _Types:
             local_address: str | None = None,
             socket_options: Iterable[Any] | None = None,
         ) -> httpcore2.NetworkStream:
-            try:
-                limit = _io_timeout(timeout)
-            except TimeoutError as exc:
-                raise httpcore2.ConnectTimeout(str(exc)) from exc
+            limit = connect_timeout(timeout)
             return DeadlineStream(
                 self._inner.connect_tcp(host, port, limit, local_address, socket_options)
             )
@@ -478,10 +480,7 @@ def _types() -> _Types:
             timeout: float | None = None,
             socket_options: Iterable[Any] | None = None,
         ) -> httpcore2.NetworkStream:
-            try:
-                limit = _io_timeout(timeout)
-            except TimeoutError as exc:
-                raise httpcore2.ConnectTimeout(str(exc)) from exc
+            limit = connect_timeout(timeout)
             return DeadlineStream(self._inner.connect_unix_socket(path, limit, socket_options))
 
         def sleep(self, seconds: float) -> None:
