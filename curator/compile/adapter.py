@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from curator.compile.child import child_answer
 from curator.errors import PreflightError
 from curator.modeldir import sha256_file
 from curator.paths import curator_home
@@ -241,29 +240,14 @@ def merge(base_dir: Path, base_revision: str | None, adapter: AdapterOrigin) -> 
     target = merged_dir(base_dir, base_revision, adapter)
     if (target / MARKER).is_file():
         return target
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "curator.compile.adapter_child",
-            str(base_dir.absolute()),
-            str(adapter.path.absolute()),
-            str(target),
-        ],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        check=False,
+    answer = child_answer(
+        "curator.compile.adapter_child",
+        str(base_dir.absolute()),
+        str(adapter.path.absolute()),
+        str(target),
+        failed=f"merging {adapter.repo} into {base_dir.name} failed",
+        hint="check that the adapter was trained on this base (curator info ADAPTER)",
     )
-    try:
-        answer = json.loads(done.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1][:300]
-        raise PreflightError(
-            f"merging {adapter.repo} into {base_dir.name} failed (exit code {done.returncode}): "
-            f"{last}",
-            hint="check that the adapter was trained on this base (curator info ADAPTER)",
-        ) from None
     if "error" in answer:
         raise PreflightError(str(answer["error"]), hint=answer.get("hint"))
     return Path(answer["mergedDir"])

@@ -9,9 +9,7 @@ types, and fidelity's default reference is the dequantized checkpoint (the best 
 from __future__ import annotations
 
 import contextlib
-import json
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,29 +80,19 @@ def repo_model_name(repo_name: str) -> str:
 def dequantize(path: Path) -> tuple[Path, GgufOrigin]:
     """The dequantized checkpoint directory and the file's origin record (built once per sha256,
     in a child process: see :mod:`curator.compile.gguf_child`)."""
-    import subprocess
-
     from curator import errors
+    from curator.compile.child import child_answer
     from curator.gguf import read_gguf_facts
 
     # the file against its own tensor table (a truncated download is one line naming its sizes),
     # before a child process and torch start on it
     read_gguf_facts(path)
-    done = subprocess.run(
-        [sys.executable, "-m", "curator.compile.gguf_child", str(path.absolute())],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        check=False,
+    answer = child_answer(
+        "curator.compile.gguf_child",
+        str(path.absolute()),
+        failed=f"dequantizing {path.name} failed",
+        hint=f"check the file with curator info {path}",
     )
-    try:
-        answer = json.loads(done.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1][:300]
-        raise errors.PreflightError(
-            f"dequantizing {path.name} failed (exit code {done.returncode}): {last}",
-            hint=f"check the file with curator info {path}",
-        ) from None
     if "error" in answer:
         kinds = {"InputFileError": errors.InputFileError, "UsageProblem": errors.UsageProblem}
         kind = kinds.get(str(answer.get("kind")), errors.PreflightError)
