@@ -156,6 +156,7 @@ def tensors(draw: st.DrawFn) -> list[Tensor]:
 @example([], [Tensor("a", [8])], 24, None)  # an alignment that is no power of two
 @example([], [Tensor("t0", [], Q8_0, offset=0)], None, None)  # no dimension: 1, not a block
 @example([], [Tensor("t0", [0, 2**63], Q8_0, offset=0)], None, None)  # 0 elements, a 2^63 dim
+@example([], [Tensor("t0", [0, 2**63], offset=0)], None, None)  # the same as F32 (numpy refused it)
 @example([struct.pack("<IIQ", ARRAY, ARRAY, 1) * 12 + struct.pack("<IQ", 0, 0)], [], None, None)
 def test_structured_files(
     target: Path,
