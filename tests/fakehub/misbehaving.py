@@ -8,7 +8,7 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 
 class StallingServer:
@@ -48,7 +48,28 @@ class StallingServer:
         self._sock.close()
 
 
-class BareStatusServer:
+class _LoopbackHTTPServer:
+    """A threaded HTTP server on a free loopback port (``url``), serving ``handler`` from
+    ``__enter__`` until ``__exit__``."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class BareStatusServer(_LoopbackHTTPServer):
     """Answers every GET and HEAD with ``status`` and a short text body, no Hub headers."""
 
     def __init__(self, status: int, body: bytes = b"Not Found") -> None:
@@ -71,23 +92,10 @@ class BareStatusServer:
 
             do_HEAD = do_GET
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> BareStatusServer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)
 
 
-class TricklingServer:
+class TricklingServer(_LoopbackHTTPServer):
     """A proxy in front of ``upstream`` (the fake Hub) that passes each answer's status and headers
     at once and then sends its body ``chunk`` bytes at a time, one step every ``every`` seconds,
     for requests whose path contains ``match`` (other answers pass through whole).
@@ -180,18 +188,10 @@ class TricklingServer:
 
             do_GET = do_HEAD = do_POST = do_PUT = _forward
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> TricklingServer:
-        self._thread.start()
-        return self
+        super().__init__(Handler)
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._stop.set()
-        self._server.shutdown()
-        self._server.server_close()
+        super().__exit__(kind, exc, tb)
