@@ -17,9 +17,13 @@ from typing import Any
 
 import pytest
 
+from curator.compile import cost
 from curator.recipes import get_recipe, predict_compile_peak_bytes
 from curator.schemas import schema_problems
 from tests.conftest import TEST_MODELS_ROOT, run_curator
+
+# How far above the predicted peak a tiny model's compile may measure (see check_compiled_dir).
+PEAK_ALLOWANCE = 1.3
 
 # Run in a subprocess: onnxruntime_genai must not share a process with foundry_local_sdk.
 GENERATE = """
@@ -114,7 +118,23 @@ def check_compiled_dir(model_dir: Path, recipe: str, model_id: str) -> dict[str,
     peak = manifest["compile"]["peakRssBytes"]
     assert peak > 50 * 2**20  # Python + torch at least
     parameters = manifest["source"]["parameters"]
-    assert peak <= predict_compile_peak_bytes(get_recipe(recipe), parameters)
+    architecture = manifest["source"]["architecture"]
+    predicted = cost.predict(get_recipe(recipe), parameters, architecture=architecture)
+    assert predicted.peak_bytes == predict_compile_peak_bytes(
+        get_recipe(recipe), parameters, config={"architectures": [architecture]}
+    )
+    if not predicted.streamed:  # the builder's own path: a pessimistic per-parameter figure
+        assert peak <= predicted.peak_bytes, (peak, predicted)
+    else:
+        # A streamed prediction is a central estimate, not an upper bound: a fixed base
+        # (cost.BASE_BYTES, 490 MiB, fitted at 461-504 MiB on the ladder) plus the largest unit,
+        # under 1 MiB for a tiny model, so here the peak is all base. Measured for these tiny
+        # models: 473-504 MiB on the 2-core dev machine, 576 MiB (18% above the base) in a
+        # fresh-clone run elsewhere; the base moves with the machine, hence the allowance. A peak
+        # taken from the wrong process (curator's launcher alone) or a build holding 30% more
+        # than the base still falls outside it.
+        low, high = 0.75 * predicted.peak_bytes, PEAK_ALLOWANCE * predicted.peak_bytes
+        assert low <= peak <= high, (peak, predicted)
     assert "Running pass builder" in (model_dir / "compile.log").read_text()
     # Without it onnxruntime-genai decodes at about half speed on 2 cores (issue 11): all cores.
     genai = json.loads((model_dir / "genai_config.json").read_text())
