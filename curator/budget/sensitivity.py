@@ -17,8 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -300,46 +298,19 @@ def measure_sensitivity(
 
 
 def _run_worker(request: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+    from curator.fidelity.measure import run_json_worker
+
     with tempfile.TemporaryDirectory(prefix="curator-sensitivity-") as tmp:
         text_path = Path(tmp) / "calibration.txt"
         text_path.write_text(calibration_text(), encoding="utf-8")
-        request = {**request, "text_file": str(text_path)}
-        request_path, result_path = Path(tmp) / "request.json", Path(tmp) / "result.json"
-        request_path.write_text(json.dumps(request), encoding="utf-8")
-        try:
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "curator.budget.sensitivity_worker",
-                    str(request_path),
-                    str(result_path),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-                env=_env(request.get("threads")),
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise SensitivityError(
-                f"the sensitivity pass timed out after {exc.timeout:.0f} s",
-                hint="compile with a fixed recipe: `curator compile SOURCE --recipe int4-cpu`",
-            ) from None
-        if proc.returncode != 0 or not result_path.is_file():
-            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise SensitivityError(
-                f"the sensitivity pass failed (exit {proc.returncode}): {last}",
-                hint="rerun with CURATOR_DEBUG=1, or use `--recipe int4-cpu`",
-            )
-        result: dict[str, Any] = json.loads(result_path.read_text(encoding="utf-8"))
-    return result
-
-
-def _env(threads: int | None) -> dict[str, str]:
-    import os
-
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
-    return env
+        return run_json_worker(
+            "curator.budget.sensitivity_worker",
+            {**request, "text_file": str(text_path)},
+            Path(tmp),
+            timeout=timeout,
+            error=SensitivityError,
+            timed_out="the sensitivity pass timed out",
+            timed_out_hint="compile with a fixed recipe: `curator compile SOURCE --recipe int4-cpu`",
+            failed="the sensitivity pass failed",
+            failed_hint="rerun with CURATOR_DEBUG=1, or use `--recipe int4-cpu`",
+        )

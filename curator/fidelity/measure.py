@@ -35,6 +35,43 @@ def _worker_env(threads: int | None) -> dict[str, str]:
     return env
 
 
+def run_json_worker(
+    module: str,
+    request: dict[str, Any],
+    workdir: Path,
+    *,
+    timeout: float | None,
+    error: type[CuratorError],
+    timed_out: str,
+    timed_out_hint: str,
+    failed: str,
+    failed_hint: str,
+) -> dict[str, Any]:
+    """The answer of ``python -m MODULE REQUEST.json RESULT.json`` run in a fresh process (Hub
+    offline, ``request["threads"]`` OpenMP threads), both files in ``workdir``.
+
+    A timeout raises ``error("{timed_out} after N s")``; a non-zero exit or no result file raises
+    ``error("{failed} (exit CODE): LAST STDERR LINE")``."""
+    request_path, result_path = workdir / "request.json", workdir / "result.json"
+    request_path.write_text(json.dumps(request), encoding="utf-8")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", module, str(request_path), str(result_path)],
+            capture_output=True,
+            text=True,
+            env=_worker_env(request.get("threads")),
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise error(f"{timed_out} after {exc.timeout:.0f} s", hint=timed_out_hint) from None
+    if proc.returncode != 0 or not result_path.is_file():
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise error(f"{failed} (exit {proc.returncode}): {last}", hint=failed_hint)
+    result: dict[str, Any] = json.loads(result_path.read_text(encoding="utf-8"))
+    return result
+
+
 def run_worker(
     model_dir: Path,
     reference: Reference,
@@ -69,35 +106,17 @@ def run_worker(
         "reference_dtype": reference_dtype,
     }
     with tempfile.TemporaryDirectory(prefix="curator-fidelity-") as tmp:
-        request_path, result_path = Path(tmp) / "request.json", Path(tmp) / "result.json"
-        request_path.write_text(json.dumps(request), encoding="utf-8")
-        try:
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "curator.fidelity.worker",
-                    str(request_path),
-                    str(result_path),
-                ],
-                capture_output=True,
-                text=True,
-                env=_worker_env(threads),
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise FidelityError(
-                f"fidelity run timed out after {exc.timeout:.0f} s",
-                hint="measure fewer tokens with `curator fidelity ID --max-tokens N`",
-            ) from None
-        if proc.returncode != 0 or not result_path.is_file():
-            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise FidelityError(
-                f"fidelity worker failed (exit {proc.returncode}): {last}",
-                hint="rerun with CURATOR_DEBUG=1; check the model with `curator smoke ID`",
-            )
-        result: dict[str, Any] = json.loads(result_path.read_text(encoding="utf-8"))
+        result = run_json_worker(
+            "curator.fidelity.worker",
+            request,
+            Path(tmp),
+            timeout=timeout,
+            error=FidelityError,
+            timed_out="fidelity run timed out",
+            timed_out_hint="measure fewer tokens with `curator fidelity ID --max-tokens N`",
+            failed="fidelity worker failed",
+            failed_hint="rerun with CURATOR_DEBUG=1; check the model with `curator smoke ID`",
+        )
     if not result.get("ok"):
         raise FidelityError(
             f"fidelity run failed: {result.get('error')}",
