@@ -10,6 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
 
+from tests.fakehub.server import request_body
+
 
 class StallingServer:
     """Accepts every connection on 127.0.0.1 and never sends a byte. ``connections`` counts them."""
@@ -131,16 +133,7 @@ class TricklingServer(_LoopbackHTTPServer):
                 pass
 
             def _forward(self) -> None:
-                body: bytes | None = None
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    chunks = []
-                    while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                        chunks.append(self.rfile.read(size))
-                        self.rfile.readline()
-                    self.rfile.readline()
-                    body = b"".join(chunks)
-                elif length := int(self.headers.get("Content-Length") or 0):
-                    body = self.rfile.read(length)
+                body = request_body(self) or None
                 connection = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
                 headers = {
                     k: v

@@ -137,6 +137,18 @@ def error(
     return Reply(status, {"error": message}, headers)
 
 
+def request_body(handler: BaseHTTPRequestHandler) -> bytes:
+    """The request's body: chunked (Transfer-Encoding) or ``Content-Length`` bytes (none: b"")."""
+    if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        chunks = []
+        while size := int(handler.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            chunks.append(handler.rfile.read(size))
+            handler.rfile.readline()
+        handler.rfile.readline()
+        return b"".join(chunks)
+    return handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+
+
 def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -156,16 +168,6 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
         def do_PUT(self) -> None:
             self._serve("PUT")
 
-        def _body(self) -> bytes:
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                chunks = []
-                while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                    chunks.append(self.rfile.read(size))
-                    self.rfile.readline()
-                self.rfile.readline()
-                return b"".join(chunks)
-            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
         def _serve(self, method: str) -> None:
             parts = urlsplit(self.path)
             request = Request(
@@ -173,7 +175,7 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 path=unquote(parts.path),
                 query=parse_qs(parts.query, keep_blank_values=True),
                 headers={k.lower(): v for k, v in self.headers.items()},
-                body=self._body() if method in ("POST", "PUT") else b"",
+                body=request_body(self) if method in ("POST", "PUT") else b"",
             )
             hub.record(request)
             base = f"http://{self.headers.get('Host') or hub.url.split('://', 1)[1]}"
