@@ -68,6 +68,23 @@ def test_compile_refuses_repository_code_unless_trusted(tmp_path: Path) -> None:
         compile_model(trusted)
 
 
+def test_repository_code_is_refused_before_a_missing_chat_template(tmp_path: Path) -> None:
+    """The trust gate is the first refusal: a user told to add a chat template would come back
+    to be told the repository's code runs too."""
+    from curator.compile import CompileRequest, compile_model
+
+    model = custom_code_model(tmp_path)
+    (model / "chat_template.jinja").unlink()
+    request = CompileRequest(source=str(model), recipe="int4-cpu", dry_run=True)
+    with pytest.raises(PreflightError, match="ships its own code"):
+        compile_model(request)
+    trusted = CompileRequest(
+        source=str(model), recipe="int4-cpu", dry_run=True, trust_remote_code=True
+    )
+    with pytest.raises(PreflightError, match="has no chat template"):
+        compile_model(trusted)
+
+
 def test_a_malformed_auto_map_is_still_repository_code(tmp_path: Path) -> None:
     from curator.compile.source import custom_code_files
 
