@@ -1,4 +1,4 @@
-"""Guards: curator.cli.compile, curator.cli.search, curator.compile.gguf_child,
+"""Guards: curator.cli.compile, curator.cli.search, curator.compile.child, curator.compile.gguf_child,
   curator.compile.gguf_source, curator.errors, curator.modeldir
 
 A GGUF file as a compile source (issue 11): a local .gguf, a directory with --gguf-file, a Hub
