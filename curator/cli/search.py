@@ -211,12 +211,8 @@ def info(source: str, revision: str | None, gguf_file: str | None, as_json: bool
     SOURCE is anything compile, import or --adapter take: an org/name Hub repo (nothing is
     downloaded), a local Hugging Face model directory (relative or absolute), a .gguf file, an ONNX
     Runtime GenAI folder, or a LoRA adapter folder."""
-    from curator.compile.source import classify_source, looks_like_path
+    from curator.compile.source import classify_source
 
-    if not Path(source).expanduser().exists() and not looks_like_path(source):
-        from curator.hub.client import check_repo_id
-
-        check_repo_id(source)  # a malformed Hub repo id is a usage error (exit 2), not a path
     local_dir = Path(source).expanduser().is_dir()
     kind = classify_source(str(Path(source) / gguf_file) if gguf_file and local_dir else source)
     if gguf_file and not kind.is_local:

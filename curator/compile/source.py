@@ -107,13 +107,17 @@ def classify_source(source: str) -> SourceKind:
     """What ``source`` is: a local path of one of the kinds above, else a Hub repo id (HUB).
 
     A source written as a path that does not exist, or neither a path nor an org/name id, is a
-    PreflightError naming what was looked for.
+    PreflightError naming what was looked for; a malformed Hub repo id is a UsageProblem.
     """
     path = Path(source).expanduser()
     if path.exists():
         return classify_local(path.absolute(), source)
     if source.lower().endswith(gguf_source.GGUF_SUFFIX):
         raise PreflightError(f"GGUF file not found: {source}", hint="check the path")
+    if not looks_like_path(source) and not _REPO_ID.match(source):
+        from curator.hub.client import check_repo_id
+
+        check_repo_id(source)  # a malformed Hub repo id is a usage error (exit 2) with its reason
     if looks_like_path(source) or not _REPO_ID.match(source):
         raise PreflightError(
             f"source {source} is neither an existing file or directory nor an org/name Hub repo id",
