@@ -64,7 +64,10 @@ threading.Thread(target=holder).start()
 started.wait()
 threading.Timer(0.5, resume.set).start()
 model.unload()  # from another thread: waits for the held stream to end
-out["unload_waited"] = finished.is_set()
+# The held stream cannot end before resume is set (0.5 s later); an unload that does not wait
+# returns before that. (finished.is_set() raced: the stream releases the model before the holder
+# thread gets back from its loop to set it.)
+out["unload_waited"] = resume.is_set()
 out["unloaded"] = model.unloaded
 print(json.dumps(out))
 """
