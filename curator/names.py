@@ -116,7 +116,7 @@ def with_suggestion(hint: str | None, suggestion: str | None) -> str | None:
 def cache_models(cache_dir: Path) -> list[Name]:
     """The compiled directories of a Foundry cache as names: id and the default alias (the id's
     name without its variant, as ``curator register`` gives it)."""
-    from curator.modeldir import dir_model_id, model_dirs
+    from curator.cache.modeldir import dir_model_id, model_dirs
 
     found: list[Name] = []
     for path in model_dirs(cache_dir):

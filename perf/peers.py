@@ -10,7 +10,7 @@ Everything in one run, on the de-gridded SmolLM2-135M-Instruct (perf.peers_model
    --max-kl X`` for X in 0.4, 0.2, 0.1, 0.05, 0.02: sensitivity once, then a searched plan per
    budget, measured and adjusted by curator.budget);
 4. fidelity by the same teacher-forced method, windows and tokens as ``curator fidelity``: each
-   GGUF is dequantized back to fp32 (curator.gguf) and scored as an fp32 model, the text cut by
+   GGUF is dequantized back to fp32 (curator.formats.gguf) and scored as an fp32 model, the text cut by
    the compiled model's own tokenizer, against the checkpoint (a budget point's figures are the
    search's own final measurement, made the same way);
 5. speed at the same thread counts (1 and 2): ``llama-bench`` (256-token prompt, 64 decoded
@@ -216,8 +216,8 @@ def budget_point(
     """``curator compile SOURCE --max-kl X`` into the run's own cache (reused when a model built
     for the same budget from the same source is there): (model dir, its manifest's budget)."""
     from curator.budget import check_budget, compile_to_budget
+    from curator.cache.modeldir import read_manifest
     from curator.compile import CompileRequest
-    from curator.modeldir import read_manifest
 
     slug = f"{max_kl:g}".replace(".", "p").replace("-", "m")
     model_id = f"{stem}-kl{slug}-generic-cpu:1"
@@ -258,7 +258,7 @@ def gguf_fidelity(
     """A GGUF's fidelity (dequantized, scored as fp32), kept in ``<gguf>.fidelity.json`` next to
     it (keyed by its size and the text's sha256: a re-quantized file is measured again)."""
     from curator.fidelity import measure_fidelity
-    from curator.gguf import dequantize_gguf
+    from curator.formats.gguf import dequantize_gguf
 
     cache = path.with_name(path.name + ".fidelity.json")
     key = {"bytes": path.stat().st_size, "text": text.sha256, "reference": str(reference.path)}
@@ -289,7 +289,7 @@ def gguf_fidelity(
 def _sources(model: str, workdir: Path) -> tuple[Path, str, str]:
     """(fp32 checkpoint, file stem, label) of ``--model``."""
     if model == "q4_1":
-        from curator.gguf import dequantize_gguf
+        from curator.formats.gguf import dequantize_gguf
         from perf.peers_model import MODELS_ROOT, smollm2_gguf
 
         ckpt = dequantize_gguf(smollm2_gguf(), home=MODELS_ROOT / "gguf-home")

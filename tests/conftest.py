@@ -172,8 +172,8 @@ def smollm2_gguf_home(smollm2_gguf: Path) -> Path:
 def compiled_smollm2(smollm2_gguf: Path, smollm2_gguf_home: Path) -> Path:
     """``curator compile SmolLM2.gguf --recipe <default>`` output (read-only; install_compiled
     copies it)."""
+    from curator.cache.modeldir import sha256_file
     from curator.devmodels.cache import cached_compile
-    from curator.modeldir import sha256_file
 
     return cached_compile(
         TEST_MODELS_ROOT,

@@ -27,7 +27,7 @@ GUARDED: dict[str, tuple[str, ...] | None] = {
     "curator/registry/store.py": None,
     # verify_cache's lookup of a model registered from elsewhere goes through Foundry Local in
     # process; the subprocess tests cover it (tests/test_cache_untrusted.py, test_catalog.py).
-    "curator/cache.py": (
+    "curator/cache/inventory.py": (
         "verify_dir",
         "dir_ids",
         "_others",
@@ -41,14 +41,14 @@ GUARDED: dict[str, tuple[str, ...] | None] = {
     "curator/onboard/pipeline.py": ("_compile",),
     "curator/bench/stats.py": None,
     "curator/bench/measure.py": None,
-    "curator/smoke.py": ("_run_prompt", "_excerpt", "passed", "failed"),
+    "curator/smoke/run.py": ("_run_prompt", "_excerpt", "passed", "failed"),
     "curator/prompts.py": ("missing", "coverage"),
     "curator/share/files.py": None,
     "curator/share/pull.py": ("is_published", "_checked"),
     "curator/register/entry.py": None,
     "curator/register/loadtest.py": None,
     "curator/hub/facts.py": None,
-    "curator/gguf.py": None,
+    "curator/formats/gguf.py": None,
     "curator/serve/openai_types.py": None,
 }
 # Where the guard is a few lines of a larger function (the rest needs a real compile, covered by
@@ -80,7 +80,7 @@ class ModuleScore:
 
 
 def function_of(mutant: str) -> str:
-    """``curator.cache.xǁVerifyResultǁok__mutmut_2`` -> ``ok``; ``...x_verify_dir__mutmut_1`` ->
+    """``curator.cache.inventory.xǁVerifyResultǁok__mutmut_2`` -> ``ok``; ``...x_verify_dir__mutmut_1`` ->
     ``verify_dir``."""
     mangled = mutant.rpartition(".")[2].partition("__mutmut_")[0]
     if "ǁ" in mangled:

@@ -1,4 +1,4 @@
-"""Guards: curator.cache, curator.modeldir
+"""Guards: curator.cache.inventory, curator.cache.modeldir
 
 Tests that bite (issue 17), cache verification: each one is a small deliberate bug in the guarding code that
 the rest of the suite let through, written as the bug it catches. All in process and fast, so
@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from curator.cache import VerifyResult, verify_cache, verify_dir
-from curator.modeldir import MANIFEST_NAME, sha256_file
+from curator.cache.inventory import VerifyResult, verify_cache, verify_dir
+from curator.cache.modeldir import MANIFEST_NAME, sha256_file
 from tests.bites import compiled_dir
 
 

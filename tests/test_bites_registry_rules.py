@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from curator.cache import verify_cache
-from curator.modeldir import MANIFEST_NAME
+from curator.cache.inventory import verify_cache
+from curator.cache.modeldir import MANIFEST_NAME
 from curator.registry.rules import distribution_mismatch, unsafe_path_reason, validate_document
 from tests.bites import MIB, compiled_dir, fidelity
 from tests.samples import make_benchmark, make_document, make_entry

@@ -285,8 +285,8 @@ def test_budget_compile_meets_the_budget_and_its_recipe_reruns(
     trained_model_dir: Path, isolated_env: Path
 ) -> None:
     from curator.budget import compile_to_budget
+    from curator.cache.modeldir import read_manifest, sha256_file
     from curator.compile import CompileRequest, compile_model
-    from curator.modeldir import read_manifest, sha256_file
 
     budget = check_budget(0.01, None)
     request = CompileRequest(

@@ -1,5 +1,5 @@
 """Guards: curator.cli.compile, curator.cli.foundry, curator.cli.imports, curator.compile.imported,
-  curator.compile.manifest, curator.modeldir
+  curator.compile.manifest, curator.cache.modeldir
 
 Issue 21 item 2: `curator import` for models already in ONNX Runtime GenAI format, from a local
 folder or from a Hub repo laid out like microsoft/*-onnx (built here from compiled tiny models),
@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from curator.cache.modeldir import MANIFEST_NAME, sha256_file
 from curator.compile.manifest import INFERENCE_MODEL_NAME, LOG_NAME
-from curator.modeldir import MANIFEST_NAME, sha256_file
 from tests.conftest import LIVENESS_PROMPTS, run_curator
 from tests.fakehub.fixtures import card
 from tests.fakehub.plugin import fake_hub_server, hub  # noqa: F401

@@ -1,5 +1,5 @@
 """Guards: curator.cli.compile, curator.cli.imports, curator.cli.search, curator.compile.adapter,
-  curator.compile.adapter_child, curator.compile.describe, curator.compile.source, curator.gguf
+  curator.compile.adapter_child, curator.compile.describe, curator.compile.source, curator.formats.gguf
 
 Issue 21: `curator info` takes every source `compile` takes, one classifier for both; a source
 without a chat template is refused in seconds, before any heavy work."""
@@ -134,7 +134,7 @@ def test_info_reads_the_license_from_the_folder_card(tiny_model_dir: Path, tmp_p
 
 
 def test_info_on_a_gguf_gives_the_same_facts_as_a_folder(smollm2_gguf: Path) -> None:
-    from curator.gguf import read_gguf_facts
+    from curator.formats.gguf import read_gguf_facts
 
     facts = _info_json(str(smollm2_gguf))
     header = read_gguf_facts(smollm2_gguf)

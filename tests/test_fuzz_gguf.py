@@ -1,6 +1,6 @@
-"""Guards: curator.cli.search, curator.errors, curator.gguf
+"""Guards: curator.cli.search, curator.errors, curator.formats.gguf
 
-Fuzzing the GGUF header reader (curator.gguf.read_gguf_facts, which `curator info`, compile and
+Fuzzing the GGUF header reader (curator.formats.gguf.read_gguf_facts, which `curator info`, compile and
 onboard read a GGUF through): random bytes, claimed lengths of 2^60 that must not allocate, nested
 arrays, unknown types, truncation at every byte, random damage to a valid file. A refusal is an
 InputFileError (GgufTruncated for a short file) of one line; a file the reader accepts, the gguf
@@ -19,7 +19,7 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from curator.errors import InputFileError
-from curator.gguf import GgufFacts, GgufTruncated, read_gguf_facts
+from curator.formats.gguf import GgufFacts, GgufTruncated, read_gguf_facts
 from tests.fuzzing import assert_one_line, bounded
 from tests.gguf_bytes import ARRAY, F32, Q8_0, STRING, UINT32, Gguf, Tensor, kv, string, value
 

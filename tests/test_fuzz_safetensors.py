@@ -1,7 +1,7 @@
 """Guards: curator.cli.search, curator.compile.source, curator.compile.stream.checkpoint,
-  curator.errors, curator.fidelity.worker, curator.hub.local, curator.safetensors_header
+  curator.errors, curator.fidelity.worker, curator.hub.local, curator.formats.safetensors
 
-Fuzzing the safetensors header reader (curator.safetensors_header, which `curator info`, local
+Fuzzing the safetensors header reader (curator.formats.safetensors, which `curator info`, local
 search, compile's parameter count, the streaming builder's checkpoint and fidelity's dtype choice
 read through): random bytes, hostile header lengths, bad JSON,
 offsets outside the file, overlapping or leaving holes, dtype and shape that disagree with the
@@ -27,14 +27,14 @@ from curator.compile.stream.checkpoint import _ITEMSIZE as ITEMSIZE
 from curator.compile.stream.checkpoint import Checkpoint, CheckpointError
 from curator.errors import InputFileError
 from curator.fidelity.worker import _safetensors_facts
-from curator.hub.local import safetensors_file_parameters
-from curator.safetensors_header import (
+from curator.formats.safetensors import (
     DTYPE_BITS,
     HEADER_LIMIT,
     SafetensorsHeader,
     SafetensorsHeaderError,
     read_safetensors_header,
 )
+from curator.hub.local import safetensors_file_parameters
 from tests.fuzzing import assert_one_line, bounded
 
 pytestmark = pytest.mark.fuzz

@@ -1,5 +1,5 @@
 """Guards: curator.cli.registry, curator.cli.share, curator.errors, curator.foundry.types,
-  curator.prompts, curator.registry.rules, curator.share.files, curator.share.pull, curator.smoke
+  curator.prompts, curator.registry.rules, curator.share.files, curator.share.pull, curator.smoke.run
 
 Tests that bite (issue 17), for the gates added this round: smoke's quality gate and the
 publish/pull verification. In process and fast, so `make mutation` can run them against every
@@ -22,7 +22,7 @@ from curator.prompts import Message, Prompt
 from curator.registry.rules import distribution_mismatch
 from curator.share.files import ListedFile, file_problems, listed_files
 from curator.share.pull import is_published, pull_model
-from curator.smoke import PromptOutcome, SmokeReport, _excerpt, _run_prompt
+from curator.smoke.run import PromptOutcome, SmokeReport, _excerpt, _run_prompt
 from tests.samples import make_document, make_entry
 
 

@@ -1,6 +1,6 @@
-"""Guards: curator.errors, curator.gguf, curator.modeldir
+"""Guards: curator.errors, curator.formats.gguf, curator.cache.modeldir
 
-curator.gguf on the real SmolLM2-135M-Instruct Q4_1 GGUF: header facts, fp32 dequantization."""
+curator.formats.gguf on the real SmolLM2-135M-Instruct Q4_1 GGUF: header facts, fp32 dequantization."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from curator.errors import InputFileError
-from curator.gguf import MARKER, GgufCheckpoint, dequantize_gguf, read_gguf_facts
+from curator.formats.gguf import MARKER, GgufCheckpoint, dequantize_gguf, read_gguf_facts
 
 
 def smollm2_gguf() -> Path:
@@ -39,7 +39,7 @@ def test_facts_do_not_import_torch() -> None:
     import sys
 
     code = (
-        "import sys; from curator.gguf import read_gguf_facts; "
+        "import sys; from curator.formats.gguf import read_gguf_facts; "
         f"read_gguf_facts({str(smollm2_gguf())!r}); print('torch' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -154,7 +154,7 @@ def test_second_call_reuses_the_checkpoint_without_rebuilding(
 @pytest.mark.slow
 def test_an_interrupted_checkpoint_is_rebuilt_not_trusted(tmp_path: Path) -> None:
     """A directory without the completion marker (a crash mid-write) is not taken as done."""
-    from curator.modeldir import sha256_file
+    from curator.cache.modeldir import sha256_file
 
     sha = sha256_file(smollm2_gguf())
     broken = tmp_path / "gguf" / sha

@@ -1,4 +1,4 @@
-"""Guards: curator.cli.compile, curator.cli.search, curator.errors, curator.gguf
+"""Guards: curator.cli.compile, curator.cli.search, curator.errors, curator.formats.gguf
 
 A GGUF file checked against its own tensor table (issue 25 item 10): every tensor's offset and
 size inside the file, the alignment, the data section's start; a short file is one line,
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from curator.errors import InputFileError
-from curator.gguf import GgufTruncated, read_gguf_facts
+from curator.formats.gguf import GgufTruncated, read_gguf_facts
 from tests.conftest import run_curator
 from tests.gguf_bytes import Q8_0, UINT32, Gguf, Tensor, kv
 
@@ -72,7 +72,7 @@ def test_compile_refuses_a_cut_gguf_before_dequantizing(cut_smollm2: Path) -> No
 
 
 def test_dequantize_refuses_before_reading_tensors(cut_smollm2: Path, tmp_path: Path) -> None:
-    from curator.gguf import dequantize_gguf
+    from curator.formats.gguf import dequantize_gguf
 
     with pytest.raises(GgufTruncated):
         dequantize_gguf(cut_smollm2, home=tmp_path)

@@ -1,5 +1,5 @@
 """Guards: curator.cli.compile, curator.cli.search, curator.compile.child, curator.compile.gguf_child,
-  curator.compile.gguf_source, curator.errors, curator.modeldir
+  curator.compile.gguf_source, curator.errors, curator.cache.modeldir
 
 A GGUF file as a compile source (issue 11): a local .gguf, a directory with --gguf-file, a Hub
 repo with --gguf-file. The plan says plainly that the source was already quantized; the work area
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from curator.cache.modeldir import sha256_file
 from curator.compile.gguf_source import model_name, repo_model_name
-from curator.modeldir import sha256_file
 from tests.conftest import DEFAULT_RECIPE, SMOLLM2_MODEL_ID, run_curator
 from tests.fakehub.plugin import fake_hub_server, hub  # noqa: F401
 from tests.fakehub.repo import FakeRepo

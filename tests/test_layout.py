@@ -157,8 +157,7 @@ if __name__ == "__main__":  # python tests/test_layout.py --cycles
 REASONED = (
     "register",
     "foundry",
-    "cache.py",
-    "modeldir.py",
+    "cache",
     "paths.py",
     "portable.py",
     "progress.py",

@@ -1,5 +1,5 @@
 """Guards: curator.cli.cache, curator.cli.pull, curator.cli.registry, curator.cli.share,
-  curator.compile.manifest, curator.errors, curator.jsonio, curator.modeldir, curator.registry,
+  curator.compile.manifest, curator.errors, curator.jsonio, curator.cache.modeldir, curator.registry,
   curator.share.publish, curator.share.pull
 
 curator pull of a published registry entry: publish then pull against the loopback Hub, every
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from curator.cache.modeldir import sha256_file
 from curator.errors import InputFileError, NotFound, UsageProblem
 from curator.jsonio import write_json_atomic
-from curator.modeldir import sha256_file
 from curator.registry import find_model, load_registry
 from curator.share.publish import publish
 from curator.share.pull import PullRefused, pull_all, pull_model

@@ -1,4 +1,4 @@
-"""Guards: curator.cli.foundry, curator.errors, curator.fidelity.locate, curator.modeldir,
+"""Guards: curator.cli.foundry, curator.errors, curator.fidelity.locate, curator.cache.modeldir,
   curator.prompts
 
 The real model (issue 11): SmolLM2-135M-Instruct from its Q4_1 GGUF, compiled with the DEFAULT
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from curator.cache.modeldir import sha256_file
 from curator.errors import UsageProblem
 from curator.fidelity.locate import default_reference
-from curator.modeldir import sha256_file
 from curator.prompts import load_prompt_set
 from tests.conftest import SMOLLM2_MODEL_ID, run_curator
 

@@ -1,4 +1,4 @@
-"""Guards: curator.prompts, curator.smoke
+"""Guards: curator.prompts, curator.smoke.degeneracy
 
 Smoke's degenerate-answer checks (issue 25): repetition, an echo of the prompt, another script.
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from curator.prompts import Message, Prompt, load_prompt_set
-from curator.smoke import degeneracy, echo, repetition, wrong_script
+from curator.smoke.degeneracy import degeneracy, echo, repetition, wrong_script
 
 
 def _prompt(text: str, expected: tuple[str, ...] = ()) -> Prompt:

@@ -1,4 +1,4 @@
-"""Guards: curator.cli.foundry, curator.smoke
+"""Guards: curator.cli.foundry, curator.smoke.run
 
 Smoke on real weights (issue 25): SmolLM2-135M-Instruct's fp32 build passes the whole shipped
 smoke set, degenerate-answer checks included (its int4-cpu build is caught on `color`:
@@ -21,8 +21,8 @@ FP32_ID = SMOLLM2_MODEL_ID.replace("-generic-cpu:", "-fp32-generic-cpu:")
 def test_the_fp32_reference_passes_the_shipped_smoke_set(
     smollm2_gguf: Path, smollm2_gguf_home: Path, install_compiled: Callable[..., Path]
 ) -> None:
+    from curator.cache.modeldir import sha256_file
     from curator.devmodels.cache import cached_compile
-    from curator.modeldir import sha256_file
 
     compiled = cached_compile(
         TEST_MODELS_ROOT,

@@ -297,7 +297,7 @@ def _error_text(body: str) -> str:
 
 
 def _counter_from_cache(cache_dir: Path, model_id: str) -> TokenCounter | None:
-    from curator.modeldir import find_model_dir
+    from curator.cache.modeldir import find_model_dir
 
     model_dir = find_model_dir(cache_dir, model_id)
     if model_dir is None or not (model_dir / "tokenizer.json").is_file():

@@ -152,7 +152,7 @@ def run_bench(
     notes: list[str] = []
     cache_dir = getattr(backend, "cache_dir", None)
     if backend.kind == "in-process" and isinstance(cache_dir, Path):
-        from curator.modeldir import find_model_dir
+        from curator.cache.modeldir import find_model_dir
 
         for model_id in model_ids:
             notes.append(thread_note(model_id, find_model_dir(cache_dir, model_id), machine.cores))

@@ -333,8 +333,8 @@ def _finish(compiled: CompileResult, recipe: Path, name: str) -> Path:
 
 def _record(compiled: CompileResult, result: BudgetResult, sensitivity: Sensitivity) -> None:
     """The budget, the search and the recipe file in the compile manifest (its artifact too)."""
+    from curator.cache.modeldir import MANIFEST_NAME, sha256_file
     from curator.jsonio import read_json, write_json_atomic
-    from curator.modeldir import MANIFEST_NAME, sha256_file
 
     assert compiled.path is not None
     manifest_path = compiled.path / MANIFEST_NAME

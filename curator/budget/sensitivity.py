@@ -107,7 +107,7 @@ def from_record(record: dict[str, Any], cached: bool = True) -> Sensitivity:
 
 def source_sha256(source_dir: Path) -> str:
     """One sha256 over the checkpoint's weight files and config (names and bytes, sorted)."""
-    from curator.modeldir import sha256_file
+    from curator.cache.modeldir import sha256_file
 
     digest = hashlib.sha256()
     files = [*sorted(source_dir.glob("*.safetensors")), source_dir / "config.json"]

@@ -22,7 +22,7 @@ def cache() -> None:
 @json_option
 def ls(registry: Path | None, cache_dir: Path | None, as_json: bool) -> None:
     """Each model directory with its size, Foundry registration and registry state."""
-    from curator.cache import list_cache
+    from curator.cache.inventory import list_cache
 
     rows = list_cache(foundry_cache_dir(cache_dir), registry_path(registry))
     out = Output(as_json)
@@ -67,7 +67,7 @@ def ls(registry: Path | None, cache_dir: Path | None, as_json: bool) -> None:
 @json_option
 def rm(model_id: str, registry: str | None, cache_dir: Path | None, as_json: bool) -> None:
     """Unregister a model from Foundry Local and delete its directory from the cache."""
-    from curator.cache import remove_model
+    from curator.cache.inventory import remove_model
     from curator.cli.foundry import suggesting
     from curator.names import resolve_in_cache
 
@@ -101,7 +101,7 @@ def rm(model_id: str, registry: str | None, cache_dir: Path | None, as_json: boo
 def verify(model_id: str | None, cache_dir: Path | None, as_json: bool) -> None:
     """Check every artifact's sha256 against the compile manifest (exit 1 naming missing or
     changed files)."""
-    from curator.cache import verify_cache
+    from curator.cache.inventory import verify_cache
     from curator.cli.foundry import suggesting
     from curator.names import resolve_in_cache
 

@@ -194,7 +194,7 @@ def smoke(
     prompt that errs, answers empty, lacks its expected words, answers degenerately (one phrase
     repeated over most of the answer, an echo of the prompt, another script than the prompt's),
     reports no usage or runs over its time limit."""
-    from curator.smoke import run_smoke
+    from curator.smoke.run import run_smoke
 
     out = Output(as_json)
     report = run_smoke(

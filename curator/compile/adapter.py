@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from curator.cache.modeldir import sha256_file
 from curator.compile.child import child_answer
 from curator.errors import PreflightError
-from curator.modeldir import sha256_file
 from curator.paths import curator_home
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")

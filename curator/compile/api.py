@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from curator.cache.modeldir import MANIFEST_NAME
 from curator.compile import adapter as adapter_merge
 from curator.compile import (
     chat_templates,
@@ -33,7 +34,6 @@ from curator.compile.source import (
 )
 from curator.compile.types import CompilePlan, CompileRequest, CompileResult, SourceModel
 from curator.errors import CompileError, UsageProblem
-from curator.modeldir import MANIFEST_NAME
 from curator.paths import curator_home, foundry_cache_dir
 from curator.progress import Progress, say
 from curator.recipes import (
@@ -155,7 +155,7 @@ def _base_license(source: SourceModel) -> str | None:
     from curator.compile.describe import card_metadata
 
     if source.gguf_path is not None:  # a GGUF states it in its metadata (general.license)
-        from curator.gguf import read_gguf_facts
+        from curator.formats.gguf import read_gguf_facts
 
         value = read_gguf_facts(source.gguf_path).metadata.get("general.license")
         return str(value).lower() if value else None

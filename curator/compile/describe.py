@@ -237,7 +237,7 @@ def _prequantized_fits(
 
 def _gguf(given: str, path: Path) -> SourceFacts:
     from curator.compile.gguf_source import already_quantized_note, model_name
-    from curator.gguf import read_gguf_facts
+    from curator.formats.gguf import read_gguf_facts
 
     header = read_gguf_facts(path)
     architecture = GGUF_ARCHITECTURES.get(header.architecture)

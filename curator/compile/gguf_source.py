@@ -1,6 +1,6 @@
 """A GGUF file as a compile source: a local ``.gguf`` or one file of a Hub repo (``--gguf-file``).
 
-The file is dequantized once (curator.gguf, keyed by its sha256 under ``$CURATOR_HOME/gguf``) into
+The file is dequantized once (curator.formats.gguf, keyed by its sha256 under ``$CURATOR_HOME/gguf``) into
 an fp32 Hugging Face checkpoint, and the recipe runs on that. The weights keep the GGUF's
 quantization error: the output says so, the manifest records the GGUF's sha256 and quantization
 types, and fidelity's default reference is the dequantized checkpoint (the best fp32 there is).
@@ -82,7 +82,7 @@ def dequantize(path: Path) -> tuple[Path, GgufOrigin]:
     in a child process: see :mod:`curator.compile.gguf_child`)."""
     from curator import errors
     from curator.compile.child import child_answer
-    from curator.gguf import read_gguf_facts
+    from curator.formats.gguf import read_gguf_facts
 
     # the file against its own tensor table (a truncated download is one line naming its sizes),
     # before a child process and torch start on it
@@ -108,7 +108,7 @@ def dequantize(path: Path) -> tuple[Path, GgufOrigin]:
 
 def parameter_count(path: Path) -> tuple[int | None, int | None]:
     """(parameters, context length) from the GGUF header alone (no tensor data read)."""
-    from curator.gguf import read_gguf_facts
+    from curator.formats.gguf import read_gguf_facts
 
     facts = read_gguf_facts(path)
     return facts.parameter_count or None, facts.context_length
@@ -116,7 +116,7 @@ def parameter_count(path: Path) -> tuple[int | None, int | None]:
 
 def has_chat_template(path: Path) -> bool:
     """Whether the GGUF header carries ``tokenizer.chat_template``."""
-    from curator.gguf import read_gguf_facts
+    from curator.formats.gguf import read_gguf_facts
 
     return read_gguf_facts(path).has_chat_template
 

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from curator.cache.modeldir import MANIFEST_NAME, sha256_file
 from curator.compile import chat_templates, check, manifest, placement, preflight, runtime_options
 from curator.compile import source as sources
 from curator.compile.types import Artifact
 from curator.errors import CompileError, PreflightError, UsageProblem
 from curator.jsonio import dumps_stable
-from curator.modeldir import MANIFEST_NAME, sha256_file
 from curator.paths import foundry_cache_dir
 from curator.progress import Progress
 

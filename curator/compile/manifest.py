@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from curator import __version__
+from curator.cache.modeldir import MANIFEST_NAME, sha256_file
 from curator.compile.types import Artifact, CompilePlan
 from curator.jsonio import write_json_atomic
-from curator.modeldir import MANIFEST_NAME, sha256_file
 from curator.recipes import Recipe
 
 INFERENCE_MODEL_NAME = "inference_model.json"

@@ -8,12 +8,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from curator.cache.modeldir import MODEL_ID_RE
 from curator.errors import PreflightError, UsageProblem
-from curator.modeldir import MODEL_ID_RE
 from curator.portable import LONG_PATHS_HINT, MODEL_DIR_RESERVE, long_path_problem
 from curator.recipes import BUILT_WRONG, SUPPORTED_ARCHITECTURES, Recipe
 
-ID_PATTERN = MODEL_ID_RE  # one pattern for the id form (curator.modeldir)
+ID_PATTERN = MODEL_ID_RE  # one pattern for the id form (curator.cache.modeldir)
 DISK_MARGIN_BYTES = 200_000_000
 
 

@@ -262,8 +262,8 @@ class WeightFacts:
 
 def _safetensors_numel(path: Path) -> int:
     """Elements in one safetensors file, from its header checked against the file
-    (curator.safetensors_header: InputFileError, never a traceback, for a hostile header)."""
-    from curator.safetensors_header import read_safetensors_header
+    (curator.formats.safetensors: InputFileError, never a traceback, for a hostile header)."""
+    from curator.formats.safetensors import read_safetensors_header
 
     return read_safetensors_header(path).parameters
 
@@ -276,7 +276,7 @@ def _counted(path: Path, config: dict[str, Any]) -> int:
     quant = prequantized(config)
     if quant is None:
         return _safetensors_numel(path)
-    from curator.safetensors_header import read_safetensors_header
+    from curator.formats.safetensors import read_safetensors_header
 
     return sum(
         packed_elements(t.name, t.elements, t.dtype, quant.bits)

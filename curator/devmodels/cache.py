@@ -78,12 +78,12 @@ def _build_tiny(builder: Callable[..., Path], out: Path, params: dict[str, Any])
 
 def compile_code_digest() -> str:
     """A digest of all the code a compile runs (curator/compile/**, curator/quant/**,
-    curator/gguf.py, curator/recipes.py), so cached compiles follow every change to it (issue 17)."""
+    curator/formats/gguf.py, curator/recipes.py), so cached compiles follow every change to it (issue 17)."""
     package = Path(__file__).resolve().parent.parent
     files = [
         *sorted((package / "compile").rglob("*.py")),
         *sorted((package / "quant").rglob("*.py")),
-        package / "gguf.py",
+        package / "formats" / "gguf.py",
         package / "recipes.py",
     ]
     digest = hashlib.sha256(__version__.encode())
@@ -153,12 +153,12 @@ def _compile_into(
 
 def cached_gguf_home(root: Path, gguf_path: Path) -> Path:
     """A curator home whose ``gguf/`` holds ``gguf_path`` dequantized (built once per file
-    content, curator/gguf.py and transformers version)."""
+    content, curator/formats/gguf.py and transformers version)."""
     import transformers
 
-    from curator.modeldir import sha256_file
+    from curator.cache.modeldir import sha256_file
 
-    code = Path(__file__).resolve().parent.parent / "gguf.py"
+    code = Path(__file__).resolve().parent.parent / "formats" / "gguf.py"
     key = {
         "kind": "gguf-home",
         "gguf_sha256": sha256_file(gguf_path),
@@ -167,7 +167,7 @@ def cached_gguf_home(root: Path, gguf_path: Path) -> Path:
     }
 
     def build(out: Path) -> None:
-        from curator.gguf import dequantize_gguf
+        from curator.formats.gguf import dequantize_gguf
 
         dequantize_gguf(gguf_path, home=out)
 
@@ -181,8 +181,8 @@ def install_compiled(
 
     With a different ``model_id`` the copy's inference_model.json and manifest are renamed to it.
     """
+    from curator.cache.modeldir import MANIFEST_NAME
     from curator.compile import manifest as compile_manifest
-    from curator.modeldir import MANIFEST_NAME
 
     document = json.loads((compiled / MANIFEST_NAME).read_text(encoding="utf-8"))
     model_id = model_id or str(document["id"])

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from curator.cache.modeldir import find_model_dir, is_model_dir, read_manifest
 from curator.errors import NotFound, UsageProblem
 from curator.fidelity.types import Reference
-from curator.modeldir import find_model_dir, is_model_dir, read_manifest
 
 
 def find_compiled(cache_root: Path, model_id: str) -> Path:
@@ -60,8 +60,8 @@ def _hub_snapshot(repo: str, revision: str | None) -> Path | None:
 def _gguf_reference(gguf: dict[str, Any], repo: Any) -> Reference | None:
     """A GGUF source's reference: its dequantized checkpoint (the best fp32 there is), rebuilt
     from the file the manifest names when the work area no longer has it and the bytes match."""
+    from curator.cache.modeldir import sha256_file
     from curator.compile.gguf_source import dequantize
-    from curator.modeldir import sha256_file
 
     path = Path(str(gguf.get("path", "")))
     if not path.is_file() or sha256_file(path) != gguf.get("sha256"):

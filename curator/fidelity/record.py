@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from curator.cache.modeldir import MANIFEST_NAME
 from curator.fidelity.types import FidelityResult
 from curator.jsonio import read_json, write_json_atomic
-from curator.modeldir import MANIFEST_NAME
 
 
 def record_in_manifest(model_dir: Path, result: FidelityResult) -> Path | None:

@@ -63,7 +63,7 @@ def _safetensors_facts(path: Path) -> tuple[str | None, int]:
     """(the dtype most of the checkpoint's weights are stored in, in torch's spelling; its size in
     bytes) from the safetensors headers alone; (None, 0) when there are none."""
     from curator.errors import InputFileError
-    from curator.safetensors_header import read_safetensors_header
+    from curator.formats.safetensors import read_safetensors_header
 
     sizes: dict[str, int] = {}
     for file in sorted(path.glob("*.safetensors")):

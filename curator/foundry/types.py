@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # The id form, defined with the cache's model directories (re-exported here).
-from curator.modeldir import MODEL_ID_RE as MODEL_ID_RE
+from curator.cache.modeldir import MODEL_ID_RE as MODEL_ID_RE
 
 APP_NAME = "curator"
 ROLES = ("system", "developer", "user", "assistant")

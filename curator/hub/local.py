@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from curator.errors import InputFileError
+from curator.formats.safetensors import read_safetensors_header
 from curator.hub.endpoint import hf_cache_dir
 from curator.hub.models import LocalModel
 from curator.paths import foundry_cache_dir
-from curator.safetensors_header import read_safetensors_header
 
 FOUNDRY_DEPTH = 4
 
@@ -65,7 +65,7 @@ def foundry_models(cache: Path | None = None) -> list[LocalModel]:
     """Folders under the Foundry cache holding a genai_config.json (compiled models), named by
     their model id (the compile manifest's, else from the folder name; issue 25), with the
     parameter count the manifest records."""
-    from curator.modeldir import dir_model_id, read_manifest
+    from curator.cache.modeldir import dir_model_id, read_manifest
 
     root = foundry_cache_dir(cache)
     if not root.is_dir():
@@ -122,7 +122,7 @@ def local_parameter_count(folder: Path) -> int | None:
 
 def safetensors_file_parameters(path: Path) -> int | None:
     """Sum of the element counts in one safetensors header; None if the header is unreadable or
-    does not match the file (curator.safetensors_header checks it)."""
+    does not match the file (curator.formats.safetensors checks it)."""
     try:
         return read_safetensors_header(path).parameters
     except InputFileError:

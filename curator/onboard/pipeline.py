@@ -216,7 +216,7 @@ def _facts(request: OnboardRequest) -> tuple[str, str | None, bool]:
     gguf = _local_gguf(request)
     if gguf is not None:
         from curator.compile.gguf_source import already_quantized_note
-        from curator.gguf import read_gguf_facts
+        from curator.formats.gguf import read_gguf_facts
 
         header = read_gguf_facts(gguf)
         note = already_quantized_note(gguf.name, header.quantization_types)
@@ -379,13 +379,13 @@ def _same_gguf(manifest: dict[str, Any], request: OnboardRequest) -> bool:
     local = _local_gguf(request)
     if local is None:  # a Hub repo's file: the commit is compared by _same_build
         return bool(recorded.get("file") == Path(str(request.gguf_file)).name)
-    from curator.modeldir import sha256_file
+    from curator.cache.modeldir import sha256_file
 
     return bool(recorded.get("sha256") == sha256_file(local))
 
 
 def _manifest(model_dir: Path) -> dict[str, Any]:
-    from curator.modeldir import read_manifest
+    from curator.cache.modeldir import read_manifest
 
     manifest = read_manifest(model_dir)
     if manifest is None:
@@ -444,7 +444,7 @@ def _smoke(
     """The step's detail and each prompt's (id, answer); FoundryError when a prompt fails (an
     answer without its expected words, or a degenerate one, is a failure: the registry gets
     nothing)."""
-    from curator.smoke import run_smoke
+    from curator.smoke.run import run_smoke
 
     report = run_smoke(model_id, cache_dir=cache_dir, prompts=request.prompt_set(), progress=say)
     if not report.passed:

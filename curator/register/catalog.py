@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from curator import foundry
+from curator.cache.modeldir import GENAI_CONFIG, dir_bytes
 from curator.errors import FoundryError, UsageProblem
 from curator.foundry import catalog
 from curator.jsonio import read_json
-from curator.modeldir import GENAI_CONFIG, dir_bytes
 from curator.register.entry import context_length, registry_entry, variant_of
 from curator.register.loadtest import load_test, min_ram_for
 from curator.register.types import CatalogPullResult, RegisterResult

@@ -15,12 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from curator.errors import CuratorError, InputFileError, NotFound, UsageProblem
-from curator.foundry import runtime
-from curator.foundry.catalog import finished_download_id
-from curator.foundry.types import MODEL_ID_RE
-from curator.jsonio import read_json
-from curator.modeldir import (
+from curator.cache.modeldir import (
     GENAI_CONFIG,
     MANIFEST_NAME,
     artifacts,
@@ -31,6 +26,11 @@ from curator.modeldir import (
     manifest_id,
     read_manifest,
 )
+from curator.errors import CuratorError, InputFileError, NotFound, UsageProblem
+from curator.foundry import runtime
+from curator.foundry.catalog import finished_download_id
+from curator.foundry.types import MODEL_ID_RE
+from curator.jsonio import read_json
 from curator.register.catalog import register_catalog_model
 from curator.register.entry import (
     build_of,

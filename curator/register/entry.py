@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from curator.cache.modeldir import inside
 from curator.foundry.types import MODEL_ID_RE, ModelMetadata
-from curator.modeldir import inside
 
 VARIANT_RE = re.compile(r"-(?P<variant>[a-z0-9]+-(?P<device>cpu|gpu|npu))$")
 PUBLISHER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

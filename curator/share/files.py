@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curator.modeldir import MANIFEST_NAME, sha256_file
+from curator.cache.modeldir import MANIFEST_NAME, sha256_file
 from curator.registry.rules import unsafe_path_reason
 
 

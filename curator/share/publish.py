@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from curator.cache.modeldir import MANIFEST_NAME, sha256_file
 from curator.errors import InputFileError, NotFound, UsageProblem
 from curator.hub.errors import LOGIN_HINT, HubAuthError
-from curator.modeldir import MANIFEST_NAME, sha256_file
 from curator.progress import Progress
 from curator.share.files import ListedFile, file_problems, listed_files
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from curator.cache.modeldir import MANIFEST_NAME
 from curator.errors import CuratorError, InputFileError, NotFound, UsageProblem
-from curator.modeldir import MANIFEST_NAME
 from curator.progress import Progress
 from curator.registry.document import Document, Entry
 from curator.share.files import ListedFile, file_problems, listed_files

@@ -67,9 +67,9 @@ class TensorInfo:
 
 def _read_header(path: Path) -> dict[str, TensorInfo]:
     """The tensors of one file, from its header checked against the file
-    (curator.safetensors_header: a hostile header is a CheckpointError, never a traceback)."""
+    (curator.formats.safetensors: a hostile header is a CheckpointError, never a traceback)."""
     from curator.errors import InputFileError
-    from curator.safetensors_header import read_safetensors_header
+    from curator.formats.safetensors import read_safetensors_header
 
     try:
         header = read_safetensors_header(path)

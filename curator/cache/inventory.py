@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curator import foundry
-from curator.errors import InputFileError, NotFound
-from curator.foundry.catalog import DOWNLOAD_SIGNAL, finished_download_id
-from curator.modeldir import (
+from curator.cache.modeldir import (
     MANIFEST_NAME,
     artifacts,
     dir_bytes,
@@ -26,6 +24,8 @@ from curator.modeldir import (
     read_manifest,
     sha256_file,
 )
+from curator.errors import InputFileError, NotFound
+from curator.foundry.catalog import DOWNLOAD_SIGNAL, finished_download_id
 from curator.registry import find_model, load_registry
 from curator.registry import remove_model as remove_entry
 from curator.registry.rules import unsafe_path_reason

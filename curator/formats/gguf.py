@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from curator.cache.modeldir import sha256_file
 from curator.errors import InputFileError, PreflightError, first_line
 from curator.jsonio import dumps_stable, parse_json, write_text_atomic
-from curator.modeldir import sha256_file
 from curator.paths import curator_home
 
 GGUF_MAGIC = b"GGUF"
