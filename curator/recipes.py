@@ -175,20 +175,6 @@ def get_recipe(name: str, directory: Path | None = None) -> Recipe:
     raise UsageProblem(f"unknown recipe {name!r}; known: {known}", hint="curator recipes list")
 
 
-def predict_compile_peak_bytes(
-    recipe: Recipe,
-    parameter_count: int,
-    *,
-    config: dict[str, Any] | None = None,
-    stored_bytes: float = 2.0,
-) -> int:
-    """Predicted peak RSS of the Olive subprocess tree compiling a model of this size; with the
-    model's config.json, from its shape (curator.compile.cost: a streamed build holds one unit)."""
-    from curator.compile import cost
-
-    return cost.estimate(recipe, parameter_count, config, stored_bytes).peak_bytes
-
-
 def predict_run_bytes(recipe: Recipe, parameter_count: int) -> int:
     """Predicted memory to load and run the compiled model."""
     return int(RUN_OVERHEAD_BYTES + recipe.run_bytes_per_parameter * parameter_count)

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from curator.compile import cost
-from curator.recipes import get_recipe, predict_compile_peak_bytes
+from curator.compile.cost import predict_compile_peak_bytes
+from curator.recipes import get_recipe
 from curator.schemas import schema_problems
 from tests.conftest import TEST_MODELS_ROOT, run_curator
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from curator.compile import cost
-from curator.recipes import get_recipe, predict_compile_peak_bytes
+from curator.compile.cost import predict_compile_peak_bytes
+from curator.recipes import get_recipe
 
 GIB = 2**30
 MIB = 2**20

@@ -12,15 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from curator.compile.cost import predict_compile_peak_bytes
 from curator.hub import model_facts
 from curator.hub.feasibility import Machine, recipe_fits, this_machine
 from curator.hub.files import compile_files
-from curator.recipes import (
-    get_recipe,
-    load_recipes,
-    predict_compile_peak_bytes,
-    predict_run_bytes,
-)
+from curator.recipes import get_recipe, load_recipes, predict_run_bytes
 from tests.conftest import run_curator
 from tests.fakehub import BERT, CUSTOM, SHARDED, TINY, FakeHub, FakeRepo, server
 from tests.fakehub.plugin import fake_hub_server, hub  # noqa: F401

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from curator import recipes as rec
+from curator.compile.cost import predict_compile_peak_bytes
 from curator.errors import RecipeError, UsageProblem
 from tests.conftest import REPO_ROOT, run_curator
 
@@ -189,13 +190,13 @@ def test_memory_predictions_grow_with_size_and_match_the_field_notes() -> None:
     int4 = rec.get_recipe("int4-cpu")
     fp32 = rec.get_recipe("fp32-cpu")
     small, large = 100_000_000, 1_000_000_000
-    assert rec.predict_compile_peak_bytes(int4, small) < rec.predict_compile_peak_bytes(int4, large)
+    assert predict_compile_peak_bytes(int4, small) < predict_compile_peak_bytes(int4, large)
     assert rec.predict_run_bytes(int4, large) < rec.predict_run_bytes(fp32, large)
     # Field notes: a 242M-parameter Qwen2 compiled to int4 at 2.7 GB peak RSS with the builder's
     # own path (int4-rtn-cpu still takes it); the streamed int4-cpu needs far less (issue 20).
-    legacy = rec.predict_compile_peak_bytes(rec.get_recipe("int4-rtn-cpu"), 242_000_000)
+    legacy = predict_compile_peak_bytes(rec.get_recipe("int4-rtn-cpu"), 242_000_000)
     assert 1.5e9 <= legacy <= 2.7e9 * 1.5
-    assert rec.predict_compile_peak_bytes(int4, 242_000_000) < 1.2e9
+    assert predict_compile_peak_bytes(int4, 242_000_000) < 1.2e9
     # Its int4 file is 262 MB; running needs at least that.
     assert rec.predict_run_bytes(int4, 242_000_000) >= 262_000_000
 

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from curator.recipes import Recipe
+from curator.recipes import Recipe, load_recipes
 
 STREAMING_PASS = "CuratorModelBuilder"
 # Olive, torch, transformers, onnxruntime and the builder imported, the graph, the quantizers'
@@ -222,6 +221,18 @@ def estimate(
     )
 
 
+def predict_compile_peak_bytes(
+    recipe: Recipe,
+    parameter_count: int,
+    *,
+    config: Mapping[str, Any] | None = None,
+    stored_bytes: float = 2.0,
+) -> int:
+    """Predicted peak RSS of the Olive subprocess tree compiling a model of this size; with the
+    model's config.json, from its shape (a streamed build holds one unit)."""
+    return estimate(recipe, parameter_count, config, stored_bytes).peak_bytes
+
+
 def fitting_recipes(
     recipe: Recipe,
     parameters: int,
@@ -230,8 +241,6 @@ def fitting_recipes(
     stored_bytes: float = 2.0,
 ) -> tuple[str, ...]:
     """The other recipes for the same device, needing no calibration data, predicted to fit."""
-    from curator.recipes import load_recipes
-
     return tuple(
         other.name
         for other in load_recipes()

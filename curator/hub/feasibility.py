@@ -51,11 +51,11 @@ def recipe_fits(
     machine: Machine | None = None,
 ) -> tuple[RecipeFit, ...]:
     """One RecipeFit per recipe in recipes/, in recipe-name order."""
+    from curator.compile.cost import predict_compile_peak_bytes  # cycle: via curator.compile
     from curator.recipes import (
         BUILT_WRONG,
         SUPPORTED_ARCHITECTURES,
         load_recipes,
-        predict_compile_peak_bytes,
         predict_run_bytes,
     )
 
