@@ -15,6 +15,8 @@ from typing import Any
 
 from curator.errors import InputFileError
 from curator.jsonio import parse_json
+from curator.registry.rules import one_line
+from curator.schemas import schema_problems
 
 DEFAULT_MAX_TOKENS = 64
 DEFAULT_TIME_LIMIT_SEC = 120.0
@@ -90,9 +92,6 @@ def load_prompt_set(path: Path | None = None) -> PromptSet:
 
 def parse_prompt_set(doc: Any, path: Path, sha256: str) -> PromptSet:
     """Validate an already-parsed prompt-set document against the schema."""
-    from curator.registry.rules import one_line  # start-up: the registry's rules, on refusal
-    from curator.schemas import schema_problems
-
     problems = schema_problems(doc, "prompts")
     if problems:
         # a key or value from the file may hold a line break: each problem stays one line

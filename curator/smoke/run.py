@@ -13,10 +13,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from curator import foundry
+from curator.compile.chat_templates import is_completion_only
 from curator.errors import CuratorError
-from curator.foundry import LoadedModel, Usage
+from curator.foundry import FoundryRuntime, LoadedModel, Usage
+from curator.names import load_registered, resolve_registered
 from curator.progress import Progress, say
-from curator.prompts import Prompt, load_prompt_set
+from curator.prompts import Prompt, default_prompt_set_path, load_prompt_set
 from curator.smoke.degeneracy import degeneracy
 
 
@@ -59,21 +62,17 @@ def run_smoke(
     prompts: Path | None = None,
     time_limit_sec: float | None = None,
     progress: Progress | None = None,
+    runtime: FoundryRuntime | None = None,
 ) -> SmokeReport:
     """Run every prompt of ``prompts`` (default: the shipped smoke set) on ``model_id``.
 
     A model that cannot load raises FoundryError / NotFound; prompt failures are reported in the
-    outcomes (the run goes on to the next prompt).
+    outcomes (the run goes on to the next prompt). ``runtime`` is the Foundry runtime to load
+    the model from (default: this process's, for ``cache_dir``).
     """
-    from curator.foundry import runtime
-    from curator.names import load_registered, resolve_registered
-
-    rt = runtime(cache_dir)
+    rt = runtime or foundry.runtime(cache_dir)
     model_id = resolve_registered(rt, model_id)  # an id, an id without version or an alias
     if prompts is None:  # a completion-only model continues text: its own default set
-        from curator.compile.chat_templates import is_completion_only
-        from curator.prompts import default_prompt_set_path
-
         registered = rt.get(model_id)
         if registered is not None and is_completion_only(registered.path):
             prompts = default_prompt_set_path("completion")
