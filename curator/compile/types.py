@@ -2,13 +2,69 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curator.compile.adapter import AdapterOrigin
 from curator.compile.chat_templates import ChatTemplate
 from curator.compile.gguf_source import GgufOrigin
+
+
+@dataclass(frozen=True)
+class AdapterOrigin:
+    """The adapter a compile merged (recorded in the manifest as ``adapter``)."""
+
+    repo: str  # org/name, or local:<name>
+    revision: str | None
+    path: Path
+    files: tuple[tuple[str, str], ...]  # (file name, sha256)
+    license: str | None
+    base_model: str | None  # as adapter_config.json names it
+    peft_type: str
+    rank: int | None
+    target_modules: tuple[str, ...]
+
+    def manifest_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "repo": self.repo,
+            "files": [{"path": name, "sha256": sha} for name, sha in self.files],
+            "peftType": self.peft_type,
+            "merged": True,
+        }
+        record["sha256"] = files_digest(record)
+        for key, value in (
+            ("revision", self.revision),
+            ("license", self.license),
+            ("baseModel", self.base_model),
+            ("rank", self.rank),
+        ):
+            if value is not None:
+                record[key] = value
+        if self.target_modules:
+            record["targetModules"] = list(self.target_modules)
+        return record
+
+    @property
+    def sha256(self) -> str:
+        """One digest over the adapter's files (names and contents)."""
+        return files_digest(self.manifest_record())
+
+    def note(self, base: str) -> str:
+        return (
+            f"LoRA adapter {self.repo} (rank {self.rank or '?'}) merged into {base} before the "
+            f"build; the merged fp32 checkpoint is fidelity's reference"
+        )
+
+
+def files_digest(record: dict[str, Any]) -> str:
+    """One sha256 over a manifest ``adapter`` record's files: ``name sha256`` lines, in order."""
+    lines = [
+        f"{f.get('path')} {f.get('sha256')}"
+        for f in record.get("files") or []
+        if isinstance(f, dict)
+    ]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
