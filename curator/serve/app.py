@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from curator.compile.chat_templates import is_completion_only
 from curator.errors import CuratorError, NotFound, UsageProblem
 from curator.foundry import (
     MODEL_ID_RE,
@@ -63,8 +64,6 @@ def _not_found(name: str) -> ApiError:
 
 def _check_kind(registered: RegisteredModel, chat: bool) -> None:
     """A completion-only build (a base model) has no chat format: chat goes to /v1/completions."""
-    from curator.compile.chat_templates import is_completion_only
-
     base = is_completion_only(registered.path)
     if chat and base:
         raise bad_request(
@@ -350,9 +349,11 @@ def create_app(
     allowed_hosts: tuple[str, ...] = ("*",),
     limits: ServeLimits | None = None,
     log: Callable[[str], None] | None = None,
+    rt: FoundryRuntime | None = None,
 ) -> Any:
     """The FastAPI application serving the models registered in ``cache_dir``; ``log`` gets one
-    line per request."""
+    line per request. ``rt`` is the runtime to serve from (default: Foundry Local's, started
+    with the app); the server closes it when it stops."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -363,7 +364,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
-        pool_holder["pool"] = ModelPool(runtime(cache_dir), limits)
+        pool_holder["pool"] = ModelPool(rt if rt is not None else runtime(cache_dir), limits)
         try:
             yield
         finally:
