@@ -19,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
+from curator.errors import CuratorError
 from curator.prompts import Message
 
 BURST_GAP_S = 0.0001
@@ -155,8 +156,6 @@ def measure_stream(
 
 def describe_error(exc: BaseException) -> str:
     """One line: a CuratorError's own message, else the exception's type and message."""
-    from curator.errors import CuratorError
-
     if isinstance(exc, CuratorError):
         return exc.message
     return f"{type(exc).__name__}: {exc}".strip()
