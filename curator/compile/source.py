@@ -9,8 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from curator.compile import gguf_source
+from curator.compile.prequantized import packed_elements, prequantized
 from curator.compile.types import SourceModel
 from curator.errors import InputFileError, PreflightError, UsageProblem
+from curator.formats.safetensors import read_safetensors_header
+from curator.hub import download_for_compile
+from curator.hub.client import check_repo_id
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1}
@@ -115,8 +119,6 @@ def classify_source(source: str) -> SourceKind:
     if source.lower().endswith(gguf_source.GGUF_SUFFIX):
         raise PreflightError(f"GGUF file not found: {source}", hint="check the path")
     if not looks_like_path(source) and not _REPO_ID.match(source):
-        from curator.hub.client import check_repo_id
-
         check_repo_id(source)  # a malformed Hub repo id is a usage error (exit 2) with its reason
     if looks_like_path(source) or not _REPO_ID.match(source):
         raise PreflightError(
@@ -192,8 +194,6 @@ def resolve_source(
         return _hub_gguf(source, org, repo_name, gguf_file, revision, download)
     if not download:
         return SourceModel(None, source, revision, org, slug(repo_name), False)
-    from curator.hub import download_for_compile  # issue 5: lazy, brings huggingface_hub
-
     local_dir, commit = download_for_compile(source, revision)
     return SourceModel(Path(local_dir), source, commit, org, slug(repo_name), False)
 
@@ -263,21 +263,15 @@ class WeightFacts:
 def _safetensors_numel(path: Path) -> int:
     """Elements in one safetensors file, from its header checked against the file
     (curator.formats.safetensors: InputFileError, never a traceback, for a hostile header)."""
-    from curator.formats.safetensors import read_safetensors_header
-
     return read_safetensors_header(path).parameters
 
 
 def _counted(path: Path, config: dict[str, Any]) -> int:
     """Parameters in one safetensors file; a pre-quantized checkpoint's packed int32 ``qweight``
     counts 32/bits values per element and its qzeros/scales/g_idx none (issue 21)."""
-    from curator.compile.prequantized import packed_elements, prequantized
-
     quant = prequantized(config)
     if quant is None:
         return _safetensors_numel(path)
-    from curator.formats.safetensors import read_safetensors_header
-
     return sum(
         packed_elements(t.name, t.elements, t.dtype, quant.bits)
         for t in read_safetensors_header(path).tensors
