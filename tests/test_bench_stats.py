@@ -1,5 +1,5 @@
 """Guards: curator.bench.measure, curator.bench.quality, curator.bench.runner, curator.bench.stats,
-  curator.errors, curator.prompts
+  curator.bench.types, curator.errors, curator.prompts
 
 Aggregates, one-request measurement and manual scores on known inputs."""
 

@@ -20,15 +20,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from curator.bench.backends import Backend, FoundryBackend
 from curator.bench.quality import ManualScore
-from curator.bench.runner import BenchSettings, ModelResult, failed_result
+from curator.bench.types import BenchSettings, ModelResult, failed_result
 from curator.progress import Progress
 from curator.prompts import PromptSet
 
+# curator.bench.runner.bench_model: one model's benchmark on a backend (a module-level function,
+# so the spawned child receives it by reference)
+ModelBench = Callable[
+    [str, PromptSet, Backend, BenchSettings, Sequence[ManualScore], Progress], ModelResult
+]
 ALLOCATOR_ENV: Mapping[str, str] = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "262144"}
 ALLOCATOR_NOTE = (
     "in-process mode: each model ran alone in its own fresh process (glibc MALLOC_ARENA_MAX=1, "
@@ -49,6 +55,7 @@ def _child_environment() -> Iterator[None]:
 
 
 def bench_model_in_child(
+    bench_model: ModelBench,
     model_id: str,
     prompt_set: PromptSet,
     cache_dir: Path,
@@ -56,14 +63,15 @@ def bench_model_in_child(
     manual: Sequence[ManualScore],
     say: Progress,
 ) -> ModelResult:
-    """Run the runner's per-model benchmark on a fresh Foundry backend in a child process."""
+    """Run ``bench_model`` (the runner's per-model benchmark, passed in: the runner calls this
+    module) on a fresh Foundry backend in a child process."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(
         target=_child_main,
-        args=(sender, model_id, prompt_set, cache_dir, settings, tuple(manual)),
+        args=(sender, bench_model, model_id, prompt_set, cache_dir, settings, tuple(manual)),
         name=f"curator-bench-{model_id}",
         daemon=True,
     )
@@ -98,15 +106,13 @@ def bench_model_in_child(
 
 def _child_main(
     sender: Any,
+    bench_model: ModelBench,
     model_id: str,
     prompt_set: PromptSet,
     cache_dir: Path,
     settings: BenchSettings,
     manual: tuple[ManualScore, ...],
 ) -> None:
-    from curator.bench.backends import FoundryBackend
-    from curator.bench.runner import bench_model
-
     backend = FoundryBackend(cache_dir)
     try:
         result = bench_model(

@@ -11,7 +11,7 @@ from pathlib import Path
 from curator.bench.backends import Backend, EndpointBackend, FoundryBackend
 from curator.bench.record import RecordOutcome
 from curator.bench.reports import ReportFiles
-from curator.bench.runner import BenchRun, BenchSettings
+from curator.bench.types import BenchRun, BenchSettings
 from curator.errors import BenchError, UsageProblem
 from curator.progress import Progress
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curator.bench.runner import BenchRun, ModelResult
 from curator.bench.stats import Stat
+from curator.bench.types import BenchRun, ModelResult
 from curator.errors import CuratorError, RegistryInvalid
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from curator.bench.measure import RequestMeasurement
-from curator.bench.runner import BenchRun, Figures, ModelResult
 from curator.bench.stats import PERCENTILE_METHOD, Stat
+from curator.bench.types import BenchRun, Figures, ModelResult
 from curator.errors import BenchError
 from curator.jsonio import read_json, write_json_atomic, write_text_atomic
 

@@ -14,12 +14,12 @@ import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from curator.bench.backends import Backend
-from curator.bench.machine import Machine, describe_machine, thread_note
+from curator.bench.isolated import ALLOCATOR_NOTE, bench_model_in_child
+from curator.bench.machine import describe_machine, thread_note
 from curator.bench.measure import (
     RequestMeasurement,
     TokenCounter,
@@ -27,95 +27,19 @@ from curator.bench.measure import (
     measure_stream,
 )
 from curator.bench.memory import PeakRssSampler
-from curator.bench.quality import ManualScore, Quality, summarize_quality
-from curator.bench.stats import Stat, summarize
-from curator.errors import BenchError, UsageProblem
+from curator.bench.quality import ManualScore, summarize_quality
+from curator.bench.stats import summarize
+from curator.bench.types import (
+    BenchRun,
+    Figures,
+    ModelResult,
+    PromptResult,
+    Throughput,
+)
+from curator.bench.types import BenchSettings as BenchSettings  # re-exported: onboard.pipeline
+from curator.errors import BenchError
 from curator.progress import Progress
 from curator.prompts import Prompt, PromptSet
-
-
-@dataclass(frozen=True)
-class BenchSettings:
-    rounds: int = 3
-    warmup: int = 1
-    max_tokens: int = 128
-    temperature: float = 0.0
-    seed: int | None = None
-    concurrency: int = 1
-
-    def check(self, backend: Backend) -> None:
-        if self.rounds < 1:
-            raise UsageProblem("--rounds must be at least 1", hint="e.g. --rounds 3")
-        if self.warmup < 0:
-            raise UsageProblem("--warmup cannot be negative", hint="e.g. --warmup 1")
-        if self.max_tokens < 1:
-            raise UsageProblem("--max-tokens must be at least 1", hint="e.g. --max-tokens 128")
-        if self.concurrency < 1:
-            raise UsageProblem("--concurrency must be at least 1", hint="e.g. --concurrency 4")
-        if self.concurrency > 1 and not backend.concurrent:
-            raise UsageProblem(
-                "--concurrency above 1 needs an endpoint",
-                hint="serve the models (curator serve) and pass --endpoint URL",
-            )
-
-
-@dataclass(frozen=True)
-class Figures:
-    """Aggregates of the successful measured requests of one model (or one prompt)."""
-
-    requests: int
-    failed: int
-    ttft_ms: Stat | None
-    latency_ms: Stat | None
-    decode_tokens_per_sec: Stat | None
-    inter_token_ms: Stat | None
-    prompt_tokens: Stat | None
-    completion_tokens: Stat | None
-
-
-@dataclass(frozen=True)
-class PromptResult:
-    prompt_id: str
-    max_tokens: int  # what each request of this prompt asked for
-    figures: Figures
-    aspect_coverage: float | None
-
-
-@dataclass(frozen=True)
-class Throughput:
-    concurrency: int
-    wall_s: float
-    requests_per_sec: float
-    output_tokens_per_sec: float
-
-
-@dataclass(frozen=True)
-class ModelResult:
-    model_id: str
-    status: str  # "ok" or "failed"
-    error: str | None
-    load_ms: float | None
-    peak_memory_mb: float | None
-    tokens_estimated: bool
-    bursty_requests: int
-    figures: Figures | None
-    prompts: tuple[PromptResult, ...]
-    throughput: Throughput | None
-    quality: Quality | None
-    requests: tuple[RequestMeasurement, ...]
-
-
-@dataclass(frozen=True)
-class BenchRun:
-    started_at: str
-    finished_at: str
-    backend: str
-    endpoint: str | None
-    settings: BenchSettings
-    machine: Machine
-    prompt_set: PromptSet
-    models: tuple[ModelResult, ...]
-    notes: tuple[str, ...] = field(default=())
 
 
 def utc_now() -> str:
@@ -142,10 +66,10 @@ def run_bench(
     for model_id in model_ids:
         scores = [s for (m, _p), s in (manual_scores or {}).items() if m == model_id]
         if isolated is not None:
-            from curator.bench.isolated import bench_model_in_child
-
             results.append(
-                bench_model_in_child(model_id, prompt_set, isolated, settings, scores, say)
+                bench_model_in_child(
+                    bench_model, model_id, prompt_set, isolated, settings, scores, say
+                )
             )
         else:
             results.append(bench_model(model_id, prompt_set, backend, settings, scores, say))
@@ -157,8 +81,6 @@ def run_bench(
         for model_id in model_ids:
             notes.append(thread_note(model_id, find_model_dir(cache_dir, model_id), machine.cores))
     if isolated is not None:
-        from curator.bench.isolated import ALLOCATOR_NOTE
-
         notes.append(ALLOCATOR_NOTE)
     if backend.kind == "endpoint":
         notes.append("endpoint mode: no load step to time (loadTimeMs is null)")
@@ -188,24 +110,6 @@ def _isolated_cache(backend: Backend) -> Path | None:
     from curator.bench.backends import FoundryBackend
 
     return backend.cache_dir if isinstance(backend, FoundryBackend) else None
-
-
-def failed_result(model_id: str, error: str) -> ModelResult:
-    """A model that produced no measurement."""
-    return ModelResult(
-        model_id=model_id,
-        status="failed",
-        error=error,
-        load_ms=None,
-        peak_memory_mb=None,
-        tokens_estimated=False,
-        bursty_requests=0,
-        figures=None,
-        prompts=(),
-        throughput=None,
-        quality=None,
-        requests=(),
-    )
 
 
 def bench_model(

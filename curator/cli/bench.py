@@ -155,7 +155,7 @@ def run(
     """Benchmark models: TTFT, latency, decode tokens/s, memory, quality (exit 1 if any failed)."""
     from curator.bench.job import BenchRequest, model_ids_from, run_job
     from curator.bench.reports import report_document
-    from curator.bench.runner import BenchSettings
+    from curator.bench.types import BenchSettings
     from curator.paths import registry_path
 
     source = click.get_current_context().get_parameter_source("endpoint")
