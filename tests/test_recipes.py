@@ -25,13 +25,7 @@ EXPECTED = {
     "int4-cpu-accurate": ("cpu", "int4", "generic-cpu", ["CuratorModelBuilder"], []),
     "fp32-cpu": ("cpu", "fp32", "generic-cpu", ["CuratorModelBuilder"], []),
     "int4-rtn-cpu": ("cpu", "int4", "generic-cpu", ["Rtn", "ModelBuilder"], []),
-    "int8-cpu": (
-        "cpu",
-        "int8",
-        "generic-cpu",
-        ["CuratorModelBuilder", "OnnxDynamicQuantization"],
-        [],
-    ),
+    "int8-cpu": ("cpu", "int8", "generic-cpu", ["CuratorModelBuilder"], []),
     "int4-gptq-cpu": ("cpu", "int4", "generic-cpu", ["Gptq", "ModelBuilder"], ["calibration"]),
     "int4-cuda": ("gpu", "int4", "cuda-gpu", ["CuratorModelBuilder"], []),
     "fp16-cuda": ("gpu", "fp16", "cuda-gpu", ["CuratorModelBuilder"], []),
@@ -139,13 +133,13 @@ def test_render_int4_config_places_everything_where_asked(tmp_path: Path) -> Non
 
 
 def test_render_keeps_pass_order_and_does_not_share_state(tmp_path: Path) -> None:
-    recipe = rec.get_recipe("int8-cpu")
+    recipe = rec.get_recipe("int4-rtn-cpu")
     config = rec.render_olive_config(
         recipe, model_path=tmp_path, output_dir=tmp_path, cache_dir=tmp_path
     )
-    assert list(config["passes"]) == ["builder", "dynamic_quant"]
-    config["passes"]["dynamic_quant"]["op_types_to_quantize"].append("Gather")
-    assert recipe.passes[1].config["op_types_to_quantize"] == ["MatMul"]
+    assert list(config["passes"]) == ["rtn", "builder"]
+    config["passes"]["builder"]["int4_block_size"] = 128
+    assert recipe.passes[1].config["int4_block_size"] == 32
 
 
 def test_gptq_needs_calibration_and_renders_a_local_json_dataset(tmp_path: Path) -> None:

@@ -155,7 +155,13 @@ def install() -> None:
     current = model_class.make_embedding
     if getattr(current, "_curator_stream", False):
         return
-    for name in ("load_weights", "make_initializer", "make_matmul_int4", "save_model"):
+    for name in (
+        "load_weights",
+        "make_initializer",
+        "make_matmul_int4",
+        "make_matmul_float",
+        "save_model",
+    ):
         if name not in _ORIGINAL:
             _ORIGINAL[name] = getattr(model_class, name)
     _ORIGINAL["make_embedding"] = current
@@ -163,6 +169,7 @@ def install() -> None:
         "load_weights": _load_weights,
         "make_initializer": _make_initializer,
         "make_matmul_int4": _make_matmul_int4,
+        "make_matmul_float": _make_matmul_float,
         "make_embedding": _make_embedding,
         "save_model": _save_model,
     }
@@ -532,6 +539,27 @@ def _make_matmul_int4(self: Any, matmul: Any, basename: str, root_input: str, **
     self.make_value(output, self.io_dtype, shape=["batch_size", seq_dim, n])
     del ir
     return basename
+
+
+def _make_matmul_float(self: Any, matmul: Any, name: str, root_input: str, **kwargs: Any) -> Any:
+    """int8-cpu (``matmul_int8`` in the pass config): the weight quantized as the node is made
+    (:mod:`.int8_matmul`); otherwise the builder's float MatMul."""
+    session = _stream(self)
+    config = None if session is None else session.plan_config.get("matmul_int8")
+    if session is None or not config or hasattr(matmul, "base_layer"):
+        return _ORIGINAL["make_matmul_float"](self, matmul, name, root_input, **kwargs)
+    from curator.compile.stream.int8_matmul import make_matmul_int8
+    from curator.quant.int8 import DynamicInt8
+
+    int8 = session.stats.get("int8")
+    if not isinstance(int8, DynamicInt8):
+        int8 = session.stats["int8"] = DynamicInt8.from_json(config)
+    if not int8.quantizes(name):
+        return _ORIGINAL["make_matmul_float"](self, matmul, name, root_input, **kwargs)
+    started = time.perf_counter()
+    result = make_matmul_int8(self, session, int8, matmul, name, root_input, **kwargs)
+    session.quantize_seconds += time.perf_counter() - started
+    return result
 
 
 def _make_embedding(self: Any, embedding: Any) -> None:

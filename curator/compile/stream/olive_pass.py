@@ -6,6 +6,10 @@ A recipe names it like ModelBuilder, with the same options, plus:
   the same pass (was a second Olive pass, OnnxBlockWiseRtnQuantization, that loaded the whole ONNX
   model again);
 - ``tensor_overrides``: per-node changes to the plan (:mod:`curator.quant.plan`);
+- ``matmul_int8``: with ``precision`` fp32, every MatMul weight quantized to int8 as onnxruntime's
+  ``quantize_dynamic`` does it (int8-cpu; was a second Olive pass, OnnxDynamicQuantization, that
+  loaded the whole ONNX model): ``precision`` int8/uint8, ``reduce_range``, ``weight_symmetric``,
+  ``nodes_to_exclude`` (:mod:`curator.quant.int8`);
 - ``stream`` (default true): false builds the builder's own way (the reference path);
 - ``quantize_threads``: threads for the quantizers (default: all cores).
 
@@ -24,7 +28,7 @@ from olive.passes.onnx.model_builder import ModelBuilder
 from curator.compile.stream import builder_patch
 from curator.quant.plan import EMBEDDING_NODE, plan_for
 
-OWN_OPTIONS = ("embedding_quant", "tensor_overrides", "stream", "quantize_threads")
+OWN_OPTIONS = ("embedding_quant", "tensor_overrides", "stream", "quantize_threads", "matmul_int8")
 
 
 class CuratorModelBuilder(ModelBuilder):  # type: ignore[misc]
@@ -50,6 +54,11 @@ class CuratorModelBuilder(ModelBuilder):  # type: ignore[misc]
                     default_value=True,
                     description="Stream the weights (false: the model builder's own path).",
                 ),
+                "matmul_int8": PassConfigParam(
+                    type_=dict[str, Any],
+                    required=False,
+                    description="int8 dynamic quantization of the MatMul weights (fp32 build).",
+                ),
                 "quantize_threads": PassConfigParam(
                     type_=int,
                     required=False,
@@ -74,6 +83,7 @@ class CuratorModelBuilder(ModelBuilder):  # type: ignore[misc]
             builder_patch.log("stream: false, building the model builder's own way")
             result = super()._run_for_config(model, stripped, output_model_path)
             self._embedding_after(values, output_model_path, "stream is off")
+            self._int8_after(values, output_model_path, "stream is off")
             return result
         session = builder_patch.StreamSession(
             out_dir=Path(output_model_path),
@@ -92,8 +102,35 @@ class CuratorModelBuilder(ModelBuilder):  # type: ignore[misc]
                     f"{session.fallback_reason}"
                 )
             self._embedding_after(values, output_model_path, session.fallback_reason or "")
+            self._int8_after(values, output_model_path, session.fallback_reason or "")
+        elif values.get("matmul_int8"):
+            self._int8_leftovers(output_model_path)
         builder_patch.log(f"pass done in {time.perf_counter() - started:.1f} s")
         return result
+
+    @staticmethod
+    def _int8_after(values: dict[str, Any], output_dir: str, why: str) -> None:
+        """The MatMuls quantized to int8 after the build, on the whole saved model (today's cost)."""
+        if not values.get("matmul_int8"):
+            return
+        from curator.compile.stream.int8_matmul import quantize_saved_model
+        from curator.quant.int8 import DynamicInt8
+
+        builder_patch.log(f"quantizing the MatMuls to int8 on the saved model ({why})")
+        quantize_saved_model(Path(output_dir), DynamicInt8.from_json(values["matmul_int8"]))
+
+    @staticmethod
+    def _int8_leftovers(output_dir: str) -> None:
+        """Say so when a float MatMul with a constant weight was made outside make_matmul_float
+        (quantize_dynamic would have quantized it; the streamed build keeps it float)."""
+        import onnx_ir as ir
+
+        from curator.compile.stream.int8_matmul import float_matmuls_with_constant_weight
+
+        graph = ir.load(str(Path(output_dir) / "model.onnx")).graph
+        left = float_matmuls_with_constant_weight(graph)
+        if left:
+            builder_patch.log(f"kept float (made outside make_matmul_float): {', '.join(left)}")
 
     @staticmethod
     def _embedding_after(values: dict[str, Any], output_dir: str, why: str) -> None:
