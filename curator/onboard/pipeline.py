@@ -5,22 +5,54 @@ the end, with the finished entry. A failing step stops the run and leaves the re
 A rerun skips what is already done: the compile when the model directory's manifest names the same
 source and recipe, the registration when Foundry and the registry already hold this build, the
 benchmark and fidelity when the entry already has them for this build on this machine.
+
+Each step hands its work to a collaborator (:class:`Collaborators`: the compiler, the Hub, Foundry
+Local, the benchmark backend, the fidelity worker); what sits between them (the order, what a
+rerun skips, failing fast, the one registry write, the summary) is this module's own.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from curator import foundry
+from curator.bench.backends import Backend, FoundryBackend
+from curator.bench.machine import describe_machine
+from curator.bench.record import record_run
+from curator.bench.reports import JSON_NAME, MARKDOWN_NAME, write_reports
+from curator.bench.runner import BenchSettings, run_bench
+from curator.budget import BudgetResult, budget_for, compile_to_budget
+from curator.cache.modeldir import read_manifest, sha256_file
+from curator.compile import CompilePlan, CompileRequest, CompileResult, compile_model
+from curator.compile.gguf_source import already_quantized_note, is_gguf_file
+from curator.compile.imported import ImportRequest, ImportResult, import_model
+from curator.compile.source import GENAI, classify_local
 from curator.errors import CuratorError, FoundryError, RegistryInvalid
+from curator.fidelity.locate import resolve_reference
+from curator.fidelity.measure import measure_fidelity
+from curator.fidelity.record import record_in_manifest, record_in_registry
+from curator.fidelity.text import load_text
+from curator.fidelity.types import FidelityResult
+from curator.formats.gguf import read_gguf_facts
+from curator.foundry import FoundryRuntime
+from curator.hub import model_facts
+from curator.hub.models import ModelFacts
 from curator.jsonio import read_json, write_text_atomic
+from curator.onboard.summary import render_summary
+from curator.paths import foundry_cache_dir
 from curator.progress import Progress
-from curator.registry import find_model, load_registry, upsert_model
+from curator.prompts import default_prompt_set_path, load_prompt_set
+from curator.register import RegisterResult, register
+from curator.registry import find_model, load_registry, update_model, upsert_model
+from curator.registry.rules import ram_floor_gb
+from curator.registry.store import lock_path
+from curator.smoke.run import run_smoke
 
 DEFAULT_RECIPE = "int4-cpu"  # onboard's and compile's recipe when none is given
 
@@ -57,8 +89,6 @@ class OnboardRequest:
     def prompt_set(self) -> Path | None:
         """--prompts, else for a completion-only model the shipped continuation set."""
         if self.prompts is None and self.completion_only:
-            from curator.prompts import default_prompt_set_path
-
             return default_prompt_set_path("completion")
         return self.prompts
 
@@ -87,6 +117,21 @@ class OnboardStepFailed(CuratorError):
     """A step failed; the message names the step and its cause."""
 
 
+@dataclass(frozen=True)
+class Collaborators:
+    """Who does each step's work. The defaults are the real ones; a test passes its own of the
+    same signatures to drive the pipeline in process."""
+
+    hub_facts: Callable[[str, str | None], ModelFacts] = model_facts
+    compile: Callable[[CompileRequest, Progress | None], CompileResult] = compile_model
+    compile_to_budget: Callable[..., BudgetResult] = compile_to_budget
+    import_model: Callable[[ImportRequest, Progress | None], ImportResult] = import_model
+    register: Callable[..., RegisterResult] = register
+    runtime: Callable[[Path], FoundryRuntime] = foundry.runtime  # Foundry Local, in process
+    bench_backend: Callable[[Path], Backend] = FoundryBackend
+    measure_fidelity: Callable[..., FidelityResult] = measure_fidelity
+
+
 class _Steps:
     def __init__(self, progress: Progress | None) -> None:
         self.outcomes: list[StepOutcome] = []
@@ -113,58 +158,57 @@ class _Steps:
         self.say(f"[{len(self.outcomes)}] {name}: {text or status} ({seconds:.1f} s)")
 
 
-def onboard(request: OnboardRequest, progress: Progress | None = None) -> OnboardResult:
-    from curator.paths import foundry_cache_dir
-
+def onboard(
+    request: OnboardRequest,
+    progress: Progress | None = None,
+    collaborators: Collaborators | None = None,
+) -> OnboardResult:
+    tools = collaborators or Collaborators()
     cache_dir = foundry_cache_dir(request.cache_dir).absolute()
     request.out_dir.mkdir(parents=True, exist_ok=True)
     staged = request.out_dir / "staged-registry.json"
     _stage_registry(request.registry, staged)
     try:
-        return _run_steps(request, cache_dir, staged, _Steps(progress))
+        return _run_steps(request, cache_dir, staged, _Steps(progress), tools)
     finally:  # the staged copy and its edit lock are working files, never left behind
-        from curator.registry.store import lock_path
-
         staged.unlink(missing_ok=True)
         lock_path(staged).unlink(missing_ok=True)
 
 
 def _run_steps(
-    request: OnboardRequest, cache_dir: Path, staged: Path, steps: _Steps
+    request: OnboardRequest, cache_dir: Path, staged: Path, steps: _Steps, tools: Collaborators
 ) -> OnboardResult:
     with steps.step("info") as detail:
-        facts, hub_sha, genai = _facts(request)
+        facts, hub_sha, genai = _facts(request, tools)
         detail.append(facts)
     # a model already in ONNX Runtime GenAI format is imported as it is (issue 21)
     with steps.step("import" if genai else "compile") as detail:
         if genai:
-            model_dir, model_id, compiled = _import(request, cache_dir, steps.say)
+            model_dir, model_id, compiled = _import(request, cache_dir, steps.say, tools)
         else:
-            model_dir, model_id, compiled = _compile(request, cache_dir, hub_sha, steps.say)
+            model_dir, model_id, compiled = _compile(request, cache_dir, hub_sha, steps.say, tools)
         detail.append(compiled)
     manifest = _manifest(model_dir)
     with steps.step("register") as detail:
-        detail.append(_register(request, cache_dir, staged, model_dir, model_id, manifest))
+        detail.append(_register(request, cache_dir, staged, model_dir, model_id, manifest, tools))
     with steps.step("smoke") as detail:
-        smoke_detail, answers = _smoke(request, cache_dir, model_id, steps.say)
+        smoke_detail, answers = _smoke(request, cache_dir, model_id, steps.say, tools)
         detail.append(smoke_detail)
-    from curator.bench.reports import JSON_NAME
-
     bench_report = request.out_dir / "bench" / JSON_NAME
     with steps.step("bench") as detail:
         detail.append(
-            _bench(request, cache_dir, staged, model_id, manifest, bench_report, steps.say)
+            _bench(request, cache_dir, staged, model_id, manifest, bench_report, steps.say, tools)
         )
     if request.fidelity:
         with steps.step("fidelity") as detail:
-            detail.append(_fidelity(request, cache_dir, staged, model_dir, model_id, manifest))
+            detail.append(
+                _fidelity(request, cache_dir, staged, model_dir, model_id, manifest, tools)
+            )
     entry = find_model(load_registry(staged), model_id)
     assert entry is not None, "register put the entry into the staged registry"
     before = find_model(load_registry(request.registry), model_id)
     action = "unchanged" if before == entry else upsert_model(request.registry, entry)
     summary_path = request.out_dir / "SUMMARY.md"
-    from curator.onboard.summary import render_summary
-
     write_text_atomic(
         summary_path,
         render_summary(
@@ -197,27 +241,20 @@ def _stage_registry(registry: Path, staged: Path) -> None:
 
 def _local_gguf(request: OnboardRequest) -> Path | None:
     """The GGUF file of a local GGUF source (a .gguf file, or --gguf-file in a directory)."""
-    from curator.compile.gguf_source import is_gguf_file
-
     source = Path(request.source).expanduser()
     candidate = source / request.gguf_file if request.gguf_file and source.is_dir() else source
     return candidate if is_gguf_file(candidate) else None
 
 
-def _facts(request: OnboardRequest) -> tuple[str, str | None, bool]:
+def _facts(request: OnboardRequest, tools: Collaborators) -> tuple[str, str | None, bool]:
     """A one-line description, for a Hub source the commit sha its revision resolves to, and
     whether the source is already an ONNX Runtime GenAI model (imported, not compiled)."""
     source = Path(request.source).expanduser()
-    if source.is_dir() and not request.gguf_file:
-        from curator.compile.source import GENAI, classify_local
-
-        if classify_local(source.absolute(), request.source).kind == GENAI:
-            return "local ONNX Runtime GenAI model: imported as it is", None, True
+    is_dir = source.is_dir() and not request.gguf_file
+    if is_dir and classify_local(source.absolute(), request.source).kind == GENAI:
+        return "local ONNX Runtime GenAI model: imported as it is", None, True
     gguf = _local_gguf(request)
     if gguf is not None:
-        from curator.compile.gguf_source import already_quantized_note
-        from curator.formats.gguf import read_gguf_facts
-
         header = read_gguf_facts(gguf)
         note = already_quantized_note(gguf.name, header.quantization_types)
         return (
@@ -229,13 +266,9 @@ def _facts(request: OnboardRequest) -> tuple[str, str | None, bool]:
         config = read_json(source / "config.json", "model config")
         archs = config.get("architectures") if isinstance(config, dict) else None
         return f"local model, {', '.join(archs or ['unknown architecture'])}", None, False
-    from curator.hub import model_facts
-
-    facts = model_facts(request.source, request.revision)
+    facts = tools.hub_facts(request.source, request.revision)
     text = f"{facts.repo_id}@{facts.sha[:12]}, {facts.architecture}, license {facts.license}"
     if request.gguf_file:
-        from curator.compile.gguf_source import already_quantized_note
-
         text += f"; {already_quantized_note(request.gguf_file)}"
     genai = facts.kind == "genai" and not request.gguf_file
     if genai:
@@ -243,12 +276,13 @@ def _facts(request: OnboardRequest) -> tuple[str, str | None, bool]:
     return text, facts.sha, genai
 
 
-def _import(request: OnboardRequest, cache_dir: Path, say: Progress) -> tuple[Path, str, str]:
+def _import(
+    request: OnboardRequest, cache_dir: Path, say: Progress, tools: Collaborators
+) -> tuple[Path, str, str]:
     """``curator import`` as onboard's build step; a rerun keeps an import of the same files."""
-    from curator.compile.imported import ImportRequest, import_model
 
-    def ask(dry_run: bool, force: bool) -> Any:
-        return import_model(
+    def ask(dry_run: bool, force: bool) -> ImportResult:
+        return tools.import_model(
             ImportRequest(
                 source=request.source,
                 subfolder=request.subfolder,
@@ -260,7 +294,7 @@ def _import(request: OnboardRequest, cache_dir: Path, say: Progress) -> tuple[Pa
                 force=force,
                 dry_run=dry_run,
             ),
-            progress=say,
+            say,
         )
 
     plan = ask(dry_run=True, force=True).plan
@@ -273,20 +307,23 @@ def _import(request: OnboardRequest, cache_dir: Path, say: Progress) -> tuple[Pa
         ]:
             return plan.target, plan.model_id, f"skipped: {plan.target} holds this import"
     result = ask(dry_run=False, force=True)
+    assert result.path is not None, "an import that is not a dry run has its directory"
     size = sum(a.bytes for a in result.artifacts) / 2**20
     return result.path, result.model_id, f"{size:.1f} MiB in {result.wall_seconds or 0:.0f} s"
 
 
 def _compile(
-    request: OnboardRequest, cache_dir: Path, hub_sha: str | None, say: Progress
+    request: OnboardRequest,
+    cache_dir: Path,
+    hub_sha: str | None,
+    say: Progress,
+    tools: Collaborators,
 ) -> tuple[Path, str, str]:
-    from curator.compile import CompileRequest, compile_model
-
     if request.recipe == "auto" or request.max_kl is not None or request.min_top1 is not None:
-        return _compile_to_budget(request, cache_dir, say)
+        return _compile_to_budget(request, cache_dir, say, tools)
 
-    def ask(dry_run: bool, force: bool) -> Any:
-        return compile_model(
+    def ask(dry_run: bool, force: bool) -> CompileResult:
+        return tools.compile(
             CompileRequest(
                 source=request.source,
                 recipe=request.recipe,
@@ -303,7 +340,7 @@ def _compile(
                 adapter=request.adapter,
                 adapter_revision=request.adapter_revision,
             ),
-            progress=say,
+            say,
         )
 
     plan = ask(dry_run=True, force=True).plan
@@ -320,20 +357,18 @@ def _compile(
     ):
         return plan.target, plan.model_id, "skipped: the Foundry cache holds this build"
     result = ask(dry_run=False, force=True)
+    assert result.path is not None, "a compile that is not a dry run has its directory"
     seconds = result.wall_seconds or 0.0
     return result.path, result.model_id, f"{result.total_bytes / 2**20:.1f} MiB in {seconds:.0f} s"
 
 
 def _compile_to_budget(
-    request: OnboardRequest, cache_dir: Path, say: Progress
+    request: OnboardRequest, cache_dir: Path, say: Progress, tools: Collaborators
 ) -> tuple[Path, str, str]:
     """``--recipe auto`` / ``--max-kl``: the smallest plan that meets the budget (curator.budget)."""
-    from curator.budget import budget_for, compile_to_budget
-    from curator.compile import CompileRequest
-
     budget = budget_for(request.recipe, request.max_kl, request.min_top1, request.registry)
     assert budget is not None
-    result = compile_to_budget(
+    result = tools.compile_to_budget(
         CompileRequest(
             source=request.source,
             recipe="auto",
@@ -358,7 +393,7 @@ def _compile_to_budget(
     return compiled.path, compiled.model_id, detail
 
 
-def _same_build(manifest: dict[str, Any], plan: Any, hub_sha: str | None) -> bool:
+def _same_build(manifest: dict[str, Any], plan: CompilePlan, hub_sha: str | None) -> bool:
     """Same recipe file, same source and, for a Hub source, the same commit."""
     source = manifest.get("source") or {}
     build = manifest.get("build") or {}
@@ -379,14 +414,10 @@ def _same_gguf(manifest: dict[str, Any], request: OnboardRequest) -> bool:
     local = _local_gguf(request)
     if local is None:  # a Hub repo's file: the commit is compared by _same_build
         return bool(recorded.get("file") == Path(str(request.gguf_file)).name)
-    from curator.cache.modeldir import sha256_file
-
     return bool(recorded.get("sha256") == sha256_file(local))
 
 
 def _manifest(model_dir: Path) -> dict[str, Any]:
-    from curator.cache.modeldir import read_manifest
-
     manifest = read_manifest(model_dir)
     if manifest is None:
         raise FoundryError(
@@ -407,15 +438,13 @@ def _register(
     model_dir: Path,
     model_id: str,
     manifest: dict[str, Any],
+    tools: Collaborators,
 ) -> str:
-    from curator.foundry import runtime
-    from curator.register import register
-
     entry = find_model(load_registry(staged), model_id)
-    registered = runtime(cache_dir).get(model_id) is not None
+    registered = tools.runtime(cache_dir).get(model_id) is not None
     if registered and entry and _artifacts(entry) == _artifacts(manifest) and not request.force:
         return "skipped: Foundry and the registry already hold this build"
-    result = register(
+    result = tools.register(
         str(model_dir),
         cache_dir=cache_dir,
         registry=staged,
@@ -429,8 +458,6 @@ def _register(
 
 def _notes(manifest: dict[str, Any]) -> tuple[str, ...]:
     """What a reviewer must know about the build (an already quantized GGUF source)."""
-    from curator.compile.gguf_source import already_quantized_note
-
     gguf = manifest.get("gguf")
     if not isinstance(gguf, dict):
         return ()
@@ -439,14 +466,18 @@ def _notes(manifest: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _smoke(
-    request: OnboardRequest, cache_dir: Path, model_id: str, say: Progress
+    request: OnboardRequest, cache_dir: Path, model_id: str, say: Progress, tools: Collaborators
 ) -> tuple[str, tuple[tuple[str, str], ...]]:
     """The step's detail and each prompt's (id, answer); FoundryError when a prompt fails (an
     answer without its expected words, or a degenerate one, is a failure: the registry gets
     nothing)."""
-    from curator.smoke.run import run_smoke
-
-    report = run_smoke(model_id, cache_dir=cache_dir, prompts=request.prompt_set(), progress=say)
+    report = run_smoke(
+        model_id,
+        cache_dir=cache_dir,
+        prompts=request.prompt_set(),
+        progress=say,
+        runtime=tools.runtime(cache_dir),
+    )
     if not report.passed:
         failures = "; ".join(f"{o.id}: {o.error}" for o in report.outcomes if not o.ok)
         raise FoundryError(
@@ -464,10 +495,9 @@ def _bench(
     model_id: str,
     manifest: dict[str, Any],
     report_path: Path,
-    say: Progress | None = None,
+    say: Progress,
+    tools: Collaborators,
 ) -> str:
-    from curator.bench.machine import describe_machine
-
     entry = find_model(load_registry(staged), model_id) or {}
     compiled_at = str((manifest.get("build") or {}).get("compiledAt", ""))
     fingerprint = describe_machine().fingerprint
@@ -475,16 +505,10 @@ def _bench(
         for run in entry.get("benchmarks") or []:
             if run["machine"]["fingerprint"] == fingerprint and run["date"] >= compiled_at:
                 return f"skipped: benchmarked on this machine at {run['date']}"
-    from curator.bench.backends import FoundryBackend
-    from curator.bench.record import record_run
-    from curator.bench.reports import MARKDOWN_NAME, write_reports
-    from curator.bench.runner import BenchSettings, run_bench
-    from curator.prompts import load_prompt_set
-
     run = run_bench(
         [model_id],
         load_prompt_set(request.prompt_set()),
-        FoundryBackend(cache_dir),
+        tools.bench_backend(cache_dir),
         BenchSettings(rounds=request.rounds, warmup=request.warmup, max_tokens=request.max_tokens),
         progress=say,
     )
@@ -507,9 +531,6 @@ def _cover_peak(staged: Path, model_id: str, peak_mb: float) -> None:
     min-ram-covers-benchmark). Register's load test generates 8 tokens; the bench runs every
     prompt (in its own process, curator.bench.isolated), and the entry must not claim less than
     was measured."""
-    from curator.registry import update_model
-    from curator.registry.rules import ram_floor_gb
-
     floor = ram_floor_gb(peak_mb)
 
     def raise_floor(entry: dict[str, Any]) -> None:
@@ -526,6 +547,7 @@ def _fidelity(
     model_dir: Path,
     model_id: str,
     manifest: dict[str, Any],
+    tools: Collaborators,
 ) -> str:
     existing = manifest.get("fidelity")
     entry = find_model(load_registry(staged), model_id) or {}
@@ -536,11 +558,6 @@ def _fidelity(
             "skipped: an imported model has no fp32 checkpoint here to compare with "
             f"(curator fidelity {model_id} --reference DIR --record)"
         )
-    from curator.fidelity.locate import resolve_reference
-    from curator.fidelity.measure import measure_fidelity
-    from curator.fidelity.record import record_in_manifest, record_in_registry
-    from curator.fidelity.text import load_text
-
     # A local checkpoint is its own reference; a Hub or GGUF source's is named by the manifest
     # (for a GGUF, the dequantized checkpoint the compile started from).
     # with an adapter the reference is the merged checkpoint the manifest names
@@ -549,7 +566,7 @@ def _fidelity(
     )
     local_source = request.source if is_checkpoint else None
     reference = resolve_reference(local_source, model_dir, cache_dir)
-    result = measure_fidelity(model_dir, reference, load_text(), model=model_id)
+    result = tools.measure_fidelity(model_dir, reference, load_text(), model=model_id)
     record_in_manifest(model_dir, result)
     record_in_registry(staged, model_id, result)
     record = result.to_record()
