@@ -18,9 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from curator.cache.modeldir import MANIFEST_NAME
+from curator.compile.placement import place, remove_stale, target_dir, work_directory
+from curator.compile.preflight import has_cuda_gpu
 from curator.errors import CuratorError, InputFileError, NotFound, UsageProblem
+from curator.hub.client import hub_errors, make_api
+from curator.hub.transport import body_limit, hub_deadline, plain_http
 from curator.progress import Progress
-from curator.registry.document import Document, Entry
+from curator.registry import load_registry, require_model
+from curator.registry.document import Document, Entry, find_model, models_of
+from curator.registry.rules import distribution_mismatch
+from curator.registry.select import select_models
+from curator.schemas import schema_problems
 from curator.share.files import ListedFile, file_problems, listed_files
 
 
@@ -58,8 +66,6 @@ class PullAllResult:
 
 def is_published(document: Document, model_id: str) -> bool:
     """Whether ``model_id`` names a registry entry with a ``distribution`` (the CLI's dispatch)."""
-    from curator.registry.document import find_model
-
     try:
         entry = find_model(document, model_id)
     except CuratorError:
@@ -76,8 +82,6 @@ def pull_model(
     progress: Progress | None = None,
 ) -> PullResult:
     """Bring the published entry ``model_id`` onto this machine and register it with Foundry."""
-    from curator.registry import load_registry, require_model
-
     entry = require_model(load_registry(registry), model_id, registry)
     return _pull_entry(entry, cache_dir, force, progress or (lambda _message: None))
 
@@ -94,10 +98,6 @@ def pull_all(
     """Every published entry with ``capabilities`` (and, given ``ram_gb``, whose minRamGb fits)
     that this machine's hardware runs (CPU; CUDA with an NVIDIA GPU); one failing model does not
     stop the others. Entries for other execution providers are skipped: pull them by id."""
-    from curator.registry import load_registry
-    from curator.registry.document import models_of
-    from curator.registry.select import select_models
-
     say = progress or (lambda _message: None)
     if not registry.exists():  # nothing to bring the machine up to: not "0 pulled"
         raise NotFound(f"registry not found: {registry}", hint="pass --registry PATH")
@@ -135,8 +135,6 @@ def pull_all(
 
 def _hardware_gap(entry: Entry) -> str | None:
     """Why this machine cannot run ``entry``'s execution provider (None when it can)."""
-    from curator.compile.preflight import has_cuda_gpu
-
     runtime = entry.get("runtime")
     provider = runtime.get("executionProvider") if isinstance(runtime, dict) else None
     if provider in (None, "CPUExecutionProvider"):
@@ -148,9 +146,6 @@ def _hardware_gap(entry: Entry) -> str | None:
 
 def _checked(entry: Entry) -> tuple[str, str, tuple[ListedFile, ...], ListedFile]:
     """(repo, commit, artifacts, manifest) of an entry that passed the schema and the rules."""
-    from curator.registry.rules import distribution_mismatch
-    from curator.schemas import schema_problems
-
     model_id = str(entry.get("id"))
     distribution = entry.get("distribution")
     if not isinstance(distribution, dict):
@@ -185,8 +180,6 @@ def _checked(entry: Entry) -> tuple[str, str, tuple[ListedFile, ...], ListedFile
 
 
 def _pull_entry(entry: Entry, cache_dir: Path, force: bool, say: Progress) -> PullResult:
-    from curator.compile.placement import place, remove_stale, target_dir, work_directory
-
     model_id = str(entry["id"])
     repo, commit, files, manifest = _checked(entry)
     everything = (*files, manifest)
@@ -251,13 +244,6 @@ def _download(
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
     from huggingface_hub.errors import RemoteEntryNotFoundError
 
-    from curator.hub.client import hub_errors, make_api
-    from curator.hub.transport import (
-        body_limit,
-        hub_deadline,
-        plain_http,
-    )  # start-up: the Hub, for a pull
-
     api = make_api()
     staging.mkdir(parents=True, exist_ok=True)
     with hub_errors(repo, commit), plain_http(), hub_deadline(progress=True):
@@ -285,7 +271,10 @@ def _download(
 
 
 def _register(entry: Entry, target: Path, cache_dir: Path) -> Any:
-    from curator.register import foundry_metadata, register_load_tested  # loads Foundry's wrappers
+    from curator.register import (  # start-up: ~220 ms (Foundry's wrappers), after a download
+        foundry_metadata,
+        register_load_tested,
+    )
 
     return register_load_tested(cache_dir, target, str(entry["id"]), foundry_metadata(entry))
 
