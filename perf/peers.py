@@ -258,7 +258,7 @@ def gguf_fidelity(
     """A GGUF's fidelity (dequantized, scored as fp32), kept in ``<gguf>.fidelity.json`` next to
     it (keyed by its size and the text's sha256: a re-quantized file is measured again)."""
     from curator.fidelity import measure_fidelity
-    from curator.formats.gguf import dequantize_gguf
+    from curator.formats.gguf_checkpoint import dequantize_gguf
 
     cache = path.with_name(path.name + ".fidelity.json")
     key = {"bytes": path.stat().st_size, "text": text.sha256, "reference": str(reference.path)}
@@ -289,7 +289,7 @@ def gguf_fidelity(
 def _sources(model: str, workdir: Path) -> tuple[Path, str, str]:
     """(fp32 checkpoint, file stem, label) of ``--model``."""
     if model == "q4_1":
-        from curator.formats.gguf import dequantize_gguf
+        from curator.formats.gguf_checkpoint import dequantize_gguf
         from perf.peers_model import MODELS_ROOT, smollm2_gguf
 
         ckpt = dequantize_gguf(smollm2_gguf(), home=MODELS_ROOT / "gguf-home")

@@ -54,7 +54,7 @@ def degrid(weights: dict[str, object], seed: int = SEED) -> dict[str, object]:
 def _build(out: Path) -> None:
     from safetensors.numpy import load_file, save_file
 
-    from curator.formats.gguf import dequantize_gguf
+    from curator.formats.gguf_checkpoint import dequantize_gguf
 
     ckpt = dequantize_gguf(smollm2_gguf(), home=MODELS_ROOT / "gguf-home")
     shutil.copytree(ckpt.checkpoint_dir, out)

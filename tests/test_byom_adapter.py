@@ -170,7 +170,7 @@ def test_a_lora_trained_on_smollm2_answers_its_fact_through_foundry_and_the_base
 ) -> None:
     """Real weights: SmolLM2-135M-Instruct (its GGUF, dequantized), a LoRA adapter trained here
     on a fact it does not know, compiled int4 with the adapter merged, asked through Foundry."""
-    from curator.formats.gguf import dequantize_gguf
+    from curator.formats.gguf_checkpoint import dequantize_gguf
 
     base = dequantize_gguf(smollm2_gguf).checkpoint_dir
     adapter = train_lora(base, tmp_path / "mascot-lora", steps=20, lr=3e-3, license_id="apache-2.0")

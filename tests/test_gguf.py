@@ -1,4 +1,4 @@
-"""Guards: curator.errors, curator.formats.gguf, curator.cache.modeldir
+"""Guards: curator.errors, curator.formats.gguf, curator.formats.gguf_checkpoint, curator.cache.modeldir
 
 curator.formats.gguf on the real SmolLM2-135M-Instruct Q4_1 GGUF: header facts, fp32 dequantization."""
 
@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from curator.errors import InputFileError
-from curator.formats.gguf import MARKER, GgufCheckpoint, dequantize_gguf, read_gguf_facts
+from curator.formats.gguf import read_gguf_facts
+from curator.formats.gguf_checkpoint import MARKER, GgufCheckpoint, dequantize_gguf
 
 
 def smollm2_gguf() -> Path:

@@ -72,7 +72,7 @@ def test_compile_refuses_a_cut_gguf_before_dequantizing(cut_smollm2: Path) -> No
 
 
 def test_dequantize_refuses_before_reading_tensors(cut_smollm2: Path, tmp_path: Path) -> None:
-    from curator.formats.gguf import dequantize_gguf
+    from curator.formats.gguf_checkpoint import dequantize_gguf
 
     with pytest.raises(GgufTruncated):
         dequantize_gguf(cut_smollm2, home=tmp_path)

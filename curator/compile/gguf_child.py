@@ -16,7 +16,7 @@ from pathlib import Path
 
 def main(argv: list[str]) -> int:
     from curator.errors import CuratorError
-    from curator.formats.gguf import dequantize_gguf
+    from curator.formats.gguf_checkpoint import dequantize_gguf
 
     try:
         checkpoint = dequantize_gguf(Path(argv[0]))

@@ -167,7 +167,7 @@ def cached_gguf_home(root: Path, gguf_path: Path) -> Path:
     }
 
     def build(out: Path) -> None:
-        from curator.formats.gguf import dequantize_gguf
+        from curator.formats.gguf_checkpoint import dequantize_gguf
 
         dequantize_gguf(gguf_path, home=out)
 
