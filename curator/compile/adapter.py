@@ -22,7 +22,6 @@ from typing import Any
 from curator.cache.modeldir import sha256_file
 from curator.compile import source as sources
 from curator.compile.child import child_answer
-from curator.compile.describe import card_metadata, local_license
 from curator.compile.types import AdapterOrigin
 from curator.compile.types import files_digest as files_digest  # re-exported: register.entry
 from curator.errors import PreflightError
@@ -96,6 +95,8 @@ def _read_config(adapter_dir: Path, given: str) -> dict[str, Any]:
 
 def resolve_adapter(given: str, revision: str | None = None) -> AdapterOrigin:
     """A local adapter folder, or a Hub adapter repo downloaded into the HF cache."""
+    from curator.compile.describe import card_metadata, local_license  # start-up: off --help
+
     kind = sources.classify_source(given)
     if kind.is_local:
         assert kind.path is not None
