@@ -191,3 +191,195 @@ def test_a_config_without_architectures_is_an_unknown_with_its_reason(
         ("unknown", "no weight files at the top level of the repository")
     ]
     assert facts.download_bytes == len(b"{}")  # config.json is all a compile would fetch
+
+
+QWEN_CONFIG = json.dumps({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"}).encode()
+
+
+def one_tensor_safetensors() -> bytes:
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    return len(header).to_bytes(8, "little") + header + bytes(4)
+
+
+def add_repo(hub: FakeHub, monkeypatch: pytest.MonkeyPatch, repo: FakeRepo) -> str:
+    monkeypatch.setitem(hub.repos, repo.repo_id, repo)
+    return repo.repo_id
+
+
+def test_a_genai_repository_is_imported_not_compiled(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flat = add_repo(
+        hub,
+        monkeypatch,
+        FakeRepo("fixture/flat-genai", {"genai_config.json": b"{}", "config.json": QWEN_CONFIG}),
+    )
+    nested = add_repo(
+        hub,
+        monkeypatch,
+        FakeRepo(
+            "fixture/nested-genai",
+            {"cuda/genai_config.json": b"{}", "cpu-int4/genai_config.json": b"{}"},
+        ),
+    )
+    facts = model_facts(flat)
+    assert (facts.kind, facts.variants, facts.base_model) == ("genai", (), None)
+    assert facts.notes[1] == f"import it: curator import {flat}"
+    assert facts.recipes and all(not f.can_compile for f in facts.recipes)
+    assert {(f.reason, f.reason_kind) for f in facts.recipes} == {
+        (facts.notes[0], "not a checkpoint")
+    }
+    variants = model_facts(nested)
+    assert variants.variants == ("cpu-int4", "cuda")
+    assert variants.notes[1] == f"import it: curator import {nested} --subfolder cpu-int4"
+
+
+def test_an_adapter_names_its_base(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    adapter_config = json.dumps({"base_model_name_or_path": "org/base-model"}).encode()
+    from_config = add_repo(
+        hub,
+        monkeypatch,
+        FakeRepo(
+            "fixture/lora",
+            {
+                "adapter_config.json": adapter_config,
+                "adapter_model.safetensors": one_tensor_safetensors(),
+            },
+        ),
+    )
+    from_card = add_repo(
+        hub,
+        monkeypatch,
+        FakeRepo(
+            "fixture/lora-card",
+            {"adapter_config.json": adapter_config},
+            card_data={"base_model": ["org/card-base", "org/other"]},
+        ),
+    )
+    nameless = add_repo(
+        hub, monkeypatch, FakeRepo("fixture/lora-bare", {"adapter_config.json": b"{}"})
+    )
+    facts = model_facts(from_config)
+    assert (facts.kind, facts.base_model) == ("adapter", "org/base-model")
+    assert facts.notes == (
+        "a LoRA adapter: compile its base org/base-model with --adapter",
+        f"compile it: curator compile org/base-model --adapter {from_config} --recipe int4-cpu",
+    )
+    assert all(f.reason_kind == "not a checkpoint" for f in facts.recipes)
+    assert model_facts(from_card).base_model == "org/card-base"
+    bare = model_facts(nameless)
+    assert bare.base_model is None
+    assert bare.notes[0] == "a LoRA adapter: compile its base with --adapter"
+    assert bare.notes[1].startswith("compile it: curator compile BASE --adapter")
+
+
+def test_gguf_only_repository_points_at_gguf_file(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = add_repo(
+        hub,
+        monkeypatch,
+        FakeRepo("fixture/ggufs", {"m-Q8_0.gguf": b"GGUF", "m-Q4_K_M.GGUF": b"GGUF"}),
+    )
+    with_weights = add_repo(
+        hub,
+        monkeypatch,
+        FakeRepo(
+            "fixture/both",
+            {
+                "config.json": QWEN_CONFIG,
+                "model.safetensors": one_tensor_safetensors(),
+                "m.gguf": b"GGUF",
+            },
+        ),
+    )
+    facts = model_facts(repo)
+    assert (facts.kind, facts.variants, facts.base_model) == ("gguf", (), None)
+    assert facts.notes == (
+        f"GGUF files only: compile one with curator compile {repo} --gguf-file m-Q4_K_M.GGUF",
+    )
+    assert model_facts(with_weights).kind == "checkpoint"
+
+
+def test_pytorch_only_weights_have_no_hub_count(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = add_repo(
+        hub,
+        monkeypatch,
+        FakeRepo("fixture/bin-only", {"config.json": QWEN_CONFIG, "pytorch_model.bin": b"x" * 7}),
+    )
+    facts = model_facts(repo)
+    assert facts.weight_format == "pytorch"
+    assert facts.parameters is None and facts.parameters_by_dtype == {}
+    assert [(g.state, g.reason) for g in facts.gaps if g.fact == "parameters"] == [
+        ("unknown", "only pytorch .bin weights; the Hub counts safetensors only")
+    ]
+    assert facts.architecture == "Qwen2ForCausalLM"
+    assert facts.model_type == "qwen2"
+    assert facts.kind == "checkpoint" and facts.notes == ()
+
+
+def test_license_from_the_card_the_tags_or_nowhere(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {"config.json": QWEN_CONFIG}
+    tagged = add_repo(
+        hub, monkeypatch, FakeRepo("fixture/tagged", files, tags=("text", "license:mit"))
+    )
+    carded = add_repo(
+        hub,
+        monkeypatch,
+        FakeRepo(
+            "fixture/carded",
+            {**files, "LICENSE": b"terms"},
+            tags=("license:mit",),
+            card_data={"license": "other", "license_link": "/terms/LICENSE.md"},
+        ),
+    )
+    linked = add_repo(
+        hub,
+        monkeypatch,
+        FakeRepo(
+            "fixture/linked",
+            files,
+            card_data={"license": "apache-2.0", "license_link": "https://example.org/l"},
+        ),
+    )
+    none = add_repo(hub, monkeypatch, FakeRepo("fixture/unlicensed", {**files, "LICENCE": b"x"}))
+    facts = model_facts(tagged)
+    assert facts.license == "mit"
+    assert facts.license_link is None
+    assert not any(g.fact == "license" for g in facts.gaps)
+    card = model_facts(carded)
+    assert card.license == "other"
+    assert card.license_link == f"{hub.url}/{carded}/blob/{card.sha}/terms/LICENSE.md"
+    assert model_facts(linked).license_link == "https://example.org/l"
+    missing = model_facts(none)
+    assert missing.license is None
+    assert missing.license_link == f"{hub.url}/{none}/blob/{missing.sha}/LICENCE"
+    assert [(g.state, g.reason) for g in missing.gaps if g.fact == "license"] == [
+        ("unknown", "the model card states no license")
+    ]
+
+
+def test_sizes_the_answer_lacks_come_from_the_file_listing(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answer = server.model_info
+
+    def without_sizes(repo: FakeRepo, revision: str, request: Request) -> Reply:
+        reply = answer(repo, revision, request)
+        body = json.loads(reply.body)
+        for sibling in body.get("siblings", []):
+            sibling.pop("size", None)
+        return Reply(200, body)
+
+    monkeypatch.setattr(server, "model_info", without_sizes)
+    facts = model_facts(TINY)
+    files = hub.repos[TINY].files
+    assert facts.download_files and all(f.size is not None for f in facts.download_files)
+    assert facts.download_bytes == sum(len(files[f.path]) for f in facts.download_files)
+    assert facts.repo_bytes is None  # the answer gave no size for the whole repository
+    assert not any(g.fact == "download size" for g in facts.gaps)
+    assert any(r.path.startswith(f"/api/models/{TINY}/tree/") for r in hub.seen("GET"))
