@@ -61,13 +61,13 @@ def test_no_cache_directory_lists_nothing(tmp_path: Path) -> None:
 
 def test_ls_lists_each_directory_with_its_states(cache: Path, tmp_path: Path) -> None:
     registry = registry_with(tmp_path / "models.json", "b-generic-cpu:1")
-    a = model_dir(cache / "local", "a-generic-cpu-1", size=3 * 2**20)
+    a = model_dir(cache / "local", "a-generic-cpu-1", size=1_234_567)  # 1.177 MiB
     b = compiled_dir(cache, "b-generic-cpu-1")  # cache/curator-test/..., with a manifest
     copy = model_dir(cache / "other", "copy-of-b", size=2**19)
     (copy / "curator-manifest.json").write_text((b / "curator-manifest.json").read_text())
     partial = model_dir(cache / "pub", "p-generic-cpu-1")
     (partial / DOWNLOAD_SIGNAL).write_text("")
-    outside = model_dir(tmp_path / "elsewhere", "ext-generic-cpu-1", size=2**20)
+    outside = model_dir(tmp_path / "elsewhere", "ext-generic-cpu-1", size=2_345_678)
     gone = model_dir(tmp_path / "elsewhere", "gone-generic-cpu-1")
     rt = foundry.runtime(cache)
     rt.register_model_dir(a, "a-generic-cpu:1", foundry.ModelMetadata())
@@ -81,7 +81,7 @@ def test_ls_lists_each_directory_with_its_states(cache: Path, tmp_path: Path) ->
     rows = list_cache(cache, registry)
     assert rows == [
         CachedModel(
-            "a-generic-cpu:1", a, 3.0, True, False, False, True, (), unfinished_download=False
+            "a-generic-cpu:1", a, 1.18, True, False, False, True, (), unfinished_download=False
         ),
         CachedModel(
             "b-generic-cpu:1",
@@ -94,7 +94,7 @@ def test_ls_lists_each_directory_with_its_states(cache: Path, tmp_path: Path) ->
             (copy,),
         ),
         CachedModel("b-generic-cpu:1", copy, 0.5, True, True, True, True, (b,)),
-        CachedModel("ext-generic-cpu:1", outside, 1.0, True, False, False, False),
+        CachedModel("ext-generic-cpu:1", outside, 2.24, True, False, False, False),
         CachedModel("gone-generic-cpu:1", None, None, True, False, False, False),  # SDK: no path
         CachedModel(
             "p-generic-cpu:1", partial, 0.0, False, False, False, True, unfinished_download=True

@@ -43,6 +43,12 @@ QWEN2 = {
     "architectures": ["Qwen2ForCausalLM"],
     "model_type": "qwen2",
     "max_position_embeddings": 2048,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 1000,
 }
 TEMPLATE = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
 
@@ -116,6 +122,8 @@ def test_the_plan_of_a_local_checkpoint(tmp_path: Path, cache: Path) -> None:
         2048,
     )
     assert plan.predicted_peak_bytes == predicted.peak_bytes
+    shapeless = cost.estimate(recipe, 1_000_000, None, weight_bytes / 1_000_000)
+    assert predicted.basis != shapeless.basis  # the config's shape is what the plan streams
     assert plan.predicted_seconds == predicted.seconds
     assert plan.prediction_basis == predicted.basis
     assert plan.predicted_disk_bytes == preflight.predicted_disk_bytes(recipe, 1_000_000)
@@ -175,6 +183,47 @@ def test_the_model_id_and_the_target_are_checked_first(tmp_path: Path, cache: Pa
     assert plan_for(str(model), dry_run=True).notes == (note,)
     assert plan_for(str(model), force=True).notes == ()
     assert plan_for(str(model), force=True, dry_run=True).notes == ()
+
+
+def test_a_recipe_predicted_to_need_more_ram_than_there_is(tmp_path: Path) -> None:
+    """GPTQ goes through the builder's own path at ~12 bytes per parameter: 3B parameters need
+    more than this machine's RAM, the streamed int4 recipes fit."""
+    config = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"}
+    model = local_model(tmp_path, config=config, parameters=3_000_000_000)
+    recipe = get_recipe("int4-gptq-cpu")
+    stored = (model / "model.safetensors").stat().st_size / 3_000_000_000
+    peak = cost.estimate(recipe, 3_000_000_000, config, stored).peak_bytes
+    with pytest.raises(PreflightError) as exc:
+        plan_for(str(model), recipe="int4-gptq-cpu")
+    available = preflight.available_ram_bytes()
+    assert exc.value.message.startswith(
+        f"recipe int4-gptq-cpu is predicted to need {preflight.gib(peak)} of RAM at peak; "
+    )
+    fits = cost.fitting_recipes(recipe, 3_000_000_000, available, config, stored)
+    assert "int4-cpu" in fits
+    assert (
+        exc.value.hint
+        == f"predicted to fit: {', '.join(fits)} (--recipe NAME); or close other programs"
+    )
+
+
+def test_calibration_and_device_are_checked_before_anything_else(tmp_path: Path) -> None:
+    model = local_model(tmp_path)
+    with pytest.raises(UsageProblem, match="needs calibration data"):
+        compile_model(CompileRequest(source=str(model), recipe="int4-gptq-cpu", dry_run=True))
+    cuda = get_recipe("int4-cuda")
+    request = CompileRequest(
+        source=str(model), recipe="int4-cuda", model_id=f"m-{cuda.variant}:1", dry_run=True
+    )
+    assert compile_model(request).plan.recipe == "int4-cuda"  # a dry run shows the plan
+    if not preflight.has_cuda_gpu():
+        with pytest.raises(PreflightError, match="has no NVIDIA GPU"):
+            compile_model(
+                CompileRequest(
+                    source=str(model), recipe="int4-cuda", model_id=f"m-{cuda.variant}:1"
+                ),
+                olive=FakeOlive(),
+            )
 
 
 def test_repository_code_and_architecture_are_refused(tmp_path: Path) -> None:

@@ -319,6 +319,13 @@ def test_a_gguf_file_before_dequantizing_is_known_by_its_name(tmp_path: Path) ->
     )
     with pytest.raises(UsageProblem, match="--revision"):
         resolve_source(str(gguf), "main", download=False)
+    (tmp_path / "notes.txt").write_text("not a GGUF file")
+    with pytest.raises(PreflightError) as exc:
+        resolve_source(str(tmp_path), None, download=False, gguf_file="notes.txt")
+    assert refusal(exc) == (
+        f"source {tmp_path} is a file, not a model directory or a .gguf file",
+        "pass a Hugging Face model directory, a .gguf file or an org/name repo id",
+    )
 
 
 def test_a_hub_repo_id_without_downloading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
