@@ -8,13 +8,16 @@ checked without a model. The subprocess tests (test_foundry_serve.py) stay the e
 
 from __future__ import annotations
 
+import _thread
 import json
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -28,8 +31,10 @@ from curator.serve.app import (
     bind_socket,
     create_app,
     parse_completion_request,
+    serve,
 )
 from curator.serve.limits import ServeLimits
+from curator.serve.memory import LARGE_BODY_BYTES
 from curator.serve.openai_types import ApiError
 
 CHAT_ID = "tiny-chat-cpu:2"
@@ -565,3 +570,59 @@ def test_bind_socket_free_port_or_a_one_line_error() -> None:
         assert six.family == socket.AF_INET6
     finally:
         six.close()
+
+
+def test_a_large_prompt_is_answered_whole(rt: FakeRuntime) -> None:
+    """Bodies past LARGE_BODY_BYTES take the path that gives their memory back afterwards."""
+    text = "x" * LARGE_BODY_BYTES
+    with client_for(rt) as client:
+        answer = post(
+            client,
+            "/v1/chat/completions",
+            {"model": CHAT_ID, "messages": [{"role": "user", "content": text}]},
+        )
+        refused = post(client, "/v1/chat/completions", {"model": "nope", "messages": USER})
+    assert answer.status_code == 200
+    assert rt.models[CHAT_ID].asked[0]["messages"] == [{"role": "user", "content": text}]
+    assert refused.status_code == 404
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_serve_listens_answers_and_stops_cleanly_on_ctrl_c(rt: FakeRuntime, host: str) -> None:
+    urls: list[str] = []
+    seen: dict[str, Any] = {}
+    lines: list[str] = []
+
+    def use_then_interrupt() -> None:
+        try:
+            for _ in range(500):
+                if urls:
+                    break
+                threading.Event().wait(0.01)
+            root = urls[0].removesuffix("/v1")
+            seen["health"] = httpx.get(f"{root}/health", timeout=10).json()
+            seen["models"] = httpx.get(f"{urls[0]}/models", timeout=10).json()
+        finally:
+            _thread.interrupt_main()  # what Ctrl-C does
+
+    helper = threading.Thread(target=use_then_interrupt, daemon=True)
+    helper.start()
+    serve(host, 0, on_ready=urls.append, log=lines.append, rt=rt)
+    helper.join(10)
+    shown = f"[{host}]" if ":" in host else host
+    assert urls[0].startswith(f"http://{shown}:") and urls[0].endswith("/v1")
+    assert int(urls[0].rsplit(":", 1)[1].removesuffix("/v1")) > 0
+    assert seen["health"] == {"status": "ok"}
+    assert [m["id"] for m in seen["models"]["data"]][:2] == [CHAT_ID, BASE_ID]
+    assert [line.rsplit(" ", 2)[0] for line in lines] == ["GET /health 200", "GET /v1/models 200"]
+    assert rt.closed  # stopped: the runtime was closed with the server
+
+
+def test_serve_without_its_packages_says_what_to_install(
+    rt: FakeRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # not installed
+    with pytest.raises(UsageProblem) as caught:
+        serve("127.0.0.1", 0, rt=rt)
+    assert "not installed" in caught.value.message
+    assert "curator[serve]" in (caught.value.hint or "")

@@ -583,9 +583,10 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
     limits: ServeLimits | None = None,
     log: Callable[[str], None] | None = None,
+    rt: FoundryRuntime | None = None,
 ) -> None:
     """Run the server until Ctrl-C (a clean stop: it returns); ``on_ready`` gets the base URL
-    (``http://h:p/v1``), ``log`` one line per request.
+    (``http://h:p/v1``), ``log`` one line per request; ``rt`` as in :func:`create_app`.
 
     Foundry Local starts before the server listens, so a missing install or an unusable cache
     directory is a one-line error here, not a traceback from inside the server's startup."""
@@ -596,12 +597,13 @@ def serve(
             f"the server's packages are not installed ({exc})",
             hint="pip install 'curator[serve]' (or '.[serve]' in a checkout)",
         ) from None
-    runtime(cache_dir)
+    if rt is None:
+        rt = runtime(cache_dir)
     sock = bind_socket(host, port)
     bound_port = sock.getsockname()[1]
     shown_host = f"[{host}]" if ":" in host else host
     config = uvicorn.Config(
-        create_app(cache_dir, allowed_hosts_for(host), limits, log),
+        create_app(cache_dir, allowed_hosts_for(host), limits, log, rt),
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,
