@@ -175,6 +175,7 @@ class World:
     backend: Backend = field(default_factory=Backend)
     said: list[str] = field(default_factory=list)
     manifest_extra: dict[str, Any] = field(default_factory=dict)
+    ram: float = 0.05  # the minRamGb register writes (its load test's figure)
 
     def __post_init__(self) -> None:
         self.source = self.root / "tiny"
@@ -184,7 +185,7 @@ class World:
         )
         self.cache = self.root / "cache"
         self.registry = self.root / "registry" / "models.json"
-        self.out = self.root / "out"
+        self.out = self.root / "runs" / "out"  # created with its parents
         self.prompts = self.root / "prompts.json"
         self.prompts.write_text(json.dumps(PROMPTS), encoding="utf-8")
         self.runtime = Runtime(self.cache, self.answers)
@@ -284,11 +285,14 @@ class World:
     # Foundry Local and the registry ------------------------------------------------------------
     def register(self, target: str, **kw: Any) -> SimpleNamespace:
         self.registers.append({"target": target, **kw})
-        entry = make_entry(7, id=kw["model_id"], alias="tiny", license=kw["license"] or "mit")
+        entry = make_entry(
+            7, id=kw["model_id"], alias="tiny", license=kw["license"] or "mit", minRamGb=self.ram
+        )
         entry["build"]["artifacts"] = ARTIFACTS
         if kw["registry"].exists():  # as register does: measurements stay with the entry
             old = find_model(load_registry(kw["registry"]), kw["model_id"]) or {}
             entry.update({k: v for k, v in old.items() if k in KEPT_ON_REREGISTER})
+            entry["minRamGb"] = max(self.ram, old.get("minRamGb", 0))  # covers its benchmarks
         action = upsert_model(kw["registry"], entry)
         self.runtime.registered[kw["model_id"]] = Path(target)
         return SimpleNamespace(foundry_action="registered", registry_action=action)
@@ -426,7 +430,11 @@ def test_a_first_run_does_every_step_and_writes_the_registry_once(world: World) 
     entry = find_model(load_registry(world.registry), MODEL_ID)
     assert entry is not None and result.entry == entry
     (bench,) = entry["benchmarks"]
-    assert entry["minRamGb"] == max(1.0, ram_floor_gb(bench["peakMemoryMb"]))
+    floor = ram_floor_gb(bench["peakMemoryMb"])
+    assert entry["minRamGb"] == floor > world.ram  # raised to cover the bench's peak
+    report = json.loads(result.bench_report.read_text())
+    assert (report["settings"]["rounds"], report["settings"]["warmup"]) == (1, 0)
+    assert report["settings"]["maxTokens"] == 8
     assert entry["fidelity"]["klMean"] == 0.012346
     manifest = json.loads((world.target / "curator-manifest.json").read_text())
     assert manifest["fidelity"] == entry["fidelity"]
@@ -584,11 +592,12 @@ def test_a_failing_smoke_stops_the_run_and_leaves_the_registry_as_it_was(world: 
     world.registry.write_text(json.dumps(make_document([make_entry(1)]), indent=2))
     before = world.registry.read_bytes()
     world.answers["What is the capital of France?"] = "Lyon, of course."
+    world.answers["Say hello."] = "Bye."
     with pytest.raises(OnboardStepFailed) as failed:
         world.run()
     assert failed.value.message == (
         "smoke failed: smoke prompts failed: capital: the answer lacks the expected 'Paris': "
-        "'Lyon, of course.'"
+        "'Lyon, of course.'; greet: the answer lacks the expected 'hello': 'Bye.'"
     )
     assert failed.value.hint == f"curator smoke {MODEL_ID} shows each answer"
     assert isinstance(failed.value.__cause__, FoundryError)
@@ -798,3 +807,189 @@ def test_an_adapter_build_compares_with_the_merged_checkpoint(world: World) -> N
     world.run(adapter="org/lora")
     ((_, reference, _),) = world.fidelities
     assert reference.path == merged.resolve()
+
+
+# --- what each collaborator is asked --------------------------------------------------------------
+
+
+def test_each_collaborator_is_asked_with_the_request_s_values(world: World) -> None:
+    from curator.compile import CompileRequest
+
+    calibration = world.root / "calib.json"
+    world.run(
+        model_id=MODEL_ID,
+        revision="v2",
+        alias="tiny",
+        license="apache-2.0",
+        capabilities=("chat", "code"),
+        trust_remote_code=True,
+        calibration=calibration,
+        chat_template="chatml",
+        completion_only=True,
+        adapter="org/lora",
+        adapter_revision="a1",
+        fidelity=False,
+    )
+    expected = CompileRequest(
+        source=str(world.source),
+        recipe="int4-cpu",
+        model_id=MODEL_ID,
+        revision="v2",
+        cache_dir=world.cache.absolute(),
+        calibration=calibration,
+        trust_remote_code=True,
+        force=True,
+        dry_run=True,
+        gguf_file=None,
+        chat_template="chatml",
+        completion_only=True,
+        adapter="org/lora",
+        adapter_revision="a1",
+    )
+    assert world.compiles == [expected, replace(expected, dry_run=False)]
+    (registered,) = world.registers
+    assert registered == {
+        "target": str(world.target),
+        "cache_dir": world.cache.absolute(),
+        "registry": world.out / "staged-registry.json",
+        "model_id": MODEL_ID,
+        "alias": "tiny",
+        "capabilities": ("chat", "code"),
+        "license": "apache-2.0",
+    }
+
+
+def test_an_import_is_asked_with_the_request_s_values(world: World) -> None:
+    from curator.compile.imported import ImportRequest
+
+    world.run(
+        source="org/tiny-onnx",
+        subfolder="cpu-int4",
+        model_id=MODEL_ID,
+        revision="v3",
+        chat_template="chatml",
+        completion_only=True,
+        fidelity=False,
+    )
+    expected = ImportRequest(
+        source="org/tiny-onnx",
+        subfolder="cpu-int4",
+        model_id=MODEL_ID,
+        revision="v3",
+        cache_dir=world.cache.absolute(),
+        chat_template="chatml",
+        completion_only=True,
+        force=True,
+        dry_run=True,
+    )
+    assert world.imports == [expected, replace(expected, dry_run=False)]
+
+
+def test_a_budget_compile_is_asked_with_the_request_s_values(world: World) -> None:
+    from curator.compile import CompileRequest
+
+    world.run(
+        recipe="auto",
+        min_top1=0.8,
+        model_id=MODEL_ID,
+        revision="v2",
+        trust_remote_code=True,
+        chat_template="chatml",
+        completion_only=True,
+        fidelity=False,
+    )
+    ((request, budget),) = world.budgets
+    assert request == CompileRequest(
+        source=str(world.source),
+        recipe="auto",
+        model_id=MODEL_ID,
+        revision="v2",
+        cache_dir=world.cache.absolute(),
+        trust_remote_code=True,
+        force=True,
+        gguf_file=None,
+        chat_template="chatml",
+        completion_only=True,
+    )
+    assert (budget.max_kl, budget.min_top1) == (None, 0.8)
+
+
+def test_recipe_auto_takes_its_budget_from_the_registry_policy(world: World) -> None:
+    world.registry.parent.mkdir(parents=True)
+    world.registry.write_text(json.dumps(make_document([], maxKlDivergence=0.2)))
+    result = world.run(recipe="auto", fidelity=False)
+    assert result.steps[1].detail.startswith("5.0 MiB in 61 s, budget KL <= 0.2: KL 0.0123")
+    assert [r.recipe for r in world.compiles] == ["int4-cpu"]  # the budget's search, not a plan
+
+
+def test_a_completion_only_model_is_smoked_and_benched_with_the_continuation_set(
+    world: World,
+) -> None:
+    from curator.prompts import load_prompt_set
+
+    completion = load_prompt_set(default_prompt_set_path("completion"))
+    for prompt in completion.prompts:
+        world.answers[prompt.messages[-1].content] = " ".join(prompt.expected) or "more text"
+    result = world.run(completion_only=True, prompts=None, fidelity=False)
+    assert result.steps[3].detail == f"{len(completion.prompts)} prompts passed"
+    report = json.loads(result.bench_report.read_text())
+    assert report["promptSet"]["sha256"] == completion.sha256
+
+
+def test_the_entry_keeps_a_higher_ram_floor(world: World) -> None:
+    world.ram = 64.0
+    world.run(fidelity=False)
+    entry = find_model(load_registry(world.registry), MODEL_ID) or {}
+    assert entry["minRamGb"] == 64.0
+
+
+def test_registry_artifacts_in_another_order_are_the_same_build(world: World) -> None:
+    world.run(fidelity=False)
+    document = load_registry(world.registry)
+    document["models"][0]["build"]["artifacts"].reverse()
+    world.registry.write_text(json.dumps(document))
+    assert dict(steps(world.run(fidelity=False)))["register"] == "skipped"
+
+
+def test_a_benchmark_dated_at_the_build_s_time_is_current(world: World) -> None:
+    world.run(fidelity=False)
+    document = load_registry(world.registry)
+    bench_date = document["models"][0]["benchmarks"][0]["date"]
+    manifest_path = world.target / "curator-manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["build"]["compiledAt"] = bench_date
+    manifest_path.write_text(json.dumps(manifest))
+    assert dict(steps(world.run(fidelity=False)))["bench"] == "skipped"
+
+
+def test_a_config_without_architectures_is_described_so(world: World) -> None:
+    (world.source / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    result = world.run(fidelity=False)
+    assert result.steps[0].detail == "local model, unknown architecture"
+
+
+def test_a_hub_gguf_file_is_the_same_build_when_its_name_and_commit_are(world: World) -> None:
+    world.manifest_extra = {"gguf": {"file": "model-q4.gguf"}}
+    world.run(source="org/tiny", gguf_file="model-q4.gguf", fidelity=False)
+    manifest_path = world.target / "curator-manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["source"]["revision"] = "c0ffee" * 7
+    manifest_path.write_text(json.dumps(manifest))
+    again = world.run(source="org/tiny", gguf_file="model-q4.gguf", fidelity=False)
+    assert dict(steps(again))["compile"] == "skipped"
+    manifest_path.write_text(json.dumps(manifest))  # what the rerun left, for the next one
+    other = world.run(source="org/tiny", gguf_file="model-q8.gguf", fidelity=False)
+    assert dict(steps(other))["compile"] == "done"
+
+
+def test_a_gguf_in_a_checkpoint_directory_compares_with_its_dequantized_checkpoint(
+    world: World,
+) -> None:
+    tiny_gguf(world.source / "model-q4.gguf")
+    dequantized = world.root / "dequantized"
+    dequantized.mkdir()
+    (dequantized / "config.json").write_text("{}")
+    world.manifest_extra = {"sourceDir": str(dequantized), "gguf": {"file": "model-q4.gguf"}}
+    world.run(gguf_file="model-q4.gguf")
+    ((model_dir, reference, _),) = world.fidelities
+    assert reference.path == dequantized.resolve() and model_dir == world.target

@@ -204,6 +204,7 @@ class FakeRuntime:
 
     def load(self, model_id: str) -> FakeLoaded:
         self.load_calls.append(model_id)
+        time.sleep(0.02)  # a load takes time: load_ms measures it
         if self.get(model_id) is None:
             raise NotFound(f"{model_id} is not registered", hint="curator register DIR")
         return self.loaded
@@ -246,7 +247,7 @@ def test_run_smoke_resolves_the_alias_runs_every_prompt_and_unloads(tmp_path: Pa
     assert model.unloaded
     assert report.prompt_set == prompts
     assert report.prompt_set_sha256 == hashlib.sha256(prompts.read_bytes()).hexdigest()
-    assert 0 <= report.load_ms < 5000 and report.load_ms == round(report.load_ms, 1)
+    assert 20 <= report.load_ms < 5000 and report.load_ms == round(report.load_ms, 1)
     assert said == [
         "smoke: loading tiny-generic-cpu:2",
         "smoke: prompt 1/2 capital",
@@ -444,3 +445,86 @@ def test_missing_words_are_checked_before_degeneracy() -> None:
     outcome = _run_prompt(model, ask(), 60.0)  # type: ignore[arg-type]
     assert outcome.missing == ("Paris",)
     assert outcome.error is not None and outcome.error.startswith("the answer lacks the expected")
+
+
+# --- degenerate answers: where each check's line is drawn -----------------------------------------
+
+
+def test_repetition_counts_the_shortest_gram_that_covers_the_most() -> None:
+    from curator.smoke.degeneracy import repetition
+
+    assert repetition("a a a a a a a a") == "'a' repeated 8 times (100% of the answer)"
+    assert repetition("a b a b a b a b") == "'a b' repeated 4 times (100% of the answer)"
+    assert repetition("a b c d e f g") is None  # under eight tokens
+    assert repetition("no no no no") is None
+
+
+def test_repetition_draws_the_line_at_half_the_answer_and_four_repeats() -> None:
+    from curator.smoke.degeneracy import repetition
+
+    half = "go go go go one two three four"  # 4 of 8 tokens
+    assert repetition(half) == "'go' repeated 4 times (50% of the answer)"
+    assert repetition("go go go go one two three four five") is None  # 4 of 9
+    assert repetition("go go go one two") is None
+    assert repetition("go go go x y z w v") is None  # three repeats are not enough
+    eight = "x y x y x y x y x y x y x y x y"  # an 8-gram would be two repeats only
+    assert repetition(eight) == "'x y' repeated 8 times (100% of the answer)"
+
+
+def test_repetition_in_text_without_spaces_counts_characters() -> None:
+    from curator.smoke.degeneracy import _tokens
+
+    assert _tokens("Hello, World!") == ["hello", ",", "world", "!"]
+    assert len(_tokens("东" * 31)) == 1  # too short to count by characters
+    assert _tokens("东京" * 16) == ["东", "京"] * 16
+    assert _tokens("a b c d e f g h") == list("abcdefgh")
+
+
+def test_an_echo_is_the_prompt_first_or_over_half_the_answer() -> None:
+    from curator.smoke.degeneracy import echo
+
+    prompt = "Name a color."
+    assert echo("Name a color.", prompt) == "it repeats the prompt"
+    assert echo("Red. Name a color. Blue.", prompt) == "it repeats the prompt"  # 4 of 8 tokens
+    assert echo("Red. Name a color. Blue, green.", prompt) is None  # 4 of 10
+    assert echo("Ok Name a color.", prompt) == "it repeats the prompt"  # 4 of 5
+    assert echo("name A COLOR. Red", prompt) == "it repeats the prompt"
+    assert echo("", prompt) is None
+    assert echo("Say hi. Say hi.", "Say hi.") is None  # two words: too short to judge
+    assert echo("Say hi now.", "Say hi now.") == "it repeats the prompt"
+
+
+def test_the_script_check_needs_eight_letters_and_half_in_the_prompt_s_script() -> None:
+    from curator.smoke.degeneracy import wrong_script
+
+    prompt = "Say hello."
+    assert wrong_script("Привет!", prompt) is None  # six letters: too few
+    assert wrong_script("Приветик", prompt) == (
+        "written in Cyrillic where the prompt is Latin (0% of its letters in Latin)"
+    )
+    assert wrong_script("abcd Жщыд", prompt) is None  # half Latin is enough
+    assert wrong_script("abc Жщыдл", prompt) == (
+        "written in Cyrillic where the prompt is Latin (38% of its letters in Latin)"
+    )
+    assert wrong_script("Hello there", "12345") is None  # a prompt without letters
+    assert (
+        wrong_script("ひらがなカタカナ漢字", "漢字ですか") is None
+    )  # kana and kanji are one script
+
+
+def test_degeneracy_judges_the_last_user_message_for_an_echo() -> None:
+    from curator.smoke.degeneracy import degeneracy
+
+    talk = Prompt(
+        "t",
+        (Message("system", "You answer in English."), Message("user", "Name a color.")),
+        (),
+        16,
+        60.0,
+    )
+    assert degeneracy("Name a color. Name a color.", talk) == "it repeats the prompt"
+    assert degeneracy("You answer in English. Red.", talk) is None
+    assert degeneracy("Red is a color.", talk) is None
+    assert degeneracy("Красный цвет", talk) is not None
+    system_only = Prompt("s", (Message("system", "Name a color."),), (), 16, 60.0)
+    assert degeneracy("Name a color.", system_only) is None  # no user message to echo
