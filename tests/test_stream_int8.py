@@ -125,6 +125,7 @@ def compile_both(
 ) -> tuple[Path, Path]:
     """``curator compile`` with the shipped int8-cpu and with today's two-pass reference."""
     cache = work / "cache"
+    env = {**(env or {}), "CURATOR_INT8_CHUNK_ELEMENTS": "1000"}  # weights span several chunks
     for recipe, model_id in (
         ("int8-cpu", f"{label}-generic-cpu:1"),
         (str(REFERENCE_RECIPE), f"{label}ref-generic-cpu:1"),

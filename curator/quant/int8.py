@@ -16,7 +16,8 @@ default) is symmetric (range [-127, 127], zero point 0), QUInt8 asymmetric ([0, 
 ``reduce_range`` is honoured by MatMulInteger (7-bit range). The range and the values come from
 onnxruntime's own ``compute_data_quant_params`` and ``quantize_nparray`` (imported when used), so
 the bytes are the same: the range is the tensor's min and max, found chunk by chunk, and the
-quantization is elementwise, done chunk by chunk. A weight never needs a whole float32 copy.
+quantization is elementwise (``quantize_nparray``'s float32 operations, in place), done chunk by
+chunk (tests/test_stream_int8.py checks both against onnxruntime's ``quantize_data``). A weight never needs a whole float32 copy.
 
 Per-channel quantization (``per_channel: true``) is not covered: :func:`DynamicInt8.from_json`
 refuses it, so a recipe cannot silently get something else than it asks for.
@@ -166,15 +167,23 @@ def int8_params(
 
 
 def quantize_chunk(
-    chunk: npt.NDArray[np.floating[Any]], params: Int8Params, config: DynamicInt8
+    chunk: npt.NDArray[np.floating[Any]],
+    params: Int8Params,
+    config: DynamicInt8,
+    scratch: bool = False,
 ) -> npt.NDArray[np.integer[Any]]:
-    """One chunk of a weight quantized (elementwise: chunks give the whole tensor's bytes)."""
-    from onnxruntime.quantization.quant_utils import quantize_nparray
+    """One chunk of a weight quantized (elementwise: chunks give the whole tensor's bytes).
 
-    out: npt.NDArray[np.integer[Any]] = quantize_nparray(
-        config.onnx_type(), chunk, params.scale, params.zero_point
-    )
-    return out.astype(config.numpy_dtype, copy=False)
+    onnxruntime's ``quantize_nparray``, ``((x.astype(float32) / scale).round() + zero_point)``
+    clipped to the type's full range then cast, with the same float32 operations in the same
+    order, done in place (``scratch``: ``chunk`` is a float32 copy this call may overwrite)."""
+    info = np.iinfo(config.numpy_dtype)
+    work = chunk if scratch and chunk.dtype == np.float32 else chunk.astype(np.float32)
+    np.divide(work, params.scale, out=work)
+    np.round(work, out=work)
+    np.add(work, params.zero_point, out=work)
+    np.clip(work, info.min, info.max, out=work)
+    return work.astype(config.numpy_dtype)
 
 
 def quantize_tensor(

@@ -9,22 +9,47 @@ then its values), and the node written as onnxruntime writes it, with onnxruntim
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from curator.portable import usable_cpu_count
 from curator.quant.int8 import QUANTIZED_SUFFIX, DynamicInt8, int8_params, quantize_chunk
 from curator.quant.int8 import weight_range as tensor_range
+
+# Elements per chunk a weight is cast and quantized in (default: the streaming builder's cast
+# chunk, 4M): tests set it small so that a tiny model's weights span several chunks.
+CHUNK_ENV = "CURATOR_INT8_CHUNK_ELEMENTS"
 
 
 def _register(builder: Any, external: Any) -> None:
     value = builder.make_value(external.name, external.dtype, external.shape)
     value.const_value = external
     builder.model.graph.register_initializer(value)
+
+
+def _in_order(
+    pool: ThreadPoolExecutor,
+    work: Callable[[np.ndarray[Any, Any]], np.ndarray[Any, Any]],
+    pieces: Iterator[np.ndarray[Any, Any]],
+    ahead: int,
+) -> Iterator[np.ndarray[Any, Any]]:
+    """``work`` on each piece on the pool, results in order, at most ``ahead`` pieces in flight
+    (``pool.map`` would read every piece first: the whole float32 tensor)."""
+    pending: deque[Future[np.ndarray[Any, Any]]] = deque()
+    for piece in pieces:
+        pending.append(pool.submit(work, piece))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def make_matmul_int8(
@@ -45,22 +70,33 @@ def make_matmul_int8(
     if builder.io_dtype != ir.DataType.FLOAT:
         raise ValueError("matmul_int8 needs float32 inputs and outputs (precision fp32 on CPU)")
     weight = name[1:].replace("/", ".") + ".weight"
-    b = matmul.weight.T  # [K, N], the ONNX MatMul's B, as make_matmul_float writes it
+    source = matmul.weight  # [N, K]; the ONNX MatMul's B is its transpose, [K, N]
+    b = source.T
     rows, cols = int(b.shape[0]), int(b.shape[1])
-    step = max(1, builder_patch.CAST_CHUNK_ELEMENTS // max(cols, 1))
+    chunk = int(os.environ.get(CHUNK_ENV) or builder_patch.CAST_CHUNK_ELEMENTS)
 
-    def chunks() -> Iterator[np.ndarray[Any, Any]]:
-        for start in range(0, rows, step):
-            chunk: np.ndarray[Any, Any] = (
-                b[start : start + step].detach().to(torch.float32).contiguous().numpy()
-            )
-            yield chunk
+    def float32_rows(tensor: Any, own: bool) -> Iterator[np.ndarray[Any, Any]]:
+        """Row chunks as float32 (``own``: always a copy, never a view of the parameter)."""
+        step = max(1, chunk // max(int(tensor.shape[1]), 1))
+        for start in range(0, int(tensor.shape[0]), step):
+            piece = tensor[start : start + step].detach()
+            cast = piece.to(torch.float32)
+            if own and cast.data_ptr() == piece.data_ptr():
+                cast = cast.clone()
+            yield cast.contiguous().numpy()
 
-    params = int8_params(tensor_range(chunks()), np.float32, config)
+    # the range does not depend on the order: read the stored layout (contiguous, fast)
+    params = int8_params(tensor_range(float32_rows(source, own=False)), np.float32, config)
+
+    def quantize(piece: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        return quantize_chunk(piece, params, config, scratch=True)
+
+    threads = max(1, session.threads or usable_cpu_count())
     writer = session.open_writer()
-    offset, length = writer.append_pieces(
-        rows * cols, (quantize_chunk(c, params, config) for c in chunks())
-    )
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        offset, length = writer.append_pieces(
+            rows * cols, _in_order(pool, quantize, float32_rows(b, own=True), threads + 1)
+        )
     q_weight = weight + QUANTIZED_SUFFIX
     q_type = ir.DataType.INT8 if config.signed else ir.DataType.UINT8
     external = ir.ExternalTensor(
