@@ -129,6 +129,15 @@ def test_schema_problems_are_listed_on_one_line(tmp_path: Path) -> None:
     assert "\n" not in broken.value.message
 
 
+def test_invalid_json_names_the_file_and_the_place(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(InputFileError) as refused:
+        load_prompt_set(path)
+    assert refused.value.message.startswith(f"{path}:1:2: invalid JSON in prompt set: ")
+    assert refused.value.hint == "fix the JSON at line 1, column 2"
+
+
 def test_a_prompt_id_used_twice_is_refused(tmp_path: Path) -> None:
     doc = {"schemaVersion": 1, "prompts": [{"id": "a", "prompt": "x"}, {"id": "a", "prompt": "y"}]}
     path = write_set(tmp_path / "dup.json", doc)
