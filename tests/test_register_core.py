@@ -7,6 +7,7 @@ putting back the registration it replaced (a fake runtime stands in for Foundry 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -565,4 +566,45 @@ def test_no_tokens_points_at_smoke(fake_runtime: FakeRuntime) -> None:
     assert (failed.value.message, failed.value.hint) == (
         "m-generic-cpu:1 generated no tokens",
         "curator smoke",
+    )
+
+
+def test_a_byom_source_keeps_its_license_subfolder_and_merged_adapter(tmp_path: Path) -> None:
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    files = [{"path": "adapter_model.safetensors", "sha256": "ab" * 32}]
+    adapter = {"repo": "o/lora", "revision": commit, "license": "mit", "rank": 8, "files": files}
+    declared = {"repo": "o/m", "license": "apache-2.0", "subfolder": "cpu/int4"}
+    source = entry_mod.source_of(tmp_path, {"source": declared, "adapter": adapter}, {})
+    digest = hashlib.sha256(f"adapter_model.safetensors {'ab' * 32}".encode())
+    assert source["license"] == "apache-2.0"
+    assert source["subfolder"] == "cpu/int4"
+    assert source["adapter"] == {
+        "repo": "o/lora",
+        "sha256": digest.hexdigest(),
+        "revision": commit,
+        "license": "mit",
+        "rank": 8,
+    }
+    odd_adapter = {"repo": "o/lora", "revision": "main", "license": "MIT!", "rank": 0}
+    odd = {"repo": "o/m", "license": "Apache 2.0", "subfolder": "cpu int4"}
+    source = entry_mod.source_of(tmp_path, {"source": odd, "adapter": odd_adapter}, {})
+    assert "license" not in source and "subfolder" not in source
+    assert source["adapter"] == {
+        "repo": "o/lora",
+        "sha256": hashlib.sha256(b"").hexdigest(),
+    }
+    for subfolder in ("/abs", "a//b", "a/", "a b"):
+        declared = {"repo": "o/m", "subfolder": subfolder}
+        assert "subfolder" not in entry_mod.source_of(tmp_path, {"source": declared}, {})
+    assert (
+        entry_mod.source_of(tmp_path, {"source": declared, "adapter": {"rank": 4}}, {}).get(
+            "adapter"
+        )
+        is None
+    )
+    assert (
+        entry_mod.source_of(tmp_path, {"source": declared, "adapter": ["o/lora"]}, {}).get(
+            "adapter"
+        )
+        is None
     )

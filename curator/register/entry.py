@@ -197,7 +197,7 @@ def _byom_source(manifest: dict[str, Any], declared: dict[str, Any]) -> dict[str
         found["subfolder"] = subfolder
     adapter = manifest.get("adapter")
     if isinstance(adapter, dict) and isinstance(adapter.get("repo"), str):
-        from curator.compile.adapter import files_digest  # start-up: loads all of curator.compile
+        from curator.compile.types import files_digest  # start-up: curator.compile loads its api
 
         record: dict[str, Any] = {"repo": adapter["repo"], "sha256": files_digest(adapter)}
         if isinstance(adapter.get("revision"), str) and re.match(
