@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -283,6 +284,10 @@ def test_pull_downloads_places_and_registers(
     real_build: Published, registry: Path, cache: Path
 ) -> None:
     real_build.registry(registry)
+    real_build.hub.requests.clear()
+    stale = cache / ".curator-work" / "pull-12345678"
+    stale.mkdir(parents=True)
+    os.utime(stale, (1, 1))  # an interrupted pull's, long ago
     said: list[str] = []
     result = pull_model(TINY_MODEL_ID, registry=registry, cache_dir=cache, progress=said.append)
     target = cache / "team" / TINY_MODEL_ID.replace(":", "-")
@@ -306,7 +311,11 @@ def test_pull_downloads_places_and_registers(
     assert sorted(p.name for p in target.iterdir()) == sorted(real_build.files)
     for name, data in real_build.files.items():
         assert (target / name).read_bytes() == data
-    assert not (cache / ".curator-work").exists()
+    assert not (cache / ".curator-work").exists()  # the stale work directory too
+    fetched = [r.path for r in real_build.hub.seen("GET", "/resolve/")]
+    asked = [r.path for r in real_build.hub.seen("HEAD", "/resolve/")]
+    assert len(fetched) == len(real_build.files) and len(asked) >= len(fetched)
+    assert all(f"/resolve/{real_build.commit}/" in p for p in fetched + asked)  # at the commit
 
     again = pull_model(TINY_MODEL_ID, registry=registry, cache_dir=cache)
     assert (again.action, again.downloaded_bytes, again.foundry_action) == (
