@@ -219,7 +219,7 @@ def test_request_parsing() -> None:
         {"role": "user", "content": "ab"},
     ]
     assert (parsed.max_tokens, parsed.stream, parsed.include_usage) == (7, True, True)
-    assert parsed.temperature == 0.0
+    assert parsed.sampling.temperature == 0.0
 
 
 def test_serve_on_a_busy_port_is_a_clear_error() -> None:

@@ -230,3 +230,21 @@ def test_retry_after_grows_with_the_work_ahead() -> None:
             place.close()
 
     asyncio.run(scenario())
+
+
+def test_content_as_text_parts_is_joined_and_other_parts_are_refused() -> None:
+    parts = [{"type": "text", "text": "Hello, "}, {"type": "text", "text": "world"}]
+    request = parse_chat_request({"model": "m:1", "messages": [{"role": "user", "content": parts}]})
+    assert request.message_dicts() == [{"role": "user", "content": "Hello, world"}]
+    for content, says in [
+        ([{"type": "image_url", "image_url": {"url": "x"}}], "only text content parts"),
+        (["plain"], "only text content parts"),
+        ([{"type": "text"}], "needs a 'text' string"),
+        ([{"type": "text", "text": 5}], "needs a 'text' string"),
+        (5, "must be a string or an array of text parts"),
+    ]:
+        with pytest.raises(ApiError) as caught:
+            parse_chat_request({"model": "m:1", "messages": [{"role": "user", "content": content}]})
+        assert caught.value.status == 400
+        assert says in caught.value.message
+        assert caught.value.message.startswith("messages[0]")

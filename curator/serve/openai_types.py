@@ -145,10 +145,6 @@ class ChatRequest:
     stream: bool
     include_usage: bool
 
-    @property
-    def temperature(self) -> float:
-        return self.sampling.temperature
-
     def message_dicts(self) -> list[dict[str, str]]:
         return [{"role": role, "content": content} for role, content in self.messages]
 
