@@ -637,3 +637,29 @@ def test_a_hub_source_is_downloaded_then_compiled(hub: FakeHub, cache: Path) -> 
     assert result.plan.source_dir is not None
     assert olive.config["input_model"]["model_path"] == str(result.plan.source_dir)
     assert result.path is not None and (result.path / "curator-manifest.json").is_file()
+
+
+def test_a_hub_adapter_names_the_model_after_its_repo(
+    hub: FakeHub, tmp_path: Path, cache: Path
+) -> None:
+    from tests.fakehub.repo import FakeRepo
+
+    config = {"peft_type": "LORA", "r": 4, "base_model_name_or_path": "local:m"}
+    hub.repos["team/My_LoRA"] = FakeRepo(
+        repo_id="team/My_LoRA",
+        files={
+            "adapter_config.json": json.dumps(config).encode(),
+            "adapter_model.safetensors": struct.pack("<Q", 2) + b"{}",
+        },
+    )
+    try:
+        model = local_model(tmp_path)
+        request = CompileRequest(
+            source=str(model), recipe="int4-cpu", dry_run=True, adapter="team/My_LoRA"
+        )
+        plan = compile_model(request).plan
+    finally:
+        del hub.repos["team/My_LoRA"]
+    assert (plan.model_id, plan.publisher) == ("my_lora-generic-cpu:1", "team")
+    assert plan.target == cache.absolute() / "team" / "my_lora-generic-cpu-1"
+    assert plan.source_adapter is not None and plan.source_adapter.repo == "team/My_LoRA"
