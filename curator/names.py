@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from curator.cache.modeldir import dir_model_id, model_dirs
+from curator.errors import NotFound
+from curator.register.entry import variant_of
+
 
 class Named(Protocol):
     @property
@@ -116,8 +120,6 @@ def with_suggestion(hint: str | None, suggestion: str | None) -> str | None:
 def cache_models(cache_dir: Path) -> list[Name]:
     """The compiled directories of a Foundry cache as names: id and the default alias (the id's
     name without its variant, as ``curator register`` gives it)."""
-    from curator.cache.modeldir import dir_model_id, model_dirs
-
     found: list[Name] = []
     for path in model_dirs(cache_dir):
         model_id = dir_model_id(path)
@@ -127,8 +129,6 @@ def cache_models(cache_dir: Path) -> list[Name]:
 
 
 def _default_alias(model_id: str) -> str | None:
-    from curator.register.entry import variant_of
-
     match = variant_of(model_id)
     return model_id.rpartition(":")[0][: match.start()] if match else None
 
@@ -154,8 +154,6 @@ def resolve_registered(runtime: Any, name: str) -> str:
 def load_registered(runtime: Any, name: str) -> Any:
     """``runtime.load`` of the model ``name`` stands for; a miss is NotFound with a "did you
     mean" for the closest registered or cached name."""
-    from curator.errors import NotFound
-
     registered = list(runtime.list_registered())
     found = resolve(name, registered)
     try:

@@ -13,8 +13,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from curator import foundry
 from curator.bench.measure import StreamChunk, TokenCounter, TokenizerFileCounter, Usage
+from curator.cache.modeldir import find_model_dir
 from curator.errors import BenchError
+from curator.names import load_registered
 from curator.prompts import Message
 
 DEFAULT_ENDPOINT_ENV = "FOUNDRY_LOCAL_ENDPOINT"
@@ -68,14 +71,10 @@ class FoundryBackend:
 
     def _get_runtime(self) -> Any:
         if self._runtime is None:
-            from curator import foundry
-
             self._runtime = foundry.runtime(self.cache_dir)
         return self._runtime
 
     def load(self, model_id: str) -> float | None:
-        from curator.names import load_registered
-
         runtime = self._get_runtime()
         start = time.perf_counter()
         self._loaded[model_id] = load_registered(runtime, model_id)  # id, id w/o version, alias
@@ -297,8 +296,6 @@ def _error_text(body: str) -> str:
 
 
 def _counter_from_cache(cache_dir: Path, model_id: str) -> TokenCounter | None:
-    from curator.cache.modeldir import find_model_dir
-
     model_dir = find_model_dir(cache_dir, model_id)
     if model_dir is None or not (model_dir / "tokenizer.json").is_file():
         return None

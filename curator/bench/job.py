@@ -9,11 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curator.bench.backends import Backend, EndpointBackend, FoundryBackend
-from curator.bench.record import RecordOutcome
-from curator.bench.reports import ReportFiles
+from curator.bench.quality import TemplateRow, read_scores, write_template
+from curator.bench.record import RecordOutcome, record_run
+from curator.bench.reports import ReportFiles, write_reports
+from curator.bench.runner import run_bench
 from curator.bench.types import BenchRun, BenchSettings
 from curator.errors import BenchError, UsageProblem
+from curator.paths import foundry_cache_dir
 from curator.progress import Progress
+from curator.prompts import load_prompt_set
 
 BENCH_MODELS_ENV = "BENCH_MODELS"
 
@@ -61,8 +65,6 @@ def model_ids_from(ids: Sequence[str]) -> tuple[str, ...]:
 
 
 def open_backend(request: BenchRequest) -> Backend:
-    from curator.paths import foundry_cache_dir
-
     cache = foundry_cache_dir(request.cache_dir)
     if request.endpoint:
         backend = EndpointBackend(request.endpoint, server_pid=request.server_pid, cache_dir=cache)
@@ -91,12 +93,6 @@ def _check_writable(out_dir: Path) -> None:
 
 
 def run_job(request: BenchRequest, progress: Progress | None = None) -> BenchOutcome:
-    from curator.bench.quality import read_scores
-    from curator.bench.record import record_run
-    from curator.bench.reports import write_reports
-    from curator.bench.runner import run_bench
-    from curator.prompts import load_prompt_set
-
     prompt_set = load_prompt_set(request.prompts_file)
     manual = read_scores(request.scores) if request.scores else None
     _check_writable(request.out_dir)  # before the run, not after minutes of measuring
@@ -121,8 +117,6 @@ def run_job(request: BenchRequest, progress: Progress | None = None) -> BenchOut
 
 def write_annotation(run: BenchRun, path: Path) -> int:
     """The manual-scoring template: one row per model and prompt, with the last measured answer."""
-    from curator.bench.quality import TemplateRow, write_template
-
     rows = []
     for model in run.models:
         for prompt in run.prompt_set.prompts:

@@ -15,6 +15,9 @@ from typing import Any
 from curator.bench.stats import Stat
 from curator.bench.types import BenchRun, ModelResult
 from curator.errors import CuratorError, RegistryInvalid
+from curator.names import Name, resolve
+from curator.registry import load_registry, update_model
+from curator.registry.document import models_of
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,6 @@ def _skip_reason(model: ModelResult) -> str:
 
 def record_run(run: BenchRun, registry: Path) -> tuple[RecordOutcome, ...]:
     """Append the summary of every successful model to its entry in ``registry``."""
-    from curator.registry import update_model
-
     entries = _registry_names(registry)
     outcomes = []
     for model in run.models:
@@ -97,11 +98,6 @@ def record_run(run: BenchRun, registry: Path) -> tuple[RecordOutcome, ...]:
 
 
 def _registry_names(registry: Path) -> list[Any]:
-    from curator.errors import CuratorError
-    from curator.names import Name
-    from curator.registry import load_registry
-    from curator.registry.document import models_of
-
     try:
         models = models_of(load_registry(registry))
     except CuratorError:  # the edit itself reports what is wrong with the file
@@ -115,7 +111,5 @@ def _registry_names(registry: Path) -> list[Any]:
 
 def _entry_id(name: str, entries: list[Any]) -> str:
     """The registry id ``name`` stands for (an id, an id without version, an alias), else itself."""
-    from curator.names import resolve
-
     found = resolve(name, entries)
     return str(found.id) if found is not None else name

@@ -20,6 +20,7 @@ from curator.bench.stats import PERCENTILE_METHOD, Stat
 from curator.bench.types import BenchRun, Figures, ModelResult
 from curator.errors import BenchError
 from curator.jsonio import read_json, write_json_atomic, write_text_atomic
+from curator.schemas import schema_problems
 
 SCHEMA = "bench-report"
 JSON_NAME = "bench-report.json"
@@ -190,8 +191,6 @@ def report_document(run: BenchRun) -> dict[str, Any]:
 
 
 def report_problems(document: Any) -> list[str]:
-    from curator.schemas import schema_problems
-
     return [str(p) for p in schema_problems(document, SCHEMA)]
 
 

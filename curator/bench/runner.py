@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-from curator.bench.backends import Backend
+from curator.bench.backends import Backend, FoundryBackend
 from curator.bench.isolated import ALLOCATOR_NOTE, bench_model_in_child
 from curator.bench.machine import describe_machine, thread_note
 from curator.bench.measure import (
@@ -37,6 +37,7 @@ from curator.bench.types import (
     Throughput,
 )
 from curator.bench.types import BenchSettings as BenchSettings  # re-exported: onboard.pipeline
+from curator.cache.modeldir import find_model_dir
 from curator.errors import BenchError
 from curator.progress import Progress
 from curator.prompts import Prompt, PromptSet
@@ -76,8 +77,6 @@ def run_bench(
     notes: list[str] = []
     cache_dir = getattr(backend, "cache_dir", None)
     if backend.kind == "in-process" and isinstance(cache_dir, Path):
-        from curator.cache.modeldir import find_model_dir
-
         for model_id in model_ids:
             notes.append(thread_note(model_id, find_model_dir(cache_dir, model_id), machine.cores))
     if isolated is not None:
@@ -107,8 +106,6 @@ def run_bench(
 def _isolated_cache(backend: Backend) -> Path | None:
     """The cache of a Foundry backend in this process, whose models are benched each in its own
     child process (curator.bench.isolated); None for other backends (run here)."""
-    from curator.bench.backends import FoundryBackend
-
     return backend.cache_dir if isinstance(backend, FoundryBackend) else None
 
 

@@ -29,8 +29,14 @@ from typing import Any
 from curator.budget.recipe import plan_recipe, recipe_name, write_recipe
 from curator.budget.search import Plan, search
 from curator.budget.sensitivity import Sensitivity, measure_sensitivity
+from curator.cache.modeldir import MANIFEST_NAME, sha256_file
+from curator.compile.api import compile_model
+from curator.compile.source import resolve_source
 from curator.compile.types import CompileRequest, CompileResult
 from curator.errors import CuratorError, UsageProblem
+from curator.fidelity import default_reference, load_text, measure_fidelity
+from curator.fidelity.api import policy_thresholds
+from curator.jsonio import read_json, write_json_atomic
 from curator.paths import curator_home
 
 Progress = Callable[[str], None]
@@ -88,8 +94,6 @@ def check_budget(max_kl: float | None, min_top1: float | None, origin: str = "op
 
 def policy_budget(registry: Path) -> Budget:
     """``--recipe auto``: the budget of the registry's policy (maxKlDivergence, minTop1Agreement)."""
-    from curator.fidelity.api import policy_thresholds
-
     limits = policy_thresholds(registry)
     if limits.max_kl is None and limits.min_top1 is None:
         raise UsageProblem(
@@ -197,10 +201,6 @@ def compile_to_budget(
     home: Path | None = None,
 ) -> BudgetResult:
     """Compile ``request.source`` into the smallest plan that meets ``budget`` (see module doc)."""
-    from curator.compile.api import compile_model
-    from curator.compile.source import resolve_source
-    from curator.fidelity import default_reference, load_text, measure_fidelity
-
     started = time.monotonic()
     source = resolve_source(
         request.source, request.revision, download=True, gguf_file=request.gguf_file
@@ -321,8 +321,6 @@ def _finish(compiled: CompileResult, recipe: Path, name: str) -> Path:
     """The accepted recipe, renamed to ``<name>.json`` in the model directory."""
     import json
 
-    from curator.jsonio import write_json_atomic
-
     assert compiled.path is not None
     document = json.loads(recipe.read_text(encoding="utf-8"))
     document["name"] = name
@@ -333,9 +331,6 @@ def _finish(compiled: CompileResult, recipe: Path, name: str) -> Path:
 
 def _record(compiled: CompileResult, result: BudgetResult, sensitivity: Sensitivity) -> None:
     """The budget, the search and the recipe file in the compile manifest (its artifact too)."""
-    from curator.cache.modeldir import MANIFEST_NAME, sha256_file
-    from curator.jsonio import read_json, write_json_atomic
-
     assert compiled.path is not None
     manifest_path = compiled.path / MANIFEST_NAME
     manifest = read_json(manifest_path, "compile manifest")

@@ -24,7 +24,10 @@ from typing import Any
 
 from curator.budget.formats import CANDIDATES, EMBEDDING_CANDIDATES, Format, parse_format
 from curator.budget.groups import EMBEDDING, Group, group_tensors
+from curator.cache.modeldir import sha256_file
+from curator.compile.source import read_model_config
 from curator.errors import CuratorError
+from curator.fidelity.measure import run_json_worker
 from curator.jsonio import write_json_atomic
 from curator.paths import curator_home
 
@@ -107,8 +110,6 @@ def from_record(record: dict[str, Any], cached: bool = True) -> Sensitivity:
 
 def source_sha256(source_dir: Path) -> str:
     """One sha256 over the checkpoint's weight files and config (names and bytes, sorted)."""
-    from curator.cache.modeldir import sha256_file
-
     digest = hashlib.sha256()
     files = [*sorted(source_dir.glob("*.safetensors")), source_dir / "config.json"]
     for path in files:
@@ -127,8 +128,6 @@ def calibration_text() -> str:
 
 def tensor_shapes(source_dir: Path) -> tuple[dict[str, tuple[int, ...]], int, bool]:
     """(shape of every tensor, bytes of what is not quantized, tied embeddings?) from the headers."""
-    from curator.compile.source import read_model_config
-
     shapes: dict[str, tuple[int, ...]] = {}
     dtypes: dict[str, int] = {}
     sizes = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "U8": 1, "I8": 1}
@@ -298,8 +297,6 @@ def measure_sensitivity(
 
 
 def _run_worker(request: dict[str, Any], timeout: float | None) -> dict[str, Any]:
-    from curator.fidelity.measure import run_json_worker
-
     with tempfile.TemporaryDirectory(prefix="curator-sensitivity-") as tmp:
         text_path = Path(tmp) / "calibration.txt"
         text_path.write_text(calibration_text(), encoding="utf-8")

@@ -23,6 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from curator.budget.formats import parse_format
+from curator.quant.plan import TensorQuant
+
 
 def fake_quantize(weight: Any, fmt: Any, gather: bool = False) -> tuple[Any, int]:
     """``weight`` (rows x cols, blocks along cols) quantized to ``fmt`` with the compile's own
@@ -30,8 +33,7 @@ def fake_quantize(weight: Any, fmt: Any, gather: bool = False) -> tuple[Any, int
     ValueError when the format cannot hold a tensor of this shape."""
     import numpy as np
 
-    from curator.quant.kernels import quantize_gather, quantize_matmul
-    from curator.quant.plan import TensorQuant
+    from curator.quant.kernels import quantize_gather, quantize_matmul  # start-up: numpy
 
     quant = TensorQuant(
         bits=fmt.bits, block_size=fmt.block, symmetric=fmt.symmetric, algo=fmt.algorithm
@@ -45,8 +47,6 @@ SAMPLE_ROWS = 64  # rows per tensor a proxy-only format is weighed on
 
 
 def _format(name: str) -> Any:
-    from curator.budget.formats import parse_format
-
     return parse_format(name)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from curator.cli._output import Output
 from curator.compile.types import CompileRequest
 from curator.errors import UsageProblem
+from curator.paths import registry_path
 
 AUTO = "auto"
 
@@ -37,8 +38,11 @@ def run_budget(
     registry: Path | None,
     as_json: bool,
 ) -> None:
-    from curator.budget import check_budget, compile_to_budget, policy_budget
-    from curator.paths import registry_path
+    from curator.budget import (  # start-up: kept off --help
+        check_budget,
+        compile_to_budget,
+        policy_budget,
+    )
 
     if recipe == AUTO and max_kl is None and min_top1 is None:
         budget = policy_budget(registry_path(registry))

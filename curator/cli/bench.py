@@ -21,6 +21,7 @@ from curator.cli._options import (
 )
 from curator.cli._output import Output
 from curator.errors import UsageProblem
+from curator.paths import registry_path
 
 if TYPE_CHECKING:
     from curator.bench.job import BenchOutcome
@@ -153,10 +154,9 @@ def run(
     as_json: bool,
 ) -> None:
     """Benchmark models: TTFT, latency, decode tokens/s, memory, quality (exit 1 if any failed)."""
-    from curator.bench.job import BenchRequest, model_ids_from, run_job
-    from curator.bench.reports import report_document
-    from curator.bench.types import BenchSettings
-    from curator.paths import registry_path
+    from curator.bench.job import BenchRequest, model_ids_from, run_job  # start-up: kept off --help
+    from curator.bench.reports import report_document  # start-up: kept off --help
+    from curator.bench.types import BenchSettings  # start-up: kept off --help
 
     source = click.get_current_context().get_parameter_source("endpoint")
     if in_process and endpoint and source is click.core.ParameterSource.COMMANDLINE:
@@ -273,8 +273,11 @@ def _p(stat: Any, name: str) -> float | None:
 @json_option
 def compare(old: Path, new: Path, threshold: float, as_json: bool) -> None:
     """Compare two bench reports: deltas per model and figure; exit 1 on a regression."""
-    from curator.bench.compare import compare_reports, comparison_document
-    from curator.bench.reports import load_report
+    from curator.bench.compare import (  # start-up: kept off --help
+        compare_reports,
+        comparison_document,
+    )
+    from curator.bench.reports import load_report  # start-up: kept off --help
 
     comparison = compare_reports(load_report(old), load_report(new), threshold)
     out = Output(as_json)

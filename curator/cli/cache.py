@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from curator.cli._options import ListGroup, cache_dir_option, json_option, registry_option
-from curator.cli._output import Output
+from curator.cli._output import Output, to_jsonable
+from curator.cli.foundry import suggesting
 from curator.paths import foundry_cache_dir, registry_path
 
 
@@ -22,7 +23,7 @@ def cache() -> None:
 @json_option
 def ls(registry: Path | None, cache_dir: Path | None, as_json: bool) -> None:
     """Each model directory with its size, Foundry registration and registry state."""
-    from curator.cache.inventory import list_cache
+    from curator.cache.inventory import list_cache  # start-up: kept off --help
 
     rows = list_cache(foundry_cache_dir(cache_dir), registry_path(registry))
     out = Output(as_json)
@@ -67,9 +68,8 @@ def ls(registry: Path | None, cache_dir: Path | None, as_json: bool) -> None:
 @json_option
 def rm(model_id: str, registry: str | None, cache_dir: Path | None, as_json: bool) -> None:
     """Unregister a model from Foundry Local and delete its directory from the cache."""
-    from curator.cache.inventory import remove_model
-    from curator.cli.foundry import suggesting
-    from curator.names import resolve_in_cache
+    from curator.cache.inventory import remove_model  # start-up: kept off --help
+    from curator.names import resolve_in_cache  # start-up: kept off --help
 
     chosen = None if registry is None else registry_path(registry or None)
     cache = foundry_cache_dir(cache_dir)
@@ -101,9 +101,8 @@ def rm(model_id: str, registry: str | None, cache_dir: Path | None, as_json: boo
 def verify(model_id: str | None, cache_dir: Path | None, as_json: bool) -> None:
     """Check every artifact's sha256 against the compile manifest (exit 1 naming missing or
     changed files)."""
-    from curator.cache.inventory import verify_cache
-    from curator.cli.foundry import suggesting
-    from curator.names import resolve_in_cache
+    from curator.cache.inventory import verify_cache  # start-up: kept off --help
+    from curator.names import resolve_in_cache  # start-up: kept off --help
 
     cache = foundry_cache_dir(cache_dir)
     if model_id is not None:
@@ -133,7 +132,5 @@ def verify(model_id: str | None, cache_dir: Path | None, as_json: bool) -> None:
 
 
 def _plain(result: object) -> dict[str, object]:
-    from curator.cli._output import to_jsonable
-
     value = to_jsonable(result)
     return value if isinstance(value, dict) else {}

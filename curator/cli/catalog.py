@@ -30,7 +30,7 @@ def list_command(
 ) -> None:
     """Every catalog model this machine can run: alias, id, device and execution provider, size,
     license, task, whether it is cached. Offline: one line says so, and the cached ones are listed."""
-    from curator.foundry.browse import list_catalog
+    from curator.foundry.browse import list_catalog  # start-up: kept off --help
 
     out = Output(as_json)
     listing = list_catalog(foundry_cache_dir(cache_dir), device=device, task=task)
@@ -64,7 +64,7 @@ def list_command(
 @json_option
 def show(name: str, cache_dir: Path | None, as_json: bool) -> None:
     """One catalog model by ALIAS (resolved to this machine's variant) or ID, with its variants."""
-    from curator.foundry.browse import look_up
+    from curator.foundry.browse import look_up  # start-up: kept off --help
 
     out = Output(as_json)
     found = look_up(foundry_cache_dir(cache_dir), name)

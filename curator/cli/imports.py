@@ -95,7 +95,7 @@ def import_command(
     is checked, a Hub download against the Hub's sha256, then inference_model.json and a manifest
     (recipe "imported") are written and the folder is placed in one step. Then register, smoke,
     bench and fidelity work as for a compiled model."""
-    from curator.compile.imported import ImportRequest, import_model
+    from curator.compile.imported import ImportRequest, import_model  # start-up: kept off --help
 
     out = Output(as_json)
     result = import_model(

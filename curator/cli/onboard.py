@@ -109,8 +109,8 @@ def onboard(
     the steps already done; a failing step (a smoke answer without its expected words, fidelity
     outside the registry's policy) stops with its cause and leaves the registry as it was.
     """
-    from curator.onboard.pipeline import OnboardRequest
-    from curator.onboard.pipeline import onboard as run_onboard
+    from curator.onboard.pipeline import OnboardRequest  # start-up: kept off --help
+    from curator.onboard.pipeline import onboard as run_onboard  # start-up: kept off --help
 
     out = Output(as_json)
     result = run_onboard(

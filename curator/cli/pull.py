@@ -18,6 +18,7 @@ from curator.cli._options import cache_dir_option, json_option, registry_option
 from curator.cli._output import Output
 from curator.errors import UsageProblem
 from curator.paths import foundry_cache_dir, registry_path
+from curator.registry import load_registry
 
 
 @click.command()
@@ -55,8 +56,7 @@ def pull(
         raise UsageProblem("nothing to pull", hint="curator pull ID, or curator pull --all")
     if capabilities or fit:
         raise UsageProblem("--capability and --fit go with --all", hint="curator pull --all --fit")
-    from curator.registry import load_registry
-    from curator.share.pull import is_published, pull_model
+    from curator.share.pull import is_published, pull_model  # start-up: kept off --help
 
     if not is_published(load_registry(registry_file), target):
         _pull_catalog_model(out, target, registry_file, cache)
@@ -81,7 +81,7 @@ def _pull_everything(
     fit: bool,
     force: bool,
 ) -> None:
-    from curator.share.pull import pull_all
+    from curator.share.pull import pull_all  # start-up: kept off --help
 
     ram_gb = None
     if fit:
@@ -116,7 +116,7 @@ def _pull_everything(
 def _pull_catalog_model(out: Output, target: str, registry: Path, cache: Path) -> None:
     """An ALIAS|ID that is not a published registry entry: a Foundry catalog model, downloaded
     into the cache with progress on stderr, then load-tested (curator/register/catalog.py)."""
-    from curator.register import pull_catalog_model
+    from curator.register import pull_catalog_model  # start-up: kept off --help
 
     shown = [-100.0]
 

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import click
 
+from curator.cli.main import load_all_commands
+from curator.recipes import load_recipes
+
 
 def _markers(name: str) -> tuple[str, str]:
     return (
@@ -28,8 +31,6 @@ def _walk(
 
 
 def command_reference() -> str:
-    from curator.cli.main import load_all_commands
-
     cli = load_all_commands()
 
     parts: list[str] = []
@@ -49,8 +50,6 @@ def command_reference() -> str:
 
 
 def recipes_table() -> str:
-    from curator.recipes import load_recipes
-
     lines = [
         "| recipe | device | precision | Foundry variant | Olive passes | needs | what it is |",
         "|---|---|---|---|---|---|---|",

@@ -9,9 +9,10 @@ from typing import Any
 import click
 
 from curator.cli._options import ListGroup, PositiveNumber, json_option, registry_option
-from curator.cli._output import Output
+from curator.cli._output import Output, to_jsonable
 from curator.cli.registry_merge import fragment, matrix, merge
-from curator.errors import InputFileError, NotFound, UsageProblem
+from curator.errors import CuratorError, InputFileError, NotFound, UsageProblem
+from curator.jsonio import read_json, require_regular_file, write_text_atomic
 from curator.paths import registry_path
 from curator.registry import (
     add_model,
@@ -25,6 +26,7 @@ from curator.registry import (
 from curator.registry.diff import BENCH_FIGURES, diff_documents, figure, latest_benchmark
 from curator.registry.document import merged, models_of
 from curator.registry.review import render_failed_review, render_review
+from curator.registry.rules import one_line
 from curator.registry.select import select_models
 
 
@@ -102,8 +104,6 @@ def list_models(registry: Path | None, as_json: bool) -> None:
 def _shown(value: Any) -> Any:
     """A table cell of a registry that may be invalid: numbers as they are (finite: the reader
     refuses the others), anything else one line, elided, with hidden characters spelled out."""
-    from curator.registry.rules import one_line
-
     if value is None or type(value) in (bool, int, float):
         return value
     if isinstance(value, list):
@@ -120,7 +120,12 @@ def show(model_id: str, registry: Path | None, as_json: bool) -> None:
 
     MODEL_ID is an id, an id without version (the newest) or an alias.
     """
-    from curator.names import Name, did_you_mean, resolve, with_suggestion
+    from curator.names import (  # start-up: kept off --help
+        Name,
+        did_you_mean,
+        resolve,
+        with_suggestion,
+    )
 
     path = existing_registry(registry)
     models = [m for m in models_of(load_registry(path)) if isinstance(m.get("id"), str)]
@@ -238,8 +243,6 @@ def entry_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def entry_from_options(
     entry_file: Path | None, capabilities: tuple[str, ...], flags: dict[str, Any]
 ) -> dict[str, Any]:
-    from curator.jsonio import read_json
-
     entry: dict[str, Any] = {}
     if entry_file is not None:
         data = read_json(entry_file, "entry file")
@@ -401,9 +404,6 @@ def diff(
     """
     import gc
 
-    from curator.errors import CuratorError
-    from curator.jsonio import read_json, write_text_atomic
-
     default = registry_path(registry)
     try:
         before = load_registry_source(base, default)
@@ -462,8 +462,6 @@ def diff(
 
 def read_path_list(path: Path) -> tuple[str, ...]:
     """File paths, NUL-separated (git -z) or one a line, from a regular file of at most 16 MB."""
-    from curator.jsonio import require_regular_file
-
     require_regular_file(path, "changed-files list")
     with path.open("rb") as handle:
         raw = handle.read(16 * 2**20 + 1)
@@ -479,8 +477,6 @@ def read_path_list(path: Path) -> tuple[str, ...]:
 
 
 def _asdict(value: Any) -> dict[str, Any]:
-    from curator.cli._output import to_jsonable
-
     data: dict[str, Any] = to_jsonable(value)
     return data
 

@@ -26,7 +26,7 @@ def merge(fragments: tuple[Path, ...], registry: Path | None, as_json: bool) -> 
     Deterministic (the order of FRAGMENTS does not matter); two fragments that edit the same id
     differently are refused and nothing is written; the registry's policy is kept.
     """
-    from curator.registry.merge import merge_fragments
+    from curator.registry.merge import merge_fragments  # start-up: kept off --help
 
     result = merge_fragments(registry_path(registry), fragments)
     out = Output(as_json)
@@ -53,7 +53,7 @@ def matrix(candidates: Path, as_json: bool) -> None:
 
     With --json: ``{"include": [...]}`` on one line, for GitHub Actions' fromJSON.
     """
-    from curator.registry.candidates import load_matrix
+    from curator.registry.candidates import load_matrix  # start-up: kept off --help
 
     rendered = load_matrix(candidates)
     out = Output(as_json)
@@ -83,7 +83,7 @@ def fragment(
     model_ids: tuple[str, ...], registry: Path | None, output: Path, as_json: bool
 ) -> None:
     """Write a registry fragment holding only MODEL_IDS (what one compile job produced)."""
-    from curator.registry.merge import cut_fragment
+    from curator.registry.merge import cut_fragment  # start-up: kept off --help
 
     cut_fragment(registry_path(registry), model_ids, output)
     if as_json:

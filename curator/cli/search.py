@@ -10,6 +10,10 @@ import click
 
 from curator.cli._options import cache_dir_option, json_option
 from curator.cli._output import Output
+from curator.compile.source import classify_source
+from curator.errors import UsageProblem
+from curator.hub import model_facts, search_local
+from curator.hub.search import search_hub
 from curator.hub.units import human_bytes, human_count, parse_param_count
 
 if TYPE_CHECKING:
@@ -82,7 +86,6 @@ def search(
             out, query, task, author, filters, gated, max_params, compilable or explain, cache_dir
         )
         return
-    from curator.hub.search import search_hub
 
     outcome = search_hub(
         query or None,
@@ -156,8 +159,6 @@ def _search_local(
     compilable: bool,
     cache_dir: Path | None = None,
 ) -> None:
-    from curator.hub import search_local
-
     ignored = [
         name
         for name, value in (
@@ -211,8 +212,6 @@ def info(source: str, revision: str | None, gguf_file: str | None, as_json: bool
     SOURCE is anything compile, import or --adapter take: an org/name Hub repo (nothing is
     downloaded), a local Hugging Face model directory (relative or absolute), a .gguf file, an ONNX
     Runtime GenAI folder, or a LoRA adapter folder."""
-    from curator.compile.source import classify_source
-
     local_dir = Path(source).expanduser().is_dir()
     kind = classify_source(str(Path(source) / gguf_file) if gguf_file and local_dir else source)
     if gguf_file and not kind.is_local:
@@ -222,15 +221,12 @@ def info(source: str, revision: str | None, gguf_file: str | None, as_json: bool
         )
     if kind.is_local:
         if revision:
-            from curator.errors import UsageProblem
-
             raise UsageProblem(
                 "--revision applies only to a Hub repo id, not to a local path",
                 hint="drop --revision",
             )
         _local_info(kind, as_json)
         return
-    from curator.hub import model_facts
 
     facts = model_facts(source, revision)
     out = Output(as_json)
@@ -272,7 +268,7 @@ def _recipes_table(out: Output, recipes: Sequence[RecipeFit]) -> None:
 
 def _local_info(kind: SourceKind, as_json: bool) -> None:
     """``curator info PATH``: a local source's facts from its small files and headers."""
-    from curator.compile.describe import describe_local
+    from curator.compile.describe import describe_local  # start-up: kept off --help
 
     facts = describe_local(kind)
     out = Output(as_json)

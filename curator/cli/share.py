@@ -33,7 +33,7 @@ def publish(
     The entry's distribution (repo, commit, files with sha256) lets teammates `curator pull ID`.
     Needs a token with write access (`hf auth login` or HF_TOKEN); a re-run resumes.
     """
-    from curator.share.publish import publish as run_publish
+    from curator.share.publish import publish as run_publish  # start-up: kept off --help
 
     out = Output(as_json)
     result = run_publish(

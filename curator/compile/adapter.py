@@ -25,6 +25,9 @@ from curator.compile.child import child_answer
 from curator.compile.types import AdapterOrigin
 from curator.compile.types import files_digest as files_digest  # re-exported: register.entry
 from curator.errors import PreflightError
+from curator.hub.client import check_repo_id, hub_errors, make_api
+from curator.hub.endpoint import hf_cache_dir
+from curator.hub.transport import hub_deadline
 from curator.paths import curator_home
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
@@ -95,7 +98,7 @@ def _read_config(adapter_dir: Path, given: str) -> dict[str, Any]:
 
 def resolve_adapter(given: str, revision: str | None = None) -> AdapterOrigin:
     """A local adapter folder, or a Hub adapter repo downloaded into the HF cache."""
-    from curator.compile.describe import card_metadata, local_license  # start-up: off --help
+    from curator.compile.describe import card_metadata, local_license  # start-up: kept off --help
 
     kind = sources.classify_source(given)
     if kind.is_local:
@@ -134,10 +137,6 @@ def resolve_adapter(given: str, revision: str | None = None) -> AdapterOrigin:
 
 def _download(repo_id: str, revision: str | None) -> tuple[Path, str, str | None]:
     from huggingface_hub import snapshot_download
-
-    from curator.hub.client import check_repo_id, hub_errors, make_api
-    from curator.hub.endpoint import hf_cache_dir
-    from curator.hub.transport import hub_deadline
 
     check_repo_id(repo_id)
     api = make_api()

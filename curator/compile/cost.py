@@ -127,7 +127,7 @@ def _builder_config(recipe: Recipe) -> tuple[str, dict[str, Any]] | None:
 
 def streams(recipe: Recipe, architecture: str | None) -> bool:
     """Whether ``recipe`` compiles this architecture with the streaming builder."""
-    from curator.compile.stream import STREAMING_ARCHITECTURES
+    from curator.compile.stream import STREAMING_ARCHITECTURES  # start-up: kept off --help
 
     builder = _builder_config(recipe)
     if builder is None or builder[0] != STREAMING_PASS or recipe.passes[0].type != STREAMING_PASS:

@@ -17,8 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from curator.compile import check, source
+from curator.compile.gguf_source import already_quantized_note, model_name
+from curator.compile.prequantized import PREQUANTIZED_RECIPE, builder_reads, prequantized
 from curator.errors import CuratorError
+from curator.formats.gguf import read_gguf_facts
+from curator.hub.feasibility import int4_run_bytes, recipe_fits
 from curator.hub.models import RecipeFit
+from curator.recipes import load_recipes
 
 # GGUF general.architecture -> the transformers class its checkpoint is dequantized to.
 GGUF_ARCHITECTURES = {
@@ -121,16 +126,12 @@ def _files(directory: Path) -> list[Path]:
 
 
 def _int4_run_bytes(parameters: int | None) -> int | None:
-    from curator.hub.feasibility import int4_run_bytes
-
     return int4_run_bytes(parameters)
 
 
 def _fits(
     architecture: str | None, parameters: int | None, fmt: str | None, auto_map: bool = False
 ) -> tuple[RecipeFit, ...]:
-    from curator.hub.feasibility import recipe_fits
-
     return recipe_fits(architecture, parameters, fmt, auto_map=auto_map)
 
 
@@ -204,8 +205,6 @@ def _checkpoint(given: str, path: Path) -> SourceFacts:
 
 
 def _recipe_for(config: Mapping[str, Any]) -> str:
-    from curator.compile.prequantized import PREQUANTIZED_RECIPE, prequantized
-
     return PREQUANTIZED_RECIPE if prequantized(config) is not None else "int4-cpu"
 
 
@@ -214,9 +213,6 @@ def _prequantized_fits(
 ) -> tuple[RecipeFit, ...]:
     """A pre-quantized checkpoint: only a recipe whose one pass is the builder can read it."""
     from dataclasses import replace
-
-    from curator.compile.prequantized import builder_reads, prequantized
-    from curator.recipes import load_recipes
 
     quant = prequantized(config)
     if quant is None:
@@ -236,9 +232,6 @@ def _prequantized_fits(
 
 
 def _gguf(given: str, path: Path) -> SourceFacts:
-    from curator.compile.gguf_source import already_quantized_note, model_name
-    from curator.formats.gguf import read_gguf_facts
-
     header = read_gguf_facts(path)
     architecture = GGUF_ARCHITECTURES.get(header.architecture)
     notes = [already_quantized_note(path.name, header.quantization_types)]
@@ -281,8 +274,6 @@ def _gguf(given: str, path: Path) -> SourceFacts:
 
 
 def _no_recipe(reason: str) -> tuple[RecipeFit, ...]:
-    from curator.recipes import load_recipes
-
     return tuple(
         RecipeFit(r.name, r.device, r.precision, False, reason, "not a checkpoint", (), None, None)
         for r in load_recipes()

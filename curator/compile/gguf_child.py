@@ -13,11 +13,11 @@ import json
 import sys
 from pathlib import Path
 
+from curator.errors import CuratorError
+from curator.formats.gguf_checkpoint import dequantize_gguf
+
 
 def main(argv: list[str]) -> int:
-    from curator.errors import CuratorError
-    from curator.formats.gguf_checkpoint import dequantize_gguf
-
     try:
         checkpoint = dequantize_gguf(Path(argv[0]))
     except CuratorError as exc:

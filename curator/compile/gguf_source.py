@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from curator import errors
+from curator.compile.child import child_answer
 from curator.errors import PreflightError
+from curator.hub.client import check_repo_id, hub_errors, make_api
+from curator.hub.download import record_ref
+from curator.hub.endpoint import hf_cache_dir
+from curator.hub.errors import HubOffline, HubStalled, HubUnavailable
+from curator.hub.transport import body_limit, hub_deadline, plain_http
 
 GGUF_SUFFIX = ".gguf"
 # A quantization tag at the end of a GGUF file name: .Q4_1, -Q4_K_M, .f16, -IQ3_XS, .BF16 ...
@@ -80,9 +87,7 @@ def repo_model_name(repo_name: str) -> str:
 def dequantize(path: Path) -> tuple[Path, GgufOrigin]:
     """The dequantized checkpoint directory and the file's origin record (built once per sha256,
     in a child process: see :mod:`curator.compile.gguf_child`)."""
-    from curator import errors
-    from curator.compile.child import child_answer
-    from curator.formats.gguf import read_gguf_facts
+    from curator.formats.gguf import read_gguf_facts  # start-up: kept off --help
 
     # the file against its own tensor table (a truncated download is one line naming its sizes),
     # before a child process and torch start on it
@@ -108,7 +113,7 @@ def dequantize(path: Path) -> tuple[Path, GgufOrigin]:
 
 def parameter_count(path: Path) -> tuple[int | None, int | None]:
     """(parameters, context length) from the GGUF header alone (no tensor data read)."""
-    from curator.formats.gguf import read_gguf_facts
+    from curator.formats.gguf import read_gguf_facts  # start-up: kept off --help
 
     facts = read_gguf_facts(path)
     return facts.parameter_count or None, facts.context_length
@@ -116,7 +121,7 @@ def parameter_count(path: Path) -> tuple[int | None, int | None]:
 
 def has_chat_template(path: Path) -> bool:
     """Whether the GGUF header carries ``tokenizer.chat_template``."""
-    from curator.formats.gguf import read_gguf_facts
+    from curator.formats.gguf import read_gguf_facts  # start-up: kept off --help
 
     return read_gguf_facts(path).has_chat_template
 
@@ -127,12 +132,6 @@ def download_gguf(repo_id: str, filename: str, revision: str | None) -> tuple[Pa
     Offline, or with the Hub unreachable, a copy already in the cache is used when there is one.
     """
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
-
-    from curator.hub.client import check_repo_id, hub_errors, make_api
-    from curator.hub.download import record_ref
-    from curator.hub.endpoint import hf_cache_dir
-    from curator.hub.errors import HubOffline, HubStalled, HubUnavailable
-    from curator.hub.transport import body_limit, hub_deadline, plain_http
 
     check_repo_id(repo_id)
     cache = hf_cache_dir()

@@ -28,6 +28,9 @@ from curator.compile import chat_templates, check, manifest, placement, prefligh
 from curator.compile import source as sources
 from curator.compile.types import Artifact
 from curator.errors import CompileError, PreflightError, UsageProblem
+from curator.hub.client import check_repo_id, hub_errors, make_api
+from curator.hub.endpoint import hf_cache_dir
+from curator.hub.transport import hub_deadline
 from curator.jsonio import dumps_stable
 from curator.paths import foundry_cache_dir
 from curator.progress import Progress
@@ -137,9 +140,6 @@ class _HubListing:
 
 
 def _hub_listing(repo_id: str, revision: str | None) -> _HubListing:
-    from curator.hub.client import check_repo_id, hub_errors, make_api
-    from curator.hub.transport import hub_deadline
-
     check_repo_id(repo_id)
     api = make_api()
     with hub_errors(repo_id, revision), hub_deadline():
@@ -170,10 +170,6 @@ def _hub_variants(listing: _HubListing) -> tuple[str, ...]:
 def _download(listing: _HubListing, subfolder: str, progress: Progress | None) -> Path:
     """The variant's files in the HF cache (snapshot dir of the variant)."""
     from huggingface_hub import snapshot_download
-
-    from curator.hub.client import hub_errors, make_api
-    from curator.hub.endpoint import hf_cache_dir
-    from curator.hub.transport import hub_deadline
 
     api = make_api()
     pattern = f"{subfolder}/*" if subfolder else "*"

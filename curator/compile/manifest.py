@@ -11,6 +11,7 @@ from typing import Any
 
 from curator import __version__
 from curator.cache.modeldir import MANIFEST_NAME, sha256_file
+from curator.compile.adapter import governing_license
 from curator.compile.types import Artifact, CompilePlan
 from curator.jsonio import write_json_atomic
 from curator.recipes import Recipe
@@ -203,8 +204,6 @@ def manifest_document(
     if plan.source_license:
         source["license"] = plan.source_license
     if plan.source_adapter is not None:  # --adapter (issue 21): base and adapter both recorded
-        from curator.compile.adapter import governing_license
-
         document["adapter"] = plan.source_adapter.manifest_record()
         governing = governing_license(plan.source_license, plan.source_adapter.license)
         if governing:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from curator.compile import builder_compat
+
 # Olive pass name -> the class a recipe's pass "type" resolves to in this process
 CURATOR_PASSES = {
     "CuratorModelBuilder": (
@@ -41,8 +43,6 @@ def register_passes() -> None:
 
 
 def main() -> None:
-    from curator.compile import builder_compat
-
     builder_compat.install()
     register_passes()
     from olive.cli.launcher import main as olive_main

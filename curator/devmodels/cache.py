@@ -19,6 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from curator import __version__
+from curator.cache.modeldir import MANIFEST_NAME, sha256_file
+from curator.compile import CompileRequest, compile_model
+from curator.compile import manifest as compile_manifest
+from curator.devmodels.tiny import BUILDER_VERSION, build_tiny_model
+from curator.formats.gguf_checkpoint import dequantize_gguf
+from curator.recipes import get_recipe
 
 COMPLETE_SUFFIX = ".complete"  # root/.<entry>.complete: the entry is whole
 
@@ -56,8 +62,6 @@ def cached_build(
 def cached_tiny_model(root: Path, **params: Any) -> Path:
     """A :func:`build_tiny_model` directory, built once per argument set."""
     import transformers
-
-    from curator.devmodels.tiny import BUILDER_VERSION, build_tiny_model
 
     architecture = params.get("architecture", "qwen2")
     key = {
@@ -107,8 +111,6 @@ def cached_compile(
     ``home`` is the curator home the compile runs with (a GGUF source finds its dequantized
     checkpoint there); ``key`` adds what else the output depends on (e.g. the GGUF's sha256).
     """
-    from curator.recipes import get_recipe
-
     full_key = {
         "kind": "compiled",
         "model": source.name,
@@ -129,8 +131,6 @@ def cached_compile(
 def _compile_into(
     out: Path, source: Path, recipe: str, model_id: str, home: Path | None = None
 ) -> None:
-    from curator.compile import CompileRequest, compile_model
-
     saved = os.environ.get("CURATOR_HOME")
     if home is not None:
         os.environ["CURATOR_HOME"] = str(home)
@@ -156,8 +156,6 @@ def cached_gguf_home(root: Path, gguf_path: Path) -> Path:
     content, curator/formats/gguf.py and transformers version)."""
     import transformers
 
-    from curator.cache.modeldir import sha256_file
-
     code = Path(__file__).resolve().parent.parent / "formats" / "gguf.py"
     key = {
         "kind": "gguf-home",
@@ -167,8 +165,6 @@ def cached_gguf_home(root: Path, gguf_path: Path) -> Path:
     }
 
     def build(out: Path) -> None:
-        from curator.formats.gguf_checkpoint import dequantize_gguf
-
         dequantize_gguf(gguf_path, home=out)
 
     return cached_build(root, "gguf-home", key, build)
@@ -181,9 +177,6 @@ def install_compiled(
 
     With a different ``model_id`` the copy's inference_model.json and manifest are renamed to it.
     """
-    from curator.cache.modeldir import MANIFEST_NAME
-    from curator.compile import manifest as compile_manifest
-
     document = json.loads((compiled / MANIFEST_NAME).read_text(encoding="utf-8"))
     model_id = model_id or str(document["id"])
     target = cache_dir / publisher / model_id.replace(":", "-")

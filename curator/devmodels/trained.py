@@ -17,6 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from curator.devmodels.cache import cached_build
+from curator.devmodels.tiny import BOS_TOKEN, BUILDER_VERSION, EOS_TOKEN, PAD_TOKEN, build_tokenizer
+
 # Bump when build_trained_model's output changes for the same arguments (fixture caches key on it).
 TRAINER_VERSION = 2
 TRAINING_RECORD = "training.json"
@@ -64,8 +67,6 @@ def build_trained_model(
     """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
-
-    from curator.devmodels.tiny import BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, build_tokenizer
 
     started = time.monotonic()
     torch.set_num_threads(threads)
@@ -158,9 +159,6 @@ def cached_trained_model(root: Path, **params: Any) -> Path:
 
     import torch
     import transformers
-
-    from curator.devmodels.cache import cached_build
-    from curator.devmodels.tiny import BUILDER_VERSION
 
     key = {
         "kind": "trained-model",

@@ -6,13 +6,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from curator.errors import NotFound
 from curator.fidelity.locate import find_compiled, model_label, resolve_reference
 from curator.fidelity.measure import DEFAULT_WINDOW, measure_fidelity
 from curator.fidelity.record import record_in_manifest, record_in_registry
 from curator.fidelity.text import load_text
 from curator.fidelity.types import FidelityResult, Thresholds
+from curator.names import cache_suggestion, resolve_in_cache, with_suggestion
 from curator.paths import foundry_cache_dir, registry_path
 from curator.progress import Progress, say
+from curator.registry import load_registry
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,6 @@ def policy_thresholds(registry: Path) -> Thresholds:
     """``minTop1Agreement`` / ``maxKlDivergence`` from the registry's policy (none if absent)."""
     if not registry.is_file():
         return Thresholds()
-    from curator.registry import load_registry
 
     document: Any = load_registry(registry)
     policy = document.get("policy") if isinstance(document, dict) else None
@@ -68,9 +70,6 @@ def policy_thresholds(registry: Path) -> Thresholds:
 def find_model(name: str, cache_dir: Path | None = None) -> Path:
     """The compiled model ``name`` names: an id, an id without version or an alias in the
     Foundry cache, or a directory (NotFound with a 'did you mean' hint)."""
-    from curator.errors import NotFound
-    from curator.names import cache_suggestion, resolve_in_cache, with_suggestion
-
     cache = foundry_cache_dir(cache_dir)
     try:
         return find_compiled(cache, resolve_in_cache(cache, name))

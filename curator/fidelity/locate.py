@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from curator.cache.modeldir import find_model_dir, is_model_dir, read_manifest
-from curator.errors import NotFound, UsageProblem
+from curator.cache.modeldir import find_model_dir, is_model_dir, read_manifest, sha256_file
+from curator.compile.gguf_source import dequantize
+from curator.errors import CuratorError, NotFound, UsageProblem
 from curator.fidelity.types import Reference
+from curator.hub import download_for_compile
 
 
 def find_compiled(cache_root: Path, model_id: str) -> Path:
@@ -47,9 +49,6 @@ def reference_from_dir(path: Path, label: str | None = None) -> Reference:
 def _hub_snapshot(repo: str, revision: str | None) -> Path | None:
     """The Hub checkpoint through the compile's own download path (the Hugging Face cache when
     it holds the files, else a download); None when it cannot be had."""
-    from curator.errors import CuratorError
-    from curator.hub import download_for_compile
-
     try:
         found, _sha = download_for_compile(repo, revision)
     except CuratorError:
@@ -60,9 +59,6 @@ def _hub_snapshot(repo: str, revision: str | None) -> Path | None:
 def _gguf_reference(gguf: dict[str, Any], repo: Any) -> Reference | None:
     """A GGUF source's reference: its dequantized checkpoint (the best fp32 there is), rebuilt
     from the file the manifest names when the work area no longer has it and the bytes match."""
-    from curator.cache.modeldir import sha256_file
-    from curator.compile.gguf_source import dequantize
-
     path = Path(str(gguf.get("path", "")))
     if not path.is_file() or sha256_file(path) != gguf.get("sha256"):
         return None  # another file now: never dequantize it only to throw the result away

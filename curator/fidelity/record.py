@@ -8,6 +8,7 @@ from typing import Any
 from curator.cache.modeldir import MANIFEST_NAME
 from curator.fidelity.types import FidelityResult
 from curator.jsonio import read_json, write_json_atomic
+from curator.registry import update_model
 
 
 def record_in_manifest(model_dir: Path, result: FidelityResult) -> Path | None:
@@ -25,8 +26,6 @@ def record_in_manifest(model_dir: Path, result: FidelityResult) -> Path | None:
 
 def record_in_registry(registry: Path, model_id: str, result: FidelityResult) -> dict[str, Any]:
     """Set the entry's ``fidelity`` (validated, locked, atomic); NotFound when it is not there."""
-    from curator.registry import update_model
-
     record = result.to_record()
 
     def change(entry: dict[str, Any]) -> None:

@@ -21,6 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from curator.errors import InputFileError
+from curator.formats.safetensors import read_safetensors_header
+
 # Positions scored per block when comparing distributions (bounds memory for large vocabularies).
 _ROWS = 64
 # "auto" holds an fp32 checkpoint in fp32 up to this size (exact, and small); above, in bf16.
@@ -62,9 +65,6 @@ class _GenaiRunner:
 def _safetensors_facts(path: Path) -> tuple[str | None, int]:
     """(the dtype most of the checkpoint's weights are stored in, in torch's spelling; its size in
     bytes) from the safetensors headers alone; (None, 0) when there are none."""
-    from curator.errors import InputFileError
-    from curator.formats.safetensors import read_safetensors_header
-
     sizes: dict[str, int] = {}
     for file in sorted(path.glob("*.safetensors")):
         try:  # a header checked against its file: a hostile one is skipped, not a traceback

@@ -11,6 +11,7 @@ import importlib.util
 from dataclasses import dataclass
 
 from curator.hub.models import RecipeFit
+from curator.recipes import BUILT_WRONG, SUPPORTED_ARCHITECTURES, load_recipes, predict_run_bytes
 
 # Why a recipe cannot compile a model, in words short enough to count by.
 NO_ARCHITECTURE = "no architecture"
@@ -33,7 +34,7 @@ class Machine:
 def this_machine() -> Machine:
     import psutil
 
-    from curator.compile.preflight import has_cuda_gpu
+    from curator.compile.preflight import has_cuda_gpu  # cycle: curator.compile imports hub
 
     return Machine(
         ram_available_bytes=int(psutil.virtual_memory().available),
@@ -51,13 +52,7 @@ def recipe_fits(
     machine: Machine | None = None,
 ) -> tuple[RecipeFit, ...]:
     """One RecipeFit per recipe in recipes/, in recipe-name order."""
-    from curator.compile.cost import predict_compile_peak_bytes  # cycle: via curator.compile
-    from curator.recipes import (
-        BUILT_WRONG,
-        SUPPORTED_ARCHITECTURES,
-        load_recipes,
-        predict_run_bytes,
-    )
+    from curator.compile.cost import predict_compile_peak_bytes  # cycle: as above
 
     here = machine or this_machine()
     fits = []
@@ -115,7 +110,6 @@ def int4_run_bytes(parameters: int | None) -> int | None:
     """Predicted run memory with the int4 CPU recipe (None without a parameter count)."""
     if not parameters:
         return None
-    from curator.recipes import load_recipes, predict_run_bytes
 
     recipes = load_recipes()
     chosen = next((r for r in recipes if r.name == "int4-cpu"), None) or next(

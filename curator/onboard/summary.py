@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from curator.bench.reports import CHART_NAME, MARKDOWN_NAME
+from curator.fidelity.api import policy_thresholds
+
 if TYPE_CHECKING:
     from curator.onboard.pipeline import OnboardRequest, StepOutcome
 
@@ -237,8 +240,6 @@ def _benchmark_lines(entry: dict[str, Any], bench_report: Path | None, out_dir: 
     lines.append(f"| peak memory, MiB | {latest['peakMemoryMb']:,.0f} | | |")
     lines.append("")
     if bench_report is not None:
-        from curator.bench.reports import CHART_NAME, MARKDOWN_NAME
-
         chart = bench_report.parent / CHART_NAME
         if chart.exists():
             lines += [f"![TTFT and tokens/s]({_link(chart, out_dir)})", ""]
@@ -275,8 +276,6 @@ def _fidelity_lines(entry: dict[str, Any], registry: Path, place: Place) -> list
 
 def _policy_verdict(fidelity: dict[str, Any], registry: Path, place: Place) -> str:
     """Whether the figures meet the registry's fidelity limits, with the limits named."""
-    from curator.fidelity.api import policy_thresholds
-
     limits = policy_thresholds(registry)
     where = f"`{place.rel(registry)}`"
     if limits.max_kl is None and limits.min_top1 is None:

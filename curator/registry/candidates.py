@@ -17,6 +17,7 @@ from typing import Any
 
 from curator.errors import InputFileError, UsageProblem
 from curator.jsonio import read_json
+from curator.recipes import get_recipe
 from curator.schemas import schema_problems
 
 DEFAULT_RUNNERS: dict[str, tuple[str, ...]] = {
@@ -74,8 +75,6 @@ def slug(text: str) -> str:
 def load_matrix(path: Path, recipes_directory: Path | None = None) -> Matrix:
     """Read and check ``path`` (schema, known recipes, no duplicate source x recipe) and render
     one job per candidate, in file order."""
-    from curator.recipes import get_recipe
-
     document = read_json(path, "candidates file")
     problems = schema_problems(document, "candidates")
     if problems:

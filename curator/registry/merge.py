@@ -26,6 +26,7 @@ from curator.registry.document import (
     require_model,
 )
 from curator.registry.rules import policy_of
+from curator.registry.store import edit_registry
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,6 @@ class _Edit:
 
 def merge_fragments(registry: Path, fragments: tuple[Path, ...]) -> MergeResult:
     """Apply every fragment's edits to ``registry`` or, on a conflict or a violation, none."""
-    from curator.registry.store import edit_registry
-
     loaded = [(path, _load_fragment(path)) for path in fragments]
     counts: dict[str, Any] = {}
 

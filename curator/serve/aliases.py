@@ -7,13 +7,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from curator.foundry import RegisteredModel
+from curator.names import resolve as resolve_name
 
 
 def resolve(name: str, registered: Iterable[RegisteredModel]) -> RegisteredModel | None:
     """The registered model ``name`` stands for, or None (curator.names.resolve: the one
     resolver every command uses)."""
-    from curator.names import resolve as resolve_name
-
     return resolve_name(name, registered)
 
 

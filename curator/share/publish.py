@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from curator.cache.modeldir import MANIFEST_NAME, sha256_file
-from curator.errors import InputFileError, NotFound, UsageProblem
+from curator.errors import HubError, InputFileError, NotFound, UsageProblem
+from curator.hub.client import check_repo_id, hub_errors, make_api, map_error, token_present
 from curator.hub.errors import LOGIN_HINT, HubAuthError
 from curator.progress import Progress
+from curator.register import resolve_model_dir
+from curator.registry import find_model, load_registry, update_model
 from curator.share.files import ListedFile, file_problems, listed_files
 
 DEFAULT_BRANCH = "main"
@@ -61,10 +64,6 @@ def publish(
 ) -> PublishResult:
     """Upload the entry's compiled directory to ``repo`` (created if missing, ``private`` then) on
     branch ``revision`` (created from main if missing) and record ``distribution`` in the entry."""
-    from curator.hub.client import check_repo_id, token_present
-    from curator.register import resolve_model_dir
-    from curator.registry import find_model, load_registry, update_model
-
     say = progress or (lambda _message: None)
     check_repo_id(repo)
     branch = revision or DEFAULT_BRANCH
@@ -154,7 +153,6 @@ def _upload(
     """One commit with every file; returns (commit sha, repository URL)."""
     from huggingface_hub import CommitOperationAdd
 
-    from curator.hub.client import hub_errors, make_api
     from curator.hub.endpoint import deadline_seconds  # start-up: with the Hub client
     from curator.hub.transport import UPLOAD_TIMEOUT, hub_deadline, plain_http  # start-up: idem
 
@@ -189,9 +187,6 @@ def _upload(
 def _upload_errors(repo: str) -> Iterator[None]:
     """huggingface_hub wraps a failed LFS transfer in ``RuntimeError("Error while uploading
     'PATH' to the Hub.")``: report it as a HubError naming the file and the Hub's answer."""
-    from curator.errors import HubError
-    from curator.hub.client import map_error
-
     try:
         yield
     except RuntimeError as exc:

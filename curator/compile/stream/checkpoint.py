@@ -15,6 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from curator.errors import InputFileError
+from curator.formats.safetensors import read_safetensors_header
+
 INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"
 HEADER_LIMIT = 100_000_000
@@ -68,9 +71,6 @@ class TensorInfo:
 def _read_header(path: Path) -> dict[str, TensorInfo]:
     """The tensors of one file, from its header checked against the file
     (curator.formats.safetensors: a hostile header is a CheckpointError, never a traceback)."""
-    from curator.errors import InputFileError
-    from curator.formats.safetensors import read_safetensors_header
-
     try:
         header = read_safetensors_header(path)
     except InputFileError as exc:
