@@ -663,3 +663,15 @@ def test_a_hub_adapter_names_the_model_after_its_repo(
     assert (plan.model_id, plan.publisher) == ("my_lora-generic-cpu:1", "team")
     assert plan.target == cache.absolute() / "team" / "my_lora-generic-cpu-1"
     assert plan.source_adapter is not None and plan.source_adapter.repo == "team/My_LoRA"
+
+
+def test_calibration_data_is_passed_to_olive_by_its_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = local_model(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cal.jsonl").write_text('{"text": "hello"}\n')
+    plan = plan_for(str(model), recipe="int4-gptq-cpu", calibration=Path("cal.jsonl"))
+    rendered = json.dumps(plan.olive_config)
+    assert json.dumps(str(tmp_path / "cal.jsonl")) in rendered
+    assert '"cal.jsonl"' not in rendered
