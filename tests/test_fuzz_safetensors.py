@@ -13,6 +13,7 @@ accepts, the safetensors library loads too, with the same tensors.
 from __future__ import annotations
 
 import json
+import sys
 import struct
 from pathlib import Path
 from typing import Any
@@ -234,3 +235,115 @@ def test_a_missing_file_and_a_directory(tmp_path: Path) -> None:
         read_safetensors_header(tmp_path / "absent.safetensors")
     with pytest.raises(SafetensorsHeaderError, match="not a regular file"):
         read_safetensors_header(tmp_path)
+
+
+def tensor(dtype: Any = "F32", shape: Any = (2,), offsets: Any = (0, 8)) -> dict[str, Any]:
+    return {"dtype": dtype, "shape": list(shape), "data_offsets": list(offsets)}
+
+
+HINT = "download the file again, or convert the checkpoint with safetensors' save_file"
+TRUNCATED_HINT = "the file is incomplete (an interrupted download or copy): download it again"
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"\x01\x02", "it holds 2 bytes, fewer than the 8 of a header length"),
+        (file_of(b"{}", length=HEADER_LIMIT + 1), f"a header of {HEADER_LIMIT + 1} bytes (at most"),
+        (file_of(b'{"\xff": 1}'), "its header is not UTF-8 (byte 2)"),
+        (file_of("[1, 2]"), "its header is not a JSON object"),
+        (file_of('{"__metadata__": {"a": 1}}'), "__metadata__ must map strings to strings"),
+        (file_of('{"__metadata__": ["a"]}'), "__metadata__ must map strings to strings"),
+        (file_of('{"w": 5}'), "tensor 'w' is not an object"),
+        (file_of(json.dumps({"w": tensor(dtype="F99")})), "tensor 'w' has the unknown dtype 'F99'"),
+        (
+            file_of(json.dumps({"w": tensor(dtype=None)})),
+            "tensor 'w' has the unknown dtype NoneType",
+        ),
+        (file_of(json.dumps({"w": tensor(shape=[-1])})), "shape is not a list of non-negative"),
+        (file_of(json.dumps({"w": tensor(shape=[True])})), "shape is not a list of non-negative"),
+        (file_of(json.dumps({"w": tensor(shape=[1] * 65)})), "shape is not a list of non-negative"),
+        (file_of(json.dumps({"w": tensor(offsets=[8, 0])})), "data_offsets are not two integers"),
+        (file_of(json.dumps({"w": tensor(offsets=[0])})), "data_offsets are not two integers"),
+        (file_of(json.dumps({"w": tensor(offsets=[0, 8.0])})), "data_offsets are not two integers"),
+        (
+            file_of(json.dumps({"w": tensor(shape=[3])}), b"\0" * 8),
+            "tensor 'w': F32 [3] needs 12 bytes, its offsets span 8",
+        ),
+        (
+            file_of(json.dumps({"w": tensor("F4", [3], [0, 2])}), b"\0" * 2),
+            "tensor 'w': F4 [3] needs 1.5 bytes, its offsets span 2",
+        ),
+        (
+            file_of(json.dumps({"a": tensor(), "b": tensor(offsets=[4, 12])}), b"\0" * 12),
+            "tensors 'a' and 'b' overlap",
+        ),
+        (
+            file_of(json.dumps({"a": tensor(offsets=[8, 16])}), b"\0" * 16),
+            "bytes 0-8 of its data belong to no tensor",
+        ),
+        (file_of(json.dumps({"w": tensor()}), b"\0" * 11), "3 bytes follow its last tensor"),
+    ],
+)
+def test_each_refusal_says_why(target: Path, content: bytes, why: str) -> None:
+    target.write_bytes(content)
+    with pytest.raises(SafetensorsHeaderError) as caught:
+        read_safetensors_header(target)
+    assert caught.value.message.startswith(f"{target} is not a readable safetensors file: ")
+    assert why in caught.value.message
+    assert caught.value.hint == HINT
+
+
+def test_a_truncated_file_says_where_it_ends(target: Path) -> None:
+    header = json.dumps({"w": tensor()})
+    target.write_bytes(file_of(header, b"\0" * 5))
+    with pytest.raises(SafetensorsHeaderError) as caught:
+        read_safetensors_header(target)
+    needed = 8 + len(header) + 8
+    assert caught.value.message == (
+        f"truncated: {target} holds {needed - 3} bytes but its header needs {needed} "
+        f"(tensor 'w' ends at byte {needed})"
+    )
+    assert caught.value.hint == TRUNCATED_HINT
+    target.write_bytes(file_of("{}", length=20))
+    with pytest.raises(SafetensorsHeaderError) as caught:
+        read_safetensors_header(target)
+    assert (
+        caught.value.message == f"truncated: {target} holds 10 bytes but its header alone needs 28"
+    )
+    assert caught.value.hint == TRUNCATED_HINT
+
+
+def test_an_accepted_file_reports_its_tensors_in_header_order(target: Path) -> None:
+    header = json.dumps(
+        {
+            "__metadata__": {"format": "pt"},
+            "b": tensor("F16", [2, 2], [4, 12]),
+            "a": tensor("U8", [4], [0, 4]),
+            "s": tensor("F32", [], [12, 16]),
+        }
+    )
+    target.write_bytes(file_of(header, b"\0" * 16))
+    read = read_safetensors_header(str(target))
+    assert read.path == target
+    assert (read.size_bytes, read.data_offset) == (8 + len(header) + 16, 8 + len(header))
+    assert [(t.name, t.dtype, t.shape, t.begin, t.end) for t in read.tensors] == [
+        ("b", "F16", (2, 2), 4, 12),
+        ("a", "U8", (4,), 0, 4),
+        ("s", "F32", (), 12, 16),
+    ]
+    assert read.parameters == 4 + 4 + 1
+    assert read.metadata == {"format": "pt"}
+    empty = target.with_name("empty.safetensors")
+    empty.write_bytes(file_of("{}"))
+    assert read_safetensors_header(empty).tensors == ()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows says 'not found' here")
+def test_an_unreadable_path_is_an_input_error(target: Path) -> None:
+    target.write_bytes(file_of("{}"))
+    with pytest.raises(InputFileError) as caught:
+        read_safetensors_header(target / "inside-a-file.safetensors")  # NotADirectoryError
+    assert not isinstance(caught.value, SafetensorsHeaderError)
+    assert caught.value.message.startswith(f"cannot read {target / 'inside-a-file.safetensors'}: ")
+    assert caught.value.hint == "check the file"
