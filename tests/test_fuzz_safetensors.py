@@ -13,8 +13,8 @@ accepts, the safetensors library loads too, with the same tensors.
 from __future__ import annotations
 
 import json
-import sys
 import struct
+import sys
 from pathlib import Path
 from typing import Any
 
