@@ -133,6 +133,7 @@ def main(argv: list[str]) -> int:
     builder_patch.install()
     builder_patch.CAST_CHUNK_ELEMENTS = 3000
     kernels.CHUNK_ELEMENTS = 5000
+    kernels.MATMUL_CHUNK_ELEMENTS = 5000
     out_json, work = Path(argv[0]), Path(argv[1])
     results: dict[str, Any] = {}
     for arg in argv[2:]:

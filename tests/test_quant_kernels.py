@@ -76,7 +76,7 @@ def test_matmul_matches_onnxruntime(quant: TensorQuant, monkeypatch: pytest.Monk
     rng = np.random.default_rng(0)
     weight = rng.standard_normal((96, 256)).astype(np.float32) * 0.05
     weight[3, :32] = 0.0  # a constant block
-    monkeypatch.setattr(kernels, "CHUNK_ELEMENTS", 40 * 256)  # several chunks, several threads
+    monkeypatch.setattr(kernels, "MATMUL_CHUNK_ELEMENTS", 40 * 256)  # several chunks and threads
     packed = kernels.quantize_matmul(weight, quant, threads=2)
     expected = _ort_quantize(weight, quant)
     data_name, scales_name, zp_name = packed.initializer_names("w.MatMul.weight")
@@ -124,7 +124,7 @@ def test_two_threads_give_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> Non
     weight = rng.standard_normal((200, 128)).astype(np.float32)
     quant = TensorQuant(bits=4, block_size=32, symmetric=False, algo="k_quant")
     one = kernels.quantize_matmul(weight, quant, threads=1)
-    monkeypatch.setattr(kernels, "CHUNK_ELEMENTS", 30 * 128)
+    monkeypatch.setattr(kernels, "MATMUL_CHUNK_ELEMENTS", 30 * 128)
     two = kernels.quantize_matmul(weight, quant, threads=2)
     for a, b in (
         (one.data, two.data),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -75,10 +76,13 @@ def run_check(models: list[str], work: Path) -> dict[str, Any]:
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"},
+        # the memory trace on: it must not change a byte, and it names each unit with its peak
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "CURATOR_STREAM_TRACE": "1"},
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for unit in ("Embedding", "DecoderLayer", "Linear", "saving the graph"):
+        assert re.search(rf"trace: .*{unit}.*\(peak since last line \d+ MiB\)", proc.stdout), unit
     result: dict[str, Any] = json.loads(out.read_text())
     return result
 

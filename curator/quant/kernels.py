@@ -33,7 +33,14 @@ import numpy.typing as npt
 from curator.portable import usable_cpu_count
 from curator.quant.plan import TensorQuant
 
-CHUNK_ELEMENTS = 1 << 18  # 256k weights per chunk: k-quant 1.6x faster than 2M chunks (cache)
+# Weights per row chunk. The compile's child runs with MALLOC_MMAP_THRESHOLD_=1 MiB
+# (curator.compile.olive_run), so every temporary of 1 MiB or more is mapped and unmapped by the
+# kernel, page faults included: k-quant's float32/float64 temporaries at 256k weights per chunk
+# spent 2x its user time in the system (CPU 21.4 s vs 6.8 s at 32k, 16384x2048 4-bit, one
+# thread). The MatMul kernels take 32k weights (temporaries of 128-256 KiB, reused from the
+# heap); the gather's per-block column loop wants wide chunks (32k: 4x slower) and keeps 256k.
+MATMUL_CHUNK_ELEMENTS = 1 << 15
+CHUNK_ELEMENTS = 1 << 18
 
 FloatArray = npt.NDArray[np.floating[Any]]
 ByteArray = npt.NDArray[np.uint8]
@@ -110,8 +117,10 @@ def default_threads() -> int:
     return usable_cpu_count()  # curator.portable: CPU affinity exists on Linux only
 
 
-def _row_chunks(rows: int, cols: int, even: bool) -> list[tuple[int, int]]:
-    step = max(1, CHUNK_ELEMENTS // max(cols, 1))
+def _row_chunks(
+    rows: int, cols: int, even: bool, elements: int | None = None
+) -> list[tuple[int, int]]:
+    step = max(1, (CHUNK_ELEMENTS if elements is None else elements) // max(cols, 1))
     if even and step % 2:
         step += 1
     return [(start, min(rows, start + step)) for start in range(0, rows, step)]
@@ -190,7 +199,7 @@ def quantize_matmul(
         # cast chunk by chunk: a bf16 weight never exists whole in float32
         return kernel(weight[start:stop].astype(io_dtype, copy=False), quant)
 
-    chunks = _row_chunks(rows, cols, even=odd_zp)
+    chunks = _row_chunks(rows, cols, even=odd_zp, elements=MATMUL_CHUNK_ELEMENTS)
     flat_total = (rows * kb + 1) // 2  # 4-bit zero points packed flat (rtn_inc, k_quant)
     data, scales, zero_points = _assemble(
         _parallel(work, chunks, threads), chunks, rows, flat_total

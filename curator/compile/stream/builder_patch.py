@@ -255,6 +255,7 @@ class _Units:
         self.missing = missing
         self.restore: list[tuple[Any, str, Any]] = []
         self.bytes_read = 0
+        self.tracer: _Tracer | None = None
 
     def is_unit(self, module: Any) -> bool:
         import torch
@@ -294,25 +295,64 @@ class _Units:
         self.restore.clear()
 
     def walk(self, modules: Iterator[Any]) -> Iterator[Any]:
-        trace = os.environ.get(TRACE_ENV) == "1"
+        if self.tracer is None and os.environ.get(TRACE_ENV) == "1":
+            self.tracer = _Tracer.start()  # stopped when the model is saved
+        tracer = self.tracer
         try:
             for module in modules:
                 if self.is_unit(module):
-                    if trace:
-                        log(f"trace: before {type(module).__name__}: rss {_rss_mib()} MiB")
+                    if tracer is not None:
+                        tracer.mark(f"before {type(module).__name__}")
                     self.release()
                     self.materialize(module)
                 yield module
         finally:
             self.release()
-            if trace:
-                log(f"trace: after the last unit: rss {_rss_mib()} MiB")
+            if tracer is not None:
+                tracer.mark("after the last unit")
 
 
 def _rss_mib() -> int:
     import psutil
 
     return int(psutil.Process().memory_info().rss) >> 20
+
+
+class _Tracer:
+    """CURATOR_STREAM_TRACE=1: this process's RSS sampled every 20 ms on a thread, so that each
+    trace line gives the peak reached since the previous one (inside the unit just built)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.started = time.perf_counter()
+        self.peak = 0
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._sample, name="curator-trace", daemon=True)
+
+    @classmethod
+    def start(cls) -> _Tracer:
+        tracer = cls()
+        tracer.thread.start()
+        return tracer
+
+    def _sample(self) -> None:
+        while not self.done.wait(0.02):
+            rss = _rss_mib()
+            with self.lock:
+                self.peak = max(self.peak, rss)
+
+    def mark(self, what: str) -> None:
+        rss = _rss_mib()
+        with self.lock:
+            peak, self.peak = max(self.peak, rss), rss
+        seconds = time.perf_counter() - self.started
+        log(f"trace: {seconds:7.1f} s {what}: rss {rss} MiB (peak since last line {peak} MiB)")
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
 
 
 def _load_weights(self: Any, input_path: str) -> Any:
@@ -700,6 +740,7 @@ def _save_model(self: Any, out_dir: str) -> None:
         return
     import onnx_ir as ir
 
+    tracer = getattr(session.stats.get("units"), "tracer", None)
     leftovers = _leftover_matmuls(self, session)
     if leftovers:
         log(f"quantized {leftovers} MatMul(s) made outside make_matmul")
@@ -720,7 +761,12 @@ def _save_model(self: Any, out_dir: str) -> None:
         )
     if target.exists():
         target.unlink()
+    if tracer is not None:
+        tracer.mark("before saving the graph")
     ir.save(model, str(target))
+    if tracer is not None:
+        tracer.mark("after saving the graph")
+        tracer.stop()
     units = session.stats.get("units")
     read = getattr(units, "bytes_read", 0)
     log(
