@@ -23,7 +23,6 @@ from curator.cache.modeldir import sha256_file
 from curator.compile import source as sources
 from curator.compile.child import child_answer
 from curator.compile.types import AdapterOrigin
-from curator.compile.types import files_digest as files_digest  # re-exported: register.entry
 from curator.errors import PreflightError
 from curator.hub.client import check_repo_id, hub_errors, make_api
 from curator.hub.endpoint import hf_cache_dir
