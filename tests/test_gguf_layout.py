@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import struct
+import sys
 import time
 from pathlib import Path
 
@@ -17,7 +19,18 @@ import pytest
 from curator.errors import InputFileError
 from curator.formats.gguf import GgufTruncated, read_gguf_facts
 from tests.conftest import run_curator
-from tests.gguf_bytes import Q8_0, UINT32, Gguf, Tensor, kv
+from tests.gguf_bytes import (
+    ARRAY,
+    FLOAT32,
+    Q8_0,
+    STRING,
+    UINT32,
+    UINT64,
+    Gguf,
+    Tensor,
+    kv,
+    string,
+)
 
 
 def smollm2_gguf() -> Path:
@@ -141,3 +154,170 @@ def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(InputFileError, match="not a regular file"):
         read_gguf_facts(fifo)
+
+
+def test_the_facts_of_an_accepted_file(tmp_path: Path) -> None:
+    metadata = [
+        kv("general.architecture", STRING, "qwen2"),
+        kv("general.name", STRING, "Tiny\tModel\n"),
+        kv("qwen2.context_length", UINT32, 4096),
+        kv("qwen2.vocab_size", UINT32, 77),
+        kv("tokenizer.ggml.tokens", ARRAY, (STRING, ["a", "b"])),
+        kv("tokenizer.ggml.scores", ARRAY, (FLOAT32, [0.5, 0.25])),
+        kv("tokenizer.chat_template", STRING, "{{ messages }}"),
+        kv("general.file_type", UINT64, 7),
+    ]
+    tensors = [Tensor("blk.0.w", [64, 2], kind=Q8_0), Tensor("output_norm", [3])]
+    gguf = Gguf(tensors=tensors, metadata=metadata, version=2)
+    content = gguf.bytes()
+    path = write(tmp_path, content)
+    facts = read_gguf_facts(str(path))
+    assert facts.path == path
+    assert (facts.size_bytes, facts.version, facts.architecture) == (len(content), 2, "qwen2")
+    assert facts.name == "Tiny Model"  # one printable line
+    assert facts.quantization_types == ("F32", "Q8_0")
+    assert (facts.tensor_count, facts.parameter_count) == (2, 64 * 2 + 3)
+    assert (facts.context_length, facts.vocab_size, facts.has_chat_template) == (4096, 77, True)
+    assert facts.metadata["general.file_type"] == 7
+    assert "tokenizer.ggml.tokens" not in facts.metadata  # arrays are left out
+    assert facts.data_offset == gguf.data_offset()
+    assert facts.expected_bytes == len(content)
+
+
+def test_vocab_from_the_token_list_and_facts_left_unknown(tmp_path: Path) -> None:
+    metadata = [
+        kv("general.architecture", STRING, "llama"),
+        kv("general.name", STRING, ""),
+        kv("llama.context_length", STRING, "long"),
+        kv("tokenizer.ggml.tokens", ARRAY, (STRING, ["a", "b", "c"])),
+    ]
+    facts = read_gguf_facts(write(tmp_path, Gguf(metadata=metadata).bytes()))
+    assert (facts.vocab_size, facts.context_length, facts.name) == (3, None, None)
+    assert facts.has_chat_template is False
+    long_name = [*Gguf().metadata, kv("general.name", STRING, "n" * 250)]
+    named = read_gguf_facts(write(tmp_path, Gguf(metadata=long_name).bytes()))
+    assert named.name == "n" * 200 + "..."
+    negative = [*Gguf().metadata, kv("llama.vocab_size", 5, -3)]  # int32
+    assert read_gguf_facts(write(tmp_path, Gguf(metadata=negative).bytes())).vocab_size is None
+    flag = [*Gguf().metadata, kv("llama.vocab_size", 7, True)]  # bool
+    assert read_gguf_facts(write(tmp_path, Gguf(metadata=flag).bytes())).vocab_size is None
+    empty = read_gguf_facts(write(tmp_path, Gguf(tensors=[]).bytes()))
+    assert (empty.tensor_count, empty.parameter_count, empty.quantization_types) == (0, 0, ())
+    assert empty.expected_bytes == len(Gguf(tensors=[]).header())
+
+
+NOT_GGUF = "is not a readable GGUF file: "
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"GGUF" + b"\0" * 19, "too short"),
+        (b"GGML" + b"\0" * 40, "it does not start with the GGUF magic bytes"),
+        (Gguf(version=1).bytes(), "GGUF version 1 is too old (2 or later needed)"),
+        (Gguf(metadata=[]).bytes(), "no general.architecture in its metadata"),
+        (
+            Gguf(metadata=[kv("general.architecture", STRING, "x" * 65)]).bytes(),
+            "general.architecture 'xxxxx",
+        ),
+        (
+            Gguf(metadata=[kv("general.architecture", STRING, "ll\nama")]).bytes(),
+            "general.architecture 'll\\nama' is not an architecture name",
+        ),
+        (
+            Gguf(metadata=[*Gguf().metadata, kv("k", ARRAY, (99, []))]).bytes(),
+            "unknown metadata array item type 99",
+        ),
+        (
+            Gguf(metadata=[*Gguf().metadata, string("k") + struct.pack("<I", 13)]).bytes(),
+            "unknown metadata value type 13",
+        ),
+        (
+            Gguf(tensors=[Tensor("a", [2**62, 0])]).bytes(),
+            f"tensor 'a' claims a dimension of {2**62}",
+        ),
+        (
+            Gguf(tensors=[Tensor("a", [2**31, 2**31])]).bytes(),
+            f"tensor 'a' claims {2**62} elements",
+        ),
+        (
+            Gguf(tensors=[Tensor("a", [40], kind=Q8_0)]).bytes(),
+            "tensor 'a''s first dimension 40 is not a multiple of its type's block of 32 (Q8_0)",
+        ),
+        (
+            Gguf(tensors=[Tensor("a", [], kind=Q8_0)]).bytes(),
+            "first dimension 1 is not a multiple",
+        ),
+        (
+            Gguf(metadata=[*Gguf().metadata, kv("general.alignment", 7, True)]).bytes(),
+            "general.alignment True is not a power of two",
+        ),
+        (
+            Gguf(metadata=[*Gguf().metadata, kv("general.alignment", 5, 0)]).bytes(),
+            "general.alignment 0 is not a power of two",
+        ),
+        (
+            Gguf(metadata=[*Gguf().metadata, kv("general.alignment", STRING, "32")]).bytes(),
+            "general.alignment '32' is not a power of two",
+        ),
+    ],
+)
+def test_each_refusal_says_why(tmp_path: Path, content: bytes, why: str) -> None:
+    path = write(tmp_path, content)
+    with pytest.raises(InputFileError) as refused:
+        read_gguf_facts(path)
+    assert not isinstance(refused.value, GgufTruncated)
+    assert refused.value.message.startswith(f"{path} {NOT_GGUF}")
+    assert why in refused.value.message
+    assert refused.value.hint == "pass a .gguf file written by llama.cpp, Ollama or LM Studio"
+
+
+def test_arrays_nested_too_deep_are_refused_at_the_limit(tmp_path: Path) -> None:
+    def nested(depth: int) -> bytes:
+        inner = struct.pack("<IQ", UINT32, 0)
+        for _ in range(depth - 1):
+            inner = struct.pack("<IQ", ARRAY, 1) + inner
+        return string("k") + struct.pack("<I", ARRAY) + inner
+
+    ok = read_gguf_facts(write(tmp_path, Gguf(metadata=[*Gguf().metadata, nested(8)]).bytes()))
+    assert ok.architecture == "llama"
+    with pytest.raises(InputFileError, match="arrays nested more than 8 deep"):
+        read_gguf_facts(write(tmp_path, Gguf(metadata=[*Gguf().metadata, nested(9)]).bytes()))
+
+
+def test_missing_and_unreadable_paths(tmp_path: Path) -> None:
+    with pytest.raises(InputFileError) as missing:
+        read_gguf_facts(tmp_path / "absent.gguf")
+    assert missing.value.message == f"GGUF file not found: {tmp_path / 'absent.gguf'}"
+    assert missing.value.hint == "check the path"
+    with pytest.raises(InputFileError) as directory:
+        read_gguf_facts(tmp_path)
+    assert directory.value.message == f"{tmp_path} {NOT_GGUF}it is not a regular file"
+    if sys.platform != "win32":
+        inside = write(tmp_path, Gguf().bytes()) / "x.gguf"
+        with pytest.raises(InputFileError) as unreadable:
+            read_gguf_facts(inside)
+        assert unreadable.value.message.startswith(f"cannot read {inside}: ")
+        assert unreadable.value.hint == "check the file"
+
+
+def test_truncation_messages_name_the_file_and_how_to_fix_it(tmp_path: Path) -> None:
+    good = Gguf().bytes()
+    path = write(tmp_path, good[:-1])
+    with pytest.raises(GgufTruncated) as cut:
+        read_gguf_facts(path)
+    assert cut.value.message == (
+        f"truncated: {path} holds {len(good) - 1} bytes but its tensor table needs {len(good)} "
+        f"(tensor 'output.weight' ends at byte {len(good)})"
+    )
+    assert cut.value.hint == (
+        "the file is incomplete (an interrupted download or copy): download it again, then "
+        f"check it with `curator info {path}`"
+    )
+    header = Gguf().header()
+    with pytest.raises(GgufTruncated) as inside:
+        read_gguf_facts(write(tmp_path, header[:-5]))
+    assert inside.value.message == (
+        f"truncated: {path} holds {len(header) - 5} bytes and ends inside its header "
+        "(metadata and tensor table)"
+    )
