@@ -452,3 +452,53 @@ def test_repository_code_is_every_auto_map_entry_and_python_file(tmp_path: Path)
     assert custom_code_files(model, {"auto_map": "m.M"}) == ["auto_map (malformed)"]
     assert custom_code_files(model, {"auto_map": {}}) == []
     assert custom_code_files(model, {"auto_map": None}) == []
+
+
+def test_a_gguf_source_becomes_its_dequantized_checkpoint(
+    smollm2_gguf: Path, use_dequantized_smollm2: Path
+) -> None:
+    """The real SmolLM2 GGUF, dequantized once (the cached checkpoint is reused by sha256)."""
+    got = resolve_source(str(smollm2_gguf), None, download=True)
+    assert got.local_dir is not None and (got.local_dir / "config.json").is_file()
+    assert got.local_dir.parent == use_dequantized_smollm2
+    assert got.gguf is not None and got.gguf.file == smollm2_gguf.name
+    assert got == SourceModel(
+        got.local_dir,
+        "local:smollm2-135m-instruct",
+        None,
+        "local",
+        "smollm2-135m-instruct",
+        True,
+        smollm2_gguf.resolve(),
+        smollm2_gguf.name,
+        got.gguf,
+    )
+
+
+def test_a_hub_gguf_file_is_downloaded_then_dequantized(
+    hub: FakeHub, smollm2_gguf: Path, use_dequantized_smollm2: Path
+) -> None:
+    from tests.fakehub.repo import FakeRepo
+
+    repo = FakeRepo(
+        "Org/SmolLM2-GGUF", {smollm2_gguf.name: smollm2_gguf.read_bytes()}, library_name="gguf"
+    )
+    hub.add(repo)
+    try:
+        got = resolve_source("Org/SmolLM2-GGUF", None, download=True, gguf_file=smollm2_gguf.name)
+    finally:
+        del hub.repos["Org/SmolLM2-GGUF"]
+    assert got.local_dir is not None and got.local_dir.parent == use_dequantized_smollm2
+    assert got.gguf is not None and got.gguf_path is not None
+    assert got.gguf_path.read_bytes()[:4] == b"GGUF"
+    assert got == SourceModel(
+        got.local_dir,
+        "Org/SmolLM2-GGUF",
+        repo.sha,
+        "Org",
+        "smollm2",
+        False,
+        got.gguf_path,
+        smollm2_gguf.name,
+        got.gguf,
+    )
