@@ -34,6 +34,7 @@ from curator.compile.placement import WORK_ROOT_NAME
 from curator.compile.source import resolve_source
 from curator.compile.types import CompileRequest
 from curator.errors import CompileError, CuratorError, PreflightError, UsageProblem
+from curator.hub.client import offline_error
 from curator.recipes import get_recipe, predict_run_bytes
 from tests.fakehub import TINY, FakeHub
 from tests.fakehub.plugin import fake_hub_server, hub  # noqa: F401
@@ -337,10 +338,8 @@ def test_a_hub_dry_run_takes_its_sizes_from_the_hub(hub: FakeHub) -> None:
 
 def test_a_hub_dry_run_offline_says_why_the_sizes_are_unknown() -> None:
     plan = plan_for("org/never-seen", dry_run=True)  # HF_HUB_OFFLINE=1 in every test
-    (why_arch, arch_reason), (why_params, params_reason) = plan.unknown_because
-    assert (why_arch, why_params) == ("architecture", "parameters")
-    assert arch_reason == params_reason
-    assert arch_reason.startswith("Hub unreachable: ") and "HF_HUB_OFFLINE" in arch_reason
+    why = f"Hub unreachable: {offline_error().message}"
+    assert plan.unknown_because == (("architecture", why), ("parameters", why))
     assert (plan.architecture, plan.parameters) == (None, None)
 
 
@@ -675,3 +674,45 @@ def test_calibration_data_is_passed_to_olive_by_its_absolute_path(
     rendered = json.dumps(plan.olive_config)
     assert json.dumps(str(tmp_path / "cal.jsonl")) in rendered
     assert '"cal.jsonl"' not in rendered
+
+
+def test_a_gguf_source_is_dequantized_then_compiled(
+    smollm2_gguf: Path, use_dequantized_smollm2: Path, cache: Path
+) -> None:
+    """The real SmolLM2 GGUF (its dequantization cached): the progress names each step and the
+    plan says the source was already quantized."""
+    said: list[str] = []
+    olive = FakeOlive()
+    result = compile_model(
+        CompileRequest(source=str(smollm2_gguf), recipe="int4-cpu"),
+        progress=said.append,
+        olive=olive,
+    )
+    plan = result.plan
+    assert plan.source_gguf is not None and plan.source_dir is not None
+    assert plan.source_dir.parent == use_dequantized_smollm2
+    assert plan.notes == (plan.source_gguf.note(),)
+    assert said == [
+        f"dequantizing {smollm2_gguf.name} to fp32 (once per file) ...",
+        f"note: {plan.source_gguf.note()}",
+        "olive: int4-cpu (builder)",
+    ]
+    assert olive.config["input_model"]["model_path"] == str(plan.source_dir)
+    assert result.path == cache.absolute() / "local" / "smollm2-135m-instruct-generic-cpu-1"
+    manifest = json.loads((result.path / "curator-manifest.json").read_text())
+    assert manifest["gguf"] == plan.source_gguf.manifest_record()
+
+
+def test_a_hub_repo_without_sizes_says_why_in_a_dry_run(hub: FakeHub) -> None:
+    from tests.fakehub.repo import FakeRepo
+
+    hub.repos["org/bare"] = FakeRepo(repo_id="org/bare", files={"README.md": b"# bare\n"})
+    try:
+        plan = plan_for("org/bare", dry_run=True)
+    finally:
+        del hub.repos["org/bare"]
+    assert (plan.architecture, plan.parameters) == (None, None)
+    assert plan.unknown_because == (
+        ("architecture", "the Hub's model info does not name it"),
+        ("parameters", "the Hub lists no safetensors parameter count"),
+    )
