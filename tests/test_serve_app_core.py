@@ -626,3 +626,100 @@ def test_serve_without_its_packages_says_what_to_install(
         serve("127.0.0.1", 0, rt=rt)
     assert "not installed" in caught.value.message
     assert "curator[serve]" in (caught.value.hint or "")
+
+
+class Endless(FakeLoaded):
+    """Generates until told to stop (the cancel event the server sets), word after word; once
+    ``endless`` is False, answers as FakeLoaded does."""
+
+    def __init__(self) -> None:
+        super().__init__(["back"])
+        self.endless = True
+        self.started = threading.Event()
+        self.stopped = threading.Event()
+
+    def chat_stream(
+        self, messages: Any, *, max_tokens: int, sampling: Any, cancel: threading.Event
+    ) -> Iterator[ChatChunk]:
+        if not self.endless:
+            yield from super().chat_stream(
+                messages, max_tokens=max_tokens, sampling=sampling, cancel=cancel
+            )
+            return
+        self.started.set()
+        try:
+            while not cancel.wait(0.01):
+                yield ChatChunk("la ")
+        finally:
+            self.stopped.set()
+
+
+def call_then_go_away(client: TestClient, endless: Endless, **fields: Any) -> list[Any]:
+    """One POST made straight to the app whose client disconnects once generation started;
+    the ASGI messages the app sent back."""
+    body = json.dumps({"model": CHAT_ID, "messages": USER, **fields}).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    sent: list[Any] = []
+
+    async def run() -> None:
+        import asyncio
+
+        first = True
+
+        async def receive() -> dict[str, Any]:
+            nonlocal first
+            if first:
+                first = False
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.to_thread(endless.started.wait, 10)
+            return {"type": "http.disconnect"}
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        await client.app(scope, receive, send)
+
+    assert client.portal is not None
+    client.portal.call(run)
+    return sent
+
+
+def test_a_client_that_goes_away_stops_its_generation(rt: FakeRuntime) -> None:
+    endless = Endless()
+    rt.models[CHAT_ID] = endless
+    with client_for(rt, limits=ServeLimits(parallel=1, queue=0)) as client:
+        sent = call_then_go_away(client, endless)
+        assert endless.stopped.wait(10)  # within a token of the disconnect
+        endless.endless = False  # answer normally from here on
+        after = chat(client)
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 499
+    assert after.status_code == 200  # the place was given back
+
+
+def test_a_stream_whose_client_goes_away_stops_its_generation(rt: FakeRuntime) -> None:
+    endless = Endless()
+    rt.models[CHAT_ID] = endless
+    with client_for(rt, limits=ServeLimits(parallel=1, queue=0)) as client:
+        sent = call_then_go_away(client, endless, stream=True)
+        assert endless.stopped.wait(10)
+        endless.endless = False
+        after = chat(client)
+    assert sent[0]["status"] == 200  # headers went out when the request was admitted
+    assert after.status_code == 200
