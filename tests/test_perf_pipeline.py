@@ -1,0 +1,86 @@
+"""Guards: perf.pipeline
+
+The pipeline-at-scale harness (issue 20, item 5): its KV-cache term is what the runtime really
+allocates (Foundry Local sizes every request's KV buffer for the model's whole context_length: a
+tiny model given a 1M-token context peaks higher by what the formula says), and register and
+fidelity on a compiled model are measured against their bounds, the fidelity bound counting the
+reference as the worker holds it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from perf import pipeline
+from perf.ladder import GIB
+
+
+def _with_context(model_dir: Path, tokens: int) -> None:
+    path = model_dir / "genai_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["model"]["context_length"] = tokens
+    config["search"]["max_length"] = tokens
+    path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+
+def test_model_facts_read_the_compiled_model(install_compiled: Callable[..., Path]) -> None:
+    model_dir = install_compiled()
+    facts = pipeline.model_facts(model_dir)
+    assert facts.model_id == "tiny-qwen2-generic-cpu:1"
+    assert facts.onnx_bytes == sum(
+        (model_dir / name).stat().st_size for name in ("model.onnx", "model.onnx.data")
+    )
+    # hidden 64, 4 heads (head 16), 2 KV heads, 2 layers, fp32 KV: keys and values per token
+    assert (facts.layers, facts.kv_heads, facts.head_size, facts.kv_dtype_bytes) == (2, 2, 16, 4)
+    assert facts.kv_bytes(1) == 2 * 2 * 2 * 16 * 4
+    assert facts.kv_bytes(facts.context_length) == facts.context_length * 512
+
+
+def test_the_kv_term_is_what_the_runtime_allocates(
+    install_compiled: Callable[..., Path], tmp_path: Path
+) -> None:
+    """register's load test on the same model with a 2,048- and a 1M-token context: the peak grows
+    by the KV the formula gives for the difference (512 MiB), though the request is 8 tokens."""
+    small = install_compiled()
+    big_cache = tmp_path / "big-cache"
+    big = big_cache / "local" / small.name
+    shutil.copytree(small, big)
+    _with_context(big, 2**20)
+    runs = {}
+    for name, model_dir in (("small", small), ("big", big)):
+        (step,) = pipeline.run_pipeline(
+            model_dir, tmp_path / name, steps=["register"], license_id="apache-2.0"
+        )
+        assert step.measured.returncode == 0, step.measured.log.read_text()
+        assert step.ok, (step.measured.peak_bytes, step.bound_bytes)
+        runs[name] = step
+    grew = runs["big"].measured.peak_bytes - runs["small"].measured.peak_bytes
+    expected = pipeline.model_facts(big).kv_bytes(2**20) - pipeline.model_facts(small).kv_bytes(
+        2048
+    )
+    assert 0.9 * expected <= grew <= 1.1 * expected, (grew / 2**20, expected / 2**20)
+    assert runs["big"].bound_bytes - runs["small"].bound_bytes == expected
+
+
+def test_fidelity_is_measured_against_compiled_plus_the_held_reference(
+    install_compiled: Callable[..., Path], tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    model_dir = install_compiled()
+    (step,) = pipeline.run_pipeline(
+        model_dir, tmp_path / "work", reference=tiny_model_dir, steps=["fidelity"]
+    )
+    assert step.measured.returncode in (0, 1), step.measured.log.read_text()
+    assert "KL" in step.measured.log.read_text()
+    held, held_bytes, largest = pipeline.reference_facts(tiny_model_dir)
+    facts = pipeline.model_facts(model_dir)
+    kv = facts.kv_bytes(pipeline.FIDELITY_TOKENS + 1)
+    assert step.bound_bytes == facts.onnx_bytes + kv + held_bytes + largest
+    assert f"({held})" in step.bound_text
+    assert step.ok
+    rows = pipeline.rows([step], facts.model_id)
+    assert rows[0].ours == pytest.approx(step.measured.peak_bytes / GIB)
+    assert rows[0].ok is True
