@@ -144,3 +144,33 @@ def test_a_registry_without_models_takes_its_first(tmp_path: Path) -> None:
     other = tmp_path / "other.json"
     other.write_text(path.read_text().replace('"models"', '"unused"'))
     assert store.upsert_model(other, make_entry(1)) == "added"
+
+
+def test_an_edit_removes_the_temp_files_of_writers_that_died(tmp_path: Path) -> None:
+    path = registry_file(tmp_path, make_entry(0))
+    stale = [path.parent / ".models.json.abc123.tmp", path.parent / ".models.json.x.tmp"]
+    kept = [path.parent / ".other.json.abc.tmp", path.parent / "models.json.bak"]
+    for file in stale + kept:
+        file.write_text("half a write")
+    assert sorted(store.remove_stale_temp_files(path)) == sorted(stale)
+    for file in stale:
+        file.write_text("half a write")
+    store.add_model(path, make_entry(1))
+    assert not any(file.exists() for file in stale)
+    assert all(file.exists() for file in kept)
+    assert store.remove_stale_temp_files(path) == []
+
+
+def test_a_non_object_entry_is_named_by_its_value(tmp_path: Path) -> None:
+    """A problem at a value that is no object is keyed by the value, not its index."""
+    path = registry_file(tmp_path, make_entry(5))
+    before = path.read_bytes()
+
+    def add_stray(document: dict[str, Any]) -> None:
+        document["models"].append(["stray", 7])
+
+    with pytest.raises(RegistryInvalid) as raised:
+        store.edit_registry(path, add_stray)
+    assert path.read_bytes() == before
+    assert raised.value.problems
+    assert all(p.startswith('models[id=<list ["stray", 7]>]') for p in raised.value.problems)
