@@ -14,7 +14,9 @@ import pytest
 from curator.compile import cost
 from curator.compile.cost import predict_compile_peak_bytes
 from curator.recipes import get_recipe
+from tests.conftest import REPO_ROOT
 
+TEST_RECIPES = REPO_ROOT / "tests" / "data" / "recipes"  # int8-cpu-reference: the two-pass int8
 GIB = 2**30
 MIB = 2**20
 
@@ -47,7 +49,7 @@ SHAPES = {
 # whole-tree figures, curator's own process included, are 30-60 MiB higher): (rung, recipe, MiB).
 MEASURED = [
     ("0.4b", "int4-cpu", 566),
-    ("0.4b", "int8-cpu", 7011),
+    ("0.4b", "int8-cpu", 579),  # streamed (manifest); 7,011 MiB as two passes
     ("0.4b", "fp32-cpu", 618),  # perf/ladder.py, whole tree
     ("1.5b", "fp32-cpu", 949),
     ("3b", "int4-cpu-accurate", 1244),
@@ -92,9 +94,20 @@ def test_what_cannot_stream_costs_per_parameter() -> None:
     assert legacy.peak_bytes == int(cost.LEGACY_OVERHEAD_BYTES + rtn.ram_factor * parameters)
     other = {**config, "architectures": ["ChatGLMModel"]}  # not one the streaming builder covers
     assert not cost.estimate(get_recipe("int4-cpu"), parameters, other).streamed
-    int8 = cost.estimate(get_recipe("int8-cpu"), parameters, config)
+    two_pass = get_recipe("int8-cpu-reference", TEST_RECIPES)  # int8-cpu before it streamed
+    int8 = cost.estimate(two_pass, parameters, config)
     assert "OnnxDynamicQuantization" in int8.basis
     assert int8.peak_bytes == int(cost.BASE_BYTES + 16.0 * parameters)
+
+
+def test_int8_cpu_streams_at_fp32_cpus_peak() -> None:
+    """int8-cpu writes each weight chunk by chunk as it is made: it holds what fp32-cpu holds."""
+    config, parameters = SHAPES["1.5b"]
+    int8 = cost.estimate(get_recipe("int8-cpu"), parameters, config)
+    fp32 = cost.estimate(get_recipe("fp32-cpu"), parameters, config)
+    assert int8.streamed and int8.peak_bytes == fp32.peak_bytes
+    assert int8.peak_bytes <= 1.0 * parameters + 1.5 * GIB
+    assert int8.seconds > fp32.seconds  # the quantization's CPU time on top
 
 
 def test_without_a_config_the_prediction_is_an_estimate_from_the_parameter_count() -> None:
@@ -105,12 +118,12 @@ def test_without_a_config_the_prediction_is_an_estimate_from_the_parameter_count
 
 def test_a_refusal_names_the_recipes_that_fit() -> None:
     config, parameters = SHAPES["1.5b"]
-    int8 = get_recipe("int8-cpu")
-    available = 4 * GIB  # int8-cpu needs ~25 GiB here, the streamed recipes under 2 GiB
+    int8 = get_recipe("int8-cpu-reference", TEST_RECIPES)  # the two-pass int8: ~25 GiB here
+    available = 4 * GIB  # the streamed recipes need under 2 GiB
     assert cost.estimate(int8, parameters, config).peak_bytes > available
     fits = cost.fitting_recipes(int8, parameters, available, config)
-    assert {"int4-cpu", "int4-cpu-accurate", "fp32-cpu"} <= set(fits)
-    assert "int8-cpu" not in fits and "int4-gptq-cpu" not in fits  # itself; needs calibration
+    assert {"int4-cpu", "int4-cpu-accurate", "fp32-cpu", "int8-cpu"} <= set(fits)
+    assert "int4-gptq-cpu" not in fits  # needs calibration
     from curator.compile import preflight
     from curator.errors import PreflightError
 

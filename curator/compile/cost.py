@@ -33,13 +33,18 @@ BASE_BYTES = 490 * 2**20
 LEGACY_OVERHEAD_BYTES = 800_000_000  # the builder's own path (curator.recipes' figure)
 # Packed bytes per parameter of a quantized weight, block 32 (data + float32 scales + zero points).
 PACKED = {4: 0.5 + 4 / 32 + 0.5 / 32, 8: 1.0 + 4 / 32 + 1 / 32}
-# Passes after the builder that load the whole ONNX model: bytes per parameter. int8-cpu's
-# dynamic quantization: 7.0 GiB peak on the 0.42B shape (16 bytes/parameter above the base);
-# the embedding RTN pass (today's int4-cpu reference, not shipped) taken as half of that.
+# Passes after the builder that load the whole ONNX model: bytes per parameter. Olive's dynamic
+# quantization (int8-cpu before it streamed, tests/data/recipes/int8-cpu-reference.json): 7.0 GiB
+# peak on the 0.42B shape (16 bytes/parameter above the base); the embedding RTN pass (today's
+# int4-cpu reference, not shipped) taken as half of that.
 POST_PASS_BYTES_PER_PARAMETER = {
     "OnnxDynamicQuantization": 16.0,
     "OnnxBlockWiseRtnQuantization": 8.0,
 }
+# int8-cpu (``matmul_int8``): each MatMul weight cast and quantized chunk by chunk as it is
+# made (curator.compile.stream.int8_matmul), written at once: no whole quantized copy is held,
+# so its peak is fp32-cpu's; CPU seconds per billion parameters, fitted on the ladder.
+INT8_CPU_SECONDS_PER_BILLION = 30.0
 # Wall time: Olive's start, reading/writing, and quantizing, per billion parameters on one core
 # (measured CPU seconds), divided by the cores the quantizers use.
 STARTUP_SECONDS = 25.0
@@ -50,6 +55,7 @@ CPU_SECONDS_PER_BILLION = {
     "rtn_inc": 60.0,
     "hqq": 200.0,
     "float": 10.0,
+    "int8": INT8_CPU_SECONDS_PER_BILLION,
 }
 PARALLEL_EFFICIENCY = 0.8  # 2 cores quantize 1.6x one core
 LEGACY_SECONDS_PER_BILLION = 450.0  # the builder's own int4 path (issue 20: 641 s at 1.41B)
@@ -141,6 +147,8 @@ def _quant_bits(config: Mapping[str, Any]) -> tuple[float, float, float, str]:
     embedding = (
         PACKED[int(embedding_cfg.get("bits", 4))] if isinstance(embedding_cfg, Mapping) else 0.0
     )
+    if config.get("matmul_int8"):
+        return 0.0, 0.0, embedding, "int8"  # written chunk by chunk: nothing whole held
     if config.get("precision") != "int4":
         return 0.0, 0.0, embedding, "float"
     preset = str(config.get("int4_algo_config") or "default")
