@@ -7,6 +7,7 @@ a corrupted model flagged (exit 1 under --max-kl or the registry policy)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -137,6 +138,8 @@ def test_cli_without_record_writes_nothing_and_shows_progress(
     assert proc.returncode == 0, proc.stderr
     assert (target / "curator-manifest.json").read_bytes() == before
     assert "not recorded: --record writes it" in proc.stdout
+    assert "reference weights held in float32)" in proc.stdout  # an fp32 checkpoint, 0.2M params
+    assert re.search(r"peak memory \d+\.\d\d GiB \(both models", proc.stdout), proc.stdout
     lines = proc.stderr.splitlines()
     assert lines[0] == "fidelity of trained ..."
     assert any(line.startswith("fidelity: scoring trained-generic-cpu:1 against") for line in lines)

@@ -104,3 +104,22 @@ def test_smollm2_bf16_reference_agrees_with_the_fp32_reference(compiled_smollm2:
     assert abs(bf16.kl_mean - fp32.kl_mean) <= KL_TOLERANCE
     assert abs(bf16.top1_agreement - fp32.top1_agreement) <= TOP1_TOLERANCE
     assert bf16.reference_perplexity == pytest.approx(fp32.reference_perplexity, rel=0.01)
+
+
+def test_the_result_states_how_the_reference_was_held_and_the_peak(
+    bf16_checkpoint: Path, compiled_tiny_int4: Path
+) -> None:
+    """Issue 20, item 5: the measurement says its reference's dtype and the worker's peak."""
+    from curator.fidelity.types import Reference
+
+    text = load_text(None)
+    got = measure_fidelity(
+        compiled_tiny_int4, reference_from_dir(bf16_checkpoint), text, max_tokens=64
+    )
+    assert got.reference_dtype == "bfloat16"
+    # the worker's own peak: more than torch and onnxruntime loaded, far less than a few GiB
+    assert 100 * 2**20 < got.peak_rss_bytes < 4 * 2**30
+    onnx_ref = Reference("onnx", compiled_tiny_int4, "itself")
+    itself = measure_fidelity(compiled_tiny_int4, onnx_ref, text, max_tokens=64)
+    assert itself.reference_dtype is None and itself.kl_mean == 0.0
+    assert itself.peak_rss_bytes > 0

@@ -34,6 +34,9 @@ def _print(out: Output, report: Any) -> None:
     r = report.result
     out.text(f"fidelity of {r.model} against {r.reference}")
     out.text(f"  text {r.text} ({r.tokens} tokens scored, {r.windows} window(s) of {r.window})")
+    if r.peak_rss_bytes:
+        held = f", reference weights held in {r.reference_dtype}" if r.reference_dtype else ""
+        out.text(f"  peak memory {r.peak_rss_bytes / 2**30:.2f} GiB (both models{held})")
     out.table(
         [
             ("KL mean (nats)", f"{r.kl_mean:.4g}"),

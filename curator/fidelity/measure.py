@@ -130,6 +130,8 @@ def run_worker(
         windows=int(result["windows"]),
         vocab_size=int(result["vocab_size"]),
         window=int(result.get("window", window)),
+        reference_dtype=result.get("reference_dtype"),
+        peak_rss_bytes=int(result.get("peak_rss_bytes") or 0),
     )
 
 
@@ -164,6 +166,8 @@ def summarize(
         reference_perplexity=perplexity(stats.nll_reference),
         date=date or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         seconds=round(seconds, 3),
+        reference_dtype=stats.reference_dtype,
+        peak_rss_bytes=stats.peak_rss_bytes,
     )
 
 

@@ -38,6 +38,8 @@ class TokenStats:
     windows: int
     vocab_size: int
     window: int = 0  # tokens per forward pass actually used (0: as requested)
+    reference_dtype: str | None = None  # how a transformers reference held its weights
+    peak_rss_bytes: int = 0  # the worker process's peak resident memory (0: not measured)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,11 @@ class FidelityResult:
     reference_perplexity: float
     date: str
     seconds: float
+    # How a transformers reference held its weights ("bfloat16": computed in fp32 all the same);
+    # None for a compiled (onnx) reference.
+    reference_dtype: str | None = None
+    # Peak resident memory of the measuring process (both models and the logits; 0: unknown).
+    peak_rss_bytes: int = 0
 
     def to_record(self) -> dict[str, Any]:
         """The registry's ``fidelity`` object (schemas/models.schema.json ``$defs/fidelity``)."""

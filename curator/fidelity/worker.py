@@ -246,12 +246,15 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         for key, values in scored.items():
             totals[key].extend(values)
     held = reference.dtype if isinstance(reference, _TransformersRunner) else None
+    from curator.portable import peak_rss_bytes  # the one platform module (POSIX or Windows)
+
     return {
         **totals,
         "windows": len(windows),
         "window": window,
         "vocab_size": int(vocab),
         "reference_dtype": held,
+        "peak_rss_bytes": peak_rss_bytes(),
     }
 
 
