@@ -245,3 +245,32 @@ def test_smollm2_streamed_int8_is_todays_int8_cpu(smollm2_gguf_home: Path, tmp_p
     env = {"CURATOR_HOME": str(smollm2_gguf_home)}
     reference, streamed = compile_both(checkpoint, tmp_path, "smol8", env=env)
     assert_same_int8_model(reference, streamed, [1, 504, 3458, 282, 4649, 314, 253, 1345, 30])
+
+
+@pytest.mark.slow
+def test_a_build_that_does_not_stream_gets_todays_int8(tmp_path: Path) -> None:
+    """``stream: false`` (as a build that cannot stream): the builder's own fp32 build, then
+    onnxruntime's pre-processing and quantize_dynamic on the saved model, as the two passes did."""
+    from curator.devmodels.cache import cached_tiny_model
+
+    source = cached_tiny_model(TEST_MODELS_ROOT, architecture="llama", hidden_size=64, num_layers=2)
+    recipe = json.loads((REPO_ROOT / "recipes" / "int8-cpu.json").read_text())
+    recipe["name"] = "int8-cpu-nostream"
+    recipe["passes"][0]["config"]["stream"] = False
+    path = tmp_path / "int8-cpu-nostream.json"
+    path.write_text(json.dumps(recipe))
+    cache = tmp_path / "cache"
+    for chosen, model_id in (
+        (str(path), "ns-generic-cpu:1"),
+        (str(REFERENCE_RECIPE), "nsref-generic-cpu:1"),
+    ):
+        result = run_curator(
+            "compile", str(source), "--recipe", chosen, "--id", model_id,
+            "--cache-dir", str(cache), "--json", timeout=900,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    built = cache / "local" / "ns-generic-cpu-1"
+    assert (
+        "quantizing the MatMuls to int8 on the saved model" in (built / "compile.log").read_text()
+    )
+    assert_same_int8_model(cache / "local" / "nsref-generic-cpu-1", built, TOKENS)

@@ -79,6 +79,8 @@ class CuratorModelBuilder(ModelBuilder):  # type: ignore[misc]
             update={name: (True if name == "stream" else None) for name in OWN_OPTIONS}
         )
         started = time.perf_counter()
+        if values.get("matmul_int8") and values.get("precision") != "fp32":
+            raise ValueError("matmul_int8 quantizes an fp32 build: set precision to fp32")
         if not values.get("stream", True):
             builder_patch.log("stream: false, building the model builder's own way")
             result = super()._run_for_config(model, stripped, output_model_path)
