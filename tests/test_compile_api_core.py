@@ -436,6 +436,7 @@ class FakeOlive:
         self.config: dict[str, Any] = {}
         self.owner: dict[str, Any] = {}
         self.offline: bool | None = None
+        self.progress: Callable[[str], None] | None = None
 
     def __call__(
         self,
@@ -447,6 +448,7 @@ class FakeOlive:
         on_start: Callable[[int], None] | None = None,
     ) -> OliveRun:
         self.offline = offline
+        self.progress = progress
         self.config = json.loads(config_path.read_text(encoding="utf-8"))
         log_path.write_text("olive: starting\nolive: pass builder failed\n")
         if on_start is not None:
@@ -495,6 +497,7 @@ def test_compile_places_the_model_with_its_manifest(tmp_path: Path, cache: Path)
         "olive: int4-cpu (builder)",
     ]
     assert olive.offline is True and olive.owner["pid"] == os.getpid()
+    assert olive.progress == said.append  # Olive's own progress reaches the same person
     assert olive.owner["child_pid"] == os.getpid()
     assert olive.config["input_model"]["model_path"] == str(model)
     assert Path(olive.config["output_dir"]).parent.parent == cache.absolute() / WORK_ROOT_NAME
@@ -504,7 +507,7 @@ def test_compile_places_the_model_with_its_manifest(tmp_path: Path, cache: Path)
     assert result.dry_run is False and result.path == target
     assert result.manifest_path == target / "curator-manifest.json"
     assert result.log_path == target / "compile.log"
-    assert result.peak_rss_bytes == 123_000_000 and result.wall_seconds > 0
+    assert result.peak_rss_bytes == 123_000_000 and 0 < result.wall_seconds < 120
     assert sorted(p.name for p in target.iterdir()) == MODEL_FILES
     assert (target / "compile.log").read_text().startswith("olive: starting")
     genai = json.loads((target / "genai_config.json").read_text())
@@ -529,9 +532,11 @@ def test_compile_places_the_model_with_its_manifest(tmp_path: Path, cache: Path)
 
 def test_compile_installs_the_chosen_template(tmp_path: Path, cache: Path) -> None:
     model = local_model(tmp_path, template=False, parameters=0)
-    request = CompileRequest(source=str(model), recipe="int4-cpu", chat_template="chatml")
-    result = compile_model(request, olive=FakeOlive())
+    request = CompileRequest(source=str(model), recipe="int4-rtn-cpu", chat_template="chatml")
+    said: list[str] = []
+    result = compile_model(request, progress=said.append, olive=FakeOlive())
     assert result.path is not None
+    assert said == ["olive: int4-rtn-cpu (rtn -> builder)"]
     chatml = chat_templates.resolve_chat_template("chatml").text
     assert (result.path / "chat_template.jinja").read_text() == chatml
     assert (
@@ -541,8 +546,11 @@ def test_compile_installs_the_chosen_template(tmp_path: Path, cache: Path) -> No
     assert "predictedRunBytes" not in manifest  # no parameter count, no prediction
 
 
-def test_a_failed_olive_run_keeps_its_log_and_leaves_nothing(tmp_path: Path, cache: Path) -> None:
+def test_a_failed_olive_run_keeps_its_log_and_leaves_nothing(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     model = local_model(tmp_path)
+    monkeypatch.setenv("CURATOR_HOME", str(tmp_path / "new" / "home"))  # made when needed
     request = CompileRequest(source=str(model), recipe="int4-cpu", chat_template="chatml")
     with pytest.raises(CompileError) as exc:
         compile_model(request, olive=FakeOlive(writes=False))
@@ -551,11 +559,16 @@ def test_a_failed_olive_run_keeps_its_log_and_leaves_nothing(tmp_path: Path, cac
         "(olive-output)\n--- last lines of compile.log ---\n"
         "olive: starting\nolive: pass builder failed"
     )
-    (kept,) = (tmp_path / "home" / "logs").iterdir()
+    (kept,) = (tmp_path / "new" / "home" / "logs").iterdir()
     assert exc.value.hint == f"full log: {kept}"
     assert kept.name.startswith("compile-m-generic-cpu-1-") and kept.name.endswith("Z.log")
+    assert len(kept.name) == len("compile-m-generic-cpu-1-20261206T101500Z.log")
     assert kept.read_text() == "olive: starting\nolive: pass builder failed\n"
     assert not (cache / WORK_ROOT_NAME).exists() and not (cache / "local").exists()
+    kept.unlink()
+    with pytest.raises(CompileError) as again:  # the logs directory exists now
+        compile_model(request, olive=FakeOlive(writes=False))
+    assert again.value.hint is not None and again.value.hint.startswith("full log: ")
 
 
 def test_a_failed_run_whose_log_cannot_be_kept_says_so(
@@ -716,3 +729,16 @@ def test_a_hub_repo_without_sizes_says_why_in_a_dry_run(hub: FakeHub) -> None:
         ("architecture", "the Hub's model info does not name it"),
         ("parameters", "the Hub lists no safetensors parameter count"),
     )
+
+
+def test_compile_into_another_cache_directory(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = local_model(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    request = CompileRequest(source=str(model), recipe="int4-cpu", cache_dir=Path("team-cache"))
+    result = compile_model(request, olive=FakeOlive())
+    target = tmp_path / "team-cache" / "local" / "m-generic-cpu-1"
+    assert result.path == target and result.plan.target == target
+    assert sorted(p.name for p in target.iterdir()) == MODEL_FILES
+    assert list(cache.iterdir()) == []  # $FOUNDRY_CACHE_DIR is left alone
