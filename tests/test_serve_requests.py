@@ -248,3 +248,51 @@ def test_content_as_text_parts_is_joined_and_other_parts_are_refused() -> None:
         assert caught.value.status == 400
         assert says in caught.value.message
         assert caught.value.message.startswith("messages[0]")
+
+
+def test_retry_after_is_the_mean_run_time_times_the_waves_ahead() -> None:
+    now = [100.0]
+
+    async def scenario() -> None:
+        slots = ModelSlots("m:1", parallel=2, queue=4, clock=lambda: now[0])
+        assert slots.retry_after() == 5  # nothing measured yet: 5 s a request, one wave
+        places = [slots.admit() for _ in range(6)]
+        assert slots.taken == 6
+        assert slots.retry_after() == 15  # (6 - 2) / 2 + 1 = 3 waves of 5 s
+        with pytest.raises(ApiError) as full:
+            slots.admit()
+        assert full.value.message == (
+            "m:1 is busy: 2 requests running and 4 waiting; retry in about 15 s"
+        )
+        assert (full.value.type, full.value.code) == ("rate_limit_error", "queue_full")
+        assert full.value.headers == {"Retry-After": "15"}
+        async with places[0].run_slot():
+            now[0] += 10.0
+        places[0].close()  # ran 10 s: the mean is 10
+        places[1].close()  # never ran: no time to learn from
+        assert slots.taken == 4
+        assert slots.retry_after() == 20  # (4 - 2) / 2 + 1 = 2 waves of 10 s
+        async with places[2].run_slot():
+            now[0] += 20.0
+        places[2].close()  # 0.8 * 10 + 0.2 * 20 = 12
+        assert slots.retry_after() == 18  # 3 left: (3 - 2) / 2 + 1 = 1.5 waves of 12 s
+        async with places[3].run_slot():
+            now[0] += 0.1
+        places[3].close()  # 0.8 * 12 + 0.2 * 0.1 = 9.62
+        assert slots.retry_after() == 10  # ceil(9.62 * 1): one wave at the least
+        places[4].close()
+        places[5].close()
+        assert slots.retry_after() == 10
+        slow = slots.admit()
+        async with slow.run_slot():
+            now[0] += 10_000.0
+        slow.close()
+        assert slots.retry_after() == 300  # at most five minutes
+        quick = ModelSlots("q:1", parallel=1, queue=0, clock=lambda: now[0])
+        place = quick.admit()
+        async with place.run_slot():
+            now[0] += 0.001
+        place.close()
+        assert quick.retry_after() == 1  # at least a second
+
+    asyncio.run(scenario())

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from curator.serve.openai_types import ApiError
 
@@ -23,10 +23,17 @@ FIRST_GUESS_SECONDS = 5.0
 class ModelSlots:
     """Admission for one model: ``parallel`` running, at most ``queue`` waiting."""
 
-    def __init__(self, model_id: str, parallel: int, queue: int) -> None:
+    def __init__(
+        self,
+        model_id: str,
+        parallel: int,
+        queue: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.model_id = model_id
         self.parallel = parallel
         self.queue = queue
+        self.clock = clock  # seconds: times each run for the Retry-After estimate
         self._slots = asyncio.Semaphore(parallel)
         self._places = 0
         self._mean_seconds: float | None = None
@@ -76,7 +83,7 @@ class Place:
     async def run_slot(self) -> AsyncIterator[None]:
         """Wait for one of the model's generation slots (arrival order) and hold it."""
         async with self._slots._slots:
-            self._started = time.monotonic()
+            self._started = self._slots.clock()
             yield
 
     def close(self) -> None:
@@ -84,4 +91,4 @@ class Place:
             return
         self._closed = True
         started = self._started
-        self._slots._finished(None if started is None else time.monotonic() - started)
+        self._slots._finished(None if started is None else self._slots.clock() - started)
