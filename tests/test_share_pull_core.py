@@ -386,3 +386,42 @@ def test_pull_all_of_a_missing_registry_is_an_error(tmp_path: Path, cache: Path)
         f"registry not found: {missing}",
         "pass --registry PATH",
     )
+
+
+def test_pull_all_pulls_what_fits(real_build: Published, registry: Path, cache: Path) -> None:
+    real_build.registry(registry)
+    said: list[str] = []
+    result = pull_all(registry=registry, cache_dir=cache, progress=said.append)
+    (pulled,) = result.pulled
+    assert (pulled.id, pulled.action, pulled.foundry_action) == (
+        TINY_MODEL_ID,
+        "downloaded",
+        "registered",
+    )
+    assert result.failed == () and result.skipped == ()
+    assert said[0] == f"pulling {TINY_MODEL_ID}" and said[1].startswith("downloading ")
+    assert (cache / "team" / TINY_MODEL_ID.replace(":", "-") / "model.onnx").is_file()
+
+
+def test_an_entry_without_a_runtime_is_pulled_as_a_cpu_model(
+    fake_build: Published, registry: Path, cache: Path
+) -> None:
+    """No execution provider named: nothing to skip it for; the entry check then refuses it."""
+    del fake_build.entry["runtime"]
+    fake_build.registry(registry)
+    result = pull_all(registry=registry, cache_dir=cache)
+    assert result.skipped == () and [f.id for f in result.failed] == ["fake-generic-cpu:1"]
+    assert result.failed[0].hint == "curator registry validate"
+
+
+def test_a_repository_gone_from_the_hub_is_a_hub_error_naming_it(
+    fake_build: Published, registry: Path, cache: Path
+) -> None:
+    from curator.errors import HubError
+
+    fake_build.registry(registry)
+    del fake_build.hub.repos[REPO]
+    with pytest.raises(HubError) as exc:
+        pull_model("fake-generic-cpu:1", registry=registry, cache_dir=cache)
+    assert REPO in exc.value.message
+    assert left_behind(cache) == []
