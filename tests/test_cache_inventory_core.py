@@ -1,12 +1,13 @@
 """Guards: curator.cache.inventory
 
-``cache ls``, ``cache rm`` and ``cache verify`` in process, against a real Foundry Local runtime
-(registration checks only that genai_config.json exists, so tiny directories written here are
-enough) and a registry file written here: which directories are listed with which states, what a
+``cache ls``, ``cache rm`` and ``cache verify`` in process, against the real Foundry Local runtime
+and the one in memory mutation testing uses (tests/memory_foundry.py; registration checks only
+that genai_config.json exists, so tiny directories written here are enough) and a registry file written here: which directories are listed with which states, what a
 removal deletes, keeps and unregisters, and where verify looks for a model registered from
 elsewhere.
 """
 
+# ruff: noqa: F811 - the runtime fixture is imported, and tests take it as an argument
 from __future__ import annotations
 
 import json
@@ -29,6 +30,7 @@ from curator.foundry.catalog import DOWNLOAD_SIGNAL
 from curator.jsonio import write_json_atomic
 from curator.registry import find_model, load_registry
 from tests.bites import compiled_dir
+from tests.memory_foundry import Runtime, runtime  # noqa: F401
 from tests.samples import make_document, make_entry
 
 
@@ -59,7 +61,9 @@ def test_no_cache_directory_lists_nothing(tmp_path: Path) -> None:
     assert list_cache(tmp_path / "nowhere", tmp_path / "models.json") == []
 
 
-def test_ls_lists_each_directory_with_its_states(cache: Path, tmp_path: Path) -> None:
+def test_ls_lists_each_directory_with_its_states(
+    runtime: Runtime, cache: Path, tmp_path: Path
+) -> None:
     registry = registry_with(tmp_path / "models.json", "b-generic-cpu:1")
     a = model_dir(cache / "local", "a-generic-cpu-1", size=1_234_567)  # 1.177 MiB
     b = compiled_dir(cache, "b-generic-cpu-1")  # cache/curator-test/..., with a manifest
@@ -69,7 +73,7 @@ def test_ls_lists_each_directory_with_its_states(cache: Path, tmp_path: Path) ->
     (partial / DOWNLOAD_SIGNAL).write_text("")
     outside = model_dir(tmp_path / "elsewhere", "ext-generic-cpu-1", size=2_345_678)
     gone = model_dir(tmp_path / "elsewhere", "gone-generic-cpu-1")
-    rt = foundry.runtime(cache)
+    rt = runtime(cache)
     rt.register_model_dir(a, "a-generic-cpu:1", foundry.ModelMetadata())
     rt.register_model_dir(copy, "b-generic-cpu:1", foundry.ModelMetadata())
     rt.register_model_dir(outside, "ext-generic-cpu:1", foundry.ModelMetadata())
@@ -102,10 +106,12 @@ def test_ls_lists_each_directory_with_its_states(cache: Path, tmp_path: Path) ->
     ]
 
 
-def test_a_registration_outside_with_a_manifest_has_one(cache: Path, tmp_path: Path) -> None:
+def test_a_registration_outside_with_a_manifest_has_one(
+    runtime: Runtime, cache: Path, tmp_path: Path
+) -> None:
     outside = compiled_dir(tmp_path / "elsewhere", "ext-generic-cpu-1")
     cache.mkdir(exist_ok=True)
-    foundry.runtime(cache).register_model_dir(outside, "ext-generic-cpu:1", foundry.ModelMetadata())
+    runtime(cache).register_model_dir(outside, "ext-generic-cpu:1", foundry.ModelMetadata())
     (row,) = list_cache(cache, tmp_path / "models.json")
     assert (row.id, row.path, row.has_manifest, row.in_cache) == (
         "ext-generic-cpu:1",
@@ -115,24 +121,28 @@ def test_a_registration_outside_with_a_manifest_has_one(cache: Path, tmp_path: P
     )
 
 
-def test_rm_unregisters_deletes_and_removes_the_entry(cache: Path, tmp_path: Path) -> None:
+def test_rm_unregisters_deletes_and_removes_the_entry(
+    runtime: Runtime, cache: Path, tmp_path: Path
+) -> None:
     registry = registry_with(tmp_path / "models.json", "a-generic-cpu:1", "keep-generic-cpu:1")
     a = model_dir(cache / "local", "a-generic-cpu-1")
-    foundry.runtime(cache).register_model_dir(a, "a-generic-cpu:1", foundry.ModelMetadata())
+    runtime(cache).register_model_dir(a, "a-generic-cpu:1", foundry.ModelMetadata())
     result = remove_model("a-generic-cpu:1", cache, registry)
     assert result == RemoveResult("a-generic-cpu:1", True, a, None, True, False)
     assert not a.exists() and not (cache / "local").exists()  # the empty publisher goes too
-    assert foundry.runtime(cache).get("a-generic-cpu:1") is None
+    assert runtime(cache).get("a-generic-cpu:1") is None
     document = load_registry(registry)
     assert find_model(document, "a-generic-cpu:1") is None
     assert find_model(document, "keep-generic-cpu:1") is not None
     assert not [p for p in cache.rglob("*") if ".removing-" in p.name]  # nothing left aside
 
 
-def test_rm_keeps_a_directory_outside_the_cache_and_a_sibling(cache: Path, tmp_path: Path) -> None:
+def test_rm_keeps_a_directory_outside_the_cache_and_a_sibling(
+    runtime: Runtime, cache: Path, tmp_path: Path
+) -> None:
     outside = model_dir(tmp_path / "elsewhere", "ext-generic-cpu-1")
     sibling = model_dir(cache / "local", "sib-generic-cpu-1")
-    foundry.runtime(cache).register_model_dir(outside, "ext-generic-cpu:1", foundry.ModelMetadata())
+    runtime(cache).register_model_dir(outside, "ext-generic-cpu:1", foundry.ModelMetadata())
     result = remove_model("ext-generic-cpu:1", cache)
     assert result == RemoveResult("ext-generic-cpu:1", True, None, outside, False, False)
     assert (outside / "genai_config.json").is_file()
@@ -145,7 +155,7 @@ def test_rm_keeps_a_directory_outside_the_cache_and_a_sibling(cache: Path, tmp_p
     assert [p.name for p in (cache / "local").iterdir()] == ["sib-generic-cpu-1"]
 
 
-def test_rm_of_an_entry_only_and_of_nothing(cache: Path, tmp_path: Path) -> None:
+def test_rm_of_an_entry_only_and_of_nothing(runtime: Runtime, cache: Path, tmp_path: Path) -> None:
     registry = registry_with(tmp_path / "models.json", "a-generic-cpu:1")
     assert remove_model("a-generic-cpu:1", cache, registry) == RemoveResult(
         "a-generic-cpu:1", False, None, None, True, False
@@ -161,7 +171,9 @@ def test_rm_of_an_entry_only_and_of_nothing(cache: Path, tmp_path: Path) -> None
         remove_model("a-generic-cpu:1", cache)
 
 
-def test_rm_of_a_catalog_download_deletes_it_without_unregistering(cache: Path) -> None:
+def test_rm_of_a_catalog_download_deletes_it_without_unregistering(
+    runtime: Runtime, cache: Path
+) -> None:
     download = cache / "Microsoft" / "phi-mini-1"
     download.mkdir(parents=True)
     (download / "inference_model.json").write_text(json.dumps({"Name": "phi-mini:1"}))
@@ -170,10 +182,12 @@ def test_rm_of_a_catalog_download_deletes_it_without_unregistering(cache: Path) 
     assert not download.exists()
 
 
-def test_verify_finds_a_model_registered_from_elsewhere(cache: Path, tmp_path: Path) -> None:
+def test_verify_finds_a_model_registered_from_elsewhere(
+    runtime: Runtime, cache: Path, tmp_path: Path
+) -> None:
     outside = compiled_dir(tmp_path / "elsewhere", "ext-generic-cpu-1")
     cache.mkdir(exist_ok=True)
-    foundry.runtime(cache).register_model_dir(outside, "ext-generic-cpu:1", foundry.ModelMetadata())
+    runtime(cache).register_model_dir(outside, "ext-generic-cpu:1", foundry.ModelMetadata())
     assert verify_cache(cache, "ext-generic-cpu:1") == [
         VerifyResult("ext-generic-cpu:1", outside, 2, (), (), None)
     ]
