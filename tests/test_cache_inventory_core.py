@@ -73,14 +73,17 @@ def test_ls_lists_each_directory_with_its_states(
     (partial / DOWNLOAD_SIGNAL).write_text("")
     outside = model_dir(tmp_path / "elsewhere", "ext-generic-cpu-1", size=2_345_678)
     gone = model_dir(tmp_path / "elsewhere", "gone-generic-cpu-1")
+    moved = model_dir(tmp_path / "elsewhere", "moved-generic-cpu-1")
+    moved_here = model_dir(cache / "local", "moved-generic-cpu-1")
     rt = runtime(cache)
     rt.register_model_dir(a, "a-generic-cpu:1", foundry.ModelMetadata())
     rt.register_model_dir(copy, "b-generic-cpu:1", foundry.ModelMetadata())
     rt.register_model_dir(outside, "ext-generic-cpu:1", foundry.ModelMetadata())
     rt.register_model_dir(gone, "gone-generic-cpu:1", foundry.ModelMetadata())
-    for f in gone.iterdir():
-        f.unlink()
-    gone.rmdir()
+    rt.register_model_dir(moved, "moved-generic-cpu:1", foundry.ModelMetadata())
+    for directory in (gone, moved):
+        (directory / "genai_config.json").unlink()
+        directory.rmdir()
 
     rows = list_cache(cache, registry)
     assert rows == [
@@ -100,6 +103,8 @@ def test_ls_lists_each_directory_with_its_states(
         CachedModel("b-generic-cpu:1", copy, 0.5, True, True, True, True, (b,)),
         CachedModel("ext-generic-cpu:1", outside, 2.24, True, False, False, False),
         CachedModel("gone-generic-cpu:1", None, None, True, False, False, False),  # SDK: no path
+        # registered where nothing is now; the directory of its id in the cache is the one
+        CachedModel("moved-generic-cpu:1", moved_here, 0.0, True, False, False, True),
         CachedModel(
             "p-generic-cpu:1", partial, 0.0, False, False, False, True, unfinished_download=True
         ),
