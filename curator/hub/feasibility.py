@@ -52,7 +52,7 @@ def recipe_fits(
     machine: Machine | None = None,
 ) -> tuple[RecipeFit, ...]:
     """One RecipeFit per recipe in recipes/, in recipe-name order."""
-    from curator.compile.cost import predict_compile_peak_bytes  # cycle: as above
+    from curator.compile.cost import predict_compile_peak_bytes  # cycle: compile imports hub
 
     here = machine or this_machine()
     fits = []
