@@ -217,7 +217,7 @@ def test_files_the_library_writes_are_read_alike(
     assert header.metadata == {"format": "np"}
 
 
-def test_a_header_length_past_the_limit_reads_nothing(target: Path) -> None:
+def test_a_header_length_past_the_limit_is_refused_reading_nothing(target: Path) -> None:
     """2^60 claimed: refused from the 8 length bytes, not by reading (or allocating) 2^60."""
     import tracemalloc
 
@@ -230,7 +230,7 @@ def test_a_header_length_past_the_limit_reads_nothing(target: Path) -> None:
     assert peak < 1 << 20
 
 
-def test_a_missing_file_and_a_directory(tmp_path: Path) -> None:
+def test_a_missing_safetensors_file_and_a_directory(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="not found"):
         read_safetensors_header(tmp_path / "absent.safetensors")
     with pytest.raises(SafetensorsHeaderError, match="not a regular file"):
@@ -285,7 +285,7 @@ TRUNCATED_HINT = "the file is incomplete (an interrupted download or copy): down
         (file_of(json.dumps({"w": tensor()}), b"\0" * 11), "3 bytes follow its last tensor"),
     ],
 )
-def test_each_refusal_says_why(target: Path, content: bytes, why: str) -> None:
+def test_each_refused_header_names_its_reason(target: Path, content: bytes, why: str) -> None:
     target.write_bytes(content)
     with pytest.raises(SafetensorsHeaderError) as caught:
         read_safetensors_header(target)
@@ -294,7 +294,7 @@ def test_each_refusal_says_why(target: Path, content: bytes, why: str) -> None:
     assert caught.value.hint == HINT
 
 
-def test_a_truncated_file_says_where_it_ends(target: Path) -> None:
+def test_a_truncated_safetensors_file_says_where_it_ends(target: Path) -> None:
     header = json.dumps({"w": tensor()})
     target.write_bytes(file_of(header, b"\0" * 5))
     with pytest.raises(SafetensorsHeaderError) as caught:
@@ -314,7 +314,7 @@ def test_a_truncated_file_says_where_it_ends(target: Path) -> None:
     assert caught.value.hint == TRUNCATED_HINT
 
 
-def test_an_accepted_file_reports_its_tensors_in_header_order(target: Path) -> None:
+def test_an_accepted_safetensors_file_lists_its_tensors_in_header_order(target: Path) -> None:
     header = json.dumps(
         {
             "__metadata__": {"format": "pt"},
@@ -340,7 +340,7 @@ def test_an_accepted_file_reports_its_tensors_in_header_order(target: Path) -> N
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="Windows says 'not found' here")
-def test_an_unreadable_path_is_an_input_error(target: Path) -> None:
+def test_an_unreadable_safetensors_path_is_an_input_error(target: Path) -> None:
     target.write_bytes(file_of("{}"))
     with pytest.raises(InputFileError) as caught:
         read_safetensors_header(target / "inside-a-file.safetensors")  # NotADirectoryError
