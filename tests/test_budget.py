@@ -308,3 +308,53 @@ def test_budget_compile_meets_the_budget_and_its_recipe_reruns(
     assert again.path is not None
     for name in ("model.onnx", "model.onnx.data"):
         assert sha256_file(again.path / name) == sha256_file(result.compiled.path / name)
+
+
+def test_batched_replay_gives_the_one_group_at_a_time_figures(tiny_model_dir: Path) -> None:
+    """The sensitivity worker runs every group's perturbed hidden state through the model's tail
+    as one batch; each group's KL must be what replaying that group alone gives."""
+    import torch
+
+    from curator.budget.sensitivity import ANCHOR
+    from curator.budget.sensitivity_worker import _Model, _Reference, fake_quantize
+
+    model = _Model(tiny_model_dir, threads=1)
+    vocab = int(model.head.weight.shape[0])
+    ids = (torch.arange(48) * 7 % vocab).reshape(1, -1)
+    reference = model.capture(ids)
+    ref = _Reference(torch, reference)
+    assert float((model.replay(0) - reference).abs().max()) < 1e-4
+    shapes = {n: tuple(p.shape) for n, p in model.model.named_parameters()}
+    single: list[float] = []
+    variants: list[tuple[int, object]] = []
+    for group in group_tensors(shapes):
+        if group.layer is None and group.kind != "embedding":
+            continue
+        params = {t: model.parameter(t) for t in group.tensors}
+        originals = {t: p.detach().clone() for t, p in params.items()}
+        with torch.no_grad():
+            for t, p in params.items():
+                q, _ = fake_quantize(originals[t].numpy(), ANCHOR, gather=group.kind == "embedding")
+                p.copy_(torch.from_numpy(q))
+        if group.layer is None:  # the embedding: a whole forward pass, and the layer-0 input
+            single.append(ref.kl(model.full(ids)))
+            variants.append((0, model.first_input(ids)))
+        else:
+            single.append(ref.kl(model.replay(group.layer)))
+            variants.append((group.layer + 1, model.layer_output(group.layer)))
+        with torch.no_grad():
+            for t, p in params.items():
+                p.copy_(originals[t])
+    assert len(single) == 9  # 4 groups in each of 2 layers, and the embedding
+    assert all(kl > 1e-6 for kl in single)
+    batched = model.propagate(variants, ref)  # type: ignore[arg-type]
+    assert batched == pytest.approx(single, rel=1e-4, abs=1e-9)
+    # the old way of scoring (log-softmax of both, then sum p (log p - log q)) agrees
+    noisy = reference + 0.5 * torch.randn(
+        reference.shape, generator=torch.Generator().manual_seed(1)
+    )
+    logp = torch.log_softmax(reference.double(), -1)
+    logq = torch.log_softmax(noisy.double(), -1)
+    expected = float((logp.exp() * (logp - logq)).sum(-1).clamp(min=0)[:-1].mean())
+    assert expected > 1e-3
+    assert ref.kl(noisy) == pytest.approx(expected, rel=1e-9)

@@ -33,7 +33,7 @@ from curator.paths import curator_home
 
 ANCHOR = Format(4, 64, False, "rtn")
 DEFAULT_TOKENS = 128
-WORKER_VERSION = 3
+WORKER_VERSION = 4  # 4: batched tail, the proxy on the same row sample for every format
 VALIDATION_FORMATS = (Format(4, 32, False, "k_quant"), Format(8, 64, True, "rtn"))
 
 

@@ -5,9 +5,13 @@ reference next-token distributions, each decoder layer's input, and each Linear'
 covariance), then for every tensor group and every candidate format:
 
 - **measured** (``measure`` formats): the group alone is quantized and dequantized in place with
-  onnxruntime's own quantizer functions (the arithmetic the compile uses), the model is re-run from
-  that group's layer onwards, and the mean KL(reference || quantized) over the calibration tokens is
-  the group's cost;
+  onnxruntime's own quantizer functions (the arithmetic the compile uses), its layer is re-run on
+  that layer's captured input, and the mean KL(reference || quantized) over the calibration tokens
+  is the group's cost. The layers after it are not re-run once per group: every group's perturbed
+  hidden state joins one batch that flows through the remaining layers together (a variant from
+  layer 3 joins at layer 4), so the model's tail runs as a few wide matrix products instead of a
+  hundred narrow passes (the same figures: tests/test_budget.py checks the batch against a
+  one-group-at-a-time replay);
 - **proxy** (every format): the output error energy ``tr(dW C dW^T)`` with ``C`` the input
   covariance of the calibration pass (llama.cpp's importance matrix keeps only C's diagonal).
 
@@ -119,11 +123,110 @@ class _Model:
                 logits = torch.tanh(logits / self.softcap) * self.softcap
         return logits[0].float()
 
+    def layer_output(self, index: int, hidden: Any | None = None) -> Any:
+        """Decoder layer ``index`` run on its captured input (or on ``hidden``)."""
+        with self.torch.inference_mode():
+            out = self.layers[index](
+                self.inputs[index] if hidden is None else hidden, **self.kwargs[index]
+            )
+        return out[0] if isinstance(out, tuple) else out
 
-def _kl(torch: Any, ref_logp: Any, logits: Any) -> float:
-    logp = torch.log_softmax(logits.double(), dim=-1)
-    kl = (ref_logp.exp() * (ref_logp - logp)).sum(-1).clamp(min=0)
-    return float(kl[:-1].mean())
+    def first_input(self, ids: Any) -> Any:
+        """The input of decoder layer 0 for ``ids`` (the embedding's output, scaled as the model
+        scales it), without running any layer."""
+        torch = self.torch
+        seen: list[Any] = []
+
+        class _Stop(Exception):
+            pass
+
+        def stop(_module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+            seen.append((args[0] if args else kwargs["hidden_states"]).detach().clone())
+            raise _Stop
+
+        handle = self.layers[0].register_forward_pre_hook(stop, with_kwargs=True)
+        try:
+            with torch.inference_mode():
+                self.model(ids, use_cache=False)
+        except _Stop:
+            pass
+        finally:
+            handle.remove()
+        return seen[0]
+
+    def final_hidden(self) -> Any:
+        """The normed output of the last decoder layer for the captured input (the lm_head's
+        input)."""
+        with self.torch.inference_mode():
+            return self.norm(self.layer_output(len(self.layers) - 1))
+
+    def logits_of(self, normed: Any) -> Any:
+        """The lm_head (softcapped as the model does) on a normed hidden state."""
+        torch = self.torch
+        with torch.inference_mode():
+            logits = self.head(normed)
+            if self.softcap:
+                logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
+
+    def propagate(self, variants: list[tuple[int, Any]], reference: _Reference) -> list[float]:
+        """KL of each variant ``(start, hidden)``: ``hidden`` [1, T, H] is the input of decoder
+        layer ``start`` (``len(layers)``: the last layer's output). All variants run through the
+        remaining layers as one batch (in chunks that bound memory), joining it at their layer."""
+        torch = self.torch
+        tokens, width = variants[0][1].shape[-2], variants[0][1].shape[-1]
+        inner = max(width, int(getattr(self.model.config, "intermediate_size", 0) or 0))
+        vocab = int(self.head.weight.shape[0])
+        layer_chunk = max(1, BATCH_BYTES // max(1, 16 * tokens * inner))
+        head_chunk = max(1, BATCH_BYTES // max(1, 16 * tokens * vocab))
+        order = sorted(range(len(variants)), key=lambda i: variants[i][0])
+        flowing: list[int] = []  # variant indices, in the batch's row order
+        batch: Any = None
+        at = 0
+        with torch.inference_mode():
+            for index in range(len(self.layers) + 1):
+                joining: list[Any] = []
+                while at < len(order) and variants[order[at]][0] == index:
+                    flowing.append(order[at])
+                    joining.append(variants[order[at]][1])
+                    at += 1
+                if joining:
+                    batch = torch.cat([batch, *joining] if batch is not None else joining, dim=0)
+                if index == len(self.layers) or batch is None:
+                    continue
+                outs = [
+                    self.layer_output(index, batch[lo : lo + layer_chunk])
+                    for lo in range(0, batch.shape[0], layer_chunk)
+                ]
+                batch = outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
+            kls = [0.0] * len(variants)
+            for lo in range(0, len(flowing), head_chunk):
+                logits = self.logits_of(self.norm(batch[lo : lo + head_chunk]))
+                for row, i in enumerate(flowing[lo : lo + head_chunk]):
+                    kls[i] = reference.kl(logits[row])
+        return kls
+
+
+BATCH_BYTES = 1 << 29  # about what a chunk of the batched replay may hold at once
+
+
+class _Reference:
+    """The reference's next-token distributions, kept in the form a KL against them needs:
+    KL(p || softmax(z)) = sum p log p - p . z + logsumexp(z) per position (float64)."""
+
+    def __init__(self, torch: Any, logits: Any) -> None:
+        self.torch = torch
+        logp = torch.log_softmax(logits.double(), dim=-1)
+        self.p = logp.exp()
+        self.neg_entropy = (self.p * logp).sum(-1)
+
+    def kl(self, logits: Any) -> float:
+        """Mean KL(reference || model) over the positions that predict a next token."""
+        z = logits.double()
+        kl = (self.neg_entropy - (self.p * z).sum(-1) + self.torch.logsumexp(z, dim=-1)).clamp(
+            min=0
+        )
+        return float(kl[:-1].mean())
 
 
 def _covariances(model: _Model, groups: list[dict[str, Any]], ids: Any) -> dict[str, Any]:
@@ -181,16 +284,19 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     validate_groups = set(request.get("validate_groups", []))
 
     reference = model.capture(ids)
-    ref_logp = torch.log_softmax(reference.double(), dim=-1)
+    ref = _Reference(torch, reference)
     replay_ok = bool((model.replay(0) - reference).abs().max() < 1e-3)
     covariance = _covariances(model, groups, ids)
     # the embedding's error enters once per occurrence of each token
     counts = torch.bincount(
         ids[0], minlength=int(model.model.get_input_embeddings().weight.shape[0])
     )
+    final = model.final_hidden() if replay_ok else None
     measured: dict[str, dict[str, float]] = {}
     proxy: dict[str, dict[str, float]] = {}
     sizes: dict[str, dict[str, int]] = {}
+    pending: list[tuple[str, str]] = []  # (group, format) of each variant, in order
+    variants: list[tuple[int, Any]] = []  # (layer it enters, its hidden state there)
     for group in groups:
         params = {t: model.parameter(t) for t in group["tensors"]}
         originals = {t: p.detach().clone() for t, p in params.items()}
@@ -213,13 +319,19 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
                 for tensor, original in originals.items():
                     rows, cols = original.shape
                     size += fmt.bytes_for(rows, cols)
-                    # a format only weighed by the proxy is weighed on a sample of rows (each row's
-                    # blocks are quantized on their own), scaled back up
-                    step = 1 if full else max(1, rows // SAMPLE_ROWS)
-                    sample = original if step == 1 else original[::step][: 2 * (rows // step // 2)]
-                    quantized, _ = fake_quantize(sample.numpy(), fmt, gather=is_embedding)
-                    quantized = torch.from_numpy(quantized)
-                    delta = quantized.double() - sample.double()
+                    # the proxy weighs every format on the same sample of rows (each row's blocks
+                    # are quantized on their own), scaled back up; a measured format is quantized
+                    # whole, to be put in the model
+                    step = max(1, rows // SAMPLE_ROWS)
+                    keep = 2 * (rows // step // 2) if step > 1 else rows
+                    sample = original[::step][:keep]
+                    if full:
+                        whole, _ = fake_quantize(original.numpy(), fmt, gather=is_embedding)
+                        quantized = torch.from_numpy(whole)
+                        delta = quantized[::step][:keep].double() - sample.double()
+                    else:
+                        part_q, _ = fake_quantize(sample.numpy(), fmt, gather=is_embedding)
+                        delta = torch.from_numpy(part_q).double() - sample.double()
                     cov = covariance.get(tensor)
                     if is_embedding:
                         weights = counts.double()[::step][: delta.shape[0]] + 1.0
@@ -240,14 +352,24 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
             proxy[group["name"]][fmt.name] = energy
             sizes[group["name"]][fmt.name] = size
             if full:
-                if layer is not None and replay_ok:
-                    logits = model.replay(int(layer))
+                if replay_ok and layer is not None:
+                    pending.append((group["name"], fmt.name))
+                    variants.append((int(layer) + 1, model.layer_output(int(layer))))
+                elif replay_ok and is_embedding:
+                    pending.append((group["name"], fmt.name))
+                    variants.append((0, model.first_input(ids)))
+                elif replay_ok and group["kind"] == "lm_head":
+                    logits = model.logits_of(final)[0].float()
+                    measured[group["name"]][fmt.name] = ref.kl(logits)
                 else:
                     logits = model.full(ids)
-                measured[group["name"]][fmt.name] = _kl(torch, ref_logp, logits)
+                    measured[group["name"]][fmt.name] = ref.kl(logits)
                 with torch.no_grad():
                     for tensor, original in originals.items():
                         params[tensor].copy_(original)
+    if variants:
+        for (name, fmt_name), kl in zip(pending, model.propagate(variants, ref), strict=True):
+            measured[name][fmt_name] = kl
     return {
         "measured": measured,
         "proxy": proxy,
