@@ -52,8 +52,10 @@ def registry_with(path: Path, *ids: str) -> Path:
 
 @pytest.fixture
 def cache(tmp_path: Path) -> Path:
-    path = tmp_path / "foundry-cache"  # $FOUNDRY_CACHE_DIR of this test
-    assert Path(os.environ["FOUNDRY_CACHE_DIR"]) == path
+    """The cache the commands are given (--cache-dir): not $FOUNDRY_CACHE_DIR, which stays empty."""
+    path = tmp_path / "team-cache"
+    path.mkdir()
+    assert Path(os.environ["FOUNDRY_CACHE_DIR"]) != path
     return path
 
 

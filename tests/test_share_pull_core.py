@@ -87,7 +87,8 @@ def registry(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def cache(tmp_path: Path) -> Path:
-    return tmp_path / "foundry-cache"
+    """The cache pull is given (--cache-dir): not $FOUNDRY_CACHE_DIR."""
+    return tmp_path / "team-cache"
 
 
 @pytest.fixture
