@@ -23,6 +23,7 @@ from typing import Any
 
 from curator.errors import InputFileError
 from curator.formats.safetensors import read_safetensors_header
+from curator.portable import peak_rss_bytes
 
 # Positions scored per block when comparing distributions (bounds memory for large vocabularies).
 _ROWS = 64
@@ -246,8 +247,6 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         for key, values in scored.items():
             totals[key].extend(values)
     held = reference.dtype if isinstance(reference, _TransformersRunner) else None
-    from curator.portable import peak_rss_bytes  # the one platform module (POSIX or Windows)
-
     return {
         **totals,
         "windows": len(windows),
