@@ -67,6 +67,9 @@ class Row:
     kind: str = "llama.cpp"  # or "curator" (a budget point) or "fixed" (int4-cpu)
     search_seconds: float = 0.0  # a budget point: the whole search, sensitivity included
     compiles: int = 0  # a budget point: compiles the search made
+    sensitivity_seconds: float = 0.0  # a budget point: its sensitivity pass (or the cached one's)
+    compile_seconds: float = 0.0  # a budget point: its compiles together (the rest is fidelity)
+    load: str = ""  # a budget point: the load average when its search ended
 
 
 def _log(message: str) -> None:
@@ -206,6 +209,33 @@ def speeds(
     return best
 
 
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages (the machine is shared: wall times depend on it)."""
+    try:
+        return "/".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:  # not on every platform
+        return "n/a"
+
+
+def search_costs(rows: list[Row], one_compile: float) -> str:
+    """Each budget point's search against one fresh compile of the fixed recipe, as a ratio, and
+    where its time went (sensitivity, compiles, the rest: fidelity measurements)."""
+    fixed = next((r for r in rows if r.kind == "fixed"), None)
+    lines = [
+        f"search cost: one fresh compile {one_compile:.0f} s"
+        + (f" ({fixed.name}, load {fixed.load} when it ended)" if fixed else "")
+        + f"; target: a search < {SEARCH_TARGET:g}x one compile"
+    ]
+    for r in (r for r in rows if r.kind == "curator"):
+        rest = max(r.search_seconds - r.sensitivity_seconds - r.compile_seconds, 0.0)
+        lines.append(
+            f"  {r.name}: {r.search_seconds:.0f} s = {r.search_seconds / max(one_compile, 1e-9):.1f}x "
+            f"one compile (sensitivity {r.sensitivity_seconds:.0f} s, {r.compiles} compile(s) "
+            f"{r.compile_seconds:.0f} s, fidelity and the rest {rest:.0f} s; load {r.load})"
+        )
+    return "\n".join(lines)
+
+
 def budget_label(max_kl: float) -> str:
     return f"curator KL<={max_kl:g}"
 
@@ -329,6 +359,7 @@ def measure_rows(
     fidelity: dict[str, Any] = {}
     compiled: dict[str, Path] = {}
     one_compile = 0.0
+    compile_load = ""
     reference_ppl = 0.0
     if recipe:
         _log(f"compile {recipe} (fresh, timed: the yardstick of the search time) ...")
@@ -337,6 +368,7 @@ def measure_rows(
         started = time.monotonic()
         onnx = compile_recipe(reference_dir, recipe, fresh)
         one_compile = time.monotonic() - started
+        compile_load = _load()
         _log(f"fidelity {recipe} ...")
         fixed = measure_fidelity(onnx, reference, text, threads=THREADS)
         fidelity[recipe] = (fixed.kl_mean, fixed.top1_agreement, fixed.perplexity)
@@ -354,7 +386,7 @@ def measure_rows(
         _log(
             f"{kind}: KL {got['kl']:.4f}, top-1 {got['top1']:.1%}, {path.stat().st_size / 2**20:.1f} MiB"
         )
-    searches: dict[str, tuple[float, int]] = {}
+    searches: dict[str, tuple[float, int, float, float, str]] = {}
     compile_times: list[float] = []
     if budgets is None:  # one budget at each llama.cpp point's KL: the targets' own test
         budgets = tuple(
@@ -371,7 +403,13 @@ def measure_rows(
         seconds = float(record["searchSeconds"]) + (
             float(record["sensitivitySeconds"]) if record.get("sensitivityCached") else 0.0
         )
-        searches[name] = (seconds, len(record["attempts"]))
+        searches[name] = (
+            seconds,
+            len(record["attempts"]),
+            float(record["sensitivitySeconds"]),
+            sum(float(a.get("compileSeconds", 0.0)) for a in record["attempts"]),
+            _load(),
+        )
         compile_times += [float(a.get("compileSeconds", 0.0)) for a in record["attempts"]]
         _log(
             f"{name}: KL {chosen['klMean']:.4f}, top-1 {chosen['top1Agreement']:.1%}, "
@@ -397,8 +435,13 @@ def measure_rows(
             decode_tps={t: timed.get((name, t), (0.0, 0.0))[0] for t in THREAD_COUNTS},
             prefill_tps={t: timed.get((name, t), (0.0, 0.0))[1] for t in THREAD_COUNTS},
             kind="fixed" if name == recipe else ("llama.cpp" if name in ggufs else "curator"),
-            search_seconds=searches.get(name, (0.0, 0))[0],
-            compiles=searches.get(name, (0.0, 0))[1],
+            search_seconds=searches[name][0] if name in searches else 0.0,
+            compiles=searches[name][1] if name in searches else 0,
+            sensitivity_seconds=searches[name][2] if name in searches else 0.0,
+            compile_seconds=searches[name][3] if name in searches else 0.0,
+            load=searches[name][4]
+            if name in searches
+            else (compile_load if name == recipe else ""),
         )
         for name in order
     ]
@@ -598,9 +641,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--model", choices=("degridded", "q4_1"), default="degridded")
     parser.add_argument(
         "--budgets",
-        default="peers",
-        help="comma-separated --max-kl values (e.g. 0.4,0.2,0.1,0.05,0.02); default `peers`: "
-        "one budget at each llama.cpp point's measured KL",
+        default=",".join(f"{b:g}" for b in BUDGETS),
+        help="comma-separated --max-kl values (default: the issue's 0.4,0.2,0.1,0.05,0.02); "
+        "`peers`: one budget at each llama.cpp point's measured KL",
     )
     parser.add_argument("--peers", default=",".join(PEERS), help="llama-quantize types")
     args = parser.parse_args(argv)
@@ -617,6 +660,7 @@ def main(argv: list[str]) -> int:
     png = plot(rows, workdir / args.model / "curve.png", f"SmolLM2-135M ({args.model}): size vs KL")
     print(f"curve: {png}")
     print(f"one compile ({args.recipe or 'median of the searches'}): {one_compile:.0f} s")
+    print(search_costs(rows, one_compile))
     print()
     print(closing_note(verdicts(rows, one_compile)))
     return 0

@@ -14,6 +14,7 @@ from perf.peers import (
     SIZE_TARGET,
     Row,
     closing_note,
+    search_costs,
     verdicts,
 )
 from perf.peers_model import BLOCK, degrid
@@ -150,3 +151,25 @@ def test_a_peer_no_budget_point_reaches_is_a_miss_and_unmeasured_speed_is_not_ju
     assert not any("search" in n for n in found)
     note = closing_note(list(found.values()))
     assert note.count("not judged") == 2 and note.count("NOT met") == 2
+
+
+def test_search_cost_is_printed_as_a_ratio_to_one_compile_with_its_parts_and_load() -> None:
+    from dataclasses import replace
+
+    rows = [
+        replace(_row(FIXED, 129, 0.3, 150.0, kind="fixed"), load="3.0/2.5/2.0"),
+        *_peers(),
+        replace(
+            _row("curator KL<=0.1", 110, 0.09, 150.0, kind="curator", search=300.0),
+            sensitivity_seconds=120.0,
+            compile_seconds=80.0,
+            load="4.0/3.0/2.0",
+        ),
+    ]
+    lines = search_costs(rows, one_compile=40.0).splitlines()
+    assert lines[0].startswith("search cost: one fresh compile 40 s (int4-cpu, load 3.0/2.5/2.0")
+    assert len(lines) == 2  # one line per budget point; the peers and the fixed recipe have none
+    assert lines[1] == (
+        "  curator KL<=0.1: 300 s = 7.5x one compile (sensitivity 120 s, 3 compile(s) 80 s, "
+        "fidelity and the rest 100 s; load 4.0/3.0/2.0)"
+    )

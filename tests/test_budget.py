@@ -358,3 +358,20 @@ def test_batched_replay_gives_the_one_group_at_a_time_figures(tiny_model_dir: Pa
     expected = float((logp.exp() * (logp - logq)).sum(-1).clamp(min=0)[:-1].mean())
     assert expected > 1e-3
     assert ref.kl(noisy) == pytest.approx(expected, rel=1e-9)
+
+
+def test_searches_remember_how_far_the_prediction_fell(tmp_path: Path) -> None:
+    from curator.budget import api
+
+    sha = "ab" * 32
+    assert api._corrections(tmp_path, sha) == []
+    for ratio in (1.3, float("nan"), -1.0, 1.25):
+        api._remember(tmp_path, sha, ratio)
+    assert api._corrections(tmp_path, sha) == [1.3, 1.25]
+    for i in range(20):
+        api._remember(tmp_path, sha, 1.0 + i / 100)
+    kept = api._corrections(tmp_path, sha)
+    assert len(kept) == api.CORRECTIONS_KEPT and kept[-1] == 1.19
+    assert api._corrections(tmp_path, "cd" * 32) == []  # per source
+    api._corrections_path(tmp_path, sha).write_text("{not json", encoding="utf-8")
+    assert api._corrections(tmp_path, sha) == []

@@ -223,7 +223,13 @@ def compile_to_budget(
     work = (home or curator_home()) / "budget" / "recipes" / sensitivity.source_sha256[:16]
     text = load_text()
     name = recipe_name(budget.max_kl, budget.min_top1)
-    target = ROOM * budget.max_kl if budget.max_kl is not None else 0.1
+    learnt = _corrections(home, sensitivity.source_sha256)
+    # earlier searches on this source measured how far the summed single-group costs fall from
+    # the compiled model's KL: the first plan starts from their median ratio (1.0 when none)
+    ratio = sorted(learnt)[len(learnt) // 2] if learnt else 1.0
+    target = ROOM * budget.max_kl / ratio if budget.max_kl is not None else 0.1
+    if learnt:
+        _say(progress, f"budget: earlier searches measured {ratio:.2f}x the predicted KL")
     attempts: list[Attempt] = []
     results: list[tuple[CompileResult, Path, Plan]] = []
     tried: set[tuple[tuple[str, str], ...]] = set()
@@ -268,6 +274,10 @@ def compile_to_budget(
             )
         )
         results.append((compiled, path, plan))
+        if plan.predicted_kl > 0:
+            learnt = _remember(
+                home, sensitivity.source_sha256, fidelity.kl_mean / plan.predicted_kl
+            )
         met = budget.met(fidelity.kl_mean, fidelity.top1_agreement)
         _say(
             progress,
@@ -315,6 +325,35 @@ def compile_to_budget(
     )
     _record(compiled, result, sensitivity)
     return result
+
+
+CORRECTIONS_KEPT = 8
+
+
+def _corrections_path(home: Path | None, sha: str) -> Path:
+    return (home or curator_home()) / "budget" / "corrections" / f"{sha}.json"
+
+
+def _corrections(home: Path | None, sha: str) -> list[float]:
+    """Measured KL / predicted KL of the last searches' compiles of this source (newest last)."""
+    path = _corrections_path(home, sha)
+    try:
+        data = read_json(path, "budget corrections") if path.is_file() else {}
+    except CuratorError:
+        return []  # a damaged file is relearnt
+    ratios = data.get("ratios", []) if isinstance(data, dict) else []
+    return [float(r) for r in ratios if isinstance(r, int | float) and math.isfinite(r) and r > 0]
+
+
+def _remember(home: Path | None, sha: str, ratio: float) -> list[float]:
+    """Keep ``ratio`` with the last few of this source's (atomic write); the list kept."""
+    if not (math.isfinite(ratio) and ratio > 0):
+        return _corrections(home, sha)
+    kept = [*_corrections(home, sha), round(ratio, 6)][-CORRECTIONS_KEPT:]
+    path = _corrections_path(home, sha)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, {"ratios": kept})
+    return kept
 
 
 def _finish(compiled: CompileResult, recipe: Path, name: str) -> Path:
