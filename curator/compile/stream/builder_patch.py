@@ -39,6 +39,8 @@ import numpy as np
 
 from curator.compile.stream import STREAMING_ARCHITECTURES
 from curator.compile.stream.checkpoint import Checkpoint, CheckpointError
+from curator.compile.stream.int8_matmul import make_matmul_int8
+from curator.quant.int8 import DynamicInt8
 from curator.quant.kernels import quantize_gather, quantize_matmul
 from curator.quant.plan import EMBEDDING_NODE, QuantPlan, TensorQuant, plan_for
 
@@ -588,8 +590,6 @@ def _make_matmul_float(self: Any, matmul: Any, name: str, root_input: str, **kwa
     config = None if session is None else session.plan_config.get("matmul_int8")
     if session is None or not config or hasattr(matmul, "base_layer"):
         return _ORIGINAL["make_matmul_float"](self, matmul, name, root_input, **kwargs)
-    from curator.compile.stream.int8_matmul import make_matmul_int8
-    from curator.quant.int8 import DynamicInt8
 
     int8 = session.stats.get("int8")
     if not isinstance(int8, DynamicInt8):

@@ -65,7 +65,7 @@ def make_matmul_int8(
     import onnx_ir as ir
     import torch
 
-    from curator.compile.stream import builder_patch
+    from curator.compile.stream import builder_patch  # cycle: builder_patch imports this module
 
     if builder.io_dtype != ir.DataType.FLOAT:
         raise ValueError("matmul_int8 needs float32 inputs and outputs (precision fp32 on CPU)")

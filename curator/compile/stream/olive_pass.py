@@ -26,6 +26,11 @@ from olive.passes.olive_pass import PassConfigParam
 from olive.passes.onnx.model_builder import ModelBuilder
 
 from curator.compile.stream import builder_patch
+from curator.compile.stream.int8_matmul import (
+    float_matmuls_with_constant_weight,
+    quantize_saved_model,
+)
+from curator.quant.int8 import DynamicInt8
 from curator.quant.plan import EMBEDDING_NODE, plan_for
 
 OWN_OPTIONS = ("embedding_quant", "tensor_overrides", "stream", "quantize_threads", "matmul_int8")
@@ -115,8 +120,6 @@ class CuratorModelBuilder(ModelBuilder):  # type: ignore[misc]
         """The MatMuls quantized to int8 after the build, on the whole saved model (today's cost)."""
         if not values.get("matmul_int8"):
             return
-        from curator.compile.stream.int8_matmul import quantize_saved_model
-        from curator.quant.int8 import DynamicInt8
 
         builder_patch.log(f"quantizing the MatMuls to int8 on the saved model ({why})")
         quantize_saved_model(Path(output_dir), DynamicInt8.from_json(values["matmul_int8"]))
@@ -126,8 +129,6 @@ class CuratorModelBuilder(ModelBuilder):  # type: ignore[misc]
         """Say so when a float MatMul with a constant weight was made outside make_matmul_float
         (quantize_dynamic would have quantized it; the streamed build keeps it float)."""
         import onnx_ir as ir
-
-        from curator.compile.stream.int8_matmul import float_matmuls_with_constant_weight
 
         graph = ir.load(str(Path(output_dir) / "model.onnx")).graph
         left = float_matmuls_with_constant_weight(graph)
