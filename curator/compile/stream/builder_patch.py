@@ -597,7 +597,9 @@ def _make_matmul_float(self: Any, matmul: Any, name: str, root_input: str, **kwa
     if not int8.quantizes(name):
         return _ORIGINAL["make_matmul_float"](self, matmul, name, root_input, **kwargs)
     started = time.perf_counter()
-    result = make_matmul_int8(self, session, int8, matmul, name, root_input, **kwargs)
+    result = make_matmul_int8(
+        self, session, int8, matmul, name, root_input, cast_chunk=CAST_CHUNK_ELEMENTS, **kwargs
+    )
     session.quantize_seconds += time.perf_counter() - started
     return result
 

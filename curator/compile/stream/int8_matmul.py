@@ -59,13 +59,14 @@ def make_matmul_int8(
     matmul: Any,
     name: str,
     root_input: str,
+    *,
+    cast_chunk: int,
     **kwargs: Any,
 ) -> str:
-    """``make_matmul_float``'s node and weight, int8 as ``quantize_dynamic`` makes them."""
+    """``make_matmul_float``'s node and weight, int8 as ``quantize_dynamic`` makes them; the float
+    weight cast ``cast_chunk`` values at a time (builder_patch's chunk, unless CHUNK_ENV sets one)."""
     import onnx_ir as ir
     import torch
-
-    from curator.compile.stream import builder_patch  # cycle: builder_patch imports this module
 
     if builder.io_dtype != ir.DataType.FLOAT:
         raise ValueError("matmul_int8 needs float32 inputs and outputs (precision fp32 on CPU)")
@@ -73,7 +74,7 @@ def make_matmul_int8(
     source = matmul.weight  # [N, K]; the ONNX MatMul's B is its transpose, [K, N]
     b = source.T
     rows, cols = int(b.shape[0]), int(b.shape[1])
-    chunk = int(os.environ.get(CHUNK_ENV) or builder_patch.CAST_CHUNK_ELEMENTS)
+    chunk = int(os.environ.get(CHUNK_ENV) or cast_chunk)
 
     def float32_rows(tensor: Any, own: bool) -> Iterator[np.ndarray[Any, Any]]:
         """Row chunks as float32 (``own``: always a copy, never a view of the parameter)."""
