@@ -375,3 +375,50 @@ def test_searches_remember_how_far_the_prediction_fell(tmp_path: Path) -> None:
     assert api._corrections(tmp_path, "cd" * 32) == []  # per source
     api._corrections_path(tmp_path, sha).write_text("{not json", encoding="utf-8")
     assert api._corrections(tmp_path, sha) == []
+
+
+def _worker_request(model_dir: Path, groups: tuple[Group, ...], text: Path) -> dict[str, object]:
+    from curator.budget.formats import EMBEDDING_CANDIDATES
+    from curator.budget.sensitivity import ANCHOR
+
+    return {
+        "source": str(model_dir),
+        "tokens": 40,
+        "threads": 1,
+        "text_file": str(text),
+        "groups": [
+            {"name": g.name, "kind": g.kind, "tensors": list(g.tensors), "layer": g.layer}
+            for g in groups
+        ],
+        "measure": [ANCHOR.name],
+        "proxy": [f.name for f in CANDIDATES],
+        "embedding_formats": [f.name for f in EMBEDDING_CANDIDATES],
+    }
+
+
+def test_the_joint_check_quantizes_every_group_at_its_measured_format(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """The worker's all-groups check: with one group it is that group's own cost (a whole forward
+    pass against the batched replay); with all, the summed costs it is compared with."""
+    from curator.budget.sensitivity import _joint_figures, calibration_text, tensor_shapes
+    from curator.budget.sensitivity_worker import run
+
+    text = tmp_path / "calibration.txt"
+    text.write_text(calibration_text(), encoding="utf-8")
+    groups = group_tensors(tensor_shapes(tiny_model_dir)[0])
+    one = run(_worker_request(tiny_model_dir, groups[1:2], text))  # layers.0.qkv alone
+    (measured,) = one["measured"][groups[1].name].values()
+    assert measured > 1e-6
+    assert one["joint"]["sum"] == measured
+    assert one["joint"]["kl"] == pytest.approx(measured, rel=1e-4)
+    every = run(_worker_request(tiny_model_dir, groups, text))
+    costs = [next(iter(m.values())) for m in every["measured"].values() if m]
+    assert len(costs) == len(groups)  # each group measured at one format
+    assert every["joint"]["sum"] == pytest.approx(sum(costs), rel=1e-12)
+    assert every["joint"]["kl"] > max(costs)
+    figures = _joint_figures(every["joint"])
+    assert figures["jointOverSum"] == pytest.approx(
+        every["joint"]["kl"] / every["joint"]["sum"], rel=1e-3
+    )
+    assert _joint_figures(None) == {} and _joint_figures({"kl": 0.0, "sum": 1.0}) == {}

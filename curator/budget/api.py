@@ -224,12 +224,18 @@ def compile_to_budget(
     text = load_text()
     name = recipe_name(budget.max_kl, budget.min_top1)
     learnt = _corrections(home, sensitivity.source_sha256)
-    # earlier searches on this source measured how far the summed single-group costs fall from
-    # the compiled model's KL: the first plan starts from their median ratio (1.0 when none)
-    ratio = sorted(learnt)[len(learnt) // 2] if learnt else 1.0
+    # how far the summed single-group costs fall from the compiled model's KL: the median of what
+    # earlier searches on this source measured, else the sensitivity pass's own all-groups check
+    # (calibration text), bounded to a sane range; the loop below corrects it with measurements
+    joint = sensitivity.validation.get("jointOverSum", 1.0)
+    ratio = sorted(learnt)[len(learnt) // 2] if learnt else min(max(joint, 0.5), 4.0)
     target = ROOM * budget.max_kl / ratio if budget.max_kl is not None else 0.1
-    if learnt:
-        _say(progress, f"budget: earlier searches measured {ratio:.2f}x the predicted KL")
+    _say(
+        progress,
+        f"budget: first plan aims at {ratio:.2f}x the summed costs ("
+        + (f"{len(learnt)} earlier compile(s) of this source" if learnt else "all-groups check")
+        + ")",
+    )
     attempts: list[Attempt] = []
     results: list[tuple[CompileResult, Path, Plan]] = []
     tried: set[tuple[tuple[str, str], ...]] = set()

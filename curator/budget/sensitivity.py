@@ -33,7 +33,7 @@ from curator.paths import curator_home
 
 ANCHOR = Format(4, 64, False, "rtn")
 DEFAULT_TOKENS = 128
-WORKER_VERSION = 4  # 4: batched tail, the proxy on the same row sample for every format
+WORKER_VERSION = 5  # 4: batched tail, the proxy on one row sample; 5: the joint check
 VALIDATION_FORMATS = (Format(4, 32, False, "k_quant"), Format(8, 64, True, "rtn"))
 
 
@@ -289,11 +289,30 @@ def measure_sensitivity(
         tokens=int(result["tokens"]),
         seconds=float(result["seconds"]),
         other_bytes=other_bytes,
-        validation={**validation, "replayExact": float(bool(result.get("replay")))},
+        validation={
+            **validation,
+            "replayExact": float(bool(result.get("replay"))),
+            **_joint_figures(result.get("joint")),
+        },
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, sensitivity.to_record())
     return sensitivity
+
+
+def _joint_figures(joint: Any) -> dict[str, float]:
+    """The worker's all-groups-at-the-anchor check as validation figures: the whole model's KL,
+    the summed single costs, and their ratio (``jointOverSum``, the search's first correction)."""
+    if not isinstance(joint, dict):
+        return {}
+    kl, total = float(joint.get("kl", 0.0)), float(joint.get("sum", 0.0))
+    if not (math.isfinite(kl) and math.isfinite(total) and kl > 0 and total > 0):
+        return {}
+    return {
+        "jointKl": round(kl, 6),
+        "jointSum": round(total, 6),
+        "jointOverSum": round(kl / total, 4),
+    }
 
 
 def _run_worker(request: dict[str, Any], timeout: float | None) -> dict[str, Any]:

@@ -370,7 +370,9 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     if variants:
         for (name, fmt_name), kl in zip(pending, model.propagate(variants, ref), strict=True):
             measured[name][fmt_name] = kl
+    joint = _joint(model, groups, measured, ids, ref, [*measure, embedding_formats[1]])
     return {
+        "joint": joint,
         "measured": measured,
         "proxy": proxy,
         "bytes": sizes,
@@ -378,6 +380,34 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         "replay": replay_ok,
         "seconds": round(time.monotonic() - started, 1),
     }
+
+
+def _joint(
+    model: _Model,
+    groups: list[dict[str, Any]],
+    measured: dict[str, dict[str, float]],
+    ids: Any,
+    reference: _Reference,
+    anchors: list[Any],
+) -> dict[str, float]:
+    """Every group at once at its measured anchor format (one whole forward pass): the KL of
+    that model and the sum of the groups' single costs it is predicted by. Their ratio says how
+    far the sum falls from the whole on this model (errors of several groups compound)."""
+    torch = model.torch
+    total = 0.0
+    with torch.no_grad():
+        for group in groups:
+            fmt = next((f for f in anchors if f.name in measured.get(group["name"], {})), None)
+            if fmt is None:
+                continue
+            total += measured[group["name"]][fmt.name]
+            for tensor in group["tensors"]:
+                param = model.parameter(tensor)
+                quantized, _ = fake_quantize(
+                    param.detach().numpy(), fmt, gather=group["kind"] == "embedding"
+                )
+                param.copy_(torch.from_numpy(quantized))
+    return {"kl": reference.kl(model.full(ids)), "sum": total}
 
 
 def main(argv: list[str]) -> int:
