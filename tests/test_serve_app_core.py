@@ -520,9 +520,15 @@ def test_framework_errors_use_openais_format(rt: FakeRuntime) -> None:
         missing = client.get("/v1/nothing")
         wrong_method = client.get("/v1/chat/completions")
     assert missing.status_code == 404
-    assert error_of(missing)["type"] == "not_found_error"
+    assert error_of(missing) == {
+        "message": "Not Found",
+        "type": "not_found_error",
+        "param": None,
+        "code": None,
+    }
     assert wrong_method.status_code == 405
     assert error_of(wrong_method)["type"] == "invalid_request_error"
+    assert error_of(wrong_method)["message"] == "Method Not Allowed"
 
 
 def test_loopback_servers_accept_only_loopback_host_names(rt: FakeRuntime) -> None:

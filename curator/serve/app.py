@@ -355,7 +355,6 @@ def create_app(
     line per request. ``rt`` is the runtime to serve from (default: Foundry Local's, started
     with the app); the server closes it when it stops."""
     from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response, StreamingResponse
     from starlette.exceptions import HTTPException
 
@@ -388,10 +387,6 @@ def create_app(
     async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
         return error_response(ApiError(exc.status_code, str(exc.detail), type=kind))
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(bad_request(str(exc)))
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
