@@ -27,6 +27,9 @@ from curator.quant.int8 import weight_range as tensor_range
 # Elements per chunk a weight is cast and quantized in (default: the streaming builder's cast
 # chunk, 4M): tests set it small so that a tiny model's weights span several chunks.
 CHUNK_ENV = "CURATOR_INT8_CHUNK_ELEMENTS"
+# Threads quantizing one weight's chunks; threads + 1 chunks are in flight (float32 + int8, 20 MiB
+# each at 4M elements): capped so that a many-core machine does not hold a hundred of them.
+MAX_THREADS = 8
 
 
 def _register(builder: Any, external: Any) -> None:
@@ -92,7 +95,7 @@ def make_matmul_int8(
     def quantize(piece: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         return quantize_chunk(piece, params, config, scratch=True)
 
-    threads = max(1, session.threads or usable_cpu_count())
+    threads = min(MAX_THREADS, max(1, session.threads or usable_cpu_count()))
     writer = session.open_writer()
     with ThreadPoolExecutor(max_workers=threads) as pool:
         offset, length = writer.append_pieces(
