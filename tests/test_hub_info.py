@@ -383,3 +383,28 @@ def test_sizes_the_answer_lacks_come_from_the_file_listing(
     assert facts.repo_bytes is None  # the answer gave no size for the whole repository
     assert not any(g.fact == "download size" for g in facts.gaps)
     assert any(r.path.startswith(f"/api/models/{TINY}/tree/") for r in hub.seen("GET"))
+
+
+def test_progress_bars_are_left_as_they_were(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading headers turns huggingface_hub's bars off for the call only."""
+    import huggingface_hub.utils.tqdm as hf_tqdm
+
+    answer = server.model_info
+
+    def without_counts(repo: FakeRepo, revision: str, request: Request) -> Reply:
+        reply = answer(repo, revision, request)
+        body = json.loads(reply.body)
+        body.pop("safetensors", None)
+        return Reply(200, body)
+
+    monkeypatch.setattr(server, "model_info", without_counts)
+    was_disabled = hf_tqdm.are_progress_bars_disabled()
+    try:
+        hf_tqdm.enable_progress_bars()
+        assert model_facts(SHARDED).parameters
+        assert not hf_tqdm.are_progress_bars_disabled()
+        hf_tqdm.disable_progress_bars()
+        assert model_facts(SHARDED).parameters
+        assert hf_tqdm.are_progress_bars_disabled()
+    finally:
+        (hf_tqdm.disable_progress_bars if was_disabled else hf_tqdm.enable_progress_bars)()
