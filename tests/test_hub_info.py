@@ -387,7 +387,11 @@ def test_sizes_the_answer_lacks_come_from_the_file_listing(
 
 def test_progress_bars_are_left_as_they_were(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
     """Reading headers turns huggingface_hub's bars off for the call only."""
-    import huggingface_hub.utils.tqdm as hf_tqdm
+    from huggingface_hub.utils.tqdm import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
 
     answer = server.model_info
 
@@ -398,13 +402,13 @@ def test_progress_bars_are_left_as_they_were(hub: FakeHub, monkeypatch: pytest.M
         return Reply(200, body)
 
     monkeypatch.setattr(server, "model_info", without_counts)
-    was_disabled = hf_tqdm.are_progress_bars_disabled()
+    was_disabled = are_progress_bars_disabled()
     try:
-        hf_tqdm.enable_progress_bars()
+        enable_progress_bars()
         assert model_facts(SHARDED).parameters
-        assert not hf_tqdm.are_progress_bars_disabled()
-        hf_tqdm.disable_progress_bars()
+        assert not are_progress_bars_disabled()
+        disable_progress_bars()
         assert model_facts(SHARDED).parameters
-        assert hf_tqdm.are_progress_bars_disabled()
+        assert are_progress_bars_disabled()
     finally:
-        (hf_tqdm.disable_progress_bars if was_disabled else hf_tqdm.enable_progress_bars)()
+        (disable_progress_bars if was_disabled else enable_progress_bars)()
