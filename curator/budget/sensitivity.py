@@ -302,7 +302,8 @@ def measure_sensitivity(
 
 def _joint_figures(joint: Any) -> dict[str, float]:
     """The worker's all-groups-at-the-anchor check as validation figures: the whole model's KL,
-    the summed single costs, and their ratio (``jointOverSum``, the search's first correction)."""
+    the summed single costs, and their ratio (``jointOverSum``: how additive the costs are on the
+    calibration text; 0.94 on de-gridded SmolLM2)."""
     if not isinstance(joint, dict):
         return {}
     kl, total = float(joint.get("kl", 0.0)), float(joint.get("sum", 0.0))
