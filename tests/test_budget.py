@@ -422,3 +422,86 @@ def test_the_joint_check_quantizes_every_group_at_its_measured_format(
         every["joint"]["kl"] / every["joint"]["sum"], rel=1e-3
     )
     assert _joint_figures(None) == {} and _joint_figures({"kl": 0.0, "sum": 1.0}) == {}
+
+
+def test_a_cheaper_try_that_misses_gives_back_the_kept_one_without_a_rebuild(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The search sets a try that met the budget aside while it builds a cheaper one; when that
+    misses, the kept model goes back in place (no second compile of the same recipe)."""
+    import types
+    from dataclasses import dataclass
+
+    from curator.budget import api
+    from curator.compile import CompileRequest
+
+    q4, q8 = "q4-b64-asym-rtn", "q8-b64-sym-rtn"
+    names = ("layers.0.o", "layers.1.o")
+    sens = Sensitivity(
+        source_sha256="1" * 64,
+        groups=tuple(Group(n, "o", (f"{n}.weight",), ((8, 64),)) for n in names),
+        cost={n: {q4: 0.05, q8: 0.001} for n in names},
+        measured={},
+        proxy={},
+        sizes={n: {q4: 100, q8: 200} for n in names},
+        tokens=1,
+        seconds=0.0,
+        other_bytes=0,
+    )
+    model_dir = tmp_path / "cache" / "m"
+
+    @dataclass(frozen=True)
+    class Compiled:
+        path: Path
+        total_bytes: int
+        manifest_path: Path
+        model_id: str = "m-generic-cpu:1"
+
+    compiles: list[str] = []
+
+    def compile_model(request: CompileRequest, progress: object = None) -> Compiled:
+        assert not model_dir.exists()  # the previous try was set aside, or this is the first
+        recipe = json.loads(Path(str(request.recipe)).read_text(encoding="utf-8"))
+        model_dir.mkdir(parents=True)
+        (model_dir / "built-from.txt").write_text(recipe["name"], encoding="utf-8")
+        (model_dir / "curator-manifest.json").write_text("{}", encoding="utf-8")
+        compiles.append(recipe["name"])
+        size = 150 * len(recipe["passes"][0]["config"]["tensor_overrides"])
+        return Compiled(model_dir, size, model_dir / "curator-manifest.json")
+
+    kls = iter([0.03, 0.12])  # try 1 meets 0.1 with room to spare; the cheaper try 2 misses
+
+    def measure_fidelity(*args: object, **kwargs: object) -> object:
+        return types.SimpleNamespace(
+            kl_mean=next(kls), top1_agreement=0.9, perplexity=1.0, reference_perplexity=1.0
+        )
+
+    source = types.SimpleNamespace(local_dir=tmp_path, repo="org/m")
+    monkeypatch.setattr(api, "resolve_source", lambda *a, **k: source)
+    monkeypatch.setattr(api, "measure_sensitivity", lambda *a, **k: sens)
+    monkeypatch.setattr(api, "compile_model", compile_model)
+    import curator.fidelity
+
+    for name, stand_in in (
+        ("measure_fidelity", measure_fidelity),
+        ("default_reference", lambda path: None),
+        ("load_text", lambda: None),
+    ):  # wherever compile_to_budget imports them from
+        monkeypatch.setattr(curator.fidelity, name, stand_in)
+        monkeypatch.setattr(api, name, stand_in, raising=False)
+    result = api.compile_to_budget(
+        CompileRequest(source=str(tmp_path), recipe="auto", model_id="m-generic-cpu:1"),
+        check_budget(0.1, None),
+        home=tmp_path / "home",
+    )
+    assert compiles == ["budget-kl-0-1-try1", "budget-kl-0-1-try2"]  # no rebuild of try 1
+    assert result.chosen == 0 and [a.kl for a in result.attempts] == [0.03, 0.12]
+    assert (model_dir / "built-from.txt").read_text(encoding="utf-8") == "budget-kl-0-1-try1"
+    assert result.recipe == model_dir / "budget-kl-0-1.json"
+    assert json.loads((model_dir / "curator-manifest.json").read_text())["budget"]["chosen"] == 0
+    assert not list((tmp_path / "home" / "budget" / "recipes").glob("*/kept-try*"))
+    # both tries taught the source's correction: measured / predicted KL
+    assert api._corrections(tmp_path / "home", "1" * 64) == [
+        pytest.approx(0.03 / 0.051),
+        pytest.approx(0.12 / 0.1),
+    ]

@@ -240,7 +240,14 @@ def compile_to_budget(
     attempts: list[Attempt] = []
     results: list[tuple[CompileResult, Path, Plan]] = []
     tried: set[tuple[tuple[str, str], ...]] = set()
+    kept: dict[int, Path] = {}  # a try that met the budget, set aside while a cheaper one builds
     for index in range(max_compiles):
+        if attempts and budget.met(attempts[-1].kl, attempts[-1].top1):
+            previous = results[-1][0].path
+            assert previous is not None
+            kept[index - 1] = work / f"kept-try{index}"
+            shutil.rmtree(kept[index - 1], ignore_errors=True)
+            shutil.move(str(previous), str(kept[index - 1]))
         plan = search(sensitivity, target)
         key = tuple((c.group, c.format) for c in plan.choices)
         if key in tried:
@@ -282,9 +289,7 @@ def compile_to_budget(
         )
         results.append((compiled, path, plan))
         if plan.predicted_kl > 0:
-            learnt = _remember(
-                home, sensitivity.source_sha256, fidelity.kl_mean / plan.predicted_kl
-            )
+            _remember(home, sensitivity.source_sha256, fidelity.kl_mean / plan.predicted_kl)
         met = budget.met(fidelity.kl_mean, fidelity.top1_agreement)
         _say(
             progress,
@@ -312,7 +317,12 @@ def compile_to_budget(
         )
     chosen = min(passing_indices, key=lambda i: attempts[i].bytes)
     compiled, path, plan = results[chosen]
-    if chosen != len(attempts) - 1:  # a later, cheaper try missed: rebuild the one kept
+    if chosen in kept:  # a later, cheaper try missed: the one set aside goes back in its place
+        _say(progress, f"budget: keeping try {chosen + 1}, the smallest that met the budget")
+        assert compiled.path is not None
+        shutil.rmtree(compiled.path, ignore_errors=True)
+        shutil.move(str(kept[chosen]), str(compiled.path))
+    elif chosen != len(attempts) - 1:  # not set aside (cannot happen today): build it again
         _say(progress, f"budget: rebuilding try {chosen + 1}, the smallest that met the budget")
         compiled = compile_model(
             dataclasses.replace(request, recipe=str(path), force=True), progress=progress
