@@ -205,7 +205,7 @@ def _run_steps(
                 _fidelity(request, cache_dir, staged, model_dir, model_id, manifest, tools)
             )
     entry = find_model(load_registry(staged), model_id)
-    assert entry is not None, "register put the entry into the staged registry"
+    assert entry is not None  # register put the entry into the staged registry
     before = find_model(load_registry(request.registry), model_id)
     action = "unchanged" if before == entry else upsert_model(request.registry, entry)
     summary_path = request.out_dir / "SUMMARY.md"
@@ -215,7 +215,7 @@ def _run_steps(
             entry,
             tuple(steps.outcomes),
             request,
-            bench_report if bench_report.exists() else None,
+            bench_report,  # the bench step wrote it, or skipped because it was there
             answers=answers,
             notes=_notes(manifest),
         ),
@@ -227,7 +227,7 @@ def _run_steps(
         registry_action=action,
         steps=tuple(steps.outcomes),
         summary_path=summary_path,
-        bench_report=bench_report if bench_report.exists() else None,
+        bench_report=bench_report,
         entry=entry,
     )
 
@@ -307,7 +307,7 @@ def _import(
         ]:
             return plan.target, plan.model_id, f"skipped: {plan.target} holds this import"
     result = ask(dry_run=False, force=True)
-    assert result.path is not None, "an import that is not a dry run has its directory"
+    assert result.path is not None  # an import that is not a dry run has its directory
     size = sum(a.bytes for a in result.artifacts) / 2**20
     return result.path, result.model_id, f"{size:.1f} MiB in {result.wall_seconds or 0:.0f} s"
 
@@ -357,7 +357,7 @@ def _compile(
     ):
         return plan.target, plan.model_id, "skipped: the Foundry cache holds this build"
     result = ask(dry_run=False, force=True)
-    assert result.path is not None, "a compile that is not a dry run has its directory"
+    assert result.path is not None  # a compile that is not a dry run has its directory
     seconds = result.wall_seconds or 0.0
     return result.path, result.model_id, f"{result.total_bytes / 2**20:.1f} MiB in {seconds:.0f} s"
 
