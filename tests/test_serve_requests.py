@@ -16,7 +16,12 @@ import pytest
 from curator.foundry import RegisteredModel
 from curator.serve import aliases
 from curator.serve.limits import ServeLimits
-from curator.serve.openai_types import ApiError, parse_chat_request
+from curator.serve.openai_types import (
+    ApiError,
+    context_length_exceeded,
+    parse_chat_request,
+    parse_request_json,
+)
 from curator.serve.scheduler import ModelSlots
 
 USER = [{"role": "user", "content": "hi"}]
@@ -296,3 +301,461 @@ def test_retry_after_is_the_mean_run_time_times_the_waves_ahead() -> None:
         assert quick.retry_after() == 1  # at least a second
 
     asyncio.run(scenario())
+
+
+U = {"role": "user", "content": "hi"}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param", "code", "message"),
+    [
+        ([U], 400, None, None, "the request body must be a JSON object"),
+        ({"messages": [U]}, 400, "model", None, "'model' is required and must be a string"),
+        (
+            {"model": "", "messages": [U]},
+            400,
+            "model",
+            None,
+            "'model' is required and must be a string",
+        ),
+        (
+            {"model": "m" * 257, "messages": [U]},
+            400,
+            "model",
+            None,
+            "'model' is longer than 256 characters",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "zz": 1, "best": 2},
+            400,
+            "best",
+            "unsupported_parameter",
+            "unrecognized request argument: best",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "tools": [{}]},
+            400,
+            "tools",
+            "unsupported_parameter",
+            "tool calling is not supported by curator serve; send the request without 'tools'",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "functions": [{}]},
+            400,
+            "functions",
+            "unsupported_parameter",
+            "tool calling is not supported by curator serve; send the request without 'functions'",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "tool_choice": "required"},
+            400,
+            "tool_choice",
+            "unsupported_parameter",
+            "'tool_choice' needs tools, which are not supported",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "function_call": {"name": "f"}},
+            400,
+            "function_call",
+            "unsupported_parameter",
+            "'function_call' needs tools, which are not supported",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "top_logprobs": 2},
+            400,
+            "logprobs",
+            "unsupported_parameter",
+            "'logprobs' is not supported by curator serve",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "logit_bias": {"1": 2}},
+            400,
+            "logit_bias",
+            "unsupported_parameter",
+            "'logit_bias' is not supported by curator serve",
+        ),
+        (
+            {"model": "m:1", "messages": []},
+            400,
+            "messages",
+            None,
+            "'messages' must be a non-empty array",
+        ),
+        (
+            {"model": "m:1", "messages": [U, 5]},
+            400,
+            "messages[1]",
+            None,
+            "messages[1] must be an object",
+        ),
+        (
+            {"model": "m:1", "messages": [U, {"role": "function", "content": "x"}]},
+            400,
+            "messages[1].role",
+            "unsupported_parameter",
+            "tool calling is not supported by curator serve",
+        ),
+        (
+            {"model": "m:1", "messages": [{"role": "robot", "content": "x"}]},
+            400,
+            "messages[0].role",
+            None,
+            "messages[0].role must be one of system, developer, user, assistant",
+        ),
+        (
+            {"model": "m:1", "messages": [{"role": "system", "content": "x"}]},
+            400,
+            "messages",
+            None,
+            "'messages' must contain a user message",
+        ),
+        (
+            {"model": "m:1", "messages": [{"role": "user", "content": ""}]},
+            400,
+            "messages",
+            None,
+            "the messages have no text to answer",
+        ),
+        (
+            {"model": "m:1", "messages": [{"role": "user", "content": "\ud800"}]},
+            400,
+            "messages[0].content",
+            None,
+            "messages[0].content is not valid Unicode (a lone surrogate)",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "max_tokens": 0},
+            400,
+            "max_tokens",
+            None,
+            "'max_tokens' must be a positive integer (at most 2147483647)",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "max_completion_tokens": True},
+            400,
+            "max_tokens",
+            None,
+            "'max_tokens' must be a positive integer (at most 2147483647)",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "max_tokens": 2**31},
+            400,
+            "max_tokens",
+            None,
+            "'max_tokens' must be a positive integer (at most 2147483647)",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "n": 2},
+            400,
+            "n",
+            "unsupported_parameter",
+            "only n=1 is supported",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "stream": "yes"},
+            400,
+            "stream",
+            None,
+            "'stream' must be a boolean",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "stream_options": []},
+            400,
+            "stream_options",
+            None,
+            "'stream_options' must be an object",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "temperature": "hot"},
+            400,
+            "temperature",
+            None,
+            "'temperature' must be a number",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "temperature": True},
+            400,
+            "temperature",
+            None,
+            "'temperature' must be a number",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "temperature": 2.5},
+            400,
+            "temperature",
+            None,
+            "'temperature' must be between 0 and 2",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "temperature": -0.1},
+            400,
+            "temperature",
+            None,
+            "'temperature' must be between 0 and 2",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "top_p": 1.5},
+            400,
+            "top_p",
+            None,
+            "'top_p' must be between 0 and 1",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "top_p": 0},
+            400,
+            "top_p",
+            None,
+            "'top_p' must be greater than 0",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "top_k": -1},
+            400,
+            "top_k",
+            None,
+            "'top_k' must be a non-negative integer",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "top_k": 1.0},
+            400,
+            "top_k",
+            None,
+            "'top_k' must be a non-negative integer",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "top_k": False},
+            400,
+            "top_k",
+            None,
+            "'top_k' must be a non-negative integer",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "seed": 1.5},
+            400,
+            "seed",
+            None,
+            "'seed' must be an integer",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "seed": True},
+            400,
+            "seed",
+            None,
+            "'seed' must be an integer",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "presence_penalty": 0.5},
+            400,
+            "presence_penalty",
+            "unsupported_parameter",
+            "'presence_penalty' is not supported: Foundry Local's runtime has only a repetition penalty, with different semantics; send 0 or leave it out",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "frequency_penalty": -3},
+            400,
+            "frequency_penalty",
+            None,
+            "'frequency_penalty' must be between -2 and 2",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "stop": ""},
+            400,
+            "stop",
+            None,
+            "'stop' must be a non-empty string or an array of them",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "stop": ["a", 1]},
+            400,
+            "stop",
+            None,
+            "'stop' must be a non-empty string or an array of them",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "stop": {"a": 1}},
+            400,
+            "stop",
+            None,
+            "'stop' must be a non-empty string or an array of them",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "stop": ["a"] * 5},
+            400,
+            "stop",
+            None,
+            "'stop' takes at most 4 strings",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "stop": "a\x00"},
+            400,
+            "stop",
+            None,
+            "'stop' strings must not contain NUL characters",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "stop": "\udc00"},
+            400,
+            "stop",
+            None,
+            "stop is not valid Unicode (a lone surrogate)",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "response_format": {"type": "xml"}},
+            400,
+            "response_format",
+            None,
+            "response_format.type must be 'text', 'json_object' or 'json_schema'",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "response_format": "json"},
+            400,
+            "response_format",
+            None,
+            "response_format.type must be 'text', 'json_object' or 'json_schema'",
+        ),
+        (
+            {
+                "model": "m:1",
+                "messages": [U],
+                "response_format": {"type": "json_schema", "json_schema": {"schema": []}},
+            },
+            400,
+            "response_format",
+            None,
+            "response_format.json_schema.schema must be a JSON Schema object",
+        ),
+        (
+            {"model": "m:1", "messages": [U], "response_format": {"type": "json_schema"}},
+            400,
+            "response_format",
+            None,
+            "response_format.json_schema.schema must be a JSON Schema object",
+        ),
+    ],
+)
+def test_each_refusal_names_its_field_in_words(
+    body: Any, status: int, param: str | None, code: str | None, message: str
+) -> None:
+    with pytest.raises(ApiError) as caught:
+        parse_chat_request(body)
+    error = caught.value
+    assert (error.status, error.param, error.code, error.message) == (status, param, code, message)
+    assert error.body() == {
+        "error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    }
+
+
+def test_what_is_accepted_and_how_it_is_read() -> None:
+    plain = parse_chat_request({"model": "m:1", "messages": [U]})
+    assert (plain.model, plain.max_tokens, plain.stream, plain.include_usage) == (
+        "m:1",
+        None,
+        False,
+        False,
+    )
+    assert plain.sampling.temperature == 0.0 and plain.sampling.top_p is None
+    assert (plain.sampling.top_k, plain.sampling.seed, plain.sampling.json_schema) == (
+        None,
+        None,
+        None,
+    )
+    fields = {
+        "model": "m" * 256,
+        "messages": [{"role": "system", "content": ""}, U],
+        "max_completion_tokens": 2**31 - 1,
+        "max_tokens": 5,
+        "n": None,
+        "stream": None,
+        "stream_options": {"include_usage": True},
+        "temperature": 2,
+        "top_p": 1,
+        "top_k": 0,
+        "seed": -(2**31) + 1,
+        "tool_choice": "auto",
+        "function_call": "none",
+        "frequency_penalty": 0,
+        "response_format": {"type": "json_object"},
+        "stop": ["a", "b", "c", "d"],
+        "logprobs": False,
+        "logit_bias": {},
+    }
+    read = parse_chat_request(fields)
+    assert read.max_tokens == 2**31 - 1  # max_completion_tokens wins
+    assert (read.stream, read.include_usage) == (False, True)
+    assert (read.sampling.temperature, read.sampling.top_p, read.sampling.top_k) == (2.0, 1.0, 0)
+    assert read.sampling.seed == -(2**31) + 1
+    assert read.sampling.stop == ("a", "b", "c", "d")
+    assert read.sampling.json_schema == '{"type": "object"}'
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    typed = parse_chat_request(
+        {
+            "model": "m:1",
+            "messages": [U],
+            "response_format": {"type": "json_schema", "json_schema": {"schema": schema}},
+        }
+    )
+    assert typed.sampling.json_schema == json.dumps(schema)
+    assert (
+        parse_chat_request(
+            {"model": "m:1", "messages": [U], "response_format": {"type": "text"}}
+        ).sampling.json_schema
+        is None
+    )
+    assert parse_chat_request({"model": "m:1", "messages": [U], "seed": 2**31}).sampling.seed == 1
+    assert (
+        parse_chat_request({"model": "m:1", "messages": [U], "top_k": 2**31}).sampling.top_k
+        == 2**31 - 1
+    )
+
+
+def test_limits_on_messages_and_prompt_characters_say_the_numbers() -> None:
+    limits = ServeLimits(max_messages=2, max_prompt_chars=4)
+    with pytest.raises(ApiError) as many:
+        parse_chat_request({"model": "m:1", "messages": [U, U, U]}, limits)
+    assert many.value.message == "'messages' has 3 entries; this server takes at most 2"
+    with pytest.raises(ApiError) as long:
+        parse_chat_request(
+            {"model": "m:1", "messages": [U, {"role": "user", "content": "abc"}]}, limits
+        )
+    assert long.value.message == "the messages hold 5 characters; this server takes at most 4"
+    assert (long.value.param, long.value.code) == ("messages", "context_length_exceeded")
+    exact = parse_chat_request(
+        {"model": "m:1", "messages": [U, {"role": "user", "content": "ab"}]}, limits
+    )
+    assert len(exact.messages) == 2
+
+
+def test_context_length_exceeded_says_the_numbers() -> None:
+    asked = context_length_exceeded(100, 50, 120)
+    assert asked.message == (
+        "This model's maximum context length is 120 tokens. However, you requested 150 tokens "
+        "(100 in the messages, 50 in the completion). Please reduce the length of the messages "
+        "or completion."
+    )
+    full = context_length_exceeded(130, 0, 120)
+    assert full.message == (
+        "This model's maximum context length is 120 tokens. However, your messages resulted in "
+        "130 tokens, which leaves no room for an answer. Please reduce the length of the messages."
+    )
+    assert (full.status, full.param, full.code) == (400, "messages", "context_length_exceeded")
+
+
+def test_long_or_odd_field_names_are_shown_escaped_and_cut() -> None:
+    with pytest.raises(ApiError) as odd:
+        parse_chat_request({"model": "m:1", "messages": [U], "a\nb": 1})
+    assert odd.value.message == "unrecognized request argument: a\\nb"
+    with pytest.raises(ApiError) as long:
+        parse_chat_request({"model": "m:1", "messages": [U], "x" * 100: 1})
+    assert long.value.message == "unrecognized request argument: " + "x" * 80 + "..."
+    with pytest.raises(ApiError) as just:
+        parse_chat_request({"model": "m:1", "messages": [U], "y" * 80: 1})
+    assert just.value.message == "unrecognized request argument: " + "y" * 80
+
+
+@pytest.mark.parametrize("raw", [b"{", b"\xff", b'{"a": NaN}', b'{"a": -Infinity}', b"[" * 100_000])
+def test_a_body_that_is_not_json_is_one_400(raw: bytes) -> None:
+    with pytest.raises(ApiError) as caught:
+        parse_request_json(raw)
+    assert (caught.value.status, caught.value.message) == (
+        400,
+        "the request body is not valid JSON",
+    )
