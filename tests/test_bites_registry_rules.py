@@ -16,7 +16,15 @@ import pytest
 
 from curator.cache.inventory import verify_cache
 from curator.cache.modeldir import MANIFEST_NAME
-from curator.registry.rules import distribution_mismatch, unsafe_path_reason, validate_document
+from curator.registry.rules import (
+    describe_character,
+    distribution_mismatch,
+    hidden_character,
+    path_identity,
+    ram_floor_gb,
+    unsafe_path_reason,
+    validate_document,
+)
 from tests.bites import MIB, compiled_dir, fidelity
 from tests.samples import make_benchmark, make_document, make_entry
 
@@ -386,3 +394,52 @@ def test_a_kl_ceiling_alone_is_still_checked() -> None:
     assert rules_of(make_document([entry], maxKlDivergence=0.1)) == ["fidelity-kl"]
     missing_top1 = make_entry(0, fidelity={**fidelity(0.2, 0.5), "top1Agreement": None})
     assert "fidelity-kl" in rules_of(make_document([missing_top1], maxKlDivergence=0.1))
+
+
+@pytest.mark.parametrize(
+    ("char", "shown"),
+    [
+        ("\x07", "U+0007 (control character)"),
+        ("\u200b", "U+200B (invisible formatting character)"),
+        ("\ue000", "U+E000 (private-use character)"),
+        ("\ud800", "U+D800 (surrogate character)"),
+        ("\U000e0080", "U+E0080 (unassigned character)"),
+        ("\u2028", "U+2028 (line-separator character)"),
+        ("\u2029", "U+2029 (line-separator character)"),
+    ],
+)
+def test_each_hidden_character_is_named_by_code_point_and_kind(char: str, shown: str) -> None:
+    assert describe_character(char) == shown
+    assert hidden_character(f"ab{char}c") == char
+    assert hidden_character(f"ab{char}c", allowed=char) is None
+
+
+def test_hidden_characters_in_text_and_paths() -> None:
+    assert hidden_character("plain text, with spaces") is None
+    assert hidden_character("tab\there\nnewline", allowed="\t\n") is None
+    assert hidden_character("tab\there\x00", allowed="\t\n") == "\x00"
+    assert hidden_character("\u00a0no-break space is visible") is None
+    assert unsafe_path_reason("weights/a\u200bb.onnx") == (
+        "contains U+200B (invisible formatting character)"
+    )
+    assert unsafe_path_reason("weights/a\x1bb.onnx") == "contains control characters"
+    assert unsafe_path_reason("weights/a\u2028.onnx") == (
+        "contains U+2028 (line-separator character)"
+    )
+
+
+def test_path_identity_is_what_windows_and_macos_see() -> None:
+    assert path_identity("Model.ONNX") == path_identity("model.onnx") == "model.onnx"
+    assert path_identity("cafe\u0301.json") == path_identity("caf\u00e9.json") == "caf\u00e9.json"
+    assert path_identity("STRASSE") == path_identity("stra\u00dfe") == "strasse"
+    assert path_identity("a/B") != path_identity("a/c")
+
+
+@pytest.mark.parametrize(
+    ("peak_mb", "floor_gb"),
+    [(0.0, 0.0), (1.0, 0.1), (1024.0, 1.0), (1024.1, 1.1), (1126.4, 1.1), (5000.0, 4.9)],
+)
+def test_the_ram_floor_is_the_peak_in_gib_rounded_up_to_a_tenth(
+    peak_mb: float, floor_gb: float
+) -> None:
+    assert ram_floor_gb(peak_mb) == floor_gb
