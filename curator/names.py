@@ -17,7 +17,6 @@ from typing import Any, Protocol, TypeVar
 
 from curator.cache.modeldir import dir_model_id, model_dirs
 from curator.errors import NotFound
-from curator.register.entry import variant_of
 
 
 class Named(Protocol):
@@ -129,6 +128,8 @@ def cache_models(cache_dir: Path) -> list[Name]:
 
 
 def _default_alias(model_id: str) -> str | None:
+    from curator.register.entry import variant_of  # start-up: loads curator.register
+
     match = variant_of(model_id)
     return model_id.rpartition(":")[0][: match.start()] if match else None
 

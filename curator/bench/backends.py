@@ -13,7 +13,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from curator import foundry
 from curator.bench.measure import StreamChunk, TokenCounter, TokenizerFileCounter, Usage
 from curator.cache.modeldir import find_model_dir
 from curator.errors import BenchError
@@ -70,6 +69,8 @@ class FoundryBackend:
         self._runtime: Any = None
 
     def _get_runtime(self) -> Any:
+        from curator import foundry  # start-up: loads curator.foundry
+
         if self._runtime is None:
             self._runtime = foundry.runtime(self.cache_dir)
         return self._runtime

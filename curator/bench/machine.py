@@ -15,8 +15,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from curator.compile.runtime_options import session_threads
-
 PACKAGES = (
     "curator",
     "foundry-local-sdk",
@@ -95,6 +93,8 @@ def describe_machine() -> Machine:
 def thread_note(model_id: str, model_dir: Path | None, cores: int) -> str:
     """The thread setting a compiled model ran with, for the bench report's notes: the
     ``intra_op_num_threads`` of its genai_config.json (0 = all cores, onnxruntime's default)."""
+    from curator.compile.runtime_options import session_threads  # start-up: loads curator.compile
+
     if model_dir is None:
         return f"{model_id}: thread setting unknown (no compiled directory found)"
     threads = session_threads(model_dir)

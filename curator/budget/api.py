@@ -34,8 +34,6 @@ from curator.compile.api import compile_model
 from curator.compile.source import resolve_source
 from curator.compile.types import CompileRequest, CompileResult
 from curator.errors import CuratorError, UsageProblem
-from curator.fidelity import default_reference, load_text, measure_fidelity
-from curator.fidelity.api import policy_thresholds
 from curator.jsonio import read_json, write_json_atomic
 from curator.paths import curator_home
 
@@ -94,6 +92,8 @@ def check_budget(max_kl: float | None, min_top1: float | None, origin: str = "op
 
 def policy_budget(registry: Path) -> Budget:
     """``--recipe auto``: the budget of the registry's policy (maxKlDivergence, minTop1Agreement)."""
+    from curator.fidelity.api import policy_thresholds  # start-up: loads curator.fidelity
+
     limits = policy_thresholds(registry)
     if limits.max_kl is None and limits.min_top1 is None:
         raise UsageProblem(
@@ -201,6 +201,12 @@ def compile_to_budget(
     home: Path | None = None,
 ) -> BudgetResult:
     """Compile ``request.source`` into the smallest plan that meets ``budget`` (see module doc)."""
+    from curator.fidelity import (  # start-up: loads curator.fidelity
+        default_reference,
+        load_text,
+        measure_fidelity,
+    )
+
     started = time.monotonic()
     source = resolve_source(
         request.source, request.revision, download=True, gguf_file=request.gguf_file

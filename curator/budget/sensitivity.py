@@ -27,7 +27,6 @@ from curator.budget.groups import EMBEDDING, Group, group_tensors
 from curator.cache.modeldir import sha256_file
 from curator.compile.source import read_model_config
 from curator.errors import CuratorError
-from curator.fidelity.measure import run_json_worker
 from curator.jsonio import write_json_atomic
 from curator.paths import curator_home
 
@@ -317,6 +316,8 @@ def _joint_figures(joint: Any) -> dict[str, float]:
 
 
 def _run_worker(request: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+    from curator.fidelity.measure import run_json_worker  # start-up: loads curator.fidelity
+
     with tempfile.TemporaryDirectory(prefix="curator-sensitivity-") as tmp:
         text_path = Path(tmp) / "calibration.txt"
         text_path.write_text(calibration_text(), encoding="utf-8")

@@ -8,7 +8,6 @@ import click
 
 from curator.cli._options import ListGroup, cache_dir_option, json_option, registry_option
 from curator.cli._output import Output, to_jsonable
-from curator.cli.foundry import suggesting
 from curator.paths import foundry_cache_dir, registry_path
 
 
@@ -69,6 +68,7 @@ def ls(registry: Path | None, cache_dir: Path | None, as_json: bool) -> None:
 def rm(model_id: str, registry: str | None, cache_dir: Path | None, as_json: bool) -> None:
     """Unregister a model from Foundry Local and delete its directory from the cache."""
     from curator.cache.inventory import remove_model  # start-up: kept off --help
+    from curator.cli.foundry import suggesting  # start-up: kept off curator cache ls
     from curator.names import resolve_in_cache  # start-up: kept off --help
 
     chosen = None if registry is None else registry_path(registry or None)
@@ -102,6 +102,7 @@ def verify(model_id: str | None, cache_dir: Path | None, as_json: bool) -> None:
     """Check every artifact's sha256 against the compile manifest (exit 1 naming missing or
     changed files)."""
     from curator.cache.inventory import verify_cache  # start-up: kept off --help
+    from curator.cli.foundry import suggesting  # start-up: kept off curator cache ls
     from curator.names import resolve_in_cache  # start-up: kept off --help
 
     cache = foundry_cache_dir(cache_dir)

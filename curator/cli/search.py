@@ -10,7 +10,6 @@ import click
 
 from curator.cli._options import cache_dir_option, json_option
 from curator.cli._output import Output
-from curator.compile.source import classify_source
 from curator.errors import UsageProblem
 from curator.hub import model_facts, search_local
 from curator.hub.search import search_hub
@@ -212,6 +211,8 @@ def info(source: str, revision: str | None, gguf_file: str | None, as_json: bool
     SOURCE is anything compile, import or --adapter take: an org/name Hub repo (nothing is
     downloaded), a local Hugging Face model directory (relative or absolute), a .gguf file, an ONNX
     Runtime GenAI folder, or a LoRA adapter folder."""
+    from curator.compile.source import classify_source  # start-up: loads curator.compile
+
     local_dir = Path(source).expanduser().is_dir()
     kind = classify_source(str(Path(source) / gguf_file) if gguf_file and local_dir else source)
     if gguf_file and not kind.is_local:

@@ -20,8 +20,6 @@ from typing import Any
 
 from curator import __version__
 from curator.cache.modeldir import MANIFEST_NAME, sha256_file
-from curator.compile import CompileRequest, compile_model
-from curator.compile import manifest as compile_manifest
 from curator.devmodels.tiny import BUILDER_VERSION, build_tiny_model
 from curator.formats.gguf_checkpoint import dequantize_gguf
 from curator.recipes import get_recipe
@@ -131,6 +129,8 @@ def cached_compile(
 def _compile_into(
     out: Path, source: Path, recipe: str, model_id: str, home: Path | None = None
 ) -> None:
+    from curator.compile import CompileRequest, compile_model  # start-up: loads curator.compile
+
     saved = os.environ.get("CURATOR_HOME")
     if home is not None:
         os.environ["CURATOR_HOME"] = str(home)
@@ -177,6 +177,8 @@ def install_compiled(
 
     With a different ``model_id`` the copy's inference_model.json and manifest are renamed to it.
     """
+    from curator.compile import manifest as compile_manifest  # start-up: loads curator.compile
+
     document = json.loads((compiled / MANIFEST_NAME).read_text(encoding="utf-8"))
     model_id = model_id or str(document["id"])
     target = cache_dir / publisher / model_id.replace(":", "-")

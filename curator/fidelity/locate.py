@@ -6,10 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from curator.cache.modeldir import find_model_dir, is_model_dir, read_manifest, sha256_file
-from curator.compile.gguf_source import dequantize
 from curator.errors import CuratorError, NotFound, UsageProblem
 from curator.fidelity.types import Reference
-from curator.hub import download_for_compile
 
 
 def find_compiled(cache_root: Path, model_id: str) -> Path:
@@ -49,6 +47,8 @@ def reference_from_dir(path: Path, label: str | None = None) -> Reference:
 def _hub_snapshot(repo: str, revision: str | None) -> Path | None:
     """The Hub checkpoint through the compile's own download path (the Hugging Face cache when
     it holds the files, else a download); None when it cannot be had."""
+    from curator.hub import download_for_compile  # start-up: loads curator.hub
+
     try:
         found, _sha = download_for_compile(repo, revision)
     except CuratorError:
@@ -59,6 +59,8 @@ def _hub_snapshot(repo: str, revision: str | None) -> Path | None:
 def _gguf_reference(gguf: dict[str, Any], repo: Any) -> Reference | None:
     """A GGUF source's reference: its dequantized checkpoint (the best fp32 there is), rebuilt
     from the file the manifest names when the work area no longer has it and the bytes match."""
+    from curator.compile.gguf_source import dequantize  # start-up: loads curator.compile
+
     path = Path(str(gguf.get("path", "")))
     if not path.is_file() or sha256_file(path) != gguf.get("sha256"):
         return None  # another file now: never dequantize it only to throw the result away

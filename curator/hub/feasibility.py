@@ -11,7 +11,6 @@ import importlib.util
 from dataclasses import dataclass
 
 from curator.hub.models import RecipeFit
-from curator.recipes import BUILT_WRONG, SUPPORTED_ARCHITECTURES, load_recipes, predict_run_bytes
 
 # Why a recipe cannot compile a model, in words short enough to count by.
 NO_ARCHITECTURE = "no architecture"
@@ -53,6 +52,12 @@ def recipe_fits(
 ) -> tuple[RecipeFit, ...]:
     """One RecipeFit per recipe in recipes/, in recipe-name order."""
     from curator.compile.cost import predict_compile_peak_bytes  # cycle: compile imports hub
+    from curator.recipes import (  # start-up: kept off curator search
+        BUILT_WRONG,
+        SUPPORTED_ARCHITECTURES,
+        load_recipes,
+        predict_run_bytes,
+    )
 
     here = machine or this_machine()
     fits = []
@@ -108,6 +113,8 @@ def recipe_fits(
 
 def int4_run_bytes(parameters: int | None) -> int | None:
     """Predicted run memory with the int4 CPU recipe (None without a parameter count)."""
+    from curator.recipes import load_recipes, predict_run_bytes  # start-up: kept off curator search
+
     if not parameters:
         return None
 

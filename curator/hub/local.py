@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from curator.cache.modeldir import dir_model_id, read_manifest
 from curator.errors import InputFileError
 from curator.formats.safetensors import read_safetensors_header
 from curator.hub.endpoint import hf_cache_dir
@@ -66,6 +65,11 @@ def foundry_models(cache: Path | None = None) -> list[LocalModel]:
     """Folders under the Foundry cache holding a genai_config.json (compiled models), named by
     their model id (the compile manifest's, else from the folder name; issue 25), with the
     parameter count the manifest records."""
+    from curator.cache.modeldir import (  # start-up: kept off curator search
+        dir_model_id,
+        read_manifest,
+    )
+
     root = foundry_cache_dir(cache)
     if not root.is_dir():
         return []

@@ -16,9 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from curator.bench.reports import CHART_NAME, MARKDOWN_NAME
-from curator.fidelity.api import policy_thresholds
-
 if TYPE_CHECKING:
     from curator.onboard.pipeline import OnboardRequest, StepOutcome
 
@@ -213,6 +210,8 @@ def _figure(stat: Any, key: str) -> str:
 
 
 def _benchmark_lines(entry: dict[str, Any], bench_report: Path | None, out_dir: Path) -> list[str]:
+    from curator.bench.reports import CHART_NAME, MARKDOWN_NAME  # start-up: loads curator.bench
+
     runs = entry.get("benchmarks") or []
     if not runs:
         return []
@@ -276,6 +275,8 @@ def _fidelity_lines(entry: dict[str, Any], registry: Path, place: Place) -> list
 
 def _policy_verdict(fidelity: dict[str, Any], registry: Path, place: Place) -> str:
     """Whether the figures meet the registry's fidelity limits, with the limits named."""
+    from curator.fidelity.api import policy_thresholds  # start-up: loads curator.fidelity
+
     limits = policy_thresholds(registry)
     where = f"`{place.rel(registry)}`"
     if limits.max_kl is None and limits.min_top1 is None:

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from curator.compile.stream.checkpoint import Checkpoint
 from curator.quant.plan import EMBEDDING_NODE, LM_HEAD_NODE
 
 _LAYER = re.compile(r"^/model/layers\.(\d+)/(attn|mlp)/(\w+)/MatMul$")
@@ -42,6 +41,8 @@ def checkpoint_names(node: str, tied: bool = False) -> list[str]:
 def node_weight(model_dir: Path, node: str) -> np.ndarray[Any, np.dtype[np.float32]]:
     """The float32 ``[N, K]`` weight of ``node`` (q, k and v concatenated for ``qkv_proj``)."""
     import json
+
+    from curator.compile.stream.checkpoint import Checkpoint  # start-up: loads curator.compile
 
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     checkpoint = Checkpoint(model_dir)

@@ -26,7 +26,6 @@ from curator.errors import HubError, InputFileError, NotFound, UsageProblem
 from curator.hub.client import check_repo_id, hub_errors, make_api, map_error, token_present
 from curator.hub.errors import LOGIN_HINT, HubAuthError
 from curator.progress import Progress
-from curator.register import resolve_model_dir
 from curator.registry import find_model, load_registry, update_model
 from curator.share.files import ListedFile, file_problems, listed_files
 
@@ -64,6 +63,8 @@ def publish(
 ) -> PublishResult:
     """Upload the entry's compiled directory to ``repo`` (created if missing, ``private`` then) on
     branch ``revision`` (created from main if missing) and record ``distribution`` in the entry."""
+    from curator.register import resolve_model_dir  # start-up: loads curator.register
+
     say = progress or (lambda _message: None)
     check_repo_id(repo)
     branch = revision or DEFAULT_BRANCH
