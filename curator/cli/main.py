@@ -10,7 +10,6 @@ import click
 
 from curator import __version__
 from curator.cli._output import ErrorReport, report_error
-from curator.cli.examples import add_examples
 from curator.errors import CuratorError, RegistryInvalid, first_line
 
 JSON_OPTION = "--json"
@@ -128,6 +127,7 @@ class _LazyCommands(CuratorGroup):
             module_name, attribute = COMMANDS[cmd_name]
             command = getattr(importlib.import_module(module_name), attribute)
             _watch_json_options(command)
+            from curator.cli.examples import add_examples  # start-up: not for --version
 
             add_examples(command, cmd_name)
             self.add_command(command, cmd_name)
