@@ -401,3 +401,76 @@ def test_the_newest_version_by_number_not_by_text() -> None:
         f for f in regdiff.diff_documents(base, head).figures if f.figure == "decode tok/s"
     ]
     assert change.base_id == "model0-generic-cpu:10"  # "…:9" > "…:10" as text
+
+
+def test_edits_to_files_that_judge_the_review_are_a_violation_until_accepted() -> None:
+    document = make_document([make_entry(0)])
+    paths = (
+        "registry/models.json",
+        "README.md",
+        "recipes/int4-cpu.json",
+        ".github/workflows/registry.yml",
+        "schemas/models.schema.json",
+        "",
+        "README.md",
+    )
+    result = regdiff.diff_documents(document, document, changed_paths=paths)
+    assert result.outside_changes == (
+        ".github/workflows/registry.yml",
+        "README.md",
+        "recipes/int4-cpu.json",
+        "schemas/models.schema.json",
+    )
+    assert result.sensitive_changes == (
+        ".github/workflows/registry.yml",
+        "recipes/int4-cpu.json",
+        "schemas/models.schema.json",
+    )
+    (problem,) = [p for p in result.violations if p.rule == "sensitive-change"]
+    assert problem.path == "change"
+    # (a problem's message is elided in the middle past its length limit)
+    assert problem.message.startswith(
+        "the change also edits 3 file(s) that judge registry changes (workflows, recipes, "
+        "schemas): .github/workflows/registry.ym"
+    )
+    assert problem.message.endswith(
+        "ls.schema.json; this review ran the base's copies. A maintainer accepts "
+        "them with the sensitive-change label (registry diff --accept-sensitive-change)"
+    )
+    accepted = regdiff.diff_documents(
+        document, document, changed_paths=paths, accept_sensitive_change=True
+    )
+    assert not any(p.rule == "sensitive-change" for p in accepted.violations)
+    assert accepted.sensitive_changes == result.sensitive_changes  # still listed
+    relaxed = copy.deepcopy(document)
+    relaxed["policy"] = {**relaxed.get("policy", {}), "failOnSensitiveChange": False}
+    calm = regdiff.diff_documents(relaxed, relaxed, changed_paths=paths)
+    assert not any(p.rule == "sensitive-change" for p in calm.violations)
+    many = tuple(f"recipes/r{i}.json" for i in range(7))
+    (listed,) = [
+        p
+        for p in regdiff.diff_documents(document, document, changed_paths=many).violations
+        if p.rule == "sensitive-change"
+    ]
+    assert listed.message.startswith("the change also edits 7 file(s) that judge")
+    assert "r4.json …; this review" in listed.message  # five are named, then an ellipsis
+    five = tuple(f"recipes/r{i}.json" for i in range(5))
+    (named,) = [
+        p
+        for p in regdiff.diff_documents(document, document, changed_paths=five).violations
+        if p.rule == "sensitive-change"
+    ]
+    assert "r4.json; this review" in named.message
+    only_registry = regdiff.diff_documents(
+        document, document, changed_paths=("registry/models.json",)
+    )
+    assert only_registry.outside_changes == () and only_registry.sensitive_changes == ()
+    assert not any(p.rule == "sensitive-change" for p in only_registry.violations)
+
+
+def test_numbers_past_a_float_are_no_figure() -> None:
+    assert regdiff.finite(10**400) is None
+    assert regdiff.finite(True) is None
+    assert regdiff.finite("1") is None
+    assert regdiff.finite(float("nan")) is None and regdiff.finite(float("inf")) is None
+    assert regdiff.finite(3) == 3.0 and regdiff.finite(-0.5) == -0.5
