@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -412,3 +413,40 @@ def test_progress_bars_are_left_as_they_were(hub: FakeHub, monkeypatch: pytest.M
         assert are_progress_bars_disabled()
     finally:
         (disable_progress_bars if was_disabled else enable_progress_bars)()
+
+
+def test_a_failed_or_partial_file_listing_is_a_gap(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answer = server.model_info
+
+    def without_sizes(repo: FakeRepo, revision: str, request: Request) -> Reply:
+        reply = answer(repo, revision, request)
+        body = json.loads(reply.body)
+        for sibling in body.get("siblings", []):
+            sibling.pop("size", None)
+        return Reply(200, body)
+
+    monkeypatch.setattr(server, "model_info", without_sizes)
+    listing = server.tree
+    monkeypatch.setattr(server, "tree", lambda *args: server.error(403, None, "tree refused"))
+    failed = model_facts(TINY)
+    assert failed.download_bytes is None
+    assert all(f.size is None for f in failed.download_files)
+    (gap,) = [g for g in failed.gaps if g.fact == "download size"]
+    assert gap.state == "failed" and "403" in gap.reason
+
+    def without_config(*args: Any) -> Reply:
+        reply = listing(*args)
+        entries = [e for e in json.loads(reply.body) if e.get("path") != "config.json"]
+        return Reply(200, entries)
+
+    monkeypatch.setattr(server, "tree", without_config)
+    partial = model_facts(TINY)
+    assert partial.download_bytes is None
+    sizes = {f.path: f.size for f in partial.download_files}
+    assert sizes["config.json"] is None
+    assert sizes["model.safetensors"] == len(hub.repos[TINY].files["model.safetensors"])
+    assert [(g.state, g.reason) for g in partial.gaps if g.fact == "download size"] == [
+        ("unknown", "the Hub gave no size for some of the files")
+    ]
