@@ -76,6 +76,7 @@ class FakeLoaded:
         self.fail_with = fail_with
         self.budget_error = budget_error
         self.unloaded = False
+        self.says_why = True  # False: the final chunk carries no finish_reason
         self.asked: list[dict[str, Any]] = []
 
     def context_budget(self, messages: list[dict[str, str]]) -> ContextBudget:
@@ -98,7 +99,9 @@ class FakeLoaded:
                 raise self.fail_with
             yield ChatChunk(word)
         reason = "length" if len(self.words) > max_tokens else "stop"
-        yield ChatChunk("", Usage(self.prompt_tokens, len(words)), reason)
+        yield ChatChunk(
+            "", Usage(self.prompt_tokens, len(words)), reason if self.says_why else None
+        )
 
 
 class FakeRuntime:
@@ -753,3 +756,26 @@ def test_health_says_starting_until_the_runtime_is_up(rt: FakeRuntime) -> None:
     assert client.get("/health").json() == {"status": "starting"}
     with client:
         assert client.get("/health").json() == {"status": "ok"}
+
+
+def test_an_end_without_a_reason_is_a_stop(rt: FakeRuntime) -> None:
+    rt.models[CHAT_ID].says_why = False
+    rt.models[BASE_ID].says_why = False
+    with client_for(rt) as client:
+        answer = chat(client, max_tokens=1)
+        streamed = chat(client, stream=True, max_tokens=1)
+        completion = post(
+            client, "/v1/completions", {"model": BASE_ID, "prompt": "x", "max_tokens": 1}
+        )
+    assert answer.json()["choices"][0]["finish_reason"] == "stop"
+    assert events_of(streamed.text)[-1]["choices"][0]["finish_reason"] == "stop"
+    assert completion.json()["choices"][0]["finish_reason"] == "stop"
+
+
+def test_one_token_of_room_is_enough(rt: FakeRuntime) -> None:
+    loaded = rt.models[CHAT_ID]
+    loaded.prompt_tokens = 63
+    with client_for(rt) as client:
+        answer = chat(client)
+    assert answer.status_code == 200
+    assert loaded.asked[0]["max_tokens"] == 1
