@@ -8,12 +8,13 @@ that `make mutation` can run them against every mutant (split from test_guards_b
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from curator.errors import NotFound, RegistryError, RegistryInvalid
+from curator.errors import InputFileError, NotFound, RegistryError, RegistryInvalid
 from curator.registry import store
 from tests.samples import make_document, make_entry
 
@@ -174,3 +175,32 @@ def test_a_non_object_entry_is_named_by_its_value(tmp_path: Path) -> None:
     assert path.read_bytes() == before
     assert raised.value.problems
     assert all(p.startswith('models[id=<list ["stray", 7]>]') for p in raised.value.problems)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks need privileges on Windows")
+def test_an_edit_through_a_symlink_writes_and_locks_the_real_file(tmp_path: Path) -> None:
+    real = registry_file(tmp_path, make_entry(0))
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    assert store.real_path(link) == real.resolve()
+
+    def locked(document: dict[str, Any]) -> None:
+        from filelock import FileLock, Timeout
+
+        with pytest.raises(Timeout):  # the real file's lock is the one held
+            FileLock(str(store.lock_path(real)), timeout=0).acquire()
+        document["models"][0]["minRamGb"] = 5.0
+
+    store.edit_registry(link, locked)
+    assert link.is_symlink()
+    assert json.loads(real.read_text())["models"][0]["minRamGb"] == 5.0
+    assert not (tmp_path / ".link.json.lock").exists()
+
+
+def test_a_directory_where_the_registry_should_be_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "models.json"
+    path.mkdir()
+    with pytest.raises(InputFileError) as refused:
+        store.add_model(path, make_entry(0))
+    assert refused.value.message == f"registry {path} is not a regular file (it is a directory)"
+    assert path.is_dir() and not (tmp_path / ".models.json.lock").exists()  # refused unlocked
