@@ -450,3 +450,36 @@ def test_a_failed_or_partial_file_listing_is_a_gap(
     assert [(g.state, g.reason) for g in partial.gaps if g.fact == "download size"] == [
         ("unknown", "the Hub gave no size for some of the files")
     ]
+
+
+def test_the_answers_plain_facts_are_carried_over(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {"config.json": QWEN_CONFIG, "model.safetensors": one_tensor_safetensors()}
+    repo = FakeRepo(
+        "fixture/plain-facts",
+        files,
+        downloads=1234,
+        likes=56,
+        last_modified="2025-03-04T05:06:07.000Z",
+        pipeline_tag="text-generation",
+        library_name="transformers",
+        gated="auto",
+        tags=("license:apache-2.0",),
+    )
+    add_repo(hub, monkeypatch, repo)
+    facts = model_facts(repo.repo_id, "main")
+    assert (facts.repo_id, facts.renamed_from, facts.revision) == (repo.repo_id, None, "main")
+    assert facts.sha == repo.sha
+    assert facts.url == f"{hub.url}/{repo.repo_id}"
+    assert (facts.downloads, facts.likes) == (1234, 56)
+    assert facts.last_modified == "2025-03-04T05:06:07+00:00"
+    assert (facts.pipeline_tag, facts.library) == ("text-generation", "transformers")
+    assert (facts.gated, facts.gate) == (True, "auto")
+    assert facts.repo_bytes == sum(len(content) for content in files.values())
+    assert facts.parameters == 1 and facts.parameters_by_dtype == {"F32": 1}
+    assert facts.weight_format == "safetensors"
+    assert (facts.auto_map, facts.chat_template) == (False, False)
+    assert facts.kind == "checkpoint" and facts.variants == () and facts.base_model is None
+    ungated = model_facts(TINY)
+    assert (ungated.gated, ungated.gate, ungated.revision) == (False, None, None)
