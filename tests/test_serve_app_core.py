@@ -397,6 +397,8 @@ def test_stream_role_words_finish_then_usage_and_done(rt: FakeRuntime) -> None:
     assert with_usage.headers["x-accel-buffering"] == "no"  # no proxy buffers the words
     events = events_of(with_usage.text)
     assert {e["id"] for e in events} == {events[0]["id"]}
+    assert len({e["created"] for e in events}) == 1
+    assert isinstance(events[0]["created"], int) and events[0]["created"] > 1_600_000_000
     assert events[0]["id"].startswith("chatcmpl-")
     assert all(e["model"] == CHAT_ID for e in events)
     deltas = [e["choices"][0]["delta"] for e in events if e["choices"]]
@@ -783,3 +785,10 @@ def test_one_token_of_room_is_enough(rt: FakeRuntime) -> None:
         answer = chat(client)
     assert answer.status_code == 200
     assert loaded.asked[0]["max_tokens"] == 1
+
+
+def test_streamed_text_is_sent_as_written_not_escaped(rt: FakeRuntime) -> None:
+    rt.models[CHAT_ID].words = ["Grüße", " 日本"]
+    with client_for(rt) as client:
+        streamed = chat(client, stream=True)
+    assert '"content": "Grüße"' in streamed.text and '"content": " 日本"' in streamed.text
