@@ -22,9 +22,11 @@ and run on ``threads`` threads: numpy and onnxruntime's kernels release the GIL.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -41,6 +43,7 @@ from curator.quant.plan import TensorQuant
 # heap); the gather's per-block column loop wants wide chunks (32k: 4x slower) and keeps 256k.
 MATMUL_CHUNK_ELEMENTS = 1 << 15
 CHUNK_ELEMENTS = 1 << 18
+IN_FLIGHT_PER_THREAD = 2  # chunks submitted ahead per thread (bounds the results not yet copied)
 
 FloatArray = npt.NDArray[np.floating[Any]]
 ByteArray = npt.NDArray[np.uint8]
@@ -129,13 +132,27 @@ def _row_chunks(
 def _parallel(
     work: Callable[[int, int], tuple[Any, ...]], chunks: list[tuple[int, int]], threads: int
 ) -> Iterator[tuple[Any, ...]]:
-    """Each chunk's result, in chunk order, computed on ``threads`` threads."""
+    """Each chunk's result, in chunk order, computed on ``threads`` threads.
+
+    At most ``IN_FLIGHT_PER_THREAD * threads`` chunks are submitted ahead of the one consumed:
+    ``pool.map`` submits every chunk at once, and when the consumer (which copies each result into
+    the whole-tensor arrays) falls behind, as it does on a loaded machine, finished results pile
+    up, up to a second copy of the quantized tensor (the 151,936 x 2,048 lm_head: 360 MB)."""
     if threads <= 1 or len(chunks) <= 1:
         for a, b in chunks:
             yield work(a, b)
         return
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        yield from pool.map(lambda ab: work(*ab), chunks)
+        todo = iter(chunks)
+        pending: deque[Future[tuple[Any, ...]]] = deque(
+            pool.submit(work, a, b) for a, b in islice(todo, IN_FLIGHT_PER_THREAD * threads)
+        )
+        while pending:
+            result = pending.popleft().result()
+            following = next(todo, None)
+            if following is not None:
+                pending.append(pool.submit(work, *following))
+            yield result
 
 
 def _assemble(
