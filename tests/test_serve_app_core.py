@@ -792,3 +792,22 @@ def test_streamed_text_is_sent_as_written_not_escaped(rt: FakeRuntime) -> None:
     with client_for(rt) as client:
         streamed = chat(client, stream=True)
     assert '"content": "Grüße"' in streamed.text and '"content": " 日本"' in streamed.text
+
+
+def test_the_servers_limits_apply_to_both_endpoints(rt: FakeRuntime) -> None:
+    limits = ServeLimits(max_messages=1, max_prompt_chars=3)
+    with client_for(rt, limits=limits) as client:
+        many = chat(client, messages=[*USER, *USER])
+        long = post(client, "/v1/completions", {"model": BASE_ID, "prompt": "four"})
+        fits = post(client, "/v1/completions", {"model": BASE_ID, "prompt": "abc"})
+    assert error_of(many)["message"] == "'messages' has 2 entries; this server takes at most 1"
+    assert error_of(long)["message"] == (
+        "the messages hold 4 characters; this server takes at most 3"
+    )
+    assert fits.status_code == 200
+
+
+def test_only_the_api_is_served(rt: FakeRuntime) -> None:
+    with client_for(rt) as client:
+        assert client.get("/docs").status_code == 404
+        assert client.get("/redoc").status_code == 404
