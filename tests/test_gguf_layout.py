@@ -218,7 +218,15 @@ NOT_GGUF = "is not a readable GGUF file: "
         (Gguf(metadata=[]).bytes(), "no general.architecture in its metadata"),
         (
             Gguf(metadata=[kv("general.architecture", STRING, "x" * 65)]).bytes(),
-            "general.architecture 'xxxxx",
+            "general.architecture '" + "x" * 60 + "...' is not an architecture name",
+        ),
+        (
+            Gguf(tensors=[Tensor("n" * 60, [8]), Tensor("n" * 60, [8])]).bytes(),
+            "tensor '" + "n" * 60 + "' is listed twice",
+        ),
+        (
+            Gguf(tensors=[Tensor("m" * 61, [8]), Tensor("m" * 61, [8])]).bytes(),
+            "tensor '" + "m" * 60 + "...' is listed twice",
         ),
         (
             Gguf(metadata=[kv("general.architecture", STRING, "ll\nama")]).bytes(),
@@ -321,3 +329,18 @@ def test_truncation_messages_name_the_file_and_how_to_fix_it(tmp_path: Path) -> 
         f"truncated: {path} holds {len(header) - 5} bytes and ends inside its header "
         "(metadata and tensor table)"
     )
+
+
+def test_zero_counts_and_an_alignment_of_one_are_valid(tmp_path: Path) -> None:
+    metadata = [
+        *Gguf().metadata,
+        kv("llama.vocab_size", UINT32, 0),
+        kv("general.alignment", UINT32, 1),
+    ]
+    metadata[1] = kv("llama.context_length", UINT32, 0)
+    gguf = Gguf(metadata=metadata, alignment=1)
+    facts = read_gguf_facts(write(tmp_path, gguf.bytes()))
+    assert (facts.vocab_size, facts.context_length) == (0, 0)
+    assert facts.data_offset == len(gguf.header())  # nothing to pad to
+    sixty = Gguf(metadata=[kv("general.architecture", STRING, "a" * 64)])
+    assert read_gguf_facts(write(tmp_path, sixty.bytes())).architecture == "a" * 64
