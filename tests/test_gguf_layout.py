@@ -344,3 +344,42 @@ def test_zero_counts_and_an_alignment_of_one_are_valid(tmp_path: Path) -> None:
     assert facts.data_offset == len(gguf.header())  # nothing to pad to
     sixty = Gguf(metadata=[kv("general.architecture", STRING, "a" * 64)])
     assert read_gguf_facts(write(tmp_path, sixty.bytes())).architecture == "a" * 64
+
+
+def test_a_header_that_ends_exactly_at_the_end_of_the_file_is_whole(tmp_path: Path) -> None:
+    header = Gguf(tensors=[]).header()  # no tensors: nothing after the table, not even padding
+    facts = read_gguf_facts(write(tmp_path, header))
+    assert facts.size_bytes == facts.expected_bytes == len(header)
+
+
+@pytest.mark.parametrize(
+    ("gguf", "why"),
+    [
+        # counts and sizes are unsigned 64-bit: the largest ones are refused as what they are
+        (Gguf(tensors=[Tensor("a", [2**64 - 1])]), f"tensor 'a' claims a dimension of {2**64 - 1}"),
+        (Gguf(tensors=[Tensor("a", [8], kind=2**32 - 1)]), f"has the unknown type {2**32 - 1}"),
+    ],
+)
+def test_unsigned_fields_are_read_unsigned(tmp_path: Path, gguf: Gguf, why: str) -> None:
+    with pytest.raises(InputFileError, match=why):
+        read_gguf_facts(write(tmp_path, gguf.bytes()))
+
+
+def test_a_dimension_count_past_32_bits_signed_is_refused_as_such(tmp_path: Path) -> None:
+    header = bytearray(Gguf(tensors=[Tensor("zz.weight", [8])]).header())
+    at = header.index(string("zz.weight")) + len(string("zz.weight"))
+    header[at : at + 4] = struct.pack("<I", 2**32 - 1)
+    with pytest.raises(InputFileError) as refused:
+        read_gguf_facts(write(tmp_path, bytes(header) + b"\0" * 64))
+    assert f"tensor 'zz.weight' has {2**32 - 1} dimensions (at most 4)" in refused.value.message
+
+
+def test_a_string_length_past_63_bits_is_truncation(tmp_path: Path) -> None:
+    content = b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 2**64 - 1) + b"k" * 16
+    path = write(tmp_path, content)
+    with pytest.raises(GgufTruncated) as cut:
+        read_gguf_facts(path)
+    assert cut.value.message == (
+        f"truncated: {path} holds {len(content)} bytes and ends inside its header "
+        "(metadata and tensor table)"
+    )
