@@ -483,3 +483,42 @@ def test_the_answers_plain_facts_are_carried_over(
     assert facts.kind == "checkpoint" and facts.variants == () and facts.base_model is None
     ungated = model_facts(TINY)
     assert (ungated.gated, ungated.gate, ungated.revision) == (False, None, None)
+
+
+def test_the_chat_template_from_tokenizer_config_json_when_the_answer_has_no_config(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_template = json.dumps({"chat_template": "{{ messages }}"}).encode()
+    templated = add_repo(
+        hub, monkeypatch, FakeRepo("fixture/tc-yes", {"tokenizer_config.json": with_template})
+    )
+    plain = add_repo(
+        hub, monkeypatch, FakeRepo("fixture/tc-no", {"tokenizer_config.json": b'{"x": 1}'})
+    )
+    facts = model_facts(templated)
+    assert facts.chat_template is True
+    assert {r.path for r in hub.seen(contains="/tokenizer_config.json")} == {
+        f"/{templated}/resolve/{facts.sha}/tokenizer_config.json"  # pinned to the commit
+    }
+    assert [(g.state, g.reason) for g in facts.gaps if g.fact == "architecture"] == [
+        ("unknown", "the repository has no config.json")
+    ]
+    assert model_facts(plain).chat_template is False
+    nothing = add_repo(hub, monkeypatch, FakeRepo("fixture/tc-none", {"README.md": b"# hi"}))
+    assert model_facts(nothing).chat_template is False
+    listed = add_repo(
+        hub, monkeypatch, FakeRepo("fixture/tc-file", {"chat_template.jinja": b"{{ x }}"})
+    )
+    assert model_facts(listed).chat_template is True
+
+    def refuse(*args: Any) -> Reply:
+        return server.error(403, None, "no access")
+
+    failing = add_repo(
+        hub, monkeypatch, FakeRepo("fixture/tc-fail", {"tokenizer_config.json": with_template})
+    )
+    monkeypatch.setattr(server, "resolve", refuse)  # (a file read once is cached: a new repo)
+    unknown = model_facts(failing)
+    assert unknown.chat_template is None
+    (gap,) = [g for g in unknown.gaps if g.fact == "chat template"]
+    assert gap.state == "failed" and "403" in gap.reason
