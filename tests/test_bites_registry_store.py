@@ -204,3 +204,16 @@ def test_a_directory_where_the_registry_should_be_is_refused(tmp_path: Path) -> 
         store.add_model(path, make_entry(0))
     assert refused.value.message == f"registry {path} is not a regular file (it is a directory)"
     assert path.is_dir() and not (tmp_path / ".models.json.lock").exists()  # refused unlocked
+
+
+def test_a_non_object_entry_key_is_its_canonical_json_cut_at_40_characters(
+    tmp_path: Path,
+) -> None:
+    path = registry_file(tmp_path, make_entry(5))
+    stray = [{"b": 1, "a": 2}, "x" * 50]
+
+    with pytest.raises(RegistryInvalid) as raised:
+        store.edit_registry(path, lambda document: document["models"].append(stray))
+    key = '<list [{"a": 2, "b": 1}, "' + "x" * 20 + ">"
+    assert raised.value.problems
+    assert all(p.startswith(f"models[id={key}]") for p in raised.value.problems)
