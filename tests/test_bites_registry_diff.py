@@ -474,3 +474,12 @@ def test_numbers_past_a_float_are_no_figure() -> None:
     assert regdiff.finite("1") is None
     assert regdiff.finite(float("nan")) is None and regdiff.finite(float("inf")) is None
     assert regdiff.finite(3) == 3.0 and regdiff.finite(-0.5) == -0.5
+
+
+def test_a_figure_from_almost_zero_reads_as_from_zero() -> None:
+    """A base of 5e-324 would make the percentage overflow to Infinity, which JSON cannot hold."""
+    base = make_document([with_fidelity(0, 5e-324, 0.9)])
+    head = make_document([with_fidelity(0, 0.2, 0.9)])
+    (change,) = regdiff.diff_documents(base, head).figures
+    assert (change.figure, change.base, change.head) == ("fidelity KL mean", 5e-324, 0.2)
+    assert change.change_pct is None and change.regression
