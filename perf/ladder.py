@@ -298,6 +298,8 @@ class Measured:
     returncode: int
     log: Path
     peak_anon_bytes: int = 0
+    cpu_seconds: float = 0.0  # user + system of the tree (each process as last sampled)
+    load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at the start and the end
 
 
 def run_measured(
@@ -309,6 +311,8 @@ def run_measured(
 
     log.parent.mkdir(parents=True, exist_ok=True)
     peak = peak_anon = 0
+    cpu: dict[int, float] = {}  # pid -> user + system seconds, as last sampled
+    load_start = psutil.getloadavg()[0]
     with log.open("wb") as handle:
         start = time.perf_counter()
         proc = psutil.Popen(
@@ -325,6 +329,8 @@ def run_measured(
                     info = member.memory_info()
                     total += info.rss
                     anon += info.rss - getattr(info, "shared", 0)
+                    times = member.cpu_times()
+                    cpu[member.pid] = times.user + times.system
             peak = max(peak, total)
             peak_anon = max(peak_anon, anon)
             try:
@@ -333,7 +339,8 @@ def run_measured(
             except psutil.TimeoutExpired:
                 continue
         seconds = time.perf_counter() - start
-    return Measured(seconds, peak, int(code), log, peak_anon)
+    load = (load_start, psutil.getloadavg()[0])
+    return Measured(seconds, peak, int(code), log, peak_anon, sum(cpu.values()), load)
 
 
 @contextlib.contextmanager
@@ -580,7 +587,9 @@ def measure_rung(
     out_bytes = _dir_bytes(output) if output.is_dir() else None
     peak = compiled.peak_bytes / GIB
     _log(
-        f"{rung}: curator exit {compiled.returncode}, {compiled.seconds:.1f} s, peak {peak:.2f} GiB"
+        f"{rung}: curator exit {compiled.returncode}, {compiled.seconds:.1f} s "
+        f"({compiled.cpu_seconds:.0f} s CPU, load average {compiled.load[0]:.1f}-"
+        f"{compiled.load[1]:.1f}), peak {peak:.2f} GiB"
         f" ({compiled.peak_anon_bytes / GIB:.2f} GiB less file-backed pages)"
     )
     anchored = anchor(ckpt, rung, workdir, anchor_threads) if with_anchor else None
@@ -597,7 +606,13 @@ def measure_rung(
     )
     extra: dict[str, Measured] = {}
     for count in cores:
-        extra[f"{count} core(s)"] = compile_measured(ckpt, rung, workdir, count, recipe=recipe)
+        run = compile_measured(ckpt, rung, workdir, count, recipe=recipe)
+        _log(
+            f"{rung}: {count} core(s): exit {run.returncode}, {run.seconds:.1f} s "
+            f"({run.cpu_seconds:.0f} s CPU, load average {run.load[0]:.1f}-{run.load[1]:.1f}), "
+            f"peak {run.peak_bytes / GIB:.2f} GiB"
+        )
+        extra[f"{count} core(s)"] = run
     if not keep:
         shutil.rmtree(output, ignore_errors=True)
     note = "sparse checkpoint (zeros)" if sparse else ""
@@ -761,12 +776,21 @@ def _rows(r: RungResult) -> list[Ratio]:
     if one and two and one.returncode == 0 and two.returncode == 0:
         rows.append(
             Ratio(
-                f"{name}: compile wall, 1 core vs 2 cores (speed-up)",
+                f"{name}: compile wall, 1 core vs 2 cores (speed-up; load average "
+                f"{one.load[0]:.1f}-{one.load[1]:.1f} and {two.load[0]:.1f}-{two.load[1]:.1f})",
                 one.seconds,
                 two.seconds,
                 "s",
                 ">= 1.60",
                 one.seconds >= 1.6 * two.seconds,
+            )
+        )
+        rows.append(
+            Ratio(
+                f"{name}: compile CPU seconds, 2 cores vs 1 core (the parallel work's overhead)",
+                two.cpu_seconds,
+                one.cpu_seconds,
+                "s",
             )
         )
     return rows
@@ -955,6 +979,8 @@ def _as_json(r: RungResult) -> dict[str, Any]:
             "seconds": x.seconds,
             "peak_bytes": x.peak_bytes,
             "peak_anon_bytes": x.peak_anon_bytes,
+            "cpu_seconds": x.cpu_seconds,
+            "load_average": list(x.load),
             "exit": x.returncode,
         }
 
