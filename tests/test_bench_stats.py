@@ -197,3 +197,23 @@ def test_decode_figures_leave_out_bursty_requests_unless_all_are() -> None:
     only_bursty = figures([_request(90000.0, True)])
     assert only_bursty.decode_tokens_per_sec is not None
     assert only_bursty.decode_tokens_per_sec.mean == 90000.0
+
+
+@pytest.mark.parametrize(
+    ("gaps", "bursty"),
+    [
+        ([0.01, 0.00001], False),  # two text chunks: too few to call it a burst
+        ([0.01, 0.00001, 0.01], True),  # three: one of two gaps is a burst, half
+        ([0.01, 0.00001, 0.01, 0.01], False),  # four: one of three gaps, under half
+        ([0.01, 0.00001, 0.00001, 0.01, 0.01], True),  # five: two of four, half
+    ],
+)
+def test_a_stream_is_bursty_when_at_least_half_its_gaps_are_bursts(
+    gaps: list[float], bursty: bool
+) -> None:
+    clock = Clock()
+    steps = [(gap, StreamChunk("w")) for gap in gaps]
+    steps.append((0.0, StreamChunk("", Usage(prompt_tokens=1, completion_tokens=len(gaps)))))
+    result = measure_stream("m", "p", 0, MESSAGES, lambda: scripted(clock, steps), clock=clock)
+    assert result.bursty is bursty
+    assert result.chunks == len(gaps) + 1
