@@ -42,6 +42,10 @@ SHAPES = {
     "1.5b": (qwen25(1536, 8960, 28, 12, 2, 151936, True), 1_540_000_000),
     "3b": (qwen25(2048, 11008, 36, 16, 2, 151936, True), 3_090_000_000),
     "7b": (qwen25(3584, 18944, 28, 28, 4, 152064, False), 7_620_000_000),
+    # the 3B shape cut to 1 layer: its widest unit, the 151,936 x 2,048 lm_head (8-bit k-quant
+    # in int4-cpu), tied to the embedding, is the 3B's; and 10 layers with a 32k vocabulary
+    "3b-1-layer": (qwen25(2048, 11008, 1, 16, 2, 151936, True), 388_243_968),
+    "3b-10-layers-32k": (qwen25(2048, 11008, 10, 16, 2, 32768, True), 837_880_832),
 }
 
 # Peaks measured with the streaming build as committed (curator compile on the ladder's bf16 checkpoints, this
@@ -53,6 +57,8 @@ MEASURED = [
     ("0.4b", "fp32-cpu", 618),  # perf/ladder.py, whole tree
     ("1.5b", "fp32-cpu", 949),
     ("3b", "int4-cpu-accurate", 1244),
+    ("3b-1-layer", "int4-cpu", 1424),  # traced: 468 MiB before the lm_head, 1,423 in it
+    ("3b-10-layers-32k", "int4-cpu", 686),  # the same 616 MiB before each of the 10 layers
 ]
 
 
@@ -142,6 +148,19 @@ def test_a_refusal_names_the_recipes_that_fit() -> None:
             cost.estimate(int8, parameters, config).peak_bytes, available, int8, fits
         )
     assert "int4-cpu" in caught.value.hint and "--recipe" in caught.value.hint
+
+
+def test_a_7b_on_a_16_gb_machine_is_pointed_at_a_streamed_recipe() -> None:
+    """int4-rtn-cpu (a torch Rtn pass, then the builder's own path) does not stream: on a 16 GB
+    runner the refusal names the streamed recipes, each predicted to fit there."""
+    config, parameters = SHAPES["7b"]
+    rtn = get_recipe("int4-rtn-cpu")
+    available = 14 * GIB  # what a 16 GB machine has free
+    assert cost.estimate(rtn, parameters, config).peak_bytes > available
+    fits = cost.fitting_recipes(rtn, parameters, available, config)
+    assert {"int4-cpu", "int4-cpu-accurate", "fp32-cpu"} <= set(fits)
+    for name in fits:
+        assert cost.estimate(get_recipe(name), parameters, config).peak_bytes <= available
 
 
 def test_shape_from_a_multimodal_wrapper_reads_its_text_config() -> None:
