@@ -318,6 +318,8 @@ def test_pull_downloads_places_and_registers(
     asked = [r.path for r in real_build.hub.seen("HEAD", "/resolve/")]
     assert len(fetched) == len(real_build.files) and len(asked) >= len(fetched)
     assert all(f"/resolve/{real_build.commit}/" in p for p in fetched + asked)  # at the commit
+    registered = runtime(cache).get(TINY_MODEL_ID)  # registered with the cache it was pulled to
+    assert registered is not None and registered.path == target
 
     again = pull_model(TINY_MODEL_ID, registry=registry, cache_dir=cache)
     assert (again.action, again.downloaded_bytes, again.foundry_action) == (
@@ -356,11 +358,14 @@ def test_pull_all_skips_what_this_machine_cannot_run_and_collects_failures(
     embed = copy.deepcopy(base)
     embed.update(id="emb-generic-cpu:1", alias="emb", task="embeddings")
     del embed["distribution"]
-    fake_build.registry(registry, cuda, npu, local, big, embed)
+    first = copy.deepcopy(base)  # listed last, pulled first: in the order of the ids
+    first.update(id="aaa-generic-cpu:1", alias="aaa")
+    fake_build.registry(registry, cuda, npu, local, big, embed, first)
     said: list[str] = []
     result = pull_all(registry=registry, cache_dir=cache, ram_gb=16.0, progress=said.append)
     assert result.pulled == () and result.ram_gb == 16.0
-    (failure,) = result.failed
+    assert [f.id for f in result.failed] == ["aaa-generic-cpu:1", "fake-generic-cpu:1"]
+    failure = result.failed[1]
     assert isinstance(failure, PullFailure) and failure.id == "fake-generic-cpu:1"
     assert failure.error.startswith("load test failed")
     assert failure.hint is not None and failure.hint.startswith("curator cache verify")
@@ -373,7 +378,10 @@ def test_pull_all_skips_what_this_machine_cannot_run_and_collects_failures(
     assert skipped["local-generic-cpu:1"] == "not published (curator publish)"
     assert "64" in skipped["big-generic-cpu:1"]
     assert "emb-generic-cpu:1" in skipped  # not published; its task is listed on its own
-    assert said[0] == "pulling fake-generic-cpu:1"
+    assert [m for m in said if m.startswith("pulling ")] == [
+        "pulling aaa-generic-cpu:1",
+        "pulling fake-generic-cpu:1",
+    ]
 
     everything = pull_all(registry=registry, cache_dir=cache, capabilities=("vision",))
     assert everything.failed == () and everything.ram_gb is None
