@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -57,8 +58,9 @@ def test_no_heavy_imports(args: list[str]) -> None:
 def test_every_command_has_help(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from curator.cli.main import cli
+    from curator.cli.main import load_all_commands
 
+    cli = load_all_commands()  # --help itself imports no command (it lists COMMANDS' summaries)
     runner = CliRunner()
     stack = [((), cli)]
     seen = 0
@@ -98,3 +100,34 @@ def test_a_registry_command_imports_no_other_command_module() -> None:
     assert "curator.cli.registry" in loaded
     for other in ("curator.cli.foundry", "curator.cli.compile", "curator.cli.bench"):
         assert other not in loaded
+
+
+def test_help_lists_each_command_as_the_command_itself_would() -> None:
+    """`curator --help` lists COMMANDS' summaries without importing the commands: each summary
+    must give what the loaded command's own help gives, at every width a terminal may have."""
+    from click.utils import make_default_short_help
+
+    from curator.cli.main import COMMANDS, load_all_commands
+
+    cli = load_all_commands()
+    for name, (_, _, summary) in COMMANDS.items():
+        for limit in (20, 35, 45, 60, 80, 120, 200):
+            shown = make_default_short_help(summary, limit)
+            assert shown == cli.commands[name].get_short_help_str(limit), (name, limit)
+
+
+def test_help_imports_no_command_module() -> None:
+    code = (
+        "import sys; from curator.cli.main import cli; "
+        "cli(['--help'], standalone_mode=False); "
+        "print(sorted(m for m in sys.modules if m.startswith('curator.cli.')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    from curator.cli.main import COMMANDS
+
+    loaded = set(ast.literal_eval(out.strip().splitlines()[-1]))
+    assert "Commands:" in out and "registry" in out
+    assert "curator.cli.main" in loaded
+    assert loaded.isdisjoint(module for module, _, _ in COMMANDS.values())

@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 import click
+from click.utils import make_default_short_help
 
 from curator import __version__
 from curator.cli._output import ErrorReport, report_error
@@ -91,28 +92,106 @@ def _watch_json_options(command: click.Command) -> None:
             _watch_json_options(sub)
 
 
-# name -> (module, attribute) of every top-level command or group. A command's module is imported
-# only when that command runs (or help lists it): `curator registry diff` loads no serving code.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "paths": ("curator.cli.paths", "paths"),
-    "registry": ("curator.cli.registry", "registry"),
-    "select": ("curator.cli.registry", "select"),
-    "bench": ("curator.cli.bench", "bench"),
-    "onboard": ("curator.cli.onboard", "onboard"),
-    "register": ("curator.cli.foundry", "register"),
-    "chat": ("curator.cli.foundry", "chat"),
-    "smoke": ("curator.cli.foundry", "smoke"),
-    "serve": ("curator.cli.foundry", "serve"),
-    "cache": ("curator.cli.cache", "cache"),
-    "catalog": ("curator.cli.catalog", "catalog"),
-    "recipes": ("curator.cli.recipes", "recipes"),
-    "compile": ("curator.cli.compile", "compile_command"),
-    "import": ("curator.cli.imports", "import_command"),
-    "search": ("curator.cli.search", "search"),
-    "info": ("curator.cli.search", "info"),
-    "fidelity": ("curator.cli.fidelity", "fidelity"),
-    "publish": ("curator.cli.share", "publish"),
-    "pull": ("curator.cli.pull", "pull"),
+# name -> (module, attribute, summary) of every top-level command or group. A command's module is
+# imported only when that command runs: `curator registry diff` loads no serving code, and
+# `curator --help` lists the summaries (each command's first sentence, checked against the command
+# itself by tests/test_cli_light.py) without importing any command module.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "paths": (
+        "curator.cli.paths",
+        "paths",
+        "Print the registry, Foundry cache and curator home this command line would use.",
+    ),
+    "registry": (
+        "curator.cli.registry",
+        "registry",
+        "Validate, edit and review the team registry (registry/models.json).",
+    ),
+    "select": (
+        "curator.cli.registry",
+        "select",
+        "Pick the best registry entry for this machine (exit 1 when none fits).",
+    ),
+    "bench": (
+        "curator.cli.bench",
+        "bench",
+        "Benchmark models: `curator bench ID...` runs them, `curator bench compare` compares reports.",
+    ),
+    "onboard": (
+        "curator.cli.onboard",
+        "onboard",
+        "Info, compile, register, smoke, bench and fidelity, then a pull-request-ready summary.",
+    ),
+    "register": (
+        "curator.cli.foundry",
+        "register",
+        "Register a compiled model directory (or an id in the cache) with Foundry Local, load-test it, and add or update its registry entry.",
+    ),
+    "chat": (
+        "curator.cli.foundry",
+        "chat",
+        "Chat with a registered model, streaming tokens as they come (like `foundry model run`).",
+    ),
+    "smoke": (
+        "curator.cli.foundry",
+        "smoke",
+        "Load a registered model and run a fixed prompt set, printing each answer; exit 1 naming any prompt that errs, answers empty, lacks its expected words, answers degenerately (one phrase repeated over most of the answer, an echo of the prompt, another script than the prompt's), reports no usage or runs over its time limit.",
+    ),
+    "serve": (
+        "curator.cli.foundry",
+        "serve",
+        "Serve the registered models over an OpenAI-compatible HTTP API (/v1/models, /v1/chat/completions with and without streaming) until Ctrl-C (a clean stop, exit 0).",
+    ),
+    "cache": (
+        "curator.cli.cache",
+        "cache",
+        "List, remove and verify compiled models in the Foundry Local cache.",
+    ),
+    "catalog": (
+        "curator.cli.catalog",
+        "catalog",
+        "Foundry Local's public model catalog (what `foundry model list` shows).",
+    ),
+    "recipes": (
+        "curator.cli.recipes",
+        "recipes",
+        "The compile recipes (recipes/*.json): what each runs and produces.",
+    ),
+    "compile": (
+        "curator.cli.compile",
+        "compile_command",
+        "Compile SOURCE (a local Hugging Face model directory, a .gguf file or an org/name Hub repo) with a recipe (a name, or a recipe .json file) into the Foundry Local cache at <cache>/<publisher>/<id>, with a provenance manifest.",
+    ),
+    "import": (
+        "curator.cli.imports",
+        "import_command",
+        'Import SOURCE, a model already in ONNX Runtime GenAI format (a local folder with genai_config.json, or a Hub repo such as microsoft/*-onnx with one subfolder per variant), into the Foundry Local cache at <cache>/<publisher>/<id>: every file genai_config.json names is checked, a Hub download against the Hub\'s sha256, then inference_model.json and a manifest (recipe "imported") are written and the folder is placed in one step.',
+    ),
+    "search": (
+        "curator.cli.search",
+        "search",
+        "Search Hugging Face for models (or, with --local, the models already on this machine).",
+    ),
+    "info": (
+        "curator.cli.search",
+        "info",
+        "Facts about one model before compiling it: parameters, size, architecture, license, chat template, which recipes can compile it here and the RAM they predict, and the command to use.",
+    ),
+    "fidelity": (
+        "curator.cli.fidelity",
+        "fidelity",
+        "Teacher-forced KL divergence, top-1 agreement and perplexity of compiled model MODEL_ID (an id, an id without version or an alias in the Foundry cache, or a directory) against its fp32 reference.",
+    ),
+    "publish": (
+        "curator.cli.share",
+        "publish",
+        "Upload a registered model's compiled files to REPO and record where they are.",
+    ),
+    "pull": (
+        "curator.cli.pull",
+        "pull",
+        "Download a published registry model (ID), verify every sha256, register it with Foundry Local and load-test it; --all brings this machine up to the registry (exit 1 if one fails).",
+    ),
 }
 
 
@@ -122,9 +201,25 @@ class _LazyCommands(CuratorGroup):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*self.commands, *COMMANDS})
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Click's listing, from COMMANDS' summaries for commands not imported yet."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)  # as click.Group computes it
+        rows = [
+            (
+                name,
+                self.commands[name].get_short_help_str(limit)
+                if name in self.commands
+                else make_default_short_help(COMMANDS[name][2], limit),
+            )
+            for name in names
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMANDS:
-            module_name, attribute = COMMANDS[cmd_name]
+            module_name, attribute, _ = COMMANDS[cmd_name]
             command = getattr(importlib.import_module(module_name), attribute)
             _watch_json_options(command)
             from curator.cli.examples import add_examples  # start-up: not for --version
