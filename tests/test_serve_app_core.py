@@ -9,6 +9,7 @@ checked without a model. The subprocess tests (test_foundry_serve.py) stay the e
 from __future__ import annotations
 
 import _thread
+import dataclasses
 import json
 import socket
 import sys
@@ -811,3 +812,42 @@ def test_only_the_api_is_served(rt: FakeRuntime) -> None:
     with client_for(rt) as client:
         assert client.get("/docs").status_code == 404
         assert client.get("/redoc").status_code == 404
+
+
+def test_response_objects_have_openais_shape(rt: FakeRuntime) -> None:
+    with client_for(rt) as client:
+        models = client.get("/v1/models").json()["data"]
+        alias = client.get("/v1/models/tiny-chat").json()
+        answer = chat(client).json()
+        streamed = events_of(chat(client, stream=True, stream_options={"include_usage": True}).text)
+    assert models[0] == {
+        "id": CHAT_ID,
+        "object": "model",
+        "created": models[0]["created"],
+        "owned_by": "me",
+    }
+    assert isinstance(models[0]["created"], int) and models[0]["created"] > 1_600_000_000
+    assert set(alias) == {"id", "object", "created", "owned_by", "root"}
+    assert set(answer) == {"id", "object", "created", "model", "choices", "usage"}
+    assert isinstance(answer["created"], int) and answer["created"] > 1_600_000_000
+    assert answer["choices"] == [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Hello there!"},
+            "finish_reason": "stop",
+            "logprobs": None,
+        }
+    ]
+    assert streamed[1]["object"] == "chat.completion.chunk"
+    assert streamed[1]["choices"] == [
+        {"index": 0, "delta": {"content": "Hello"}, "finish_reason": None, "logprobs": None}
+    ]
+    assert set(streamed[-1]) == {"id", "object", "created", "model", "choices", "usage"}
+    assert streamed[-1]["object"] == "chat.completion.chunk"
+
+
+def test_a_model_without_a_publisher_is_owned_locally(rt: FakeRuntime) -> None:
+    rt.listed = [dataclasses.replace(registered(CHAT_ID, "tiny-chat"), publisher=None)]
+    with client_for(rt) as client:
+        listed = client.get("/v1/models").json()["data"]
+    assert {m["owned_by"] for m in listed} == {"local"}
