@@ -7,7 +7,6 @@ import os
 from typing import Any
 
 import click
-from click.utils import make_default_short_help
 
 from curator import __version__
 from curator.cli._output import ErrorReport, report_error
@@ -205,15 +204,11 @@ class _LazyCommands(CuratorGroup):
         """Click's listing, from COMMANDS' summaries for commands not imported yet."""
         names = self.list_commands(ctx)
         limit = formatter.width - 6 - max(len(name) for name in names)  # as click.Group computes it
-        rows = [
-            (
-                name,
-                self.commands[name].get_short_help_str(limit)
-                if name in self.commands
-                else make_default_short_help(COMMANDS[name][2], limit),
-            )
+        listed = {
+            name: self.commands.get(name) or click.Command(name, help=COMMANDS[name][2])
             for name in names
-        ]
+        }
+        rows = [(name, command.get_short_help_str(limit)) for name, command in listed.items()]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
