@@ -54,6 +54,7 @@ SHAPES = {
 MEASURED = [
     ("0.4b", "int4-cpu", 566),
     ("0.4b", "int8-cpu", 622),  # perf/ladder.py, whole tree (7,011 MiB as two passes)
+    ("1.5b", "int8-cpu", 1006),  # perf/ladder.py, whole tree
     ("0.4b", "fp32-cpu", 618),  # perf/ladder.py, whole tree
     ("1.5b", "fp32-cpu", 949),
     ("3b", "int4-cpu-accurate", 1244),
