@@ -478,14 +478,17 @@ def test_a_gguf_source_becomes_its_dequantized_checkpoint(
 def test_a_hub_gguf_file_is_downloaded_then_dequantized(
     hub: FakeHub, smollm2_gguf: Path, use_dequantized_smollm2: Path
 ) -> None:
-    from tests.fakehub.repo import FakeRepo
+    from tests.fakehub.upload import UploadedRepo
 
-    repo = FakeRepo(
-        "Org/SmolLM2-GGUF", {smollm2_gguf.name: smollm2_gguf.read_bytes()}, library_name="gguf"
-    )
+    repo = UploadedRepo("Org/SmolLM2-GGUF", {}, library_name="gguf")
+    published = repo.commit("main", {smollm2_gguf.name: smollm2_gguf.read_bytes()}, "gguf")
+    files = {smollm2_gguf.name: smollm2_gguf.read_bytes(), "README.md": b"# later\n"}
+    assert repo.commit("main", files, "readme") != published  # main moved on: --revision pins
     hub.add(repo)
     try:
-        got = resolve_source("Org/SmolLM2-GGUF", None, download=True, gguf_file=smollm2_gguf.name)
+        got = resolve_source(
+            "Org/SmolLM2-GGUF", published, download=True, gguf_file=smollm2_gguf.name
+        )
     finally:
         del hub.repos["Org/SmolLM2-GGUF"]
     assert got.local_dir is not None and got.local_dir.parent == use_dequantized_smollm2
@@ -494,7 +497,7 @@ def test_a_hub_gguf_file_is_downloaded_then_dequantized(
     assert got == SourceModel(
         got.local_dir,
         "Org/SmolLM2-GGUF",
-        repo.sha,
+        published,
         "Org",
         "smollm2",
         False,
