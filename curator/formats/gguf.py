@@ -132,11 +132,6 @@ class _Header:
         self.pos += length
         return raw.decode("utf-8", errors="replace")
 
-    def skip_string(self) -> None:
-        length = self.take("<Q")
-        self.need(length)
-        self.pos += length
-
     def value(self, kind: int, depth: int = 0) -> Any:
         """A value of ``kind``; arrays are skipped and stand as ``None`` (except their length)."""
         if kind in _SCALARS:
