@@ -497,11 +497,14 @@ def test_the_load_test_times_and_unloads(
     tmp_path: Path, fake_runtime: FakeRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ticks = iter([10.0, 10.25, 10.75])
-    monkeypatch.setattr(loadtest.time, "perf_counter", lambda: next(ticks))
-    monkeypatch.setattr(loadtest, "peak_rss_bytes", lambda: 1536 * 2**20 + 2**19)
     loaded = FakeLoaded(3)
     monkeypatch.setattr(fake_runtime, "load", lambda model_id: loaded)
-    test = loadtest.load_test(fake_runtime, "m-generic-cpu:1")  # type: ignore[arg-type]
+    test = loadtest.load_test(
+        fake_runtime,  # type: ignore[arg-type]
+        "m-generic-cpu:1",
+        clock=lambda: next(ticks),
+        peak_bytes=lambda: 1536 * 2**20 + 2**19,
+    )
     assert test == LoadTest(
         load_ms=250.0, generate_ms=500.0, prompt_tokens=5, completion_tokens=3, peak_rss_mb=1536.5
     )
@@ -552,8 +555,11 @@ def test_one_generated_token_passes_the_load_test(
         fake_runtime, "load", lambda model_id: asked.append(model_id) or Recording(1)
     )
     ticks = iter([1.0, 1.00012, 1.00036])
-    monkeypatch.setattr(loadtest.time, "perf_counter", lambda: next(ticks))
-    test = loadtest.load_test(fake_runtime, "m-generic-cpu:1")  # type: ignore[arg-type]
+    test = loadtest.load_test(
+        fake_runtime,  # type: ignore[arg-type]
+        "m-generic-cpu:1",
+        clock=lambda: next(ticks),
+    )
     assert test.completion_tokens == 1
     assert (test.load_ms, test.generate_ms) == (0.1, 0.2)  # one decimal of a millisecond
     assert asked == ["m-generic-cpu:1", loadtest.LOAD_TEST_MESSAGES]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,16 +59,22 @@ def _benchmark_floor(existing: dict[str, Any] | None) -> float:
     return ram_floor_gb(float(latest.get("peakMemoryMb", 0)))
 
 
-def load_test(rt: FoundryRuntime, model_id: str) -> LoadTest:
-    """Load ``model_id``, generate LOAD_TEST_TOKENS, unload; FoundryError if nothing came out."""
-    start = time.perf_counter()
+def load_test(
+    rt: FoundryRuntime,
+    model_id: str,
+    clock: Callable[[], float] = time.perf_counter,
+    peak_bytes: Callable[[], int] = peak_rss_bytes,
+) -> LoadTest:
+    """Load ``model_id``, generate LOAD_TEST_TOKENS, unload; FoundryError if nothing came out.
+    ``clock`` (seconds) times the load and the answer; ``peak_bytes`` is the process's peak RSS."""
+    start = clock()
     loaded = rt.load(model_id)
-    loaded_at = time.perf_counter()
+    loaded_at = clock()
     try:
         result = loaded.chat(LOAD_TEST_MESSAGES, max_tokens=LOAD_TEST_TOKENS)
     finally:
-        done_at = time.perf_counter()
-        peak = peak_rss_bytes() / 2**20
+        done_at = clock()
+        peak = peak_bytes() / 2**20
         loaded.unload()
     if result.usage.completion_tokens < 1:
         raise FoundryError(f"{model_id} generated no tokens", hint="curator smoke")
