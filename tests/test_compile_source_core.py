@@ -155,12 +155,12 @@ def test_classify_local_names_each_kind(tmp_path: Path) -> None:
     (genai / "genai_config.json").write_text("{}")
     (genai / "config.json").write_text("{}")
     (genai / "adapter_config.json").write_text("{}")
-    assert classify_local(genai).kind == "genai"
+    assert classify_local(genai) == SourceKind("genai", str(genai), genai)
 
     variants = tmp_path / "variants"
     (variants / "cpu").mkdir(parents=True)
     (variants / "cpu" / "genai_config.json").write_text("{}")
-    assert classify_local(variants).kind == "genai"
+    assert classify_local(variants) == SourceKind("genai", str(variants), variants)
 
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(Gguf().bytes())
