@@ -759,3 +759,16 @@ def test_a_body_that_is_not_json_is_one_400(raw: bytes) -> None:
         400,
         "the request body is not valid JSON",
     )
+
+
+def test_numbers_at_their_edges() -> None:
+    def sampling(**fields: Any) -> Any:
+        return parse_chat_request({"model": "m:1", "messages": [U], **fields}).sampling
+
+    assert sampling(temperature=0).temperature == 0.0  # the lower edge is allowed
+    assert sampling(temperature=0.5, top_p=0.25).top_p == 0.25
+    assert sampling(seed=2**31 - 1).seed == 2**31 - 1  # the edges of 32 bits are kept
+    assert sampling(seed=-(2**31) + 1).seed == -(2**31) + 1
+    assert sampling(seed=-(2**31)).seed == 2**31 - 2  # one past: folded into the range
+    assert sampling(top_k=2**31 - 1).top_k == 2**31 - 1
+    assert sampling(frequency_penalty=0.0, presence_penalty=None).temperature == 0.0
