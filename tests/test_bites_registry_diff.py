@@ -483,3 +483,34 @@ def test_a_figure_from_almost_zero_reads_as_from_zero() -> None:
     (change,) = regdiff.diff_documents(base, head).figures
     assert (change.figure, change.base, change.head) == ("fidelity KL mean", 5e-324, 0.2)
     assert change.change_pct is None and change.regression
+
+
+def test_an_added_entry_under_a_new_name_is_compared_with_its_lineage() -> None:
+    old = make_entry(0, benchmarks=[make_benchmark(decode=100.0)])
+    same_build = {
+        **copy.deepcopy(old),
+        "id": "fresh-generic-cpu:1",
+        "alias": "fresh",
+        "benchmarks": [make_benchmark(date="2026-12-01T00:00:00Z", decode=50.0)],
+    }
+    result = regdiff.diff_documents(make_document([old]), make_document([same_build]))
+    revision = old["source"]["revision"]
+    assert result.lineage == (
+        (
+            "fresh-generic-cpu:1",
+            "model0-generic-cpu:1",
+            f"same source org/model0@{revision[:12]} and recipe int4-cpu",
+        ),
+    )
+    (decode,) = [f for f in result.figures if f.figure == "decode tok/s"]
+    assert (decode.base_id, decode.base, decode.head) == ("model0-generic-cpu:1", 100.0, 50.0)
+    weights_only = copy.deepcopy(same_build)
+    weights_only["source"]["repo"] = "someone/else"
+    largest = max(old["build"]["artifacts"], key=lambda a: a["bytes"])["sha256"]
+    assert regdiff.diff_documents(make_document([old]), make_document([weights_only])).lineage == (
+        ("fresh-generic-cpu:1", "model0-generic-cpu:1", f"same weights (sha256 {largest[:12]})"),
+    )
+    unrelated = copy.deepcopy(weights_only)
+    for artifact in unrelated["build"]["artifacts"]:
+        artifact["sha256"] = "f" * 64
+    assert regdiff.diff_documents(make_document([old]), make_document([unrelated])).lineage == ()
