@@ -282,7 +282,14 @@ def test_a_chat_model_without_a_template_needs_one_of_the_options(tmp_path: Path
 
 def test_a_template_whose_markers_the_tokenizer_lacks_is_noted(tmp_path: Path) -> None:
     model = local_model(tmp_path)
-    tokenizer = {"added_tokens": [{"content": "<|im_start|>"}], "model": {"vocab": {"a": 0}}}
+    tokenizer: dict[str, Any] = {"added_tokens": [], "model": {"vocab": {"a": 0}}}
+    (model / "tokenizer.json").write_text(json.dumps(tokenizer))
+    assert (
+        plan_for(str(model), chat_template="chatml")
+        .notes[1]
+        .startswith("the tokenizer has no token for <|im_end|>, <|im_start|>: ")
+    )
+    tokenizer["added_tokens"].append({"content": "<|im_start|>"})
     (model / "tokenizer.json").write_text(json.dumps(tokenizer))
     plan = plan_for(str(model), chat_template="chatml")
     assert plan.notes == (
