@@ -134,6 +134,7 @@ def main(argv: list[str]) -> int:
     builder_patch.CAST_CHUNK_ELEMENTS = 3000
     kernels.CHUNK_ELEMENTS = 5000
     kernels.MATMUL_CHUNK_ELEMENTS = 5000
+    builder_patch.SLICE_ELEMENTS = 20000  # big weights quantized in several row slices
     out_json, work = Path(argv[0]), Path(argv[1])
     results: dict[str, Any] = {}
     for arg in argv[2:]:

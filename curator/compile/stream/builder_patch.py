@@ -30,7 +30,7 @@ import importlib
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,12 +41,16 @@ from curator.compile.stream import STREAMING_ARCHITECTURES
 from curator.compile.stream.checkpoint import Checkpoint, CheckpointError
 from curator.compile.stream.int8_matmul import make_matmul_int8
 from curator.quant.int8 import DynamicInt8
-from curator.quant.kernels import quantize_gather, quantize_matmul
+from curator.quant.kernels import PackedTensor, quantize_gather, quantize_matmul
 from curator.quant.plan import EMBEDDING_NODE, QuantPlan, TensorQuant, plan_for
 
 ALIGN = 4096  # tensors over ALIGN_OVER bytes start on a page boundary (mmap-friendly)
 ALIGN_OVER = 1 << 20
 CAST_CHUNK_ELEMENTS = 1 << 22  # a float weight is cast and written 4M values at a time
+# A weight over SLICE_ELEMENTS is quantized that many weights (whole rows) at a time and each
+# slice's packed data written at once: only the scales and zero points of the whole tensor are held
+# (the 151,936 x 2,048 lm_head at 8 bits held 297 MiB of packed data besides its 593 MiB weight).
+SLICE_ELEMENTS = 1 << 25
 LOG_PREFIX = "curator-stream:"
 TRACE_ENV = "CURATOR_STREAM_TRACE"  # "1": log the RSS at every unit (diagnosing memory)
 
@@ -535,6 +539,77 @@ def _io_numpy_dtype(io_dtype: Any) -> Any:
     return io_dtype.numpy()
 
 
+def _row_slices(rows: int, cols: int) -> list[tuple[int, int]]:
+    """Whole rows, SLICE_ELEMENTS at most, an even number per slice (4-bit zero points are packed
+    two per byte over the flattened tensor: an even slice starts on a byte)."""
+    step = max(2, SLICE_ELEMENTS // max(cols, 1))
+    step -= step % 2
+    return [(start, min(rows, start + step)) for start in range(0, rows, step)]
+
+
+def _quantize_written(
+    self: Any,
+    session: StreamSession,
+    weight: np.ndarray[Any, Any],
+    quantize: Callable[[np.ndarray[Any, Any]], PackedTensor],
+    weight_name: str,
+    *,
+    sliced: bool,
+) -> list[str]:
+    """``weight`` quantized and its initializers made (data, scales, zero points if any): their
+    names.
+
+    Sliced (row slices, each quantized as the whole tensor would quantize those rows: every
+    algorithm but hqq works row by row): each slice's packed data is written to the data file as
+    it is made, in order, as one tensor; the scales and zero points are joined at the end."""
+    rows, cols = int(weight.shape[0]), int(weight.shape[1])
+    slices = _row_slices(rows, cols) if sliced else [(0, rows)]
+    first = quantize(weight[slices[0][0] : slices[0][1]])
+    data_name, scales_name, zp_name = first.initializer_names(weight_name)
+    if len(slices) == 1:
+        self.make_initializer(first.data, data_name)
+        self.make_initializer(first.scales, scales_name)
+        names = [data_name, scales_name]
+        if first.zero_points is not None:
+            self.make_initializer(first.zero_points, zp_name)
+            names.append(zp_name)
+        return names
+    import onnx_ir as ir
+
+    scales: list[np.ndarray[Any, Any]] = []
+    zero_points: list[np.ndarray[Any, Any]] = []
+
+    def pieces() -> Iterator[np.ndarray[Any, Any]]:
+        for index, (start, stop) in enumerate(slices):
+            part = first if index == 0 else quantize(weight[start:stop])
+            scales.append(part.scales)
+            if part.zero_points is not None:
+                zero_points.append(part.zero_points)
+            yield part.data
+
+    row_bytes = int(first.data.nbytes) // (slices[0][1] - slices[0][0])
+    data_shape = [rows, *first.data.shape[1:]]
+    offset, length = session.open_writer().append_pieces(rows * row_bytes, pieces())
+    external = ir.ExternalTensor(
+        session.data_name,
+        offset,
+        length,
+        ir.DataType.UINT8,
+        shape=ir.Shape(data_shape),
+        name=data_name,
+        base_dir=str(session.out_dir),
+    )
+    value = self.make_value(data_name, external.dtype, external.shape)
+    value.const_value = external
+    self.model.graph.register_initializer(value)
+    self.make_initializer(np.concatenate(scales), scales_name)
+    names = [data_name, scales_name]
+    if zero_points:
+        self.make_initializer(np.concatenate(zero_points), zp_name)
+        names.append(zp_name)
+    return names
+
+
 def _make_matmul_int4(self: Any, matmul: Any, basename: str, root_input: str, **kwargs: Any) -> Any:
     session = _stream(self)
     if session is None or hasattr(matmul, "qweight") or self.quant_attrs.get("use_qdq"):
@@ -547,19 +622,20 @@ def _make_matmul_int4(self: Any, matmul: Any, basename: str, root_input: str, **
     weight = _numpy_io(matmul.weight, self.io_dtype)  # [N, K]
     started = time.perf_counter()
     io = _io_numpy_dtype(self.io_dtype)
-    packed = quantize_matmul(weight, quant, scale_dtype=io, threads=session.threads)
+    weight_name = basename[1:].replace("/", ".") + ".weight"
+
+    def quantize(rows: np.ndarray[Any, Any]) -> PackedTensor:
+        return quantize_matmul(rows, quant, scale_dtype=io, threads=session.threads)
+
+    # hqq's early stop reads the whole tensor: never sliced
+    names = _quantize_written(
+        self, session, weight, quantize, weight_name, sliced=quant.algo != "hqq"
+    )
     session.quantize_seconds += time.perf_counter() - started
     session.quantized += 1
     del weight
-    n, k = packed.shape
-    weight_name = basename[1:].replace("/", ".") + ".weight"
-    data_name, scales_name, zp_name = packed.initializer_names(weight_name)
-    self.make_initializer(packed.data, data_name)
-    self.make_initializer(packed.scales, scales_name)
-    inputs = [root_input, data_name, scales_name]
-    if packed.zero_points is not None:
-        self.make_initializer(packed.zero_points, zp_name)
-        inputs.append(zp_name)
+    n, k = int(matmul.weight.shape[0]), int(matmul.weight.shape[1])
+    inputs = [root_input, *names]
     output = "logits" if kwargs.get("logits", False) else f"{basename}/output_0"
     seq_dim = kwargs.get("seq_dim", "sequence_length")
     attributes: dict[str, Any] = {
@@ -614,19 +690,18 @@ def _make_embedding(self: Any, embedding: Any) -> None:
 
     table = _numpy_io(embedding, self.io_dtype)
     started = time.perf_counter()
-    packed = quantize_gather(
-        table, quant, dtype=_io_numpy_dtype(self.io_dtype), threads=session.threads
+    io = _io_numpy_dtype(self.io_dtype)
+
+    def quantize(rows: np.ndarray[Any, Any]) -> PackedTensor:
+        return quantize_gather(rows, quant, dtype=io, threads=session.threads)
+
+    names = _quantize_written(
+        self, session, table, quantize, "model.embed_tokens.weight", sliced=True
     )
     session.quantize_seconds += time.perf_counter() - started
     del table
     basename = "/model/embed_tokens"
-    data_name, scales_name, zp_name = packed.initializer_names("model.embed_tokens.weight")
-    self.make_initializer(packed.data, data_name)
-    self.make_initializer(packed.scales, scales_name)
-    inputs = [data_name, "input_ids", scales_name]
-    if packed.zero_points is not None:
-        self.make_initializer(packed.zero_points, zp_name)
-        inputs.append(zp_name)
+    inputs = [names[0], "input_ids", *names[1:]]
     gather_name = f"{basename}/Gather"
     # Olive's OnnxBlockWiseRtnQuantization renames the node and its output this way
     gather_output = f"{gather_name}/output_0_Q{quant.bits}"
