@@ -209,3 +209,13 @@ def test_verify_finds_a_model_registered_from_elsewhere(
     )
     with pytest.raises(NotFound, match="no directory for nobody-generic-cpu:1"):
         verify_cache(cache, "nobody-generic-cpu:1")
+
+
+def test_rm_never_deletes_the_cache_directory_itself(runtime: Runtime, cache: Path) -> None:
+    """A model registered at the cache's own root: unregistered, and the cache is kept."""
+    (cache / "genai_config.json").write_text("{}")
+    other = model_dir(cache / "local", "other-generic-cpu-1")
+    runtime(cache).register_model_dir(cache, "root-generic-cpu:1", foundry.ModelMetadata())
+    result = remove_model("root-generic-cpu:1", cache)
+    assert result == RemoveResult("root-generic-cpu:1", True, None, cache, False, False)
+    assert (cache / "genai_config.json").is_file() and other.is_dir()
