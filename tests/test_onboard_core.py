@@ -31,6 +31,7 @@ from curator.compile import compile_model
 from curator.compile.imported import import_model
 from curator.errors import CuratorError, FoundryError, InputFileError, RegistryInvalid
 from curator.fidelity.measure import measure_fidelity
+from curator.fidelity.text import load_text
 from curator.fidelity.types import FidelityResult
 from curator.foundry.types import ChatChunk, RegisteredModel, Usage
 from curator.hub import model_facts
@@ -170,12 +171,14 @@ class World:
     compiles: list[Any] = field(default_factory=list)
     registers: list[dict[str, Any]] = field(default_factory=list)
     fidelities: list[Any] = field(default_factory=list)
+    texts: list[Any] = field(default_factory=list)
     budgets: list[tuple[Any, Any]] = field(default_factory=list)
     imports: list[Any] = field(default_factory=list)
     backend: Backend = field(default_factory=Backend)
     said: list[str] = field(default_factory=list)
     manifest_extra: dict[str, Any] = field(default_factory=dict)
     ram: float = 0.05  # the minRamGb register writes (its load test's figure)
+    wall_seconds: float | None = 4.4  # how long the compile says it took
 
     def __post_init__(self) -> None:
         self.source = self.root / "tiny"
@@ -216,6 +219,14 @@ class World:
             json.dumps({**manifest, **self.manifest_extra}), encoding="utf-8"
         )
 
+    def snapshot(self) -> Path:
+        """The checkpoint a Hub, GGUF or adapter build starts from (downloaded, dequantized,
+        merged)."""
+        path = self.root / "snapshot"
+        path.mkdir(exist_ok=True)
+        (path / "config.json").write_text("{}", encoding="utf-8")
+        return path
+
     def compile(self, request: Any, progress: Any) -> SimpleNamespace:
         self.compiles.append(request)
         plan = self.plan(request)
@@ -224,7 +235,6 @@ class World:
         progress("compiling")
         manifest: dict[str, Any] = {
             "source": {"repo": plan.source_repo, "revision": None},
-            "sourceDir": str(self.source),
             "build": {
                 "recipe": request.recipe,
                 "recipeSha256": self.recipe_sha,
@@ -232,6 +242,8 @@ class World:
                 "artifacts": ARTIFACTS,
             },
         }
+        if request.source != str(self.source) or request.gguf_file or request.adapter:
+            manifest["sourceDir"] = str(self.snapshot())  # the checkpoint the build started from
         if request.chat_template:
             manifest["chatTemplate"] = {"name": request.chat_template}
         if request.adapter:
@@ -242,7 +254,7 @@ class World:
             path=self.target,
             model_id=MODEL_ID,
             total_bytes=3 * 2**20,
-            wall_seconds=4.4,
+            wall_seconds=self.wall_seconds,
         )
 
     def compile_to_budget(self, request: Any, budget: Any, progress: Any) -> SimpleNamespace:
@@ -260,6 +272,7 @@ class World:
         plan = self.plan(request)
         if request.dry_run:
             return SimpleNamespace(plan=plan)
+        progress("importing")
         self.build(
             {
                 "source": {
@@ -278,7 +291,7 @@ class World:
             plan=plan,
             path=self.target,
             model_id=MODEL_ID,
-            wall_seconds=2.6,
+            wall_seconds=None if self.wall_seconds is None else 2.6,
             artifacts=(SimpleNamespace(bytes=2**20), SimpleNamespace(bytes=2**19)),
         )
 
@@ -299,6 +312,7 @@ class World:
 
     def measure(self, model_dir: Path, reference: Any, text: Any, *, model: str) -> FidelityResult:
         self.fidelities.append((model_dir, reference, model))
+        self.texts.append(text)
         return FidelityResult(
             model=model,
             model_path=model_dir,
@@ -438,6 +452,7 @@ def test_a_first_run_does_every_step_and_writes_the_registry_once(world: World) 
     assert entry["fidelity"]["klMean"] == 0.012346
     manifest = json.loads((world.target / "curator-manifest.json").read_text())
     assert manifest["fidelity"] == entry["fidelity"]
+    assert world.texts == [load_text()]  # the shipped fidelity text
     # the reports and the summary, and no working file left behind
     assert result.bench_report == world.out / "bench" / "bench-report.json"
     assert result.bench_report.is_file() and (world.out / "bench" / "bench-report.md").is_file()
@@ -685,6 +700,7 @@ def test_a_local_genai_model_is_imported_and_has_no_fidelity(world: World) -> No
     )
     assert [(r.dry_run, r.force) for r in world.imports] == [(True, True), (False, True)]
     assert world.compiles == [] and world.fidelities == []
+    assert "importing" in world.said  # the import's own progress reaches the caller
     again = world.run()
     assert dict(steps(again))["import"] == "skipped"
     assert {s.name: s.detail for s in again.steps}["import"] == (
@@ -993,3 +1009,29 @@ def test_a_gguf_in_a_checkpoint_directory_compares_with_its_dequantized_checkpoi
     world.run(gguf_file="model-q4.gguf")
     ((model_dir, reference, _),) = world.fidelities
     assert reference.path == dequantized.resolve() and model_dir == world.target
+
+
+def test_a_build_without_a_recorded_time_says_0_s(world: World) -> None:
+    world.wall_seconds = None
+    assert world.run(fidelity=False).steps[1].detail == "3.0 MiB in 0 s"
+    (world.source / "genai_config.json").write_text(json.dumps({"model": {"type": "qwen2"}}))
+    (world.source / "model.onnx").write_bytes(b"onnx")
+    assert world.run(fidelity=False, force=True).steps[1].detail == "1.5 MiB in 0 s"
+
+
+def test_a_gguf_source_is_rebuilt_when_the_build_names_no_gguf(world: World) -> None:
+    gguf = tiny_gguf(world.root / "tiny.gguf")
+    digest = hashlib.sha256(gguf.read_bytes()).hexdigest()
+    world.manifest_extra = {"gguf": {"file": "tiny.gguf", "sha256": digest}}
+    world.run(source=str(gguf), fidelity=False)
+    assert dict(steps(world.run(source=str(gguf), fidelity=False)))["compile"] == "skipped"
+    world.manifest_extra = {"gguf": None}
+    world.build(json.loads((world.target / "curator-manifest.json").read_text()))
+    assert dict(steps(world.run(source=str(gguf), fidelity=False)))["compile"] == "done"
+
+
+def test_a_budget_compile_of_a_gguf_names_the_file(world: World) -> None:
+    tiny_gguf(world.source / "model-q4.gguf")
+    world.run(gguf_file="model-q4.gguf", max_kl=0.1, fidelity=False)
+    ((request, _),) = world.budgets
+    assert request.gguf_file == "model-q4.gguf"

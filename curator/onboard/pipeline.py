@@ -34,7 +34,7 @@ from curator.compile.gguf_source import already_quantized_note, is_gguf_file
 from curator.compile.imported import ImportRequest, ImportResult, import_model
 from curator.compile.source import GENAI, classify_local
 from curator.errors import CuratorError, FoundryError, RegistryInvalid
-from curator.fidelity.locate import resolve_reference
+from curator.fidelity.locate import default_reference, reference_from_dir
 from curator.fidelity.measure import measure_fidelity
 from curator.fidelity.record import record_in_manifest, record_in_registry
 from curator.fidelity.text import load_text
@@ -201,9 +201,7 @@ def _run_steps(
         )
     if request.fidelity:
         with steps.step("fidelity") as detail:
-            detail.append(
-                _fidelity(request, cache_dir, staged, model_dir, model_id, manifest, tools)
-            )
+            detail.append(_fidelity(request, staged, model_dir, model_id, manifest, tools))
     entry = find_model(load_registry(staged), model_id)
     assert entry is not None  # register put the entry into the staged registry
     before = find_model(load_registry(request.registry), model_id)
@@ -542,7 +540,6 @@ def _cover_peak(staged: Path, model_id: str, peak_mb: float) -> None:
 
 def _fidelity(
     request: OnboardRequest,
-    cache_dir: Path,
     staged: Path,
     model_dir: Path,
     model_id: str,
@@ -559,13 +556,11 @@ def _fidelity(
             f"(curator fidelity {model_id} --reference DIR --record)"
         )
     # A local checkpoint is its own reference; a Hub or GGUF source's is named by the manifest
-    # (for a GGUF, the dequantized checkpoint the compile started from).
-    # with an adapter the reference is the merged checkpoint the manifest names
-    is_checkpoint = (
-        Path(request.source).expanduser().is_dir() and not request.gguf_file and not request.adapter
-    )
-    local_source = request.source if is_checkpoint else None
-    reference = resolve_reference(local_source, model_dir, cache_dir)
+    # (for a GGUF, the dequantized checkpoint the compile started from; with an adapter, the
+    # merged checkpoint).
+    source = Path(request.source).expanduser()
+    is_checkpoint = source.is_dir() and not request.gguf_file and not request.adapter
+    reference = reference_from_dir(source) if is_checkpoint else default_reference(model_dir)
     result = tools.measure_fidelity(model_dir, reference, load_text(), model=model_id)
     record_in_manifest(model_dir, result)
     record_in_registry(staged, model_id, result)
