@@ -522,3 +522,29 @@ def test_the_chat_template_from_tokenizer_config_json_when_the_answer_has_no_con
     assert unknown.chat_template is None
     (gap,) = [g for g in unknown.gaps if g.fact == "chat template"]
     assert gap.state == "failed" and "403" in gap.reason
+
+
+def test_an_adapter_base_named_once_or_in_an_empty_list(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    adapter_config = json.dumps({"base_model_name_or_path": "org/from-config"}).encode()
+    single = add_repo(
+        hub,
+        monkeypatch,
+        FakeRepo(
+            "fixture/lora-single",
+            {"adapter_config.json": adapter_config},
+            card_data={"base_model": "org/card-single"},
+        ),
+    )
+    empty = add_repo(
+        hub,
+        monkeypatch,
+        FakeRepo(
+            "fixture/lora-empty",
+            {"adapter_config.json": adapter_config},
+            card_data={"base_model": []},
+        ),
+    )
+    assert model_facts(single).base_model == "org/card-single"
+    assert model_facts(empty).base_model == "org/from-config"  # the card names none: the config
