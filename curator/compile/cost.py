@@ -33,6 +33,11 @@ BASE_BYTES = 490 * 2**20
 LEGACY_OVERHEAD_BYTES = 800_000_000  # the builder's own path (curator.recipes' figure)
 # Packed bytes per parameter of a quantized weight, block 32 (data + float32 scales + zero points).
 PACKED = {4: 0.5 + 4 / 32 + 0.5 / 32, 8: 1.0 + 4 / 32 + 1 / 32}
+PACKED_DATA = {PACKED[4]: 0.5, PACKED[8]: 1.0}  # of which the packed data
+# A weight over SLICE_ELEMENTS is quantized in row slices, each slice's packed data written as it
+# is made (curator.compile.stream.builder_patch.SLICE_ELEMENTS): its scales and zero points are
+# held whole, its packed data one slice at a time.
+SLICE_ELEMENTS = 1 << 25
 # Passes after the builder that load the whole ONNX model: bytes per parameter. Olive's dynamic
 # quantization (int8-cpu before it streamed, tests/data/recipes/int8-cpu-reference.json): 7.0 GiB
 # peak on the 0.42B shape (16 bytes/parameter above the base); the embedding RTN pass (today's
@@ -169,6 +174,16 @@ def _quant_bits(config: Mapping[str, Any]) -> tuple[float, float, float, str]:
     return PACKED[4], lm_head, embedding, algo
 
 
+def held_packed(parameters: int, packed: float) -> float:
+    """Bytes of a quantized weight of ``parameters`` values (``packed`` bytes each, 0: kept
+    float) held at once while it is made: all of it, or, sliced, its scales and zero points and
+    one slice's packed data."""
+    if not packed or parameters <= SLICE_ELEMENTS:
+        return parameters * packed
+    data = PACKED_DATA.get(packed, packed)
+    return parameters * (packed - data) + SLICE_ELEMENTS * data
+
+
 def predict(
     recipe: Recipe,
     parameters: int,
@@ -191,14 +206,17 @@ def predict(
     if shape is not None:
         emb = shape.embedding_parameters
         units = {
-            "embedding": emb * (stored_bytes + embedding),
-            "lm_head": emb * (stored_bytes + lm_head),
+            "embedding": emb * stored_bytes + held_packed(emb, embedding),
+            "lm_head": emb * stored_bytes + held_packed(emb, lm_head),
             "a layer": shape.layer_parameters * stored_bytes
-            + matmul * shape.largest_layer_tensor
+            + held_packed(shape.largest_layer_tensor, matmul)
             + stored_bytes * shape.qkv_parameters,  # q, k and v concatenated
         }
     else:  # no config: the embedding taken as 30% of the parameters (0.5B-1.5B models: 15-28%)
-        units = {"the largest unit (estimated)": 0.3 * parameters * (stored_bytes + PACKED[8])}
+        table = int(0.3 * parameters)
+        units = {
+            "the largest unit (estimated)": table * stored_bytes + held_packed(table, PACKED[8])
+        }
     unit, unit_bytes = max(units.items(), key=lambda item: item[1])
     peak = BASE_BYTES + int(unit_bytes)
     basis = f"streamed: {BASE_BYTES >> 20} MiB + {unit} ({int(unit_bytes) >> 20} MiB)"
