@@ -29,7 +29,7 @@ from curator.bench.measure import Usage as BenchUsage
 from curator.budget import compile_to_budget
 from curator.compile import compile_model
 from curator.compile.imported import import_model
-from curator.errors import CuratorError, FoundryError, InputFileError, RegistryInvalid
+from curator.errors import CuratorError, FoundryError, InputFileError, NotFound, RegistryInvalid
 from curator.fidelity.measure import measure_fidelity
 from curator.fidelity.text import load_text
 from curator.fidelity.types import FidelityResult
@@ -117,6 +117,8 @@ class Runtime:
         return next((m for m in self.list_registered() if m.id == model_id), None)
 
     def load(self, model_id: str) -> Loaded:
+        if model_id not in self.registered:
+            raise NotFound(f"{model_id} is not registered", hint="curator register DIR")
         return Loaded(self.answers)
 
 
@@ -339,11 +341,19 @@ class World:
             compile_to_budget=self.compile_to_budget,
             import_model=self.import_model,
             register=self.register,
-            runtime=lambda cache_dir: self.runtime,  # type: ignore[arg-type,return-value]
-            bench_backend=lambda cache_dir: self.backend,  # type: ignore[arg-type,return-value]
+            runtime=self.foundry,  # type: ignore[arg-type]
+            bench_backend=self.bench_backend,  # type: ignore[arg-type]
             measure_fidelity=self.measure,
         )
         return replace(tools, **changes)
+
+    def foundry(self, cache_dir: Path) -> Runtime:
+        assert cache_dir == self.cache.absolute()  # Foundry Local of the request's cache
+        return self.runtime
+
+    def bench_backend(self, cache_dir: Path) -> Backend:
+        assert cache_dir == self.cache.absolute()
+        return self.backend
 
     def hub_facts(self, repo: str, revision: str | None) -> SimpleNamespace:
         return SimpleNamespace(
@@ -474,6 +484,7 @@ def test_progress_numbers_each_step_and_says_how_it_ended(world: World) -> None:
     ]
     assert "compiling" in world.said  # the collaborator's own progress reaches the caller
     assert "smoke: prompt 2/2 greet" in world.said
+    assert f"{MODEL_ID}: measuring 1 round(s) x 2 prompt(s)" in world.said  # the bench's own
     assert lines[-2] == "[5] bench ..."
     assert [line.split(" ")[1] for line in lines[::2]] == [
         "info",
@@ -1035,3 +1046,23 @@ def test_a_budget_compile_of_a_gguf_names_the_file(world: World) -> None:
     world.run(gguf_file="model-q4.gguf", max_kl=0.1, fidelity=False)
     ((request, _),) = world.budgets
     assert request.gguf_file == "model-q4.gguf"
+
+
+def test_a_build_with_no_compile_time_is_benched_once(world: World) -> None:
+    world.run(fidelity=False)
+    manifest_path = world.target / "curator-manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["build"]["compiledAt"]
+    manifest_path.write_text(json.dumps(manifest))
+    assert dict(steps(world.run(fidelity=False)))["bench"] == "skipped"
+
+
+def test_answers_of_one_token_have_no_decode_rate_to_record(world: World) -> None:
+    world.backend = Backend(words=1)
+    with pytest.raises(OnboardStepFailed) as failed:
+        world.run(fidelity=False)
+    assert failed.value.message == (
+        "bench failed: benchmark not recorded: no decode speed measured "
+        "(answers shorter than two tokens)"
+    )
+    assert not world.registry.exists()

@@ -519,9 +519,9 @@ def _bench(
     refused = [r for r in record_run(run, staged) if r.outcome != "recorded"]
     if refused:
         raise FoundryError(f"benchmark not recorded: {refused[0].detail}", hint="see the report")
-    figures = model.figures
-    decode = figures.decode_tokens_per_sec.mean if figures and figures.decode_tokens_per_sec else 0
-    return f"{decode:.1f} tok/s decode, report {report_path.parent.name}/{MARKDOWN_NAME}"
+    decode = model.figures.decode_tokens_per_sec if model.figures else None
+    assert decode is not None  # record_run refuses a run without a decode rate
+    return f"{decode.mean:.1f} tok/s decode, report {report_path.parent.name}/{MARKDOWN_NAME}"
 
 
 def _cover_peak(staged: Path, model_id: str, peak_mb: float) -> None:
