@@ -46,6 +46,7 @@ SHAPES = {
     # in int4-cpu), tied to the embedding, is the 3B's; and 10 layers with a 32k vocabulary
     "3b-1-layer": (qwen25(2048, 11008, 1, 16, 2, 151936, True), 388_243_968),
     "3b-10-layers-32k": (qwen25(2048, 11008, 10, 16, 2, 32768, True), 837_880_832),
+    "1.5b-1-layer": (qwen25(1536, 8960, 1, 12, 2, 151936, True), 280_173_056),
 }
 
 # Peaks measured with the streaming build as committed (curator compile on the ladder's bf16 checkpoints, this
@@ -61,6 +62,7 @@ MEASURED = [
     # traced: 466 MiB before the lm_head, 1,203 in it (1,406 before it was sliced); 1,236 MiB for
     # the whole tree
     ("3b-1-layer", "int4-cpu", 1203),
+    ("1.5b-1-layer", "int4-cpu", 1044),  # the 1.5B's lm_head, sliced (1,077 MiB whole tree)
     ("3b-10-layers-32k", "int4-cpu", 686),  # the same 616 MiB before each of the 10 layers
 ]
 
