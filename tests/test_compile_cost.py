@@ -57,6 +57,7 @@ MEASURED = [
     ("0.4b", "int8-cpu", 622),  # perf/ladder.py, whole tree (7,011 MiB as two passes)
     ("1.5b", "int8-cpu", 1006),  # perf/ladder.py, whole tree
     ("0.4b", "fp32-cpu", 618),  # perf/ladder.py, whole tree
+    ("0.4b", "int4-rtn-cpu", 1748),  # does not stream: Olive's Rtn in torch, bf16 held as stored
     ("1.5b", "fp32-cpu", 949),
     ("3b", "int4-cpu-accurate", 1244),  # before big weights were sliced (1,141 predicted now)
     # traced: 466 MiB before the lm_head, 1,203 in it (1,406 before it was sliced); 1,236 MiB for
@@ -102,7 +103,10 @@ def test_what_cannot_stream_costs_per_parameter() -> None:
     rtn = get_recipe("int4-rtn-cpu")  # Rtn pass in torch, then the builder's own path
     legacy = cost.estimate(rtn, parameters, config)
     assert not legacy.streamed
-    assert legacy.peak_bytes == int(cost.LEGACY_OVERHEAD_BYTES + rtn.ram_factor * parameters)
+    # Rtn holds the model in its stored dtype: bf16 (2 bytes) costs half of ram_factor's fp32
+    assert legacy.peak_bytes == int(cost.LEGACY_OVERHEAD_BYTES + rtn.ram_factor / 2 * parameters)
+    from_fp32 = cost.estimate(rtn, parameters, config, stored_bytes=4.0)
+    assert from_fp32.peak_bytes == int(cost.LEGACY_OVERHEAD_BYTES + rtn.ram_factor * parameters)
     other = {**config, "architectures": ["ChatGLMModel"]}  # not one the streaming builder covers
     assert not cost.estimate(get_recipe("int4-cpu"), parameters, other).streamed
     two_pass = get_recipe("int8-cpu-reference", TEST_RECIPES)  # int8-cpu before it streamed

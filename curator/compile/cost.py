@@ -72,6 +72,12 @@ CPU_SECONDS_PER_BILLION = {
 }
 PARALLEL_EFFICIENCY = 0.8  # 2 cores quantize 1.6x one core
 LEGACY_SECONDS_PER_BILLION = 450.0  # the builder's own int4 path (issue 20: 641 s at 1.41B)
+# A first pass that quantizes the model in torch holds it in its stored dtype, so its
+# ``ram_factor`` (measured on fp32 checkpoints) scales with the stored width: Olive's Rtn
+# (int4-rtn-cpu) peaked at 1,748 MiB on the 0.42B bf16 ladder rung, 5.0 x 2/4 bytes per
+# parameter + the overhead (1,764 MiB). The builder's own path casts to fp32 whatever is stored
+# (issue 20: 1.41B 14.15 GiB from fp32, 13.8 GiB from bf16).
+STORED_DTYPE_PASSES = frozenset({"Rtn"})
 
 
 @dataclass(frozen=True)
@@ -196,9 +202,12 @@ def predict(
     """The predicted peak RSS of the compile's process tree and its wall time on an idle machine."""
     billions = parameters / 1e9
     if not streams(recipe, architecture):
-        peak = int(LEGACY_OVERHEAD_BYTES + recipe.ram_factor * parameters)
+        factor = recipe.ram_factor
+        if recipe.passes and recipe.passes[0].type in STORED_DTYPE_PASSES:
+            factor *= stored_bytes / 4.0
+        peak = int(LEGACY_OVERHEAD_BYTES + factor * parameters)
         seconds = STARTUP_SECONDS + LEGACY_SECONDS_PER_BILLION * billions
-        why = f"the model builder's own path: {recipe.ram_factor:g} bytes per parameter"
+        why = f"the model builder's own path: {factor:g} bytes per parameter"
         return CompileCost(peak, seconds, False, why)
     builder = _builder_config(recipe)
     assert builder is not None
@@ -225,10 +234,10 @@ def predict(
         peak += in_flight
         basis += f" + int8 chunks in flight ({in_flight >> 20} MiB)"
     for step in recipe.passes[1:]:
-        factor = POST_PASS_BYTES_PER_PARAMETER.get(step.type)
-        if factor is not None and BASE_BYTES + factor * parameters > peak:
-            peak = int(BASE_BYTES + factor * parameters)
-            basis = f"{step.type} loads the whole model: {factor:g} bytes per parameter"
+        whole = POST_PASS_BYTES_PER_PARAMETER.get(step.type)
+        if whole is not None and BASE_BYTES + whole * parameters > peak:
+            peak = int(BASE_BYTES + whole * parameters)
+            basis = f"{step.type} loads the whole model: {whole:g} bytes per parameter"
     parallel = max(1.0, min(cores, 2) * PARALLEL_EFFICIENCY) if cores > 1 else 1.0
     cpu = CPU_SECONDS_PER_BILLION[algo] * billions
     seconds = STARTUP_SECONDS + IO_SECONDS_PER_BILLION * billions + cpu / parallel
