@@ -174,6 +174,7 @@ class World:
     registers: list[dict[str, Any]] = field(default_factory=list)
     fidelities: list[Any] = field(default_factory=list)
     texts: list[Any] = field(default_factory=list)
+    asked_hub: list[tuple[str, str | None]] = field(default_factory=list)
     budgets: list[tuple[Any, Any]] = field(default_factory=list)
     imports: list[Any] = field(default_factory=list)
     backend: Backend = field(default_factory=Backend)
@@ -356,6 +357,7 @@ class World:
         return self.backend
 
     def hub_facts(self, repo: str, revision: str | None) -> SimpleNamespace:
+        self.asked_hub.append((repo, revision))
         return SimpleNamespace(
             repo_id=repo,
             sha="c0ffee" * 7,
@@ -739,6 +741,7 @@ def test_a_hub_source_reports_its_commit_and_passes_it_to_the_compile(world: Wor
     info = result.steps[0].detail
     assert info == f"org/tiny@{'c0ffee' * 2}, LlamaForCausalLM, license apache-2.0"
     assert world.compiles[0].source == "org/tiny" and world.compiles[0].revision == "v1"
+    assert world.asked_hub == [("org/tiny", "v1")]
 
 
 def test_a_hub_genai_repo_is_imported(world: World) -> None:
@@ -1066,3 +1069,37 @@ def test_answers_of_one_token_have_no_decode_rate_to_record(world: World) -> Non
         "(answers shorter than two tokens)"
     )
     assert not world.registry.exists()
+
+
+@pytest.mark.parametrize(
+    ("config", "described"),
+    [
+        ({"architectures": ["A", "B"]}, "local model, A, B"),
+        ({"model_type": "qwen2"}, "local model, unknown architecture"),
+        ([], "local model, unknown architecture"),  # not an object: nothing to read
+    ],
+)
+def test_a_local_model_is_described_by_its_config(
+    world: World, config: Any, described: str
+) -> None:
+    (world.source / "config.json").write_text(json.dumps(config))
+    assert world.run(fidelity=False).steps[0].detail == described
+
+
+def test_an_unreadable_config_is_an_info_failure(world: World) -> None:
+    (world.source / "config.json").write_text("{broken")
+    with pytest.raises(OnboardStepFailed) as failed:
+        world.run()
+    assert failed.value.message.startswith("info failed: ")
+    assert "invalid JSON in model config" in failed.value.message
+
+
+def test_a_hub_description_keeps_the_repo_before_the_notes(world: World) -> None:
+    head = f"org/tiny@{'c0ffee' * 2}, LlamaForCausalLM, license apache-2.0; "
+    gguf = world.run(source="org/tiny", gguf_file="model-q4.gguf", fidelity=False)
+    assert gguf.steps[0].detail.startswith(head + "the source model-q4.gguf was already")
+    onnx = world.run(source="org/tiny-onnx", fidelity=False)
+    assert onnx.steps[0].detail == (
+        f"org/tiny-onnx@{'c0ffee' * 2}, LlamaForCausalLM, license apache-2.0; "
+        "already ONNX Runtime GenAI: imported as it is"
+    )
