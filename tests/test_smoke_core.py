@@ -96,6 +96,7 @@ def test_a_conversation_keeps_its_roles_in_order(tmp_path: Path) -> None:
         {"role": "user", "content": "Name a color."},
     ]
     assert c.expected == ("red", "Blue")
+    assert load_prompt_set(tmp_path / "t.json").name == "talk"  # its own name over the stem
     assert c.missing("BLUE and Red") == () and c.missing("green") == ("red", "Blue")
     assert c.coverage("blue") == 0.5
 
@@ -122,6 +123,14 @@ def test_schema_problems_are_listed_on_one_line(tmp_path: Path) -> None:
     message = refused.value.message
     assert message.startswith(f"{path}: not a valid prompt set: ")
     assert message.count("; ") == 4  # the first five problems
+    two = {"schemaVersion": 1, "prompts": [{"id": i, "prompt": "x", "maxTokens": 0} for i in "ab"]}
+    with pytest.raises(InputFileError) as both:
+        parse_prompt_set(two, Path("s.json"), "0")
+    assert both.value.message == (
+        "s.json: not a valid prompt set: "
+        "prompts[0].maxTokens: 0 is less than the minimum of 1 [schema.minimum]; "
+        "prompts[1].maxTokens: 0 is less than the minimum of 1 [schema.minimum]"
+    )
     assert refused.value.hint == "see schemas/prompts.schema.json for the format"
     line_break = {"schemaVersion": 1, "prompts": [{"id": "a", "prompt": "x", "bad\nkey": 1}]}
     with pytest.raises(InputFileError) as broken:
@@ -257,6 +266,7 @@ def test_run_smoke_resolves_the_alias_runs_every_prompt_and_unloads(tmp_path: Pa
     assert report.prompt_set == prompts
     assert report.prompt_set_sha256 == hashlib.sha256(prompts.read_bytes()).hexdigest()
     assert 20 <= report.load_ms < 5000 and report.load_ms == round(report.load_ms, 1)
+    assert isinstance(report.load_ms, float)  # milliseconds to a tenth, not whole
     assert said == [
         "smoke: loading tiny-generic-cpu:2",
         "smoke: prompt 1/2 capital",
@@ -421,6 +431,7 @@ def test_usage_is_the_last_reported_and_first_token_the_first_text() -> None:
     assert (outcome.prompt_tokens, outcome.completion_tokens) == (4, 2)
     assert outcome.first_token_ms is not None and outcome.first_token_ms >= 50.0
     assert outcome.first_token_ms == round(outcome.first_token_ms, 1)
+    assert isinstance(outcome.first_token_ms, float)
     assert outcome.first_token_ms <= outcome.seconds * 1000 + 0.1
 
 
