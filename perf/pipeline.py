@@ -263,6 +263,16 @@ def rows(steps: Sequence[Step], label: str) -> list[Ratio]:
             )
         )
     for s in steps:
+        out.append(
+            Ratio(
+                f"{label}: {s.name} peak RSS less file-backed pages (libraries, mapped files) "
+                "vs the same bound",
+                s.measured.peak_anon_bytes / GIB,
+                s.bound_bytes / GIB,
+                "GiB",
+            )
+        )
+    for s in steps:
         out.append(Ratio(f"{label}: {s.name} wall time", s.measured.seconds, 1.0, "s"))
     return out
 
