@@ -67,6 +67,7 @@ COMPILE_OVERHEAD_BYTES = 800_000_000
 RUN_OVERHEAD_BYTES = 300_000_000
 
 CALIBRATION_DATA_NAME = "calibration"
+DEFAULT_RECIPE = "int4-cpu"  # compile's and onboard's recipe when none is given (issue 25)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from curator.cli._options import cache_dir_option, json_option, registry_option
 from curator.cli._output import Output
 from curator.compile import CompilePlan, CompileRequest, CompileResult, compile_model
 from curator.errors import CompileError
+from curator.recipes import DEFAULT_RECIPE
 
 
 class CompileInterrupted(CompileError):
@@ -218,8 +219,6 @@ def compile_command(
     first: it was already quantized, and the compile cannot restore what that lost."""
     out = Output(as_json)
     if recipe is None and max_kl is None and min_top1 is None:
-        from curator.onboard.pipeline import DEFAULT_RECIPE  # start-up: kept off --help
-
         recipe = DEFAULT_RECIPE  # as onboard (issue 25)
     request = CompileRequest(
         source=source,

@@ -48,13 +48,12 @@ from curator.onboard.summary import render_summary
 from curator.paths import foundry_cache_dir
 from curator.progress import Progress
 from curator.prompts import default_prompt_set_path, load_prompt_set
+from curator.recipes import DEFAULT_RECIPE
 from curator.register import RegisterResult, register
 from curator.registry import find_model, load_registry, update_model, upsert_model
 from curator.registry.rules import ram_floor_gb
 from curator.registry.store import lock_path
 from curator.smoke.run import run_smoke
-
-DEFAULT_RECIPE = "int4-cpu"  # onboard's and compile's recipe when none is given
 
 
 @dataclass(frozen=True)
