@@ -49,9 +49,12 @@ POST_PASS_BYTES_PER_PARAMETER = {
 # int8-cpu (``matmul_int8``): each MatMul weight cast and quantized chunk by chunk as it is
 # made (curator.compile.stream.int8_matmul), written at once: no whole quantized copy is held,
 # so its peak is fp32-cpu's plus the chunks in flight (float32 + int8, 4M elements, one per
-# quantizer thread plus one, at most 8 threads); CPU seconds per billion parameters, fitted on the
-# ladder (0.42B: 591 MiB in the manifest, 622 MiB for the whole tree, 38 s, 15.6 s quantizing).
+# quantizer thread plus one, at most 8 threads). Its wall time on 2 cores, fitted on the ladder
+# under the heavy lock (0.42B: 38.3 s, 622 MiB whole tree; 1.54B: 40.5 s, 47 s CPU, 1,004 MiB):
+# start-up dominates, the weights cost a few seconds per billion.
 INT8_CPU_SECONDS_PER_BILLION = 30.0
+INT8_STARTUP_SECONDS = 30.0
+INT8_SECONDS_PER_BILLION = 7.0
 INT8_CHUNK_BYTES = (1 << 22) * 5
 INT8_MAX_THREADS = 8
 # Wall time on an idle machine: Olive's start, reading/writing, and quantizing, per billion
@@ -241,6 +244,8 @@ def predict(
     parallel = max(1.0, min(cores, 2) * PARALLEL_EFFICIENCY) if cores > 1 else 1.0
     cpu = CPU_SECONDS_PER_BILLION[algo] * billions
     seconds = STARTUP_SECONDS + IO_SECONDS_PER_BILLION * billions + cpu / parallel
+    if algo == "int8":
+        seconds = INT8_STARTUP_SECONDS + INT8_SECONDS_PER_BILLION * billions
     return CompileCost(peak, seconds, True, basis)
 
 
