@@ -1,9 +1,8 @@
-"""`make mutation` report: the mutation score per guarded module, and every surviving mutant.
+"""`make mutation` report: the mutation score per mutated module, and every surviving mutant.
 
-mutmut (configured in pyproject.toml [tool.mutmut]) mutates whole files; the guard is sometimes
-only part of a file (the trust gate of the compile plan). GUARDED names,
-per file, the functions whose mutants count (None: the whole file). Mutants mutmut found no test
-for count as survivors: a guard no in-process test reaches is not guarded.
+mutmut (configured in pyproject.toml [tool.mutmut]) mutates whole files, and every mutant of every
+function counts. Mutants mutmut found no test for count as survivors: code no in-process test
+reaches is not guarded.
 
 Run from the repository root after `mutmut run`:
     python tests/mutation_report.py [--out mutation-report.md] [--target 90]
@@ -14,52 +13,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# file -> functions whose mutants count (None = every function in the file)
-GUARDED: dict[str, tuple[str, ...] | None] = {
-    "curator/registry/rules.py": None,
-    "curator/registry/diff.py": None,
-    "curator/registry/store.py": None,
-    # verify_cache's lookup of a model registered from elsewhere goes through Foundry Local in
-    # process; the subprocess tests cover it (tests/test_cache_untrusted.py, test_catalog.py).
-    "curator/cache/inventory.py": (
-        "verify_dir",
-        "dir_ids",
-        "_others",
-        "_flag_shared",
-        "_catalog_download",
-        "ok",
-    ),
-    "curator/compile/preflight.py": None,  # every check, in process (tests/test_preflight.py)
-    "curator/compile/source.py": ("custom_code_files",),
-    "curator/compile/api.py": ("_olive_config", "plan_compile"),
-    # every step's own logic, in process, collaborators passed in (tests/test_onboard_core.py)
-    "curator/onboard/pipeline.py": None,
-    "curator/bench/stats.py": None,
-    "curator/bench/measure.py": None,
-    "curator/smoke/run.py": None,  # over a fake Foundry runtime (tests/test_smoke_core.py)
-    "curator/prompts.py": None,
-    "curator/share/files.py": None,
-    "curator/share/pull.py": ("is_published", "_checked"),
-    "curator/register/entry.py": None,
-    "curator/register/loadtest.py": None,
-    "curator/hub/facts.py": None,
-    "curator/formats/gguf.py": None,
-    "curator/serve/openai_types.py": None,
-    "curator/serve/app.py": None,  # the request handlers (tests/test_serve_app_core.py)
-    "curator/serve/scheduler.py": None,
-    "curator/formats/safetensors.py": None,  # the header reader `curator info` uses
-}
-# Where the guard is a few lines of a larger function (the rest needs a real compile, covered by
-# the subprocess tests), only mutants whose diff touches a line matching this count.
-GATE_LINES: dict[str, str] = {
-    "curator/compile/api.py": r"trust_remote_code|check_custom_code|custom_code_files",
-}
+
+def mutated_files(root: Path) -> list[str]:
+    """The files `make mutation` mutates: pyproject.toml's [tool.mutmut] only_mutate, each
+    counted whole (every mutant of every function)."""
+    with (root / "pyproject.toml").open("rb") as handle:
+        return list(tomllib.load(handle)["tool"]["mutmut"]["only_mutate"])
+
+
 KILLED = {1, 3, 37}  # test failed, pytest internal error, caught by the type checker
 TIMEOUT = {36, 24, -24, 152, 255}  # a mutant that hangs the tests is caught too
 NO_TESTS = {5, 33}
@@ -82,27 +49,13 @@ class ModuleScore:
         return 100.0 * self.killed / self.total if self.total else 100.0
 
 
-def function_of(mutant: str) -> str:
-    """``curator.cache.inventory.xǁVerifyResultǁok__mutmut_2`` -> ``ok``; ``...x_verify_dir__mutmut_1`` ->
-    ``verify_dir``."""
-    mangled = mutant.rpartition(".")[2].partition("__mutmut_")[0]
-    if "ǁ" in mangled:
-        return mangled.rsplit("ǁ", 1)[1]
-    return mangled[2:] if mangled.startswith("x_") else mangled
-
-
-def score_module(path: str, functions: tuple[str, ...] | None, root: Path) -> ModuleScore:
+def score_module(path: str, root: Path) -> ModuleScore:
     result = ModuleScore(path)
     meta = root / "mutants" / f"{path}.meta"
     if not meta.is_file():
         return result
     codes: dict[str, int | None] = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
-    gate = GATE_LINES.get(path)
     for mutant, code in sorted(codes.items()):
-        if functions is not None and function_of(mutant) not in functions:
-            continue
-        if gate is not None and not touches(mutant, gate, root):
-            continue
         if code is None:
             result.unchecked.append(mutant)
         elif code in KILLED or code in TIMEOUT:
@@ -112,16 +65,6 @@ def score_module(path: str, functions: tuple[str, ...] | None, root: Path) -> Mo
         else:  # 0 survived; anything else (segfault, suspicious) is not a clean kill either
             result.survived.append(mutant)
     return result
-
-
-def touches(mutant: str, pattern: str, root: Path) -> bool:
-    """Whether the mutant's diff changes a line matching ``pattern``."""
-    changed = [
-        line
-        for line in mutant_diff(mutant, root).splitlines()
-        if line[:1] in "+-" and not line.startswith(("+++", "---"))
-    ]
-    return any(re.search(pattern, line) for line in changed)
 
 
 def mutant_diff(mutant: str, root: Path) -> str:
@@ -168,16 +111,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-diffs", action="store_true", help="list survivors without diffs")
     args = parser.parse_args(argv)
     root = Path.cwd()
-    scores = [score_module(path, funcs, root) for path, funcs in GUARDED.items()]
+    scores = [score_module(path, root) for path in mutated_files(root)]
     width = max(len(s.path) for s in scores)
     for s in scores:
         left = len(s.survived) + len(s.untested)
+        figure = f"{s.score:5.1f}%" if s.total else "not run"
+        unrun = f", {len(s.unchecked)} not run" if s.unchecked else ""
         print(
-            f"{s.path:<{width}}  {s.killed:4d}/{s.total:<4d} killed  {s.score:5.1f}%  {left} left"
+            f"{s.path:<{width}}  {s.killed:4d}/{s.total:<4d} killed  {figure}  {left} left{unrun}"
         )
     args.out.write_text(render(scores, args.target, root, not args.no_diffs), encoding="utf-8")
     print(f"survivors: {args.out}")
-    below = [s.path for s in scores if s.score < args.target]
+    below = [s.path for s in scores if s.score < args.target or s.unchecked]
     if below:
         print(f"below {args.target:g}%: {', '.join(below)}", file=sys.stderr)
         return 1
