@@ -87,16 +87,21 @@ def test_each_lazily_named_command_loads_under_its_own_name() -> None:
         assert command is not None and command.name == name, name
 
 
-def test_a_registry_command_imports_no_other_command_module() -> None:
+def command_modules_loaded(args: list[str]) -> tuple[str, set[str]]:
+    """What `curator ARGS` prints, and the curator.cli modules it imported, in a fresh process."""
     code = (
         "import sys; from curator.cli.main import cli; "
-        "cli(['registry', '--help'], standalone_mode=False); "
+        f"cli({args!r}, standalone_mode=False); "
         "print(sorted(m for m in sys.modules if m.startswith('curator.cli.')))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
-    loaded = out.strip().splitlines()[-1]
+    return out, set(ast.literal_eval(out.strip().splitlines()[-1]))
+
+
+def test_a_registry_command_imports_no_other_command_module() -> None:
+    _, loaded = command_modules_loaded(["registry", "--help"])
     assert "curator.cli.registry" in loaded
     for other in ("curator.cli.foundry", "curator.cli.compile", "curator.cli.bench"):
         assert other not in loaded
@@ -117,17 +122,9 @@ def test_help_lists_each_command_as_the_command_itself_would() -> None:
 
 
 def test_help_imports_no_command_module() -> None:
-    code = (
-        "import sys; from curator.cli.main import cli; "
-        "cli(['--help'], standalone_mode=False); "
-        "print(sorted(m for m in sys.modules if m.startswith('curator.cli.')))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
     from curator.cli.main import COMMANDS
 
-    loaded = set(ast.literal_eval(out.strip().splitlines()[-1]))
+    out, loaded = command_modules_loaded(["--help"])
     assert "Commands:" in out and "registry" in out
     assert "curator.cli.main" in loaded
     assert loaded.isdisjoint(module for module, _, _ in COMMANDS.values())

@@ -44,8 +44,10 @@ FIXTURES = {  # architecture -> hidden size (phi and nemotron rotate half heads:
 }
 
 
-def bf16_tied_copy(source: Path, out: Path) -> Path:
-    """``source`` stored bf16 with its lm_head tied to the embedding (as most Hub checkpoints)."""
+def bf16_tied_copy(source: Path, out: Path, bias_seed: int | None = None) -> Path:
+    """``source`` stored bf16 with its lm_head tied to the embedding (as most Hub checkpoints);
+    with ``bias_seed``, its attention biases made non-zero (a random init leaves them zero, and
+    the model builder drops a zero bias)."""
     import shutil
 
     import torch
@@ -57,6 +59,11 @@ def bf16_tied_copy(source: Path, out: Path) -> Path:
             shutil.copy(entry, out / entry.name)
     tensors = load_file(str(source / "model.safetensors"))
     tensors.pop("lm_head.weight", None)
+    if bias_seed is not None:
+        generator = torch.Generator().manual_seed(bias_seed)
+        for name, tensor in tensors.items():
+            if name.endswith("_proj.bias"):
+                tensors[name] = torch.randn(tensor.shape, generator=generator) * 0.1
     save_file(
         {k: v.to(torch.bfloat16).contiguous() for k, v in tensors.items()},
         str(out / "model.safetensors"),

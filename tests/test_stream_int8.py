@@ -15,7 +15,6 @@ of both models on the same tokens must be equal, bit for bit.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT, TEST_MODELS_ROOT, run_curator
+from tests.test_stream_compile import bf16_tied_copy
 
 REFERENCE_RECIPE = REPO_ROOT / "tests" / "data" / "recipes" / "int8-cpu-reference.json"
 FIXTURES = {  # architecture -> hidden size (as tests/test_stream_compile.py builds them)
@@ -90,34 +90,6 @@ def test_options_a_recipe_cannot_get_are_refused() -> None:
 
 
 # --- whole compiles: streamed vs today's two passes ------------------------------------------
-
-
-def biased_bf16_tied_copy(source: Path, out: Path) -> Path:
-    """``source`` stored bf16, its lm_head tied to the embedding (as most Hub checkpoints), with
-    non-zero attention biases where it has them (a random init leaves them zero, and the model
-    builder drops a zero bias): the int8 MatMuls then feed an Add, as in a real Qwen2."""
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    out.mkdir(parents=True, exist_ok=True)
-    for entry in source.iterdir():
-        if entry.suffix != ".safetensors" and entry.name != "config.json":
-            shutil.copy(entry, out / entry.name)
-    tensors = load_file(str(source / "model.safetensors"))
-    tensors.pop("lm_head.weight", None)
-    generator = torch.Generator().manual_seed(3)
-    for name, tensor in tensors.items():
-        if name.endswith("_proj.bias"):
-            tensors[name] = torch.randn(tensor.shape, generator=generator) * 0.1
-    save_file(
-        {k: v.to(torch.bfloat16).contiguous() for k, v in tensors.items()},
-        str(out / "model.safetensors"),
-        metadata={"format": "pt"},
-    )
-    config = json.loads((source / "config.json").read_text())
-    config.update({"tie_word_embeddings": True, "torch_dtype": "bfloat16", "dtype": "bfloat16"})
-    (out / "config.json").write_text(json.dumps(config))
-    return out
 
 
 def compile_both(
@@ -216,7 +188,8 @@ def test_streamed_int8_is_todays_int8_cpu(tmp_path: Path) -> None:
     from curator.devmodels.cache import cached_tiny_model
 
     tiny = cached_tiny_model(TEST_MODELS_ROOT, architecture="qwen2", hidden_size=64, num_layers=2)
-    source = biased_bf16_tied_copy(tiny, tmp_path / "qwen2-bf16-tied-biased")
+    # non-zero attention biases: the int8 MatMuls then feed an Add, as in a real Qwen2
+    source = bf16_tied_copy(tiny, tmp_path / "qwen2-bf16-tied-biased", bias_seed=3)
     reference, streamed = compile_both(source, tmp_path, "tq8")
     _, nodes = _graph(streamed)
     assert any(node[0] == "Add" and "qkv_proj" in name for name, node in nodes.items())
