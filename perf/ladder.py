@@ -302,11 +302,26 @@ class Measured:
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at the start and the end
 
 
+def _high_water_bytes(pid: int) -> int | None:
+    """The process's own peak RSS so far (Linux: VmHWM), so that a peak shorter than the sampling
+    interval still counts; None where the kernel does not say. Summed over a tree it is an upper
+    bound of the tree's peak (its processes may peak at different times)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
 def run_measured(
     command: Sequence[str], log: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> Measured:
     """Run ``command`` (output to ``log``), sampling the summed RSS of it and all its
-    descendants every SAMPLE_SECONDS; the peak over the run."""
+    descendants every SAMPLE_SECONDS, and each one's own high-water mark where the kernel keeps
+    it; the peak over the run."""
     import psutil
 
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -324,14 +339,16 @@ def run_measured(
                 members = [proc, *proc.children(recursive=True)]
             except psutil.NoSuchProcess:
                 members = []
+            high_water = 0
             for member in members:
                 with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                     info = member.memory_info()
                     total += info.rss
                     anon += info.rss - getattr(info, "shared", 0)
+                    high_water += _high_water_bytes(member.pid) or info.rss
                     times = member.cpu_times()
                     cpu[member.pid] = times.user + times.system
-            peak = max(peak, total)
+            peak = max(peak, total, high_water)
             peak_anon = max(peak_anon, anon)
             try:
                 code = proc.wait(timeout=SAMPLE_SECONDS)

@@ -432,7 +432,7 @@ def test_usage_is_the_last_reported_and_first_token_the_first_text() -> None:
     assert outcome.first_token_ms is not None and outcome.first_token_ms >= 50.0
     assert outcome.first_token_ms == round(outcome.first_token_ms, 1)
     assert isinstance(outcome.first_token_ms, float)
-    assert outcome.first_token_ms <= outcome.seconds * 1000 + 0.1
+    assert outcome.first_token_ms <= outcome.seconds * 1000 + 0.5  # seconds is rounded to the ms
 
 
 def test_a_runtime_error_keeps_its_message_and_the_partial_answer() -> None:
