@@ -57,7 +57,7 @@ def test_onboard_then_rerun_skips_done_steps(tiny_model_dir: Path, tmp_path: Pat
     assert threads in report["notes"]  # the thread setting the bench ran with (issue 11)
     summary = Path(result["summary_path"]).read_text()
     assert f"# Onboard `{entry['id']}`" in summary and "## Benchmark" in summary
-    assert f"{bench['decodeTokensPerSec']['mean']:.1f}" in summary
+    assert f"{bench['decodeTokensPerSec']['mean']:,.1f}" in summary  # as the summary writes it
     leftovers = sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.startswith("."))
     assert leftovers == [] and not (tmp_path / "out" / "staged-registry.json").exists()
 
