@@ -100,6 +100,26 @@ def peak_rss_bytes() -> int:
     return peak if IS_MACOS else peak * 1024  # macOS reports bytes, Linux kilobytes
 
 
+def process_peak_rss_bytes(pid: int) -> int | None:
+    """Another process's own peak RSS so far (Windows: peak working set; Linux: VmHWM), or None
+    where the platform does not keep one (macOS) or the process is gone."""
+    if IS_WINDOWS:
+        import psutil
+
+        try:
+            return int(getattr(psutil.Process(pid).memory_info(), "peak_wset", 0)) or None
+        except psutil.Error:
+            return None
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
 def tree_rss_bytes(pid: int) -> int:
     """The current RSS of a process and all its descendants (0 once it is gone)."""
     import psutil

@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from curator.portable import process_peak_rss_bytes
 from perf._table import Ratio
 
 REPO = Path(__file__).resolve().parent.parent
@@ -302,20 +303,6 @@ class Measured:
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at the start and the end
 
 
-def _high_water_bytes(pid: int) -> int | None:
-    """The process's own peak RSS so far (Linux: VmHWM), so that a peak shorter than the sampling
-    interval still counts; None where the kernel does not say. Summed over a tree it is an upper
-    bound of the tree's peak (its processes may peak at different times)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return None
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return None
-
-
 def run_measured(
     command: Sequence[str], log: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> Measured:
@@ -345,7 +332,9 @@ def run_measured(
                     info = member.memory_info()
                     total += info.rss
                     anon += info.rss - getattr(info, "shared", 0)
-                    high_water += _high_water_bytes(member.pid) or info.rss
+                    high_water += (
+                        process_peak_rss_bytes(member.pid) or info.rss
+                    )  # summed: an upper bound
                     times = member.cpu_times()
                     cpu[member.pid] = times.user + times.system
             peak = max(peak, total, high_water)

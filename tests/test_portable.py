@@ -476,3 +476,27 @@ def test_every_linux_only_entry_names_a_real_test_and_a_reason() -> None:
     fixtures = (REPO_ROOT / "tests" / "conftest.py").read_text(encoding="utf-8")
     for name in conftest.LINUX_ONLY_FIXTURES:
         assert f"def {name}(" in fixtures, name
+
+
+def test_another_processs_peak_rss_is_at_least_its_current_rss() -> None:
+    import psutil
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; b = bytearray(64 << 20); time.sleep(30)"]
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while (
+            psutil.Process(child.pid).memory_info().rss < 64 << 20 and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        peak = portable.process_peak_rss_bytes(child.pid)
+        if sys.platform == "darwin":
+            assert peak is None  # macOS keeps no per-process high-water mark another can read
+        else:
+            assert peak is not None and peak >= psutil.Process(child.pid).memory_info().rss
+            assert peak >= 64 << 20
+    finally:
+        child.kill()
+        child.wait()
+    assert portable.process_peak_rss_bytes(child.pid) is None  # gone

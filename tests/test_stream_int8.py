@@ -22,19 +22,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT, TEST_MODELS_ROOT, run_curator
-from tests.test_stream_compile import bf16_tied_copy
+from tests.test_stream_compile import FIXTURES, bf16_tied_copy
 
 REFERENCE_RECIPE = REPO_ROOT / "tests" / "data" / "recipes" / "int8-cpu-reference.json"
-FIXTURES = {  # architecture -> hidden size (as tests/test_stream_compile.py builds them)
-    "qwen2": 64,
-    "llama": 64,
-    "mistral": 64,
-    "gemma2": 64,
-    "gemma3": 64,
-    "phi3": 64,
-    "phi": 128,
-    "nemotron": 128,
-}
 TOKENS = [1, 5, 9, 200, 17, 3, 44, 8, 120, 2, 77, 31]
 
 
