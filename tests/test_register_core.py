@@ -599,7 +599,7 @@ def test_a_byom_source_keeps_its_license_subfolder_and_merged_adapter(tmp_path: 
         "repo": "o/lora",
         "sha256": hashlib.sha256(b"").hexdigest(),
     }
-    for subfolder in ("/abs", "a//b", "a/", "a b"):
+    for subfolder in ("/abs", "a//b", "a/", "a b", "../up", "cpu/..", "./cpu", "cpu\n"):
         declared = {"repo": "o/m", "subfolder": subfolder}
         assert "subfolder" not in entry_mod.source_of(tmp_path, {"source": declared}, {})
     assert (

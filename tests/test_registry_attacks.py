@@ -510,3 +510,19 @@ def test_the_review_is_written_for_an_invalid_or_unreadable_head(tmp_path: Path)
     assert unreadable.returncode == 1 and unreadable.stderr.startswith("error: ")
     text = review.read_text()
     assert "❌ cannot review" in text and "invalid JSON" in text
+
+
+# 16. A source subfolder of "../up" (or "a/./b") matched the subfolder pattern: a registry entry
+# could point a reviewer, or a later `curator import`, outside the repository's folder.
+@pytest.mark.parametrize("subfolder", ["../up", "cpu/../../etc", "a/./b", ".", "cpu\n"])
+def test_a_subfolder_that_leaves_the_repository_is_refused(subfolder: str) -> None:
+    entry = make_entry(0)
+    entry["source"]["subfolder"] = subfolder
+    assert ("models[0].source.subfolder", "schema.pattern") in rules_at(make_document([entry]))
+
+
+@pytest.mark.parametrize("subfolder", ["cpu_and_mobile/cpu-int4-rtn", "v1.5/..hidden", ".cfg"])
+def test_a_subfolder_inside_the_repository_stays_valid(subfolder: str) -> None:
+    entry = make_entry(0)
+    entry["source"]["subfolder"] = subfolder
+    assert rules_at(make_document([entry])) == set()

@@ -184,6 +184,8 @@ def source_of(path: Path, manifest: dict[str, Any], config: dict[str, Any]) -> d
 
 
 _LICENSE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+# A relative folder inside the repo: no "." or ".." part (the schema's subfolder pattern).
+_SUBFOLDER_RE = re.compile(r"^(?!\.\.?(/|$))[A-Za-z0-9._-]+(/(?!\.\.?(/|$))[A-Za-z0-9._-]+)*$")
 
 
 def _byom_source(manifest: dict[str, Any], declared: dict[str, Any]) -> dict[str, Any]:
@@ -193,7 +195,7 @@ def _byom_source(manifest: dict[str, Any], declared: dict[str, Any]) -> dict[str
     if isinstance(license_id, str) and _LICENSE_RE.match(license_id):
         found["license"] = license_id
     subfolder = declared.get("subfolder")
-    if isinstance(subfolder, str) and re.match(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$", subfolder):
+    if isinstance(subfolder, str) and _SUBFOLDER_RE.fullmatch(subfolder):
         found["subfolder"] = subfolder
     adapter = manifest.get("adapter")
     if isinstance(adapter, dict) and isinstance(adapter.get("repo"), str):
