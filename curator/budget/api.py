@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curator.budget.recipe import plan_recipe, recipe_name, write_recipe
+from curator.budget.recipe import plan_recipe, recipe_name, share_tied_table, write_recipe
 from curator.budget.search import Plan, search
 from curator.budget.sensitivity import Sensitivity, measure_sensitivity
 from curator.cache.modeldir import MANIFEST_NAME, sha256_file
@@ -221,6 +221,8 @@ def compile_to_budget(
     if sensitivity_tokens:
         kwargs["tokens"] = sensitivity_tokens
     sensitivity = measure_sensitivity(source.local_dir, **kwargs)
+    # a tied embedding and lm_head: one group, one format, stored once
+    sensitivity = share_tied_table(sensitivity, source.local_dir)
     _say(
         progress,
         f"budget: {len(sensitivity.groups)} groups, sensitivity "

@@ -3,13 +3,17 @@ embedding, and lm_head when it is not tied to the embedding).
 
 Grouping follows the Hugging Face parameter names of the decoder families the model builder
 supports (Llama, Qwen, Mistral, Phi, Gemma, SmolLM ...). Tensors a group holds are quantized
-alike; a tied lm_head is a group of its own all the same: the compile writes the table twice (the
-embedding Gather and the lm_head MatMul), each quantized on its own.
+alike. The sensitivity pass measures a tied lm_head as a group of its own (the embedding and the
+lm_head perturb the model in different places); the search then weighs the tied table as ONE
+group, :data:`TIED_TABLE` (:func:`tied_table_options`): one format, stored once (the compile's
+``share_tied_embedding``: the embedding gather reads the lm_head MatMul's quantized table), whose
+cost is the lm_head's plus the embedding's at that format.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
@@ -21,6 +25,7 @@ _KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 EMBEDDING = "embedding"
 LM_HEAD = "lm_head"
+TIED_TABLE = "tied_table"  # a tied embedding and lm_head as one group, stored once
 
 
 @dataclass(frozen=True)
@@ -90,3 +95,42 @@ def group_tensors(shapes: dict[str, tuple[int, ...]]) -> tuple[Group, ...]:
         )
         for g in sorted(members, key=order)
     )
+
+
+def tied_table_options(
+    embedding_cost: Mapping[str, float],
+    head_cost: Mapping[str, float],
+    head_proxy: Mapping[str, float],
+    head_bytes: Mapping[str, int],
+    shareable: Callable[[str], bool],
+) -> tuple[dict[str, float], dict[str, int]]:
+    """(cost, bytes) of the tied table at every lm_head format it can be shared in.
+
+    Bytes: the lm_head's, once. Cost: the lm_head's at that format plus the embedding's. The
+    sensitivity pass weighs the embedding at the gather's own formats (RTN) only; at an lm_head
+    format it did not weigh, the embedding's cost is scaled from a format both tables have, by the
+    ratio of the lm_head's proxy energies (the same table, so the error energy changes between
+    formats alike): ``emb[A] * head_proxy[F] / head_proxy[A]``. Empty when no format is in both
+    tables (nothing to scale from)."""
+    anchors = [
+        name
+        for name in sorted(embedding_cost)
+        if name in head_cost and head_proxy.get(name, 0.0) > 0.0
+    ]
+    if not anchors:
+        return {}, {}
+    anchor = anchors[0]
+    cost: dict[str, float] = {}
+    sizes: dict[str, int] = {}
+    for name, head in head_cost.items():
+        if name not in head_bytes or not shareable(name):
+            continue
+        if name in embedding_cost:
+            embedding = embedding_cost[name]
+        elif name in head_proxy:
+            embedding = embedding_cost[anchor] * head_proxy[name] / head_proxy[anchor]
+        else:
+            continue
+        cost[name] = max(head, 0.0) + max(embedding, 0.0)
+        sizes[name] = int(head_bytes[name])
+    return cost, sizes

@@ -2,19 +2,26 @@
 
 The recipe is an ordinary ``CuratorModelBuilder`` recipe (curator.quant.plan): 4-bit k-quant block
 32 as the base, the embedding gather's format in ``embedding_quant``, and one ``tensor_overrides``
-entry per group naming the model builder's node(s) of that group with the group's format.
+entry per group naming the model builder's node(s) of that group with the group's format. A tied
+table (:data:`~curator.budget.groups.TIED_TABLE`) is the lm_head's override plus
+``share_tied_embedding``: the compile stores it once and the embedding gather reads it
+(``embedding_quant`` then only serves a model that turns out not to be tied).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from curator.budget.formats import parse_format, tensor_quant
-from curator.budget.groups import EMBEDDING, LM_HEAD
+from curator.budget.groups import EMBEDDING, LM_HEAD, TIED_TABLE, Group, tied_table_options
 from curator.budget.search import Plan
+from curator.budget.sensitivity import Sensitivity, tensor_shapes
 from curator.jsonio import write_json_atomic
+from curator.quant.plan import TensorQuant, share_blocker
 
 _PATTERNS = {
     "qkv": r"re:/model/layers\.{i}/attn/(qkv|q|k|v)_proj/MatMul",
@@ -29,7 +36,7 @@ def node_pattern(group: str) -> str | None:
     """The ``tensor_overrides`` match of the builder node(s) holding ``group`` (None: embedding)."""
     if group == EMBEDDING:
         return None
-    if group == LM_HEAD:
+    if group in (LM_HEAD, TIED_TABLE):
         return "/lm_head/MatMul"
     found = _LAYER_GROUP.match(group)
     if not found or found.group(2) not in _PATTERNS:
@@ -56,6 +63,7 @@ def plan_recipe(
     """The recipe document of ``plan`` (schemas/recipe.schema.json)."""
     overrides: list[dict[str, Any]] = []
     embedding: dict[str, Any] | None = None
+    shared = False
     for choice in plan.choices:
         fields = tensor_quant(parse_format(choice.format))
         pattern = node_pattern(choice.group)
@@ -63,6 +71,9 @@ def plan_recipe(
             embedding = {k: v for k, v in fields.items() if k != "algo"}
             continue
         overrides.append({"match": pattern, **fields})
+        if choice.group == TIED_TABLE:
+            shared = True
+            embedding = {k: v for k, v in fields.items() if k != "algo"}
     config: dict[str, Any] = {
         "precision": "int4",
         "int4_block_size": 32,
@@ -73,6 +84,8 @@ def plan_recipe(
     }
     if embedding is not None:
         config["embedding_quant"] = embedding
+    if shared:
+        config["share_tied_embedding"] = True
     return {
         "name": name,
         "description": summary[:300],
@@ -93,3 +106,46 @@ def write_recipe(document: dict[str, Any], directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, document)
     return path
+
+
+def _shareable(hidden: int) -> Callable[[str], bool]:
+    def shareable(name: str) -> bool:
+        fmt = parse_format(name)
+        quant = TensorQuant(fmt.bits, fmt.block, fmt.symmetric, fmt.algorithm)
+        return share_blocker(quant, hidden) is None
+
+    return shareable
+
+
+def share_tied_table(sensitivity: Sensitivity, source_dir: Path) -> Sensitivity:
+    """``sensitivity`` with a tied source's embedding and lm_head groups made one
+    :data:`TIED_TABLE` group (one format, its bytes counted once: see
+    :func:`~curator.budget.groups.tied_table_options`); unchanged for an untied source, or when
+    no lm_head format can be shared."""
+    by_name = {g.name: g for g in sensitivity.groups}
+    embedding, head = by_name.get(EMBEDDING), by_name.get(LM_HEAD)
+    if embedding is None or head is None or not embedding.shapes:
+        return sensitivity
+    if not tensor_shapes(source_dir)[2]:  # untied: two tables, two groups
+        return sensitivity
+    hidden = embedding.shapes[0][1]
+    cost, sizes = tied_table_options(
+        sensitivity.cost.get(EMBEDDING, {}),
+        sensitivity.cost.get(LM_HEAD, {}),
+        sensitivity.proxy.get(LM_HEAD, {}),
+        sensitivity.sizes.get(LM_HEAD, {}),
+        _shareable(hidden),
+    )
+    if not cost:
+        return sensitivity
+    tied = Group(TIED_TABLE, TIED_TABLE, embedding.tensors, embedding.shapes)
+    groups = tuple(
+        tied if g.name == EMBEDDING else g for g in sensitivity.groups if g.name != LM_HEAD
+    )
+    keep = {g.name for g in groups}
+    return dataclasses.replace(
+        sensitivity,
+        groups=groups,
+        cost={**{k: v for k, v in sensitivity.cost.items() if k in keep}, TIED_TABLE: cost},
+        sizes={**{k: v for k, v in sensitivity.sizes.items() if k in keep}, TIED_TABLE: sizes},
+    )

@@ -13,7 +13,14 @@ A recipe carries a plan in the ``CuratorModelBuilder`` pass config (see recipes/
     "tensor_overrides": [                            # applied in order; the last match wins
         {"match": "/model/layers.*/mlp/down_proj/MatMul", "bits": 8},
         {"match": "/lm_head/MatMul", "keep_float": true}
-    ]
+    ],
+    "share_tied_embedding": true                     # a tied table written once (below)
+
+``share_tied_embedding``: when the model ties its embedding to its lm_head, the embedding gather
+reads the lm_head MatMul's quantized data, scales and zero points (``GatherBlockQuantized`` takes
+``MatMulNBits``' layout, the data reshaped to ``[V, H * bits / 8]``), so the table is stored once,
+in the lm_head's format. :func:`share_blocker` says when a format cannot be shared; the embedding
+then gets its own format (``embedding_quant``) as without the option.
 
 ``match`` is a shell-style pattern (:func:`fnmatch.fnmatchcase`) on the node name, or a regular
 expression when it starts with ``re:``. Fields an override leaves out keep the value it overrides.
@@ -174,12 +181,14 @@ class QuantPlan:
 
     ``matmul`` is the default for MatMul weights (None: the compile keeps them float, e.g.
     fp32-cpu); ``embedding`` the embedding gather's (None: float); ``overrides`` refine per node,
-    in order, the last match winning (also on the embedding's node name).
+    in order, the last match winning (also on the embedding's node name);
+    ``share_tied_embedding``: a tied embedding gather reads the lm_head's quantized table.
     """
 
     matmul: TensorQuant | None
     embedding: TensorQuant | None = None
     overrides: tuple[TensorOverride, ...] = ()
+    share_tied_embedding: bool = False
 
     def for_node(self, node_name: str) -> TensorQuant | None:
         """The quantization of the weight of ``node_name`` (None: kept float)."""
@@ -199,6 +208,26 @@ class QuantPlan:
     def describe(self, node_names: Sequence[str]) -> dict[str, TensorQuant | None]:
         """Every node's quantization (for a report, or for BUDGET to diff two plans)."""
         return {name: self.for_node(name) for name in node_names}
+
+
+def share_blocker(quant: TensorQuant | None, cols: int) -> str | None:
+    """Why a tied table quantized for the lm_head MatMul as ``quant`` (``cols`` = hidden size)
+    cannot also be the embedding's ``GatherBlockQuantized`` table (None: it can).
+
+    The pinned onnxruntime's GatherBlockQuantized reads uint8 data of 4 or 8 bits, blocks along
+    the hidden axis, scales ``[V, k_blocks]`` and uint8 zero points ``[V, ceil(k_blocks * bits /
+    8)]`` (default 8 / 128 when absent, MatMulNBits' own convention): MatMulNBits' layout whenever
+    the blocks divide the row (no padding) and the zero points are uint8 (not HQQ's floats)."""
+    if quant is None:
+        return "the lm_head is kept float"
+    if quant.algo == "hqq":
+        return "HQQ keeps float zero points, which GatherBlockQuantized does not read"
+    if cols % quant.block_size:
+        return (
+            f"block {quant.block_size} does not divide the hidden size {cols} (the MatMul's "
+            "padded rows are not the gather's layout)"
+        )
+    return None
 
 
 def k_quant_mixed_layers(num_layers: int) -> list[int]:
@@ -272,4 +301,12 @@ def plan_for(config: Mapping[str, Any], num_layers: int) -> QuantPlan:
         if not isinstance(raw, Mapping):
             raise PlanError("every tensor_overrides entry must be an object")
         overrides.append(TensorOverride.from_json(raw))
-    return QuantPlan(matmul=matmul, embedding=embedding, overrides=tuple(overrides))
+    share = config.get("share_tied_embedding")
+    if share is not None and not isinstance(share, bool):
+        raise PlanError(f"share_tied_embedding must be true or false, not {share!r}")
+    return QuantPlan(
+        matmul=matmul,
+        embedding=embedding,
+        overrides=tuple(overrides),
+        share_tied_embedding=bool(share),
+    )

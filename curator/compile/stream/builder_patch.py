@@ -18,6 +18,12 @@ What the builder does today, and what changes while a :class:`StreamSession` is 
   later loads the whole ONNX model again to quantize. Here: the same GatherBlockQuantized, made at
   once.
 - ``save_model``: only the graph (a few MB) is serialised; the data file is already complete.
+- A tied embedding with the plan's ``share_tied_embedding``: the table is quantized once, in the
+  lm_head's format, when the embedding is made; the embedding's ``GatherBlockQuantized`` reads the
+  lm_head ``MatMulNBits``' data (through a Reshape to ``[V, H * bits / 8]``), scales and zero
+  points, and the lm_head node reuses them. The builder's own ``shared_embeddings`` does the same
+  for a whole-graph ``to_int4`` (base.py ``make_embedding``); Olive's ModelBuilder pass replaces
+  that make_embedding, so it never applied to a compile here.
 
 What cannot stream is built the builder's own way (the log says which and why): GGUF and
 pre-quantized inputs, adapters, builders with their own ``load_weights``, checkpoints that are not
@@ -42,7 +48,14 @@ from curator.compile.stream.checkpoint import Checkpoint, CheckpointError
 from curator.compile.stream.int8_matmul import make_matmul_int8
 from curator.quant.int8 import DynamicInt8
 from curator.quant.kernels import PackedTensor, quantize_gather, quantize_matmul
-from curator.quant.plan import EMBEDDING_NODE, QuantPlan, TensorQuant, plan_for
+from curator.quant.plan import (
+    EMBEDDING_NODE,
+    LM_HEAD_NODE,
+    QuantPlan,
+    TensorQuant,
+    plan_for,
+    share_blocker,
+)
 
 ALIGN = 4096  # tensors over ALIGN_OVER bytes start on a page boundary (mmap-friendly)
 ALIGN_OVER = 1 << 20
@@ -389,6 +402,8 @@ def _load_weights(self: Any, input_path: str) -> Any:
             config, trust_remote_code=self.hf_remote
         )
     model.eval()
+    head, embed = model.get_output_embeddings(), model.get_input_embeddings()
+    session.stats["tied"] = head is not None and head.weight is embed.weight
     units = _Units(self, model, checkpoint, _target_dtype(config, checkpoint))
     if units.missing:
         reason = f"the checkpoint has no tensor for {', '.join(units.missing[:3])}"
@@ -619,21 +634,30 @@ def _make_matmul_int4(self: Any, matmul: Any, basename: str, root_input: str, **
         return self.make_matmul_float(matmul, basename, root_input, **kwargs)
     import onnx_ir as ir
 
-    weight = _numpy_io(matmul.weight, self.io_dtype)  # [N, K]
-    started = time.perf_counter()
-    io = _io_numpy_dtype(self.io_dtype)
-    weight_name = basename[1:].replace("/", ".") + ".weight"
+    shared = session.stats.get("shared_table")
+    if basename == LM_HEAD_NODE and isinstance(shared, SharedTable):
+        if shared.quant != quant or shared.shape != tuple(matmul.weight.shape):
+            raise RuntimeError(
+                f"the shared table was written as {shared.quant} {shared.shape}, but the lm_head "
+                f"is {quant} {tuple(matmul.weight.shape)}"
+            )
+        names = list(shared.names)  # written with the embedding: the table is stored once
+    else:
+        weight = _numpy_io(matmul.weight, self.io_dtype)  # [N, K]
+        started = time.perf_counter()
+        io = _io_numpy_dtype(self.io_dtype)
+        weight_name = basename[1:].replace("/", ".") + ".weight"
 
-    def quantize(rows: np.ndarray[Any, Any]) -> PackedTensor:
-        return quantize_matmul(rows, quant, scale_dtype=io, threads=session.threads)
+        def quantize(rows: np.ndarray[Any, Any]) -> PackedTensor:
+            return quantize_matmul(rows, quant, scale_dtype=io, threads=session.threads)
 
-    # hqq's early stop reads the whole tensor: never sliced
-    names = _quantize_written(
-        self, session, weight, quantize, weight_name, sliced=quant.algo != "hqq"
-    )
-    session.quantize_seconds += time.perf_counter() - started
-    session.quantized += 1
-    del weight
+        # hqq's early stop reads the whole tensor: never sliced
+        names = _quantize_written(
+            self, session, weight, quantize, weight_name, sliced=quant.algo != "hqq"
+        )
+        session.quantize_seconds += time.perf_counter() - started
+        session.quantized += 1
+        del weight
     n, k = int(matmul.weight.shape[0]), int(matmul.weight.shape[1])
     inputs = [root_input, *names]
     output = "logits" if kwargs.get("logits", False) else f"{basename}/output_0"
@@ -680,14 +704,88 @@ def _make_matmul_float(self: Any, matmul: Any, name: str, root_input: str, **kwa
     return result
 
 
-def _make_embedding(self: Any, embedding: Any) -> None:
-    session = _stream(self)
-    quant = session.quant_plan().for_node(EMBEDDING_NODE) if session is not None else None
-    if session is None or quant is None or hasattr(embedding, "qweight"):
-        _ORIGINAL["make_embedding"](self, embedding)
-        return
+@dataclass(frozen=True)
+class SharedTable:
+    """A tied table written once, in the lm_head's format, when the embedding was made."""
+
+    quant: TensorQuant
+    shape: tuple[int, int]
+    names: tuple[str, ...]  # the lm_head MatMulNBits' data, scales (and zero points)
+
+
+def _share_blocker(self: Any, session: StreamSession, embedding: Any) -> str | None:
+    """Why this build does not share its embedding table with the lm_head (None: it does)."""
+    if not session.stats.get("tied"):
+        return "the model does not tie its embedding to its lm_head"
+    if getattr(self, "exclude_embeds", False) or getattr(self, "exclude_lm_head", False):
+        return "the build leaves out the embedding or the lm_head"
+    if self.quant_attrs.get("use_qdq"):
+        return "a QDQ build"
+    if self.onnx_dtype not in _int_dtypes():
+        return "the MatMuls are not quantized"
+    return share_blocker(session.quant_plan().for_node(LM_HEAD_NODE), int(embedding.shape[1]))
+
+
+def _int_dtypes() -> set[Any]:
     import onnx_ir as ir
 
+    return {ir.DataType.INT4, ir.DataType.UINT4}
+
+
+def _shared_embedding(self: Any, session: StreamSession, embedding: Any) -> str:
+    """The tied table quantized as the lm_head (written under the lm_head's initializer names)
+    and the GatherBlockQuantized that reads it: the gather's output."""
+    import onnx_ir as ir
+
+    quant = session.quant_plan().for_node(LM_HEAD_NODE)
+    assert quant is not None
+    table = _numpy_io(embedding, self.io_dtype)  # [V, H]: the lm_head's [N, K]
+    started = time.perf_counter()
+    io = _io_numpy_dtype(self.io_dtype)
+
+    def quantize(rows: np.ndarray[Any, Any]) -> PackedTensor:
+        return quantize_matmul(rows, quant, scale_dtype=io, threads=session.threads)
+
+    names = _quantize_written(
+        self, session, table, quantize, "lm_head.MatMul.weight", sliced=quant.algo != "hqq"
+    )
+    session.quantize_seconds += time.perf_counter() - started
+    session.quantized += 1
+    vocab, hidden = int(table.shape[0]), int(table.shape[1])
+    del table
+    session.stats["shared_table"] = SharedTable(quant, (vocab, hidden), tuple(names))
+    basename = "/model/embed_tokens"
+    flat = hidden * quant.bits // 8
+    reshape_name = f"{basename}/Reshape"
+    self.make_reshape(
+        reshape_name,
+        [names[0], f"/model/constants/INT64/[{vocab}, {flat}]"],
+        dtype=ir.DataType.UINT8,
+        shape=[vocab, flat],
+    )
+    gather_name = f"{basename}/GatherBlockQuantized"
+    gather_output = f"{gather_name}/output_0"
+    self.make_node(
+        "GatherBlockQuantized",
+        inputs=[f"{reshape_name}/output_0", "input_ids", *names[1:]],
+        outputs=[gather_output],
+        name=gather_name,
+        domain="com.microsoft",
+        gather_axis=0,
+        quantize_axis=1,
+        block_size=quant.block_size,
+        bits=quant.bits,
+    )
+    log(
+        f"tied embedding shares the lm_head's table ({quant.bits}-bit, block "
+        f"{quant.block_size}, {quant.algo}): stored once"
+    )
+    return gather_output
+
+
+def _quantized_gather(self: Any, session: StreamSession, embedding: Any, quant: TensorQuant) -> str:
+    """The embedding table quantized on its own (GatherBlockQuantized, as Olive's
+    OnnxBlockWiseRtnQuantization would write it): the gather's output."""
     table = _numpy_io(embedding, self.io_dtype)
     started = time.perf_counter()
     io = _io_numpy_dtype(self.io_dtype)
@@ -700,14 +798,12 @@ def _make_embedding(self: Any, embedding: Any) -> None:
     )
     session.quantize_seconds += time.perf_counter() - started
     del table
-    basename = "/model/embed_tokens"
-    inputs = [names[0], "input_ids", *names[1:]]
-    gather_name = f"{basename}/Gather"
+    gather_name = "/model/embed_tokens/Gather"
     # Olive's OnnxBlockWiseRtnQuantization renames the node and its output this way
     gather_output = f"{gather_name}/output_0_Q{quant.bits}"
     self.make_node(
         "GatherBlockQuantized",
-        inputs=inputs,
+        inputs=[names[0], "input_ids", *names[1:]],
         outputs=[gather_output],
         name=f"{gather_name}_Q{quant.bits}",
         domain="com.microsoft",
@@ -716,6 +812,30 @@ def _make_embedding(self: Any, embedding: Any) -> None:
         block_size=quant.block_size,
         bits=quant.bits,
     )
+    return gather_output
+
+
+def _make_embedding(self: Any, embedding: Any) -> None:
+    session = _stream(self)
+    if session is None or hasattr(embedding, "qweight"):
+        _ORIGINAL["make_embedding"](self, embedding)
+        return
+    plan = session.quant_plan()
+    quant = plan.for_node(EMBEDDING_NODE)
+    blocker = _share_blocker(self, session, embedding) if plan.share_tied_embedding else "-"
+    if plan.share_tied_embedding and blocker is not None:
+        log(f"the embedding keeps its own table ({blocker})")
+    if blocker is not None and quant is None:
+        _ORIGINAL["make_embedding"](self, embedding)
+        return
+    import onnx_ir as ir
+
+    basename = "/model/embed_tokens"
+    if blocker is None:
+        gather_output = _shared_embedding(self, session, embedding)
+    else:
+        assert quant is not None
+        gather_output = _quantized_gather(self, session, embedding, quant)
     self.make_value(
         gather_output, self.io_dtype, shape=["batch_size", "sequence_length", self.hidden_size]
     )

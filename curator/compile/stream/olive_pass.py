@@ -10,6 +10,8 @@ A recipe names it like ModelBuilder, with the same options, plus:
   ``quantize_dynamic`` does it (int8-cpu; was a second Olive pass, OnnxDynamicQuantization, that
   loaded the whole ONNX model): ``precision`` int8/uint8, ``reduce_range``, ``weight_symmetric``,
   ``nodes_to_exclude`` (:mod:`curator.quant.int8`);
+- ``share_tied_embedding``: a tied embedding's gather reads the lm_head's quantized table, so the
+  table is stored once (:mod:`curator.quant.plan`);
 - ``stream`` (default true): false builds the builder's own way (the reference path);
 - ``quantize_threads``: threads for the quantizers (default: all cores).
 
@@ -33,7 +35,14 @@ from curator.compile.stream.int8_matmul import (
 from curator.quant.int8 import DynamicInt8
 from curator.quant.plan import EMBEDDING_NODE, plan_for
 
-OWN_OPTIONS = ("embedding_quant", "tensor_overrides", "stream", "quantize_threads", "matmul_int8")
+OWN_OPTIONS = (
+    "embedding_quant",
+    "tensor_overrides",
+    "stream",
+    "quantize_threads",
+    "matmul_int8",
+    "share_tied_embedding",
+)
 
 
 class CuratorModelBuilder(ModelBuilder):  # type: ignore[misc]
@@ -53,6 +62,11 @@ class CuratorModelBuilder(ModelBuilder):  # type: ignore[misc]
                     type_=list[dict[str, Any]],
                     required=False,
                     description="Per-node quantization overrides (curator.quant.plan).",
+                ),
+                "share_tied_embedding": PassConfigParam(
+                    type_=bool,
+                    default_value=False,
+                    description="A tied embedding reads the lm_head's quantized table.",
                 ),
                 "stream": PassConfigParam(
                     type_=bool,
@@ -103,9 +117,10 @@ class CuratorModelBuilder(ModelBuilder):  # type: ignore[misc]
         finally:
             builder_patch.close_session()
         if not session.streamed:
-            if values.get("tensor_overrides"):
+            if values.get("tensor_overrides") or values.get("share_tied_embedding"):
                 raise ValueError(
-                    "tensor_overrides need the streaming build, which this model cannot use: "
+                    "tensor_overrides and share_tied_embedding need the streaming build, which "
+                    "this model cannot use: "
                     f"{session.fallback_reason}"
                 )
             self._embedding_after(values, output_model_path, session.fallback_reason or "")
