@@ -107,6 +107,33 @@ def test_bad_overrides_are_refused(bad: dict[str, object]) -> None:
         plan_for({"precision": "int4", "tensor_overrides": [bad]}, 2)
 
 
+def test_the_tied_table_option_is_read_and_checked() -> None:
+    assert not plan_for({"precision": "int4"}, 2).share_tied_embedding
+    assert plan_for({"precision": "int4", "share_tied_embedding": True}, 2).share_tied_embedding
+    with pytest.raises(PlanError, match="share_tied_embedding"):
+        plan_for({"precision": "int4", "share_tied_embedding": "yes"}, 2)
+
+
+@pytest.mark.parametrize(
+    ("quant", "cols", "says"),
+    [
+        (TensorQuant(8, 64, True, "rtn"), 576, None),
+        (TensorQuant(4, 32, False, "k_quant"), 576, None),
+        (TensorQuant(4, 16, False, "rtn_inc"), 64, None),
+        (None, 576, "kept float"),
+        (TensorQuant(4, 64, False, "hqq"), 576, "float zero points"),
+        (TensorQuant(4, 128, False, "rtn"), 576, "block 128 does not divide the hidden size 576"),
+    ],
+)
+def test_share_blocker_names_what_the_gather_cannot_read(
+    quant: TensorQuant | None, cols: int, says: str | None
+) -> None:
+    from curator.quant.plan import share_blocker
+
+    found = share_blocker(quant, cols)
+    assert found is None if says is None else (found is not None and says in found)
+
+
 def test_unknown_preset_is_refused() -> None:
     with pytest.raises(PlanError, match="int4_algo_config"):
         plan_for({"precision": "int4", "int4_algo_config": "awq"}, 2)

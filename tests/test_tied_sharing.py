@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from curator.budget.formats import parse_format
+from curator.budget.formats import CANDIDATES, EMBEDDING_CANDIDATES, Format, parse_format
 from curator.budget.groups import EMBEDDING, LM_HEAD, TIED_TABLE, Group, tied_table_options
 from curator.budget.recipe import plan_recipe, share_tied_table, write_recipe
 from curator.budget.search import search
@@ -230,6 +230,59 @@ def test_an_untied_model_or_a_blocked_format_is_unchanged(
     reason = "does not tie" if shared.startswith("untied") else "does not divide the hidden size 64"
     assert "the embedding keeps its own table (" in log and reason in log
     assert "stored once" not in log
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [*CANDIDATES, *EMBEDDING_CANDIDATES, parse_format("q8-b32-asym-k_quant")],
+    ids=lambda f: f.name,
+)
+def test_the_pinned_gather_reads_every_shareable_matmul_format(fmt: Format) -> None:
+    """What share_blocker lets through, the pinned onnxruntime's GatherBlockQuantized reads: the
+    MatMulNBits arrays (data reshaped to [V, H * bits / 8]) gather the rows they dequantize to."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from curator.quant.kernels import quantize_matmul
+    from curator.quant.plan import TensorQuant, share_blocker
+
+    rows, cols = 40, 576
+    quant = TensorQuant(fmt.bits, fmt.block, fmt.symmetric, fmt.algorithm)
+    assert share_blocker(quant, cols) is None
+    weight = np.random.default_rng(1).standard_normal((rows, cols)).astype(np.float32)
+    packed = quantize_matmul(weight, quant, threads=1)
+    tensors = [
+        numpy_helper.from_array(packed.data.reshape(rows, -1), "data"),
+        numpy_helper.from_array(np.asarray(packed.scales).reshape(rows, -1), "scales"),
+    ]
+    if packed.zero_points is not None:
+        tensors.append(numpy_helper.from_array(packed.zero_points.reshape(rows, -1), "zp"))
+    node = helper.make_node(
+        "GatherBlockQuantized",
+        ["data", "ids", *[t.name for t in tensors[1:]]],
+        ["rows"],
+        domain="com.microsoft",
+        gather_axis=0,
+        quantize_axis=1,
+        block_size=fmt.block,
+        bits=fmt.bits,
+    )
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [None])],
+        [helper.make_tensor_value_info("rows", TensorProto.FLOAT, None)],
+        tensors,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
+        ir_version=9,
+    )
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    ids = np.array([3, 0, 39, 3, 17], dtype=np.int64)
+    got = session.run(None, {"ids": ids})[0]
+    assert np.array_equal(got, packed.dequantize()[ids])
 
 
 # --- the budget ----------------------------------------------------------------------------------
