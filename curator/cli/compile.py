@@ -51,6 +51,9 @@ def plan_json(plan: CompilePlan) -> dict[str, Any]:
         "parameters": plan.parameters,
         "context_length": plan.context_length,
         "predicted_peak_bytes": plan.predicted_peak_bytes,
+        "serving_context_length": plan.serving_context_length,
+        "predicted_kv_bytes": plan.predicted_kv_bytes,
+        "predicted_serving_bytes": plan.predicted_serving_bytes,
         "predicted_seconds": plan.predicted_seconds,
         "prediction_basis": plan.prediction_basis,
         "available_ram_bytes": plan.available_ram_bytes,
@@ -126,6 +129,12 @@ def _print_plan(out: Output, plan: CompilePlan) -> None:
             f"  time:         {plan.predicted_seconds / 60:.1f} min predicted (idle machine); "
             f"peak: {plan.prediction_basis}"
         )
+    if plan.predicted_serving_bytes is not None and plan.predicted_kv_bytes is not None:
+        out.text(
+            f"  serving:      {_mib(plan.predicted_serving_bytes)} predicted to run it, of which "
+            f"KV cache {_mib(plan.predicted_kv_bytes)} (allocated per request for "
+            f"{plan.serving_context_length:,} tokens; --context-length N changes it)"
+        )
     out.text(
         f"  disk:         {_mib(plan.predicted_disk_bytes)} needed{why}, "
         f"{_mib(plan.free_disk_bytes)} free"
@@ -189,6 +198,15 @@ def _print_plan(out: Output, plan: CompilePlan) -> None:
     help="A PEFT LoRA adapter (folder or Hub repo) merged into SOURCE before the build.",
 )
 @click.option("--adapter-revision", default=None, help="Hub revision of --adapter.")
+@click.option(
+    "--context-length",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Run the model with an N-token context (at most its own): Foundry Local allocates each "
+    "request's KV cache for the whole context, so a shorter one takes less memory to serve "
+    "[default: the model's own].",
+)
 @click.option("--trust-remote-code", is_flag=True, help="Allow the model's own Python code.")
 @click.option("--force", is_flag=True, help="Replace an existing model directory.")
 @click.option("--dry-run", is_flag=True, help="Check and print the plan and Olive config only.")
@@ -212,6 +230,7 @@ def compile_command(
     max_kl: float | None = None,
     min_top1: float | None = None,
     registry: Path | None = None,
+    context_length: int | None = None,
 ) -> None:
     """Compile SOURCE (a local Hugging Face model directory, a .gguf file or an org/name Hub repo)
     with a recipe (a name, or a recipe .json file) into the Foundry Local cache at
@@ -235,6 +254,7 @@ def compile_command(
         completion_only=completion_only,
         adapter=adapter,
         adapter_revision=adapter_revision,
+        context_length=context_length,
     )
     _interrupt_on_sigterm()
     try:

@@ -35,6 +35,7 @@ from curator.compile.source import (
 )
 from curator.compile.types import CompilePlan, CompileRequest, CompileResult, SourceModel
 from curator.errors import CompileError, CuratorError, UsageProblem
+from curator.foundry import sizing
 from curator.hub import model_facts
 from curator.paths import curator_home, foundry_cache_dir
 from curator.progress import Progress, say
@@ -134,6 +135,16 @@ def plan_compile(request: CompileRequest, recipe: Recipe, source: SourceModel) -
                 recipe, parameters, available_ram, model_config, stored_bytes
             )
             preflight.check_ram(predicted_peak, available_ram, recipe, fits)
+    if request.context_length is not None:
+        runtime_options.check_context_length(request.context_length, context)
+    serving_context = request.context_length or context
+    kv_shape = sizing.source_kv_shape(model_config, recipe.device) if model_config else None
+    predicted_kv = sizing.kv_cache_bytes(kv_shape, serving_context)
+    predicted_serving = (
+        predict_run_bytes(recipe, parameters) + predicted_kv
+        if parameters and predicted_kv is not None
+        else None
+    )
     template, template_notes = _chat_template(request, source)
     label = model_id.replace(":", "-")
     placeholder_work = cache_root / placement.WORK_ROOT_NAME / f"{label}-XXXXXXXX"
@@ -165,6 +176,9 @@ def plan_compile(request: CompileRequest, recipe: Recipe, source: SourceModel) -
         completion_only=request.completion_only,
         source_adapter=source.adapter,
         source_license=_base_license(source),
+        serving_context_length=serving_context,
+        predicted_kv_bytes=predicted_kv,
+        predicted_serving_bytes=predicted_serving,
     )
 
 
@@ -376,10 +390,19 @@ def compile_model(
         model_dir = work / "model"
         _assemble(work / "olive-output", model_dir)
         runtime_options.use_all_cores(model_dir)
+        own_context = (
+            runtime_options.set_context_length(model_dir, request.context_length)
+            if request.context_length is not None
+            else None
+        )
         shutil.copyfile(log_path, model_dir / manifest.LOG_NAME)
         manifest.write_inference_model(model_dir, plan.model_id)
         found = manifest.artifacts(model_dir)
         wall = time.monotonic() - started
+        context_now = manifest.context_length(model_dir)
+        kv_bytes = sizing.kv_cache_bytes(
+            sizing.compiled_kv_shape(model_dir, recipe.device), context_now
+        )
         document = manifest.manifest_document(
             plan=plan,
             recipe=recipe,
@@ -388,11 +411,17 @@ def compile_model(
             wall_seconds=wall,
             olive_seconds=run.wall_seconds,
             peak_rss_bytes=run.peak_rss_bytes,
-            context=manifest.context_length(model_dir),
+            context=context_now,
             predicted_run_bytes=(
-                predict_run_bytes(recipe, plan.parameters) if plan.parameters else None
+                predict_run_bytes(recipe, plan.parameters) + (kv_bytes or 0)
+                if plan.parameters
+                else None
             ),
         )
+        if kv_bytes:  # what the runtime allocates per request at contextLength
+            document["kvCacheBytes"] = kv_bytes
+        if own_context is not None and own_context != request.context_length:
+            document["modelContextLength"] = own_context  # before --context-length changed it
         manifest.write_manifest(model_dir, document)
         try:
             placement.place(model_dir, plan.target, work, replace=request.force)

@@ -85,6 +85,9 @@ class CompileRequest:
     completion_only: bool = False  # a base model: no chat template, registered for completions
     adapter: str | None = None  # a PEFT LoRA adapter (folder or Hub repo) merged into SOURCE
     adapter_revision: str | None = None
+    # --context-length: the context the runtime sizes each request's KV cache for (None: the
+    # model's own); written into genai_config.json (curator.compile.runtime_options)
+    context_length: int | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,11 @@ class CompilePlan:
     unknown_because: tuple[tuple[str, str], ...] = ()  # (field, why) for a fact left unknown
     predicted_seconds: float | None = None  # wall time on an idle machine (curator.compile.cost)
     prediction_basis: str | None = None  # what the peak prediction is made of (one line)
+    # the context the compiled model runs with (--context-length, else the model's own) and the
+    # KV cache the runtime allocates per request at that length; the memory to serve it
+    serving_context_length: int | None = None
+    predicted_kv_bytes: int | None = None
+    predicted_serving_bytes: int | None = None
 
 
 @dataclass(frozen=True)

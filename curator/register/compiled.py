@@ -29,6 +29,7 @@ from curator.cache.modeldir import (
 from curator.errors import CuratorError, InputFileError, NotFound, UsageProblem
 from curator.foundry import runtime
 from curator.foundry.catalog import finished_download_id
+from curator.foundry.sizing import compiled_kv_shape, kv_cache_bytes, onnx_files_bytes
 from curator.foundry.types import MODEL_ID_RE
 from curator.jsonio import read_json
 from curator.register.catalog import register_catalog_model
@@ -43,7 +44,7 @@ from curator.register.entry import (
     source_of,
     variant_of,
 )
-from curator.register.loadtest import min_ram_for, register_load_tested
+from curator.register.loadtest import min_ram_for, register_load_tested, serving_floor_gb
 from curator.register.types import RegisterResult
 from curator.registry import find_model, load_registry, upsert_model
 
@@ -131,7 +132,8 @@ def register(
         cache_dir, path, chosen_id, foundry_metadata(entry, context_length(config))
     )
     test = registration.load_test
-    ram = entry["minRamGb"] = min_ram_for(min_ram_gb, test, existing)
+    floor = serving_floor(path, config, runtime_of(config, manifest)[0])
+    ram = entry["minRamGb"] = min_ram_for(min_ram_gb, test, existing, floor)
     try:
         action = upsert_model(registry, entry)
     except CuratorError:
@@ -250,3 +252,10 @@ def _is_catalog_target(target: str, cache_dir: Path) -> bool:
         if registered is not None and not registered.catalog:
             return False
     return True
+
+
+def serving_floor(path: Path, config: dict[str, Any], device_type: str) -> float:
+    """minRamGb's floor for a compiled directory: its ONNX files plus the KV cache its runtime
+    allocates at its context length (0.0 when genai_config.json lacks the sizes)."""
+    kv = kv_cache_bytes(compiled_kv_shape(path, device_type), context_length(config))
+    return 0.0 if kv is None else serving_floor_gb(onnx_files_bytes(path), kv)
