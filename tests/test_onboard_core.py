@@ -251,6 +251,8 @@ class World:
             manifest["chatTemplate"] = {"name": request.chat_template}
         if request.adapter:
             manifest["adapter"] = {"sha256": "ad1"}
+        if getattr(request, "context_length", None):  # --context-length, as compile records it
+            manifest.update(contextLength=request.context_length, modelContextLength=32768)
         self.build(manifest)
         return SimpleNamespace(
             plan=plan,
@@ -610,6 +612,30 @@ def test_a_rerun_with_another_chat_template_or_adapter_rebuilds(world: World) ->
     assert dict(steps(world.run(adapter="org/lora")))["compile"] == "done"
     assert dict(steps(world.run(adapter="org/lora")))["compile"] == "skipped"
     assert world.compiles[-1].adapter == "org/lora"
+
+
+def test_a_rerun_with_another_context_length_rebuilds(world: World) -> None:
+    world.run(context_length=4096)
+    assert world.compiles[-1].context_length == 4096 and not world.compiles[-1].dry_run
+    assert dict(steps(world.run(context_length=4096)))["compile"] == "skipped"
+    assert dict(steps(world.run(context_length=2048)))["compile"] == "done"
+    assert dict(steps(world.run()))["compile"] == "done"  # back to the model's own context
+    assert world.compiles[-1].context_length is None
+    assert dict(steps(world.run()))["compile"] == "skipped"
+    world.run(recipe="auto", min_top1=0.8, context_length=1024, fidelity=False)
+    assert world.budgets[-1][0].context_length == 1024  # a budget compile is asked for it too
+
+
+def test_a_context_length_for_an_imported_model_is_refused(world: World) -> None:
+    (world.source / "genai_config.json").write_text(json.dumps({"model": {"type": "qwen2"}}))
+    (world.source / "model.onnx").write_bytes(b"onnx")
+    with pytest.raises(OnboardStepFailed) as failed:
+        world.run(context_length=4096)
+    assert failed.value.message == (
+        f"import failed: --context-length applies to a compile, and {world.source} is already "
+        "in ONNX Runtime GenAI format (imported as it is)"
+    )
+    assert world.imports == [] and not world.registry.exists()
 
 
 # --- failing fast ---------------------------------------------------------------------------------

@@ -56,6 +56,13 @@ from curator.paths import registry_path
 )
 @click.option("--trust-remote-code", is_flag=True, help="Allow the repository's own code to run.")
 @click.option(
+    "--context-length",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Compile the model to run with an N-token context (as curator compile --context-length): "
+    "less memory to serve it [default: the model's own].",
+)
+@click.option(
     "--prompts",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Prompt set for smoke and bench [default: the shipped smoke set].",
@@ -102,6 +109,7 @@ def onboard(
     as_json: bool,
     max_kl: float | None = None,
     min_top1: float | None = None,
+    context_length: int | None = None,
 ) -> None:
     """Info, compile, register, smoke, bench and fidelity, then a pull-request-ready summary.
 
@@ -140,6 +148,7 @@ def onboard(
             subfolder=subfolder,
             max_kl=max_kl,
             min_top1=min_top1,
+            context_length=context_length,
         ),
         progress=out.progress,
     )

@@ -33,7 +33,7 @@ from curator.compile import CompilePlan, CompileRequest, CompileResult, compile_
 from curator.compile.gguf_source import already_quantized_note, is_gguf_file
 from curator.compile.imported import ImportRequest, ImportResult, import_model
 from curator.compile.source import GENAI, classify_local
-from curator.errors import CuratorError, FoundryError, RegistryInvalid
+from curator.errors import CuratorError, FoundryError, RegistryInvalid, UsageProblem
 from curator.fidelity.locate import default_reference, reference_from_dir
 from curator.fidelity.measure import measure_fidelity
 from curator.fidelity.record import record_in_manifest, record_in_registry
@@ -84,6 +84,7 @@ class OnboardRequest:
     subfolder: str | None = None  # a repo of ONNX Runtime GenAI variants: the one to import
     max_kl: float | None = None  # a fidelity budget (issue 22): the compile searches its plan
     min_top1: float | None = None
+    context_length: int | None = None  # compile --context-length: the KV cache the runtime sizes
 
     def prompt_set(self) -> Path | None:
         """--prompts, else for a completion-only model the shipped continuation set."""
@@ -277,6 +278,12 @@ def _import(
     request: OnboardRequest, cache_dir: Path, say: Progress, tools: Collaborators
 ) -> tuple[Path, str, str]:
     """``curator import`` as onboard's build step; a rerun keeps an import of the same files."""
+    if request.context_length is not None:
+        raise UsageProblem(
+            f"--context-length applies to a compile, and {request.source} is already in ONNX "
+            "Runtime GenAI format (imported as it is)",
+            hint="drop --context-length, or edit the imported model's genai_config.json",
+        )
 
     def ask(dry_run: bool, force: bool) -> ImportResult:
         return tools.import_model(
@@ -309,6 +316,14 @@ def _import(
     return result.path, result.model_id, f"{size:.1f} MiB in {result.wall_seconds or 0:.0f} s"
 
 
+def _same_context(existing: dict[str, Any], asked: int | None) -> bool:
+    """A kept build runs with the context asked: ``asked``'s, else the model's own (a build whose
+    context --context-length shortened records the model's own as modelContextLength)."""
+    if asked is None:
+        return "modelContextLength" not in existing
+    return existing.get("contextLength") == asked
+
+
 def _compile(
     request: OnboardRequest,
     cache_dir: Path,
@@ -336,6 +351,7 @@ def _compile(
                 completion_only=request.completion_only,
                 adapter=request.adapter,
                 adapter_revision=request.adapter_revision,
+                context_length=request.context_length,
             ),
             say,
         )
@@ -351,6 +367,7 @@ def _compile(
         == (plan.chat_template.manifest_record() if plan.chat_template else None)
         and (existing.get("adapter") or {}).get("sha256")
         == (plan.source_adapter.sha256 if plan.source_adapter else None)
+        and _same_context(existing, request.context_length)
     ):
         return plan.target, plan.model_id, "skipped: the Foundry cache holds this build"
     result = ask(dry_run=False, force=True)
@@ -377,6 +394,7 @@ def _compile_to_budget(
             gguf_file=request.gguf_file,
             chat_template=request.chat_template,
             completion_only=request.completion_only,
+            context_length=request.context_length,
         ),
         budget,
         progress=say,
