@@ -16,7 +16,12 @@ A step passes when its peak is within the bound plus RUNTIME_ALLOWANCE (the inte
 runtime's shared libraries: 0.45 GiB of a loaded model's RSS here is shared, file-backed pages).
 
     python -m perf.pipeline --rung 3b        # the ladder's 3B rung, compiled with --keep
+    python -m perf.pipeline --rung 3b --steps register,smoke,bench --context-length 4096
     python -m perf.pipeline MODEL_DIR --reference CHECKPOINT [--steps smoke,bench] [--json F]
+
+``--context-length N`` measures the model as ``curator compile --context-length N`` leaves it: a
+copy under the workdir whose files are links to the compiled ones and whose genai_config.json (and
+manifest) say N, written by the compile's own ``set_context_length``.
 
 ``--rung R`` takes the model perf.ladder compiled (``python -m perf.ladder --rungs R --keep
 --workdir .cache/ladder/runs-R``) and its checkpoint. Random weights answer nonsense: smoke exits 1,
@@ -163,6 +168,40 @@ def _env(cache: Path, workdir: Path) -> dict[str, str]:
         "CURATOR_HOME": str(workdir / "home"),
         "HF_HUB_OFFLINE": "1",
     }
+
+
+def context_copy(model_dir: Path, root: Path, tokens: int) -> Path:
+    """``model_dir`` as ``curator compile --context-length tokens`` writes it, under
+    ``root/foundry-cache/<publisher>/<name>``: every file a link to the compiled one but
+    genai_config.json (set_context_length) and the manifest (contextLength, modelContextLength,
+    kvCacheBytes), which are copies."""
+    import shutil
+
+    from curator.compile.runtime_options import set_context_length
+    from curator.foundry.sizing import compiled_kv_shape, kv_cache_bytes
+
+    copy = root / "foundry-cache" / model_dir.parent.name / model_dir.name
+    if copy.exists():
+        shutil.rmtree(copy)
+    copy.mkdir(parents=True)
+    copied = ("genai_config.json", "curator-manifest.json")
+    for path in sorted(model_dir.iterdir()):
+        if path.name in copied:
+            shutil.copyfile(path, copy / path.name)
+        else:
+            (copy / path.name).symlink_to(path.resolve())
+    own = set_context_length(copy, tokens)
+    manifest_path = copy / "curator-manifest.json"
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest["contextLength"] = tokens
+        if own is not None and own != tokens:
+            manifest.setdefault("modelContextLength", own)
+        kv = kv_cache_bytes(compiled_kv_shape(copy), tokens)
+        if kv:
+            manifest["kvCacheBytes"] = kv
+        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return copy
 
 
 def step_commands(
@@ -312,10 +351,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--license", help="register's --license (the rungs: apache-2.0)")
     parser.add_argument("--steps", default=",".join(STEPS), help="comma-separated steps")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    parser.add_argument(
+        "--context-length",
+        type=int,
+        help="measure a copy whose genai_config says this context (as compile --context-length)",
+    )
     args = parser.parse_args(argv)
     model_dir, workdir, reference, license_id = _resolve(args)
     if not (model_dir / "genai_config.json").is_file():
         raise SystemExit(f"no compiled model in {model_dir}")
+    if args.context_length:
+        workdir = workdir / f"context-{args.context_length}"
+        model_dir = context_copy(model_dir, workdir, args.context_length)
     chosen = [s.strip() for s in args.steps.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in STEPS]
     if unknown:

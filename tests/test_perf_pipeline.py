@@ -84,3 +84,23 @@ def test_fidelity_is_measured_against_compiled_plus_the_held_reference(
     rows = pipeline.rows([step], facts.model_id)
     assert rows[0].ours == pytest.approx(step.measured.peak_bytes / GIB)
     assert rows[0].ok is True
+
+
+def test_a_context_copy_is_the_model_as_compile_context_length_writes_it(
+    install_compiled: Callable[..., Path], tmp_path: Path
+) -> None:
+    model_dir = install_compiled()
+    own = pipeline.model_facts(model_dir).context_length
+    copy = pipeline.context_copy(model_dir, tmp_path / "ctx", 1024)
+    assert copy == tmp_path / "ctx" / "foundry-cache" / "local" / model_dir.name
+    assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in model_dir.iterdir())
+    assert (copy / "model.onnx.data").resolve() == (model_dir / "model.onnx.data").resolve()
+    genai = json.loads((copy / "genai_config.json").read_text())
+    assert (genai["model"]["context_length"], genai["search"]["max_length"]) == (1024, 1024)
+    facts = pipeline.model_facts(copy)
+    assert facts.context_length == 1024 and facts.model_id == "tiny-qwen2-generic-cpu:1"
+    manifest = json.loads((copy / "curator-manifest.json").read_text())
+    assert manifest["contextLength"] == 1024 and manifest["modelContextLength"] == own
+    assert manifest["kvCacheBytes"] == facts.kv_bytes(1024)
+    original = json.loads((model_dir / "genai_config.json").read_text())
+    assert original["model"]["context_length"] == own  # the compiled model is left as it was
