@@ -121,5 +121,8 @@ def test_the_result_states_how_the_reference_was_held_and_the_peak(
     assert 100 * 2**20 < got.peak_rss_bytes < 4 * 2**30
     onnx_ref = Reference("onnx", compiled_tiny_int4, "itself")
     itself = measure_fidelity(compiled_tiny_int4, onnx_ref, text, max_tokens=64)
-    assert itself.reference_dtype is None and itself.kl_mean == 0.0
+    # the reference's side is stored as 16-bit levels (curator.fidelity.refcache): against itself
+    # the model scores a KL of the rounding's second order, not exactly 0
+    assert itself.reference_dtype is None and itself.kl_mean < 1e-9
+    assert itself.top1_agreement == 1.0
     assert itself.peak_rss_bytes > 0

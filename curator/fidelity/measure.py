@@ -13,9 +13,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 from curator.errors import CuratorError
+from curator.fidelity.refcache import (
+    default_cache_dir,
+    discard,
+    entry_for,
+    evict,
+    ids_digest,
+    read_meta,
+    read_tokens,
+    reference_digest,
+    tokenizer_digest,
+    tokens_path,
+    touch,
+)
 from curator.fidelity.stats import mean, percentile, perplexity
 from curator.fidelity.text import FidelityText
 from curator.fidelity.types import FidelityResult, Reference, ReferenceKind, TokenStats
+from curator.fidelity.worker import context_length, cut_windows, hold_dtype
 
 DEFAULT_WINDOW = 512
 # How a transformers reference holds its weights (it computes in fp32 either way; see
@@ -72,6 +86,145 @@ def run_json_worker(
     return result
 
 
+def _check(result: dict[str, Any]) -> None:
+    if not result.get("ok"):
+        raise FidelityError(
+            f"fidelity run failed: {result.get('error')}",
+            hint="pass the model's own fp32 source with `--reference DIR`",
+        )
+
+
+def _run_mode(request: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+    """One of the worker's single-model steps (see curator.fidelity.worker), in its own process."""
+    with tempfile.TemporaryDirectory(prefix="curator-fidelity-") as tmp:
+        result = run_json_worker(
+            "curator.fidelity.worker",
+            request,
+            Path(tmp),
+            timeout=timeout,
+            error=FidelityError,
+            timed_out=f"fidelity run ({request['mode']}) timed out",
+            timed_out_hint="measure fewer tokens with `curator fidelity ID --max-tokens N`",
+            failed=f"fidelity worker ({request['mode']}) failed",
+            failed_hint="rerun with CURATOR_DEBUG=1; check the model with `curator smoke ID`",
+        )
+    _check(result)
+    return result
+
+
+def _run_cached(
+    model_dir: Path,
+    reference: Reference,
+    text: FidelityText,
+    *,
+    cache_dir: Path,
+    window: int,
+    max_tokens: int | None,
+    threads: int | None,
+    timeout: float | None,
+    model_kind: ReferenceKind,
+    tokens_from: Path | None,
+    reference_dtype: ReferenceDtype,
+    reference_sha256: str | None,
+) -> TokenStats:
+    """The measurement in up to three processes, one model in each (see curator.fidelity.refcache):
+    the text's ids and the reference's side come from the cache when it holds them whole."""
+    source = tokens_from or model_dir
+    context = context_length(source)
+    window = min(window, context) if context else window
+    common = {"threads": threads, "window": window, "max_tokens": max_tokens}
+    tokens_file = tokens_path(cache_dir, tokenizer_digest(source), text.sha256)
+    peaks: list[int] = []
+    ids = read_tokens(tokens_file)
+    if ids is None:
+        done = _run_mode(
+            {
+                **common,
+                "mode": "tokenize",
+                "text_file": str(text.path),
+                "tokens_from": str(source),
+                "tokens_file": str(tokens_file),
+            },
+            timeout,
+        )
+        peaks.append(int(done.get("peak_rss_bytes") or 0))
+        ids = read_tokens(tokens_file)
+        if ids is None:
+            raise FidelityError(
+                f"the token ids just stored in {tokens_file} do not read back",
+                hint=f"check the disk, or remove {cache_dir} and rerun `curator fidelity`",
+            )
+    windows = cut_windows(ids, window, max_tokens)
+    if not windows:
+        raise FidelityError(
+            f"the text gives only {len(ids)} token(s); at least 2 are needed",
+            hint="pass a longer `--text FILE`",
+        )
+    kept = ids[: int(max_tokens)] if max_tokens else ids
+    held = (
+        hold_dtype(reference.path, reference_dtype) if reference.kind == "transformers" else "onnx"
+    )
+    entry = entry_for(
+        cache_dir,
+        reference_sha=reference_sha256 or reference_digest(reference.kind, reference.path),
+        reference_kind=reference.kind,
+        reference_dtype=held,
+        ids_sha=ids_digest(kept),
+        window=window,
+        positions=sum(len(w) - 1 for w in windows),
+    )
+    located = {
+        **common,
+        "tokens_file": str(tokens_file),
+        "entry_dir": str(entry.directory),
+    }
+    meta = read_meta(entry)
+    cached = meta is not None
+    if meta is None:
+        discard(entry)  # whatever is there is not a whole entry: never trusted
+        done = _run_mode(
+            {
+                **located,
+                "mode": "reference",
+                "reference_kind": reference.kind,
+                "reference_path": str(reference.path),
+                "reference_dtype": reference_dtype,
+                "entry_key": entry.key,
+                "positions": entry.positions,
+            },
+            timeout,
+        )
+        peaks.append(int(done.get("peak_rss_bytes") or 0))
+        meta = read_meta(entry)
+        if meta is None:
+            raise FidelityError(
+                f"the reference just stored in {entry.directory} does not read back",
+                hint=f"check the disk, or remove {cache_dir} and rerun `curator fidelity`",
+            )
+        evict(cache_dir)
+    else:
+        touch(entry)
+    result = _run_mode(
+        {**located, "mode": "score", "model": str(model_dir), "model_kind": model_kind},
+        timeout,
+    )
+    peaks.append(int(result.get("peak_rss_bytes") or 0))
+    return TokenStats(
+        kl=tuple(result["kl"]),
+        agree=tuple(result["agree"]),
+        nll_model=tuple(result["nll_model"]),
+        nll_reference=tuple(result["nll_reference"]),
+        windows=int(result["windows"]),
+        vocab_size=int(result["vocab_size"]),
+        window=int(result.get("window", window)),
+        reference_dtype=meta.get("referenceDtype"),
+        peak_rss_bytes=max(peaks),
+        reference_cached=cached,
+        reference_seconds=float(meta.get("seconds") or 0.0),
+        reference_peak_rss_bytes=int(meta.get("peakRssBytes") or 0),
+    )
+
+
 def run_worker(
     model_dir: Path,
     reference: Reference,
@@ -84,15 +237,37 @@ def run_worker(
     model_kind: ReferenceKind = "onnx",
     tokens_from: Path | None = None,
     reference_dtype: ReferenceDtype = "auto",
+    reference_cache: Path | bool = True,
+    reference_sha256: str | None = None,
 ) -> TokenStats:
-    """Per-position figures from ``curator.fidelity.worker`` run in a fresh Python process.
+    """Per-position figures from ``curator.fidelity.worker`` run in fresh Python processes.
 
     ``model_kind="transformers"`` scores an fp32 Hugging Face checkpoint as the candidate (e.g. a
     dequantized GGUF); ``tokens_from`` is then the compiled model whose tokenizer cuts the text.
     ``reference_dtype``: how a transformers reference holds its weights (see ReferenceDtype).
+    ``reference_cache``: True (``$CURATOR_HOME/fidelity/reference``) or a directory: the reference
+    runs alone and its side is kept (curator.fidelity.refcache), the compiled model is scored in
+    another process; False: both models in one process, nothing kept (the peak is their sum).
+    ``reference_sha256``: the reference's content digest when the caller has it
+    (refcache.reference_digest; computed otherwise).
     """
     if window < 2:
         raise FidelityError(f"window {window} is too small", hint="use `--window 64` or more")
+    if reference_cache is not False:
+        return _run_cached(
+            model_dir,
+            reference,
+            text,
+            cache_dir=default_cache_dir() if reference_cache is True else Path(reference_cache),
+            window=window,
+            max_tokens=max_tokens,
+            threads=threads,
+            timeout=timeout,
+            model_kind=model_kind,
+            tokens_from=tokens_from,
+            reference_dtype=reference_dtype,
+            reference_sha256=reference_sha256,
+        )
     request = {
         "model": str(model_dir),
         "reference_kind": reference.kind,
@@ -117,11 +292,7 @@ def run_worker(
             failed="fidelity worker failed",
             failed_hint="rerun with CURATOR_DEBUG=1; check the model with `curator smoke ID`",
         )
-    if not result.get("ok"):
-        raise FidelityError(
-            f"fidelity run failed: {result.get('error')}",
-            hint="pass the model's own fp32 source with `--reference DIR`",
-        )
+    _check(result)
     return TokenStats(
         kl=tuple(result["kl"]),
         agree=tuple(result["agree"]),
@@ -168,6 +339,9 @@ def summarize(
         seconds=round(seconds, 3),
         reference_dtype=stats.reference_dtype,
         peak_rss_bytes=stats.peak_rss_bytes,
+        reference_cached=stats.reference_cached,
+        reference_seconds=stats.reference_seconds,
+        reference_peak_rss_bytes=stats.reference_peak_rss_bytes,
     )
 
 
@@ -184,9 +358,11 @@ def measure_fidelity(
     model_kind: ReferenceKind = "onnx",
     tokens_from: Path | None = None,
     reference_dtype: ReferenceDtype = "auto",
+    reference_cache: Path | bool = True,
+    reference_sha256: str | None = None,
 ) -> FidelityResult:
     """Teacher-forced KL, top-1 agreement and perplexities of ``model_dir`` against ``reference``
-    (``model_kind`` and ``tokens_from``: see :func:`run_worker`)."""
+    (``model_kind``, ``tokens_from``, ``reference_cache``: see :func:`run_worker`)."""
     start = time.monotonic()
     stats = run_worker(
         model_dir,
@@ -199,6 +375,8 @@ def measure_fidelity(
         model_kind=model_kind,
         tokens_from=tokens_from,
         reference_dtype=reference_dtype,
+        reference_cache=reference_cache,
+        reference_sha256=reference_sha256,
     )
     return summarize(
         stats,

@@ -40,6 +40,12 @@ class TokenStats:
     window: int = 0  # tokens per forward pass actually used (0: as requested)
     reference_dtype: str | None = None  # how a transformers reference held its weights
     peak_rss_bytes: int = 0  # the worker process's peak resident memory (0: not measured)
+    # The reference cache (curator.fidelity.refcache): None when not used (both models in one
+    # process); else whether the reference's side was read from it, the seconds computing it took
+    # (now or when it was stored) and that process's peak.
+    reference_cached: bool | None = None
+    reference_seconds: float = 0.0
+    reference_peak_rss_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,8 +71,14 @@ class FidelityResult:
     # How a transformers reference held its weights ("bfloat16": computed in fp32 all the same);
     # None for a compiled (onnx) reference.
     reference_dtype: str | None = None
-    # Peak resident memory of the measuring process (both models and the logits; 0: unknown).
+    # Peak resident memory of the measuring process (both models and the logits; 0: unknown); with
+    # the reference cache, the largest of its processes' (one model each).
     peak_rss_bytes: int = 0
+    # "reference: cached": True when the reference's side came from the cache (the reference did
+    # not run), False when it ran now and was stored, None without the cache.
+    reference_cached: bool | None = None
+    reference_seconds: float = 0.0  # what computing the reference took (now or when stored)
+    reference_peak_rss_bytes: int = 0  # the reference process's own peak (when it ran)
 
     def to_record(self) -> dict[str, Any]:
         """The registry's ``fidelity`` object (schemas/models.schema.json ``$defs/fidelity``)."""

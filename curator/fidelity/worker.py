@@ -12,6 +12,12 @@ fp32) its matrices stay in 16 bits and each module's are widened to fp32 just wh
 narrowed back (exact: they came from 16 bits). On a bf16 checkpoint, as Hub checkpoints are, that
 is the same arithmetic as the fp32 reference at half its memory (plus the largest single matrix in
 fp32, e.g. the lm_head); an fp32 checkpoint held in bf16 has its weights rounded to bf16 first.
+
+``request["mode"]``: "both" (the default) holds both models in this one process. With the reference
+cache (curator.fidelity.refcache) the parent runs up to three processes one after another, so the
+peak is the largest of them, not the sum: "tokenize" (the compiled model's tokenizer cuts the text
+into ids, stored), "reference" (the reference alone, its log-probabilities stored window by window)
+and "score" (the compiled model alone, scored against the stored reference window by window).
 """
 
 from __future__ import annotations
@@ -22,6 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from curator.errors import InputFileError
+from curator.fidelity.refcache import (
+    EXACT,
+    EXACT_COLUMNS,
+    LOGPROBS,
+    Entry,
+    RowReader,
+    RowWriter,
+    finish_entry,
+    write_tokens,
+)
 from curator.formats.safetensors import read_safetensors_header
 from curator.portable import peak_rss_bytes
 
@@ -178,12 +194,208 @@ def _score(model_logits: Any, ref_logits: Any, targets: Any) -> dict[str, list[A
     return out
 
 
-def _context_length(model_dir: Path) -> int | None:
+def context_length(model_dir: Path) -> int | None:
     try:
         config = json.loads((model_dir / "genai_config.json").read_text(encoding="utf-8"))
         return int(config["model"]["context_length"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def cut_windows(ids: Any, window: int, max_tokens: int | None) -> list[Any]:
+    """The text's ids (the first ``max_tokens``) in windows of ``window``; a last window of one
+    token (nothing to score) is dropped."""
+    if max_tokens:
+        ids = ids[: int(max_tokens)]
+    windows = [ids[i : i + window] for i in range(0, len(ids), window)]
+    return [w for w in windows if len(w) >= 2]
+
+
+def _reference_rows(ref_logits: Any, targets: Any) -> tuple[Any, Any]:
+    """(uint16 log-probabilities, fp64 [argmax, NLL of the target, row min, row max]) per position.
+
+    Each row's log-probabilities are stored linearly between its minimum and maximum in 65,536
+    steps (as llama.cpp's ``--kl-divergence-base`` does): an absolute error of at most
+    (max - min) / 131,070, 2.3e-4 nats on a row spanning 30 nats; fp16 would round a
+    log-probability of -10 by up to 4e-3."""
+    import numpy as np
+
+    lr = _log_softmax(ref_logits)
+    rows = np.arange(len(targets))
+    low, high = lr.min(axis=-1), lr.max(axis=-1)
+    step = np.maximum(high - low, 1e-12) / 65535.0
+    levels = np.rint((lr - low[:, None]) / step[:, None])
+    exact = np.stack(
+        [lr.argmax(-1).astype(np.float64), -lr[rows, np.asarray(targets)], low, high], axis=1
+    )
+    return np.clip(levels, 0, 65535).astype(np.uint16), exact
+
+
+def stored_log_probs(levels: Any, exact: Any) -> Any:
+    """The reference's log-probabilities (fp64, renormalised) from their stored uint16 levels."""
+    import numpy as np
+
+    low, high = exact[:, 2:3], exact[:, 3:4]
+    step = np.maximum(high - low, 1e-12) / 65535.0
+    return _log_softmax(low + levels.astype(np.float64) * step)
+
+
+def _score_stored(
+    model_logits: Any, levels: Any, exact: Any, targets: Any, ref_vocab: int
+) -> dict[str, list[Any]]:
+    """:func:`_score` against a stored reference: KL of the stored (renormalised) distribution,
+    which differs from the reference's by the rounding of its log-probabilities (second order for
+    a model identical to the reference); the reference's argmax and NLL are stored exactly. A
+    candidate with fewer logits than the reference is scored as :func:`_score` does, over the
+    shared vocabulary (the stored reference renormalised over it)."""
+    import numpy as np
+
+    vocab = model_logits.shape[-1]
+    lr = stored_log_probs(levels, exact)
+    if vocab < ref_vocab:
+        return _score(model_logits, lr[:, :vocab], targets)
+    lm = _log_softmax(model_logits)
+    kl = np.maximum((np.exp(lr) * (lr - lm)).sum(axis=-1), 0.0)
+    rows = np.arange(len(targets))
+    return {
+        "kl": [float(v) for v in kl],
+        "agree": [
+            bool(a == b) for a, b in zip(lm.argmax(-1), exact[:, 0].astype(np.int64), strict=True)
+        ],
+        "nll_model": [float(v) for v in -lm[rows, np.asarray(targets)]],
+        "nll_reference": [float(v) for v in exact[:, 1]],
+    }
+
+
+def _load_reference(request: dict[str, Any]) -> _GenaiRunner | _TransformersRunner:
+    ref_path = Path(request["reference_path"])
+    if request["reference_kind"] == "onnx":
+        return _GenaiRunner(ref_path)
+    return _TransformersRunner(
+        ref_path, request.get("threads"), str(request.get("reference_dtype") or "auto")
+    )
+
+
+def _load_candidate(request: dict[str, Any]) -> _GenaiRunner | _TransformersRunner:
+    model_dir = Path(request["model"])
+    if request.get("model_kind", "onnx") == "transformers":
+        return _TransformersRunner(model_dir, request.get("threads"))
+    return _GenaiRunner(model_dir)
+
+
+def _windows_from_cache(request: dict[str, Any]) -> list[Any]:
+    import numpy as np
+
+    ids = np.load(Path(request["tokens_file"]), allow_pickle=False)
+    return cut_windows(ids, int(request["window"]), request.get("max_tokens"))
+
+
+def run_tokenize(request: dict[str, Any]) -> dict[str, Any]:
+    """Cut the text into ids with the compiled model's tokenizer and store them."""
+    import numpy as np
+    import onnxruntime_genai as og
+
+    text = Path(request["text_file"]).read_text(encoding="utf-8")
+    tokenizing = _GenaiRunner(Path(request["tokens_from"]))
+    ids = np.asarray(og.Tokenizer(tokenizing.model).encode(text), dtype=np.int64).reshape(-1)
+    write_tokens(Path(request["tokens_file"]), ids)
+    return {"count": int(ids.size), "peak_rss_bytes": peak_rss_bytes()}
+
+
+def run_reference(request: dict[str, Any]) -> dict[str, Any]:
+    """The reference alone over the stored ids: its stored side, written window by window."""
+    import time
+
+    started = time.monotonic()
+    windows = _windows_from_cache(request)
+    if not windows:
+        raise WorkerError("the text gives fewer than 2 tokens")
+    reference = _load_reference(request)
+    entry = Entry(Path(request["entry_dir"]), dict(request["entry_key"]), int(request["positions"]))
+    entry.directory.mkdir(parents=True, exist_ok=True)
+    logprobs: RowWriter | None = None
+    exact = RowWriter(
+        entry.exact.with_name(entry.exact.name + ".tmp"),
+        "<f8",
+        (entry.positions, EXACT_COLUMNS),
+    )
+    vocab = 0
+    for chunk in windows:
+        ref = reference.logits(chunk)
+        if logprobs is None:
+            vocab = int(ref.shape[-1])
+            logprobs = RowWriter(
+                entry.logprobs.with_name(entry.logprobs.name + ".tmp"),
+                "<u2",
+                (entry.positions, vocab),
+            )
+        for start in range(0, len(chunk) - 1, _ROWS):
+            stop = min(start + _ROWS, len(chunk) - 1)
+            levels, rows = _reference_rows(ref[start:stop], chunk[start + 1 : stop + 1])
+            logprobs.write(levels)
+            exact.write(rows)
+    assert logprobs is not None
+    logprobs.close()
+    exact.close()
+    held = reference.dtype if isinstance(reference, _TransformersRunner) else None
+    peak = peak_rss_bytes()
+    finish_entry(
+        entry,
+        {
+            "vocab": vocab,
+            "referenceDtype": held,
+            "seconds": round(time.monotonic() - started, 3),
+            "peakRssBytes": peak,
+        },
+    )
+    return {"vocab_size": vocab, "reference_dtype": held, "peak_rss_bytes": peak}
+
+
+def run_score(request: dict[str, Any]) -> dict[str, Any]:
+    """The compiled model alone, scored window by window against the stored reference."""
+    windows = _windows_from_cache(request)
+    candidate = _load_candidate(request)
+    entry_dir = Path(request["entry_dir"])
+    logprobs = RowReader(entry_dir / LOGPROBS)
+    exact = RowReader(entry_dir / EXACT)
+    ref_vocab = int(logprobs.shape[1])
+    totals: dict[str, list[Any]] = {"kl": [], "agree": [], "nll_model": [], "nll_reference": []}
+    offset = 0
+    vocab = 0
+    try:
+        for chunk in windows:
+            got = candidate.logits(chunk)
+            vocab = min(int(got.shape[-1]), ref_vocab)
+            if vocab != got.shape[-1] or vocab != ref_vocab:
+                if int(chunk.max()) >= vocab:
+                    raise WorkerError(
+                        f"vocabulary sizes differ (model {got.shape[-1]}, reference "
+                        f"{ref_vocab}): is the reference the model this was compiled from?"
+                    )
+                got = got[:, :vocab]
+            for start in range(0, len(chunk) - 1, _ROWS):
+                stop = min(start + _ROWS, len(chunk) - 1)
+                rows = (offset + start, offset + stop)
+                scored = _score_stored(
+                    got[start:stop],
+                    logprobs.rows(*rows),
+                    exact.rows(*rows),
+                    chunk[start + 1 : stop + 1],
+                    ref_vocab,
+                )
+                for key, values in scored.items():
+                    totals[key].extend(values)
+            offset += len(chunk) - 1
+    finally:
+        logprobs.close()
+        exact.close()
+    return {
+        **totals,
+        "windows": len(windows),
+        "window": int(request["window"]),
+        "vocab_size": int(vocab),
+        "peak_rss_bytes": peak_rss_bytes(),
+    }
 
 
 def run(request: dict[str, Any]) -> dict[str, Any]:
@@ -201,7 +413,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     # a dequantized GGUF; the text is always tokenized by a compiled model's own tokenizer
     # (tokens_from, default the candidate) so that every comparison scores the same tokens.
     tokens_from = Path(request.get("tokens_from") or model_dir)
-    context = _context_length(tokens_from)
+    context = context_length(tokens_from)
     if context:
         window = min(window, context)
     tokenizing = _GenaiRunner(tokens_from)
@@ -213,21 +425,11 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         candidate = tokenizing
     else:
         candidate = _GenaiRunner(model_dir)
-    if max_tokens:
-        ids = ids[: int(max_tokens)]
-    windows = [ids[i : i + window] for i in range(0, len(ids), window)]
-    windows = [w for w in windows if len(w) >= 2]
+    windows = cut_windows(ids, window, max_tokens)
     if not windows:
         raise WorkerError(f"the text gives only {len(ids)} token(s); at least 2 are needed")
 
-    ref_path = Path(request["reference_path"])
-    reference: _GenaiRunner | _TransformersRunner
-    if request["reference_kind"] == "onnx":
-        reference = _GenaiRunner(ref_path)
-    else:
-        reference = _TransformersRunner(
-            ref_path, threads, str(request.get("reference_dtype") or "auto")
-        )
+    reference = _load_reference(request)
 
     totals: dict[str, list[Any]] = {"kl": [], "agree": [], "nll_model": [], "nll_reference": []}
     vocab = 0
@@ -260,8 +462,9 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     request_path, result_path = Path(argv[0]), Path(argv[1])
     request = json.loads(request_path.read_text(encoding="utf-8"))
+    modes = {"tokenize": run_tokenize, "reference": run_reference, "score": run_score}
     try:
-        result: dict[str, Any] = {"ok": True, **run(request)}
+        result: dict[str, Any] = {"ok": True, **modes.get(request.get("mode", ""), run)(request)}
     except WorkerError as exc:
         result = {"ok": False, "error": str(exc)}
     result_path.write_text(json.dumps(result), encoding="utf-8")
