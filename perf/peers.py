@@ -70,6 +70,8 @@ class Row:
     sensitivity_seconds: float = 0.0  # a budget point: its sensitivity pass (or the cached one's)
     compile_seconds: float = 0.0  # a budget point: its compiles together (the rest is fidelity)
     load: str = ""  # a budget point: the load average when its search ended
+    fidelity_seconds: float = 0.0  # a budget point: its fidelity measurements together
+    reference_seconds: float = 0.0  # of which the reference's one run (or the cached one's)
 
 
 def _log(message: str) -> None:
@@ -227,11 +229,15 @@ def search_costs(rows: list[Row], one_compile: float) -> str:
         + f"; target: a search < {SEARCH_TARGET:g}x one compile"
     ]
     for r in (r for r in rows if r.kind == "curator"):
-        rest = max(r.search_seconds - r.sensitivity_seconds - r.compile_seconds, 0.0)
+        rest = max(
+            r.search_seconds - r.sensitivity_seconds - r.compile_seconds - r.fidelity_seconds, 0.0
+        )
         lines.append(
             f"  {r.name}: {r.search_seconds:.0f} s = {r.search_seconds / max(one_compile, 1e-9):.1f}x "
             f"one compile (sensitivity {r.sensitivity_seconds:.0f} s, {r.compiles} compile(s) "
-            f"{r.compile_seconds:.0f} s, fidelity and the rest {rest:.0f} s; load {r.load})"
+            f"{r.compile_seconds:.0f} s, {r.compiles} fidelity measurement(s) "
+            f"{r.fidelity_seconds:.0f} s of which the reference's one run "
+            f"{r.reference_seconds:.0f} s, the rest {rest:.0f} s; load {r.load})"
         )
     return "\n".join(lines)
 
@@ -386,7 +392,7 @@ def measure_rows(
         _log(
             f"{kind}: KL {got['kl']:.4f}, top-1 {got['top1']:.1%}, {path.stat().st_size / 2**20:.1f} MiB"
         )
-    searches: dict[str, tuple[float, int, float, float, str]] = {}
+    searches: dict[str, tuple[float, int, float, float, str, float, float]] = {}
     compile_times: list[float] = []
     if budgets is None:  # one budget at each llama.cpp point's KL: the targets' own test
         budgets = tuple(
@@ -399,9 +405,13 @@ def measure_rows(
         chosen = record["attempts"][record["chosen"]]
         fidelity[name] = (chosen["klMean"], chosen["top1Agreement"], chosen["perplexity"])
         compiled[name] = model_dir
-        # a search from scratch: a cached sensitivity's own time is added back
-        seconds = float(record["searchSeconds"]) + (
-            float(record["sensitivitySeconds"]) if record.get("sensitivityCached") else 0.0
+        # a search from scratch: a cached sensitivity's (and fidelity reference's) own time is
+        # added back
+        reference_seconds = float(record.get("referenceSeconds", 0.0))
+        seconds = (
+            float(record["searchSeconds"])
+            + (float(record["sensitivitySeconds"]) if record.get("sensitivityCached") else 0.0)
+            + (reference_seconds if record.get("referenceCached") else 0.0)
         )
         searches[name] = (
             seconds,
@@ -409,6 +419,9 @@ def measure_rows(
             float(record["sensitivitySeconds"]),
             sum(float(a.get("compileSeconds", 0.0)) for a in record["attempts"]),
             _load(),
+            sum(float(a.get("fidelitySeconds", 0.0)) for a in record["attempts"])
+            + (reference_seconds if record.get("referenceCached") else 0.0),
+            reference_seconds,
         )
         compile_times += [float(a.get("compileSeconds", 0.0)) for a in record["attempts"]]
         _log(
@@ -439,6 +452,8 @@ def measure_rows(
             compiles=searches[name][1] if name in searches else 0,
             sensitivity_seconds=searches[name][2] if name in searches else 0.0,
             compile_seconds=searches[name][3] if name in searches else 0.0,
+            fidelity_seconds=searches[name][5] if name in searches else 0.0,
+            reference_seconds=searches[name][6] if name in searches else 0.0,
             load=searches[name][4]
             if name in searches
             else (compile_load if name == recipe else ""),

@@ -163,6 +163,8 @@ def test_search_cost_is_printed_as_a_ratio_to_one_compile_with_its_parts_and_loa
             _row("curator KL<=0.1", 110, 0.09, 150.0, kind="curator", search=300.0),
             sensitivity_seconds=120.0,
             compile_seconds=80.0,
+            fidelity_seconds=90.0,
+            reference_seconds=50.0,
             load="4.0/3.0/2.0",
         ),
     ]
@@ -171,5 +173,6 @@ def test_search_cost_is_printed_as_a_ratio_to_one_compile_with_its_parts_and_loa
     assert len(lines) == 2  # one line per budget point; the peers and the fixed recipe have none
     assert lines[1] == (
         "  curator KL<=0.1: 300 s = 7.5x one compile (sensitivity 120 s, 3 compile(s) 80 s, "
-        "fidelity and the rest 100 s; load 4.0/3.0/2.0)"
+        "3 fidelity measurement(s) 90 s of which the reference's one run 50 s, the rest 10 s; "
+        "load 4.0/3.0/2.0)"
     )

@@ -294,6 +294,11 @@ def test_budget_compile_meets_the_budget_and_its_recipe_reruns(
     )
     result = compile_to_budget(request, budget, threads=2, sensitivity_tokens=64)
     assert result.kl <= 0.01
+    # the reference runs in the first try only; the others read its stored side
+    assert [a.reference_cached for a in result.attempts] == [
+        False,
+        *[True] * (len(result.attempts) - 1),
+    ]
     assert result.compiled.path is not None
     manifest = read_manifest(result.compiled.path) or {}
     assert manifest["budget"]["recipeFile"] == result.recipe.name
@@ -470,10 +475,17 @@ def test_a_cheaper_try_that_misses_gives_back_the_kept_one_without_a_rebuild(
         return Compiled(model_dir, size, model_dir / "curator-manifest.json")
 
     kls = iter([0.03, 0.12])  # try 1 meets 0.1 with room to spare; the cheaper try 2 misses
+    caches: list[object] = []
 
     def measure_fidelity(*args: object, **kwargs: object) -> object:
+        caches.append(kwargs.get("reference_cache"))
         return types.SimpleNamespace(
-            kl_mean=next(kls), top1_agreement=0.9, perplexity=1.0, reference_perplexity=1.0
+            kl_mean=next(kls),
+            top1_agreement=0.9,
+            perplexity=1.0,
+            reference_perplexity=1.0,
+            reference_cached=len(caches) > 1,
+            reference_seconds=7.0,
         )
 
     source = types.SimpleNamespace(local_dir=tmp_path, repo="org/m")
@@ -500,6 +512,11 @@ def test_a_cheaper_try_that_misses_gives_back_the_kept_one_without_a_rebuild(
     assert result.recipe == model_dir / "budget-kl-0-1.json"
     assert json.loads((model_dir / "curator-manifest.json").read_text())["budget"]["chosen"] == 0
     assert not list((tmp_path / "home" / "budget" / "recipes").glob("*/kept-try*"))
+    # every try is measured against the one reference cache of this home: only the first runs it
+    assert caches == [tmp_path / "home" / "fidelity" / "reference"] * 2
+    record = json.loads((model_dir / "curator-manifest.json").read_text())["budget"]
+    assert [a["referenceCached"] for a in record["attempts"]] == [False, True]
+    assert (record["referenceSeconds"], record["referenceCached"]) == (7.0, False)
     # both tries taught the source's correction: measured / predicted KL
     assert api._corrections(tmp_path / "home", "1" * 64) == [
         pytest.approx(0.03 / 0.051),

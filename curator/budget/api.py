@@ -118,6 +118,11 @@ class Attempt:
     compile_seconds: float = 0.0
     perplexity: float = 0.0
     reference_perplexity: float = 0.0
+    fidelity_seconds: float = 0.0
+    # the reference's side of the measurement read from the fidelity reference cache (the
+    # reference did not run); False: it ran in this try and was stored; None: no cache
+    reference_cached: bool | None = None
+    reference_seconds: float = 0.0  # what computing the reference took (now or when stored)
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -129,6 +134,9 @@ class Attempt:
             "top1Agreement": round(self.top1, 6),
             "perplexity": round(self.perplexity, 4),
             "compileSeconds": round(self.compile_seconds, 1),
+            "fidelitySeconds": round(self.fidelity_seconds, 1),
+            "referenceCached": self.reference_cached,
+            "referenceSeconds": round(self.reference_seconds, 1),
             "seconds": round(self.seconds, 1),
         }
 
@@ -152,6 +160,16 @@ class BudgetResult:
         return self.attempts[self.chosen].kl
 
     @property
+    def reference_seconds(self) -> float:
+        """What the fidelity reference took to compute (in this search or when it was stored)."""
+        return self.attempts[0].reference_seconds if self.attempts else 0.0
+
+    @property
+    def reference_cached(self) -> bool:
+        """The search never ran the reference: an earlier measurement had stored it."""
+        return bool(self.attempts) and self.attempts[0].reference_cached is True
+
+    @property
     def top1(self) -> float:
         return self.attempts[self.chosen].top1
 
@@ -168,6 +186,9 @@ class BudgetResult:
             "chosen": self.chosen,
             "sensitivitySeconds": round(self.sensitivity_seconds, 1),
             "sensitivityCached": self.sensitivity_cached,
+            # the fidelity reference, run at most once per search (then read from its cache)
+            "referenceSeconds": round(self.reference_seconds, 1),
+            "referenceCached": self.reference_cached,
             "searchSeconds": round(self.seconds, 1),
         }
 
@@ -206,6 +227,7 @@ def compile_to_budget(
         load_text,
         measure_fidelity,
     )
+    from curator.fidelity.refcache import default_cache_dir  # start-up: loads curator.fidelity
 
     started = time.monotonic()
     source = resolve_source(
@@ -247,6 +269,10 @@ def compile_to_budget(
         )
     attempts: list[Attempt] = []
     results: list[tuple[CompileResult, Path, Plan]] = []
+    # every try is measured against the same reference on the same text: its side is computed in
+    # the first try and read back in the others (curator.fidelity.refcache)
+    reference_cache = default_cache_dir(home)
+    digests: dict[Path, str] = {source.local_dir.resolve(): sensitivity.source_sha256}
     tried: set[tuple[tuple[str, str], ...]] = set()
     kept: dict[int, Path] = {}  # a try that met the budget, set aside while a cheaper one builds
     for index in range(max_compiles):
@@ -278,9 +304,17 @@ def compile_to_budget(
         )
         compile_seconds = time.monotonic() - compile_started
         assert compiled.path is not None
+        reference = default_reference(compiled.path)
+        fidelity_started = time.monotonic()
         fidelity = measure_fidelity(
-            compiled.path, default_reference(compiled.path), text, threads=threads
+            compiled.path,
+            reference,
+            text,
+            threads=threads,
+            reference_cache=reference_cache,
+            reference_sha256=_reference_sha(digests, reference),
         )
+        fidelity_seconds = time.monotonic() - fidelity_started
         attempts.append(
             Attempt(
                 recipe=path,
@@ -293,6 +327,9 @@ def compile_to_budget(
                 compile_seconds=compile_seconds,
                 perplexity=fidelity.perplexity,
                 reference_perplexity=fidelity.reference_perplexity,
+                fidelity_seconds=fidelity_seconds,
+                reference_cached=fidelity.reference_cached,
+                reference_seconds=fidelity.reference_seconds,
             )
         )
         results.append((compiled, path, plan))
@@ -303,7 +340,9 @@ def compile_to_budget(
             progress,
             f"budget: try {index + 1}: KL {fidelity.kl_mean:.4f}, top-1 "
             f"{fidelity.top1_agreement:.1%}, {compiled.total_bytes / 2**20:.1f} MiB: "
-            + ("meets the budget" if met else "misses the budget"),
+            + ("meets the budget" if met else "misses the budget")
+            + f" (fidelity {fidelity_seconds:.0f} s, reference "
+            + ("cached)" if fidelity.reference_cached else "computed)"),
         )
         passing = [a for a in attempts if budget.met(a.kl, a.top1)]
         if met and (
@@ -350,6 +389,20 @@ def compile_to_budget(
     )
     _record(compiled, result, sensitivity)
     return result
+
+
+def _reference_sha(digests: dict[Path, str], reference: Any) -> str | None:
+    """The reference's content digest, computed once per search (for the source itself it is the
+    sensitivity pass's ``source_sha256``: the same files, the same formula); None for a compiled
+    (onnx) reference, whose digest the measurement computes itself."""
+    from curator.fidelity.refcache import reference_digest  # start-up: loads curator.fidelity
+
+    if getattr(reference, "kind", None) != "transformers":
+        return None
+    path = Path(reference.path).resolve()
+    if path not in digests:
+        digests[path] = reference_digest("transformers", path)
+    return digests[path]
 
 
 CORRECTIONS_KEPT = 8
