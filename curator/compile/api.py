@@ -124,9 +124,7 @@ def plan_compile(request: CompileRequest, recipe: Recipe, source: SourceModel) -
         preflight.check_chat_template(has_template, request.source)
     free_disk = preflight.free_disk_bytes(cache_root)
     available_ram = preflight.available_ram_bytes()
-    if parameters:
-        predicted_disk = preflight.predicted_disk_bytes(recipe, parameters)
-        preflight.check_disk(predicted_disk, free_disk, cache_root)
+    if parameters:  # RAM first: no --cache-dir gets round it, and its hint names a recipe
         predicted = cost.estimate(recipe, parameters, model_config, stored_bytes)
         predicted_peak, predicted_seconds = predicted.peak_bytes, predicted.seconds
         prediction_basis = predicted.basis
@@ -135,6 +133,8 @@ def plan_compile(request: CompileRequest, recipe: Recipe, source: SourceModel) -
                 recipe, parameters, available_ram, model_config, stored_bytes
             )
             preflight.check_ram(predicted_peak, available_ram, recipe, fits)
+        predicted_disk = preflight.predicted_disk_bytes(recipe, parameters)
+        preflight.check_disk(predicted_disk, free_disk, cache_root)
     if request.context_length is not None:
         runtime_options.check_context_length(request.context_length, context)
     serving_context = request.context_length or context
