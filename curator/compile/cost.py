@@ -75,12 +75,16 @@ CPU_SECONDS_PER_BILLION = {
 }
 PARALLEL_EFFICIENCY = 0.8  # 2 cores quantize 1.6x one core
 LEGACY_SECONDS_PER_BILLION = 450.0  # the builder's own int4 path (issue 20: 641 s at 1.41B)
+# A first pass in torch slower than the builder: Olive's Gptq (int4-gptq-cpu) on the 0.42B bf16
+# ladder rung, 64 calibration texts: 859 s wall, 812 s CPU on one core (load average 3-5).
+FIRST_PASS_SECONDS_PER_BILLION = {"Gptq": 2000.0}
 # A first pass that quantizes the model in torch holds it in its stored dtype, so its
 # ``ram_factor`` (measured on fp32 checkpoints) scales with the stored width: Olive's Rtn
 # (int4-rtn-cpu) peaked at 1,748 MiB on the 0.42B bf16 ladder rung, 5.0 x 2/4 bytes per
-# parameter + the overhead (1,764 MiB). The builder's own path casts to fp32 whatever is stored
-# (issue 20: 1.41B 14.15 GiB from fp32, 13.8 GiB from bf16).
-STORED_DTYPE_PASSES = frozenset({"Rtn"})
+# parameter + the overhead (1,764 MiB); Olive's Gptq (int4-gptq-cpu) at 2,405 MiB on the same
+# rung, 8.3 x 2/4 + the overhead (2,412 MiB). The builder's own path casts to fp32 whatever is
+# stored (issue 20: 1.41B 14.15 GiB from fp32, 13.8 GiB from bf16).
+STORED_DTYPE_PASSES = frozenset({"Rtn", "Gptq"})
 
 
 @dataclass(frozen=True)
@@ -209,7 +213,9 @@ def predict(
         if recipe.passes and recipe.passes[0].type in STORED_DTYPE_PASSES:
             factor *= stored_bytes / 4.0
         peak = int(LEGACY_OVERHEAD_BYTES + factor * parameters)
-        seconds = STARTUP_SECONDS + LEGACY_SECONDS_PER_BILLION * billions
+        first = recipe.passes[0].type if recipe.passes else ""
+        per_billion = FIRST_PASS_SECONDS_PER_BILLION.get(first, LEGACY_SECONDS_PER_BILLION)
+        seconds = STARTUP_SECONDS + per_billion * billions
         why = f"the model builder's own path: {factor:g} bytes per parameter"
         return CompileCost(peak, seconds, False, why)
     builder = _builder_config(recipe)
