@@ -139,11 +139,20 @@ def test_cli_without_record_writes_nothing_and_shows_progress(
     assert (target / "curator-manifest.json").read_bytes() == before
     assert "not recorded: --record writes it" in proc.stdout
     assert "reference weights held in float32)" in proc.stdout  # an fp32 checkpoint, 0.2M params
-    assert re.search(r"peak memory \d+\.\d\d GiB \(both models", proc.stdout), proc.stdout
+    # the reference ran alone and was stored (curator.fidelity.refcache), then the compiled model
+    assert re.search(
+        r"peak memory \d+\.\d\d GiB \(one model at a time: the reference \d+\.\d\d GiB",
+        proc.stdout,
+    ), proc.stdout
     lines = proc.stderr.splitlines()
     assert lines[0] == "fidelity of trained ..."
     assert any(line.startswith("fidelity: scoring trained-generic-cpu:1 against") for line in lines)
     assert lines[-1].startswith("fidelity of trained done (")
+    again = run_curator(
+        "fidelity", "trained", "--reference", str(trained_model_dir), "--max-tokens", "300"
+    )
+    assert again.returncode == 0, again.stderr
+    assert "the reference read from its cache, reference weights held in float32)" in again.stdout
 
 
 def _scale_weights(model_dir: Path, factor: float) -> None:

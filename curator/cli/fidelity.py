@@ -36,7 +36,16 @@ def _print(out: Output, report: Any) -> None:
     out.text(f"  text {r.text} ({r.tokens} tokens scored, {r.windows} window(s) of {r.window})")
     if r.peak_rss_bytes:
         held = f", reference weights held in {r.reference_dtype}" if r.reference_dtype else ""
-        out.text(f"  peak memory {r.peak_rss_bytes / 2**30:.2f} GiB (both models{held})")
+        if r.reference_cached is None:
+            how = "both models"
+        elif r.reference_cached:
+            how = "the compiled model; the reference read from its cache"
+        else:
+            how = (
+                f"one model at a time: the reference {r.reference_peak_rss_bytes / 2**30:.2f} GiB"
+                " (stored), then the compiled model"
+            )
+        out.text(f"  peak memory {r.peak_rss_bytes / 2**30:.2f} GiB ({how}{held})")
     out.table(
         [
             ("KL mean (nats)", f"{r.kl_mean:.4g}"),
