@@ -211,6 +211,27 @@ def test_cli_recipes_list_and_show() -> None:
     assert table.returncode == 0 and "Gptq -> ModelBuilder" in table.stdout
     human = run_curator("recipes", "show", "int4-gptq-cpu")
     assert "calibration" in human.stdout and "Gptq" in human.stdout
+    assert "8.3 bytes per fp32 parameter" in human.stdout  # GPTQ holds the model in torch
+
+
+def test_recipes_show_states_the_predicted_compile_cost_of_a_1_5b_and_a_7b() -> None:
+    """A streamed recipe's ram_factor is only its fallback: show what the cost model predicts
+    (issue 20: a 7B under 12 GiB with int4-cpu), not ram_factor as the peak."""
+    shown = run_curator("recipes", "show", "int4-cpu", "--json")
+    assert shown.returncode == 0, shown.stderr
+    predicted = json.loads(shown.stdout)["predicted_compile"]
+    assert set(predicted) == {"Qwen2.5-1.5B", "Qwen2.5-7B"}
+    assert all(p["streamed"] for p in predicted.values())
+    assert predicted["Qwen2.5-1.5B"]["peak_bytes"] < predicted["Qwen2.5-7B"]["peak_bytes"]
+    assert predicted["Qwen2.5-7B"]["peak_bytes"] < 12 * 2**30
+    gptq = json.loads(run_curator("recipes", "show", "int4-gptq-cpu", "--json").stdout)
+    assert not gptq["predicted_compile"]["Qwen2.5-7B"]["streamed"]
+    assert gptq["predicted_compile"]["Qwen2.5-7B"]["peak_bytes"] > 24 * 2**30
+    human = run_curator("recipes", "show", "int4-cpu").stdout
+    assert "streamed, one layer or table at a time" in human
+    peak_7b = predicted["Qwen2.5-7B"]["peak_bytes"] / 2**30
+    assert f"Qwen2.5-7B: {peak_7b:.1f} GiB" in human
+    assert "bytes per parameter at peak compile" not in human
     missing = run_curator("recipes", "show", "nope")
     assert missing.returncode == 2
     assert "unknown recipe 'nope'" in missing.stderr and "Traceback" not in missing.stderr

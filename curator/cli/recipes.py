@@ -9,7 +9,10 @@ import click
 
 from curator.cli._options import ListGroup, json_option
 from curator.cli._output import Output
+from curator.compile.cost import reference_costs
 from curator.recipes import Recipe, get_recipe, load_recipes
+
+GIB = 2**30
 
 
 def recipe_json(recipe: Recipe) -> dict[str, Any]:
@@ -23,6 +26,14 @@ def recipe_json(recipe: Recipe) -> dict[str, Any]:
         "passes": [{"name": p.name, "type": p.type, "config": p.config} for p in recipe.passes],
         "needs": list(recipe.needs),
         "ram_factor": recipe.ram_factor,
+        "predicted_compile": {
+            model: {
+                "peak_bytes": cost.peak_bytes,
+                "seconds": round(cost.seconds),
+                "streamed": cost.streamed,
+            }
+            for model, cost in reference_costs(recipe).items()
+        },
         "run_bytes_per_parameter": recipe.run_bytes_per_parameter,
         "sha256": recipe.sha256,
         "path": str(recipe.path),
@@ -75,7 +86,19 @@ def show_recipe(name: str, as_json: bool) -> None:
     out.text(f"  precision:  {recipe.precision}")
     out.text(f"  variant:    {recipe.variant} (ids end in -{recipe.variant}:VERSION)")
     out.text(f"  needs:      {', '.join(recipe.needs) or '-'}")
-    out.text(f"  RAM:        {recipe.ram_factor:g} bytes per parameter at peak compile")
+    costs = reference_costs(recipe)
+    streamed = all(cost.streamed for cost in costs.values())
+    how = (
+        "streamed, one layer or table at a time"
+        if streamed
+        else f"{recipe.ram_factor:g} bytes per fp32 parameter"
+    )
+    out.text(f"  compile:    {how}; predicted peak and time on an idle machine:")
+    for model, cost in costs.items():
+        out.text(
+            f"              {model}: {cost.peak_bytes / GIB:.1f} GiB, {cost.seconds / 60:.0f} min"
+        )
+    out.text("              (curator compile SOURCE --recipe NAME --dry-run: for your model)")
     out.text(f"  sha256:     {recipe.sha256}")
     out.text(f"  file:       {recipe.path}")
     out.text("  passes:")

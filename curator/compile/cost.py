@@ -279,6 +279,22 @@ def estimate(
     )
 
 
+# Real models' shapes and parameter counts, for what a recipe costs before a source is chosen
+# (``curator recipes show``): a 1.5B and a 7B, the sizes teams register (issue 20).
+REFERENCE_MODELS: dict[str, tuple[ModelShape, int]] = {
+    "Qwen2.5-1.5B": (ModelShape(151936, 1536, 28, 8960, 12, 2, 128, True), 1_543_714_304),
+    "Qwen2.5-7B": (ModelShape(152064, 3584, 28, 18944, 28, 4, 128, False), 7_615_616_512),
+}
+
+
+def reference_costs(recipe: Recipe) -> dict[str, CompileCost]:
+    """What ``recipe`` is predicted to cost on each of :data:`REFERENCE_MODELS` (bf16 on disk)."""
+    return {
+        name: predict(recipe, parameters, shape=shape, architecture="Qwen2ForCausalLM")
+        for name, (shape, parameters) in REFERENCE_MODELS.items()
+    }
+
+
 def predict_compile_peak_bytes(
     recipe: Recipe,
     parameter_count: int,
