@@ -306,11 +306,16 @@ def read_meta(entry: Entry) -> dict[str, Any] | None:
     return meta
 
 
+def writing(path: Path) -> Path:
+    """The temporary name this process fills before ``path`` is sealed by :func:`finish_entry`."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
 def finish_entry(entry: Entry, facts: dict[str, Any]) -> None:
-    """Seal an entry the reference worker filled (``*.tmp`` arrays in place): rename the arrays
-    into place, then write meta.json with their sha256 (atomically, last)."""
+    """Seal an entry this process filled (its :func:`writing` files): rename the arrays into
+    place, then write meta.json with their sha256 (atomically, last)."""
     for final in (entry.logprobs, entry.exact):
-        os.replace(final.with_name(final.name + ".tmp"), final)
+        os.replace(writing(final), final)
     meta = {
         **facts,
         "key": entry.key,

@@ -37,6 +37,7 @@ from curator.fidelity.refcache import (
     RowWriter,
     finish_entry,
     write_tokens,
+    writing,
 )
 from curator.formats.safetensors import read_safetensors_header
 from curator.portable import peak_rss_bytes
@@ -315,7 +316,7 @@ def run_reference(request: dict[str, Any]) -> dict[str, Any]:
     entry.directory.mkdir(parents=True, exist_ok=True)
     logprobs: RowWriter | None = None
     exact = RowWriter(
-        entry.exact.with_name(entry.exact.name + ".tmp"),
+        writing(entry.exact),
         "<f8",
         (entry.positions, EXACT_COLUMNS),
     )
@@ -325,7 +326,7 @@ def run_reference(request: dict[str, Any]) -> dict[str, Any]:
         if logprobs is None:
             vocab = int(ref.shape[-1])
             logprobs = RowWriter(
-                entry.logprobs.with_name(entry.logprobs.name + ".tmp"),
+                writing(entry.logprobs),
                 "<u2",
                 (entry.positions, vocab),
             )
