@@ -412,3 +412,32 @@ def test_the_budgets_tied_recipe_reruns_to_the_same_shared_model(
     assert not [t.name for t in model.graph.initializer if t.name.startswith("model.embed_tokens")]
     reshape = next(n for n in model.graph.node if n.name == "/model/embed_tokens/Reshape")
     assert reshape.input[0] == "lm_head.MatMul.weight_Q8"
+
+
+@pytest.mark.slow
+def test_a_budget_search_on_a_tied_source_compiles_it_shared(
+    trained_model_dir: Path, isolated_env: Path, tmp_path: Path
+) -> None:
+    """The whole search (sensitivity, plan, compile, fidelity) on a tied copy of the trained
+    fixture: the tied table is one group, the kept model reads it once, and the recipe file in the
+    model directory rebuilds the same bytes."""
+    import onnx
+
+    from curator.budget import check_budget, compile_to_budget
+    from curator.compile import CompileRequest, compile_model
+
+    tied_dir = bf16_tied_copy(trained_model_dir, tmp_path / "trained-tied")
+    request = CompileRequest(source=str(tied_dir), recipe="auto", model_id="tt-generic-cpu:1")
+    result = compile_to_budget(request, check_budget(0.05, None), threads=2, sensitivity_tokens=64)
+    assert result.kl <= 0.05 and result.compiled.path is not None
+    assert result.counts and sum(result.counts.values()) == 1 + 2 * 4  # the table, 2 layers x 4
+    config = json.loads(result.recipe.read_text(encoding="utf-8"))["passes"][0]["config"]
+    assert config["share_tied_embedding"] is True
+    model = onnx.load(str(result.compiled.path / "model.onnx"), load_external_data=False)
+    assert not [t.name for t in model.graph.initializer if t.name.startswith("model.embed_tokens")]
+    again = compile_model(
+        CompileRequest(
+            source=str(tied_dir), recipe=str(result.recipe), model_id="tt2-generic-cpu:1"
+        )
+    )
+    assert again.path is not None and _sha(again.path) == _sha(result.compiled.path)
