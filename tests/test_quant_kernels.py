@@ -76,7 +76,7 @@ def test_matmul_matches_onnxruntime(quant: TensorQuant, monkeypatch: pytest.Monk
     rng = np.random.default_rng(0)
     weight = rng.standard_normal((96, 256)).astype(np.float32) * 0.05
     weight[3, :32] = 0.0  # a constant block
-    monkeypatch.setattr(kernels, "MATMUL_CHUNK_ELEMENTS", 40 * 256)  # several chunks and threads
+    monkeypatch.setattr(kernels, "TASK_ELEMENTS", 40 * 256)  # several tasks, on two workers
     packed = kernels.quantize_matmul(weight, quant, threads=2)
     expected = _ort_quantize(weight, quant)
     data_name, scales_name, zp_name = packed.initializer_names("w.MatMul.weight")
@@ -94,13 +94,14 @@ def test_matmul_matches_onnxruntime(quant: TensorQuant, monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize("symmetric", [False, True])
 @pytest.mark.parametrize("bits", [4, 8])
-def test_gather_matches_olive(symmetric: bool, bits: int) -> None:
+def test_gather_matches_olive(symmetric: bool, bits: int, monkeypatch: pytest.MonkeyPatch) -> None:
     from olive.passes.onnx.rtn_quantization import OnnxBlockWiseRtnQuantization
 
     rng = np.random.default_rng(1)
     table = rng.standard_normal((50, 64)).astype(np.float32)
     table[7] = 0.0
     quant = TensorQuant(bits=bits, block_size=32, symmetric=symmetric, algo="rtn")
+    monkeypatch.setattr(kernels, "CHUNK_ELEMENTS", 20 * 64)  # 3 tasks, on two workers
     packed = kernels.quantize_gather(table, quant, threads=2)
     data, scales, zp = OnnxBlockWiseRtnQuantization._quantize_ndarray(
         OnnxBlockWiseRtnQuantization,  # type: ignore[arg-type]
@@ -119,16 +120,86 @@ def test_gather_matches_olive(symmetric: bool, bits: int) -> None:
     assert np.abs(packed.dequantize() - table).max() <= np.abs(table).max() / (2 ** (bits - 1))
 
 
-def test_two_threads_give_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
-    rng = np.random.default_rng(2)
-    weight = rng.standard_normal((200, 128)).astype(np.float32)
+def _rows_of(start: int, stop: int) -> tuple[int, int, int]:
+    import os
+
+    return start, stop, os.getpid()
+
+
+def test_tasks_run_in_worker_processes_in_order_and_in_process_on_one_thread() -> None:
+    import os
+
+    tasks = [(i, i + 1) for i in range(12)]
+    pooled = list(kernels._parallel(_rows_of, tasks, threads=2))
+    assert [(a, b) for a, b, _ in pooled] == tasks  # in task order, whatever finished first
+    assert os.getpid() not in {pid for _, _, pid in pooled}
+    inline = list(kernels._parallel(_rows_of, tasks, threads=1))
+    assert {pid for _, _, pid in inline} == {os.getpid()}
+    assert kernels.workers_for(1) == 0 and kernels.workers_for(2) == 2
+    assert kernels.workers_for(500) == kernels.MAX_WORKERS
+
+
+def test_a_task_that_fails_in_a_worker_raises_in_the_caller() -> None:
     quant = TensorQuant(bits=4, block_size=32, symmetric=False, algo="k_quant")
+    tasks = [(np.zeros((2, 32), np.float32), quant, np.dtype(np.float32), False, 64)] * 3
+    tasks[1] = (np.zeros(64, np.float32), *tasks[1][1:])  # not 2-D: the worker's shape read fails
+    with pytest.raises(IndexError):
+        list(kernels._parallel(kernels._matmul_rows, tasks, threads=2))
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_worker_processes_give_the_same_bytes_as_one_thread(
+    bits: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ml_dtypes
+
+    rng = np.random.default_rng(2)
+    cols = 128
+    weight = (rng.standard_normal((201, cols)) * 0.05).astype(ml_dtypes.bfloat16)  # as stored
+    quant = TensorQuant(bits=bits, block_size=32, symmetric=False, algo="k_quant")
     one = kernels.quantize_matmul(weight, quant, threads=1)
-    monkeypatch.setattr(kernels, "MATMUL_CHUNK_ELEMENTS", 30 * 128)
+    monkeypatch.setattr(kernels, "TASK_ELEMENTS", 33 * cols)  # 7 tasks of 2-3 chunks, odd rows
+    monkeypatch.setattr(kernels, "MATMUL_CHUNK_ELEMENTS", 15 * cols)
     two = kernels.quantize_matmul(weight, quant, threads=2)
-    for a, b in (
-        (one.data, two.data),
-        (one.scales, two.scales),
-        (one.zero_points, two.zero_points),
-    ):
+    expected = _ort_quantize(weight.astype(np.float32), quant)
+    data_name, scales_name, zp_name = one.initializer_names("w.MatMul.weight")
+    for packed in (one, two):
+        np.testing.assert_array_equal(packed.data, expected[data_name])
+        np.testing.assert_array_equal(packed.scales, expected[scales_name])
+        np.testing.assert_array_equal(packed.zero_points, expected[zp_name])
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_k_quant_search_is_onnxruntimes_bit_for_bit(bits: int) -> None:
+    from onnxruntime.quantization.neural_compressor.weight_only import quant_tensor_k_quant_cpu
+
+    rng = np.random.default_rng(3)
+    data = rng.standard_normal((64, 128)).astype(np.float32) * 0.03
+    data[0, :32] = 0.0  # a constant group
+    data[1, 32:64] = 0.5
+    data[2] *= 1e4  # a wide one
+    ours = kernels.k_quant_search(data, bits, 32)
+    theirs = quant_tensor_k_quant_cpu(data.copy(), bits, 32)
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
+
+
+def _k_quant_in_worker(rows: np.ndarray) -> tuple[bool, int]:
+    import os
+    import sys
+
+    quant = TensorQuant(bits=4, block_size=32, symmetric=False, algo="k_quant")
+    kernels._matmul_rows(rows, quant, np.dtype(np.float32), False, 1024)
+    return "onnxruntime" in sys.modules, os.getpid()
+
+
+def test_a_k_quant_worker_needs_numpy_only() -> None:
+    """The worker processes' memory (curator.compile.cost counts it): no onnxruntime loaded."""
+    import os
+
+    rows = np.random.default_rng(4).standard_normal((8, 64)).astype(np.float32)
+    kernels.shutdown_workers()  # fresh workers: earlier tests' rtn tasks loaded onnxruntime
+    found = list(kernels._parallel(_k_quant_in_worker, [(rows,)] * 4, threads=2))
+    assert all(pid != os.getpid() for _, pid in found)
+    assert not any(loaded for loaded, _ in found)

@@ -17,14 +17,20 @@ hqq        ``HQQWeightOnlyQuantizer.quantize_internal``    Olive ``OnnxHqqQuanti
 Layouts: a MatMul weight is given as torch's Linear layout ``[N, K]`` (out_features, in_features),
 which is ``B.T`` of the ONNX MatMul ``X @ B``; blocks run along K. The work is split in row chunks
 (rows are independent for every algorithm except HQQ, whose early stop looks at the whole tensor)
-and run on ``threads`` threads: numpy and onnxruntime's kernels release the GIL.
+and run on ``threads`` worker PROCESSES (a spawned pool, kept for the process's life): threads do
+not help, because k-quant's search is hundreds of small numpy operations per chunk, each holding
+the GIL for most of its time (16384 x 2048 4-bit k-quant: 2 threads took the same wall time as
+one and 40% more CPU; 2 processes take half the wall time). One thread means no pool: the chunks
+run in this process, with the same bytes.
 """
 
 from __future__ import annotations
 
+import atexit
+import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -43,7 +49,14 @@ from curator.quant.plan import TensorQuant
 # heap); the gather's per-block column loop wants wide chunks (32k: 4x slower) and keeps 256k.
 MATMUL_CHUNK_ELEMENTS = 1 << 15
 CHUNK_ELEMENTS = 1 << 18
-IN_FLIGHT_PER_THREAD = 2  # chunks submitted ahead per thread (bounds the results not yet copied)
+# Weights per task sent to a worker process (a MatMul task runs its 32k-weight chunks one after
+# another there): a 4-bit k-quant task is about 50 ms of work against well under 1 ms to send
+# the rows and return the packed result.
+TASK_ELEMENTS = 1 << 18
+IN_FLIGHT_PER_THREAD = 2  # tasks submitted ahead per worker (bounds the results not yet copied)
+# Worker processes at most: each holds its own Python and numpy (about 30 MiB resident, counted
+# by curator.compile.cost), and Windows' process pools take at most 61.
+MAX_WORKERS = 8
 
 FloatArray = npt.NDArray[np.floating[Any]]
 ByteArray = npt.NDArray[np.uint8]
@@ -129,30 +142,69 @@ def _row_chunks(
     return [(start, min(rows, start + step)) for start in range(0, rows, step)]
 
 
-def _parallel(
-    work: Callable[[int, int], tuple[Any, ...]], chunks: list[tuple[int, int]], threads: int
-) -> Iterator[tuple[Any, ...]]:
-    """Each chunk's result, in chunk order, computed on ``threads`` threads.
+_POOL: ProcessPoolExecutor | None = None
+_POOL_WORKERS = 0
 
-    At most ``IN_FLIGHT_PER_THREAD * threads`` chunks are submitted ahead of the one consumed:
-    ``pool.map`` submits every chunk at once, and when the consumer (which copies each result into
-    the whole-tensor arrays) falls behind, as it does on a loaded machine, finished results pile
-    up, up to a second copy of the quantized tensor (the 151,936 x 2,048 lm_head: 360 MB)."""
-    if threads <= 1 or len(chunks) <= 1:
-        for a, b in chunks:
-            yield work(a, b)
-        return
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        todo = iter(chunks)
-        pending: deque[Future[tuple[Any, ...]]] = deque(
-            pool.submit(work, a, b) for a, b in islice(todo, IN_FLIGHT_PER_THREAD * threads)
+
+def workers_for(threads: int) -> int:
+    """The worker processes a quantizer asked for ``threads`` uses (0: none, run in-process)."""
+    return min(threads, MAX_WORKERS) if threads > 1 else 0
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """The process-wide pool of ``workers`` spawned processes (spawn: the same on Windows, macOS
+    and Linux, and no fork of a process holding torch's threads), started on first use."""
+    global _POOL, _POOL_WORKERS
+    if _POOL is None or workers != _POOL_WORKERS:
+        shutdown_workers()
+        _POOL = ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
         )
+        _POOL_WORKERS = workers
+    return _POOL
+
+
+@atexit.register
+def shutdown_workers() -> None:
+    """Stop the worker processes, if any (at exit, or when a pool of another size is wanted)."""
+    global _POOL, _POOL_WORKERS
+    if _POOL is not None:
+        _POOL.shutdown(wait=True, cancel_futures=True)
+    _POOL, _POOL_WORKERS = None, 0
+
+
+def _parallel(
+    work: Callable[..., tuple[Any, ...]], tasks: list[tuple[Any, ...]], threads: int
+) -> Iterator[tuple[Any, ...]]:
+    """``work(*task)`` for each task, in task order, on ``threads`` worker processes (in this
+    process when ``threads`` is 1 or there is one task). ``work`` must be a module-level function
+    and its arguments picklable; it sees this module's constants as imported, not as patched.
+
+    At most ``IN_FLIGHT_PER_THREAD`` tasks per worker are submitted ahead of the one consumed:
+    submitting every task at once would send every row of the tensor at once, and when the
+    consumer (which copies each result into the whole-tensor arrays) falls behind, as it does on a
+    loaded machine, finished results would pile up, up to a second copy of the quantized tensor
+    (the 151,936 x 2,048 lm_head: 360 MB)."""
+    workers = workers_for(threads)
+    if not workers or len(tasks) <= 1:
+        for task in tasks:
+            yield work(*task)
+        return
+    pool = _pool(workers)
+    todo = iter(tasks)
+    pending: deque[Future[tuple[Any, ...]]] = deque(
+        pool.submit(work, *task) for task in islice(todo, IN_FLIGHT_PER_THREAD * workers)
+    )
+    try:
         while pending:
             result = pending.popleft().result()
             following = next(todo, None)
             if following is not None:
                 pending.append(pool.submit(work, *following))
             yield result
+    finally:
+        for future in pending:  # an error or an abandoned generator: drop what is queued
+            future.cancel()
 
 
 def _assemble(
@@ -208,18 +260,18 @@ def quantize_matmul(
     io_dtype = np.dtype(scale_dtype)  # the replaced pass sees the weight cast to the io dtype
     if quant.algo == "hqq":
         return _hqq(weight.astype(io_dtype, copy=False), quant, (rows, cols))
-    kernel = {"rtn": _rtn_cpp, "k_quant": _k_quant, "rtn_inc": _rtn_inc}[quant.algo]
     kb = -(-cols // quant.block_size)
     odd_zp = quant.bits == 4 and kb % 2 == 1
-
-    def work(start: int, stop: int) -> tuple[Any, ...]:
-        # cast chunk by chunk: a bf16 weight never exists whole in float32
-        return kernel(weight[start:stop].astype(io_dtype, copy=False), quant)
-
-    chunks = _row_chunks(rows, cols, even=odd_zp, elements=MATMUL_CHUNK_ELEMENTS)
+    # Tasks and their chunks hold an even number of rows when a row has an odd number of 4-bit
+    # zero points: those are packed flat, two per byte, so each chunk must start on a byte.
+    tasks = _row_chunks(rows, cols, even=odd_zp, elements=TASK_ELEMENTS)
+    work = [
+        (weight[start:stop], quant, io_dtype, odd_zp, MATMUL_CHUNK_ELEMENTS)
+        for start, stop in tasks
+    ]
     flat_total = (rows * kb + 1) // 2  # 4-bit zero points packed flat (rtn_inc, k_quant)
     data, scales, zero_points = _assemble(
-        _parallel(work, chunks, threads), chunks, rows, flat_total
+        _parallel(_matmul_rows, work, threads), tasks, rows, flat_total
     )
     scales = scales.astype(scale_dtype, copy=False)
     if zero_points is not None and zero_points.ndim == 1:
@@ -231,6 +283,20 @@ def quantize_matmul(
             )
         zero_points = zero_points.reshape(rows, -1)
     return PackedTensor("matmul", quant, (rows, cols), data, scales, zero_points)
+
+
+def _matmul_rows(
+    weight: FloatArray, quant: TensorQuant, io_dtype: np.dtype[Any], even: bool, chunk: int
+) -> tuple[Any, ...]:
+    """One task: rows of a MatMul weight quantized ``chunk`` weights at a time, in this process
+    (a worker's, or the caller's), joined into the rows' (data, scales, zero points)."""
+    kernel = {"rtn": _rtn_cpp, "k_quant": _k_quant, "rtn_inc": _rtn_inc}[quant.algo]
+    rows, cols = (int(weight.shape[0]), int(weight.shape[1]))
+    kb = -(-cols // quant.block_size)
+    chunks = _row_chunks(rows, cols, even=even, elements=chunk)
+    # cast chunk by chunk: a bf16 weight never exists whole in float32
+    parts = (kernel(weight[a:b].astype(io_dtype, copy=False), quant) for a, b in chunks)
+    return tuple(_assemble(parts, chunks, rows, (rows * kb + 1) // 2))
 
 
 def _rtn_cpp(chunk: FloatArray, quant: TensorQuant) -> tuple[Any, ...]:
@@ -275,15 +341,75 @@ def _pack_zp_nc(zero_point: npt.NDArray[Any], rows: int, bits: int) -> ByteArray
 
 
 def _k_quant(chunk: FloatArray, quant: TensorQuant) -> tuple[Any, ...]:
-    from onnxruntime.quantization.neural_compressor.weight_only import quant_tensor_k_quant_cpu
-
     rows = chunk.shape[0]
     padded = _pad_k(chunk, quant.block_size)
     kb = padded.shape[1] // quant.block_size
-    q_weight, scale, zp = quant_tensor_k_quant_cpu(padded, quant.bits, quant.block_size)
+    q_weight, scale, zp = k_quant_search(padded, quant.bits, quant.block_size)
     data = _pack_nc(q_weight, rows, kb, quant.bits, quant.block_size)
     scales = scale.astype(chunk.dtype).reshape(rows, kb)
     return data, scales, _pack_zp_nc(zp, rows, quant.bits)
+
+
+def k_quant_search(
+    data: FloatArray, num_bits: int = 4, group_size: int = 32
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.uint8]]:
+    """llama.cpp's k-quant search for each group's scale and minimum, operation for operation
+    onnxruntime 1.31's ``quant_tensor_k_quant_cpu`` (onnxruntime/quantization/neural_compressor/
+    weight_only.py: Intel Neural Compressor, Apache-2.0, with Microsoft's k-quant addition, MIT),
+    restated so that a worker process needs numpy only: importing onnxruntime's module loads onnx
+    and onnxruntime, 105 MiB resident per worker against 29 MiB. Same inputs, same bytes: checked
+    against onnxruntime's function in tests/test_quant_kernels.py.
+
+    Returns (quantized values as float64 ``[groups, group_size]``, scales float64
+    ``[groups, 1]``, zero points uint8 ``[groups, 1]``)."""
+    data = np.reshape(data, (-1, group_size)).astype(np.float32)
+    maxq = 2**num_bits - 1
+    minq = 0
+    sum_x2 = np.sum(data**2, axis=1, keepdims=True)
+    av_x = np.sqrt(sum_x2 / group_size)
+    weights = np.add(av_x, np.abs(data))
+    rmin = np.min(data, axis=1, keepdims=True)
+    rmax = np.max(data, axis=1, keepdims=True)
+    sum_w = np.sum(weights, axis=1, keepdims=True)
+    sum_x = np.sum(weights * data, axis=1, keepdims=True)
+    iscale = np.ones(rmax.shape, dtype=data.dtype)
+    mask = rmin != rmax
+    iscale[mask] = (maxq - minq) / (rmax[mask] - rmin[mask])
+    scale = 1 / iscale
+    quant_data = np.clip(np.round(iscale * (data - rmin)), minq, maxq)
+    diff = scale * quant_data + rmin - data
+    best_mad = np.sum(weights * diff**2, axis=1, keepdims=True)
+    nstep = 20
+    rdelta = 0.1
+    rrmin = -1
+    for is_ in range(nstep):
+        iscale_new = np.ones(rmax.shape, dtype=data.dtype)
+        factor = np.array([rrmin + rdelta * is_ + maxq - minq]).astype(data.dtype)[0]
+        mask = rmin != rmax
+        iscale_new[mask] = factor / (rmax[mask] - rmin[mask])
+        quant_data_new = np.clip(np.round(iscale_new * (data - rmin)), minq, maxq)
+        mul_weights_quant_data_new = weights * quant_data_new
+        sum_l = np.sum(mul_weights_quant_data_new, axis=1, keepdims=True)
+        sum_l2 = np.sum(mul_weights_quant_data_new * quant_data_new, axis=1, keepdims=True)
+        sum_xl = np.sum(mul_weights_quant_data_new * data, axis=1, keepdims=True)
+        d = np.subtract(sum_w * sum_l2, sum_l**2)
+        this_scale = (sum_w * sum_xl - sum_x * sum_l) / d
+        this_min = (sum_l2 * sum_x - sum_l * sum_xl) / d
+        diff = this_scale * quant_data_new + this_min - data
+        mad = np.sum(weights * diff**2, axis=1, keepdims=True)
+        idx_to_replace = np.where(np.array(mad) < np.array(best_mad))[0]
+        quant_data[idx_to_replace, :] = quant_data_new[idx_to_replace, :]
+        best_mad[idx_to_replace] = mad[idx_to_replace]
+        scale[idx_to_replace] = this_scale[idx_to_replace]
+        rmin[idx_to_replace] = this_min[idx_to_replace]
+    zero_point = np.clip(((-rmin) / scale).round(), 0, maxq).astype("uint8")
+    scale = scale.astype(np.float64)
+    q_weight = np.empty_like(data, dtype=scale.dtype)
+    np.divide(data, scale, out=q_weight)
+    np.add(q_weight, zero_point, out=q_weight)
+    np.round(q_weight, out=q_weight)
+    np.clip(q_weight, minq, maxq, out=q_weight)
+    return q_weight, scale, zero_point
 
 
 def _rtn_inc(chunk: FloatArray, quant: TensorQuant) -> tuple[Any, ...]:
@@ -347,11 +473,9 @@ def quantize_gather(
     threads = default_threads() if threads is None else threads
     rows, cols = (int(weight.shape[0]), int(weight.shape[1]))
 
-    def work(start: int, stop: int) -> tuple[Any, ...]:
-        return _gather_rows(weight[start:stop].astype(dtype, copy=False), quant)
-
     chunks = _row_chunks(rows, cols, even=False)
-    data, scales, zero_points = _assemble(_parallel(work, chunks, threads), chunks, rows, 0)
+    work = [(weight[start:stop], quant, np.dtype(dtype)) for start, stop in chunks]
+    data, scales, zero_points = _assemble(_parallel(_gather_block, work, threads), chunks, rows, 0)
     return PackedTensor("gather", quant, (rows, cols), data, scales, zero_points)
 
 
@@ -359,6 +483,11 @@ def _pack_along_columns(data: npt.NDArray[Any]) -> ByteArray:
     if data.shape[1] % 2:
         data = np.pad(data, ((0, 0), (0, 1)))
     return ((data[:, 0::2] & 0xF) | ((data[:, 1::2] & 0xF) << 4)).astype(np.uint8)
+
+
+def _gather_block(weight: FloatArray, quant: TensorQuant, dtype: np.dtype[Any]) -> tuple[Any, ...]:
+    """One task: rows of an embedding table, cast to ``dtype`` and quantized."""
+    return _gather_rows(weight.astype(dtype, copy=False), quant)
 
 
 def _gather_rows(data: FloatArray, quant: TensorQuant) -> tuple[Any, ...]:
