@@ -37,6 +37,7 @@ from tests.test_stream_compile import bf16_tied_copy
 EMBEDDING_QUANT = {"bits": 4, "block_size": 32, "symmetric": False}
 LM_8 = {"match": LM_HEAD_NODE, "bits": 8, "block_size": 32, "symmetric": True, "algo": "rtn"}
 LM_4 = {"match": LM_HEAD_NODE, "bits": 4, "block_size": 16, "symmetric": False, "algo": "k_quant"}
+LM_4SYM = {"match": LM_HEAD_NODE, "bits": 4, "block_size": 32, "symmetric": True, "algo": "rtn"}
 # hidden 64: a block of 128 does not divide the row, so the gather cannot read the MatMul's table
 LM_BLOCKED = {"match": LM_HEAD_NODE, "bits": 8, "block_size": 128, "symmetric": True}
 
@@ -149,8 +150,9 @@ def _sha(model_dir: Path) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Path]:
-    """One child process: the tied bf16 fixture shared and not (8-bit symmetric and 4-bit
-    asymmetric k-quant lm_head, and a block the gather cannot read), the untied one likewise."""
+    """One child process: the tied bf16 fixture shared and not (lm_head 8-bit symmetric and
+    4-bit symmetric, read in place; 4-bit asymmetric k-quant, read through a Reshape; a block the
+    gather cannot read), the untied one likewise."""
     work = tmp_path_factory.mktemp("tied")
     tied = bf16_tied_copy(tiny_model_dir, work / "qwen2-bf16-tied")
     plans = {
@@ -158,6 +160,8 @@ def builds(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> di
         "own8": (tied, _config(False, LM_8)),
         "shared4": (tied, _config(True, LM_4)),
         "own4": (tied, _config(False, LM_4)),
+        "shared4sym": (tied, _config(True, LM_4SYM)),
+        "own4sym": (tied, _config(False, LM_4SYM)),
         "blocked-shared": (tied, _config(True, LM_BLOCKED)),
         "blocked-own": (tied, _config(False, LM_BLOCKED)),
         "untied-shared": (tiny_model_dir, _config(True, LM_8)),
@@ -180,9 +184,9 @@ def _log(model_dir: Path) -> str:
     return "\n".join(json.loads((model_dir / "build-log.json").read_text(encoding="utf-8")))
 
 
-@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("bits", ["8", "4", "4sym"])
 def test_a_tied_table_shared_is_the_patched_model_and_smaller(
-    builds: dict[str, Path], tmp_path: Path, bits: int
+    builds: dict[str, Path], tmp_path: Path, bits: str
 ) -> None:
     shared, own = builds[f"shared{bits}"], builds[f"own{bits}"]
     patched = _patched(own, tmp_path / "patched")
@@ -203,20 +207,36 @@ def test_a_tied_table_shared_is_the_patched_model_and_smaller(
     assert "stored once" in _log(shared)
 
 
-def test_the_shared_gather_reads_the_lm_heads_initializers(builds: dict[str, Path]) -> None:
+def _embedding_nodes(model_dir: Path) -> tuple[dict[str, Any], Any]:
     import onnx
+
+    model = onnx.load(str(model_dir / "model.onnx"), load_external_data=False)
+    nodes = {n.name: n for n in model.graph.node}
+    head = next(n for n in model.graph.node if n.op_type == "MatMulNBits" and "lm_head" in n.name)
+    return nodes, head
+
+
+def test_the_shared_gather_reads_the_lm_heads_initializers(builds: dict[str, Path]) -> None:
     from onnx import helper
 
-    model = onnx.load(str(builds["shared4"] / "model.onnx"), load_external_data=False)
-    nodes = {n.name: n for n in model.graph.node}
+    # 4-bit asymmetric: zero points packed two blocks per byte, the data reshaped to [V, H / 2]
+    nodes, head = _embedding_nodes(builds["shared4"])
     gather = nodes["/model/embed_tokens/GatherBlockQuantized"]
     reshape = nodes["/model/embed_tokens/Reshape"]
-    head = next(n for n in model.graph.node if n.op_type == "MatMulNBits" and "lm_head" in n.name)
     assert reshape.input[0] == head.input[1] == "lm_head.MatMul.weight_Q4G16"
     assert list(gather.input) == [reshape.output[0], "input_ids", *head.input[2:]]
     assert len(head.input) == 4  # asymmetric k-quant: the zero points are shared too
     attrs = {a.name: helper.get_attribute_value(a) for a in gather.attribute}
     assert attrs == {"gather_axis": 0, "quantize_axis": 1, "block_size": 16, "bits": 4}
+    # 8-bit: the data read in place, [V, k_blocks, block], only the scales reshaped
+    nodes, head = _embedding_nodes(builds["shared8"])
+    gather = nodes["/model/embed_tokens/GatherBlockQuantized"]
+    scales = nodes["/model/embed_tokens/Reshape_scales"]
+    assert gather.input[0] == head.input[1] == "lm_head.MatMul.weight_Q8"
+    assert scales.input[0] == head.input[2] and gather.input[2] == scales.output[0]
+    assert nodes["/model/embed_tokens/Reshape"].input[0] == gather.output[0]
+    attrs = {a.name: helper.get_attribute_value(a) for a in gather.attribute}
+    assert attrs == {"gather_axis": 0, "quantize_axis": 2, "block_size": 32, "bits": 8}
 
 
 @pytest.mark.parametrize(
@@ -410,8 +430,8 @@ def test_the_budgets_tied_recipe_reruns_to_the_same_shared_model(
     assert _sha(dirs[0]) == _sha(dirs[1])
     model = onnx.load(str(dirs[0] / "model.onnx"), load_external_data=False)
     assert not [t.name for t in model.graph.initializer if t.name.startswith("model.embed_tokens")]
-    reshape = next(n for n in model.graph.node if n.name == "/model/embed_tokens/Reshape")
-    assert reshape.input[0] == "lm_head.MatMul.weight_Q8"
+    gather = next(n for n in model.graph.node if n.op_type == "GatherBlockQuantized")
+    assert gather.input[0] == "lm_head.MatMul.weight_Q8"
 
 
 @pytest.mark.slow

@@ -20,8 +20,8 @@ What the builder does today, and what changes while a :class:`StreamSession` is 
 - ``save_model``: only the graph (a few MB) is serialised; the data file is already complete.
 - A tied embedding with the plan's ``share_tied_embedding``: the table is quantized once, in the
   lm_head's format, when the embedding is made; the embedding's ``GatherBlockQuantized`` reads the
-  lm_head ``MatMulNBits``' data (through a Reshape to ``[V, H * bits / 8]``), scales and zero
-  points, and the lm_head node reuses them. The builder's own ``shared_embeddings`` does the same
+  lm_head ``MatMulNBits``' data (as it is, blocks along axis 2; 4-bit with zero points through a
+  Reshape to ``[V, H * bits / 8]``), scales and zero points, and the lm_head node reuses them. The builder's own ``shared_embeddings`` does the same
   for a whole-graph ``to_int4`` (base.py ``make_embedding``); Olive's ModelBuilder pass replaces
   that make_embedding, so it never applied to a compile here.
 
@@ -755,27 +755,72 @@ def _shared_embedding(self: Any, session: StreamSession, embedding: Any) -> str:
     del table
     session.stats["shared_table"] = SharedTable(quant, (vocab, hidden), tuple(names))
     basename = "/model/embed_tokens"
-    flat = hidden * quant.bits // 8
-    reshape_name = f"{basename}/Reshape"
-    self.make_reshape(
-        reshape_name,
-        [names[0], f"/model/constants/INT64/[{vocab}, {flat}]"],
-        dtype=ir.DataType.UINT8,
-        shape=[vocab, flat],
-    )
     gather_name = f"{basename}/GatherBlockQuantized"
-    gather_output = f"{gather_name}/output_0"
-    self.make_node(
-        "GatherBlockQuantized",
-        inputs=[f"{reshape_name}/output_0", "input_ids", *names[1:]],
-        outputs=[gather_output],
-        name=gather_name,
-        domain="com.microsoft",
-        gather_axis=0,
-        quantize_axis=1,
-        block_size=quant.block_size,
-        bits=quant.bits,
-    )
+    kb = hidden // quant.block_size
+    if quant.bits == 8 or len(names) == 2:
+        # the data read as MatMulNBits holds it, [V, k_blocks, block * bits / 8], blocks along
+        # axis 2: only the scales (and 8-bit zero points: one per block) are reshaped to
+        # [V, k_blocks, 1], and the gathered [B, S, k_blocks, block] to [B, S, H]. A Reshape of
+        # the data would be folded by onnxruntime into an anonymous copy of the whole table
+        # (measured on SmolLM2: +27 MB resident); read in place, it stays the data file's pages
+        per_block = []
+        for index, name in enumerate(names[1:]):
+            reshaped = f"{basename}/Reshape_{'scales' if index == 0 else 'zero_points'}"
+            self.make_reshape(
+                reshaped,
+                [name, f"/model/constants/INT64/[{vocab}, {kb}, 1]"],
+                dtype=self.io_dtype if index == 0 else ir.DataType.UINT8,
+                shape=[vocab, kb, 1],
+            )
+            per_block.append(f"{reshaped}/output_0")
+        gathered = f"{gather_name}/output_0"
+        self.make_node(
+            "GatherBlockQuantized",
+            inputs=[names[0], "input_ids", *per_block],
+            outputs=[gathered],
+            name=gather_name,
+            domain="com.microsoft",
+            gather_axis=0,
+            quantize_axis=2,
+            block_size=quant.block_size,
+            bits=quant.bits,
+        )
+        self.make_value(
+            gathered,
+            self.io_dtype,
+            shape=["batch_size", "sequence_length", kb, quant.block_size],
+        )
+        reshape_name = f"{basename}/Reshape"
+        self.make_reshape(
+            reshape_name,
+            [gathered, f"/model/constants/INT64/[0, 0, {hidden}]"],
+            dtype=self.io_dtype,
+            shape=["batch_size", "sequence_length", hidden],
+        )
+        gather_output = f"{reshape_name}/output_0"
+    else:
+        # 4-bit zero points are packed two blocks per byte along a row: the gather reads them
+        # as [V, ceil(k_blocks / 2)], with the data reshaped to [V, H * bits / 8]
+        flat = hidden * quant.bits // 8
+        reshape_name = f"{basename}/Reshape"
+        self.make_reshape(
+            reshape_name,
+            [names[0], f"/model/constants/INT64/[{vocab}, {flat}]"],
+            dtype=ir.DataType.UINT8,
+            shape=[vocab, flat],
+        )
+        gather_output = f"{gather_name}/output_0"
+        self.make_node(
+            "GatherBlockQuantized",
+            inputs=[f"{reshape_name}/output_0", "input_ids", *names[1:]],
+            outputs=[gather_output],
+            name=gather_name,
+            domain="com.microsoft",
+            gather_axis=0,
+            quantize_axis=1,
+            block_size=quant.block_size,
+            bits=quant.bits,
+        )
     log(
         f"tied embedding shares the lm_head's table ({quant.bits}-bit, block "
         f"{quant.block_size}, {quant.algo}): stored once"
