@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from curator.portable import usable_cpu_count
 from curator.recipes import Recipe, load_recipes
 
 STREAMING_PASS = "CuratorModelBuilder"
@@ -57,23 +58,33 @@ INT8_STARTUP_SECONDS = 30.0
 INT8_SECONDS_PER_BILLION = 7.0
 INT8_CHUNK_BYTES = (1 << 22) * 5
 INT8_MAX_THREADS = 8
+# The worker processes that quantize a streamed build's weights (curator.quant.kernels: spawned,
+# one per usable core when there are 2 or more, at most KERNEL_MAX_WORKERS), each its own Python
+# and numpy: 42 MiB resident each on the 0.42B int4-cpu compile (19 MiB of it shared libraries,
+# which a tree's RSS counts once per process), plus multiprocessing's resource tracker (12 MiB).
+KERNEL_WORKER_BYTES = 42 * 2**20
+KERNEL_POOL_BYTES = 12 * 2**20
+KERNEL_MAX_WORKERS = 8  # curator.quant.kernels.MAX_WORKERS
+KERNEL_TASK_ELEMENTS = 1 << 18  # curator.quant.kernels.TASK_ELEMENTS
 # Wall time on an idle machine: Olive's start, reading/writing, and quantizing, per billion
 # parameters on one core (measured CPU seconds), divided by the cores the quantizers use.
-# k_quant: the 0.42B int4-cpu compile pinned to one core took 87 s of CPU in all (quantizing is
-# 97% of the pass: 146 of 150 s), i.e. about 180 s per billion once Olive's start is taken off
-# (measured at load average 8 on 2 cores, which inflates CPU time somewhat; 16384 x 2048 alone:
-# 203 s/B). A loaded machine stretches the wall time by the share of the cores it leaves.
-STARTUP_SECONDS = 25.0
+# k_quant: the 0.42B int4-cpu compile (perf.ladder --cores 1,2, heavy lock, load 1.2-2.2) took
+# 86.2 s pinned to one core (83 s CPU), 10 s of it outside the builder pass (Olive's start, the
+# genai config, placing the files): the pass, nearly all k-quant, is 180 s per billion in all.
+# On 2 cores, quantizing in 2 worker processes: 64.4 s in all, the pass 1.47x faster (51.6 vs
+# 75.6 s; the workers' CPU 10-20% above one core's for the same work). A loaded machine
+# stretches the wall time by the share of the cores it leaves.
+STARTUP_SECONDS = 10.0
 IO_SECONDS_PER_BILLION = 20.0
 CPU_SECONDS_PER_BILLION = {
-    "k_quant": 180.0,
+    "k_quant": 160.0,
     "rtn": 30.0,
     "rtn_inc": 60.0,
     "hqq": 200.0,
     "float": 10.0,
     "int8": INT8_CPU_SECONDS_PER_BILLION,
 }
-PARALLEL_EFFICIENCY = 0.8  # 2 cores quantize 1.6x one core
+PARALLEL_EFFICIENCY = 0.75  # 2 cores quantize 1.5x one core (measured above: 1.47x)
 LEGACY_SECONDS_PER_BILLION = 450.0  # the builder's own int4 path (issue 20: 641 s at 1.41B)
 # A first pass in torch slower than the builder: Olive's Gptq (int4-gptq-cpu) on the 0.42B bf16
 # ladder rung, 64 calibration texts: 859 s wall, 812 s CPU on one core (load average 3-5).
@@ -187,6 +198,11 @@ def _quant_bits(config: Mapping[str, Any]) -> tuple[float, float, float, str]:
     return PACKED[4], lm_head, embedding, algo
 
 
+def kernel_workers(cores: int) -> int:
+    """The quantizer processes a streamed build starts on ``cores`` cores (none on one)."""
+    return min(cores, KERNEL_MAX_WORKERS) if cores > 1 else 0
+
+
 def held_packed(parameters: int, packed: float) -> float:
     """Bytes of a quantized weight of ``parameters`` values (``packed`` bytes each, 0: kept
     float) held at once while it is made: all of it, or, sliced, its scales and zero points and
@@ -204,9 +220,11 @@ def predict(
     shape: ModelShape | None = None,
     stored_bytes: float = 2.0,
     architecture: str | None = None,
-    cores: int = 2,
+    cores: int | None = None,
 ) -> CompileCost:
-    """The predicted peak RSS of the compile's process tree and its wall time on an idle machine."""
+    """The predicted peak RSS of the compile's process tree and its wall time on an idle machine
+    with ``cores`` cores (default: those this process may use, which the compile inherits)."""
+    cores = usable_cpu_count() if cores is None else cores
     billions = parameters / 1e9
     if not streams(recipe, architecture):
         factor = recipe.ram_factor
@@ -242,6 +260,14 @@ def predict(
         in_flight = (min(max(cores, 1), INT8_MAX_THREADS) + 1) * INT8_CHUNK_BYTES
         peak += in_flight
         basis += f" + int8 chunks in flight ({in_flight >> 20} MiB)"
+    quantizes = algo not in ("float", "int8") or embedding
+    biggest = max(shape.embedding_parameters, shape.largest_layer_tensor) if shape else parameters
+    # a weight of one task or less is quantized in the build's own process (a tiny model: none)
+    workers = kernel_workers(cores) if quantizes and biggest > KERNEL_TASK_ELEMENTS else 0
+    if workers:
+        pool = KERNEL_POOL_BYTES + workers * KERNEL_WORKER_BYTES
+        peak += pool
+        basis += f" + {workers} quantizer processes ({pool >> 20} MiB)"
     for step in recipe.passes[1:]:
         whole = POST_PASS_BYTES_PER_PARAMETER.get(step.type)
         if whole is not None and BASE_BYTES + whole * parameters > peak:
@@ -260,10 +286,10 @@ def estimate(
     parameters: int,
     config: Mapping[str, Any] | None = None,
     stored_bytes: float = 2.0,
+    cores: int | None = None,
 ) -> CompileCost:
-    """:func:`predict` from a config.json (its shape and architecture) when there is one."""
-    import os
-
+    """:func:`predict` from a config.json (its shape and architecture) when there is one, for the
+    cores this process may use (the compile's child inherits them)."""
     shape = ModelShape.from_config(config) if config else None
     architectures = (config or {}).get("architectures")
     architecture = (
@@ -275,7 +301,7 @@ def estimate(
         shape=shape,
         stored_bytes=stored_bytes,
         architecture=architecture,
-        cores=os.cpu_count() or 1,
+        cores=cores,
     )
 
 
