@@ -229,6 +229,16 @@ def test_damaged_token_ids_are_cut_again(
     assert again.kl_mean == stored.first.kl_mean
 
 
+def test_a_cache_that_cannot_be_written_measures_in_one_process(
+    stored: Stored, tiny_model_dir: Path, compiled_tiny_int4: Path, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    got = _measure_again(stored, blocker / "refcache", compiled_tiny_int4, tiny_model_dir)
+    assert got.reference_cached is None  # both models in one process, nothing stored
+    assert (got.kl_mean, got.top1_agreement) == (stored.plain.kl_mean, stored.plain.top1_agreement)
+
+
 def test_row_files_refuse_a_wrong_shape(tmp_path: Path) -> None:
     path = tmp_path / "rows.npy"
     writer = refcache.RowWriter(path, "<f2", (3, 4))

@@ -112,6 +112,16 @@ def _run_mode(request: dict[str, Any], timeout: float | None) -> dict[str, Any]:
     return result
 
 
+def _usable(cache_dir: Path) -> bool:
+    """The reference cache can be written (else the measurement holds both models in one process,
+    as without a cache, rather than fail)."""
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(cache_dir, os.W_OK)
+
+
 def _run_cached(
     model_dir: Path,
     reference: Reference,
@@ -247,18 +257,20 @@ def run_worker(
     ``reference_dtype``: how a transformers reference holds its weights (see ReferenceDtype).
     ``reference_cache``: True (``$CURATOR_HOME/fidelity/reference``) or a directory: the reference
     runs alone and its side is kept (curator.fidelity.refcache), the compiled model is scored in
-    another process; False: both models in one process, nothing kept (the peak is their sum).
+    another process; False (or a directory that cannot be written): both models in one process,
+    nothing kept (the peak is their sum; the result's ``reference_cached`` is None).
     ``reference_sha256``: the reference's content digest when the caller has it
     (refcache.reference_digest; computed otherwise).
     """
     if window < 2:
         raise FidelityError(f"window {window} is too small", hint="use `--window 64` or more")
-    if reference_cache is not False:
+    cache_dir = default_cache_dir() if reference_cache is True else Path(reference_cache or ".")
+    if reference_cache is not False and _usable(cache_dir):
         return _run_cached(
             model_dir,
             reference,
             text,
-            cache_dir=default_cache_dir() if reference_cache is True else Path(reference_cache),
+            cache_dir=cache_dir,
             window=window,
             max_tokens=max_tokens,
             threads=threads,
