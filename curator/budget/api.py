@@ -6,7 +6,10 @@ that meets a fidelity budget.
 3. the plan written as a recipe file and compiled by the ordinary compile (the streaming
    CuratorModelBuilder, so only the quantizer's arithmetic differs between plans);
 4. the compiled model measured with ``curator fidelity`` (its fp32 source as the reference, the
-   default text);
+   default text); the reference's side is computed in the first try and read back from the
+   fidelity reference cache (curator.fidelity.refcache) in the others. The sensitivity pass does
+   not fill that cache: it runs on its own calibration text on purpose (the plan is not tuned on
+   the text that judges it), so it never computes what fidelity needs;
 5. when the measurement misses the budget, the prediction is corrected by the ratio measured /
    predicted and the search runs again (and once more the other way when the first model met
    the budget with room to spare); the smallest model that met the budget is the one kept.

@@ -1,7 +1,9 @@
 """How much a compiled (e.g. int4) model's next-token distributions drift from its fp32 source.
 
 Teacher-forced over a fixed text: per-token KL(reference || model), top-1 agreement and the
-perplexity of both, measured in a subprocess (onnxruntime-genai never loads in the caller).
+perplexity of both, measured in subprocesses (onnxruntime-genai never loads in the caller): the
+reference alone, its side stored once per source, text and window (curator.fidelity.refcache),
+then the compiled model alone against it.
 """
 
 from __future__ import annotations
