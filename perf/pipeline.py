@@ -24,11 +24,15 @@ removes the difference: see README "What a compile costs per billion parameters"
 
     python -m perf.pipeline --rung 3b        # the ladder's 3B rung, compiled with --keep
     python -m perf.pipeline --rung 3b --steps register,smoke,bench --context-length 4096
+    python -m perf.pipeline --rung 3b --steps register,bench --session-option enable_mem_pattern=false
     python -m perf.pipeline MODEL_DIR --reference CHECKPOINT [--steps smoke,bench] [--json F]
 
 ``--context-length N`` measures the model as ``curator compile --context-length N`` leaves it: a
 copy under the workdir whose files are links to the compiled ones and whose genai_config.json (and
-manifest) say N, written by the compile's own ``set_context_length``.
+manifest) say N, written by the compile's own ``set_context_length``. ``--session-option
+KEY=VALUE`` (repeatable) measures such a copy with that onnxruntime session option in its
+genai_config.json (a key onnxruntime-genai does not name itself goes to onnxruntime as a config
+entry, e.g. ``session.disable_prepacking=1``).
 
 ``--rung R`` takes the model perf.ladder compiled (``python -m perf.ladder --rungs R --keep
 --workdir .cache/ladder/runs-R``) and its checkpoint. Random weights answer nonsense: smoke exits 1,
@@ -177,8 +181,43 @@ def _env(cache: Path, workdir: Path) -> dict[str, str]:
     }
 
 
-def context_copy(model_dir: Path, root: Path, tokens: int) -> Path:
-    """``model_dir`` as ``curator compile --context-length tokens`` writes it, under
+# session_options keys onnxruntime-genai reads itself, with their JSON types (its config.cpp);
+# any other key is an onnxruntime config entry, whose value must be a string
+_GENAI_BOOL_OPTIONS = ("enable_cpu_mem_arena", "enable_mem_pattern")
+_GENAI_INT_OPTIONS = (
+    "intra_op_num_threads",
+    "inter_op_num_threads",
+    "log_severity_level",
+    "log_verbosity_level",
+)
+
+
+def session_option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` as genai_config.json's session_options hold it: a boolean or an integer for
+    the keys onnxruntime-genai reads as such, a string for every other key (a config entry)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    if key in _GENAI_BOOL_OPTIONS:
+        if value not in ("true", "false"):
+            raise argparse.ArgumentTypeError(f"{key} takes true or false, not {value!r}")
+        return key, value == "true"
+    if key in _GENAI_INT_OPTIONS:
+        try:
+            return key, int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{key} takes an integer, not {value!r}") from None
+    return key, value
+
+
+def context_copy(
+    model_dir: Path,
+    root: Path,
+    tokens: int | None,
+    session_options: Sequence[tuple[str, Any]] = (),
+) -> Path:
+    """``model_dir`` as ``curator compile --context-length tokens`` writes it (``tokens`` None:
+    its own context), with ``session_options`` added to genai_config.json's decoder, under
     ``root/foundry-cache/<publisher>/<name>``: every file a link to the compiled one but
     genai_config.json (set_context_length) and the manifest (contextLength, modelContextLength,
     kvCacheBytes), which are copies."""
@@ -197,6 +236,13 @@ def context_copy(model_dir: Path, root: Path, tokens: int) -> Path:
             shutil.copyfile(path, copy / path.name)
         else:
             (copy / path.name).symlink_to(path.resolve())
+    if session_options:
+        config_path = copy / "genai_config.json"
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config["model"]["decoder"].setdefault("session_options", {}).update(dict(session_options))
+        config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    if tokens is None:
+        return copy
     own = set_context_length(copy, tokens)
     manifest_path = copy / "curator-manifest.json"
     if manifest_path.is_file():
@@ -363,13 +409,24 @@ def main(argv: list[str]) -> int:
         type=int,
         help="measure a copy whose genai_config says this context (as compile --context-length)",
     )
+    parser.add_argument(
+        "--session-option",
+        type=session_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="measure a copy with this genai_config session option (repeat), e.g. "
+        "enable_cpu_mem_arena=false or session.disable_prepacking=1",
+    )
     args = parser.parse_args(argv)
     model_dir, workdir, reference, license_id = _resolve(args)
     if not (model_dir / "genai_config.json").is_file():
         raise SystemExit(f"no compiled model in {model_dir}")
-    if args.context_length:
-        workdir = workdir / f"context-{args.context_length}"
-        model_dir = context_copy(model_dir, workdir, args.context_length)
+    if args.context_length or args.session_option:
+        label = f"context-{args.context_length or 'own'}"
+        label += "".join(f"-{key}={value}" for key, value in args.session_option)
+        workdir = workdir / label.replace("/", "_")
+        model_dir = context_copy(model_dir, workdir, args.context_length, args.session_option)
     chosen = [s.strip() for s in args.steps.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in STEPS]
     if unknown:

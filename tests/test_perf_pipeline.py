@@ -8,6 +8,7 @@ reference as the worker holds it."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 from collections.abc import Callable
@@ -104,3 +105,32 @@ def test_a_context_copy_is_the_model_as_compile_context_length_writes_it(
     assert manifest["kvCacheBytes"] == facts.kv_bytes(1024)
     original = json.loads((model_dir / "genai_config.json").read_text())
     assert original["model"]["context_length"] == own  # the compiled model is left as it was
+
+
+def test_a_session_option_copy_keeps_the_context_and_adds_the_option(
+    install_compiled: Callable[..., Path], tmp_path: Path
+) -> None:
+    model_dir = install_compiled()
+    own = pipeline.model_facts(model_dir).context_length
+    texts = ("enable_cpu_mem_arena=false", "session.disable_prepacking=1", "inter_op_num_threads=2")
+    options = [pipeline.session_option(t) for t in texts]
+    # genai reads the first and last itself (a boolean, an integer); the middle key is an
+    # onnxruntime config entry, whose value genai passes on only as a string
+    assert options == [
+        ("enable_cpu_mem_arena", False),
+        ("session.disable_prepacking", "1"),
+        ("inter_op_num_threads", 2),
+    ]
+    copy = pipeline.context_copy(model_dir, tmp_path / "opt", None, options)
+    session = json.loads((copy / "genai_config.json").read_text())["model"]["decoder"]
+    assert session["session_options"]["enable_cpu_mem_arena"] is False
+    assert session["session_options"]["session.disable_prepacking"] == "1"
+    assert session["session_options"]["intra_op_num_threads"] == 0  # what compile wrote stays
+    assert pipeline.model_facts(copy).context_length == own
+    for bad, why in (
+        ("novalue", "is not KEY=VALUE"),
+        ("enable_mem_pattern=0", "takes true or false"),
+        ("intra_op_num_threads=all", "takes an integer"),
+    ):
+        with pytest.raises(argparse.ArgumentTypeError, match=why):
+            pipeline.session_option(bad)
