@@ -56,11 +56,11 @@ SHAPES = {
 # compared with the prediction for 1 core, which counts no worker processes.
 MEASURED = [
     ("0.4b", "int4-cpu", 566, 1),
-    # perf/ladder.py --cores 1,2 under the heavy lock, whole tree, quantizing in 2 worker
-    # processes (Olive tree 654 MiB; each worker 42 MiB); pinned to 1 core, none: 591 MiB
-    ("0.4b", "int4-cpu", 688, 2),
+    # perf/ladder.py (the lead's final run, whole tree), quantizing in 2 worker processes that
+    # load onnxruntime's k-quant module; pinned to 1 core, no workers: 591 MiB
+    ("0.4b", "int4-cpu", 829, 2),
     ("0.4b", "int4-cpu", 591, 1),
-    ("1.5b", "int4-cpu", 1176, 2),  # the same, 1.54B (Olive tree 1,141 MiB); predicted -7%
+    ("1.5b", "int4-cpu", 1321, 2),  # the same run, 1.54B
     ("1.5b", "int4-cpu", 1077, 1),  # pinned to 1 core
     ("3b", "int4-cpu", 1240, 1),  # perf/ladder.py, whole tree, 917 s (predicted 1,162 MiB)
     ("0.4b", "int8-cpu", 622, 2),  # perf/ladder.py, whole tree (7,011 MiB as two passes)

@@ -167,39 +167,3 @@ def test_worker_processes_give_the_same_bytes_as_one_thread(
         np.testing.assert_array_equal(packed.data, expected[data_name])
         np.testing.assert_array_equal(packed.scales, expected[scales_name])
         np.testing.assert_array_equal(packed.zero_points, expected[zp_name])
-
-
-@pytest.mark.parametrize("bits", [4, 8])
-def test_k_quant_search_is_onnxruntimes_bit_for_bit(bits: int) -> None:
-    from onnxruntime.quantization.neural_compressor.weight_only import quant_tensor_k_quant_cpu
-
-    rng = np.random.default_rng(3)
-    data = rng.standard_normal((64, 128)).astype(np.float32) * 0.03
-    data[0, :32] = 0.0  # a constant group
-    data[1, 32:64] = 0.5
-    data[2] *= 1e4  # a wide one
-    ours = kernels.k_quant_search(data, bits, 32)
-    theirs = quant_tensor_k_quant_cpu(data.copy(), bits, 32)
-    for a, b in zip(ours, theirs, strict=True):
-        assert a.dtype == b.dtype
-        np.testing.assert_array_equal(a, b)
-
-
-def _k_quant_in_worker(rows: np.ndarray) -> tuple[bool, int]:
-    import os
-    import sys
-
-    quant = TensorQuant(bits=4, block_size=32, symmetric=False, algo="k_quant")
-    kernels._matmul_rows(rows, quant, np.dtype(np.float32), False, 1024)
-    return "onnxruntime" in sys.modules, os.getpid()
-
-
-def test_a_k_quant_worker_needs_numpy_only() -> None:
-    """The worker processes' memory (curator.compile.cost counts it): no onnxruntime loaded."""
-    import os
-
-    rows = np.random.default_rng(4).standard_normal((8, 64)).astype(np.float32)
-    kernels.shutdown_workers()  # fresh workers: earlier tests' rtn tasks loaded onnxruntime
-    found = list(kernels._parallel(_k_quant_in_worker, [(rows,)] * 4, threads=2))
-    assert all(pid != os.getpid() for _, pid in found)
-    assert not any(loaded for loaded, _ in found)

@@ -59,10 +59,11 @@ INT8_SECONDS_PER_BILLION = 7.0
 INT8_CHUNK_BYTES = (1 << 22) * 5
 INT8_MAX_THREADS = 8
 # The worker processes that quantize a streamed build's weights (curator.quant.kernels: spawned,
-# one per usable core when there are 2 or more, at most KERNEL_MAX_WORKERS), each its own Python
-# and numpy: 42 MiB resident each on the 0.42B int4-cpu compile (19 MiB of it shared libraries,
-# which a tree's RSS counts once per process), plus multiprocessing's resource tracker (12 MiB).
-KERNEL_WORKER_BYTES = 42 * 2**20
+# one per usable core when there are 2 or more, at most KERNEL_MAX_WORKERS), each its own Python,
+# numpy and onnxruntime's k-quant module: 113 MiB resident once it is imported (35 MiB of it
+# shared libraries, which a tree's RSS counts once per process) plus a task's 13 MiB (measured
+# at 42 MiB in all with numpy alone), and multiprocessing's resource tracker (12 MiB).
+KERNEL_WORKER_BYTES = 126 * 2**20
 KERNEL_POOL_BYTES = 12 * 2**20
 KERNEL_MAX_WORKERS = 8  # curator.quant.kernels.MAX_WORKERS
 KERNEL_TASK_ELEMENTS = 1 << 18  # curator.quant.kernels.TASK_ELEMENTS

@@ -55,8 +55,9 @@ CHUNK_ELEMENTS = 1 << 18
 # the rows and return the packed result.
 TASK_ELEMENTS = 1 << 18
 IN_FLIGHT_PER_THREAD = 2  # tasks submitted ahead per worker (bounds the results not yet copied)
-# Worker processes at most: each holds its own Python and numpy (about 30 MiB resident, counted
-# by curator.compile.cost), and Windows' process pools take at most 61.
+# Worker processes at most: each holds its own Python, numpy and, for k-quant, onnxruntime's
+# quantizer module (about 115 MiB resident, counted by curator.compile.cost), and Windows'
+# process pools take at most 61.
 MAX_WORKERS = 8
 
 FloatArray = npt.NDArray[np.floating[Any]]
@@ -345,72 +346,12 @@ def _k_quant(chunk: FloatArray, quant: TensorQuant) -> tuple[Any, ...]:
     rows = chunk.shape[0]
     padded = _pad_k(chunk, quant.block_size)
     kb = padded.shape[1] // quant.block_size
-    q_weight, scale, zp = k_quant_search(padded, quant.bits, quant.block_size)
+    from onnxruntime.quantization.neural_compressor.weight_only import quant_tensor_k_quant_cpu
+
+    q_weight, scale, zp = quant_tensor_k_quant_cpu(padded, quant.bits, quant.block_size)
     data = _pack_nc(q_weight, rows, kb, quant.bits, quant.block_size)
     scales = scale.astype(chunk.dtype).reshape(rows, kb)
     return data, scales, _pack_zp_nc(zp, rows, quant.bits)
-
-
-def k_quant_search(
-    data: FloatArray, num_bits: int = 4, group_size: int = 32
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.uint8]]:
-    """llama.cpp's k-quant search for each group's scale and minimum, operation for operation
-    onnxruntime 1.31's ``quant_tensor_k_quant_cpu`` (onnxruntime/quantization/neural_compressor/
-    weight_only.py: Intel Neural Compressor, Apache-2.0, with Microsoft's k-quant addition, MIT),
-    restated so that a worker process needs numpy only: importing onnxruntime's module loads onnx
-    and onnxruntime, 105 MiB resident per worker against 29 MiB. Same inputs, same bytes: checked
-    against onnxruntime's function in tests/test_quant_kernels.py.
-
-    Returns (quantized values as float64 ``[groups, group_size]``, scales float64
-    ``[groups, 1]``, zero points uint8 ``[groups, 1]``)."""
-    data = np.reshape(data, (-1, group_size)).astype(np.float32)
-    maxq = 2**num_bits - 1
-    minq = 0
-    sum_x2 = np.sum(data**2, axis=1, keepdims=True)
-    av_x = np.sqrt(sum_x2 / group_size)
-    weights = np.add(av_x, np.abs(data))
-    rmin = np.min(data, axis=1, keepdims=True)
-    rmax = np.max(data, axis=1, keepdims=True)
-    sum_w = np.sum(weights, axis=1, keepdims=True)
-    sum_x = np.sum(weights * data, axis=1, keepdims=True)
-    iscale = np.ones(rmax.shape, dtype=data.dtype)
-    mask = rmin != rmax
-    iscale[mask] = (maxq - minq) / (rmax[mask] - rmin[mask])
-    scale = 1 / iscale
-    quant_data = np.clip(np.round(iscale * (data - rmin)), minq, maxq)
-    diff = scale * quant_data + rmin - data
-    best_mad = np.sum(weights * diff**2, axis=1, keepdims=True)
-    nstep = 20
-    rdelta = 0.1
-    rrmin = -1
-    for is_ in range(nstep):
-        iscale_new = np.ones(rmax.shape, dtype=data.dtype)
-        factor = np.array([rrmin + rdelta * is_ + maxq - minq]).astype(data.dtype)[0]
-        mask = rmin != rmax
-        iscale_new[mask] = factor / (rmax[mask] - rmin[mask])
-        quant_data_new = np.clip(np.round(iscale_new * (data - rmin)), minq, maxq)
-        mul_weights_quant_data_new = weights * quant_data_new
-        sum_l = np.sum(mul_weights_quant_data_new, axis=1, keepdims=True)
-        sum_l2 = np.sum(mul_weights_quant_data_new * quant_data_new, axis=1, keepdims=True)
-        sum_xl = np.sum(mul_weights_quant_data_new * data, axis=1, keepdims=True)
-        d = np.subtract(sum_w * sum_l2, sum_l**2)
-        this_scale = (sum_w * sum_xl - sum_x * sum_l) / d
-        this_min = (sum_l2 * sum_x - sum_l * sum_xl) / d
-        diff = this_scale * quant_data_new + this_min - data
-        mad = np.sum(weights * diff**2, axis=1, keepdims=True)
-        idx_to_replace = np.where(np.array(mad) < np.array(best_mad))[0]
-        quant_data[idx_to_replace, :] = quant_data_new[idx_to_replace, :]
-        best_mad[idx_to_replace] = mad[idx_to_replace]
-        scale[idx_to_replace] = this_scale[idx_to_replace]
-        rmin[idx_to_replace] = this_min[idx_to_replace]
-    zero_point = np.clip(((-rmin) / scale).round(), 0, maxq).astype("uint8")
-    scale = scale.astype(np.float64)
-    q_weight = np.empty_like(data, dtype=scale.dtype)
-    np.divide(data, scale, out=q_weight)
-    np.add(q_weight, zero_point, out=q_weight)
-    np.round(q_weight, out=q_weight)
-    np.clip(q_weight, minq, maxq, out=q_weight)
-    return q_weight, scale, zero_point
 
 
 def _rtn_inc(chunk: FloatArray, quant: TensorQuant) -> tuple[Any, ...]:
