@@ -219,14 +219,9 @@ def _run_cached(
         timeout,
     )
     peaks.append(int(result.get("peak_rss_bytes") or 0))
-    return TokenStats(
-        kl=tuple(result["kl"]),
-        agree=tuple(result["agree"]),
-        nll_model=tuple(result["nll_model"]),
-        nll_reference=tuple(result["nll_reference"]),
-        windows=int(result["windows"]),
-        vocab_size=int(result["vocab_size"]),
-        window=int(result.get("window", window)),
+    return _token_stats(
+        result,
+        window,
         reference_dtype=meta.get("referenceDtype"),
         peak_rss_bytes=max(peaks),
         reference_cached=cached,
@@ -305,6 +300,17 @@ def run_worker(
             failed_hint="rerun with CURATOR_DEBUG=1; check the model with `curator smoke ID`",
         )
     _check(result)
+    return _token_stats(
+        result,
+        window,
+        reference_dtype=result.get("reference_dtype"),
+        peak_rss_bytes=int(result.get("peak_rss_bytes") or 0),
+    )
+
+
+def _token_stats(result: dict[str, Any], window: int, **held: Any) -> TokenStats:
+    """The per-position figures of a worker's ``result``; ``held``: how the models were held
+    (reference dtype, peak, cache figures)."""
     return TokenStats(
         kl=tuple(result["kl"]),
         agree=tuple(result["agree"]),
@@ -313,8 +319,7 @@ def run_worker(
         windows=int(result["windows"]),
         vocab_size=int(result["vocab_size"]),
         window=int(result.get("window", window)),
-        reference_dtype=result.get("reference_dtype"),
-        peak_rss_bytes=int(result.get("peak_rss_bytes") or 0),
+        **held,
     )
 
 
