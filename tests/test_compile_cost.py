@@ -180,6 +180,20 @@ def test_int8_cpu_time_is_within_15_percent_of_the_ladder(rung: str, seconds: fl
     assert abs(found.seconds / seconds - 1) <= 0.15, (rung, found.seconds, seconds)
 
 
+@pytest.mark.parametrize(("rung", "seconds"), [("0.4b", 77.0), ("1.5b", 323.0)])
+def test_fp32_cpu_time_is_within_15_percent_of_the_ladder(rung: str, seconds: float) -> None:
+    """perf.ladder --recipe fp32-cpu (README's table): no quantizer, so no gain from the cores."""
+    config, parameters = SHAPES[rung]
+    found = cost.estimate(get_recipe("fp32-cpu"), parameters, config)
+    assert found.streamed
+    assert abs(found.seconds / seconds - 1) <= 0.15, (rung, found.seconds, seconds)
+    one = cost.predict(
+        get_recipe("fp32-cpu"), parameters, shape=cost.ModelShape.from_config(config),
+        architecture="Qwen2ForCausalLM", cores=1,
+    )  # fmt: skip
+    assert one.seconds == found.seconds
+
+
 def test_int4_gptq_cpu_time_is_within_15_percent_of_its_measured_compile() -> None:
     """curator compile --recipe int4-gptq-cpu on the 0.42B bf16 rung, 64 calibration texts:
     859 s (the GPTQ pass runs on one core; 812 s CPU)."""
