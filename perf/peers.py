@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from curator.budget.api import BudgetNotMet
 from perf._table import Ratio
 
 REPO = Path(__file__).resolve().parent.parent
@@ -401,7 +402,11 @@ def measure_rows(
     for max_kl in budgets:
         name = budget_label(max_kl)
         _log(f"{name}: search ...")
-        model_dir, record = budget_point(reference_dir, max_kl, workdir, stem)
+        try:
+            model_dir, record = budget_point(reference_dir, max_kl, workdir, stem)
+        except BudgetNotMet as missed:  # a point the formats cannot reach: judged, not fatal
+            _log(f"{name}: not reached: {missed.message}")
+            continue
         chosen = record["attempts"][record["chosen"]]
         fidelity[name] = (chosen["klMean"], chosen["top1Agreement"], chosen["perplexity"])
         compiled[name] = model_dir
