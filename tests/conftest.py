@@ -33,6 +33,23 @@ settings.register_profile(
 settings.load_profile(os.environ.get("CURATOR_HYPOTHESIS_PROFILE", "default"))
 
 
+# Runs ``python ARGS`` with SIGINT at its default and SIGINT/SIGTERM unblocked, then execs: the
+# pid stays the same. A test that interrupts a curator process must not depend on the pytest
+# worker's signal state, which a native runtime loaded into the worker by another test may change
+# (an inherited ignored or blocked SIGINT let an interrupted compile run to completion).
+_DEFAULT_SIGNALS = (
+    "import os, signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
+    "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})\n"
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])\n"
+)
+
+
+def interruptible_python(*args: str) -> list[str]:
+    """The command line for ``python ARGS`` started with default signal handling (POSIX)."""
+    return [sys.executable, "-c", _DEFAULT_SIGNALS, *args]
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Point every path curator and its libraries use into ``tmp_path``."""

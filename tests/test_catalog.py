@@ -20,7 +20,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TINY_MODEL_ID, run_curator
+from tests.conftest import TINY_MODEL_ID, interruptible_python, run_curator
 from tests.fakecatalog import FakeCatalog, catalog_record, closed_port_url, place_cached
 from tests.serve_helpers import client as make_client
 from tests.serve_helpers import running_server
@@ -351,7 +350,7 @@ def test_ctrl_c_stops_a_pull_that_waits_for_another_processs_download(
     with (target / ".download.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         pull = subprocess.Popen(
-            [sys.executable, "-m", "curator", "pull", "phi-4-mini"],
+            interruptible_python("-m", "curator", "pull", "phi-4-mini"),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -12,13 +12,12 @@ import shutil
 import signal
 import struct
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_curator
+from tests.conftest import interruptible_python, run_curator
 
 WORK = ".curator-work"
 
@@ -174,7 +173,9 @@ def test_olive_failure_exits_1_with_the_log_tail_and_leaves_nothing(
 
 def start_compile(model: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "curator", "compile", str(model), "--recipe", "int4-cpu", *extra],
+        interruptible_python(
+            "-m", "curator", "compile", str(model), "--recipe", "int4-cpu", *extra
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
