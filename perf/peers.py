@@ -464,6 +464,7 @@ def measure_rows(
             else (compile_load if name == recipe else ""),
         )
         for name in order
+        if name in sizes  # a budget not reached has no model (logged above)
     ]
     return rows, one_compile
 
