@@ -201,6 +201,49 @@ def test_build_costs_scale_the_anchor_by_the_proxy() -> None:
     assert cost["layers.0.o"]["q8-b64-sym-rtn"] == pytest.approx(0.0002)
 
 
+def test_build_costs_add_the_int8_inputs_error_at_each_formats_block() -> None:
+    """The measured costs are the weights' alone; the node's int8 input adds its own error, priced
+    by the group's KL per unit of energy at the block the format quantizes its input in."""
+    groups = (Group("layers.0.o", "o", ("w",), ((1, 1),)),)
+    measured = {"layers.0.o": {"q4-b64-asym-rtn": 0.02, "q8-b64-sym-rtn": 0.0003}}
+    proxy = {"layers.0.o": {"q4-b64-asym-rtn": 4.0, "q8-b64-sym-rtn": 0.04, "q8-b32-sym-rtn": 0.04}}
+    inputs = {"layers.0.o": {"32": 0.4, "64": 1.0}}  # output error energy of the int8 input
+    cost, validation = build_costs(groups, measured, proxy, inputs)
+    per_energy = 0.02 / 4.0
+    assert cost["layers.0.o"]["q4-b64-asym-rtn"] == pytest.approx(0.02 + per_energy * 1.0)
+    assert cost["layers.0.o"]["q8-b64-sym-rtn"] == pytest.approx(0.0003 + per_energy * 1.0)
+    assert cost["layers.0.o"]["q8-b32-sym-rtn"] == pytest.approx(0.0002 + per_energy * 0.4)
+    # a group without input figures (the embedding's Gather has no int8 input) is unchanged
+    bare, _ = build_costs(groups, measured, proxy, {})
+    assert bare["layers.0.o"]["q8-b32-sym-rtn"] == pytest.approx(0.0002)
+    # the proxy is still judged on the weights alone, as measured: 0.0002 predicted, 0.0003 seen
+    assert validation["scaledFormatsMedianRelativeError"] == pytest.approx(1 / 3, abs=1e-4)
+
+
+def test_the_int8_input_error_is_the_runtimes_rounding() -> None:
+    """int8_activation_error: one symmetric scale (|max| / 127) per block along K, so a row already
+    on its block's grid has no error, and any other value is off by at most half a step."""
+    import torch
+
+    from curator.budget.sensitivity_worker import int8_activation_error
+
+    grid = torch.arange(-127, 128, dtype=torch.float64)[:64].reshape(2, 32) * 0.5
+    grid[:, 0] = -127 * 0.5  # each block's |max|: the step is exactly 0.5
+    assert int8_activation_error(grid, 32).abs().max() == 0.0
+    x = torch.randn(16, 96, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for block in (16, 32, 64):  # 96 is not a multiple of 64: the last block is padded
+        error = int8_activation_error(x, block)
+        assert error.shape == x.shape
+        pad = (-96) % block
+        blocks = torch.nn.functional.pad(x, (0, pad)).reshape(16, -1, block)
+        step = (blocks.abs().amax(-1, keepdim=True) / 127).expand(-1, -1, block)
+        half_step = step.reshape(16, -1)[:, :96] / 2
+        assert bool((error.abs() <= half_step + 1e-12).all())
+        assert error.abs().max() > 0
+    energy = {b: float((int8_activation_error(x, b) ** 2).sum()) for b in (16, 32, 64)}
+    assert energy[16] < energy[32] < energy[64]  # finer blocks, finer steps
+
+
 # --- plans as recipes -----------------------------------------------------------------------------
 
 
@@ -398,7 +441,29 @@ def _worker_request(model_dir: Path, groups: tuple[Group, ...], text: Path) -> d
         "measure": [ANCHOR.name],
         "proxy": [f.name for f in CANDIDATES],
         "embedding_formats": [f.name for f in EMBEDDING_CANDIDATES],
+        "activation_blocks": [32, 64],
     }
+
+
+def test_the_worker_prices_every_matmul_groups_int8_input(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Every MatMul group gets its input's error energy at each block asked for, finer blocks
+    cheaper; the embedding (a Gather, no int8 input) gets none."""
+    from curator.budget.sensitivity import calibration_text, tensor_shapes
+    from curator.budget.sensitivity_worker import run
+
+    text = tmp_path / "calibration.txt"
+    text.write_text(calibration_text(), encoding="utf-8")
+    groups = group_tensors(tensor_shapes(tiny_model_dir)[0])
+    by_kind = {g.kind: g for g in groups}
+    picked = (by_kind["embedding"], by_kind["qkv"], by_kind["lm_head"])
+    result = run(_worker_request(tiny_model_dir, picked, text))
+    inputs = result["activation"]
+    assert set(inputs) == {by_kind["qkv"].name, by_kind["lm_head"].name}
+    for energies in inputs.values():
+        assert set(energies) == {"32", "64"}
+        assert 0 < energies["32"] < energies["64"]
 
 
 def test_the_joint_check_quantizes_every_group_at_its_measured_format(

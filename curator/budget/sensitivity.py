@@ -7,7 +7,10 @@ group alone is quantized (everything else fp32). It is measured directly for the
 group; the other formats are scaled from it by the proxy (the
 output error energy ``tr(dW C dW^T)`` with C the input covariance of the calibration pass, a
 full-matrix importance matrix), and the proxy is checked against direct measurements on a sample
-of groups (``validation`` in the record). The calibration text is not the fidelity text: it is the
+of groups (``validation`` in the record). Those costs are the weights' alone (the pass runs in
+fp32); the compiled MatMulNBits also quantizes its input to int8 per block, and that error, priced
+the same way (its output error energy, scaled by the group's measured KL per unit of energy), is
+added to every MatMul format at that format's block. The calibration text is not the fidelity text: it is the
 Python language reference that ships with every CPython (``pydoc_data.topics``), so the budget is
 not tuned on the text that judges it.
 """
@@ -32,7 +35,8 @@ from curator.paths import curator_home
 
 ANCHOR = Format(4, 64, False, "rtn")
 DEFAULT_TOKENS = 128
-WORKER_VERSION = 5  # 4: batched tail, the proxy on one row sample; 5: the joint check
+# 4: batched tail, the proxy on one row sample; 5: the joint check; 6: the int8 inputs' error
+WORKER_VERSION = 6
 VALIDATION_FORMATS = (Format(4, 32, False, "k_quant"), Format(8, 64, True, "rtn"))
 
 
@@ -54,6 +58,7 @@ class Sensitivity:
     seconds: float
     other_bytes: int
     validation: dict[str, float] = field(default_factory=dict)
+    activation: dict[str, dict[str, float]] = field(default_factory=dict)
     cached: bool = False
 
     def formats_for(self, group: Group) -> tuple[Format, ...]:
@@ -79,6 +84,7 @@ class Sensitivity:
             "proxy": self.proxy,
             "bytes": self.sizes,
             "validation": self.validation,
+            "activation": self.activation,
         }
 
 
@@ -103,6 +109,7 @@ def from_record(record: dict[str, Any], cached: bool = True) -> Sensitivity:
         seconds=float(record["seconds"]),
         other_bytes=int(record["otherBytes"]),
         validation=dict(record.get("validation", {})),
+        activation=dict(record.get("activation", {})),
         cached=cached,
     )
 
@@ -190,9 +197,13 @@ def build_costs(
     groups: tuple[Group, ...],
     measured: dict[str, dict[str, float]],
     proxy: dict[str, dict[str, float]],
+    activation: dict[str, dict[str, float]] | None = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """The cost table (measured where measured, else the anchor scaled by the proxy ratio) and
-    the proxy's validation figures on the groups measured at more than the anchor."""
+    """The cost table (measured where measured, else the anchor scaled by the proxy ratio, plus
+    the int8 input's error at the format's block: ``activation[group][str(block)]``, an output
+    error energy scaled by the same ratio) and the proxy's validation figures on the groups
+    measured at more than the anchor (the weights' costs alone: that is what was measured)."""
+    activation = activation or {}
     anchor = ANCHOR.name
     cost: dict[str, dict[str, float]] = {}
     predicted: list[float] = []
@@ -210,6 +221,12 @@ def build_costs(
             if name in m and name != key and base_kl is not None and base_proxy:
                 predicted.append(base_kl * energy / base_proxy)
                 actual.append(m[name])
+        inputs = activation.get(group.name, {})
+        if inputs and base_kl is not None and base_proxy:
+            for name in table:
+                error = inputs.get(str(parse_format(name).block))
+                if error is not None:
+                    table[name] += max(base_kl * error / base_proxy, 0.0)
         cost[group.name] = table
     with_anchor = [g for g in groups if anchor in measured.get(g.name, {})]
     anchor_kl = [measured[g.name][anchor] for g in with_anchor]
@@ -272,12 +289,14 @@ def measure_sensitivity(
         "embedding_formats": [f.name for f in EMBEDDING_CANDIDATES],
         "validate_groups": validate,
         "validate_formats": [f.name for f in VALIDATION_FORMATS],
+        "activation_blocks": sorted({f.block for f in CANDIDATES}),
     }
     result = _run_worker(request, timeout)
     measured: dict[str, dict[str, float]] = result["measured"]
     proxy: dict[str, dict[str, float]] = result["proxy"]
     sizes: dict[str, dict[str, int]] = result["bytes"]
-    cost, validation = build_costs(groups, measured, proxy)
+    activation: dict[str, dict[str, float]] = result.get("activation", {})
+    cost, validation = build_costs(groups, measured, proxy, activation)
     sensitivity = Sensitivity(
         source_sha256=sha,
         groups=groups,
@@ -293,6 +312,7 @@ def measure_sensitivity(
             "replayExact": float(bool(result.get("replay"))),
             **_joint_figures(result.get("joint")),
         },
+        activation=activation,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, sensitivity.to_record())

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from curator.budget.formats import parse_format
+from curator.budget.formats import ACTIVATION_BITS, parse_format
 from curator.quant.plan import TensorQuant
 
 
@@ -229,8 +229,29 @@ class _Reference:
         return float(kl[:-1].mean())
 
 
-def _covariances(model: _Model, groups: list[dict[str, Any]], ids: Any) -> dict[str, Any]:
-    """Input covariance X^T X / n of every tensor in ``groups`` (float64, cols x cols)."""
+def int8_activation_error(x: Any, block: int) -> Any:
+    """``Q(x) - x`` for the rows of ``x`` ([n, K]) quantized as MatMulNBits quantizes its input at
+    accuracy level 4: int8, one symmetric scale (absolute maximum / 127) per ``block`` values along
+    K, round to nearest even (float64 in, float64 out)."""
+    import torch
+
+    rows, cols = x.shape
+    pad = (-cols) % block
+    padded = torch.nn.functional.pad(x, (0, pad)) if pad else x
+    blocks = padded.reshape(rows, -1, block)
+    limit = float((1 << (ACTIVATION_BITS - 1)) - 1)
+    scale = blocks.abs().amax(dim=-1, keepdim=True) / limit
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    quantized = torch.round(blocks / safe).clamp(-limit, limit) * safe
+    return (quantized - blocks).reshape(rows, -1)[:, :cols]
+
+
+def _covariances(
+    model: _Model, groups: list[dict[str, Any]], ids: Any, blocks: tuple[int, ...] = ()
+) -> tuple[dict[str, Any], dict[str, dict[int, float]]]:
+    """Input covariance X^T X / n of every tensor in ``groups`` (float64, cols x cols), and the
+    output error energy ``||dX W^T||^2 / n`` of each tensor's input quantized to int8 in each of
+    ``blocks`` (:func:`int8_activation_error`), from the same calibration pass."""
     torch = model.torch
     by_param: dict[str, Any] = {}
     modules = dict(model.model.named_modules())
@@ -243,12 +264,18 @@ def _covariances(model: _Model, groups: list[dict[str, Any]], ids: Any) -> dict[
                 wanted.setdefault(id(module), []).append(tensor)
     sums: dict[int, Any] = {}
     counts: dict[int, int] = {}
+    errors: dict[int, dict[int, float]] = {}
 
     def hook(module: Any, args: Any) -> None:
         x = args[0].detach().reshape(-1, args[0].shape[-1]).double()
         key = id(module)
         sums[key] = sums.get(key, 0) + x.T @ x
         counts[key] = counts.get(key, 0) + x.shape[0]
+        weight = module.weight.detach().double()
+        energy = errors.setdefault(key, {})
+        for block in blocks:
+            out = int8_activation_error(x, block) @ weight.T
+            energy[block] = energy.get(block, 0.0) + float((out * out).sum())
 
     handles = [m.register_forward_pre_hook(hook) for m in model.model.modules() if id(m) in wanted]
     try:
@@ -257,11 +284,13 @@ def _covariances(model: _Model, groups: list[dict[str, Any]], ids: Any) -> dict[
     finally:
         for handle in handles:
             handle.remove()
+    activation: dict[str, dict[int, float]] = {}
     for key, names in wanted.items():
         if key in sums:
             for name in names:
                 by_param[name] = sums[key] / counts[key]
-    return by_param
+                activation[name] = {b: e / counts[key] for b, e in errors.get(key, {}).items()}
+    return by_param, activation
 
 
 def run(request: dict[str, Any]) -> dict[str, Any]:
@@ -286,7 +315,8 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     reference = model.capture(ids)
     ref = _Reference(torch, reference)
     replay_ok = bool((model.replay(0) - reference).abs().max() < 1e-3)
-    covariance = _covariances(model, groups, ids)
+    blocks = tuple(int(b) for b in request.get("activation_blocks", []))
+    covariance, activation_error = _covariances(model, groups, ids, blocks)
     # the embedding's error enters once per occurrence of each token
     counts = torch.bincount(
         ids[0], minlength=int(model.model.get_input_embeddings().weight.shape[0])
@@ -371,8 +401,14 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         for (name, fmt_name), kl in zip(pending, model.propagate(variants, ref), strict=True):
             measured[name][fmt_name] = kl
     joint = _joint(model, groups, measured, ids, ref, [*measure, embedding_formats[1]])
+    activation: dict[str, dict[str, float]] = {}
+    for group in groups:
+        per_tensor = [activation_error[t] for t in group["tensors"] if t in activation_error]
+        if per_tensor and group["kind"] != "embedding":
+            activation[group["name"]] = {str(b): sum(e[b] for e in per_tensor) for b in blocks}
     return {
         "joint": joint,
+        "activation": activation,
         "measured": measured,
         "proxy": proxy,
         "bytes": sizes,
