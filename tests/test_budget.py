@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -492,6 +494,23 @@ def test_the_joint_check_quantizes_every_group_at_its_measured_format(
         every["joint"]["kl"] / every["joint"]["sum"], rel=1e-3
     )
     assert _joint_figures(None) == {} and _joint_figures({"kl": 0.0, "sum": 1.0}) == {}
+
+
+def test_a_try_that_met_with_room_aims_the_next_just_under_the_budget() -> None:
+    """After a miss the next plan aims at ROOM x the budget; after a model that met it with room,
+    the cheaper one aims at CLOSER x the budget, both through the ratio just measured."""
+    from curator.budget import api
+
+    def attempt(kl: float, predicted: float) -> Any:
+        return types.SimpleNamespace(kl=kl, predicted_kl=predicted, top1=0.9)
+
+    budget = check_budget(0.1, None)
+    missed = api._next_target(budget, [attempt(0.12, 0.08)], 0.08)
+    assert missed == pytest.approx(api.ROOM * 0.1 / 1.5)
+    met = api._next_target(budget, [attempt(0.084, 0.07)], 0.07)
+    assert met == pytest.approx(api.CLOSER * 0.1 / 1.2)
+    assert api.ROOM < api.CLOSER < 1.0
+    assert api.LOOSEN_BELOW > 0.86  # the first tries above met at 0.84x and 0.86x the budget
 
 
 def test_a_cheaper_try_that_misses_gives_back_the_kept_one_without_a_rebuild(
