@@ -8,9 +8,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from curator.errors import CuratorError
 from curator.fidelity.refcache import (
@@ -31,6 +32,7 @@ from curator.fidelity.text import FidelityText
 from curator.fidelity.types import FidelityResult, Reference, ReferenceKind, TokenStats
 from curator.fidelity.worker import context_length, cut_windows, hold_dtype
 
+T = TypeVar("T")
 DEFAULT_WINDOW = 512
 # How a transformers reference holds its weights (it computes in fp32 either way; see
 # curator.fidelity.worker.hold_dtype): "auto" keeps a bf16/fp16 checkpoint in 16 bits and an fp32
@@ -122,6 +124,27 @@ def _usable(cache_dir: Path) -> bool:
     return os.access(cache_dir, os.W_OK)
 
 
+def _store_and_read_back(
+    request: dict[str, Any],
+    read_back: Callable[[], T | None],
+    unreadable: str,
+    *,
+    cache_dir: Path,
+    timeout: float | None,
+    peaks: list[int],
+) -> T:
+    """One worker process that stores something in the cache (its peak kept in ``peaks``), then
+    what it stored, read back; FidelityError ``unreadable`` when it does not read back."""
+    done = _run_mode(request, timeout)
+    peaks.append(int(done.get("peak_rss_bytes") or 0))
+    stored = read_back()
+    if stored is None:
+        raise FidelityError(
+            unreadable, hint=f"check the disk, or remove {cache_dir} and rerun `curator fidelity`"
+        )
+    return stored
+
+
 def _run_cached(
     model_dir: Path,
     reference: Reference,
@@ -147,7 +170,7 @@ def _run_cached(
     peaks: list[int] = []
     ids = read_tokens(tokens_file)
     if ids is None:
-        done = _run_mode(
+        ids = _store_and_read_back(
             {
                 **common,
                 "mode": "tokenize",
@@ -155,15 +178,12 @@ def _run_cached(
                 "tokens_from": str(source),
                 "tokens_file": str(tokens_file),
             },
-            timeout,
+            lambda: read_tokens(tokens_file),
+            f"the token ids just stored in {tokens_file} do not read back",
+            cache_dir=cache_dir,
+            timeout=timeout,
+            peaks=peaks,
         )
-        peaks.append(int(done.get("peak_rss_bytes") or 0))
-        ids = read_tokens(tokens_file)
-        if ids is None:
-            raise FidelityError(
-                f"the token ids just stored in {tokens_file} do not read back",
-                hint=f"check the disk, or remove {cache_dir} and rerun `curator fidelity`",
-            )
     windows = cut_windows(ids, window, max_tokens)
     if not windows:
         raise FidelityError(
@@ -192,7 +212,7 @@ def _run_cached(
     cached = meta is not None
     if meta is None:
         discard(entry)  # whatever is there is not a whole entry: never trusted
-        done = _run_mode(
+        meta = _store_and_read_back(
             {
                 **located,
                 "mode": "reference",
@@ -202,15 +222,12 @@ def _run_cached(
                 "entry_key": entry.key,
                 "positions": entry.positions,
             },
-            timeout,
+            lambda: read_meta(entry),
+            f"the reference just stored in {entry.directory} does not read back",
+            cache_dir=cache_dir,
+            timeout=timeout,
+            peaks=peaks,
         )
-        peaks.append(int(done.get("peak_rss_bytes") or 0))
-        meta = read_meta(entry)
-        if meta is None:
-            raise FidelityError(
-                f"the reference just stored in {entry.directory} does not read back",
-                hint=f"check the disk, or remove {cache_dir} and rerun `curator fidelity`",
-            )
         evict(cache_dir)
     else:
         touch(entry)
