@@ -10,9 +10,9 @@ full-matrix importance matrix), and the proxy is checked against direct measurem
 of groups (``validation`` in the record). Those costs are the weights' alone (the pass runs in
 fp32); the compiled MatMulNBits also quantizes its input to int8 per block, and that error, priced
 the same way (its output error energy, scaled by the group's measured KL per unit of energy), is
-added to every MatMul format at that format's block. The calibration text is not the fidelity text: it is the
-Python language reference that ships with every CPython (``pydoc_data.topics``), so the budget is
-not tuned on the text that judges it.
+added to every MatMul format at that format's block. The calibration text is not the fidelity
+text: it is the Python language reference that ships with every CPython (``pydoc_data.topics``),
+so the budget is not tuned on the text that judges it.
 """
 
 from __future__ import annotations

@@ -271,10 +271,10 @@ def _covariances(
         key = id(module)
         sums[key] = sums.get(key, 0) + x.T @ x
         counts[key] = counts.get(key, 0) + x.shape[0]
-        weight = module.weight.detach().double()
+        weight = module.weight.detach()  # in its own dtype: no float64 copy of a big lm_head
         energy = errors.setdefault(key, {})
         for block in blocks:
-            out = int8_activation_error(x, block) @ weight.T
+            out = (int8_activation_error(x, block).to(weight.dtype) @ weight.T).double()
             energy[block] = energy.get(block, 0.0) + float((out * out).sum())
 
     handles = [m.register_forward_pre_hook(hook) for m in model.model.modules() if id(m) in wanted]
