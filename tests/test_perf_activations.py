@@ -1,4 +1,6 @@
-"""perf.activations: the uniform 8-bit plans it builds and the predictions it prints beside them."""
+"""Guards: perf.activations
+
+The uniform 8-bit plans the int8-input harness builds, and the predictions it prints beside them."""
 
 from __future__ import annotations
 
