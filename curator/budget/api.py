@@ -214,9 +214,10 @@ def _next_target(budget: Budget, attempts: list[Attempt], target: float) -> floa
         return ROOM * budget.max_kl / ratio
     if budget.min_top1 is not None and last.top1 < budget.min_top1:
         return min(target, last.predicted_kl) * 0.6
-    # met: try a cheaper plan aimed just under the budget (only a KL budget gets here)
-    goal = budget.max_kl if budget.max_kl is not None else last.kl
-    return CLOSER * goal / ratio
+    # met: try a cheaper plan aimed just under the budget (only a KL budget gets here: a
+    # --min-top1 budget alone stops at its first model that meets it)
+    assert budget.max_kl is not None
+    return CLOSER * budget.max_kl / ratio
 
 
 def compile_to_budget(

@@ -403,8 +403,9 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     joint = _joint(model, groups, measured, ids, ref, [*measure, embedding_formats[1]])
     activation: dict[str, dict[str, float]] = {}
     for group in groups:
+        # a Linear's tensors only: the embedding's Gather has no int8 input
         per_tensor = [activation_error[t] for t in group["tensors"] if t in activation_error]
-        if per_tensor and group["kind"] != "embedding":
+        if per_tensor:
             activation[group["name"]] = {str(b): sum(e[b] for e in per_tensor) for b in blocks}
     return {
         "joint": joint,
