@@ -110,3 +110,52 @@ def test_olive_runs_through_the_shim() -> None:
         "--config",
         "/x/olive-config.json",
     ]
+
+
+def test_olive_identifies_the_input_without_reading_its_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from olive.model.config.model_config import ModelConfig
+
+    from curator.compile.olive_child import fingerprint_input_by_metadata
+
+    # restored after the test: the shim replaces a method on Olive's class
+    monkeypatch.setattr(ModelConfig, "_get_model_files_hash", ModelConfig._get_model_files_hash)
+    model = tmp_path / "model"
+    (model / "sub").mkdir(parents=True)
+    weights = model / "model.safetensors"
+    weights.write_bytes(b"a" * 64)
+    (model / "sub" / "config.json").write_text("{}", encoding="utf-8")
+    config = ModelConfig.model_validate({"type": "HfModel", "config": {"model_path": str(model)}})
+    by_content = config.get_model_id()
+
+    fingerprint_input_by_metadata()
+    first = config.get_model_id()
+    assert first != by_content  # the shim is what answers now
+    assert config.get_model_id() == first  # and stably
+
+    stat = weights.stat()
+    weights.write_bytes(b"b" * 64)  # other bytes, same size and time: not read, same key
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert config.get_model_id() == first
+
+    weights.write_bytes(b"b" * 65)
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert config.get_model_id() != first  # a size change is seen
+    weights.write_bytes(b"b" * 64)
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert config.get_model_id() != first  # so is a new modification time
+    (model / "sub" / "extra.txt").write_text("x", encoding="utf-8")
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert config.get_model_id() != first  # and a new file anywhere under the input
+
+
+def test_the_olive_child_parses_only_the_run_command() -> None:
+    from curator.compile.olive_child import _arguments
+
+    args = _arguments(["run", "--config", "/x/olive-config.json"])
+    assert (args.command, args.config) == ("run", Path("/x/olive-config.json"))
+    with pytest.raises(SystemExit):
+        _arguments(["optimize", "--config", "/x/olive-config.json"])
