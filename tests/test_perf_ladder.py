@@ -104,3 +104,12 @@ def test_rows_and_verdicts_judge_the_bound_and_the_prediction(tmp_path: Path) ->
     assert "3B shape compiles on this machine: NOT met (preflight refuses)" in lines
     assert any(line.startswith("peak <=") and ": met" in line for line in lines)
     assert any("NOT met" in line for line in ladder.verdicts([worse]))
+
+
+def test_the_fastest_successful_pinned_compile_is_the_one_compared(tmp_path: Path) -> None:
+    log = tmp_path / "x.log"
+    slow, fast = ladder.Measured(60.0, 1, 0, log), ladder.Measured(50.0, 1, 0, log)
+    failed_fast = ladder.Measured(10.0, 1, 1, log)
+    assert ladder._faster(fast, slow) and not ladder._faster(slow, fast)
+    assert not ladder._faster(failed_fast, slow)  # a failed compile is never the figure
+    assert ladder._faster(slow, failed_fast)  # and is replaced by any that succeeded
