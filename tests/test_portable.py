@@ -333,22 +333,59 @@ def test_stop_tree_kills_what_ignores_terminate() -> None:
     assert 0.4 < time.monotonic() - started < 5.0
 
 
-def test_poll_child_gives_exit_code_and_peak_memory() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "b = bytearray(80 * 2**20); import sys; sys.exit(3)"],
-        **portable.own_group_kwargs(),
+# Run in a fresh interpreter (the test process may be large: see poll_child): allocates
+# PARENT_MIB, then starts a child that allocates CHILD_MIB and exits 3, and prints what
+# poll_child reported as JSON.
+_POLL_FROM_A_PARENT = """
+import json, subprocess, sys, time
+from curator import portable
+parent_mib, child_mib = int(sys.argv[1]), int(sys.argv[2])
+held = bytearray(parent_mib * 2**20)
+held[::4096] = b"x" * len(held[::4096])
+proc = subprocess.Popen(
+    [sys.executable, "-c", f"b = bytearray({child_mib} * 2**20); b[::4096] = b'x' * len(b[::4096]); import sys; sys.exit(3)"],
+    **portable.own_group_kwargs(),
+)
+deadline = time.monotonic() + 60
+exited = None
+while exited is None and time.monotonic() < deadline:
+    exited = portable.poll_child(proc)
+    time.sleep(0.02)
+again = portable.poll_child(proc)
+print(json.dumps({
+    "code": exited.returncode, "peak": exited.peak_rss_bytes,
+    "again": again.returncode, "own_peak": portable.peak_rss_bytes(),
+}))
+"""
+
+
+def _poll_from_a_parent(parent_mib: int, child_mib: int) -> dict[str, int]:
+    out = subprocess.run(
+        [sys.executable, "-c", _POLL_FROM_A_PARENT, str(parent_mib), str(child_mib)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
-    deadline = time.monotonic() + 60
-    exited = None
-    while exited is None and time.monotonic() < deadline:
-        exited = portable.poll_child(proc)
-        time.sleep(0.02)
-    assert exited is not None
-    assert exited.returncode == 3
+    result: dict[str, int] = json.loads(out.stdout)
+    return result
+
+
+def test_poll_child_gives_exit_code_and_peak_memory() -> None:
+    seen = _poll_from_a_parent(0, 160)
+    assert seen["code"] == 3
+    assert seen["again"] == 3  # an exited child stays exited (no second reap)
     if hasattr(os, "wait4"):
-        assert exited.peak_rss_bytes >= 80 * 2**20
-    again = portable.poll_child(proc)  # an exited child stays exited (no second reap)
-    assert again is not None and again.returncode == 3
+        assert seen["peak"] >= 160 * 2**20
+
+
+def test_poll_child_does_not_report_its_parents_size_as_the_childs() -> None:
+    # The child holds about 10 MiB; its parent 400 MiB when it forks. Linux's ru_maxrss for the
+    # child counts the parent's memory map it held until exec: that figure is not given.
+    seen = _poll_from_a_parent(400, 0)
+    assert seen["code"] == 3
+    assert seen["own_peak"] >= 400 * 2**20
+    assert seen["peak"] < 400 * 2**20
 
 
 def test_peak_rss_bytes_counts_a_past_allocation() -> None:
