@@ -178,6 +178,7 @@ def test_a_hub_gguf_compiles_with_its_provenance(
         "revision": repo.sha,
         "architecture": "LlamaForCausalLM",
         "parameters": manifest["source"]["parameters"],
+        "license": "apache-2.0",  # the GGUF's general.license, recorded since issue 21
     }
     assert manifest["gguf"]["sha256"] == sha256_file(smollm2_gguf)
 
