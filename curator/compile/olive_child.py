@@ -5,9 +5,9 @@ curator's own passes registered (``CuratorModelBuilder``, :mod:`curator.compile.
 The workflow runs through Olive's Python API (``olive.workflows.run``, what ``olive run`` calls),
 and the process leaves without the interpreter's teardown once the output is written: Olive's
 command line waits 2 s at its end for telemetry callbacks that a disabled logger never sends, and
-the teardown of torch, transformers and the builder takes another 1.5 s. Together with Olive's
-input fingerprint (below) that was 4 s of a 53 s compile of a 0.4B model on two cores, time that
-no extra core shortens."""
+the teardown of torch, transformers and the builder takes another 1.5 s. With Olive's input
+fingerprint (below) and its command line's imports, the time around the builder pass of a 0.4B
+compile on two cores went from 10.9 s to 4.9 s: time that no extra core shortens."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def register_passes() -> None:
 
 
 def file_fingerprints(paths: list[Path]) -> list[str]:
-    """``name:size:mtime`` of every file under ``paths`` (a path that is neither file nor
+    """``path:size:mtime`` of every file under ``paths`` (a path that is neither file nor
     directory, such as a Hub name, stands for itself)."""
     prints: list[str] = []
     for path in paths:
