@@ -360,14 +360,9 @@ print(json.dumps({
 
 
 def _poll_from_a_parent(parent_mib: int, child_mib: int) -> dict[str, int]:
-    out = subprocess.run(
-        [sys.executable, "-c", _POLL_FROM_A_PARENT, str(parent_mib), str(child_mib)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
+    result: dict[str, int] = json.loads(
+        _python(_POLL_FROM_A_PARENT, str(parent_mib), str(child_mib))
     )
-    result: dict[str, int] = json.loads(out.stdout)
     return result
 
 
