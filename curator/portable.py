@@ -83,8 +83,30 @@ def usable_cpu_count() -> int:
 # ---------------------------------------------------------------------------------------- memory
 
 
+def _linux_high_water_bytes() -> int | None:
+    """VmHWM of /proc/self/status: the peak of this process's own memory map since its exec."""
+    try:
+        status = Path("/proc/self/status").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            fields = line.split()
+            if len(fields) >= 2 and fields[1].isdigit():
+                return int(fields[1]) * 1024  # kB
+    return None
+
+
 def peak_rss_bytes() -> int:
-    """This process's peak resident set size so far, in bytes (0 when the platform gives none)."""
+    """This process's peak resident set size so far, in bytes (0 when the platform gives none).
+
+    Linux: VmHWM, not getrusage's ru_maxrss, which also counts the parent's memory map this
+    process held between its fork and its exec (a worker started by a 600 MiB process reports at
+    least 600 MiB there)."""
+    if IS_LINUX:
+        high_water = _linux_high_water_bytes()
+        if high_water is not None:
+            return high_water
     if IS_WINDOWS:
         import psutil
 
@@ -198,7 +220,8 @@ def poll_child(proc: subprocess.Popen[Any]) -> ChildExit | None:
     # Linux counts the copy of this process's memory map that the child held until its exec as
     # the child's own: ru_maxrss is at least this process's resident size at the fork (a child
     # of an 800 MiB test process reported 836 MiB for a 490 MiB compile). A figure no higher
-    # than this process's own peak may be only that, so it is not given.
+    # than this process's own peak (its VmHWM, which that copy does not touch) may be only
+    # that, so it is not given.
     return ChildExit(code, maxrss if maxrss > peak_rss_bytes() else 0)
 
 

@@ -383,6 +383,25 @@ def test_poll_child_does_not_report_its_parents_size_as_the_childs() -> None:
     assert seen["peak"] < 400 * 2**20
 
 
+_PEAK_OF_A_CHILD = """
+import subprocess, sys
+held = bytearray(400 * 2**20)
+held[::4096] = b"x" * len(held[::4096])
+done = subprocess.run(
+    [sys.executable, "-c", "from curator import portable; print(portable.peak_rss_bytes())"],
+    capture_output=True, text=True, check=True,
+)
+print(done.stdout.strip())
+"""
+
+
+@pytest.mark.skipif(not portable.IS_LINUX, reason="the fork-to-exec accounting is Linux's")
+def test_peak_rss_bytes_of_a_child_does_not_count_its_parents_memory() -> None:
+    # getrusage's ru_maxrss of a process started by one holding 400 MiB is at least 400 MiB
+    peak = int(_python(_PEAK_OF_A_CHILD))
+    assert 0 < peak < 200 * 2**20
+
+
 def test_peak_rss_bytes_counts_a_past_allocation() -> None:
     before = portable.peak_rss_bytes()
     block = bytearray(64 * 2**20)
