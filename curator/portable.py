@@ -83,20 +83,6 @@ def usable_cpu_count() -> int:
 # ---------------------------------------------------------------------------------------- memory
 
 
-def _linux_high_water_bytes() -> int | None:
-    """VmHWM of /proc/self/status: the peak of this process's own memory map since its exec."""
-    try:
-        status = Path("/proc/self/status").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return None
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            fields = line.split()
-            if len(fields) >= 2 and fields[1].isdigit():
-                return int(fields[1]) * 1024  # kB
-    return None
-
-
 def peak_rss_bytes() -> int:
     """This process's peak resident set size so far, in bytes (0 when the platform gives none).
 
@@ -104,7 +90,7 @@ def peak_rss_bytes() -> int:
     process held between its fork and its exec (a worker started by a 600 MiB process reports at
     least 600 MiB there)."""
     if IS_LINUX:
-        high_water = _linux_high_water_bytes()
+        high_water = process_peak_rss_bytes(os.getpid())
         if high_water is not None:
             return high_water
     if IS_WINDOWS:
@@ -138,7 +124,9 @@ def process_peak_rss_bytes(pid: int) -> int | None:
         return None
     for line in status.splitlines():
         if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
+            fields = line.split()
+            if len(fields) >= 2 and fields[1].isdigit():
+                return int(fields[1]) * 1024  # kB
     return None
 
 

@@ -14,6 +14,8 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
+from curator.portable import process_peak_rss_bytes
+
 MIB = 1024 * 1024
 
 
@@ -54,7 +56,7 @@ class PeakRssSampler:
             self._thread.join()
         self._sample()
         if self._hwm_reset:
-            hwm = _high_water_mark(self.pid)
+            hwm = process_peak_rss_bytes(self.pid)
             if hwm is not None:
                 self._peak_bytes = max(self._peak_bytes, hwm)
 
@@ -83,17 +85,3 @@ def _reset_high_water_mark(pid: int) -> bool:
         Path(f"/proc/{pid}/clear_refs").write_text("5")
         return True
     return False
-
-
-def _high_water_mark(pid: int) -> int | None:
-    """``VmHWM`` of /proc/PID/status in bytes (Linux only)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            parts = line.split()
-            if len(parts) >= 2 and parts[1].isdigit():
-                return int(parts[1]) * 1024
-    return None
