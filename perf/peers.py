@@ -12,7 +12,11 @@ Everything in one run, on the de-gridded SmolLM2-135M-Instruct (perf.peers_model
 4. fidelity by the same teacher-forced method, windows and tokens as ``curator fidelity``: each
    GGUF is dequantized back to fp32 (curator.formats.gguf) and scored as an fp32 model, the text cut by
    the compiled model's own tokenizer, against the checkpoint (a budget point's figures are the
-   search's own final measurement, made the same way);
+   search's own final measurement, made the same way); and each GGUF as llama.cpp runs it:
+   ``llama-perplexity --kl-divergence`` against llama.cpp's own run of the f32 GGUF (512-token
+   chunks, the second half of each scored), which includes llama.cpp's int8 activations, as
+   curator's figures include onnxruntime's (MatMulNBits at accuracy level 4): the targets are
+   judged on both (weights alone, and as each runtime runs them);
 5. speed at the same thread counts (1 and 2): ``llama-bench`` (256-token prompt, 64 decoded
    tokens) and the onnxruntime-genai loop of perf.quant with the same prompt and decode lengths,
    taking turns for several rounds, the best run of each kept (the machine is shared).
@@ -30,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -71,6 +76,8 @@ class Row:
     sensitivity_seconds: float = 0.0  # a budget point: its sensitivity pass (or the cached one's)
     compile_seconds: float = 0.0  # a budget point: its compiles together (the rest is fidelity)
     load: str = ""  # a budget point: the load average when its search ended
+    kl_as_run: float | None = None  # a llama.cpp point as llama.cpp runs it (llama-perplexity)
+    top1_as_run: float | None = None
     fidelity_seconds: float = 0.0  # a budget point: its fidelity measurements together
     reference_seconds: float = 0.0  # of which the reference's one run (or the cached one's)
 
@@ -323,6 +330,61 @@ def gguf_fidelity(
     return figures
 
 
+AS_RUN_CONTEXT = 512  # llama-perplexity's chunk, as curator.fidelity's window
+
+
+def parse_kl_divergence(output: str) -> dict[str, float]:
+    """(mean KL, top-1 agreement) from ``llama-perplexity --kl-divergence``'s summary lines
+    ``Mean    KLD:   0.073519 ±   0.001698`` and ``Same top p: 83.193 ± 0.885 %``."""
+    kl = re.search(r"^Mean\s+KLD:\s+([0-9.eE+-]+)", output, re.MULTILINE)
+    top1 = re.search(r"^Same top p:\s+([0-9.]+)", output, re.MULTILINE)
+    if kl is None or top1 is None:
+        raise RuntimeError(f"llama-perplexity printed no KL summary: {output[-2000:]}")
+    return {"kl": float(kl.group(1)), "top1": float(top1.group(1)) / 100}
+
+
+def _perplexity(tools: Any, model: Path, text: Any, *extra: str) -> str:
+    cmd = [str(tools.perplexity), "-m", str(model), "-f", str(text.path)]
+    cmd += ["-c", str(AS_RUN_CONTEXT), "-t", str(THREADS), *extra]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"llama-perplexity failed (exit {done.returncode}): {done.stderr[-2000:]}"
+        )
+    return done.stdout + done.stderr
+
+
+def gguf_fidelity_as_run(tools: Any, f32: Path, path: Path, text: Any) -> dict[str, float]:
+    """A GGUF as llama.cpp runs it (its int8 activations included): ``llama-perplexity
+    --kl-divergence`` against llama.cpp's own run of ``f32``, kept in ``<gguf>.as-run.json``
+    (keyed by both files' sizes and the text's sha256). The f32 run's log-probabilities are
+    stored once per text next to ``f32`` (``<f32>.<sha>.kld``, about 170 MiB at SmolLM2's
+    49k vocabulary)."""
+    cache = path.with_name(path.name + ".as-run.json")
+    key = {
+        "bytes": path.stat().st_size,
+        "base": f32.stat().st_size,
+        "text": text.sha256,
+        "context": AS_RUN_CONTEXT,
+    }
+    if cache.is_file():
+        stored = json.loads(cache.read_text(encoding="utf-8"))
+        if stored.get("key") == key:
+            return dict(stored["figures"])
+    base = f32.with_name(f"{f32.name}.{text.sha256[:12]}.kld")
+    if not base.is_file():
+        _log(f"llama.cpp's own run of {f32.name} (the as-run reference) ...")
+        partial = base.with_suffix(".partial")
+        _perplexity(tools, f32, text, "--kl-divergence-base", str(partial))
+        os.replace(partial, base)
+    _log(f"fidelity {path.name} as llama.cpp runs it ...")
+    figures = parse_kl_divergence(
+        _perplexity(tools, path, text, "--kl-divergence-base", str(base), "--kl-divergence")
+    )
+    cache.write_text(json.dumps({"key": key, "figures": figures}), encoding="utf-8")
+    return figures
+
+
 def _sources(model: str, workdir: Path) -> tuple[Path, str, str]:
     """(fp32 checkpoint, file stem, label) of ``--model``."""
     if model == "q4_1":
@@ -359,10 +421,12 @@ def measure_rows(
     reference = reference_from_dir(reference_dir, label=label)
     text = load_text()
     ggufs: dict[str, Path] = {}
+    as_run: dict[str, dict[str, float]] = {}
     if peers:
         _log("convert and quantize with llama.cpp ...")
         f32 = convert_to_gguf(tools, reference_dir, workdir, stem)
         ggufs = {kind: quantize(tools, f32, kind) for kind in peers}
+        as_run = {kind: gguf_fidelity_as_run(tools, f32, p, text) for kind, p in ggufs.items()}
     fidelity: dict[str, Any] = {}
     compiled: dict[str, Path] = {}
     one_compile = 0.0
@@ -391,14 +455,13 @@ def measure_rows(
         fidelity[kind] = (got["kl"], got["top1"], got["ppl"])
         reference_ppl = reference_ppl or got["ref_ppl"]
         _log(
-            f"{kind}: KL {got['kl']:.4f}, top-1 {got['top1']:.1%}, {path.stat().st_size / 2**20:.1f} MiB"
+            f"{kind}: KL {got['kl']:.4f} (as run {as_run[kind]['kl']:.4f}), top-1 "
+            f"{got['top1']:.1%}, {path.stat().st_size / 2**20:.1f} MiB"
         )
     searches: dict[str, tuple[float, int, float, float, str, float, float]] = {}
     compile_times: list[float] = []
     if budgets is None:  # one budget at each llama.cpp point's KL: the targets' own test
-        budgets = tuple(
-            sorted({float(f"{0.995 * fidelity[k][0]:.3g}") for k in ggufs}, reverse=True)
-        )
+        budgets = peer_budgets({k: (fidelity[k][0], as_run[k]["kl"]) for k in ggufs})
     for max_kl in budgets:
         name = budget_label(max_kl)
         _log(f"{name}: search ...")
@@ -462,6 +525,8 @@ def measure_rows(
             load=searches[name][4]
             if name in searches
             else (compile_load if name == recipe else ""),
+            kl_as_run=as_run[name]["kl"] if name in as_run else None,
+            top1_as_run=as_run[name]["top1"] if name in as_run else None,
         )
         for name in order
         if name in sizes  # a budget not reached has no model (logged above)
@@ -478,60 +543,90 @@ class Verdict:
     ok: bool | None  # None: cannot be judged (no curator point reaches the peer's KL)
 
 
-def matching_point(rows: list[Row], peer: Row) -> Row | None:
-    """curator's smallest measured budget point with KL no worse than ``peer``'s (no
+def peer_budgets(kls: dict[str, tuple[float, float]]) -> tuple[float, ...]:
+    """One ``--max-kl`` just under each llama.cpp point's KL on both bases (its weights
+    dequantized, as llama.cpp runs it), largest first; budgets within 5% of each other are one,
+    the smaller (its point answers both)."""
+    wanted = sorted({float(f"{0.995 * kl:.3g}") for pair in kls.values() for kl in pair})
+    kept: list[float] = []
+    for kl in wanted:
+        if not kept or kl > 1.05 * kept[-1]:
+            kept.append(kl)
+    return tuple(reversed(kept))
+
+
+# The two bases a llama.cpp point's KL is taken on: its weights alone (the GGUF dequantized and
+# scored as fp32, the same method as curator's fidelity), and as llama.cpp runs it (its int8
+# activations included, llama-perplexity). curator's own figures are always as onnxruntime runs
+# the model, int8 activations included.
+BASES = (("weights", "its weights dequantized"), ("run", "as llama.cpp runs it"))
+
+
+def peer_kl(peer: Row, basis: str) -> float | None:
+    return peer.kl_mean if basis == "weights" else peer.kl_as_run
+
+
+def matching_point(rows: list[Row], kl: float) -> Row | None:
+    """curator's smallest measured budget point with KL no worse than ``kl`` (no
     interpolation between points: the figure a user would actually get)."""
-    reaching = [r for r in rows if r.kind == "curator" and r.kl_mean <= peer.kl_mean]
+    reaching = [r for r in rows if r.kind == "curator" and r.kl_mean <= kl]
     return min(reaching, key=lambda r: r.bytes) if reaching else None
 
 
+def _size_verdict(rows: list[Row], peer: Row, kl: float, basis_label: str) -> Verdict:
+    name = f"{peer.name}: same KL at <= {SIZE_TARGET}x the file ({basis_label}, KL {kl:.4f})"
+    ours = matching_point(rows, kl)
+    if ours is None:
+        best = min((r for r in rows if r.kind == "curator"), key=lambda r: r.kl_mean, default=None)
+        detail = f"no curator point reaches KL {kl:.4f}" + (
+            f" (the best, {best.name}, measured {best.kl_mean:.4f} at {best.bytes / 2**20:.1f} MiB)"
+            if best
+            else ""
+        )
+        return Verdict(name, detail, False)
+    ratio = ours.bytes / peer.bytes
+    return Verdict(
+        name,
+        f"{ours.name} KL {ours.kl_mean:.4f} <= {kl:.4f} at "
+        f"{ours.bytes / 2**20:.1f} MiB vs {peer.bytes / 2**20:.1f} MiB = {ratio:.2f}x",
+        ratio <= SIZE_TARGET,
+    )
+
+
+def _decode_verdicts(ours: Row | None, peer: Row) -> list[Verdict]:
+    out: list[Verdict] = []
+    for t in THREAD_COUNTS:
+        name = f"{peer.name}: decode at {t} thread(s) >= {DECODE_TARGET}x"
+        if ours is None:
+            out.append(Verdict(name, f"no curator point reaches {peer.name}'s KL", None))
+        elif not (ours.decode_tps[t] and peer.decode_tps[t]):
+            out.append(Verdict(name, "speed not measured in this run (--rounds 0)", None))
+        else:
+            speed_ratio = ours.decode_tps[t] / max(peer.decode_tps[t], 1e-9)
+            out.append(
+                Verdict(
+                    name,
+                    f"{ours.name} {ours.decode_tps[t]:.0f} vs {peer.decode_tps[t]:.0f} tok/s "
+                    f"= {speed_ratio:.2f}x",
+                    speed_ratio >= DECODE_TARGET,
+                )
+            )
+    return out
+
+
 def verdicts(rows: list[Row], one_compile: float) -> list[Verdict]:
-    """The targets of issue 22 item 4, judged on this run's figures."""
+    """The targets of issue 22 item 4, judged on this run's figures: the file size at every
+    llama.cpp point on each basis it was measured on; decode at the Q4_K_M point (the curator
+    point reaching it as llama.cpp runs it, when measured); the search's time."""
     out: list[Verdict] = []
     for peer in (r for r in rows if r.kind == "llama.cpp"):
-        ours = matching_point(rows, peer)
-        if ours is None:
-            best = min(
-                (r for r in rows if r.kind == "curator"), key=lambda r: r.kl_mean, default=None
-            )
-            detail = f"no curator point reaches KL {peer.kl_mean:.4f}" + (
-                f" (the best, {best.name}, measured {best.kl_mean:.4f} at {best.bytes / 2**20:.1f} MiB)"
-                if best
-                else ""
-            )
-            out.append(
-                Verdict(f"{peer.name}: same KL at <= {SIZE_TARGET}x the file", detail, False)
-            )
-            continue
-        ratio = ours.bytes / peer.bytes
-        out.append(
-            Verdict(
-                f"{peer.name}: same KL at <= {SIZE_TARGET}x the file",
-                f"{ours.name} KL {ours.kl_mean:.4f} <= {peer.kl_mean:.4f} at "
-                f"{ours.bytes / 2**20:.1f} MiB vs {peer.bytes / 2**20:.1f} MiB = {ratio:.2f}x",
-                ratio <= SIZE_TARGET,
-            )
-        )
+        for basis, label in BASES:
+            kl = peer_kl(peer, basis)
+            if kl is not None:
+                out.append(_size_verdict(rows, peer, kl, label))
         if peer.name == KL_TARGET_PEER:
-            for t in THREAD_COUNTS:
-                if not (ours.decode_tps[t] and peer.decode_tps[t]):
-                    out.append(
-                        Verdict(
-                            f"{peer.name}: decode at {t} thread(s) >= {DECODE_TARGET}x",
-                            "speed not measured in this run (--rounds 0)",
-                            None,
-                        )
-                    )
-                    continue
-                speed_ratio = ours.decode_tps[t] / max(peer.decode_tps[t], 1e-9)
-                out.append(
-                    Verdict(
-                        f"{peer.name}: decode at {t} thread(s) >= {DECODE_TARGET}x",
-                        f"{ours.name} {ours.decode_tps[t]:.0f} vs {peer.decode_tps[t]:.0f} tok/s "
-                        f"= {speed_ratio:.2f}x",
-                        speed_ratio >= DECODE_TARGET,
-                    )
-                )
+            kl = peer.kl_as_run if peer.kl_as_run is not None else peer.kl_mean
+            out += _decode_verdicts(matching_point(rows, kl), peer)
     for row in (r for r in rows if r.kind == "curator" and r.search_seconds > 0):
         ratio = row.search_seconds / max(one_compile, 1e-9)
         out.append(
@@ -568,8 +663,9 @@ def markdown(rows: list[Row]) -> str:
     """The curve as a table for recipes/README.md, smallest file first."""
     speed_heads = "".join(f" decode {t}t | prefill {t}t |" for t in THREAD_COUNTS)
     lines = [
-        f"| point | file MiB | KL mean | top-1 | ppl (fp32 ppl) |{speed_heads} search |",
-        "|---|---:|---:|---:|---:|" + "---:|" * (2 * len(THREAD_COUNTS)) + "---:|",
+        f"| point | file MiB | KL mean | top-1 | KL as run | top-1 as run | ppl (fp32 ppl) |"
+        f"{speed_heads} search |",
+        "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * (2 * len(THREAD_COUNTS)) + "---:|",
     ]
     for r in sorted(rows, key=lambda r: r.bytes):
         speed_cells = "".join(
@@ -577,8 +673,14 @@ def markdown(rows: list[Row]) -> str:
         )
         search = f"{r.search_seconds:.0f} s / {r.compiles}" if r.kind == "curator" else "-"
         name = f"**{r.name}**" if r.kind == "curator" else r.name
+        if r.kind != "llama.cpp":  # curator's figures are measured as onnxruntime runs it
+            as_run = f"{r.kl_mean:.4f} | {r.top1:.1%}"
+        elif r.kl_as_run is not None and r.top1_as_run is not None:
+            as_run = f"{r.kl_as_run:.4f} | {r.top1_as_run:.1%}"
+        else:
+            as_run = "- | -"
         lines.append(
-            f"| {name} | {r.bytes / 2**20:.1f} | {r.kl_mean:.4f} | {r.top1:.1%} "
+            f"| {name} | {r.bytes / 2**20:.1f} | {r.kl_mean:.4f} | {r.top1:.1%} | {as_run} "
             f"| {r.perplexity:.1f} ({r.reference_perplexity:.1f}) |{speed_cells} {search} |"
         )
     return "\n".join(lines)
@@ -617,8 +719,17 @@ def plot(rows: list[Row], path: Path, title: str) -> Path:
         [r.kl_mean for r in peers],
         "s--",
         color="tab:orange",
-        label="llama.cpp",
+        label="llama.cpp, weights dequantized",
     )
+    run = [(r.bytes / 2**20, r.kl_as_run) for r in peers if r.kl_as_run is not None]
+    if run:
+        ax.plot(
+            [size for size, _ in run],
+            [kl for _, kl in run],
+            "s:",
+            color="tab:red",
+            label="llama.cpp as it runs (int8 activations)",
+        )
     for r in peers:
         ax.annotate(
             r.name,
@@ -664,7 +775,7 @@ def main(argv: list[str]) -> int:
         "--budgets",
         default=",".join(f"{b:g}" for b in BUDGETS),
         help="comma-separated --max-kl values (default: the issue's 0.4,0.2,0.1,0.05,0.02); "
-        "`peers`: one budget at each llama.cpp point's measured KL",
+        "`peers`: one budget at each llama.cpp point's KL, its weights' and as llama.cpp runs it",
     )
     parser.add_argument("--peers", default=",".join(PEERS), help="llama-quantize types")
     args = parser.parse_args(argv)

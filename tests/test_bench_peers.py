@@ -1,7 +1,8 @@
 """Guards: perf.peers
 
 perf.peers pieces that decide its verdicts: the grid-breaking step and the target verdicts (issue 22
-item 4: the smallest budget point reaching each peer's KL, decode at Q4_K_M, search time)."""
+item 4: the smallest budget point reaching each peer's KL, on both bases a peer is measured on,
+decode at Q4_K_M, search time), the budgets aimed at the peers and llama-perplexity's summary."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from perf.peers import (
     SIZE_TARGET,
     Row,
     closing_note,
+    parse_kl_divergence,
+    peer_budgets,
     search_costs,
     verdicts,
 )
@@ -103,8 +106,8 @@ def test_targets_are_judged_on_the_smallest_budget_point_reaching_each_peer() ->
     found = verdicts(rows, one_compile=60.0)
     by_name = {v.name: v for v in found}
     assert set(by_name) == {
-        f"Q4_0: same KL at <= {SIZE_TARGET}x the file",
-        f"Q4_K_M: same KL at <= {SIZE_TARGET}x the file",
+        f"Q4_0: same KL at <= {SIZE_TARGET}x the file (its weights dequantized, KL 0.5000)",
+        f"Q4_K_M: same KL at <= {SIZE_TARGET}x the file (its weights dequantized, KL 0.0980)",
         f"Q4_K_M: decode at 1 thread(s) >= {DECODE_TARGET}x",
         f"Q4_K_M: decode at 2 thread(s) >= {DECODE_TARGET}x",
         f"curator KL<=0.5: search < {SEARCH_TARGET:g}x one compile",
@@ -113,7 +116,9 @@ def test_targets_are_judged_on_the_smallest_budget_point_reaching_each_peer() ->
     }  # decode is judged at Q4_K_M only
     assert all(v.ok for v in found)  # every target met here
     assert not any(FIXED in v.detail for v in found)
-    size = by_name[f"Q4_K_M: same KL at <= {SIZE_TARGET}x the file"].detail
+    size = by_name[
+        f"Q4_K_M: same KL at <= {SIZE_TARGET}x the file (its weights dequantized, KL 0.0980)"
+    ].detail
     assert size.startswith("curator KL<=0.098 ") and "1.04x" in size  # not the larger 0.02 point
     assert "NOT met" not in closing_note(found)
 
@@ -124,7 +129,7 @@ def test_a_miss_on_any_target_is_reported() -> None:
         _row("curator KL<=0.098", 112, 0.098, 99.0, kind="curator", search=601.0),
     ]  # each just past its target: 1.11x the file, 0.99x decode, 10.02x one compile
     found = verdicts(rows, one_compile=60.0)
-    assert {v.name.split(": ", 1)[1]: v.ok for v in found} == {
+    assert {v.name.split(": ", 1)[1].split(" (")[0]: v.ok for v in found} == {
         f"same KL at <= {SIZE_TARGET}x the file": False,  # Q4_0 and Q4_K_M alike
         f"decode at 1 thread(s) >= {DECODE_TARGET}x": False,
         f"decode at 2 thread(s) >= {DECODE_TARGET}x": False,
@@ -141,11 +146,16 @@ def test_a_peer_no_budget_point_reaches_is_a_miss_and_unmeasured_speed_is_not_ju
         _row("curator KL<=0.098", 105, 0.09, 0.0, kind="curator"),  # --rounds 0: no speed
     ]
     found = {v.name: v for v in verdicts(rows, one_compile=60.0)}
-    missed = found[f"Q8_0: same KL at <= {SIZE_TARGET}x the file"]
+    missed = found[
+        f"Q8_0: same KL at <= {SIZE_TARGET}x the file (its weights dequantized, KL 0.0050)"
+    ]
     assert missed.ok is False and "no curator point reaches KL 0.0050" in missed.detail
     assert "curator KL<=0.098" in missed.detail  # the best point is named with its figures
-    assert found[f"Q4_K_M: same KL at <= {SIZE_TARGET}x the file"].ok is True
-    assert found[f"Q4_0: same KL at <= {SIZE_TARGET}x the file"].ok is False  # 105 vs 88 MiB
+    weights = "its weights dequantized"
+    assert found[f"Q4_K_M: same KL at <= {SIZE_TARGET}x the file ({weights}, KL 0.0980)"].ok
+    assert (  # 105 vs 88 MiB
+        found[f"Q4_0: same KL at <= {SIZE_TARGET}x the file ({weights}, KL 0.5000)"].ok is False
+    )
     # no speed figure: the decode target is neither met nor missed; no search time, no verdict
     assert [v.ok for n, v in found.items() if "decode" in n] == [None, None]
     assert not any("search" in n for n in found)
@@ -176,3 +186,50 @@ def test_search_cost_is_printed_as_a_ratio_to_one_compile_with_its_parts_and_loa
         "3 fidelity measurement(s) 90 s of which the reference's one run 50 s, the rest 10 s; "
         "load 4.0/3.0/2.0)"
     )
+
+
+def test_a_peer_is_judged_on_its_weights_and_as_llama_cpp_runs_it() -> None:
+    from dataclasses import replace
+
+    rows = [
+        # as llama.cpp runs them (int8 activations) both peers lose more than their weights do
+        replace(_row("Q4_K_M", 100, 0.0756, 100.0), kl_as_run=0.080, top1_as_run=0.83),
+        replace(_row("Q8_0", 138, 0.0020, 100.0), kl_as_run=0.0053, top1_as_run=0.946),
+        _row("curator KL<=0.079", 108, 0.078, 90.0, kind="curator"),
+        _row("curator KL<=0.07", 118, 0.070, 120.0, kind="curator"),
+        _row("curator KL<=0.0052", 145, 0.0050, 95.0, kind="curator"),
+    ]
+    found = {v.name: v for v in verdicts(rows, one_compile=60.0)}
+    size = f"same KL at <= {SIZE_TARGET}x the file"
+    on_weights = found[f"Q4_K_M: {size} (its weights dequantized, KL 0.0756)"]
+    as_run = found[f"Q4_K_M: {size} (as llama.cpp runs it, KL 0.0800)"]
+    assert on_weights.ok is False and "curator KL<=0.07 " in on_weights.detail  # 1.18x
+    assert as_run.ok is True and "curator KL<=0.079 " in as_run.detail  # 1.08x
+    assert found[f"Q8_0: {size} (its weights dequantized, KL 0.0020)"].ok is False
+    assert found[f"Q8_0: {size} (as llama.cpp runs it, KL 0.0053)"].ok is True  # 1.05x
+    # decode is judged on the point that reaches Q4_K_M as it runs: the smaller, slower one
+    decode = found[f"Q4_K_M: decode at 1 thread(s) >= {DECODE_TARGET}x"]
+    assert decode.ok is False and decode.detail.startswith("curator KL<=0.079 90 vs 100")
+
+
+def test_budgets_aim_just_under_each_peer_on_both_bases_merging_near_ones() -> None:
+    budgets = peer_budgets({"Q4_K_M": (0.0756, 0.0735), "Q8_0": (0.0020, 0.0053)})
+    # 0.0752 is within 5% of 0.0731: the smaller answers both; largest first
+    assert budgets == (0.0731, 0.00527, 0.00199)
+
+
+def test_llama_perplexity_summary_is_read_and_its_absence_is_an_error() -> None:
+    import pytest
+
+    output = (
+        "chunk             PPL               ln(PPL(Q)/PPL(base))          KL Divergence\n"
+        "   7      31.5 ...\n"
+        "====== KL divergence statistics ======\n"
+        "Mean    KLD:   0.073519 \u00b1   0.001698\n"
+        "Maximum KLD:   4.123456\n"
+        "====== Token probability statistics ======\n"
+        "Same top p: 83.193 \u00b1 0.885 %\n"
+    )
+    assert parse_kl_divergence(output) == {"kl": 0.073519, "top1": 0.83193}
+    with pytest.raises(RuntimeError, match="no KL summary"):
+        parse_kl_divergence("main: error: failed to load model\n")
