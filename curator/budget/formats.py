@@ -70,7 +70,7 @@ def parse_format(name: str) -> Format:
 
 # What the sensitivity pass weighs for every MatMul group, cheapest first: 4-bit RTN at block 64,
 # 4-bit k-quant at blocks 32 (the anchor, measured on every group) and 16, and 8-bit symmetric
-# RTN at blocks 64 (about Q8_0's size) and 32: ~4.6 to 9 bits per weight. HQQ is a format a recipe
+# RTN at blocks 64 (about Q8_0's size), 32 and 16: ~4.6 to 10 bits per weight. HQQ is a format a recipe
 # may name, but not a default candidate: onnxruntime's HQQ took 25 s for one 1536x576 tensor here
 # (k-quant 2-5 s, RTN 0.1 s). Blocks that do not divide the input size are padded, which costs
 # bytes (block 128 on SmolLM2's 576-wide layers), so 64 rather than 128.
@@ -79,14 +79,18 @@ def parse_format(name: str) -> Format:
 # turns each activation row into int8 per block of the weight's block size. At 8 bits that error
 # dominates (de-gridded SmolLM2, every MatMul 8-bit symmetric: KL 0.0097 at block 64, 0.0059 at
 # block 32; with fp32 activations 0.0028 and 0.0020), so the sensitivity pass prices it per block
-# (ACTIVATION_BITS) and q8-b32 earns its extra half bit. fp32 activations (accuracy level 1) are
-# not a candidate: the pinned runtime decodes 8-bit nodes that way at 3 tokens/s instead of 91.
+# (ACTIVATION_BITS) and q8-b32 earns its extra half bit; q8-b16 (every MatMul so: KL 0.0037 at
+# 1.11x the file of block 32) is there for the few groups whose inputs cost the most, which is how
+# a budget gets under Q8_0's KL as llama.cpp runs it (its inputs int8 too; recipes/README.md).
+# fp32 activations (accuracy level 1) are not a candidate: the pinned runtime decodes 8-bit nodes
+# that way at 3 tokens/s instead of 91.
 CANDIDATES: tuple[Format, ...] = (
     Format(4, 64, False, "rtn"),
     Format(4, 32, False, "k_quant"),
     Format(4, 16, False, "k_quant"),
     Format(8, 64, True, "rtn"),
     Format(8, 32, True, "rtn"),
+    Format(8, 16, True, "rtn"),
 )
 ACTIVATION_BITS = 8  # MatMulNBits at accuracy level 4: int8 inputs, a symmetric scale per block
 # The embedding's Gather is quantized with RTN only (GatherBlockQuantized, uint zero points).
