@@ -1,9 +1,10 @@
 """The per-tensor quantization formats a budget can choose from, and what each costs on disk.
 
 A format is what onnxruntime's ``MatMulNBits`` (and ``GatherBlockQuantized`` for the embedding)
-can hold with the pinned runtime: 4 or 8 bits, a block size along the input dimension, an fp32
-scale per block, and a zero point per block when asymmetric (packed like the weights for RTN and
-k-quant, an fp32 value for HQQ). Pure Python: no numpy here.
+can hold with the pinned runtime: 4 or 8 bits, a block size along the input dimension, a scale
+per block (float16 for a budget's MatMuls, ``half_scales``; float32 for the embedding gather and
+a table it shares), and a zero point per block when asymmetric (packed like the weights for RTN
+and k-quant, an fp32 value for HQQ). Pure Python: no numpy here.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Literal
 
 Algorithm = Literal["k_quant", "rtn", "hqq"]
 ALGORITHMS: tuple[Algorithm, ...] = ("k_quant", "rtn", "hqq")
-SCALE_BYTES = 4  # the compiled CPU models keep fp32 scales
+SCALE_BYTES = 4  # a float32 model's scales
+HALF_SCALE_BYTES = 2  # MatMulNBits' scales in a budget's compile (half_scales, curator.quant.plan)
 
 
 @dataclass(frozen=True, order=True)
@@ -30,11 +32,13 @@ class Format:
         """``q4-b32-asym-k_quant``: stable, used as a key in caches and recipe files."""
         return f"q{self.bits}-b{self.block}-{'sym' if self.symmetric else 'asym'}-{self.algorithm}"
 
-    def bytes_for(self, rows: int, cols: int) -> int:
-        """Bytes on disk of a ``rows`` x ``cols`` weight blocked along ``cols`` (the input side)."""
+    def bytes_for(self, rows: int, cols: int, *, half_scales: bool = False) -> int:
+        """Bytes on disk of a ``rows`` x ``cols`` weight blocked along ``cols`` (the input side),
+        its scales float16 with ``half_scales`` (HQQ's stay float32, with its zero points)."""
         blocks = -(-cols // self.block)
         data = rows * blocks * self.block * self.bits // 8
-        scales = rows * blocks * SCALE_BYTES
+        half = half_scales and self.algorithm != "hqq"
+        scales = rows * blocks * (HALF_SCALE_BYTES if half else SCALE_BYTES)
         if self.symmetric:
             zeros = 0
         elif self.algorithm == "hqq":
@@ -43,8 +47,8 @@ class Format:
             zeros = rows * -(-blocks * self.bits // 8)  # packed like the weights, per row
         return data + scales + zeros
 
-    def bits_per_weight(self, cols: int = 4096) -> float:
-        return 8 * self.bytes_for(1, cols) / cols
+    def bits_per_weight(self, cols: int = 4096, *, half_scales: bool = False) -> float:
+        return 8 * self.bytes_for(1, cols, half_scales=half_scales) / cols
 
 
 def parse_format(name: str) -> Format:

@@ -1,7 +1,7 @@
 """A plan as a recipe file anyone can rerun: ``curator compile SOURCE --recipe budget-....json``.
 
 The recipe is an ordinary ``CuratorModelBuilder`` recipe (curator.quant.plan): 4-bit k-quant block
-32 as the base, the embedding gather's format in ``embedding_quant``, and one ``tensor_overrides``
+32 as the base, float16 MatMulNBits scales (``half_scales``), the embedding gather's format in ``embedding_quant``, and one ``tensor_overrides``
 entry per group naming the model builder's node(s) of that group with the group's format. A tied
 table (:data:`~curator.budget.groups.TIED_TABLE`) is the lm_head's override plus
 ``share_tied_embedding``: the compile stores it once and the embedding gather reads it
@@ -81,6 +81,7 @@ def plan_recipe(
         "int4_is_symmetric": False,
         "int4_algo_config": "k_quant",
         "tensor_overrides": overrides,
+        "half_scales": True,
     }
     if embedding is not None:
         config["embedding_quant"] = embedding
@@ -128,12 +129,16 @@ def share_tied_table(sensitivity: Sensitivity, source_dir: Path) -> Sensitivity:
         return sensitivity
     if not tensor_shapes(source_dir)[2]:  # untied: two tables, two groups
         return sensitivity
-    hidden = embedding.shapes[0][1]
+    vocab, hidden = embedding.shapes[0]
+    # the shared table keeps float32 scales (the gather's output type follows them)
+    table_sizes = {
+        f: parse_format(f).bytes_for(vocab, hidden) for f in sensitivity.sizes.get(LM_HEAD, {})
+    }
     cost, sizes = tied_table_options(
         sensitivity.cost.get(EMBEDDING, {}),
         sensitivity.cost.get(LM_HEAD, {}),
         sensitivity.proxy.get(LM_HEAD, {}),
-        sensitivity.sizes.get(LM_HEAD, {}),
+        table_sizes,
         _shareable(hidden),
     )
     if not cost:

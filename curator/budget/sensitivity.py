@@ -35,8 +35,9 @@ from curator.paths import curator_home
 
 ANCHOR = Format(4, 64, False, "rtn")
 DEFAULT_TOKENS = 128
-# 4: batched tail, the proxy on one row sample; 5: the joint check; 6: the int8 inputs' error
-WORKER_VERSION = 6
+# 4: batched tail, the proxy on one row sample; 5: the joint check; 6: the int8 inputs' error;
+# 7: float16 MatMul scales (half_scales)
+WORKER_VERSION = 7
 VALIDATION_FORMATS = (Format(4, 32, False, "k_quant"), Format(8, 64, True, "rtn"))
 
 

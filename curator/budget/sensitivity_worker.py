@@ -33,7 +33,8 @@ from curator.quant.plan import TensorQuant
 
 def fake_quantize(weight: Any, fmt: Any, gather: bool = False) -> tuple[Any, int]:
     """``weight`` (rows x cols, blocks along cols) quantized to ``fmt`` with the compile's own
-    kernels (curator.quant.kernels) and dequantized: (fp32 array, bytes on disk).
+    kernels (curator.quant.kernels) and dequantized: (fp32 array, bytes on disk). A MatMul's
+    scales are float16, as a budget's compile stores them (``half_scales``); the gather's float32.
     ValueError when the format cannot hold a tensor of this shape."""
     import numpy as np
 
@@ -43,7 +44,8 @@ def fake_quantize(weight: Any, fmt: Any, gather: bool = False) -> tuple[Any, int
         bits=fmt.bits, block_size=fmt.block, symmetric=fmt.symmetric, algo=fmt.algorithm
     )
     w = np.ascontiguousarray(weight, dtype=np.float32)
-    packed = quantize_gather(w, quant) if gather else quantize_matmul(w, quant)
+    half = np.float16 if fmt.algorithm != "hqq" else None
+    packed = quantize_gather(w, quant) if gather else quantize_matmul(w, quant, scales_as=half)
     return packed.dequantize(), int(packed.nbytes)
 
 
@@ -348,7 +350,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
             try:
                 for tensor, original in originals.items():
                     rows, cols = original.shape
-                    size += fmt.bytes_for(rows, cols)
+                    size += fmt.bytes_for(rows, cols, half_scales=not is_embedding)
                     # the proxy weighs every format on the same sample of rows (each row's blocks
                     # are quantized on their own), scaled back up; a measured format is quantized
                     # whole, to be put in the model

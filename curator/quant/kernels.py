@@ -247,14 +247,20 @@ def quantize_matmul(
     quant: TensorQuant,
     *,
     scale_dtype: npt.DTypeLike = np.float32,
+    scales_as: npt.DTypeLike | None = None,
     threads: int | None = None,
 ) -> PackedTensor:
     """Quantize one MatMul weight given as ``[N, K]`` (torch Linear layout: out, in).
 
     ``weight`` may be float32, float16 or (ml_dtypes) bfloat16; the algorithms compute as the
     replaced pass does (float32 for rtn/k_quant/rtn_inc, torch float32 for hqq) and the scales are
-    written as ``scale_dtype`` (the model's io dtype: float32 on CPU, float16 on CUDA).
+    written as ``scale_dtype`` (the model's io dtype: float32 on CPU, float16 on CUDA), or as
+    ``scales_as`` when given: the weight quantized in the io dtype, its scales then stored
+    narrower (float16 scales in a float32 model, :data:`curator.quant.plan.QuantPlan.half_scales`).
+    Not for hqq, whose float zero points follow the scales' type.
     """
+    if scales_as is not None and quant.algo == "hqq":
+        raise ValueError("hqq's scales and float zero points keep the io dtype")
     if weight.ndim != 2:
         raise ValueError(f"a MatMul weight is 2-D, not {weight.shape}")
     threads = default_threads() if threads is None else threads
@@ -275,7 +281,7 @@ def quantize_matmul(
     data, scales, zero_points = _assemble(
         _parallel(_matmul_rows, work, threads), tasks, rows, flat_total
     )
-    scales = scales.astype(scale_dtype, copy=False)
+    scales = scales.astype(scale_dtype if scales_as is None else scales_as, copy=False)
     if zero_points is not None and zero_points.ndim == 1:
         # onnxruntime packs the 4-bit zero points of the whole tensor flat, then reshapes [N, -1]
         if zero_points.size % rows:

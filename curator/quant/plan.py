@@ -14,13 +14,20 @@ A recipe carries a plan in the ``CuratorModelBuilder`` pass config (see recipes/
         {"match": "/model/layers.*/mlp/down_proj/MatMul", "bits": 8},
         {"match": "/lm_head/MatMul", "keep_float": true}
     ],
-    "share_tied_embedding": true                     # a tied table written once (below)
+    "share_tied_embedding": true,                    # a tied table written once (below)
+    "half_scales": true                              # float16 MatMulNBits scales (below)
 
 ``share_tied_embedding``: when the model ties its embedding to its lm_head, the embedding gather
 reads the lm_head MatMul's quantized data, scales and zero points (``GatherBlockQuantized`` takes
 ``MatMulNBits``' layout, the data reshaped to ``[V, H * bits / 8]``), so the table is stored once,
 in the lm_head's format. :func:`share_blocker` says when a format cannot be shared; the embedding
 then gets its own format (``embedding_quant``) as without the option.
+
+``half_scales``: in a float32 model, every MatMulNBits' scales are stored as float16 and the node
+runs in float16 between two Casts (onnxruntime refuses float16 scales beside float32 inputs): a
+scale costs 16 bits instead of 32, 0.5 bit per weight at block 32, and the CPU kernels quantize the
+input to int8 at accuracy level 4 either way (recipes/README.md measures fidelity and speed). HQQ
+nodes (float zero points) and a table shared with the embedding gather keep float32 scales.
 
 ``match`` is a shell-style pattern (:func:`fnmatch.fnmatchcase`) on the node name, or a regular
 expression when it starts with ``re:``. Fields an override leaves out keep the value it overrides.
@@ -182,13 +189,15 @@ class QuantPlan:
     ``matmul`` is the default for MatMul weights (None: the compile keeps them float, e.g.
     fp32-cpu); ``embedding`` the embedding gather's (None: float); ``overrides`` refine per node,
     in order, the last match winning (also on the embedding's node name);
-    ``share_tied_embedding``: a tied embedding gather reads the lm_head's quantized table.
+    ``share_tied_embedding``: a tied embedding gather reads the lm_head's quantized table;
+    ``half_scales``: float16 MatMulNBits scales in a float32 model.
     """
 
     matmul: TensorQuant | None
     embedding: TensorQuant | None = None
     overrides: tuple[TensorOverride, ...] = ()
     share_tied_embedding: bool = False
+    half_scales: bool = False
 
     def for_node(self, node_name: str) -> TensorQuant | None:
         """The quantization of the weight of ``node_name`` (None: kept float)."""
@@ -301,12 +310,14 @@ def plan_for(config: Mapping[str, Any], num_layers: int) -> QuantPlan:
         if not isinstance(raw, Mapping):
             raise PlanError("every tensor_overrides entry must be an object")
         overrides.append(TensorOverride.from_json(raw))
-    share = config.get("share_tied_embedding")
-    if share is not None and not isinstance(share, bool):
-        raise PlanError(f"share_tied_embedding must be true or false, not {share!r}")
+    flags = {key: config.get(key) for key in ("share_tied_embedding", "half_scales")}
+    for key, value in flags.items():
+        if value is not None and not isinstance(value, bool):
+            raise PlanError(f"{key} must be true or false, not {value!r}")
     return QuantPlan(
         matmul=matmul,
         embedding=embedding,
         overrides=tuple(overrides),
-        share_tied_embedding=bool(share),
+        share_tied_embedding=bool(flags["share_tied_embedding"]),
+        half_scales=bool(flags["half_scales"]),
     )

@@ -642,14 +642,22 @@ def _make_matmul_int4(self: Any, matmul: Any, basename: str, root_input: str, **
                 f"is {quant} {tuple(matmul.weight.shape)}"
             )
         names = list(shared.names)  # written with the embedding: the table is stored once
+        half = False  # the gather reads these scales: they keep the io dtype
     else:
         weight = _numpy_io(matmul.weight, self.io_dtype)  # [N, K]
         started = time.perf_counter()
         io = _io_numpy_dtype(self.io_dtype)
         weight_name = basename[1:].replace("/", ".") + ".weight"
+        half = _half_scales(session, quant, io)
 
         def quantize(rows: np.ndarray[Any, Any]) -> PackedTensor:
-            return quantize_matmul(rows, quant, scale_dtype=io, threads=session.threads)
+            return quantize_matmul(
+                rows,
+                quant,
+                scale_dtype=io,
+                scales_as=np.float16 if half else None,
+                threads=session.threads,
+            )
 
         # hqq's early stop reads the whole tensor: never sliced
         names = _quantize_written(
@@ -659,9 +667,14 @@ def _make_matmul_int4(self: Any, matmul: Any, basename: str, root_input: str, **
         session.quantized += 1
         del weight
     n, k = int(matmul.weight.shape[0]), int(matmul.weight.shape[1])
-    inputs = [root_input, *names]
     output = "logits" if kwargs.get("logits", False) else f"{basename}/output_0"
     seq_dim = kwargs.get("seq_dim", "sequence_length")
+    node_input, node_output = root_input, output
+    if half:  # float16 scales need float16 inputs: the node runs between two Casts
+        cast_in = f"{basename}/CastToFloat16"
+        self.make_cast(cast_in, root_input, ir.DataType.FLOAT16, ["batch_size", seq_dim, k])
+        node_input, node_output = f"{cast_in}/output_0", f"{basename}/output_fp16"
+    inputs = [node_input, *names]
     attributes: dict[str, Any] = {
         "K": k,
         "N": n,
@@ -673,14 +686,26 @@ def _make_matmul_int4(self: Any, matmul: Any, basename: str, root_input: str, **
     self.make_node(
         "MatMulNBits",
         inputs=inputs,
-        outputs=[output],
+        outputs=[node_output],
         name=f"{basename}_Q{quant.bits}",
         domain="com.microsoft",
         **attributes,
     )
+    if half:
+        self.make_value(node_output, ir.DataType.FLOAT16, shape=["batch_size", seq_dim, n])
+        cast_out = f"{basename}/CastFromFloat16"
+        self.make_node(
+            "Cast", inputs=[node_output], outputs=[output], name=cast_out, to=self.io_dtype
+        )
     self.make_value(output, self.io_dtype, shape=["batch_size", seq_dim, n])
     del ir
     return basename
+
+
+def _half_scales(session: StreamSession, quant: TensorQuant, io: np.dtype[Any]) -> bool:
+    """Whether this MatMulNBits stores float16 scales (the plan's ``half_scales``): only in a
+    float32 model, and not for HQQ, whose float zero points follow the scales' type."""
+    return session.quant_plan().half_scales and io == np.float32 and quant.algo != "hqq"
 
 
 def _make_matmul_float(self: Any, matmul: Any, name: str, root_input: str, **kwargs: Any) -> Any:

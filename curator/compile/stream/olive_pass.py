@@ -12,6 +12,8 @@ A recipe names it like ModelBuilder, with the same options, plus:
   ``nodes_to_exclude`` (:mod:`curator.quant.int8`);
 - ``share_tied_embedding``: a tied embedding's gather reads the lm_head's quantized table, so the
   table is stored once (:mod:`curator.quant.plan`);
+- ``half_scales``: float16 MatMulNBits scales in a float32 model, each node between two Casts
+  (:mod:`curator.quant.plan`);
 - ``stream`` (default true): false builds the builder's own way (the reference path);
 - ``quantize_threads``: threads for the quantizers (default: all cores).
 
@@ -42,6 +44,7 @@ OWN_OPTIONS = (
     "quantize_threads",
     "matmul_int8",
     "share_tied_embedding",
+    "half_scales",
 )
 
 
@@ -67,6 +70,11 @@ class CuratorModelBuilder(ModelBuilder):  # type: ignore[misc]
                     type_=bool,
                     default_value=False,
                     description="A tied embedding reads the lm_head's quantized table.",
+                ),
+                "half_scales": PassConfigParam(
+                    type_=bool,
+                    default_value=False,
+                    description="float16 MatMulNBits scales in a float32 model.",
                 ),
                 "stream": PassConfigParam(
                     type_=bool,
@@ -101,6 +109,8 @@ class CuratorModelBuilder(ModelBuilder):  # type: ignore[misc]
         if values.get("matmul_int8") and values.get("precision") != "fp32":
             raise ValueError("matmul_int8 quantizes an fp32 build: set precision to fp32")
         if not values.get("stream", True):
+            if values.get("half_scales"):
+                raise ValueError("half_scales needs the streaming build: leave stream on")
             builder_patch.log("stream: false, building the model builder's own way")
             result = super()._run_for_config(model, stripped, output_model_path)
             self._embedding_after(values, output_model_path, "stream is off")
@@ -117,10 +127,12 @@ class CuratorModelBuilder(ModelBuilder):  # type: ignore[misc]
         finally:
             builder_patch.close_session()
         if not session.streamed:
-            if values.get("tensor_overrides") or values.get("share_tied_embedding"):
+            if any(
+                values.get(k) for k in ("tensor_overrides", "share_tied_embedding", "half_scales")
+            ):
                 raise ValueError(
-                    "tensor_overrides and share_tied_embedding need the streaming build, which "
-                    "this model cannot use: "
+                    "tensor_overrides, share_tied_embedding and half_scales need the streaming "
+                    "build, which this model cannot use: "
                     f"{session.fallback_reason}"
                 )
             self._embedding_after(values, output_model_path, session.fallback_reason or "")

@@ -1,0 +1,167 @@
+"""Guards: curator.compile.stream.builder_patch, curator.quant.kernels, curator.quant.plan,
+  curator.budget.formats, curator.budget.recipe
+
+float16 MatMulNBits scales in a float32 model (``half_scales``). The streamed build with the
+option is checked against the same build without it, both made in one child process
+(tests.tied_check): the packed weights and zero points are the same bytes, each scale is the
+float32 scale rounded to float16, every MatMulNBits reads a Cast of its input to float16 and its
+output is cast back to float32 under the name the next node reads, the data file is smaller by
+exactly half the scales' bytes, and the logits stay within the float16 rounding of the full
+build's. A tied table shared with the embedding gather keeps float32 scales (the gather's output
+type follows them). The budget's recipes ask for it and price a scale at 2 bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from curator.budget.formats import CANDIDATES, EMBEDDING_CANDIDATES, parse_format
+from curator.budget.recipe import plan_recipe
+from curator.budget.search import Choice, Plan
+from curator.quant.kernels import quantize_matmul
+from curator.quant.plan import LM_HEAD_NODE, PlanError, TensorQuant, plan_for
+from tests.test_stream_compile import bf16_tied_copy
+from tests.test_tied_sharing import _build, _initializers, _logits
+
+LM_8 = {"match": LM_HEAD_NODE, "bits": 8, "block_size": 32, "symmetric": True, "algo": "rtn"}
+DOWN_8 = {"match": "/model/layers.1/mlp/down_proj/MatMul", "bits": 8, "block_size": 16}
+
+
+def _config(half: bool, share: bool = False) -> dict[str, Any]:
+    config: dict[str, Any] = {"tensor_overrides": [DOWN_8, LM_8]}
+    if half:
+        config["half_scales"] = True
+    if share:
+        config["share_tied_embedding"] = True
+        config["embedding_quant"] = {"bits": 4, "block_size": 32, "symmetric": False}
+    return config
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Path]:
+    work = tmp_path_factory.mktemp("half")
+    tied = bf16_tied_copy(tiny_model_dir, work / "qwen2-bf16-tied")
+    plans = {
+        "full": (tiny_model_dir, _config(False)),
+        "half": (tiny_model_dir, _config(True)),
+        "tied-half": (tied, _config(True, share=True)),
+    }
+    specs = [
+        {"model": str(model), "out": str(work / label), "config": config}
+        for label, (model, config) in plans.items()
+    ]
+    result = _build(specs, work)
+    assert all(result[str(work / label)]["streamed"] for label in plans)
+    return {label: work / label for label in plans}
+
+
+def _graph(model_dir: Path) -> Any:
+    import onnx
+
+    return onnx.load(str(model_dir / "model.onnx"), load_external_data=False).graph
+
+
+def _matmuls(graph: Any) -> list[Any]:
+    return [n for n in graph.node if n.op_type == "MatMulNBits"]
+
+
+def test_half_scales_keep_the_weights_and_round_only_the_scales(builds: dict[str, Path]) -> None:
+    full, half = _initializers(builds["full"]), _initializers(builds["half"])
+    assert full.keys() == half.keys()
+    scales = [n.input[2] for n in _matmuls(_graph(builds["half"]))]
+    assert len(scales) == 2 * 5 + 1  # 2 layers x (qkv, o, gate, up, down) + lm_head
+    for name, array in full.items():
+        if name in scales:
+            assert array.dtype == np.float32 and half[name].dtype == np.float16, name
+            np.testing.assert_array_equal(half[name], array.astype(np.float16))
+        else:  # packed weights, zero points, norms, the embedding's own table: the same bytes
+            assert half[name].dtype == array.dtype, name
+            np.testing.assert_array_equal(half[name], array, err_msg=name)
+    saved = sum(full[name].nbytes // 2 for name in scales)
+    data = [(builds[k] / "model.onnx.data").stat().st_size for k in ("full", "half")]
+    assert data[0] - data[1] >= saved > 0  # alignment padding may shrink too, never grow
+
+
+def test_every_half_node_runs_between_two_casts_under_the_same_names(
+    builds: dict[str, Path],
+) -> None:
+    from onnx import TensorProto, helper
+
+    full, half = _graph(builds["full"]), _graph(builds["half"])
+    producers = {out: n for n in half.node for out in n.output}
+    readers = {inp: n for n in half.node for inp in n.input}
+    full_outputs = {n.name: n.output[0] for n in _matmuls(full)}
+    for node in _matmuls(half):
+        cast_in = producers[node.input[0]]
+        assert cast_in.op_type == "Cast", node.name
+        assert helper.get_attribute_value(cast_in.attribute[0]) == TensorProto.FLOAT16
+        cast_out = readers[node.output[0]]
+        assert cast_out.op_type == "Cast", node.name
+        assert helper.get_attribute_value(cast_out.attribute[0]) == TensorProto.FLOAT
+        # the rest of the graph reads what it read before (the lm_head's is "logits")
+        assert cast_out.output[0] == full_outputs[node.name], node.name
+    assert len(_matmuls(half)) == len(full_outputs)
+
+
+def test_half_scales_change_the_logits_by_float16_rounding_only(builds: dict[str, Path]) -> None:
+    ids = [1, 17, 42, 99, 3, 250, 7, 64]
+    full, half = _logits(builds["full"], ids), _logits(builds["half"], ids)
+    assert half.dtype == np.float32 and half.shape == full.shape
+    scale = float(np.abs(full).max())
+    assert float(np.abs(half - full).max()) <= 2e-2 * scale  # float16: 2^-11 per rounding
+    assert not np.array_equal(half, full)  # the scales did change
+    np.testing.assert_array_equal(half.argmax(-1), full.argmax(-1))
+
+
+def test_a_table_shared_with_the_gather_keeps_float32_scales(builds: dict[str, Path]) -> None:
+    graph = _graph(builds["tied-half"])
+    inits = _initializers(builds["tied-half"])
+    head = next(n for n in _matmuls(graph) if n.name.startswith(LM_HEAD_NODE))
+    assert inits[head.input[2]].dtype == np.float32
+    assert not head.input[0].endswith("CastToFloat16/output_0")
+    others = [n for n in _matmuls(graph) if n is not head]
+    assert others and all(inits[n.input[2]].dtype == np.float16 for n in others)
+    # the embedding's gather (or the Reshape before it) reads those same scales
+    assert [n.op_type for n in graph.node if head.input[2] in n.input and n is not head] in (
+        ["Reshape"],
+        ["GatherBlockQuantized"],
+    )
+
+
+def test_the_option_is_a_boolean_and_hqq_keeps_its_dtype() -> None:
+    assert plan_for({"precision": "int4", "half_scales": True}, 2).half_scales
+    assert not plan_for({"precision": "int4"}, 2).half_scales
+    with pytest.raises(PlanError, match="half_scales must be true or false"):
+        plan_for({"precision": "int4", "half_scales": "yes"}, 2)
+    weight = np.random.default_rng(0).standard_normal((8, 64)).astype(np.float32)
+    with pytest.raises(ValueError, match="hqq"):
+        quantize_matmul(weight, TensorQuant(algo="hqq"), scales_as=np.float16, threads=1)
+
+
+def test_the_budget_prices_half_scales_and_its_recipes_ask_for_them() -> None:
+    weight = np.random.default_rng(1).standard_normal((48, 576)).astype(np.float32)
+    for fmt in CANDIDATES:
+        quant = TensorQuant(fmt.bits, fmt.block, fmt.symmetric, fmt.algorithm)
+        packed = quantize_matmul(weight, quant, scales_as=np.float16, threads=1)
+        assert packed.scales.dtype == np.float16
+        assert packed.nbytes == fmt.bytes_for(48, 576, half_scales=True), fmt.name
+        assert fmt.bytes_for(48, 576) - packed.nbytes == packed.scales.nbytes  # float32: twice
+    q8 = parse_format("q8-b32-sym-rtn")
+    assert q8.bits_per_weight(half_scales=True) == pytest.approx(8.5)
+    assert q8.bits_per_weight() == pytest.approx(9.0)
+    plan = Plan(
+        choices=(
+            Choice("layers.0.o", CANDIDATES[0].name, 100, 0.05),
+            Choice("embedding", EMBEDDING_CANDIDATES[0].name, 900, 0.05),
+        ),
+        predicted_kl=0.1,
+        bytes=1000,
+        target_kl=0.1,
+        reachable=True,
+    )
+    config = plan_recipe(plan, name="budget-kl-0-1", summary="test")["passes"][0]["config"]
+    assert config["half_scales"] is True
