@@ -7,8 +7,9 @@ option is checked against the same build without it, both made in one child proc
 float32 scale rounded to float16, every MatMulNBits reads a Cast of its input to float16 and its
 output is cast back to float32 under the name the next node reads, the data file is smaller by
 exactly half the scales' bytes, and the logits stay within the float16 rounding of the full
-build's. A tied table shared with the embedding gather keeps float32 scales (the gather's output
-type follows them). The budget's recipes ask for it and price a scale at 2 bytes.
+build's. A tied table shared with the embedding gather is float16 too: the gather's output (its
+type follows the scales) is cast back to float32, and the lm_head reads the same scales between
+its two Casts. The budget's recipes ask for it and price a scale at 2 bytes.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def builds(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> di
     plans = {
         "full": (tiny_model_dir, _config(False)),
         "half": (tiny_model_dir, _config(True)),
+        "tied-full": (tied, _config(False, share=True)),
         "tied-half": (tied, _config(True, share=True)),
     }
     specs = [
@@ -107,9 +109,12 @@ def test_every_half_node_runs_between_two_casts_under_the_same_names(
     assert len(_matmuls(half)) == len(full_outputs)
 
 
-def test_half_scales_change_the_logits_by_float16_rounding_only(builds: dict[str, Path]) -> None:
+@pytest.mark.parametrize("kind", ["", "tied-"])
+def test_half_scales_change_the_logits_by_float16_rounding_only(
+    builds: dict[str, Path], kind: str
+) -> None:
     ids = [1, 17, 42, 99, 3, 250, 7, 64]
-    full, half = _logits(builds["full"], ids), _logits(builds["half"], ids)
+    full, half = _logits(builds[f"{kind}full"], ids), _logits(builds[f"{kind}half"], ids)
     assert half.dtype == np.float32 and half.shape == full.shape
     scale = float(np.abs(full).max())
     assert float(np.abs(half - full).max()) <= 2e-2 * scale  # float16: 2^-11 per rounding
@@ -117,19 +122,26 @@ def test_half_scales_change_the_logits_by_float16_rounding_only(builds: dict[str
     np.testing.assert_array_equal(half.argmax(-1), full.argmax(-1))
 
 
-def test_a_table_shared_with_the_gather_keeps_float32_scales(builds: dict[str, Path]) -> None:
+def test_a_table_shared_with_the_gather_is_half_and_cast_back(builds: dict[str, Path]) -> None:
+    from onnx import TensorProto, helper
+
     graph = _graph(builds["tied-half"])
-    inits = _initializers(builds["tied-half"])
+    full, half = _initializers(builds["tied-full"]), _initializers(builds["tied-half"])
+    assert full.keys() == half.keys()  # still one table: no second copy appeared
     head = next(n for n in _matmuls(graph) if n.name.startswith(LM_HEAD_NODE))
-    assert inits[head.input[2]].dtype == np.float32
-    assert not head.input[0].endswith("CastToFloat16/output_0")
-    others = [n for n in _matmuls(graph) if n is not head]
-    assert others and all(inits[n.input[2]].dtype == np.float16 for n in others)
-    # the embedding's gather (or the Reshape before it) reads those same scales
-    assert [n.op_type for n in graph.node if head.input[2] in n.input and n is not head] in (
-        ["Reshape"],
-        ["GatherBlockQuantized"],
-    )
+    assert head.input[0].endswith("CastToFloat16/output_0")
+    np.testing.assert_array_equal(half[head.input[2]], full[head.input[2]].astype(np.float16))
+    assert all(half[n.input[2]].dtype == np.float16 for n in _matmuls(graph))
+    # the gather (through a Reshape of the scales, or directly) reads the head's scales, and its
+    # output reaches the first layer through a Cast to float32
+    readers = [n for n in graph.node if head.input[2] in n.input and n is not head]
+    assert [n.op_type for n in readers] in (["Reshape"], ["GatherBlockQuantized"])
+    cast = next(n for n in graph.node if n.name == "/model/embed_tokens/CastFromFloat16")
+    assert helper.get_attribute_value(cast.attribute[0]) == TensorProto.FLOAT
+    gather = next(n for n in graph.node if n.op_type == "GatherBlockQuantized")
+    producers = {out: n for n in graph.node for out in n.output}
+    source = producers[cast.input[0]]
+    assert source is gather or producers[source.input[0]] is gather
 
 
 def test_the_option_is_a_boolean_and_hqq_keeps_its_dtype() -> None:

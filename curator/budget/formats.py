@@ -2,9 +2,9 @@
 
 A format is what onnxruntime's ``MatMulNBits`` (and ``GatherBlockQuantized`` for the embedding)
 can hold with the pinned runtime: 4 or 8 bits, a block size along the input dimension, a scale
-per block (float16 for a budget's MatMuls, ``half_scales``; float32 for the embedding gather and
-a table it shares), and a zero point per block when asymmetric (packed like the weights for RTN
-and k-quant, an fp32 value for HQQ). Pure Python: no numpy here.
+per block (float16 for a budget's MatMuls and a tied table they share with the embedding gather,
+``half_scales``; float32 for a gather's own table), and a zero point per block when asymmetric
+(packed like the weights for RTN and k-quant, an fp32 value for HQQ). Pure Python: no numpy here.
 """
 
 from __future__ import annotations

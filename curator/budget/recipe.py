@@ -129,16 +129,12 @@ def share_tied_table(sensitivity: Sensitivity, source_dir: Path) -> Sensitivity:
         return sensitivity
     if not tensor_shapes(source_dir)[2]:  # untied: two tables, two groups
         return sensitivity
-    vocab, hidden = embedding.shapes[0]
-    # the shared table keeps float32 scales (the gather's output type follows them)
-    table_sizes = {
-        f: parse_format(f).bytes_for(vocab, hidden) for f in sensitivity.sizes.get(LM_HEAD, {})
-    }
+    hidden = embedding.shapes[0][1]
     cost, sizes = tied_table_options(
         sensitivity.cost.get(EMBEDDING, {}),
         sensitivity.cost.get(LM_HEAD, {}),
         sensitivity.proxy.get(LM_HEAD, {}),
-        table_sizes,
+        sensitivity.sizes.get(LM_HEAD, {}),
         _shareable(hidden),
     )
     if not cost:

@@ -26,8 +26,9 @@ then gets its own format (``embedding_quant``) as without the option.
 ``half_scales``: in a float32 model, every MatMulNBits' scales are stored as float16 and the node
 runs in float16 between two Casts (onnxruntime refuses float16 scales beside float32 inputs): a
 scale costs 16 bits instead of 32, 0.5 bit per weight at block 32, and the CPU kernels quantize the
-input to int8 at accuracy level 4 either way (recipes/README.md measures fidelity and speed). HQQ
-nodes (float zero points) and a table shared with the embedding gather keep float32 scales.
+input to int8 at accuracy level 4 either way (recipes/README.md measures fidelity and speed). A
+table shared with the embedding gather is float16 too (the gather's output, whose type follows the
+scales, is cast back); HQQ nodes (float zero points that follow the scales' type) keep float32.
 
 ``match`` is a shell-style pattern (:func:`fnmatch.fnmatchcase`) on the node name, or a regular
 expression when it starts with ``re:``. Fields an override leaves out keep the value it overrides.

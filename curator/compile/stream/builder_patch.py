@@ -642,7 +642,7 @@ def _make_matmul_int4(self: Any, matmul: Any, basename: str, root_input: str, **
                 f"is {quant} {tuple(matmul.weight.shape)}"
             )
         names = list(shared.names)  # written with the embedding: the table is stored once
-        half = False  # the gather reads these scales: they keep the io dtype
+        half = shared.half
     else:
         weight = _numpy_io(matmul.weight, self.io_dtype)  # [N, K]
         started = time.perf_counter()
@@ -736,6 +736,7 @@ class SharedTable:
     quant: TensorQuant
     shape: tuple[int, int]
     names: tuple[str, ...]  # the lm_head MatMulNBits' data, scales (and zero points)
+    half: bool = False  # float16 scales (half_scales): the gather and the lm_head cast around
 
 
 def _share_blocker(self: Any, session: StreamSession, embedding: Any) -> str | None:
@@ -767,9 +768,19 @@ def _shared_embedding(self: Any, session: StreamSession, embedding: Any) -> str:
     table = _numpy_io(embedding, self.io_dtype)  # [V, H]: the lm_head's [N, K]
     started = time.perf_counter()
     io = _io_numpy_dtype(self.io_dtype)
+    half = _half_scales(session, quant, io)
+    # the gather's output takes the scales' type: float16 scales give a float16 embedding,
+    # cast back to the io dtype below
+    table_dtype = ir.DataType.FLOAT16 if half else self.io_dtype
 
     def quantize(rows: np.ndarray[Any, Any]) -> PackedTensor:
-        return quantize_matmul(rows, quant, scale_dtype=io, threads=session.threads)
+        return quantize_matmul(
+            rows,
+            quant,
+            scale_dtype=io,
+            scales_as=np.float16 if half else None,
+            threads=session.threads,
+        )
 
     names = _quantize_written(
         self, session, table, quantize, "lm_head.MatMul.weight", sliced=quant.algo != "hqq"
@@ -778,7 +789,7 @@ def _shared_embedding(self: Any, session: StreamSession, embedding: Any) -> str:
     session.quantized += 1
     vocab, hidden = int(table.shape[0]), int(table.shape[1])
     del table
-    session.stats["shared_table"] = SharedTable(quant, (vocab, hidden), tuple(names))
+    session.stats["shared_table"] = SharedTable(quant, (vocab, hidden), tuple(names), half)
     basename = "/model/embed_tokens"
     gather_name = f"{basename}/GatherBlockQuantized"
     kb = hidden // quant.block_size
@@ -794,7 +805,7 @@ def _shared_embedding(self: Any, session: StreamSession, embedding: Any) -> str:
             self.make_reshape(
                 reshaped,
                 [name, f"/model/constants/INT64/[{vocab}, {kb}, 1]"],
-                dtype=self.io_dtype if index == 0 else ir.DataType.UINT8,
+                dtype=table_dtype if index == 0 else ir.DataType.UINT8,
                 shape=[vocab, kb, 1],
             )
             per_block.append(f"{reshaped}/output_0")
@@ -812,14 +823,14 @@ def _shared_embedding(self: Any, session: StreamSession, embedding: Any) -> str:
         )
         self.make_value(
             gathered,
-            self.io_dtype,
+            table_dtype,
             shape=["batch_size", "sequence_length", kb, quant.block_size],
         )
         reshape_name = f"{basename}/Reshape"
         self.make_reshape(
             reshape_name,
             [gathered, f"/model/constants/INT64/[0, 0, {hidden}]"],
-            dtype=self.io_dtype,
+            dtype=table_dtype,
             shape=["batch_size", "sequence_length", hidden],
         )
         gather_output = f"{reshape_name}/output_0"
@@ -850,6 +861,12 @@ def _shared_embedding(self: Any, session: StreamSession, embedding: Any) -> str:
         f"tied embedding shares the lm_head's table ({quant.bits}-bit, block "
         f"{quant.block_size}, {quant.algo}): stored once"
     )
+    if half:
+        shape = ["batch_size", "sequence_length", hidden]
+        self.make_value(gather_output, ir.DataType.FLOAT16, shape=shape)
+        cast = f"{basename}/CastFromFloat16"
+        self.make_cast(cast, gather_output, self.io_dtype, shape)
+        gather_output = f"{cast}/output_0"
     return gather_output
 
 
