@@ -46,8 +46,10 @@ ROOM = 0.9  # aim a little under the budget: the measurement, not the prediction
 # A first model under LOOSEN_BELOW x the budget is worth one cheaper try, aimed at CLOSER x the
 # budget: that try's correction is the one just measured on a neighbouring plan, and a miss costs
 # a compile and a measurement but no model (the one that met is set aside and put back). On
-# de-gridded SmolLM2 the first try met the Q4_K_M and Q6_K points' budgets at 0.84x and 0.86x.
-LOOSEN_BELOW = 0.9
+# de-gridded SmolLM2 the first try met the Q4_K_M and Q6_K points' budgets at 0.84x and 0.86x,
+# and with the bar at 0.9 a second try met the Q4_K_M point's at 0.948x and the search stopped
+# there, 5% of the budget unspent.
+LOOSEN_BELOW = 0.95
 CLOSER = 0.97
 
 
