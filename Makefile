@@ -37,7 +37,8 @@ lint: setup
 bench: setup
 	$(BIN)/python -m perf
 
-# int4-cpu against llama.cpp Q4_0 / Q4_K_M on real weights (builds llama.cpp once into .cache/llama.cpp)
+# curator's budgets and int4-cpu against llama.cpp's Q4_0 to Q8_0 on real weights, KL of each GGUF
+# dequantized and as llama.cpp runs it (builds llama.cpp once into .cache/llama.cpp)
 bench-peers: setup
 	$(BIN)/python -m perf.peers
 
