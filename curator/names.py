@@ -103,6 +103,8 @@ def did_you_mean(name: str, models: Iterable[Named]) -> str | None:
         return None
     target = resolve(match, listed)
     shown = target.id if target is not None else match
+    if shown.lower() == name.lower():
+        return None  # never "did you mean" the very name that missed
     return f"did you mean {shown}?"
 
 
@@ -160,7 +162,15 @@ def load_registered(runtime: Any, name: str) -> Any:
     try:
         return runtime.load(found.id if found is not None else name)
     except NotFound as exc:
-        suggestion = did_you_mean(name, [*registered, *cache_models(runtime.cache_dir)])
+        cached = cache_models(runtime.cache_dir)
+        compiled = resolve(name, cached) if found is None else None
+        if compiled is not None:  # compiled into the cache, never registered
+            raise NotFound(
+                exc.message,
+                hint=f"{compiled.id} is compiled in the cache but not registered: "
+                f"curator register {compiled.id}",
+            ) from None
+        suggestion = did_you_mean(name, [*registered, *cached])
         if suggestion is None:
             raise
         raise NotFound(exc.message, hint=with_suggestion(exc.hint, suggestion)) from None

@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from curator.names import Name, closest, did_you_mean, resolve
+from curator.names import Name, closest, did_you_mean, load_registered, resolve
 from tests.conftest import LIVENESS_PROMPTS, TINY_MODEL_ID, run_curator
 from tests.serve_helpers import register_models
 
@@ -45,6 +45,40 @@ def test_a_miss_suggests_the_closest_name() -> None:
     )
     assert did_you_mean("llama-3", MODELS) is None
     assert closest("x", []) is None
+    # a name that is itself one of the models is not a suggestion for it
+    assert did_you_mean("qwen2.5-0.5b-instruct-generic-cpu:10", MODELS) is None
+
+
+def test_a_compiled_model_never_registered_is_named_with_the_register_command(
+    tmp_path: Path,
+) -> None:
+    import pytest
+
+    from curator.errors import NotFound
+
+    model_dir = tmp_path / "local" / "smollm2-135m-instruct-generic-cpu-1"
+    model_dir.mkdir(parents=True)
+    (model_dir / "genai_config.json").write_text("{}", encoding="utf-8")
+
+    class Runtime:  # Foundry Local with nothing registered
+        cache_dir = tmp_path
+
+        def list_registered(self) -> list[Name]:
+            return []
+
+        def load(self, model_id: str) -> None:
+            raise NotFound(f"{model_id} is neither registered nor downloaded", hint="curator paths")
+
+    for name in ("smollm2-135m-instruct-generic-cpu:1", "smollm2-135m-instruct"):
+        with pytest.raises(NotFound) as missed:
+            load_registered(Runtime(), name)
+        assert missed.value.hint == (
+            "smollm2-135m-instruct-generic-cpu:1 is compiled in the cache but not registered: "
+            "curator register smollm2-135m-instruct-generic-cpu:1"
+        )
+    with pytest.raises(NotFound) as other:  # a near miss still gets the closest name
+        load_registered(Runtime(), "smollm2-135m-instruc")
+    assert other.value.hint == "did you mean smollm2-135m-instruct-generic-cpu:1? curator paths"
 
 
 def test_commands_take_alias_and_bare_name(
