@@ -573,6 +573,16 @@ def matching_point(rows: list[Row], kl: float) -> Row | None:
     return min(reaching, key=lambda r: r.bytes) if reaching else None
 
 
+def ratio_text(ratio: float, target: float) -> str:
+    """``ratio`` with two decimals, or as many more as it takes for the figure shown to fall on
+    the same side of ``target`` as the ratio itself (1.1004 against 1.1: ``1.1004``)."""
+    for digits in range(2, 7):
+        shown = f"{ratio:.{digits}f}"
+        if (float(shown) > target) == (ratio > target):
+            return shown
+    return f"{ratio:.6f}"
+
+
 def _size_verdict(rows: list[Row], peer: Row, kl: float, basis_label: str) -> Verdict:
     name = f"{peer.name}: same KL at <= {SIZE_TARGET}x the file ({basis_label}, KL {kl:.4f})"
     ours = matching_point(rows, kl)
@@ -588,7 +598,8 @@ def _size_verdict(rows: list[Row], peer: Row, kl: float, basis_label: str) -> Ve
     return Verdict(
         name,
         f"{ours.name} KL {ours.kl_mean:.4f} <= {kl:.4f} at "
-        f"{ours.bytes / 2**20:.1f} MiB vs {peer.bytes / 2**20:.1f} MiB = {ratio:.2f}x",
+        f"{ours.bytes / 2**20:.1f} MiB vs {peer.bytes / 2**20:.1f} MiB = "
+        f"{ratio_text(ratio, SIZE_TARGET)}x",
         ratio <= SIZE_TARGET,
     )
 

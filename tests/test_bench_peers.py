@@ -17,6 +17,7 @@ from perf.peers import (
     closing_note,
     parse_kl_divergence,
     peer_budgets,
+    ratio_text,
     search_costs,
     verdicts,
 )
@@ -233,3 +234,10 @@ def test_llama_perplexity_summary_is_read_and_its_absence_is_an_error() -> None:
     assert parse_kl_divergence(output) == {"kl": 0.073519, "top1": 0.83193}
     with pytest.raises(RuntimeError, match="no KL summary"):
         parse_kl_divergence("main: error: failed to load model\n")
+
+
+def test_a_ratio_is_shown_on_the_side_of_the_target_it_is_on() -> None:
+    assert ratio_text(1.0376, 1.1) == "1.04"
+    assert ratio_text(110.7 / 100.6, 1.1) == "1.1004"  # 1.10 would read as met
+    assert ratio_text(1.0996, 1.1) == "1.10"  # at most 1.1: met, as shown
+    assert ratio_text(1.1, 1.1) == "1.10"
