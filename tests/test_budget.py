@@ -194,6 +194,26 @@ def test_search_finds_the_smallest_plan_under_the_target() -> None:
     assert not search(sens, 0.0).reachable
 
 
+def test_block_16_formats_join_only_when_nothing_else_reaches_the_target() -> None:
+    """Block 16 decodes slower; a target the other formats reach is met without it, even where
+    block 16 would be smaller."""
+    q4, q4_16, q8, q8_16 = (
+        "q4-b32-asym-k_quant",
+        "q4-b16-asym-k_quant",
+        "q8-b64-sym-rtn",
+        "q8-b16-sym-rtn",
+    )
+    costs = {g: {q4: 0.05, q4_16: 0.02, q8: 0.004, q8_16: 0.001} for g in ("g0", "g1")}
+    sizes = {g: {q4: 100, q4_16: 110, q8: 170, q8_16: 190} for g in ("g0", "g1")}
+    sens = _sensitivity(costs, sizes)
+    plan = search(sens, 0.045)  # q4-b16 twice would do it in 220 bytes; without block 16: 340
+    assert plan.reachable and plan.counts() == {q8: 2} and plan.bytes == 340 + 10
+    low = search(sens, 0.003)  # under what 8-bit block 64 gives (0.008): block 16 it is
+    assert low.reachable and q8_16 in low.counts()
+    assert not search(sens, 0.0001).reachable  # the most faithful plan, with block 16
+    assert set(search(sens, 0.0001).counts()) == {q8_16}
+
+
 def test_build_costs_scale_the_anchor_by_the_proxy() -> None:
     groups = (Group("layers.0.o", "o", ("w",), ((1, 1),)),)
     measured = {"layers.0.o": {"q4-b32-asym-k_quant": 0.02}}

@@ -6,7 +6,9 @@ over-state what all groups together do; :func:`curator.budget.api.compile_to_bud
 Every group starts at its smallest format; the search then takes, again and again, the upgrade
 that buys the most KL per byte. Upgrades run along each group's lower convex hull of
 (bytes, cost), so each group's steps come in falling order of efficiency and the greedy choice is
-the optimum of the relaxed problem (a multiple-choice knapsack). Pure Python.
+the optimum of the relaxed problem (a multiple-choice knapsack). Formats that decode slowly
+(block 16, :func:`curator.budget.formats.decodes_slowly`) join only when the target cannot be
+reached without them. Pure Python.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
+from curator.budget.formats import decodes_slowly
 from curator.budget.sensitivity import Sensitivity
 
 
@@ -85,9 +88,23 @@ def options_of(sensitivity: Sensitivity, group: str) -> list[Option]:
 
 
 def search(sensitivity: Sensitivity, target_kl: float) -> Plan:
-    """The smallest plan whose summed cost is at most ``target_kl`` (or the most faithful plan
-    there is, ``reachable=False``, when no plan gets there)."""
-    hulls = {g.name: hull(options_of(sensitivity, g.name)) for g in sensitivity.groups}
+    """The smallest plan whose summed cost is at most ``target_kl`` without the formats that
+    decode slowly; with them when that plan cannot get there (then the smallest with them, or the
+    most faithful plan there is, ``reachable=False``, when no plan gets there)."""
+    fast = _search(sensitivity, target_kl, slow=False)
+    return fast if fast.reachable else _search(sensitivity, target_kl, slow=True)
+
+
+def _usable(options: list[Option], slow: bool) -> list[Option]:
+    """``options`` without the slow formats (unless ``slow``, or unless they are all it has)."""
+    fast = [o for o in options if not decodes_slowly(o.format)]
+    return options if slow or not fast else fast
+
+
+def _search(sensitivity: Sensitivity, target_kl: float, *, slow: bool) -> Plan:
+    hulls = {
+        g.name: hull(_usable(options_of(sensitivity, g.name), slow)) for g in sensitivity.groups
+    }
     hulls = {name: steps for name, steps in hulls.items() if steps}
     position = dict.fromkeys(hulls, 0)
     total = sum(steps[0].cost for steps in hulls.values())
