@@ -649,19 +649,14 @@ def _make_matmul_int4(self: Any, matmul: Any, basename: str, root_input: str, **
         io = _io_numpy_dtype(self.io_dtype)
         weight_name = basename[1:].replace("/", ".") + ".weight"
         half = _half_scales(session, quant, io)
-
-        def quantize(rows: np.ndarray[Any, Any]) -> PackedTensor:
-            return quantize_matmul(
-                rows,
-                quant,
-                scale_dtype=io,
-                scales_as=np.float16 if half else None,
-                threads=session.threads,
-            )
-
         # hqq's early stop reads the whole tensor: never sliced
         names = _quantize_written(
-            self, session, weight, quantize, weight_name, sliced=quant.algo != "hqq"
+            self,
+            session,
+            weight,
+            _matmul_quantizer(session, quant, io, half),
+            weight_name,
+            sliced=quant.algo != "hqq",
         )
         session.quantize_seconds += time.perf_counter() - started
         session.quantized += 1
@@ -700,6 +695,23 @@ def _make_matmul_int4(self: Any, matmul: Any, basename: str, root_input: str, **
     self.make_value(output, self.io_dtype, shape=["batch_size", seq_dim, n])
     del ir
     return basename
+
+
+def _matmul_quantizer(
+    session: StreamSession, quant: TensorQuant, io: np.dtype[Any], half: bool
+) -> Callable[[np.ndarray[Any, Any]], PackedTensor]:
+    """Rows of a MatMul weight (``[N, K]``) to their packed form, scales in ``io`` or float16."""
+
+    def quantize(rows: np.ndarray[Any, Any]) -> PackedTensor:
+        return quantize_matmul(
+            rows,
+            quant,
+            scale_dtype=io,
+            scales_as=np.float16 if half else None,
+            threads=session.threads,
+        )
+
+    return quantize
 
 
 def _half_scales(session: StreamSession, quant: TensorQuant, io: np.dtype[Any]) -> bool:
@@ -772,18 +784,13 @@ def _shared_embedding(self: Any, session: StreamSession, embedding: Any) -> str:
     # the gather's output takes the scales' type: float16 scales give a float16 embedding,
     # cast back to the io dtype below
     table_dtype = ir.DataType.FLOAT16 if half else self.io_dtype
-
-    def quantize(rows: np.ndarray[Any, Any]) -> PackedTensor:
-        return quantize_matmul(
-            rows,
-            quant,
-            scale_dtype=io,
-            scales_as=np.float16 if half else None,
-            threads=session.threads,
-        )
-
     names = _quantize_written(
-        self, session, table, quantize, "lm_head.MatMul.weight", sliced=quant.algo != "hqq"
+        self,
+        session,
+        table,
+        _matmul_quantizer(session, quant, io, half),
+        "lm_head.MatMul.weight",
+        sliced=quant.algo != "hqq",
     )
     session.quantize_seconds += time.perf_counter() - started
     session.quantized += 1
