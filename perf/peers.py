@@ -358,8 +358,8 @@ def gguf_fidelity_as_run(tools: Any, f32: Path, path: Path, text: Any) -> dict[s
     """A GGUF as llama.cpp runs it (its int8 activations included): ``llama-perplexity
     --kl-divergence`` against llama.cpp's own run of ``f32``, kept in ``<gguf>.as-run.json``
     (keyed by both files' sizes and the text's sha256). The f32 run's log-probabilities are
-    stored once per text next to ``f32`` (``<f32>.<sha>.kld``, about 170 MiB at SmolLM2's
-    49k vocabulary)."""
+    stored once per f32 file and text next to it (``<f32>.<size>.<sha>.kld``, about 170 MiB at
+    SmolLM2's 49k vocabulary)."""
     cache = path.with_name(path.name + ".as-run.json")
     key = {
         "bytes": path.stat().st_size,
@@ -371,7 +371,7 @@ def gguf_fidelity_as_run(tools: Any, f32: Path, path: Path, text: Any) -> dict[s
         stored = json.loads(cache.read_text(encoding="utf-8"))
         if stored.get("key") == key:
             return dict(stored["figures"])
-    base = f32.with_name(f"{f32.name}.{text.sha256[:12]}.kld")
+    base = f32.with_name(f"{f32.name}.{f32.stat().st_size}.{text.sha256[:12]}.kld")
     if not base.is_file():
         _log(f"llama.cpp's own run of {f32.name} (the as-run reference) ...")
         partial = base.with_suffix(".partial")

@@ -6,6 +6,8 @@ decode at Q4_K_M, search time), the budgets aimed at the peers and llama-perplex
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from perf.peers import (
@@ -241,3 +243,43 @@ def test_a_ratio_is_shown_on_the_side_of_the_target_it_is_on() -> None:
     assert ratio_text(110.7 / 100.6, 1.1) == "1.1004"  # 1.10 would read as met
     assert ratio_text(1.0996, 1.1) == "1.10"  # at most 1.1: met, as shown
     assert ratio_text(1.1, 1.1) == "1.10"
+
+
+def test_as_run_fidelity_runs_llama_cpp_once_per_file_and_caches_it(tmp_path: Path) -> None:
+    """gguf_fidelity_as_run with a stand-in llama-perplexity that logs its calls: the f32 base
+    run once, each GGUF scored once, a changed GGUF scored again."""
+    import sys
+    from types import SimpleNamespace
+
+    from curator.fidelity import load_text
+    from perf.peers import gguf_fidelity_as_run
+
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "llama-perplexity"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import sys, pathlib\n"
+        f"pathlib.Path({str(calls)!r}).open('a').write(' '.join(sys.argv[1:]) + '\\n')\n"
+        "if '--kl-divergence' in sys.argv:\n"
+        "    print('Mean    KLD:   0.012345 \\u00b1   0.000100')\n"
+        "    print('Same top p: 91.500 \\u00b1 0.500 %')\n"
+        "else:\n"
+        "    pathlib.Path(sys.argv[sys.argv.index('--kl-divergence-base') + 1]).write_text('b')\n",
+        encoding="utf-8",
+    )
+    fake.chmod(0o755)
+    tools = SimpleNamespace(perplexity=fake)
+    f32, gguf = tmp_path / "m-f32.gguf", tmp_path / "m-Q8_0.gguf"
+    f32.write_bytes(b"f" * 64)
+    gguf.write_bytes(b"q" * 16)
+    text = load_text()
+    first = gguf_fidelity_as_run(tools, f32, gguf, text)
+    assert first == {"kl": 0.012345, "top1": 0.915}
+    assert gguf_fidelity_as_run(tools, f32, gguf, text) == first  # from its cache
+    gguf.write_bytes(b"q" * 17)  # re-quantized: measured again, the base reused
+    gguf_fidelity_as_run(tools, f32, gguf, text)
+    lines = calls.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 3
+    assert "m-f32.gguf" in lines[0] and "--kl-divergence-base" in lines[0]
+    assert all("m-Q8_0.gguf" in line and line.endswith("--kl-divergence") for line in lines[1:])
+    assert "-c 512" in lines[0]  # the same chunk as curator fidelity's window

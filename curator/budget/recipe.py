@@ -1,9 +1,10 @@
 """A plan as a recipe file anyone can rerun: ``curator compile SOURCE --recipe budget-....json``.
 
 The recipe is an ordinary ``CuratorModelBuilder`` recipe (curator.quant.plan): 4-bit k-quant block
-32 as the base, float16 MatMulNBits scales (``half_scales``), the embedding gather's format in ``embedding_quant``, and one ``tensor_overrides``
-entry per group naming the model builder's node(s) of that group with the group's format. A tied
-table (:data:`~curator.budget.groups.TIED_TABLE`) is the lm_head's override plus
+32 as the base, float16 MatMulNBits scales (``half_scales``), the embedding gather's format in
+``embedding_quant``, and one ``tensor_overrides`` entry per group naming the model builder's
+node(s) of that group with the group's format. A tied table
+(:data:`~curator.budget.groups.TIED_TABLE`) is the lm_head's override plus
 ``share_tied_embedding``: the compile stores it once and the embedding gather reads it
 (``embedding_quant`` then only serves a model that turns out not to be tied).
 """
