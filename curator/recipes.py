@@ -11,6 +11,7 @@ from typing import Any
 
 from curator.errors import RecipeError, UsageProblem
 from curator.jsonio import parse_json
+from curator.quant.plan import config_problem
 from curator.resources import data_dir
 from curator.schemas import schema_problems
 
@@ -133,6 +134,13 @@ def load_recipe_file(path: Path) -> Recipe:
     names = [p["name"] for p in data["passes"]]
     if len(set(names)) != len(names):
         raise RecipeError(f"recipe {path.name} repeats a pass name", hint="name each pass once")
+    for step in data["passes"]:
+        problem = config_problem(step["config"]) if step["type"] == "CuratorModelBuilder" else None
+        if problem:
+            raise RecipeError(
+                f"recipe {path.name}, pass {step['name']}: {problem}",
+                hint="see recipes/README.md for the CuratorModelBuilder options",
+            )
     uses_data = any(p["config"].get("data_config") for p in data["passes"])
     if uses_data and "calibration" not in data["needs"]:
         raise RecipeError(

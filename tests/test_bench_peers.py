@@ -6,9 +6,11 @@ decode at Q4_K_M, search time), the budgets aimed at the peers and llama-perplex
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from perf.peers import (
     DECODE_TARGET,
@@ -245,6 +247,7 @@ def test_a_ratio_is_shown_on_the_side_of_the_target_it_is_on() -> None:
     assert ratio_text(1.1, 1.1) == "1.10"
 
 
+@pytest.mark.skipif(os.name == "nt", reason="the stand-in llama-perplexity is a #! script")
 def test_as_run_fidelity_runs_llama_cpp_once_per_file_and_caches_it(tmp_path: Path) -> None:
     """gguf_fidelity_as_run with a stand-in llama-perplexity that logs its calls: the f32 base
     run once, each GGUF scored once, a changed GGUF scored again."""

@@ -90,6 +90,30 @@ def test_a_data_pass_without_calibration_need_is_refused(tmp_path: Path) -> None
         rec.load_recipes(directory)
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"half_scales": "yes"}, "half_scales must be true or false, not 'yes'"),
+        ({"half_scales": True, "stream": False}, "half_scales needs the streaming build"),
+        ({"tensor_overrides": [{"match": "re:(", "bits": 8}]}, "tensor_overrides pattern"),
+        ({"tensor_overrides": [{"match": "/lm_head/MatMul", "bits": 5}]}, "bits must be one of"),
+    ],
+)
+def test_a_builder_plan_option_that_cannot_compile_is_refused_when_read(
+    tmp_path: Path, options: dict[str, object], message: str
+) -> None:
+    """Checked in this process when the recipe is read, not in the compile's Olive child (where
+    pydantic would have taken "yes" for true)."""
+    directory = _copy_recipes(tmp_path)
+    data = json.loads((directory / "int4-cpu.json").read_text())
+    data["passes"][0]["config"].update(options)
+    (directory / "int4-cpu.json").write_text(json.dumps(data))
+    with pytest.raises(RecipeError, match=re.escape(message)) as caught:
+        rec.load_recipes(directory)
+    assert caught.value.message.startswith("recipe int4-cpu.json, pass builder: ")
+    assert "\n" not in caught.value.message and caught.value.hint
+
+
 def test_recipe_file_bytes_change_the_sha(tmp_path: Path) -> None:
     directory = _copy_recipes(tmp_path)
     before = rec.get_recipe("int4-cpu", directory).sha256

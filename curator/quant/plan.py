@@ -220,6 +220,18 @@ class QuantPlan:
         return {name: self.for_node(name) for name in node_names}
 
 
+def config_problem(config: Mapping[str, Any]) -> str | None:
+    """What is wrong with a ``CuratorModelBuilder`` pass config's plan options (None: nothing),
+    checked where the recipe is read rather than in the compile's child process."""
+    try:
+        plan_for(config, 0)
+    except PlanError as exc:
+        return str(exc)
+    if config.get("half_scales") and config.get("stream") is False:
+        return "half_scales needs the streaming build: leave stream on"
+    return None
+
+
 def share_blocker(quant: TensorQuant | None, cols: int) -> str | None:
     """Why a tied table quantized for the lm_head MatMul as ``quant`` (``cols`` = hidden size)
     cannot also be the embedding's ``GatherBlockQuantized`` table (None: it can).

@@ -35,7 +35,7 @@ from curator.compile.stream.int8_matmul import (
     quantize_saved_model,
 )
 from curator.quant.int8 import DynamicInt8
-from curator.quant.plan import EMBEDDING_NODE, plan_for
+from curator.quant.plan import EMBEDDING_NODE, config_problem, plan_for
 
 OWN_OPTIONS = (
     "embedding_quant",
@@ -108,9 +108,10 @@ class CuratorModelBuilder(ModelBuilder):  # type: ignore[misc]
         started = time.perf_counter()
         if values.get("matmul_int8") and values.get("precision") != "fp32":
             raise ValueError("matmul_int8 quantizes an fp32 build: set precision to fp32")
+        problem = config_problem(values)  # as when the recipe was read: a config made elsewhere
+        if problem:
+            raise ValueError(problem)
         if not values.get("stream", True):
-            if values.get("half_scales"):
-                raise ValueError("half_scales needs the streaming build: leave stream on")
             builder_patch.log("stream: false, building the model builder's own way")
             result = super()._run_for_config(model, stripped, output_model_path)
             self._embedding_after(values, output_model_path, "stream is off")
