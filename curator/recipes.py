@@ -141,6 +141,9 @@ def load_recipe_file(path: Path) -> Recipe:
                 f"recipe {path.name}, pass {step['name']}: {problem}",
                 hint="see recipes/README.md for the CuratorModelBuilder options",
             )
+    for step in data["passes"]:
+        if step["type"] == "CuratorModelBuilder" and step["config"].get("importance"):
+            step["config"]["importance"] = str(_beside(path, step["config"]["importance"]))
     uses_data = any(p["config"].get("data_config") for p in data["passes"])
     if uses_data and "calibration" not in data["needs"]:
         raise RecipeError(
@@ -161,6 +164,19 @@ def load_recipe_file(path: Path) -> Recipe:
         sha256=hashlib.sha256(raw).hexdigest(),
         path=path,
     )
+
+
+def _beside(recipe: Path, name: str) -> Path:
+    """A file a recipe names (``importance``), relative to the recipe's own directory; the
+    RecipeError when it is not there."""
+    found = (recipe.parent / name).resolve()
+    if not found.is_file():
+        raise RecipeError(
+            f"recipe {recipe.name} names the importance file {name}, which is not beside it "
+            f"({found})",
+            hint="keep the recipe and its .importance.safetensors file in one directory",
+        )
+    return found
 
 
 @cache

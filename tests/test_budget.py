@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from curator.budget import check_budget, policy_budget
-from curator.budget.formats import CANDIDATES, parse_format
+from curator.budget.formats import CANDIDATES, EMBEDDING_CANDIDATES, parse_format
 from curator.budget.groups import Group, group_tensors
 from curator.budget.recipe import node_pattern, plan_recipe, recipe_name, write_recipe
 from curator.budget.search import hull, search
@@ -404,7 +404,9 @@ def test_batched_replay_gives_the_one_group_at_a_time_figures(tiny_model_dir: Pa
         originals = {t: p.detach().clone() for t, p in params.items()}
         with torch.no_grad():
             for t, p in params.items():
-                q, _ = fake_quantize(originals[t].numpy(), ANCHOR, gather=group.kind == "embedding")
+                gather = group.kind == "embedding"  # the gather's own format (RTN)
+                fmt = EMBEDDING_CANDIDATES[1] if gather else ANCHOR
+                q, _ = fake_quantize(originals[t].numpy(), fmt, gather=gather)
                 p.copy_(torch.from_numpy(q))
         if group.layer is None:  # the embedding: a whole forward pass, and the layer-0 input
             single.append(ref.kl(model.full(ids)))

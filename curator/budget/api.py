@@ -29,9 +29,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curator.budget.recipe import plan_recipe, recipe_name, share_tied_table, write_recipe
+from curator.budget.recipe import (
+    plan_recipe,
+    recipe_name,
+    share_tied_table,
+    write_plan_importance,
+    write_recipe,
+)
 from curator.budget.search import Plan, search
-from curator.budget.sensitivity import Sensitivity, measure_sensitivity
+from curator.budget.sensitivity import (
+    IMPORTANCE_SUFFIX,
+    WORKER_VERSION,
+    Sensitivity,
+    measure_sensitivity,
+)
 from curator.cache.modeldir import MANIFEST_NAME, sha256_file
 from curator.compile.api import compile_model
 from curator.compile.source import resolve_source
@@ -286,6 +297,7 @@ def compile_to_budget(
     reference_cache = default_cache_dir(home)
     digests: dict[Path, str] = {source.local_dir.resolve(): sensitivity.source_sha256}
     tried: set[tuple[tuple[str, str], ...]] = set()
+    importance = write_plan_importance(sensitivity, work, name)
     kept: dict[int, Path] = {}  # a try that met the budget, set aside while a cheaper one builds
     for index in range(max_compiles):
         if attempts and budget.met(attempts[-1].kl, attempts[-1].top1):
@@ -303,7 +315,10 @@ def compile_to_budget(
             f"Found by `curator compile --max-kl/--min-top1` for {budget.describe()} on "
             f"{source.repo}: " + ", ".join(f"{n} x{c}" for n, c in plan.counts().items())
         )
-        path = write_recipe(plan_recipe(plan, name=f"{name}-try{index + 1}", summary=summary), work)
+        document = plan_recipe(
+            plan, name=f"{name}-try{index + 1}", summary=summary, importance=importance
+        )
+        path = write_recipe(document, work)
         _say(
             progress,
             f"budget: try {index + 1}: predicted KL {plan.predicted_kl:.4f}, "
@@ -421,7 +436,8 @@ CORRECTIONS_KEPT = 8
 
 
 def _corrections_path(home: Path | None, sha: str) -> Path:
-    return (home or curator_home()) / "budget" / "corrections" / f"{sha}.json"
+    # per sensitivity version: a new pass (other formats) makes other predictions
+    return (home or curator_home()) / "budget" / "corrections" / f"{sha}-v{WORKER_VERSION}.json"
 
 
 def _corrections(home: Path | None, sha: str) -> list[float]:
@@ -447,12 +463,17 @@ def _remember(home: Path | None, sha: str, ratio: float) -> list[float]:
 
 
 def _finish(compiled: CompileResult, recipe: Path, name: str) -> Path:
-    """The accepted recipe, renamed to ``<name>.json`` in the model directory."""
+    """The accepted recipe, renamed to ``<name>.json`` in the model directory, its importance
+    file (named in it) copied beside it."""
     import json
 
     assert compiled.path is not None
     document = json.loads(recipe.read_text(encoding="utf-8"))
     document["name"] = name
+    for step in document.get("passes", []):
+        importance = step.get("config", {}).get("importance")
+        if importance:
+            shutil.copyfile(recipe.parent / importance, compiled.path / importance)
     target = compiled.path / f"{name}.json"
     write_json_atomic(target, document)
     return target
@@ -477,14 +498,14 @@ def _record(compiled: CompileResult, result: BudgetResult, sensitivity: Sensitiv
         recipe_sha = sha256_file(result.recipe)
         build["recipe"] = result.recipe.stem
         build["recipeSha256"] = recipe_sha
-        artifacts = [a for a in build.get("artifacts", []) if a.get("path") != result.recipe.name]
-        artifacts.append(
-            {
-                "path": result.recipe.name,
-                "sha256": recipe_sha,
-                "bytes": result.recipe.stat().st_size,
-            }
-        )
+        files = [result.recipe, result.recipe.with_name(result.recipe.stem + IMPORTANCE_SUFFIX)]
+        files = [f for f in files if f.is_file()]
+        named = {f.name for f in files}
+        artifacts = [a for a in build.get("artifacts", []) if a.get("path") not in named]
+        for file in files:
+            artifacts.append(
+                {"path": file.name, "sha256": sha256_file(file), "bytes": file.stat().st_size}
+            )
         build["artifacts"] = sorted(artifacts, key=lambda a: str(a.get("path")))
     write_json_atomic(manifest_path, manifest)
     shutil.rmtree(result.attempts[0].recipe.parent, ignore_errors=True)

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Algorithm = Literal["k_quant", "rtn", "hqq"]
-ALGORITHMS: tuple[Algorithm, ...] = ("k_quant", "rtn", "hqq")
+Algorithm = Literal["k_quant", "wk_quant", "rtn", "hqq"]
+ALGORITHMS: tuple[Algorithm, ...] = ("k_quant", "wk_quant", "rtn", "hqq")
 SCALE_BYTES = 4  # a float32 model's scales
 HALF_SCALE_BYTES = 2  # MatMulNBits' scales in a budget's compile (half_scales, curator.quant.plan)
 
@@ -72,8 +72,9 @@ def parse_format(name: str) -> Format:
     return fmt
 
 
-# What the sensitivity pass weighs for every MatMul group, cheapest first: 4-bit RTN at block 64,
-# 4-bit k-quant at blocks 32 (the anchor, measured on every group) and 16, and 8-bit symmetric
+# What the sensitivity pass weighs for every MatMul group, cheapest first: 4-bit weighted k-quant
+# (wk_quant, each input weighted by its importance from the calibration pass: curator.quant.weighted)
+# at blocks 64 (the anchor, measured on every group), 32 and 16, and 8-bit symmetric
 # RTN at blocks 64 (about Q8_0's size), 32 and 16: ~4.3 to 9 bits per weight with float16
 # scales. HQQ is a format a recipe may name, but not a default candidate: onnxruntime's HQQ took 25 s for one 1536x576 tensor here
 # (k-quant 2-5 s, RTN 0.1 s). Blocks that do not divide the input size are padded, which costs
@@ -89,9 +90,9 @@ def parse_format(name: str) -> Format:
 # fp32 activations (accuracy level 1) are not a candidate: the pinned runtime decodes 8-bit nodes
 # that way at 3 tokens/s instead of 91.
 CANDIDATES: tuple[Format, ...] = (
-    Format(4, 64, False, "rtn"),
-    Format(4, 32, False, "k_quant"),
-    Format(4, 16, False, "k_quant"),
+    Format(4, 64, False, "wk_quant"),
+    Format(4, 32, False, "wk_quant"),
+    Format(4, 16, False, "wk_quant"),
     Format(8, 64, True, "rtn"),
     Format(8, 32, True, "rtn"),
     Format(8, 16, True, "rtn"),

@@ -6,7 +6,9 @@ The recipe is an ordinary ``CuratorModelBuilder`` recipe (curator.quant.plan): 4
 node(s) of that group with the group's format. A tied table
 (:data:`~curator.budget.groups.TIED_TABLE`) is the lm_head's override plus
 ``share_tied_embedding``: the compile stores it once and the embedding gather reads it
-(``embedding_quant`` then only serves a model that turns out not to be tied).
+(``embedding_quant`` then only serves a model that turns out not to be tied). The 4-bit formats
+are weighted k-quant (``wk_quant``), weighted by the importance file the sensitivity pass measured,
+written beside the recipe under the recipe's node patterns (:func:`write_plan_importance`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 from curator.budget.formats import parse_format, tensor_quant
 from curator.budget.groups import EMBEDDING, LM_HEAD, TIED_TABLE, Group, tied_table_options
 from curator.budget.search import Plan
-from curator.budget.sensitivity import Sensitivity, tensor_shapes
+from curator.budget.sensitivity import IMPORTANCE_SUFFIX, Sensitivity, tensor_shapes
 from curator.jsonio import write_json_atomic
 from curator.quant.plan import TensorQuant, share_blocker
 
@@ -60,8 +62,10 @@ def plan_recipe(
     *,
     name: str,
     summary: str,
+    importance: str | None = None,
 ) -> dict[str, Any]:
-    """The recipe document of ``plan`` (schemas/recipe.schema.json)."""
+    """The recipe document of ``plan`` (schemas/recipe.schema.json); ``importance``: the name of
+    its importance file, beside it."""
     overrides: list[dict[str, Any]] = []
     embedding: dict[str, Any] | None = None
     shared = False
@@ -88,6 +92,8 @@ def plan_recipe(
         config["embedding_quant"] = embedding
     if shared:
         config["share_tied_embedding"] = True
+    if importance:
+        config["importance"] = importance
     return {
         "name": name,
         "description": summary[:300],
@@ -108,6 +114,31 @@ def write_recipe(document: dict[str, Any], directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, document)
     return path
+
+
+def write_plan_importance(sensitivity: Sensitivity, directory: Path, name: str) -> str | None:
+    """The sensitivity pass's importance vectors keyed by the recipe's node patterns (a tied
+    table by the lm_head's, whose input it weighs), as ``<directory>/<name>.importance.safetensors``:
+    its file name, or None when the pass wrote none."""
+    from curator.quant.importance import load_importance, write_importance  # start-up: numpy
+
+    if sensitivity.importance is None or not sensitivity.importance.is_file():
+        return None
+    by_tensor = load_importance(sensitivity.importance)
+    vectors = {}
+    for group in sensitivity.groups:
+        pattern = node_pattern(group.name)
+        if pattern is None or not group.tensors:
+            continue
+        tensor = "lm_head.weight" if group.name in (LM_HEAD, TIED_TABLE) else group.tensors[0]
+        vector = by_tensor.for_node(tensor)
+        if vector is not None:
+            vectors[pattern] = vector
+    if not vectors:
+        return None
+    path = directory / f"{name}{IMPORTANCE_SUFFIX}"
+    write_importance(path, vectors)
+    return path.name
 
 
 def _shareable(hidden: int) -> Callable[[str], bool]:

@@ -17,6 +17,7 @@ so the budget is not tuned on the text that judges it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -33,12 +34,13 @@ from curator.errors import CuratorError
 from curator.jsonio import write_json_atomic
 from curator.paths import curator_home
 
-ANCHOR = Format(4, 64, False, "rtn")
+ANCHOR = Format(4, 64, False, "wk_quant")
 DEFAULT_TOKENS = 128
 # 4: batched tail, the proxy on one row sample; 5: the joint check; 6: the int8 inputs' error;
-# 7: float16 MatMul scales (half_scales)
-WORKER_VERSION = 7
-VALIDATION_FORMATS = (Format(4, 32, False, "k_quant"), Format(8, 64, True, "rtn"))
+# 7: float16 MatMul scales (half_scales); 8: 4-bit formats by weighted k-quant, importance file
+WORKER_VERSION = 8
+VALIDATION_FORMATS = (Format(4, 32, False, "wk_quant"), Format(8, 64, True, "rtn"))
+IMPORTANCE_SUFFIX = ".importance.safetensors"
 
 
 class SensitivityError(CuratorError):
@@ -61,6 +63,9 @@ class Sensitivity:
     validation: dict[str, float] = field(default_factory=dict)
     activation: dict[str, dict[str, float]] = field(default_factory=dict)
     cached: bool = False
+    # each Linear's input importance (HF tensor name -> mean squared activation), a safetensors
+    # file beside the cached table (curator.quant.importance); not part of the record
+    importance: Path | None = None
 
     def formats_for(self, group: Group) -> tuple[Format, ...]:
         return tuple(parse_format(n) for n in self.cost[group.name])
@@ -270,11 +275,14 @@ def measure_sensitivity(
         "text": hashlib.sha256(text.encode()).hexdigest(),
     }
     path = _cache_path(home or curator_home(), sha, settings)
-    if path.is_file():
+    importance = path.with_name(path.stem + IMPORTANCE_SUFFIX)
+    if path.is_file() and importance.is_file():
         try:
-            return from_record(json.loads(path.read_text(encoding="utf-8")))
+            record = json.loads(path.read_text(encoding="utf-8"))
+            return dataclasses.replace(from_record(record), importance=importance)
         except (ValueError, KeyError, TypeError):
             pass  # a damaged cache entry is measured again
+    importance.parent.mkdir(parents=True, exist_ok=True)
     validate = _validation_sample(groups)
     request = {
         "source": str(source_dir),
@@ -291,6 +299,7 @@ def measure_sensitivity(
         "validate_groups": validate,
         "validate_formats": [f.name for f in VALIDATION_FORMATS],
         "activation_blocks": sorted({f.block for f in CANDIDATES}),
+        "importance_file": str(importance),
     }
     result = _run_worker(request, timeout)
     measured: dict[str, dict[str, float]] = result["measured"]
@@ -314,8 +323,8 @@ def measure_sensitivity(
             **_joint_figures(result.get("joint")),
         },
         activation=activation,
+        importance=importance,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, sensitivity.to_record())
     return sensitivity
 

@@ -28,14 +28,18 @@ from pathlib import Path
 from typing import Any
 
 from curator.budget.formats import ACTIVATION_BITS, parse_format
+from curator.quant.importance import importance_of, write_importance
 from curator.quant.plan import TensorQuant
 
 
-def fake_quantize(weight: Any, fmt: Any, gather: bool = False) -> tuple[Any, int]:
+def fake_quantize(
+    weight: Any, fmt: Any, gather: bool = False, importance: Any = None
+) -> tuple[Any, int]:
     """``weight`` (rows x cols, blocks along cols) quantized to ``fmt`` with the compile's own
     kernels (curator.quant.kernels) and dequantized: (fp32 array, bytes on disk). A MatMul's
     scales are float16, as a budget's compile stores them (``half_scales``); the gather's float32.
-    ValueError when the format cannot hold a tensor of this shape."""
+    ``importance`` (one value per column) weighs wk_quant's error, as the compile's importance
+    file does. ValueError when the format cannot hold a tensor of this shape."""
     import numpy as np
 
     from curator.quant.kernels import quantize_gather, quantize_matmul  # start-up: numpy
@@ -45,7 +49,10 @@ def fake_quantize(weight: Any, fmt: Any, gather: bool = False) -> tuple[Any, int
     )
     w = np.ascontiguousarray(weight, dtype=np.float32)
     half = np.float16 if fmt.algorithm != "hqq" else None
-    packed = quantize_gather(w, quant) if gather else quantize_matmul(w, quant, scales_as=half)
+    if gather:
+        packed = quantize_gather(w, quant)
+    else:
+        packed = quantize_matmul(w, quant, scales_as=half, importance=importance)
     return packed.dequantize(), int(packed.nbytes)
 
 
@@ -319,6 +326,9 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     replay_ok = bool((model.replay(0) - reference).abs().max() < 1e-3)
     blocks = tuple(int(b) for b in request.get("activation_blocks", []))
     covariance, activation_error = _covariances(model, groups, ids, blocks)
+    importance = {t: importance_of(torch.diagonal(c).numpy()) for t, c in covariance.items()}
+    if request.get("importance_file"):
+        write_importance(Path(request["importance_file"]), importance)
     # the embedding's error enters once per occurrence of each token
     counts = torch.bincount(
         ids[0], minlength=int(model.model.get_input_embeddings().weight.shape[0])
@@ -357,12 +367,13 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
                     step = max(1, rows // SAMPLE_ROWS)
                     keep = 2 * (rows // step // 2) if step > 1 else rows
                     sample = original[::step][:keep]
+                    weigh = importance.get(tensor)
                     if full:
-                        whole, _ = fake_quantize(original.numpy(), fmt, gather=is_embedding)
+                        whole, _ = fake_quantize(original.numpy(), fmt, is_embedding, weigh)
                         quantized = torch.from_numpy(whole)
                         delta = quantized[::step][:keep].double() - sample.double()
                     else:
-                        part_q, _ = fake_quantize(sample.numpy(), fmt, gather=is_embedding)
+                        part_q, _ = fake_quantize(sample.numpy(), fmt, is_embedding, weigh)
                         delta = torch.from_numpy(part_q).double() - sample.double()
                     cov = covariance.get(tensor)
                     if is_embedding:
@@ -402,7 +413,8 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     if variants:
         for (name, fmt_name), kl in zip(pending, model.propagate(variants, ref), strict=True):
             measured[name][fmt_name] = kl
-    joint = _joint(model, groups, measured, ids, ref, [*measure, embedding_formats[1]])
+    anchors = [*measure, embedding_formats[1]]
+    joint = _joint(model, groups, measured, ids, ref, anchors, importance)
     activation: dict[str, dict[str, float]] = {}
     for group in groups:
         # a Linear's tensors only: the embedding's Gather has no int8 input
@@ -428,6 +440,7 @@ def _joint(
     ids: Any,
     reference: _Reference,
     anchors: list[Any],
+    importance: dict[str, Any],
 ) -> dict[str, float]:
     """Every group at once at its measured anchor format (one whole forward pass): the KL of
     that model and the sum of the groups' single costs it is predicted by. Their ratio says how
@@ -443,7 +456,10 @@ def _joint(
             for tensor in group["tensors"]:
                 param = model.parameter(tensor)
                 quantized, _ = fake_quantize(
-                    param.detach().numpy(), fmt, gather=group["kind"] == "embedding"
+                    param.detach().numpy(),
+                    fmt,
+                    group["kind"] == "embedding",
+                    importance.get(tensor),
                 )
                 param.copy_(torch.from_numpy(quantized))
     return {"kl": reference.kl(model.full(ids)), "sum": total}

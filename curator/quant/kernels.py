@@ -9,6 +9,7 @@ algo       MatMul weight (``quantize_matmul``)           same as
 rtn        onnxruntime C++ ``quantize_matmul_{4,8}bits``  MatMulNBitsQuantizer default config
 rtn_inc    onnxruntime ``neural_compressor.quant_tensor`` builder ``int4_algo_config: rtn``
 k_quant    ``quant_tensor_k_quant_cpu``                    builder ``k_quant*``
+wk_quant   :mod:`curator.quant.weighted` (curator's own)   (a budget's recipes)
 hqq        ``HQQWeightOnlyQuantizer.quantize_internal``    Olive ``OnnxHqqQuantization``
 ========== ============================================= =======================================
 
@@ -41,6 +42,7 @@ import numpy.typing as npt
 
 from curator.portable import usable_cpu_count
 from curator.quant.plan import TensorQuant
+from curator.quant.weighted import weighted_k_quant
 
 # Weights per row chunk. The compile's child runs with MALLOC_MMAP_THRESHOLD_=1 MiB
 # (curator.compile.olive_run), so every temporary of 1 MiB or more is mapped and unmapped by the
@@ -98,7 +100,7 @@ class PackedTensor:
         bits, block = self.quant.bits, self.quant.block_size
         if self.kind == "gather":
             return (f"{weight_name}_Q{bits}", f"{weight_name}_scales", f"{weight_name}_zero_point")
-        if self.quant.algo in ("k_quant", "rtn_inc"):
+        if self.quant.algo in ("k_quant", "wk_quant", "rtn_inc"):
             return (f"{weight_name}_Q{bits}G{block}", f"{weight_name}_scale", f"{weight_name}_zp")
         return (f"{weight_name}_Q{bits}", f"{weight_name}_scales", f"{weight_name}_zero_points")
 
@@ -249,6 +251,7 @@ def quantize_matmul(
     scale_dtype: npt.DTypeLike = np.float32,
     scales_as: npt.DTypeLike | None = None,
     threads: int | None = None,
+    importance: npt.NDArray[np.float32] | None = None,
 ) -> PackedTensor:
     """Quantize one MatMul weight given as ``[N, K]`` (torch Linear layout: out, in).
 
@@ -257,7 +260,9 @@ def quantize_matmul(
     written as ``scale_dtype`` (the model's io dtype: float32 on CPU, float16 on CUDA), or as
     ``scales_as`` when given: the weight quantized in the io dtype, its scales then stored
     narrower (float16 scales in a float32 model, :data:`curator.quant.plan.QuantPlan.half_scales`).
-    Not for hqq, whose float zero points follow the scales' type.
+    Not for hqq, whose float zero points follow the scales' type. ``importance`` (``[K]``, the
+    mean squared activation of each input) weighs the error ``wk_quant`` minimises; the other
+    algorithms do not read it.
     """
     if scales_as is not None and quant.algo == "hqq":
         raise ValueError("hqq's scales and float zero points keep the io dtype")
@@ -273,11 +278,18 @@ def quantize_matmul(
     # Tasks and their chunks hold an even number of rows when a row has an odd number of 4-bit
     # zero points: those are packed flat, two per byte, so each chunk must start on a byte.
     tasks = _row_chunks(rows, cols, even=odd_zp, elements=TASK_ELEMENTS)
+    stored = np.dtype(scale_dtype if scales_as is None else scales_as)
+    if importance is not None:
+        importance = np.asarray(importance, dtype=np.float32).reshape(-1)
+        if importance.size != cols:
+            raise ValueError(f"importance has {importance.size} values for {cols} inputs")
+        importance = np.pad(importance, (0, kb * quant.block_size - cols))
+    extra = (importance, stored) if quant.algo == "wk_quant" else ()
     work = [
-        (weight[start:stop], quant, io_dtype, odd_zp, MATMUL_CHUNK_ELEMENTS)
+        (weight[start:stop], quant, io_dtype, odd_zp, MATMUL_CHUNK_ELEMENTS, *extra)
         for start, stop in tasks
     ]
-    flat_total = (rows * kb + 1) // 2  # 4-bit zero points packed flat (rtn_inc, k_quant)
+    flat_total = (rows * kb + 1) // 2  # 4-bit zero points packed flat (rtn_inc, k_quant...)
     data, scales, zero_points = _assemble(
         _parallel(_matmul_rows, work, threads), tasks, rows, flat_total
     )
@@ -294,16 +306,28 @@ def quantize_matmul(
 
 
 def _matmul_rows(
-    weight: FloatArray, quant: TensorQuant, io_dtype: np.dtype[Any], even: bool, chunk: int
+    weight: FloatArray,
+    quant: TensorQuant,
+    io_dtype: np.dtype[Any],
+    even: bool,
+    chunk: int,
+    *extra: Any,
 ) -> tuple[Any, ...]:
     """One task: rows of a MatMul weight quantized ``chunk`` weights at a time, in this process
-    (a worker's, or the caller's), joined into the rows' (data, scales, zero points)."""
-    kernel = {"rtn": _rtn_cpp, "k_quant": _k_quant, "rtn_inc": _rtn_inc}[quant.algo]
+    (a worker's, or the caller's), joined into the rows' (data, scales, zero points). ``extra``:
+    wk_quant's importance and stored scale type."""
+    kernels: dict[str, Callable[..., tuple[Any, ...]]] = {
+        "rtn": _rtn_cpp,
+        "k_quant": _k_quant,
+        "rtn_inc": _rtn_inc,
+        "wk_quant": _wk_quant,
+    }
+    kernel = kernels[quant.algo]
     rows, cols = (int(weight.shape[0]), int(weight.shape[1]))
     kb = -(-cols // quant.block_size)
     chunks = _row_chunks(rows, cols, even=even, elements=chunk)
     # cast chunk by chunk: a bf16 weight never exists whole in float32
-    parts = (kernel(weight[a:b].astype(io_dtype, copy=False), quant) for a, b in chunks)
+    parts = (kernel(weight[a:b].astype(io_dtype, copy=False), quant, *extra) for a, b in chunks)
     return tuple(_assemble(parts, chunks, rows, (rows * kb + 1) // 2))
 
 
@@ -358,6 +382,41 @@ def _k_quant(chunk: FloatArray, quant: TensorQuant) -> tuple[Any, ...]:
     data = _pack_nc(q_weight, rows, kb, quant.bits, quant.block_size)
     scales = scale.astype(chunk.dtype).reshape(rows, kb)
     return data, scales, _pack_zp_nc(zp, rows, quant.bits)
+
+
+def _wk_quant(
+    chunk: FloatArray,
+    quant: TensorQuant,
+    importance: npt.NDArray[np.float32] | None,
+    stored: np.dtype[Any],
+) -> tuple[Any, ...]:
+    """curator.quant.weighted on each block; the zero points packed per row, as MatMulNBits
+    reads them (k_quant's flat packing cannot hold an odd number of blocks per row)."""
+    rows = chunk.shape[0]
+    padded = _pad_k(chunk, quant.block_size)
+    kb = padded.shape[1] // quant.block_size
+    blocks = padded.reshape(-1, quant.block_size)
+    weights = None
+    if importance is not None:
+        weights = np.broadcast_to(
+            importance.reshape(1, kb, quant.block_size), (rows, kb, quant.block_size)
+        )
+        weights = weights.reshape(-1, quant.block_size)
+    levels, scale, zero = weighted_k_quant(blocks, weights, quant.bits, stored)
+    data = _pack_nc(levels, rows, kb, quant.bits, quant.block_size)
+    scales = scale.astype(chunk.dtype).reshape(rows, kb)
+    return data, scales, _pack_zp_rows(zero.reshape(rows, kb), quant.bits)
+
+
+def _pack_zp_rows(zero_point: npt.NDArray[Any], bits: int) -> ByteArray:
+    """Zero points ``[rows, kb]`` as ``[rows, ceil(kb * bits / 8)]``: 4 bits two per byte, low
+    nibble first, a row's odd last one paired with 8 (the kernels' own padding value)."""
+    zp = zero_point.astype(np.uint8)
+    if bits == 8:
+        return np.ascontiguousarray(zp)
+    if zp.shape[1] % 2:
+        zp = np.pad(zp, ((0, 0), (0, 1)), constant_values=8)
+    return np.ascontiguousarray(zp[:, 0::2] | (zp[:, 1::2] << 4))
 
 
 def _rtn_inc(chunk: FloatArray, quant: TensorQuant) -> tuple[Any, ...]:

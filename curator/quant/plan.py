@@ -15,7 +15,8 @@ A recipe carries a plan in the ``CuratorModelBuilder`` pass config (see recipes/
         {"match": "/lm_head/MatMul", "keep_float": true}
     ],
     "share_tied_embedding": true,                    # a tied table written once (below)
-    "half_scales": true                              # float16 MatMulNBits scales (below)
+    "half_scales": true,                             # float16 MatMulNBits scales (below)
+    "importance": "budget-kl-0-1.importance.safetensors"  # wk_quant's input weights (below)
 
 ``share_tied_embedding``: when the model ties its embedding to its lm_head, the embedding gather
 reads the lm_head MatMul's quantized data, scales and zero points (``GatherBlockQuantized`` takes
@@ -30,6 +31,10 @@ input to int8 at accuracy level 4 either way (recipes/README.md measures fidelit
 table shared with the embedding gather is float16 too (the gather's output, whose type follows the
 scales, is cast back); HQQ nodes (float zero points that follow the scales' type) keep float32.
 
+``importance``: a file of per-input importance vectors for ``wk_quant`` nodes
+(:mod:`curator.quant.importance`), relative to the recipe file; a ``wk_quant`` node the file has
+no vector for weighs its inputs alike.
+
 ``match`` is a shell-style pattern (:func:`fnmatch.fnmatchcase`) on the node name, or a regular
 expression when it starts with ``re:``. Fields an override leaves out keep the value it overrides.
 
@@ -42,6 +47,9 @@ Algorithms (``algo``), each bit-identical to the whole-model pass it replaces
 - ``rtn_inc``: the Intel Neural Compressor RTN in onnxruntime (builder ``int4_algo_config: rtn``).
 - ``k_quant``: llama.cpp's k-quant search for scale and minimum (builder ``k_quant*``); always
   asymmetric (it writes zero points whatever ``symmetric`` says, as onnxruntime does).
+- ``wk_quant``: curator's weighted k-quant (:mod:`curator.quant.weighted`): the scale and integer
+  zero point searched as stored, each input weighted by its importance (the plan's
+  ``importance`` file, below); always asymmetric. No whole-model pass to be identical to.
 - ``hqq``: half-quadratic quantization (onnxruntime's ``HQQWeightOnlyQuantizer``); asymmetric.
 """
 
@@ -53,8 +61,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-Algo = Literal["rtn", "rtn_inc", "k_quant", "hqq"]
-ALGOS: tuple[str, ...] = ("rtn", "rtn_inc", "k_quant", "hqq")
+Algo = Literal["rtn", "rtn_inc", "k_quant", "wk_quant", "hqq"]
+ALGOS: tuple[str, ...] = ("rtn", "rtn_inc", "k_quant", "wk_quant", "hqq")
 BITS: tuple[int, ...] = (4, 8)
 EMBEDDING_NODE = "/model/embed_tokens/Gather"
 LM_HEAD_NODE = "/lm_head/MatMul"
@@ -97,7 +105,7 @@ class TensorQuant:
     @property
     def writes_zero_points(self) -> bool:
         """k-quant and HQQ always write zero points (onnxruntime's behaviour)."""
-        return not self.symmetric or self.algo in ("k_quant", "hqq")
+        return not self.symmetric or self.algo in ("k_quant", "wk_quant", "hqq")
 
 
 @dataclass(frozen=True)
@@ -191,7 +199,8 @@ class QuantPlan:
     fp32-cpu); ``embedding`` the embedding gather's (None: float); ``overrides`` refine per node,
     in order, the last match winning (also on the embedding's node name);
     ``share_tied_embedding``: a tied embedding gather reads the lm_head's quantized table;
-    ``half_scales``: float16 MatMulNBits scales in a float32 model.
+    ``half_scales``: float16 MatMulNBits scales in a float32 model; ``importance``: the path of
+    wk_quant's importance file.
     """
 
     matmul: TensorQuant | None
@@ -199,6 +208,7 @@ class QuantPlan:
     overrides: tuple[TensorOverride, ...] = ()
     share_tied_embedding: bool = False
     half_scales: bool = False
+    importance: str | None = None
 
     def for_node(self, node_name: str) -> TensorQuant | None:
         """The quantization of the weight of ``node_name`` (None: kept float)."""
@@ -227,8 +237,10 @@ def config_problem(config: Mapping[str, Any]) -> str | None:
         plan_for(config, 0)
     except PlanError as exc:
         return str(exc)
-    if config.get("half_scales") and config.get("stream") is False:
-        return "half_scales needs the streaming build: leave stream on"
+    if config.get("stream") is False:
+        for key in ("half_scales", "importance"):
+            if config.get(key):
+                return f"{key} needs the streaming build: leave stream on"
     return None
 
 
@@ -327,10 +339,14 @@ def plan_for(config: Mapping[str, Any], num_layers: int) -> QuantPlan:
     for key, value in flags.items():
         if value is not None and not isinstance(value, bool):
             raise PlanError(f"{key} must be true or false, not {value!r}")
+    importance = config.get("importance")
+    if importance is not None and (not isinstance(importance, str) or not importance):
+        raise PlanError(f"importance must be the name of a file, not {importance!r}")
     return QuantPlan(
         matmul=matmul,
         embedding=embedding,
         overrides=tuple(overrides),
         share_tied_embedding=bool(flags["share_tied_embedding"]),
         half_scales=bool(flags["half_scales"]),
+        importance=importance,
     )

@@ -46,6 +46,7 @@ import numpy as np
 from curator.compile.stream import STREAMING_ARCHITECTURES
 from curator.compile.stream.checkpoint import Checkpoint, CheckpointError
 from curator.compile.stream.int8_matmul import make_matmul_int8
+from curator.quant.importance import ImportanceTable, load_importance
 from curator.quant.int8 import DynamicInt8
 from curator.quant.kernels import PackedTensor, quantize_gather, quantize_matmul
 from curator.quant.plan import (
@@ -133,6 +134,16 @@ class StreamSession:
         if self.plan is None:
             raise RuntimeError("the quantization plan is made when the weights are loaded")
         return self.plan
+
+    def importance_for(self, node_name: str) -> np.ndarray[Any, Any] | None:
+        """The plan's importance vector for ``node_name`` (read from its file once), or None."""
+        path = self.quant_plan().importance
+        if not path:
+            return None
+        table = self.stats.get("importance")
+        if not isinstance(table, ImportanceTable):
+            table = self.stats["importance"] = load_importance(Path(path))
+        return table.for_node(node_name)
 
     def open_writer(self) -> DataWriter:
         if self.writer is None:
@@ -654,7 +665,7 @@ def _make_matmul_int4(self: Any, matmul: Any, basename: str, root_input: str, **
             self,
             session,
             weight,
-            _matmul_quantizer(session, quant, io, half),
+            _matmul_quantizer(session, quant, io, half, basename),
             weight_name,
             sliced=quant.algo != "hqq",
         )
@@ -698,9 +709,11 @@ def _make_matmul_int4(self: Any, matmul: Any, basename: str, root_input: str, **
 
 
 def _matmul_quantizer(
-    session: StreamSession, quant: TensorQuant, io: np.dtype[Any], half: bool
+    session: StreamSession, quant: TensorQuant, io: np.dtype[Any], half: bool, node: str
 ) -> Callable[[np.ndarray[Any, Any]], PackedTensor]:
-    """Rows of a MatMul weight (``[N, K]``) to their packed form, scales in ``io`` or float16."""
+    """Rows of a MatMul weight (``[N, K]``) to their packed form, scales in ``io`` or float16,
+    weighted by the plan's importance for ``node`` (wk_quant)."""
+    importance = session.importance_for(node) if quant.algo == "wk_quant" else None
 
     def quantize(rows: np.ndarray[Any, Any]) -> PackedTensor:
         return quantize_matmul(
@@ -709,6 +722,7 @@ def _matmul_quantizer(
             scale_dtype=io,
             scales_as=np.float16 if half else None,
             threads=session.threads,
+            importance=importance,
         )
 
     return quantize
@@ -788,7 +802,7 @@ def _shared_embedding(self: Any, session: StreamSession, embedding: Any) -> str:
         self,
         session,
         table,
-        _matmul_quantizer(session, quant, io, half),
+        _matmul_quantizer(session, quant, io, half, LM_HEAD_NODE),
         "lm_head.MatMul.weight",
         sliced=quant.algo != "hqq",
     )

@@ -14,6 +14,7 @@ A recipe names it like ModelBuilder, with the same options, plus:
   table is stored once (:mod:`curator.quant.plan`);
 - ``half_scales``: float16 MatMulNBits scales in a float32 model, each node between two Casts
   (:mod:`curator.quant.plan`);
+- ``importance``: wk_quant's per-input importance file (:mod:`curator.quant.importance`);
 - ``stream`` (default true): false builds the builder's own way (the reference path);
 - ``quantize_threads``: threads for the quantizers (default: all cores).
 
@@ -45,6 +46,7 @@ OWN_OPTIONS = (
     "matmul_int8",
     "share_tied_embedding",
     "half_scales",
+    "importance",
 )
 
 
@@ -75,6 +77,11 @@ class CuratorModelBuilder(ModelBuilder):  # type: ignore[misc]
                     type_=bool,
                     default_value=False,
                     description="float16 MatMulNBits scales in a float32 model.",
+                ),
+                "importance": PassConfigParam(
+                    type_=str,
+                    required=False,
+                    description="wk_quant's importance file (curator.quant.importance).",
                 ),
                 "stream": PassConfigParam(
                     type_=bool,
@@ -128,12 +135,16 @@ class CuratorModelBuilder(ModelBuilder):  # type: ignore[misc]
         finally:
             builder_patch.close_session()
         if not session.streamed:
-            if any(
-                values.get(k) for k in ("tensor_overrides", "share_tied_embedding", "half_scales")
-            ):
+            streamed_only = (
+                "tensor_overrides",
+                "share_tied_embedding",
+                "half_scales",
+                "importance",
+            )
+            if any(values.get(k) for k in streamed_only):
                 raise ValueError(
-                    "tensor_overrides, share_tied_embedding and half_scales need the streaming "
-                    "build, which this model cannot use: "
+                    f"{', '.join(streamed_only)} need the streaming build, which this model "
+                    "cannot use: "
                     f"{session.fallback_reason}"
                 )
             self._embedding_after(values, output_model_path, session.fallback_reason or "")
