@@ -340,6 +340,16 @@ def test_sensitivity_is_cached_by_source_sha256(
     again = module.measure_sensitivity(tiny_model_dir, tokens=32, threads=1, home=tmp_path)
     assert again.cached and not calls
     assert again.cost == first.cost and again.groups == first.groups
+    # every Linear's input importance, beside the table (the embedding's gather has no input)
+    from curator.quant.importance import load_importance
+
+    assert first.importance is not None and again.importance == first.importance
+    table = load_importance(first.importance)
+    for group in first.groups:
+        for tensor in group.tensors if group.kind != "embedding" else ():
+            vector = table.for_node(tensor)
+            assert vector is not None and vector.shape == (group.shapes[0][1],), tensor
+            assert float(vector.max()) == 1.0 and float(vector.min()) >= 0.0
 
 
 # --- the whole search ------------------------------------------------------------------------------
@@ -370,6 +380,12 @@ def test_budget_compile_meets_the_budget_and_its_recipe_reruns(
     assert manifest["budget"]["klMean"] <= 0.01
     assert manifest["build"]["recipe"] == result.recipe.stem
     assert (result.compiled.path / result.recipe.name).is_file()
+    # its 4-bit nodes are weighted by the sensitivity pass's importance: the file travels with it
+    config = json.loads(result.recipe.read_text(encoding="utf-8"))["passes"][0]["config"]
+    assert config["importance"] == result.recipe.stem + ".importance.safetensors"
+    assert (result.compiled.path / config["importance"]).is_file()
+    artifacts = {a["path"] for a in manifest["build"]["artifacts"]}
+    assert {result.recipe.name, config["importance"]} <= artifacts
     again = compile_model(
         CompileRequest(
             source=str(trained_model_dir), recipe=str(result.recipe), model_id="t2-generic-cpu:1"

@@ -354,6 +354,10 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         else:
             candidates = set(proxy_formats)
             wanted = set(measure) | set(extra)
+        if group["kind"] == "lm_head":
+            # the gather's formats too (proxy only): a tied table's embedding cost is scaled from
+            # a format both tables were weighed at (curator.budget.groups.tied_table_options)
+            candidates |= set(embedding_formats)
         for fmt in sorted(wanted | candidates):
             full = fmt in wanted
             energy, size = 0.0, 0
