@@ -316,6 +316,70 @@ def test_a_plan_is_a_recipe_the_compile_reads(tmp_path: Path) -> None:
         node_pattern("layers.0.router")
 
 
+def test_the_plans_importance_file_names_the_recipes_nodes(tmp_path: Path) -> None:
+    """The sensitivity pass's vectors (keyed by HF tensor) are written under the recipe's node
+    patterns, a tied table under the lm_head's (whose input it weighs), and the compile finds
+    each node's vector through the recipe."""
+    import dataclasses
+
+    import numpy as np
+
+    from curator.budget.groups import TIED_TABLE
+    from curator.budget.recipe import write_plan_importance
+    from curator.quant.importance import write_importance
+    from curator.quant.plan import plan_for
+    from curator.recipes import load_recipe_file
+
+    tensors = {
+        "layers.0.qkv": "model.layers.0.self_attn.q_proj.weight",
+        "layers.0.gate_up": "model.layers.0.mlp.gate_proj.weight",
+        TIED_TABLE: "model.embed_tokens.weight",
+    }
+    vectors = {
+        "model.layers.0.self_attn.q_proj.weight": np.full(4, 0.5, dtype=np.float32),
+        "model.layers.0.mlp.gate_proj.weight": np.full(4, 0.25, dtype=np.float32),
+        "lm_head.weight": np.full(4, 0.125, dtype=np.float32),
+        "model.embed_tokens.weight": np.full(4, 9.0, dtype=np.float32),  # never a MatMul's
+    }
+    measured = tmp_path / "measured.importance.safetensors"
+    write_importance(measured, vectors)
+    picks = {name: {"q4-b32-asym-wk_quant": 0.01} for name in tensors}
+    sens = dataclasses.replace(
+        _sensitivity(picks, {n: {"q4-b32-asym-wk_quant": 100} for n in tensors}),
+        groups=tuple(Group(n, "o", (t,), ((4, 4),)) for n, t in tensors.items()),
+        importance=measured,
+    )
+    name = recipe_name(0.1, None)
+    importance = write_plan_importance(sens, tmp_path / "recipes", name)
+    assert importance == f"{name}.importance.safetensors"
+    plan = search(sens, 1.0)
+    document = plan_recipe(plan, name=name, summary="t", importance=importance)
+    recipe = load_recipe_file(write_recipe(document, tmp_path / "recipes"))
+    config = recipe.passes[0].config
+    assert Path(config["importance"]) == (tmp_path / "recipes" / importance).resolve()
+    from curator.quant.importance import load_importance
+
+    table = load_importance(Path(config["importance"]))
+    got = {
+        node: float(table.for_node(node)[0])  # type: ignore[index]
+        for node in (
+            "/model/layers.0/attn/qkv_proj/MatMul",
+            "/model/layers.0/mlp/up_proj/MatMul",
+            "/lm_head/MatMul",
+        )
+    }
+    assert got == {
+        "/model/layers.0/attn/qkv_proj/MatMul": 0.5,
+        "/model/layers.0/mlp/up_proj/MatMul": 0.25,
+        "/lm_head/MatMul": 0.125,
+    }
+    assert plan_for(config, 1).importance == config["importance"]
+    # a sensitivity pass that wrote no vectors: no file, no option
+    bare = dataclasses.replace(sens, importance=None)
+    assert write_plan_importance(bare, tmp_path / "other", name) is None
+    assert "importance" not in plan_recipe(plan, name=name, summary="t")["passes"][0]["config"]
+
+
 # --- sensitivity ---------------------------------------------------------------------------------
 
 

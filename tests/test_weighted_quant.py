@@ -209,7 +209,7 @@ def test_a_recipe_names_its_importance_file_beside_it(tmp_path: Path) -> None:
     recipe = load_recipe_file(_recipe(tmp_path, "budget-x.importance.safetensors"))
     resolved = Path(recipe.passes[0].config["importance"])
     assert resolved.is_absolute() and resolved == (tmp_path / "budget-x.importance.safetensors")
-    with pytest.raises(RecipeError, match="names the importance file gone.safetensors") as info:
+    with pytest.raises(RecipeError, match=r"names the importance file gone\.safetensors") as info:
         load_recipe_file(_recipe(tmp_path, "gone.safetensors"))
     assert "\n" not in str(info.value) and info.value.hint
     with pytest.raises(RecipeError, match="importance must be the name of a file"):
