@@ -49,6 +49,11 @@ WORKDIR = REPO / ".cache" / "bench-peers"
 THREADS = 2  # fidelity workers
 THREAD_COUNTS = (1, 2)  # speed is measured at each, llama.cpp and onnxruntime-genai alike
 PEERS = ("Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0")
+# a peer kind with this suffix is quantized with llama.cpp's importance matrix (`--peers
+# Q4_K_M-imatrix`): calibrated on the same text as curator's sensitivity pass
+IMATRIX_SUFFIX = "-imatrix"
+IMATRIX_CONTEXT = 512
+IMATRIX_CHUNKS = 16
 BUDGETS = (0.4, 0.2, 0.1, 0.05, 0.02)  # the issue's example budgets (`--budgets 0.4,0.2,...`)
 ROUNDS = 3
 KL_TARGET_PEER = "Q4_K_M"
@@ -136,13 +141,37 @@ def convert_to_gguf(
     return target
 
 
+def importance_matrix(tools: Any, f32: Path) -> Path:
+    """``llama-imatrix`` on the f32 GGUF over the text curator's sensitivity pass calibrates on
+    (the Python language reference, curator.budget.sensitivity), ``IMATRIX_CHUNKS`` chunks of
+    ``IMATRIX_CONTEXT`` tokens: more than the pass's 128 tokens (reused when present)."""
+    from curator.budget.sensitivity import calibration_text
+
+    target = f32.with_name(f32.name.replace("-f32.gguf", "-imatrix.gguf"))
+    if target.is_file():
+        return target
+    text = f32.with_name("calibration.txt")
+    text.write_text(calibration_text(), encoding="utf-8")
+    partial = target.with_name("partial-" + target.name)  # llama-imatrix wants .gguf
+    cmd = [str(tools.imatrix), "-m", str(f32), "-f", str(text), "-o", str(partial)]
+    cmd += ["-c", str(IMATRIX_CONTEXT), "--chunks", str(IMATRIX_CHUNKS), "-t", str(THREADS)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not partial.is_file():
+        raise RuntimeError(f"llama-imatrix failed: {done.stderr[-2000:]}")
+    os.replace(partial, target)
+    return target
+
+
 def quantize(tools: Any, f32: Path, kind: str) -> Path:
-    """``llama-quantize f32.gguf <kind>`` (reused when present)."""
+    """``llama-quantize f32.gguf <kind>`` (reused when present); a kind ending in ``-imatrix``
+    (``Q4_K_M-imatrix``) with llama.cpp's importance matrix (:func:`importance_matrix`)."""
     target = f32.with_name(f32.name.replace("-f32.gguf", f"-{kind}.gguf"))
     if target.is_file():
         return target
     partial = target.with_suffix(".partial")
-    cmd = [str(tools.quantize), str(f32), str(partial), kind, str(THREADS)]
+    base = kind.removesuffix(IMATRIX_SUFFIX)
+    weighted = ["--imatrix", str(importance_matrix(tools, f32))] if base != kind else []
+    cmd = [str(tools.quantize), *weighted, str(f32), str(partial), base, str(THREADS)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0 or not partial.is_file():
         raise RuntimeError(f"llama-quantize {kind} failed: {done.stderr[-2000:]}")

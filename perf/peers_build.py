@@ -2,7 +2,7 @@
 
 The ``llama-cpp-python`` sdist vendors llama.cpp under ``vendor/llama.cpp``; it is fetched with
 pip (``pip download --no-deps --no-binary :all:``), unpacked under ``.cache/llama.cpp/src`` and
-built with cmake into ``.cache/llama.cpp/build``: ``llama-bench``, ``llama-quantize`` and
+built with cmake into ``.cache/llama.cpp/build``: ``llama-bench``, ``llama-quantize``, ``llama-imatrix`` and
 ``llama-perplexity``, plus its ``convert_hf_to_gguf.py``. Two traps on this machine kind:
 ``vendor/llama.cpp/.git`` points outside the tree (ninja then loops on "build.ninja still dirty"),
 so it is removed; and the AMX code path dies with SIGILL in this sandbox, so the native build is
@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".cache" / "llama.cpp"
 LLAMA_CPP_PYTHON = "0.3.36"  # the pinned source package (llama.cpp vendored inside)
-TARGETS = ("llama-bench", "llama-quantize", "llama-perplexity")
+TARGETS = ("llama-bench", "llama-quantize", "llama-perplexity", "llama-imatrix")
 NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 
 
@@ -36,6 +36,7 @@ class LlamaTools:
     bench: Path
     quantize: Path
     perplexity: Path
+    imatrix: Path
 
     @property
     def convert_script(self) -> Path:
@@ -53,6 +54,7 @@ def _tools(cache: Path) -> LlamaTools:
         bench=binaries / "llama-bench",
         quantize=binaries / "llama-quantize",
         perplexity=binaries / "llama-perplexity",
+        imatrix=binaries / "llama-imatrix",
     )
 
 
@@ -97,16 +99,20 @@ def _fetch_source(cache: Path, log: Path) -> Path:
     return source
 
 
+def _binaries(tools: LlamaTools) -> tuple[Path, ...]:
+    return (tools.bench, tools.quantize, tools.perplexity, tools.imatrix)
+
+
 def ensure_llama_tools(cache: Path = CACHE) -> LlamaTools:
-    """The three tools, built from the pinned sdist the first time (progress on stderr)."""
+    """The tools, built from the pinned sdist the first time (progress on stderr)."""
     tools = _tools(cache)
-    if all(p.is_file() for p in (tools.bench, tools.quantize, tools.perplexity)):
+    if all(p.is_file() for p in _binaries(tools)):
         return tools
     from filelock import FileLock
 
     cache.mkdir(parents=True, exist_ok=True)
     with FileLock(str(cache / ".build.lock")):
-        if all(p.is_file() for p in (tools.bench, tools.quantize, tools.perplexity)):
+        if all(p.is_file() for p in _binaries(tools)):
             return tools
         log = cache / "build.log"
         print(f"bench peers: building llama.cpp (once, ~5 min; log {log}) ...", file=sys.stderr)
@@ -140,5 +146,5 @@ def ensure_llama_tools(cache: Path = CACHE) -> LlamaTools:
 
 if __name__ == "__main__":
     found = ensure_llama_tools()
-    for path in (found.bench, found.quantize, found.perplexity, found.convert_script):
+    for path in (*_binaries(found), found.convert_script):
         print(path)

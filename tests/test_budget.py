@@ -183,15 +183,35 @@ def test_search_finds_the_smallest_plan_under_the_target() -> None:
     for target in (0.3, 0.1, 0.05, 0.02, 0.005):
         plan = search(sens, target)
         assert plan.reachable and plan.predicted_kl <= target + 1e-12
-        best = min(
-            sum(sizes[f"g{g}"][c] for g, c in enumerate(combo))
-            for combo in itertools.product(formats, repeat=5)
-            if sum(costs[f"g{g}"][c] for g, c in enumerate(combo)) <= target
-        )
-        # greedy on the convex hull is within one group's step of the optimum
-        assert plan.bytes - 10 <= best + max(s["f8"] - s["f4"] for s in sizes.values())
+
+        def best(limit: float) -> int:
+            return min(
+                sum(sizes[f"g{g}"][c] for g, c in enumerate(combo))
+                for combo in itertools.product(formats, repeat=5)
+                if sum(costs[f"g{g}"][c] for g, c in enumerate(combo)) <= limit
+            )
+
+        # the knapsack's optimum, up to its cost resolution (a 4000th of the target per group)
+        assert best(target) <= plan.bytes - 10 <= best(target * (1 - 5 / 4000))
         assert plan.bytes == sum(c.bytes for c in plan.choices) + 10
     assert not search(sens, 0.0).reachable
+
+
+def test_the_search_spends_what_the_greedy_step_overshoots() -> None:
+    """The greedy takes whole steps in order of KL per byte and can stop far under the target
+    (here a cheap efficient step first, then a big one); the knapsack finds the smaller plan."""
+    from curator.budget.search import _greedy
+
+    costs = {"a": {"small": 1.0, "big": 0.0}, "b": {"small": 0.5, "mid": 0.3, "big": 0.2}}
+    sizes = {"a": {"small": 10, "big": 100}, "b": {"small": 10, "mid": 20, "big": 30}}
+    sens = _sensitivity(costs, sizes)
+    greedy = _greedy(sens, 0.9, slow=False)
+    assert greedy.reachable and greedy.bytes == 120 + 10  # b to mid, then a to big
+    plan = search(sens, 0.9)
+    assert plan.reachable and plan.bytes == 110 + 10
+    assert {c.group: c.format for c in plan.choices} == {"a": "big", "b": "small"}
+    assert [c.group for c in plan.choices] == ["a", "b"]  # in the groups' order
+    assert plan.predicted_kl == pytest.approx(0.5)
 
 
 def test_block_16_formats_join_only_when_nothing_else_reaches_the_target() -> None:
