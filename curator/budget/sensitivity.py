@@ -37,8 +37,9 @@ from curator.paths import curator_home
 ANCHOR = Format(4, 64, False, "wk_quant")
 DEFAULT_TOKENS = 128
 # 4: batched tail, the proxy on one row sample; 5: the joint check; 6: the int8 inputs' error;
-# 7: float16 MatMul scales (half_scales); 8: 4-bit formats by weighted k-quant, importance file
-WORKER_VERSION = 8
+# 7: float16 MatMul scales (half_scales); 8: 4-bit formats by weighted k-quant, importance file;
+# 9: weighted k-quant's 8 grids instead of 16
+WORKER_VERSION = 9
 VALIDATION_FORMATS = (Format(4, 32, False, "wk_quant"), Format(8, 64, True, "rtn"))
 IMPORTANCE_SUFFIX = ".importance.safetensors"
 

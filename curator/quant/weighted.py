@@ -18,7 +18,7 @@ written, and every input column counts the same. Here, for each block:
 
 On de-gridded SmolLM2 (every decoder MatMul 4-bit block 32, float16 scales, importance from the
 Python reference text, KL judged on the fidelity text): onnxruntime's k-quant 0.369, this without
-importance 0.333, with importance 0.217 (recipes/README.md).
+importance 0.333, with importance 0.217 (16 grids; recipes/README.md).
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ import numpy as np
 import numpy.typing as npt
 
 Array = npt.NDArray[Any]
-NSTEP = 16  # candidate grids per block besides min-max: qmax - 1 ... qmax + 1
+# candidate grids per block besides min-max, qmax - 1 ... qmax + 1. On de-gridded SmolLM2's
+# tensors (4-bit block 32, with importance) 8 grids leave a weighted error 0.1-0.5% above 16's in
+# 58% of the time (0.18 against 0.31 s for a 1536 x 576 weight); 4 grids, 0.4-0.9% above.
+NSTEP = 8
 
 
 def weighted_k_quant(
