@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import argparse
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -41,3 +43,14 @@ def render(rows: Sequence[Ratio]) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def workdir_main(
+    prog: str, description: str | None, workdir: Path, table: Callable[[Path], str], argv: list[str]
+) -> int:
+    """``python -m perf.X [--workdir DIR]``: print ``table(workdir)`` (a Markdown table)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--workdir", type=Path, default=workdir, help="kept between runs")
+    args = parser.parse_args(argv)
+    print(table(args.workdir.resolve()))
+    return 0

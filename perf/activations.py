@@ -14,13 +14,14 @@ The embedding's own cost is left out of both sums.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from perf._table import workdir_main
 
 REPO = Path(__file__).resolve().parent.parent
 WORKDIR = REPO / ".cache" / "bench-activations"
@@ -86,9 +87,8 @@ def predicted_sums(sensitivity: Any, block: int) -> tuple[float | None, float | 
 def measure_rows(workdir: Path) -> list[Row]:
     from curator.budget.sensitivity import measure_sensitivity
     from curator.fidelity import load_text, measure_fidelity, reference_from_dir
-    from curator.recipes import load_recipe_file
     from perf.peers_model import degridded_smollm2
-    from perf.quant import compile_recipe_object, model_bytes, speed
+    from perf.quant import compile_document, model_bytes, speed
 
     source = degridded_smollm2()
     reference = reference_from_dir(source, label="de-gridded SmolLM2")
@@ -97,11 +97,7 @@ def measure_rows(workdir: Path) -> list[Row]:
     models: list[Path] = []
     partial: list[Row] = []
     for block, level in POINTS:
-        document = uniform_recipe(block, level)
-        path = workdir / f"{document['name']}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(document, indent=2), encoding="utf-8")
-        model, _ = compile_recipe_object(source, load_recipe_file(path), workdir / document["name"])
+        model = compile_document(source, uniform_recipe(block, level), workdir)
         got = measure_fidelity(model, reference, text, threads=2)
         with_inputs, weights = predicted_sums(sensitivity, block)
         models.append(model)
@@ -134,11 +130,9 @@ def markdown(rows: list[Row]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m perf.activations", description=__doc__)
-    parser.add_argument("--workdir", type=Path, default=WORKDIR, help="kept between runs")
-    args = parser.parse_args(argv)
-    print(markdown(measure_rows(args.workdir.resolve())))
-    return 0
+    return workdir_main(
+        "python -m perf.activations", __doc__, WORKDIR, lambda d: markdown(measure_rows(d)), argv
+    )
 
 
 if __name__ == "__main__":

@@ -160,6 +160,18 @@ def compile_recipe_object(source: Path, recipe: Any, out: Path) -> tuple[Path, f
     return model, run.wall_seconds
 
 
+def compile_document(source: Path, document: dict[str, Any], workdir: Path) -> Path:
+    """A recipe document written as ``workdir/<name>.json`` (beside any file it names) and
+    compiled into ``workdir/<name>``: the model directory (reused when already there)."""
+    from curator.recipes import load_recipe_file
+
+    path = workdir / f"{document['name']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2), encoding="utf-8")
+    model, _ = compile_recipe_object(source, load_recipe_file(path), workdir / document["name"])
+    return model
+
+
 def model_bytes(model: Path) -> int:
     return sum(p.stat().st_size for p in model.iterdir() if p.suffix in (".onnx", ".data"))
 

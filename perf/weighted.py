@@ -14,13 +14,14 @@ builds taking turns).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from perf._table import workdir_main
 
 REPO = Path(__file__).resolve().parent.parent
 WORKDIR = REPO / ".cache" / "bench-weighted"
@@ -71,9 +72,8 @@ def measure_rows(workdir: Path) -> list[Row]:
     from curator.budget.recipe import share_tied_table, write_plan_importance
     from curator.budget.sensitivity import measure_sensitivity
     from curator.fidelity import load_text, measure_fidelity, reference_from_dir
-    from curator.recipes import load_recipe_file
     from perf.peers_model import degridded_smollm2
-    from perf.quant import compile_recipe_object, model_bytes, speed
+    from perf.quant import compile_document, model_bytes, speed
 
     source = degridded_smollm2()
     reference = reference_from_dir(source, label="de-gridded SmolLM2")
@@ -87,9 +87,7 @@ def measure_rows(workdir: Path) -> list[Row]:
     rows: list[Row] = []
     for label, algo, weighted in VARIANTS:
         document = variant_recipe(label, algo, importance if weighted else None)
-        path = workdir / f"{document['name']}.json"
-        path.write_text(json.dumps(document, indent=2), encoding="utf-8")
-        model, _ = compile_recipe_object(source, load_recipe_file(path), workdir / document["name"])
+        model = compile_document(source, document, workdir)
         got = measure_fidelity(model, reference, text, threads=2)
         models.append(model)
         rows.append(Row(label, model_bytes(model) / 2**20, got.kl_mean, got.top1_agreement))
@@ -109,11 +107,9 @@ def markdown(rows: list[Row]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m perf.weighted", description=__doc__)
-    parser.add_argument("--workdir", type=Path, default=WORKDIR, help="kept between runs")
-    args = parser.parse_args(argv)
-    print(markdown(measure_rows(args.workdir.resolve())))
-    return 0
+    return workdir_main(
+        "python -m perf.weighted", __doc__, WORKDIR, lambda d: markdown(measure_rows(d)), argv
+    )
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from curator.budget.search import search
 from curator.budget.sensitivity import Sensitivity
 from curator.quant.plan import LM_HEAD_NODE, plan_for
 from tests.conftest import REPO_ROOT, run_curator
+from tests.one_node import run_one_node
 from tests.test_stream_compile import bf16_tied_copy
 
 EMBEDDING_QUANT = {"bits": 4, "block_size": 32, "symmetric": False}
@@ -260,7 +261,6 @@ def test_an_untied_model_or_a_blocked_format_is_unchanged(
 def test_the_pinned_gather_reads_every_shareable_matmul_format(fmt: Format) -> None:
     """What share_blocker lets through, the pinned onnxruntime's GatherBlockQuantized reads: the
     MatMulNBits arrays (data reshaped to [V, H * bits / 8]) gather the rows they dequantize to."""
-    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
     from curator.quant.kernels import quantize_matmul
@@ -287,21 +287,14 @@ def test_the_pinned_gather_reads_every_shareable_matmul_format(fmt: Format) -> N
         block_size=fmt.block,
         bits=fmt.bits,
     )
-    graph = helper.make_graph(
-        [node],
-        "g",
-        [helper.make_tensor_value_info("ids", TensorProto.INT64, [None])],
-        [helper.make_tensor_value_info("rows", TensorProto.FLOAT, None)],
-        tensors,
-    )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
-        ir_version=9,
-    )
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     ids = np.array([3, 0, 39, 3, 17], dtype=np.int64)
-    got = session.run(None, {"ids": ids})[0]
+    got = run_one_node(
+        node,
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [None])],
+        helper.make_tensor_value_info("rows", TensorProto.FLOAT, None),
+        tensors,
+        {"ids": ids},
+    )
     assert np.array_equal(got, packed.dequantize()[ids])
 
 

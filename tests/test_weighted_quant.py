@@ -25,6 +25,7 @@ from curator.quant.importance import ImportanceTable, load_importance, write_imp
 from curator.quant.kernels import quantize_matmul
 from curator.quant.plan import PlanError, TensorQuant, plan_for
 from curator.quant.weighted import weighted_k_quant
+from tests.one_node import run_one_node
 
 WK4 = TensorQuant(bits=4, block_size=32, symmetric=False, algo="wk_quant")
 
@@ -68,7 +69,6 @@ def test_a_zero_block_and_inputs_never_active_stay_finite() -> None:
 
 
 def _ort_matmul(packed: Any, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
     rows, cols = packed.shape
@@ -87,21 +87,13 @@ def _ort_matmul(packed: Any, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         bits=packed.quant.bits,
         block_size=packed.quant.block_size,
     )
-    graph = helper.make_graph(
-        [node],
-        "g",
+    return run_one_node(
+        node,
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, cols])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, rows])],
+        helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, rows]),
         inits,
+        {"x": x},
     )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
-        ir_version=10,
-    )
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    out: np.ndarray[Any, Any] = session.run(["y"], {"x": x})[0]
-    return out
 
 
 @pytest.mark.parametrize(("bits", "block", "cols"), [(4, 64, 576), (4, 32, 96), (8, 32, 100)])
@@ -183,20 +175,13 @@ def test_importance_files_are_untrusted_input(tmp_path: Path) -> None:
 
 
 def _recipe(directory: Path, importance: Any) -> Path:
-    config: dict[str, Any] = {"precision": "int4", "int4_algo_config": "k_quant"}
-    config["importance"] = importance
-    document = {
-        "name": "budget-x",
-        "description": "test",
-        "device": "cpu",
-        "execution_provider": "CPUExecutionProvider",
-        "precision": "int4",
-        "variant": "generic-cpu",
-        "passes": [{"name": "builder", "type": "CuratorModelBuilder", "config": config}],
-        "needs": [],
-        "ram_factor": 9.0,
-        "run_bytes_per_parameter": 1.2,
-    }
+    """A budget's recipe document (no groups: the base format alone) naming ``importance``."""
+    from curator.budget.recipe import plan_recipe
+    from curator.budget.search import Plan
+
+    plan = Plan(choices=(), predicted_kl=0.0, bytes=0, target_kl=1.0, reachable=True)
+    document = plan_recipe(plan, name="budget-x", summary="test")
+    document["passes"][0]["config"]["importance"] = importance
     path = directory / "budget-x.json"
     path.write_text(json.dumps(document), encoding="utf-8")
     return path
