@@ -214,6 +214,29 @@ def test_the_search_spends_what_the_greedy_step_overshoots() -> None:
     assert plan.predicted_kl == pytest.approx(0.5)
 
 
+def test_a_knapsack_rounded_over_the_target_is_solved_again_lower(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Costs rounded to the knapsack's resolution can sum over the target; the search then aims
+    lower rather than give back the greedy's plan or a plan over the target."""
+    from curator.budget import search as module
+
+    monkeypatch.setattr(module, "BINS", 4)  # a resolution of 0.25 for a target of 1.0
+    costs = {g: {"small": 0.36, "big": 0.0} for g in ("a", "b", "c")}
+    costs["d"] = {"small": 0.2, "mid": 0.1, "big": 0.0}
+    sizes = {g: {"small": 10, "big": 100} for g in ("a", "b", "c")}
+    sizes["d"] = {"small": 10, "mid": 12, "big": 100}
+    sens = _sensitivity(costs, sizes)
+    # rounded, three smalls and d's small fit (4 x 0.25); exactly they are 1.28
+    assert sum(o.cost for o in module._cheapest(
+        {g: module.options_of(sens, g) for g in costs}, 1.0, 4
+    ).values()) > 1.0  # fmt: skip
+    plan = search(sens, 1.0)
+    assert plan.reachable and plan.predicted_kl <= 1.0
+    assert plan.predicted_kl == pytest.approx(sum(c.cost for c in plan.choices))
+    assert plan.bytes <= module._greedy(sens, 1.0, slow=False).bytes
+
+
 def test_block_16_formats_join_only_when_nothing_else_reaches_the_target() -> None:
     """Block 16 decodes slower; a target the other formats reach is met without it, even where
     block 16 would be smaller."""

@@ -6,11 +6,11 @@ over-state what all groups together do; :func:`curator.budget.api.compile_to_bud
 Every group starts at its smallest format; the search then takes, again and again, the upgrade
 that buys the most KL per byte. Upgrades run along each group's lower convex hull of
 (bytes, cost), so each group's steps come in falling order of efficiency and the greedy choice is
-the optimum of the relaxed problem (a multiple-choice knapsack). The greedy's last step can
-overshoot: on de-gridded SmolLM2 it stopped at a predicted 0.042 for a target of 0.052, the
-tied table's 4 -> 8-bit step (11 MiB) taken whole. So the plan it finds is then improved by
-solving the knapsack itself (:func:`_cheapest`: a dynamic programme over the groups, the cost
-in ``BINS`` steps of the target), which spends what the greedy left. Formats that decode slowly
+the optimum of the relaxed problem (a multiple-choice knapsack). The greedy takes whole steps and
+its last one can overshoot: on de-gridded SmolLM2 it stopped at a predicted 0.043 for targets of
+0.051-0.057 (112.9 MiB). So the plan it finds is then improved by solving the knapsack itself
+(:func:`_cheapest`: a dynamic programme over the groups, the cost in ``BINS`` steps of the
+target), which spends what the greedy left (106.4-108.7 MiB there). Formats that decode slowly
 (block 16, :func:`curator.budget.formats.decodes_slowly`) join only when the target cannot be
 reached without them. Pure Python.
 """
@@ -153,16 +153,14 @@ def _search(sensitivity: Sensitivity, target_kl: float, *, slow: bool) -> Plan:
         return greedy
     options = {g.name: _usable(options_of(sensitivity, g.name), slow) for g in sensitivity.groups}
     options = {name: found for name, found in options.items() if found}
-    goal = target_kl
-    for _ in range(3):  # rounding may put the exact sum a hair over: aim a hair lower
-        chosen = _cheapest(options, goal)
+    for attempt in range(4):  # rounding may put the exact sum a hair over: aim lower, then lower
+        chosen = _cheapest(options, target_kl * (1 - 0.001 * 4**attempt), BINS)
         if chosen is None:
             break
         total = sum(o.cost for o in chosen.values())
         if total <= target_kl:
             plan = _plan(sensitivity, chosen, total, target_kl)
             return plan if plan.bytes < greedy.bytes else greedy
-        goal -= total - target_kl
     return greedy
 
 
