@@ -457,6 +457,18 @@ def test_sensitivity_is_cached_by_source_sha256(
             vector = table.for_node(tensor)
             assert vector is not None and vector.shape == (group.shapes[0][1],), tensor
             assert float(vector.max()) == 1.0 and float(vector.min()) >= 0.0
+    # a damaged importance file is not trusted: the source is measured again
+    first.importance.write_bytes(b"not safetensors")
+
+    class Measured(Exception):
+        pass
+
+    def again_worker(*_args: object, **_kwargs: object) -> dict[str, object]:
+        raise Measured
+
+    monkeypatch.setattr(module, "_run_worker", again_worker)
+    with pytest.raises(Measured):
+        module.measure_sensitivity(tiny_model_dir, tokens=32, threads=1, home=tmp_path)
 
 
 # --- the whole search ------------------------------------------------------------------------------

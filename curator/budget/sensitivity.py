@@ -278,8 +278,11 @@ def measure_sensitivity(
     path = _cache_path(home or curator_home(), sha, settings)
     importance = path.with_name(path.stem + IMPORTANCE_SUFFIX)
     if path.is_file() and importance.is_file():
+        from curator.quant.importance import load_importance  # start-up: numpy
+
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
+            load_importance(importance)  # PlanError (a ValueError) when damaged
             return dataclasses.replace(from_record(record), importance=importance)
         except (ValueError, KeyError, TypeError):
             pass  # a damaged cache entry is measured again
