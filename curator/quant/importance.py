@@ -56,10 +56,24 @@ class ImportanceTable:
 
 
 def load_importance(path: Path) -> ImportanceTable:
-    """The table in ``path``; PlanError (one line) when it cannot be read or is malformed."""
+    """The table in ``path``; PlanError (one line) when it cannot be read or is malformed. The
+    header is checked by curator's own reader first (sizes, offsets, dtypes: the one place that
+    reads untrusted safetensors headers), and only 1-D float32 tensors are loaded."""
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
+    from curator.formats.safetensors import SafetensorsHeaderError, read_safetensors_header
+
+    try:
+        header = read_safetensors_header(path)
+    except SafetensorsHeaderError as exc:
+        raise PlanError(f"cannot read the importance file {path}: {exc.message}") from None
+    for entry in header.tensors:
+        if entry.dtype != "F32" or len(entry.shape) != 1:
+            raise PlanError(
+                f"importance {entry.name!r}: expected a 1-D float32 vector, got "
+                f"{entry.dtype} {entry.shape}"
+            )
     try:
         vectors = load_file(str(path))
     except (OSError, SafetensorError) as exc:
