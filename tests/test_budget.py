@@ -572,16 +572,29 @@ def test_searches_remember_how_far_the_prediction_fell(tmp_path: Path) -> None:
 
     sha = "ab" * 32
     assert api._corrections(tmp_path, sha) == []
-    for ratio in (1.3, float("nan"), -1.0, 1.25):
-        api._remember(tmp_path, sha, ratio)
-    assert api._corrections(tmp_path, sha) == [1.3, 1.25]
-    for i in range(20):
-        api._remember(tmp_path, sha, 1.0 + i / 100)
+    for kl, ratio in ((0.3, 1.3), (0.1, float("nan")), (0.1, -1.0), (-0.2, 1.1), (0.07, 1.25)):
+        api._remember(tmp_path, sha, kl, ratio)
+    assert api._corrections(tmp_path, sha) == [(0.3, 1.3), (0.07, 1.25)]
+    for i in range(40):
+        api._remember(tmp_path, sha, 0.001 * (i + 1), 1.0 + i / 100)
     kept = api._corrections(tmp_path, sha)
-    assert len(kept) == api.CORRECTIONS_KEPT and kept[-1] == 1.19
+    assert len(kept) == api.CORRECTIONS_KEPT and kept[-1] == (0.04, 1.39)
     assert api._corrections(tmp_path, "cd" * 32) == []  # per source
     api._corrections_path(tmp_path, sha).write_text("{not json", encoding="utf-8")
     assert api._corrections(tmp_path, sha) == []
+
+
+def test_the_first_plan_is_corrected_by_the_compiles_nearest_its_kl() -> None:
+    """The prediction's error depends on the level: a budget learns from the compiles that
+    measured KL nearest its own, not from a median over every level."""
+    from curator.budget import api
+
+    points = [(0.35, 1.2), (0.3, 1.3), (0.07, 1.27), (0.05, 1.25), (0.005, 0.8), (0.004, 0.85)]
+    assert sorted(api._nearest(points, 0.0732)) == [1.25, 1.27, 1.3]
+    assert sorted(api._nearest(points, 0.005)) == [0.8, 0.85, 1.25]
+    assert sorted(api._nearest(points, 0.4)) == [1.2, 1.27, 1.3]
+    assert len(api._nearest(points, None)) == len(points)  # a top-1 budget alone: every level
+    assert api._nearest([], 0.1) == []
 
 
 def _worker_request(model_dir: Path, groups: tuple[Group, ...], text: Path) -> dict[str, object]:
@@ -758,8 +771,8 @@ def test_a_cheaper_try_that_misses_gives_back_the_kept_one_without_a_rebuild(
     record = json.loads((model_dir / "curator-manifest.json").read_text())["budget"]
     assert [a["referenceCached"] for a in record["attempts"]] == [False, True]
     assert (record["referenceSeconds"], record["referenceCached"]) == (7.0, False)
-    # both tries taught the source's correction: measured / predicted KL
+    # both tries taught the source's correction: measured KL, measured / predicted KL
     assert api._corrections(tmp_path / "home", "1" * 64) == [
-        pytest.approx(0.03 / 0.051),
-        pytest.approx(0.12 / 0.1),
+        (0.03, pytest.approx(0.03 / 0.051)),
+        (0.12, pytest.approx(0.12 / 0.1)),
     ]

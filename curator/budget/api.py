@@ -278,17 +278,20 @@ def compile_to_budget(
     name = recipe_name(budget.max_kl, budget.min_top1)
     learnt = _corrections(home, sensitivity.source_sha256)
     # how far the summed single-group costs fall from the compiled model's KL: the median of what
-    # earlier searches on this source measured (1.0 for the first). Not the sensitivity pass's own
-    # all-groups check: on de-gridded SmolLM2 that said 0.94 (calibration text, torch, every group
-    # at 4 bits) where the compiled model measured 1.31x its prediction (fidelity text, the
-    # runtime's int8 activations at accuracy level 4)
-    ratio = sorted(learnt)[len(learnt) // 2] if learnt else 1.0
+    # earlier searches on this source measured nearest this budget's KL (1.0 for the first). It
+    # depends on the level: on de-gridded SmolLM2 1.17-1.33 near KL 0.3, 1.25-1.29 near 0.07,
+    # 0.8-0.9 near 0.005, so a median over every level aimed a 0.0732 budget's first plan at 0.91x
+    # and missed it by 1.8x. Not the sensitivity pass's own all-groups check: on de-gridded
+    # SmolLM2 that said 0.94 (calibration text, torch, every group at 4 bits) where the compiled
+    # model measured 1.31x its prediction (fidelity text, the runtime's int8 activations)
+    nearest = _nearest(learnt, budget.max_kl)
+    ratio = sorted(nearest)[len(nearest) // 2] if nearest else 1.0
     target = ROOM * budget.max_kl / ratio if budget.max_kl is not None else 0.1
-    if learnt:
+    if nearest:
         _say(
             progress,
-            f"budget: first plan aims at {ratio:.2f}x the summed costs (median of "
-            f"{len(learnt)} earlier compile(s) of this source)",
+            f"budget: first plan aims at {ratio:.2f}x the summed costs (median of the "
+            f"{len(nearest)} earlier compile(s) of this source nearest this budget)",
         )
     attempts: list[Attempt] = []
     results: list[tuple[CompileResult, Path, Plan]] = []
@@ -361,7 +364,8 @@ def compile_to_budget(
         )
         results.append((compiled, path, plan))
         if plan.predicted_kl > 0:
-            _remember(home, sensitivity.source_sha256, fidelity.kl_mean / plan.predicted_kl)
+            ratio = fidelity.kl_mean / plan.predicted_kl
+            _remember(home, sensitivity.source_sha256, fidelity.kl_mean, ratio)
         met = budget.met(fidelity.kl_mean, fidelity.top1_agreement)
         _say(
             progress,
@@ -432,7 +436,8 @@ def _reference_sha(digests: dict[Path, str], reference: Any) -> str | None:
     return digests[path]
 
 
-CORRECTIONS_KEPT = 8
+CORRECTIONS_KEPT = 16
+NEAREST = 3  # the earlier compiles whose measured KL is nearest the budget's (log scale)
 
 
 def _corrections_path(home: Path | None, sha: str) -> Path:
@@ -440,25 +445,44 @@ def _corrections_path(home: Path | None, sha: str) -> Path:
     return (home or curator_home()) / "budget" / "corrections" / f"{sha}-v{WORKER_VERSION}.json"
 
 
-def _corrections(home: Path | None, sha: str) -> list[float]:
-    """Measured KL / predicted KL of the last searches' compiles of this source (newest last)."""
+def _corrections(home: Path | None, sha: str) -> list[tuple[float, float]]:
+    """(measured KL, measured / predicted KL) of the last searches' compiles of this source
+    (newest last)."""
     path = _corrections_path(home, sha)
     try:
         data = read_json(path, "budget corrections") if path.is_file() else {}
     except CuratorError:
         return []  # a damaged file is relearnt
-    ratios = data.get("ratios", []) if isinstance(data, dict) else []
-    return [float(r) for r in ratios if isinstance(r, int | float) and math.isfinite(r) and r > 0]
+    points = data.get("points", []) if isinstance(data, dict) else []
+    out: list[tuple[float, float]] = []
+    for point in points if isinstance(points, list) else []:
+        if isinstance(point, list) and len(point) == 2 and all(_positive(v) for v in point):
+            out.append((float(point[0]), float(point[1])))
+    return out
 
 
-def _remember(home: Path | None, sha: str, ratio: float) -> list[float]:
-    """Keep ``ratio`` with the last few of this source's (atomic write); the list kept."""
-    if not (math.isfinite(ratio) and ratio > 0):
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def _nearest(points: list[tuple[float, float]], max_kl: float | None) -> list[float]:
+    """The ratios of the ``NEAREST`` points whose KL is nearest ``max_kl`` on a log scale (every
+    ratio when the budget has no KL limit)."""
+    if max_kl is None:
+        return [ratio for _, ratio in points]
+    by_distance = sorted(points, key=lambda p: abs(math.log(p[0] / max_kl)))
+    return [ratio for _, ratio in by_distance[:NEAREST]]
+
+
+def _remember(home: Path | None, sha: str, kl: float, ratio: float) -> list[tuple[float, float]]:
+    """Keep (``kl``, ``ratio``) with the last few of this source's (atomic write); the list kept."""
+    if not (_positive(kl) and _positive(ratio)):
         return _corrections(home, sha)
-    kept = [*_corrections(home, sha), round(ratio, 6)][-CORRECTIONS_KEPT:]
+    point = (round(kl, 6), round(ratio, 6))
+    kept = [*_corrections(home, sha), point][-CORRECTIONS_KEPT:]
     path = _corrections_path(home, sha)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, {"ratios": kept})
+    write_json_atomic(path, {"points": [list(p) for p in kept]})
     return kept
 
 
