@@ -62,7 +62,7 @@ def variant_recipe(label: str, algo: str, importance: str | None) -> dict[str, A
         config["importance"] = importance
     return {
         **base,
-        "name": f"all-q4-b32-{label}",
+        "name": f"all-q4-b32-{label.replace('_', '')}",
         "description": f"every decoder MatMul 4-bit block 32 by {label}; tied table 8-bit",
         "passes": [{**base["passes"][0], "config": config}],
     }

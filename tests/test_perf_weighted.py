@@ -5,11 +5,22 @@ importance file the third names), and the table prints each row."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
+
 from curator.quant.plan import LM_HEAD_NODE, TensorQuant, plan_for
 from perf.weighted import VARIANTS, Row, markdown, variant_recipe
 
 
-def test_the_variants_differ_in_the_quantizer_alone() -> None:
+def test_the_variants_differ_in_the_quantizer_alone(tmp_path: Path) -> None:
+    from curator.quant.importance import write_importance
+    from curator.recipes import load_recipe_file
+
+    write_importance(
+        tmp_path / "w.importance.safetensors", {"/lm_head/MatMul": np.ones(4, np.float32)}
+    )
     plans = {}
     for label, algo, weighted in VARIANTS:
         document = variant_recipe(label, algo, "w.importance.safetensors" if weighted else None)
@@ -21,6 +32,9 @@ def test_the_variants_differ_in_the_quantizer_alone() -> None:
         assert config["share_tied_embedding"] is True and config["half_scales"] is True
         assert plan.importance == ("w.importance.safetensors" if weighted else None)
         plans[label] = document["name"]
+        path = tmp_path / f"{document['name']}.json"  # a recipe the compile reads (schema, name)
+        path.write_text(json.dumps(document), encoding="utf-8")
+        assert load_recipe_file(path).name == document["name"]
     assert len(set(plans.values())) == len(VARIANTS)  # one model directory each
 
 
