@@ -1,15 +1,15 @@
 """Weighted k-quant (``algo: wk_quant``): a block's scale and integer zero point chosen to minimise
 its error weighted by how much each input matters, searched in the form the file stores them.
 
-onnxruntime's k-quant (``quant_tensor_k_quant_cpu``, llama.cpp's ``make_qkx`` search) weighs each
-weight by ``mean|x| + |x|`` alone, finds a continuous scale and minimum, and only then rounds the
-minimum to an integer zero point and recomputes the levels: the pair it searched is not the pair
-written, and every input column counts the same. Here, for each block:
+onnxruntime's k-quant (``quant_tensor_k_quant_cpu``, llama.cpp's ``make_qkx`` search) weighs
+each weight by its block's ``rms(x) + |x|`` alone, finds a continuous scale and minimum, and only
+then rounds the minimum to an integer zero point and recomputes the levels: the pair it searched
+is not the pair written, and every input column counts the same. Here, for each block:
 
-- each weight's weight is ``importance[k] * sqrt(2 * mean(x^2) + x^2)``, where ``importance[k]``
-  is the mean squared activation of input ``k`` over a calibration text (llama.cpp's importance
-  matrix, the diagonal of the input covariance the budget's sensitivity pass measures); without
-  one, every input counts the same;
+- weight ``x`` at input ``k`` counts ``importance[k] * sqrt(2 * mean(x^2) + x^2)``, where
+  ``importance[k]`` is the mean squared activation of input ``k`` over a calibration text
+  (llama.cpp's importance matrix, the diagonal of the input covariance the budget's sensitivity
+  pass measures); without one, every input counts the same;
 - candidate level grids around the block's range (``nstep`` of them, as make_qkx) each give a
   weighted least-squares scale and minimum; the minimum is rounded to the integer zero point, the
   scale refitted for that zero point and rounded to the type the scales are stored in
