@@ -282,8 +282,9 @@ def compile_to_budget(
     # depends on the level: on de-gridded SmolLM2 1.19-1.34 near KL 0.3-0.4, 1.24-1.28 near
     # 0.05-0.07, 0.86-0.94 near 0.004-0.009, so a median over every level aimed a 0.0732
     # budget's first plan at 0.91x and missed it by 1.8x. Not the sensitivity pass's own
-    # all-groups check: on de-gridded SmolLM2 that said 0.94 (calibration text, torch, every group at 4 bits) where the compiled
-    # model measured 1.31x its prediction (fidelity text, the runtime's int8 activations)
+    # all-groups check: on de-gridded SmolLM2 that said 0.94 (calibration text, torch, every
+    # group at 4 bits) where the compiled model measured 1.31x its prediction (fidelity text,
+    # the runtime's int8 activations)
     nearest = _nearest(learnt, budget.max_kl)
     ratio = sorted(nearest)[len(nearest) // 2] if nearest else 1.0
     target = ROOM * budget.max_kl / ratio if budget.max_kl is not None else 0.1

@@ -118,8 +118,9 @@ def write_recipe(document: dict[str, Any], directory: Path) -> Path:
 
 def write_plan_importance(sensitivity: Sensitivity, directory: Path, name: str) -> str | None:
     """The sensitivity pass's importance vectors keyed by the recipe's node patterns (a tied
-    table by the lm_head's, whose input it weighs), as ``<directory>/<name>.importance.safetensors``:
-    its file name, or None when the pass wrote none."""
+    table by the lm_head's, whose input it weighs), written as
+    ``<directory>/<name>.importance.safetensors``: its file name, or None when the pass wrote
+    none."""
     from curator.quant.importance import load_importance, write_importance  # start-up: numpy
 
     if sensitivity.importance is None or not sensitivity.importance.is_file():
