@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from curator.formats.safetensors import SafetensorsHeaderError, read_safetensors_header
 from curator.quant.plan import PlanError, TensorOverride
 
 Vector = npt.NDArray[np.float32]
@@ -61,8 +62,6 @@ def load_importance(path: Path) -> ImportanceTable:
     reads untrusted safetensors headers), and only 1-D float32 tensors are loaded."""
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
-
-    from curator.formats.safetensors import SafetensorsHeaderError, read_safetensors_header
 
     try:
         header = read_safetensors_header(path)
