@@ -11,7 +11,7 @@ from typing import Any
 
 from curator.errors import RecipeError, UsageProblem
 from curator.jsonio import parse_json
-from curator.quant.plan import config_problem
+from curator.quant.plan import PlanError, config_problem
 from curator.resources import data_dir
 from curator.schemas import schema_problems
 
@@ -135,15 +135,16 @@ def load_recipe_file(path: Path) -> Recipe:
     if len(set(names)) != len(names):
         raise RecipeError(f"recipe {path.name} repeats a pass name", hint="name each pass once")
     for step in data["passes"]:
-        problem = config_problem(step["config"]) if step["type"] == "CuratorModelBuilder" else None
+        if step["type"] != "CuratorModelBuilder":
+            continue
+        problem = config_problem(step["config"])
         if problem:
             raise RecipeError(
                 f"recipe {path.name}, pass {step['name']}: {problem}",
                 hint="see recipes/README.md for the CuratorModelBuilder options",
             )
-    for step in data["passes"]:
-        if step["type"] == "CuratorModelBuilder" and step["config"].get("importance"):
-            step["config"]["importance"] = str(_beside(path, step["config"]["importance"]))
+        if step["config"].get("importance"):
+            step["config"]["importance"] = str(_importance_file(path, step["config"]["importance"]))
     uses_data = any(p["config"].get("data_config") for p in data["passes"])
     if uses_data and "calibration" not in data["needs"]:
         raise RecipeError(
@@ -166,9 +167,12 @@ def load_recipe_file(path: Path) -> Recipe:
     )
 
 
-def _beside(recipe: Path, name: str) -> Path:
-    """A file a recipe names (``importance``), relative to the recipe's own directory; the
-    RecipeError when it is not there."""
+def _importance_file(recipe: Path, name: str) -> Path:
+    """The importance file a recipe names, relative to the recipe's own directory and read
+    (untrusted) before any compile starts; a one-line RecipeError when it is missing or
+    malformed."""
+    from curator.quant.importance import load_importance  # start-up: numpy
+
     found = (recipe.parent / name).resolve()
     if not found.is_file():
         raise RecipeError(
@@ -176,6 +180,14 @@ def _beside(recipe: Path, name: str) -> Path:
             f"({found})",
             hint="keep the recipe and its .importance.safetensors file in one directory",
         )
+    try:
+        load_importance(found)
+    except PlanError as exc:
+        raise RecipeError(
+            f"recipe {recipe.name}: {exc}",
+            hint="make the recipe again with `curator compile SOURCE --max-kl X`, or drop its "
+            "importance option",
+        ) from None
     return found
 
 

@@ -199,6 +199,12 @@ def test_a_recipe_names_its_importance_file_beside_it(tmp_path: Path) -> None:
     assert "\n" not in str(info.value) and info.value.hint
     with pytest.raises(RecipeError, match="importance must be the name of a file"):
         load_recipe_file(_recipe(tmp_path, ["a"]))
+    # a file that is there but not an importance file is refused before any compile starts
+    (tmp_path / "junk.importance.safetensors").write_bytes(b"\xff" * 64)
+    with pytest.raises(RecipeError, match="cannot read the importance file") as junk:
+        load_recipe_file(_recipe(tmp_path, "junk.importance.safetensors"))
+    assert junk.value.message.startswith("recipe budget-x.json: ") and junk.value.hint
+    assert "\n" not in junk.value.message
 
 
 def test_the_streamed_build_weighs_the_nodes_the_file_names(
