@@ -4,12 +4,13 @@
 float16 MatMulNBits scales in a float32 model (``half_scales``). The streamed build with the
 option is checked against the same build without it, both made in one child process
 (tests.tied_check): the packed weights and zero points are the same bytes, each scale is the
-float32 scale rounded to float16, every MatMulNBits reads a Cast of its input to float16 and its
-output is cast back to float32 under the name the next node reads, the data file is smaller by
-exactly half the scales' bytes, and the logits stay within the float16 rounding of the full
-build's. A tied table shared with the embedding gather is float16 too: the gather's output (its
-type follows the scales) is cast back to float32, and the lm_head reads the same scales between
-its two Casts. The budget's recipes ask for it and price a scale at 2 bytes.
+float32 scale rounded to float16, every MatMulNBits reads its activations and writes its output
+under the full build's names and reads its scales through a Cast of the float16 initializer to
+float32, which onnxruntime folds when it loads the model (no Cast left to run per token), the
+data file is smaller by exactly half the scales' bytes, and the logits stay within the float16
+rounding of the full build's. A tied table shared with the embedding gather is float16 too: the
+gather's output (its type follows the scales) is cast back to float32, and the lm_head reads the
+same scales through its own Cast. The budget's recipes ask for it and price a scale at 2 bytes.
 """
 
 from __future__ import annotations
@@ -71,10 +72,18 @@ def _matmuls(graph: Any) -> list[Any]:
     return [n for n in graph.node if n.op_type == "MatMulNBits"]
 
 
+def _scales(graph: Any, node: Any) -> str:
+    """The initializer a MatMulNBits reads its scales from, through the Cast of a half build."""
+    producers = {out: n for n in graph.node for out in n.output}
+    cast = producers.get(node.input[2])
+    return str(node.input[2] if cast is None else cast.input[0])
+
+
 def test_half_scales_keep_the_weights_and_round_only_the_scales(builds: dict[str, Path]) -> None:
     full, half = _initializers(builds["full"]), _initializers(builds["half"])
     assert full.keys() == half.keys()
-    scales = [n.input[2] for n in _matmuls(_graph(builds["half"]))]
+    graph = _graph(builds["half"])
+    scales = [_scales(graph, n) for n in _matmuls(graph)]
     assert len(scales) == 2 * 5 + 1  # 2 layers x (qkv, o, gate, up, down) + lm_head
     for name, array in full.items():
         if name in scales:
@@ -88,25 +97,51 @@ def test_half_scales_keep_the_weights_and_round_only_the_scales(builds: dict[str
     assert data[0] - data[1] >= saved > 0  # alignment padding may shrink too, never grow
 
 
-def test_every_half_node_runs_between_two_casts_under_the_same_names(
+def test_every_half_node_reads_its_scales_through_a_cast_under_the_same_names(
     builds: dict[str, Path],
 ) -> None:
     from onnx import TensorProto, helper
 
     full, half = _graph(builds["full"]), _graph(builds["half"])
     producers = {out: n for n in half.node for out in n.output}
-    readers = {inp: n for n in half.node for inp in n.input}
-    full_outputs = {n.name: n.output[0] for n in _matmuls(full)}
+    initializers = {t.name: t for t in half.initializer}
+    full_nodes = {n.name: n for n in _matmuls(full)}
     for node in _matmuls(half):
-        cast_in = producers[node.input[0]]
-        assert cast_in.op_type == "Cast", node.name
-        assert helper.get_attribute_value(cast_in.attribute[0]) == TensorProto.FLOAT16
-        cast_out = readers[node.output[0]]
-        assert cast_out.op_type == "Cast", node.name
-        assert helper.get_attribute_value(cast_out.attribute[0]) == TensorProto.FLOAT
-        # the rest of the graph reads what it read before (the lm_head's is "logits")
-        assert cast_out.output[0] == full_outputs[node.name], node.name
-    assert len(_matmuls(half)) == len(full_outputs)
+        before = full_nodes[node.name]
+        # the rest of the graph is untouched: the node reads and writes what it did in float32
+        assert (node.input[0], node.output[0]) == (before.input[0], before.output[0]), node.name
+        assert node.input[1] == before.input[1] and node.input[3:] == before.input[3:]
+        cast = producers[node.input[2]]
+        assert cast.op_type == "Cast", node.name
+        assert helper.get_attribute_value(cast.attribute[0]) == TensorProto.FLOAT
+        assert initializers[cast.input[0]].data_type == TensorProto.FLOAT16, node.name
+    assert len(_matmuls(half)) == len(full_nodes)
+    assert sum(n.op_type == "Cast" for n in half.node) - sum(
+        n.op_type == "Cast" for n in full.node
+    ) == len(full_nodes)  # one per node, on its scales: none on the activations
+
+
+@pytest.mark.parametrize("kind", ["", "tied-"])
+def test_onnxruntime_folds_the_scale_casts_when_it_loads(
+    builds: dict[str, Path], kind: str, tmp_path: Path
+) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()  # the default level, as onnxruntime-genai loads a model
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.add_session_config_entry(
+        "session.optimized_model_external_initializers_file_name", "optimized.onnx.data"
+    )
+    model = builds[f"{kind}half"] / "model.onnx"
+    ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    graph = onnx.load(str(tmp_path / "optimized.onnx"), load_external_data=False).graph
+    constants = {t.name for t in graph.initializer}
+    nodes = _matmuls(graph)
+    assert len(nodes) == len(_matmuls(_graph(builds[f"{kind}half"])))
+    for node in nodes:  # each reads folded float32 scales: nothing computes them per call
+        assert node.input[2] in constants, node.name
+    assert not [n.name for n in graph.node if n.name.endswith("/ScalesToFloat")]
 
 
 @pytest.mark.parametrize("kind", ["", "tied-"])
@@ -129,13 +164,14 @@ def test_a_table_shared_with_the_gather_is_half_and_cast_back(builds: dict[str, 
     full, half = _initializers(builds["tied-full"]), _initializers(builds["tied-half"])
     assert full.keys() == half.keys()  # still one table: no second copy appeared
     head = next(n for n in _matmuls(graph) if n.name.startswith(LM_HEAD_NODE))
-    assert head.input[0].endswith("CastToFloat16/output_0")
-    np.testing.assert_array_equal(half[head.input[2]], full[head.input[2]].astype(np.float16))
-    assert all(half[n.input[2]].dtype == np.float16 for n in _matmuls(graph))
-    # the gather (through a Reshape of the scales, or directly) reads the head's scales, and its
-    # output reaches the first layer through a Cast to float32
-    readers = [n for n in graph.node if head.input[2] in n.input and n is not head]
-    assert [n.op_type for n in readers] in (["Reshape"], ["GatherBlockQuantized"])
+    scales = _scales(graph, head)
+    np.testing.assert_array_equal(half[scales], full[scales].astype(np.float16))
+    assert all(half[_scales(graph, n)].dtype == np.float16 for n in _matmuls(graph))
+    # the gather (through a Reshape of the scales, or directly) reads the head's float16 scales,
+    # the head its Cast of them, and the gather's output reaches the first layer through a Cast
+    # to float32
+    readers = sorted(n.op_type for n in graph.node if scales in n.input)
+    assert readers in (["Cast", "Reshape"], ["Cast", "GatherBlockQuantized"])
     cast = next(n for n in graph.node if n.name == "/model/embed_tokens/CastFromFloat16")
     assert helper.get_attribute_value(cast.attribute[0]) == TensorProto.FLOAT
     gather = next(n for n in graph.node if n.op_type == "GatherBlockQuantized")

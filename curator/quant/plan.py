@@ -25,9 +25,10 @@ in the lm_head's format. :func:`share_blocker` says when a format cannot be shar
 then gets its own format (``embedding_quant``) as without the option.
 
 ``half_scales``: in a float32 model, every MatMulNBits' scales are stored as float16 and the node
-runs in float16 between two Casts (onnxruntime refuses float16 scales beside float32 inputs): a
-scale costs 16 bits instead of 32, 0.5 bit per weight at block 32, and the CPU kernels quantize the
-input to int8 at accuracy level 4 either way (recipes/README.md measures fidelity and speed). A
+reads them through a Cast to float32 that onnxruntime folds when it loads the model
+(onnxruntime refuses float16 scales beside float32 inputs): a scale costs 16 bits on disk instead
+of 32, 0.5 bit per weight at block 32, and the node runs in float32 as without the option
+(recipes/README.md measures fidelity and speed). A
 table shared with the embedding gather is float16 too (the gather's output, whose type follows the
 scales, is cast back); HQQ nodes (float zero points that follow the scales' type) keep float32.
 

@@ -12,8 +12,8 @@ A recipe names it like ModelBuilder, with the same options, plus:
   ``nodes_to_exclude`` (:mod:`curator.quant.int8`);
 - ``share_tied_embedding``: a tied embedding's gather reads the lm_head's quantized table, so the
   table is stored once (:mod:`curator.quant.plan`);
-- ``half_scales``: float16 MatMulNBits scales in a float32 model, each node between two Casts
-  (:mod:`curator.quant.plan`);
+- ``half_scales``: float16 MatMulNBits scales in a float32 model, each read through a Cast that
+  onnxruntime folds at load (:mod:`curator.quant.plan`);
 - ``importance``: wk_quant's per-input importance file (:mod:`curator.quant.importance`);
 - ``stream`` (default true): false builds the builder's own way (the reference path);
 - ``quantize_threads``: threads for the quantizers (default: all cores).
