@@ -134,3 +134,21 @@ def test_a_session_option_copy_keeps_the_context_and_adds_the_option(
     ):
         with pytest.raises(argparse.ArgumentTypeError, match=why):
             pipeline.session_option(bad)
+
+
+@pytest.mark.parametrize(
+    ("step", "returncode", "ok"),
+    [
+        ("register", 0, True),
+        ("register", 1, False),  # the model did not load: its low peak measures nothing
+        ("bench", 1, False),
+        ("smoke", 1, True),  # a verdict on the answers, after running the model
+        ("fidelity", 1, True),
+        ("smoke", 2, False),
+    ],
+)
+def test_a_step_that_did_not_run_the_model_is_not_met(
+    step: str, returncode: int, ok: bool, tmp_path: Path
+) -> None:
+    measured = pipeline.Measured(1.0, GIB // 10, returncode, tmp_path / "log")
+    assert pipeline.Step(step, measured, 5 * GIB, "bound", 0).ok is ok
