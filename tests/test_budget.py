@@ -3,7 +3,8 @@
   curator.budget.sensitivity_worker, curator.cli._budget
 
 Fidelity budgets (issue 22): budget checks, the search, plans as recipe files, the sensitivity
-cache, and (slow) a whole search on a trained model that meets its budget and reruns."""
+cache, and (slow) a whole search on a trained model of another family (Qwen2) that meets a budget
+only a mix of 4 and 8 bits reaches, and whose recipe reruns."""
 
 from __future__ import annotations
 
@@ -482,12 +483,14 @@ def test_budget_compile_meets_the_budget_and_its_recipe_reruns(
     from curator.cache.modeldir import read_manifest, sha256_file
     from curator.compile import CompileRequest, compile_model
 
-    budget = check_budget(0.01, None)
+    # every group 4-bit measures KL 0.0045 on this model, every group 8-bit far less: the budget
+    # is met only by a mix the search finds from the sensitivity of this model's own groups
+    budget = check_budget(0.002, None)
     request = CompileRequest(
         source=str(trained_model_dir), recipe="auto", model_id="t-generic-cpu:1"
     )
     result = compile_to_budget(request, budget, threads=2, sensitivity_tokens=64)
-    assert result.kl <= 0.01
+    assert result.kl <= 0.002
     # the reference runs in the first try only; the others read its stored side
     assert [a.reference_cached for a in result.attempts] == [
         False,
@@ -496,7 +499,9 @@ def test_budget_compile_meets_the_budget_and_its_recipe_reruns(
     assert result.compiled.path is not None
     manifest = read_manifest(result.compiled.path) or {}
     assert manifest["budget"]["recipeFile"] == result.recipe.name
-    assert manifest["budget"]["klMean"] <= 0.01
+    assert manifest["budget"]["klMean"] <= 0.002
+    bits = {parse_format(name).bits for name in manifest["budget"]["formats"]}
+    assert bits == {4, 8}, manifest["budget"]["formats"]
     assert manifest["build"]["recipe"] == result.recipe.stem
     assert (result.compiled.path / result.recipe.name).is_file()
     # its 4-bit nodes are weighted by the sensitivity pass's importance: the file travels with it
