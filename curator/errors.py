@@ -7,6 +7,7 @@ else is a bug, reported the same way as ``internal_error``, with a traceback onl
 
 from __future__ import annotations
 
+import errno
 import re
 
 
@@ -77,6 +78,31 @@ class FoundryError(CuratorError):
 
 class BenchError(CuratorError):
     """A benchmark could not run or its input is malformed."""
+
+
+class StorageError(CuratorError):
+    """The disk is full or read-only, or a path may not be written: the machine's, not curator's."""
+
+
+_STORAGE_HINTS = {
+    errno.ENOSPC: "free disk space (or point --cache-dir / CURATOR_HOME at a larger disk) and run "
+    "the command again",
+    errno.EROFS: "the file system is read-only: choose a writable --cache-dir or CURATOR_HOME",
+    errno.EACCES: "check the path's permissions, or choose a path you may write",
+    errno.EPERM: "check the path's permissions, or choose a path you may write",
+}
+if hasattr(errno, "EDQUOT"):  # not on Windows, where a full disk is ENOSPC
+    _STORAGE_HINTS[errno.EDQUOT] = "free space within your disk quota and run the command again"
+
+
+def storage_error(exc: OSError) -> StorageError | None:
+    """A full, read-only or forbidden disk as a one-line error with a hint (None for any other
+    OSError, which stays a bug)."""
+    hint = _STORAGE_HINTS.get(exc.errno or 0)
+    if hint is None:
+        return None
+    where = f": {exc.filename}" if exc.filename else ""
+    return StorageError(f"{exc.strerror or first_line(exc)}{where}", hint)
 
 
 def first_line(exc: BaseException, *, default: str | None = None, limit: int | None = None) -> str:

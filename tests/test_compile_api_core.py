@@ -11,6 +11,7 @@ tests (test_compile.py) run the real Olive end to end.
 # ruff: noqa: F811 - the fake Hub fixtures are imported, and tests take them as arguments
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -611,6 +612,33 @@ def test_a_target_that_appears_while_compiling(tmp_path: Path, cache: Path) -> N
     )
     assert [p.name for p in target.iterdir()] == ["theirs"]
     assert not (cache / WORK_ROOT_NAME).exists()
+
+
+def test_a_full_disk_at_placement_says_so_and_leaves_nothing(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last step, moving the model into the cache, fails for the disk's reason (here ENOSPC
+    from the rename), not as a racing compile."""
+    from curator.compile import placement
+    from curator.errors import StorageError
+
+    model = local_model(tmp_path)
+    target = cache.absolute() / "local" / "m-generic-cpu-1"
+
+    rename = os.replace
+
+    def full(src: Path, dst: Path) -> None:  # every other rename of the compile goes through
+        if Path(dst) == target:
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        rename(src, dst)
+
+    monkeypatch.setattr(placement.os, "replace", full)
+    with pytest.raises(StorageError) as exc:
+        compile_model(CompileRequest(source=str(model), recipe="int4-cpu"), olive=FakeOlive())
+    assert refusal(exc)[0] == f"No space left on device: {target}"
+    assert str(refusal(exc)[1]).startswith("free disk space")
+    monkeypatch.undo()
+    assert not target.exists() and not (cache / WORK_ROOT_NAME).exists()
 
 
 def test_force_replaces_an_earlier_build(tmp_path: Path, cache: Path) -> None:

@@ -3,10 +3,11 @@
 
 With ``--json``, every curator command and subcommand reports a failure as one JSON object on
 stdout (``error``, ``hint``, ``code``, ``exit_code``) and exits non-zero: usage errors, CuratorErrors
-and bugs alike. The walk finds every command that has ``--json``, nested groups included."""
+and bugs alike; a full, read-only or forbidden disk is a one-line error with a hint, not a bug. The walk finds every command that has ``--json``, nested groups included."""
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from curator.cli.main import load_all_commands
-from curator.errors import RegistryInvalid
+from curator.errors import RegistryInvalid, storage_error
 from curator.hub.errors import HubGated
 from tests.conftest import run_curator
 
@@ -146,6 +147,57 @@ def test_a_bug_is_one_line_unless_curator_debug(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("CURATOR_DEBUG", "1")
     loud = CliRunner().invoke(cli, ["info", "org/name"])
     assert isinstance(loud.exception, ZeroDivisionError)
+
+
+def test_a_full_or_read_only_disk_is_a_one_line_error_not_a_bug(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    info = cli.commands["info"]
+
+    def full(**_: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "/cache/models/x.onnx.data")
+
+    monkeypatch.setattr(info, "callback", full)
+    text = CliRunner().invoke(cli, ["info", "org/name"])
+    assert text.exit_code == 1
+    assert (
+        text.stderr.splitlines()[0] == "error: No space left on device: /cache/models/x.onnx.data"
+    )
+    assert text.stderr.splitlines()[1].startswith("hint: free disk space")
+    as_json = json.loads(CliRunner().invoke(cli, ["info", "org/name", "--json"]).stdout)
+    assert as_json["code"] == "storage_error" and as_json["exit_code"] == 1
+
+    def missing(**_: Any) -> None:  # any other OSError is still a bug, reported as one
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/x")
+
+    monkeypatch.setattr(info, "callback", missing)
+    bug = json.loads(CliRunner().invoke(cli, ["info", "org/name", "--json"]).stdout)
+    assert bug["code"] == "internal_error" and "FileNotFoundError" in bug["error"]
+    monkeypatch.setattr(info, "callback", full)
+    monkeypatch.setenv("CURATOR_DEBUG", "1")
+    loud = CliRunner().invoke(cli, ["info", "org/name"])
+    assert isinstance(loud.exception, OSError) and loud.exception.errno == errno.ENOSPC
+
+
+@pytest.mark.parametrize(
+    ("number", "hint"),
+    [
+        (errno.ENOSPC, "free disk space"),
+        (errno.EROFS, "read-only"),
+        (errno.EACCES, "permissions"),
+        (errno.EPERM, "permissions"),
+        (errno.ENOENT, None),
+        (errno.EIO, None),
+    ],
+)
+def test_storage_errors_are_the_disk_s_and_no_other(number: int, hint: str | None) -> None:
+    mapped = storage_error(OSError(number, "message", "/p"))
+    if hint is None:
+        assert mapped is None
+    else:
+        assert mapped is not None and mapped.message == "message: /p" and hint in str(mapped.hint)
+    bare = storage_error(OSError(number, "message"))  # no path: the message alone
+    assert bare is None if hint is None else bare is not None and bare.message == "message"
 
 
 def test_json_value_of_an_option_is_not_taken_for_the_flag(monkeypatch: pytest.MonkeyPatch) -> None:

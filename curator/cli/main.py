@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from curator import __version__
 from curator.cli._output import ErrorReport, report_error
-from curator.errors import CuratorError, RegistryInvalid, first_line
+from curator.errors import CuratorError, RegistryInvalid, first_line, storage_error
 
 JSON_OPTION = "--json"
 _JSON_SEEN = "curator.json"  # ctx.meta key (meta is shared by every context of one invocation)
@@ -27,12 +27,12 @@ class CuratorGroup(click.Group):
         except click.exceptions.Exit:
             raise
         except CuratorError as exc:
-            if _debug():
-                raise
-            problems = exc.problems if isinstance(exc, RegistryInvalid) else ()
-            report = ErrorReport(exc.message, exc.hint, exc.code, exc.exit_code, problems)
-            report_error(report, _wants_json(ctx, tokens))
-            ctx.exit(exc.exit_code)
+            self._report(ctx, tokens, exc)
+        except OSError as exc:  # a full or read-only disk is the machine's, not a bug
+            mapped = storage_error(exc)
+            if mapped is None or _debug():
+                self._internal(ctx, tokens, exc)
+            self._report(ctx, tokens, mapped)
         except click.ClickException as exc:
             if not _wants_json(ctx, tokens):
                 raise  # click prints its usage message
@@ -49,17 +49,30 @@ class CuratorGroup(click.Group):
             )
             ctx.exit(130)
         except Exception as exc:
-            if _debug():
-                raise
-            report = ErrorReport(
-                f"internal error: {type(exc).__name__}: {first_line(exc, default='(no message)')}",
-                "this is a bug in curator: run the command again with CURATOR_DEBUG=1 for the "
-                "traceback and report it",
-                "internal_error",
-                1,
-            )
-            report_error(report, _wants_json(ctx, tokens))
-            ctx.exit(1)
+            self._internal(ctx, tokens, exc)
+
+    @staticmethod
+    def _report(ctx: click.Context, tokens: list[str], exc: CuratorError) -> NoReturn:
+        if _debug():
+            raise exc
+        problems = exc.problems if isinstance(exc, RegistryInvalid) else ()
+        report = ErrorReport(exc.message, exc.hint, exc.code, exc.exit_code, problems)
+        report_error(report, _wants_json(ctx, tokens))
+        ctx.exit(exc.exit_code)
+
+    @staticmethod
+    def _internal(ctx: click.Context, tokens: list[str], exc: Exception) -> NoReturn:
+        if _debug():
+            raise exc
+        report = ErrorReport(
+            f"internal error: {type(exc).__name__}: {first_line(exc, default='(no message)')}",
+            "this is a bug in curator: run the command again with CURATOR_DEBUG=1 for the "
+            "traceback and report it",
+            "internal_error",
+            1,
+        )
+        report_error(report, _wants_json(ctx, tokens))
+        ctx.exit(1)
 
 
 def _debug() -> bool:

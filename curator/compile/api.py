@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
 import shutil
@@ -34,7 +35,7 @@ from curator.compile.source import (
     weight_facts,
 )
 from curator.compile.types import CompilePlan, CompileRequest, CompileResult, SourceModel
-from curator.errors import CompileError, CuratorError, UsageProblem
+from curator.errors import CompileError, CuratorError, UsageProblem, storage_error
 from curator.foundry import sizing
 from curator.hub import model_facts
 from curator.paths import curator_home, foundry_cache_dir
@@ -423,13 +424,7 @@ def compile_model(
         if own_context is not None and own_context != request.context_length:
             document["modelContextLength"] = own_context  # before --context-length changed it
         manifest.write_manifest(model_dir, document)
-        try:
-            placement.place(model_dir, plan.target, work, replace=request.force)
-        except OSError as exc:  # FileExistsError, or ENOTEMPTY from a racing compile
-            raise CompileError(
-                f"{plan.target} appeared while compiling (another compile of the same id?)",
-                hint="rerun with --force to replace it, or choose another --id",
-            ) from exc
+        _place(model_dir, plan.target, work, replace=request.force)
     return CompileResult(
         plan=plan,
         dry_run=False,
@@ -440,3 +435,19 @@ def compile_model(
         peak_rss_bytes=run.peak_rss_bytes,
         artifacts=found,
     )
+
+
+def _place(model_dir: Path, target: Path, work: Path, *, replace: bool) -> None:
+    """Move the finished model into the cache, or say in one line why it could not go there."""
+    try:
+        placement.place(model_dir, target, work, replace=replace)
+    except OSError as exc:
+        if isinstance(exc, FileExistsError) or exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            raise CompileError(  # a racing compile of the same id got there first
+                f"{target} appeared while compiling (another compile of the same id?)",
+                hint="rerun with --force to replace it, or choose another --id",
+            ) from exc
+        mapped = storage_error(exc)
+        if mapped is None:
+            raise
+        raise mapped from exc
