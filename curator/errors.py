@@ -1,8 +1,10 @@
 """Errors a user can cause: each carries a one-line cause and a hint naming what to do next.
 
 The CLI maps every CuratorError to ``error: <cause>`` and ``hint: <hint>`` on stderr (with ``--json``:
-one object ``{"error", "hint", "code", "exit_code"}`` on stdout) and exits with ``exit_code``; anything
-else is a bug, reported the same way as ``internal_error``, with a traceback only with CURATOR_DEBUG=1.
+one object ``{"error", "hint", "code", "exit_code"}`` on stdout) and exits with ``exit_code``; an
+OSError of a full, read-only or forbidden disk becomes a :class:`StorageError` (:func:`storage_error`);
+anything else is a bug, reported the same way as ``internal_error``, with a traceback only with
+CURATOR_DEBUG=1.
 """
 
 from __future__ import annotations
