@@ -2,9 +2,9 @@
 
 The CLI maps every CuratorError to ``error: <cause>`` and ``hint: <hint>`` on stderr (with ``--json``:
 one object ``{"error", "hint", "code", "exit_code"}`` on stdout) and exits with ``exit_code``; an
-OSError of a full, read-only or forbidden disk becomes a :class:`StorageError` (:func:`storage_error`);
-anything else is a bug, reported the same way as ``internal_error``, with a traceback only with
-CURATOR_DEBUG=1.
+OSError of a full, read-only or forbidden disk becomes a :class:`StorageError`
+(:func:`storage_error`); anything else is a bug, reported the same way as ``internal_error``, with
+a traceback only with CURATOR_DEBUG=1.
 """
 
 from __future__ import annotations

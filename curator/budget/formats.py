@@ -76,9 +76,10 @@ def parse_format(name: str) -> Format:
 # k-quant (wk_quant, each input weighted by its importance from the calibration pass:
 # curator.quant.weighted) at blocks 64 (the anchor, measured on every group), 32 and 16, and
 # 8-bit symmetric RTN at blocks 64 (about Q8_0's size), 32 and 16: ~4.4 to 9 bits per weight
-# with float16 scales. HQQ is a format a recipe may name, but not a default candidate: onnxruntime's HQQ took 25 s for one 1536x576 tensor here
-# (k-quant 2-5 s, RTN 0.1 s). Blocks that do not divide the input size are padded, which costs
-# bytes (block 128 on SmolLM2's 576-wide layers), so 64 rather than 128.
+# with float16 scales. HQQ is a format a recipe may name, but not a default candidate:
+# onnxruntime's HQQ took 25 s for one 1536x576 tensor here (k-quant 2-5 s, RTN 0.1 s). Blocks
+# that do not divide the input size are padded, which costs bytes (block 128 on SmolLM2's
+# 576-wide layers), so 64 rather than 128.
 #
 # The block also sets how finely the node's INPUT is quantized: at accuracy level 4 MatMulNBits
 # turns each activation row into int8 per block of the weight's block size. At 8 bits that error
